@@ -1,0 +1,105 @@
+import { crc32, zstdCompress, zstdDecompress, constants } from 'node:zlib';
+import { promisify } from 'node:util';
+import { IbsError } from './errors.ts';
+import type { CryptKey } from './crypt-key.ts';
+
+/**
+ * The blob codec: how a chunk (or a small file of a snapshot) is stored.
+ *
+ *   magic (8 bytes: "IBSblob" + encoding byte) | crc32 of payload (u32 LE) | [iv (12) | GCM tag (16)] | payload
+ *
+ * Encodings: 0 raw, 1 zstd, 2 encrypted, 3 encrypted+zstd. Compression is kept only when it saves space.
+ */
+
+export const BLOB_ENCODINGS = ['raw', 'zstd', 'encrypted', 'encrypted+zstd'] as const;
+export type BlobEncoding = (typeof BLOB_ENCODINGS)[number];
+
+const MAGIC_PREFIX = Buffer.from('IBSblob', 'latin1');
+const PLAIN_HEADER = 12;
+const CRYPT_HEADER = PLAIN_HEADER + 12 + 16;
+/** No chunk or blob decodes to more than this; guards against decompression bombs. */
+export const MAX_BLOB_PLAINTEXT = 16 * 1024 * 1024;
+
+const compress = promisify(zstdCompress);
+const decompress = promisify(zstdDecompress);
+
+export interface EncodeOptions {
+  compress: boolean;
+  key?: CryptKey | undefined;
+}
+
+export async function encodeBlob(data: Uint8Array, options: EncodeOptions): Promise<Buffer> {
+  if (data.length > MAX_BLOB_PLAINTEXT) throw new RangeError(`Blob of ${data.length} bytes exceeds ${MAX_BLOB_PLAINTEXT}`);
+  let payload: Uint8Array = data;
+  let compressed = false;
+  if (options.compress && data.length > 0) {
+    const packed = await compress(data, { params: { [constants.ZSTD_c_compressionLevel]: 1 } });
+    if (packed.length < data.length) {
+      payload = packed;
+      compressed = true;
+    }
+  }
+  if (options.key) {
+    const { iv, tag, ciphertext } = options.key.encrypt(payload);
+    const header = Buffer.alloc(CRYPT_HEADER);
+    MAGIC_PREFIX.copy(header);
+    header[7] = compressed ? 3 : 2;
+    header.writeUInt32LE(crc32(ciphertext), 8);
+    iv.copy(header, 12);
+    tag.copy(header, 24);
+    return Buffer.concat([header, ciphertext]);
+  }
+  const header = Buffer.alloc(PLAIN_HEADER);
+  MAGIC_PREFIX.copy(header);
+  header[7] = compressed ? 1 : 0;
+  header.writeUInt32LE(crc32(payload), 8);
+  return Buffer.concat([header, payload]);
+}
+
+export interface BlobHeader {
+  encoding: BlobEncoding;
+  headerSize: number;
+  crc: number;
+}
+
+/** Reads and checks the header; throws CORRUPT naming `what` when it is not a blob. */
+export function readBlobHeader(blob: Uint8Array, what: string): BlobHeader {
+  if (blob.length < PLAIN_HEADER || !MAGIC_PREFIX.equals(blob.subarray(0, 7))) {
+    throw new IbsError('CORRUPT', `${what}: not a blob (bad magic)`);
+  }
+  const code = blob[7] as number;
+  const encoding = BLOB_ENCODINGS[code];
+  if (encoding === undefined) throw new IbsError('CORRUPT', `${what}: unknown blob encoding ${code}`);
+  const headerSize = code >= 2 ? CRYPT_HEADER : PLAIN_HEADER;
+  if (blob.length < headerSize) throw new IbsError('CORRUPT', `${what}: truncated blob header`);
+  return { encoding, headerSize, crc: Buffer.from(blob.buffer, blob.byteOffset, blob.length).readUInt32LE(8) };
+}
+
+export function isEncryptedBlob(header: BlobHeader): boolean {
+  return header.encoding === 'encrypted' || header.encoding === 'encrypted+zstd';
+}
+
+/** Checks the CRC of the payload: what anyone can check without the key. */
+export function checkBlobCrc(blob: Uint8Array, what: string): BlobHeader {
+  const header = readBlobHeader(blob, what);
+  if (crc32(blob.subarray(header.headerSize)) !== header.crc) throw new IbsError('CORRUPT', `${what}: CRC32 mismatch`);
+  return header;
+}
+
+/** Decodes a blob to its plaintext; CORRUPT on a bad CRC, WRONG_KEY when it is encrypted and no key fits. */
+export async function decodeBlob(blob: Uint8Array, key: CryptKey | undefined, what: string): Promise<Buffer> {
+  const header = checkBlobCrc(blob, what);
+  let payload: Buffer = Buffer.from(blob.buffer, blob.byteOffset + header.headerSize, blob.length - header.headerSize);
+  if (isEncryptedBlob(header)) {
+    if (!key) throw new IbsError('WRONG_KEY', `${what} is encrypted: a key is needed to read it`);
+    payload = key.decrypt(blob.subarray(12, 24), blob.subarray(24, 40), payload);
+  }
+  if (header.encoding === 'zstd' || header.encoding === 'encrypted+zstd') {
+    try {
+      payload = await decompress(payload, { maxOutputLength: MAX_BLOB_PLAINTEXT });
+    } catch (error) {
+      throw new IbsError('CORRUPT', `${what}: zstd payload does not decompress`, { cause: error });
+    }
+  }
+  return payload;
+}

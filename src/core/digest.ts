@@ -1,0 +1,26 @@
+import { createHash } from 'node:crypto';
+import { IbsError } from './errors.ts';
+
+/** A chunk digest: 64 lowercase hex characters (SHA-256, or HMAC-SHA-256 for encrypted chunks). */
+export type Digest = string;
+
+const DIGEST_RE = /^[0-9a-f]{64}$/;
+
+export function sha256(data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+export function sha256Hex(data: Uint8Array): Digest {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export function isDigest(value: string): boolean {
+  return DIGEST_RE.test(value);
+}
+
+export function assertDigest(value: string, what = 'digest'): Digest {
+  if (!DIGEST_RE.test(value)) {
+    throw new IbsError('INVALID_ARGUMENT', `Invalid ${what} "${value.slice(0, 80)}": expected 64 lowercase hex characters`);
+  }
+  return value;
+}

@@ -1,0 +1,9 @@
+/**
+ * lib: generic helpers with no domain knowledge (abort, retry with backoff, concurrency pools, atomic
+ * file writes, human-readable figures). Only `node:` imports are allowed here.
+ */
+export { throwIfAborted, abortableSleep } from './abort.ts';
+export { retry, type RetryOptions } from './retry.ts';
+export { Semaphore, mapConcurrent } from './pool.ts';
+export { writeFileAtomic, fsyncDir } from './atomic-file.ts';
+export { formatBytes, formatRate, formatDuration } from './format.ts';

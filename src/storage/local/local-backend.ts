@@ -1,0 +1,267 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { link, mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes, rmdir } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import { throwIfAborted } from '../../lib/index.ts';
+import {
+  assertKey,
+  assertPrefix,
+  sourceChunks,
+  StorageError,
+  type BackendInfo,
+  type ObjectInfo,
+  type OpOptions,
+  type ReadOptions,
+  type SpaceInfo,
+  type StorageBackend,
+  type WriteOptions,
+  type WriteSource,
+} from '../backend.ts';
+
+/** Suffix of in-progress writes; never listed, removed by `cleanTemporary`. */
+export const TEMP_MARKER = '.ibs-tmp-';
+
+export interface LocalBackendOptions {
+  root: string;
+  /** Test hook: an error to raise before the data of a write reaches the disk (to inject ENOSPC, EIO, …). */
+  injectWriteError?: (key: string) => NodeJS.ErrnoException | undefined;
+}
+
+function mapError(error: unknown, op: string, key: string): unknown {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const what = `${op} "${key}"`;
+  switch (code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return new StorageError('not-found', `${what}: no such object`, { cause: error });
+    case 'EEXIST':
+      return new StorageError('exists', `${what}: object exists`, { cause: error });
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return new StorageError('denied', `${what}: permission denied (${code})`, { cause: error });
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new StorageError('no-space', `${what}: no space left on device (${code})`, { cause: error });
+    case 'EAGAIN':
+    case 'EBUSY':
+    case 'EMFILE':
+    case 'ENFILE':
+    case 'EINTR':
+      return new StorageError('transient', `${what}: temporarily unavailable (${code})`, { cause: error });
+    default:
+      return error;
+  }
+}
+
+/**
+ * Objects as files under a root directory. Writes go to a temporary file in the target directory, are
+ * fsynced, then renamed (or hard-linked for `ifNotExists`, which fails atomically on an existing name), and
+ * the directory is fsynced, so a crash leaves the old object, the new one, or a temporary file that listing
+ * ignores and `cleanTemporary` removes.
+ */
+export class LocalBackend implements StorageBackend {
+  readonly info: BackendInfo;
+  readonly #root: string;
+  readonly #inject: LocalBackendOptions['injectWriteError'];
+
+  constructor(options: LocalBackendOptions) {
+    this.#root = options.root;
+    this.#inject = options.injectWriteError;
+    this.info = { scheme: 'local', location: options.root, capabilities: { atomicRename: true, conditionalCreate: true, maxConnections: 64 } };
+  }
+
+  #path(key: string): string {
+    return join(this.#root, ...assertKey(key).split('/'));
+  }
+
+  async stat(key: string, options: OpOptions = {}): Promise<ObjectInfo | undefined> {
+    throwIfAborted(options.signal);
+    try {
+      const st = await stat(this.#path(key));
+      if (!st.isFile()) return undefined;
+      return { key, size: st.size, mtimeMs: st.mtimeMs };
+    } catch (error) {
+      const mapped = mapError(error, 'stat', key);
+      if (mapped instanceof StorageError && mapped.kind === 'not-found') return undefined;
+      throw mapped;
+    }
+  }
+
+  async *list(prefix: string, options: OpOptions = {}): AsyncIterable<ObjectInfo> {
+    assertPrefix(prefix);
+    const start = prefix === '' ? this.#root : join(this.#root, ...prefix.slice(0, -1).split('/'));
+    const stack = [start];
+    while (stack.length > 0) {
+      throwIfAborted(options.signal);
+      const dir = stack.pop() as string;
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+        throw mapError(error, 'list', prefix);
+      }
+      for (const entry of entries) {
+        const full = join(dir, entry.name);
+        if (entry.isDirectory()) {
+          stack.push(full);
+        } else if (entry.isFile() && !entry.name.includes(TEMP_MARKER)) {
+          let st;
+          try {
+            st = await stat(full);
+          } catch {
+            continue; // deleted while listing
+          }
+          yield { key: relative(this.#root, full).split(sep).join('/'), size: st.size, mtimeMs: st.mtimeMs };
+        }
+      }
+    }
+  }
+
+  async read(key: string, options: ReadOptions = {}): Promise<Buffer> {
+    throwIfAborted(options.signal);
+    const path = this.#path(key);
+    try {
+      if (!options.range) {
+        const handle = await open(path, 'r');
+        try {
+          return await handle.readFile();
+        } finally {
+          await handle.close();
+        }
+      }
+      const { start, end } = options.range;
+      if (!(start >= 0 && end >= start)) throw new RangeError(`Invalid range [${start}, ${end}) for "${key}"`);
+      const handle = await open(path, 'r');
+      try {
+        const buffer = Buffer.alloc(end - start);
+        let filled = 0;
+        while (filled < buffer.length) {
+          const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, start + filled);
+          if (bytesRead === 0) break;
+          filled += bytesRead;
+        }
+        return buffer.subarray(0, filled);
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      throw mapError(error, 'read', key);
+    }
+  }
+
+  async write(key: string, source: WriteSource, options: WriteOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    const path = this.#path(key);
+    const dir = dirname(path);
+    const temp = `${path}${TEMP_MARKER}${randomBytes(6).toString('hex')}`;
+    try {
+      if (options.ifNotExists && (await this.stat(key))) throw new StorageError('exists', `write "${key}": object exists`);
+      const created = await mkdir(dir, { recursive: true });
+      if (created !== undefined) await fsyncPath(dirname(created));
+      const handle = await open(temp, 'wx', 0o644);
+      try {
+        const hash = options.expectedSha256 ? createHash('sha256') : undefined;
+        for await (const piece of sourceChunks(source)) {
+          throwIfAborted(options.signal);
+          const injected = this.#inject?.(key);
+          if (injected) throw injected;
+          hash?.update(piece);
+          await handle.writeFile(piece);
+        }
+        if (hash) {
+          const actual = hash.digest('hex');
+          if (actual !== options.expectedSha256) {
+            throw new StorageError('corrupt', `write "${key}": content has SHA-256 ${actual}, expected ${options.expectedSha256}`);
+          }
+        }
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      throwIfAborted(options.signal);
+      if (options.ifNotExists) {
+        await link(temp, path);
+        await unlink(temp);
+      } else {
+        await rename(temp, path);
+      }
+      await fsyncPath(dir);
+    } catch (error) {
+      await rm(temp, { force: true }).catch(() => {});
+      throw mapError(error, 'write', key);
+    }
+  }
+
+  async touch(key: string, options: OpOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    const now = new Date();
+    try {
+      await utimes(this.#path(key), now, now);
+    } catch (error) {
+      throw mapError(error, 'touch', key);
+    }
+  }
+
+  async delete(key: string, options: OpOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    const path = this.#path(key);
+    try {
+      await unlink(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw mapError(error, 'delete', key);
+    }
+    // Drop directories left empty so that removed snapshots and groups do not linger as folders.
+    let dir = dirname(path);
+    while (dir.startsWith(this.#root) && dir !== this.#root && !dir.endsWith(`${sep}.chunks`) && !/\.chunks\/[0-9a-f]{4}$/.test(dir)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        break;
+      }
+      dir = dirname(dir);
+    }
+  }
+
+  async space(options: OpOptions = {}): Promise<SpaceInfo> {
+    throwIfAborted(options.signal);
+    const st = await statfs(this.#root);
+    return { totalBytes: st.blocks * st.bsize, freeBytes: st.bavail * st.bsize, totalInodes: st.files, freeInodes: st.ffree };
+  }
+
+  /** Removes temporary files older than `olderThanMs` left behind by crashed writers; returns how many. */
+  async cleanTemporary(olderThanMs: number, options: OpOptions = {}): Promise<number> {
+    let removed = 0;
+    const stack = [this.#root];
+    while (stack.length > 0) {
+      throwIfAborted(options.signal);
+      const dir = stack.pop() as string;
+      const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+      for (const entry of entries) {
+        const full = join(dir, entry.name);
+        if (entry.isDirectory()) stack.push(full);
+        else if (entry.name.includes(TEMP_MARKER)) {
+          const st = await stat(full).catch(() => undefined);
+          if (st && Date.now() - st.mtimeMs > olderThanMs) {
+            await rm(full, { force: true });
+            removed++;
+          }
+        }
+      }
+    }
+    return removed;
+  }
+
+  async close(): Promise<void> {}
+}
+
+async function fsyncPath(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
