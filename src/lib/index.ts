@@ -4,6 +4,6 @@
  */
 export { throwIfAborted, abortableSleep } from './abort.ts';
 export { retry, type RetryOptions } from './retry.ts';
-export { Semaphore, mapConcurrent } from './pool.ts';
+export { Semaphore, mapConcurrent, WorkQueue } from './pool.ts';
 export { writeFileAtomic, fsyncDir } from './atomic-file.ts';
 export { formatBytes, formatRate, formatDuration } from './format.ts';

@@ -61,3 +61,38 @@ export async function mapConcurrent<T, R>(
   if (failure) throw failure.error;
   return results;
 }
+
+/**
+ * Runs submitted jobs with at most `limit` in flight; `submit` waits while the pool is full (backpressure for
+ * producers). The first failure is kept and rethrown by the next `submit` or by `drain`, and no new job starts.
+ */
+export class WorkQueue {
+  readonly #limit: number;
+  readonly #running = new Set<Promise<void>>();
+  #failure: { error: unknown } | undefined;
+
+  constructor(limit: number) {
+    if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`WorkQueue limit must be a positive integer, got ${limit}`);
+    this.#limit = limit;
+  }
+
+  async submit(job: () => Promise<void>): Promise<void> {
+    while (this.#running.size >= this.#limit && !this.#failure) await Promise.race(this.#running);
+    if (this.#failure) throw this.#failure.error;
+    const p: Promise<void> = job().then(
+      () => {
+        this.#running.delete(p);
+      },
+      (error: unknown) => {
+        this.#running.delete(p);
+        this.#failure ??= { error };
+      },
+    );
+    this.#running.add(p);
+  }
+
+  async drain(): Promise<void> {
+    while (this.#running.size > 0) await Promise.race(this.#running);
+    if (this.#failure) throw this.#failure.error;
+  }
+}

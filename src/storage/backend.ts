@@ -43,6 +43,12 @@ export interface StorageBackend {
   /** Capacity and free space where the backend can tell; undefined where it cannot (object storage). */
   space(options?: OpOptions): Promise<SpaceInfo | undefined>;
 
+  /**
+   * Optional: removes leftovers of writes interrupted by a crash that are older than `olderThanMs`, where a
+   * backend can have such leftovers (temporary files). Returns how many it removed.
+   */
+  cleanTemporary?(olderThanMs: number, options?: OpOptions): Promise<number>;
+
   /** Releases connections and handles; the backend is unusable afterwards. */
   close(): Promise<void>;
 }

@@ -46,6 +46,10 @@ export class ConcurrencyBackend implements StorageBackend {
     return this.#inner.space(options);
   }
 
+  async cleanTemporary(olderThanMs: number, options?: OpOptions): Promise<number> {
+    return (await this.#inner.cleanTemporary?.(olderThanMs, options)) ?? 0;
+  }
+
   close(): Promise<void> {
     return this.#inner.close();
   }

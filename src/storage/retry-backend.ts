@@ -73,6 +73,10 @@ export class RetryBackend implements StorageBackend {
     return this.#retry('space', '', options.signal, () => this.#inner.space(options));
   }
 
+  async cleanTemporary(olderThanMs: number, options?: OpOptions): Promise<number> {
+    return (await this.#inner.cleanTemporary?.(olderThanMs, options)) ?? 0;
+  }
+
   close(): Promise<void> {
     return this.#inner.close();
   }

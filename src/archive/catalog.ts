@@ -1,0 +1,77 @@
+import { IbsError } from '../core/index.ts';
+import type { EntryType } from './tar-format.ts';
+
+/**
+ * The catalog of a file archive: one record per entry with its byte range in the tar stream, so that a single
+ * file or subtree can be listed and restored without reading unrelated chunks. Stored as a blob
+ * (`NAME.tar.catalog.blob`, JSON lines).
+ */
+export interface CatalogEntry {
+  path: string;
+  type: EntryType;
+  size: number;
+  mtime: number;
+  mode: number;
+  /** Offset of the entry's first header block (its pax header when it has one). */
+  start: number;
+  /** Offset just past its data and padding. */
+  end: number;
+  /** For hard links: the path of the entry holding the data. */
+  link?: string;
+}
+
+export function encodeCatalog(entries: readonly CatalogEntry[]): Buffer {
+  return Buffer.from(entries.map((e) => JSON.stringify(e)).join('\n'));
+}
+
+export function decodeCatalog(data: Buffer, what: string): CatalogEntry[] {
+  const text = data.toString('utf8');
+  if (text === '') return [];
+  return text.split('\n').map((line, i) => {
+    let e: CatalogEntry;
+    try {
+      e = JSON.parse(line) as CatalogEntry;
+    } catch {
+      throw new IbsError('CORRUPT', `Catalog ${what}: line ${i + 1} is not JSON`);
+    }
+    if (typeof e.path !== 'string' || !Number.isSafeInteger(e.start) || !Number.isSafeInteger(e.end) || e.end < e.start) {
+      throw new IbsError('CORRUPT', `Catalog ${what}: line ${i + 1} is malformed`);
+    }
+    return e;
+  });
+}
+
+/**
+ * The entries under `path` ("" or "." for everything): the entry itself and, for a directory, everything
+ * below it. Hard links whose data lives outside the selection bring their target entry along.
+ */
+export function selectCatalog(entries: readonly CatalogEntry[], path: string): CatalogEntry[] {
+  const wanted = path.replace(/^\.?\/+/, '').replace(/\/+$/, '');
+  if (wanted === '' || wanted === '.') return [...entries];
+  const selected = entries.filter((e) => e.path === wanted || e.path.startsWith(`${wanted}/`));
+  if (selected.length === 0) throw new IbsError('NOT_FOUND', `Path "${path}" is not in the archive`);
+  const have = new Set(selected.map((e) => e.path));
+  const byPath = new Map(entries.map((e) => [e.path, e]));
+  const extra: CatalogEntry[] = [];
+  for (const e of selected) {
+    if (e.type === 'hardlink' && e.link !== undefined && !have.has(e.link)) {
+      const target = byPath.get(e.link);
+      if (target) {
+        extra.push(target);
+        have.add(target.path);
+      }
+    }
+  }
+  return [...extra, ...selected].sort((a, b) => a.start - b.start);
+}
+
+/** Merges the byte ranges of entries into as few contiguous ranges as possible. */
+export function catalogRanges(entries: readonly CatalogEntry[]): Array<{ start: number; end: number }> {
+  const ranges: Array<{ start: number; end: number }> = [];
+  for (const e of [...entries].sort((a, b) => a.start - b.start)) {
+    const last = ranges.at(-1);
+    if (last && last.end === e.start) last.end = e.end;
+    else ranges.push({ start: e.start, end: e.end });
+  }
+  return ranges;
+}

@@ -1,0 +1,12 @@
+/**
+ * archive: the client side of file archives. Turns a directory tree into a POSIX pax tar stream with a catalog
+ * of byte ranges, parses tar streams, and extracts them into a directory. This is the one place besides the
+ * local storage backend that touches the local filesystem, because backup sources and restore targets are
+ * local. Layer: may import core and lib (see docs/architecture.md).
+ */
+export { createTarStream, type TarCreateOptions, type TarCreateResult } from './tar-create.ts';
+export { parseTar, type ParsedEntry } from './tar-parse.ts';
+export { extractTar, type ExtractOptions, type ExtractResult } from './tar-extract.ts';
+export { encodeCatalog, decodeCatalog, selectCatalog, catalogRanges, type CatalogEntry } from './catalog.ts';
+export { compileExcludes, type ExcludeMatcher } from './glob.ts';
+export type { TarEntry, EntryType } from './tar-format.ts';

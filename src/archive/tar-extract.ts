@@ -1,0 +1,105 @@
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink, utimes } from 'node:fs/promises';
+import { dirname, join, normalize, sep } from 'node:path';
+import { IbsError } from '../core/index.ts';
+import { throwIfAborted } from '../lib/index.ts';
+import { parseTar } from './tar-parse.ts';
+
+export interface ExtractOptions {
+  /** Restore owners (uid/gid); only possible as root. Default: when running as root. */
+  owners?: boolean;
+  signal?: AbortSignal | undefined;
+  onWarning?: (message: string) => void;
+  onBytes?: (bytes: number) => void;
+}
+
+export interface ExtractResult {
+  entries: number;
+  bytes: number;
+}
+
+function safeRelative(path: string): string {
+  const norm = normalize(path).replace(/^(\.\/)+/, '');
+  if (norm === '' || norm === '.' || norm.startsWith('/') || norm === '..' || norm.startsWith(`..${sep}`) || norm.includes('\0')) {
+    throw new IbsError('CORRUPT', `Archive entry "${path}" would be written outside the target directory`);
+  }
+  return norm;
+}
+
+/**
+ * Writes the entries of a tar stream under `target`: files with their data, directories, symlinks, hard links;
+ * then modes and mtimes (directories last, deepest first), and owners when root. Entries that would land
+ * outside `target`, or below a symlink the archive itself created, are refused.
+ */
+export async function extractTar(source: AsyncIterable<Uint8Array>, target: string, options: ExtractOptions = {}): Promise<ExtractResult> {
+  const owners = options.owners ?? process.getuid?.() === 0;
+  const warn = options.onWarning ?? (() => {});
+  const dirs: Array<{ path: string; mode: number; mtime: number; mtimeNs: number; uid: number; gid: number }> = [];
+  const symlinks = new Set<string>();
+  const result: ExtractResult = { entries: 0, bytes: 0 };
+  await mkdir(target, { recursive: true });
+  for await (const { entry, data, unsupported } of parseTar(source)) {
+    throwIfAborted(options.signal);
+    if (unsupported) {
+      warn(`${entry.path}: ${unsupported} not supported; skipped`);
+      continue;
+    }
+    const rel = safeRelative(entry.path);
+    for (let parent = dirname(rel); parent !== '.'; parent = dirname(parent)) {
+      if (symlinks.has(parent)) throw new IbsError('CORRUPT', `Archive entry "${entry.path}" lies below the symlink "${parent}"`);
+    }
+    const full = join(target, rel);
+    await mkdir(dirname(full), { recursive: true });
+    const mtime = new Date(entry.mtime * 1000 + Math.floor(entry.mtimeNs / 1e6));
+    switch (entry.type) {
+      case 'dir':
+        await mkdir(full, { recursive: true, mode: 0o700 });
+        dirs.push({ path: full, mode: entry.mode, mtime: entry.mtime, mtimeNs: entry.mtimeNs, uid: entry.uid, gid: entry.gid });
+        break;
+      case 'file': {
+        await rm(full, { force: true });
+        const handle = await open(full, 'wx', 0o600);
+        try {
+          for await (const piece of data) {
+            throwIfAborted(options.signal);
+            await handle.writeFile(piece);
+            result.bytes += piece.length;
+            options.onBytes?.(piece.length);
+          }
+        } finally {
+          await handle.close();
+        }
+        if (owners) await lchown(full, entry.uid, entry.gid);
+        await chmod(full, entry.mode);
+        await utimes(full, mtime, mtime);
+        break;
+      }
+      case 'symlink':
+        await rm(full, { force: true });
+        await symlink(entry.linkname, full);
+        symlinks.add(rel);
+        if (owners) await lchown(full, entry.uid, entry.gid);
+        await lutimes(full, mtime, mtime);
+        break;
+      case 'hardlink': {
+        const linkTarget = join(target, safeRelative(entry.linkname));
+        const st = await lstat(linkTarget).catch(() => undefined);
+        if (!st) {
+          warn(`${entry.path}: hard link target "${entry.linkname}" is not in the restored set; skipped`);
+          continue;
+        }
+        await rm(full, { force: true });
+        await link(linkTarget, full);
+        break;
+      }
+    }
+    result.entries++;
+  }
+  dirs.sort((a, b) => b.path.length - a.path.length);
+  for (const dir of dirs) {
+    if (owners) await lchown(dir.path, dir.uid, dir.gid);
+    await chmod(dir.path, dir.mode);
+    const mtime = new Date(dir.mtime * 1000 + Math.floor(dir.mtimeNs / 1e6));
+    await utimes(dir.path, mtime, mtime);
+  }
+  return result;
+}

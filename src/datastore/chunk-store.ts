@@ -1,0 +1,132 @@
+import { checkBlobCrc, decodeBlob, assertDigest, isEncryptedBlob, sha256Hex, IbsError, type CryptKey } from '../core/index.ts';
+import { mapConcurrent } from '../lib/index.ts';
+import { isStorageError, type StorageBackend, type OpOptions } from '../storage/index.ts';
+
+export const CHUNK_PREFIX = '.chunks/';
+const BAD_SUFFIX = '.bad';
+
+export function chunkKey(digest: string): string {
+  return `${CHUNK_PREFIX}${digest.slice(0, 4)}/${digest}`;
+}
+
+export interface ChunkInfo {
+  digest: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/**
+ * Content-addressed chunks on a backend: `.chunks/<first 4 hex>/<digest>`, one blob each. Inserting an
+ * existing chunk does not rewrite it but touches it, so that garbage collection (which removes unreferenced
+ * chunks older than its cutoff) cannot remove a chunk a running writer has just decided to reuse.
+ */
+export class ChunkStore {
+  readonly #backend: StorageBackend;
+
+  constructor(backend: StorageBackend) {
+    this.#backend = backend;
+  }
+
+  /** The digests among `digests` that the store does not hold, checked many at a time. */
+  async missing(digests: Iterable<string>, options: OpOptions & { concurrency?: number } = {}): Promise<Set<string>> {
+    const unique = [...new Set(digests)];
+    const present = await mapConcurrent(unique, options.concurrency ?? 32, async (d) => (await this.#backend.stat(chunkKey(assertDigest(d)), options)) !== undefined);
+    return new Set(unique.filter((_, i) => !present[i]));
+  }
+
+  /**
+   * Stores `blob` under `digest` unless present; reports whether it existed (then it is touched). The blob's
+   * CRC is always checked; with `verify` the plaintext digest is checked too (plain chunks always, encrypted
+   * ones when `verify.key` is given). A mismatch throws CORRUPT and stores nothing.
+   */
+  async insert(digest: string, blob: Uint8Array, options: OpOptions & { verify?: { key?: CryptKey | undefined } } = {}): Promise<{ existed: boolean }> {
+    assertDigest(digest, 'chunk digest');
+    const header = checkBlobCrc(blob, `chunk ${digest}`);
+    if (options.verify) await verifyChunkContent(digest, blob, options.verify.key, isEncryptedBlob(header));
+    const key = chunkKey(digest);
+    if (await this.#backend.stat(key, options)) {
+      await this.#touch(key, options);
+      return { existed: true };
+    }
+    try {
+      await this.#backend.write(key, blob, { ...options, ifNotExists: true });
+      return { existed: false };
+    } catch (error) {
+      if (!isStorageError(error, 'exists')) throw error;
+      await this.#touch(key, options);
+      return { existed: true };
+    }
+  }
+
+  async #touch(key: string, options: OpOptions): Promise<void> {
+    try {
+      await this.#backend.touch(key, options);
+    } catch (error) {
+      if (!isStorageError(error, 'not-found')) throw error;
+    }
+  }
+
+  /** The stored blob, CRC-checked. NOT_FOUND when missing, CORRUPT when damaged. */
+  async getBlob(digest: string, options: OpOptions = {}): Promise<Buffer> {
+    let blob: Buffer;
+    try {
+      blob = await this.#backend.read(chunkKey(assertDigest(digest)), options);
+    } catch (error) {
+      if (isStorageError(error, 'not-found')) throw new IbsError('NOT_FOUND', `Chunk ${digest} is missing from the datastore`);
+      throw error;
+    }
+    checkBlobCrc(blob, `chunk ${digest}`);
+    return blob;
+  }
+
+  /** The plaintext of a chunk, with its digest verified; never returns wrong bytes. */
+  async get(digest: string, options: OpOptions & { key?: CryptKey | undefined } = {}): Promise<Buffer> {
+    const blob = await this.getBlob(digest, options);
+    return verifyChunkContent(digest, blob, options.key, isEncryptedBlob(checkBlobCrc(blob, `chunk ${digest}`)));
+  }
+
+  async touch(digest: string, options: OpOptions = {}): Promise<void> {
+    await this.#touch(chunkKey(digest), options);
+  }
+
+  async stat(digest: string, options: OpOptions = {}): Promise<ChunkInfo | undefined> {
+    const info = await this.#backend.stat(chunkKey(digest), options);
+    return info ? { digest, size: info.size, mtimeMs: info.mtimeMs } : undefined;
+  }
+
+  async *list(options: OpOptions = {}): AsyncIterable<ChunkInfo> {
+    for await (const entry of this.#backend.list(CHUNK_PREFIX, options)) {
+      const name = entry.key.slice(entry.key.lastIndexOf('/') + 1);
+      if (/^[0-9a-f]{64}$/.test(name)) yield { digest: name, size: entry.size, mtimeMs: entry.mtimeMs };
+    }
+  }
+
+  async remove(digest: string, options: OpOptions = {}): Promise<void> {
+    await this.#backend.delete(chunkKey(digest), options);
+  }
+
+  /** Moves a damaged chunk aside as `<digest>.bad` so that it is no longer used and a later write replaces it. */
+  async markBad(digest: string, options: OpOptions = {}): Promise<void> {
+    const key = chunkKey(digest);
+    let data: Buffer;
+    try {
+      data = await this.#backend.read(key, options);
+    } catch (error) {
+      if (isStorageError(error, 'not-found')) return;
+      throw error;
+    }
+    await this.#backend.write(`${key}${BAD_SUFFIX}`, data, options);
+    await this.#backend.delete(key, options);
+  }
+}
+
+/** Decodes a chunk and checks its digest (SHA-256 of plaintext, or the keyed digest). Returns the plaintext. */
+export async function verifyChunkContent(digest: string, blob: Uint8Array, key: CryptKey | undefined, encrypted: boolean): Promise<Buffer> {
+  if (encrypted && !key) {
+    throw new IbsError('WRONG_KEY', `Chunk ${digest} is encrypted: a key is needed to check its content`);
+  }
+  const plain = await decodeBlob(blob, key, `chunk ${digest}`);
+  const actual = encrypted && key ? key.chunkDigest(plain) : sha256Hex(plain);
+  if (actual !== digest) throw new IbsError('CORRUPT', `Chunk ${digest}: content digest is ${actual} (damaged chunk)`);
+  return plain;
+}

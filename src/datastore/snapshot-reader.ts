@@ -1,0 +1,158 @@
+import {
+  IbsError,
+  decodeBlob,
+  decodeIndex,
+  formatSnapshot,
+  indexChunks,
+  indexSize,
+  chunksInRange,
+  sha256Hex,
+  snapshotPath,
+  verifyManifestSignature,
+  type ArchiveIndex,
+  type ChunkSpan,
+  type CryptKey,
+  type Manifest,
+  type SnapshotRef,
+} from '../core/index.ts';
+import { throwIfAborted } from '../lib/index.ts';
+import { isStorageError, type OpOptions } from '../storage/index.ts';
+import type { Datastore } from './datastore.ts';
+
+export interface ReaderOptions extends OpOptions {
+  key?: CryptKey | undefined;
+}
+
+/**
+ * Reads one snapshot: the manifest (signature checked for encrypted snapshots when a key is given), its files
+ * (checksum against the manifest), and archive streams whose chunks are each verified before any byte is
+ * returned, so a damaged chunk fails loudly and never yields wrong data.
+ */
+export class SnapshotReader {
+  readonly ref: SnapshotRef;
+  readonly manifest: Manifest;
+  readonly #ds: Datastore;
+  readonly #key: CryptKey | undefined;
+  readonly #indexes = new Map<string, ArchiveIndex>();
+
+  private constructor(ds: Datastore, ref: SnapshotRef, manifest: Manifest, key: CryptKey | undefined) {
+    this.#ds = ds;
+    this.ref = ref;
+    this.manifest = manifest;
+    this.#key = key;
+  }
+
+  static async open(ds: Datastore, ref: SnapshotRef, options: ReaderOptions = {}): Promise<SnapshotReader> {
+    const manifest = await ds.readManifest(ref, options);
+    if (manifest.keyFingerprint !== undefined && options.key) verifyManifestSignature(manifest, options.key, `Snapshot ${formatSnapshot(ref)}`);
+    return new SnapshotReader(ds, ref, manifest, options.key);
+  }
+
+  get encrypted(): boolean {
+    return this.manifest.keyFingerprint !== undefined;
+  }
+
+  #requireKey(what: string): void {
+    if (this.encrypted && !this.#key) {
+      throw new IbsError('WRONG_KEY', `${what} of snapshot ${formatSnapshot(this.ref)} is encrypted with key ${this.manifest.keyFingerprint}: pass --keyfile with that key`);
+    }
+  }
+
+  /** A file of the snapshot, checked against the manifest's size and SHA-256. */
+  async readFile(filename: string, options: OpOptions = {}): Promise<Buffer> {
+    const entry = this.manifest.files.find((f) => f.filename === filename);
+    if (!entry) throw new IbsError('NOT_FOUND', `Snapshot ${formatSnapshot(this.ref)} has no file "${filename}" (it has: ${this.manifest.files.map((f) => f.filename).join(', ') || 'none'})`);
+    let data: Buffer;
+    try {
+      data = await this.#ds.backend.read(`${snapshotPath(this.ref)}${filename}`, options);
+    } catch (error) {
+      if (isStorageError(error, 'not-found')) throw new IbsError('CORRUPT', `Snapshot ${formatSnapshot(this.ref)}: file "${filename}" listed in the manifest is missing`);
+      throw error;
+    }
+    if (data.length !== entry.size || sha256Hex(data) !== entry.csum) {
+      throw new IbsError('CORRUPT', `Snapshot ${formatSnapshot(this.ref)}: file "${filename}" does not match the manifest checksum`);
+    }
+    return data;
+  }
+
+  /** The decoded blob `NAME.blob`. */
+  async readBlob(name: string, options: OpOptions = {}): Promise<Buffer> {
+    this.#requireKey(`Blob ${name}`);
+    return decodeBlob(await this.readFile(`${name}.blob`, options), this.#key, `blob ${name} of ${formatSnapshot(this.ref)}`);
+  }
+
+  /** The index of an archive, by archive name (`root.tar`) or index file name (`root.tar.didx`). */
+  async index(name: string, options: OpOptions = {}): Promise<ArchiveIndex> {
+    const filename = /\.(didx|fidx)$/.test(name) ? name : this.#indexFileName(name);
+    const cached = this.#indexes.get(filename);
+    if (cached) return cached;
+    const index = decodeIndex(await this.readFile(filename, options), `${filename} of ${formatSnapshot(this.ref)}`);
+    this.#indexes.set(filename, index);
+    return index;
+  }
+
+  #indexFileName(archive: string): string {
+    const found = this.manifest.files.find((f) => f.filename === `${archive}.didx` || f.filename === `${archive}.fidx`);
+    if (!found) {
+      const archives = this.archiveNames();
+      throw new IbsError('NOT_FOUND', `Snapshot ${formatSnapshot(this.ref)} has no archive "${archive}" (it has: ${archives.join(', ') || 'none'})`);
+    }
+    return found.filename;
+  }
+
+  archiveNames(): string[] {
+    return this.manifest.files.filter((f) => /\.(didx|fidx)$/.test(f.filename)).map((f) => f.filename.replace(/\.(didx|fidx)$/, ''));
+  }
+
+  async chunkList(name: string, options: OpOptions = {}): Promise<ChunkSpan[]> {
+    return indexChunks(await this.index(name, options));
+  }
+
+  async archiveSize(name: string, options: OpOptions = {}): Promise<number> {
+    return indexSize(await this.index(name, options));
+  }
+
+  /**
+   * The bytes of an archive, or of the byte ranges given, as a stream of verified chunk data. Up to
+   * `readAhead` chunks are fetched and verified in parallel ahead of the consumer.
+   */
+  async *stream(name: string, options: OpOptions & { ranges?: Array<{ start: number; end: number }>; readAhead?: number } = {}): AsyncGenerator<Buffer> {
+    this.#requireKey(`Archive ${name}`);
+    const index = await this.index(name, options);
+    const size = indexSize(index);
+    const ranges = options.ranges ?? [{ start: 0, end: size }];
+    const readAhead = options.readAhead ?? 4;
+    for (const range of ranges) {
+      const spans = chunksInRange(index, range.start, Math.min(range.end, size));
+      const pending: Array<Promise<Buffer>> = [];
+      let next = 0;
+      const fetch = (span: ChunkSpan): Promise<Buffer> => {
+        const p = this.#ds.chunks.get(span.digest, { key: this.#key, signal: options.signal }).then((data) => {
+          if (data.length !== span.end - span.start) {
+            throw new IbsError('CORRUPT', `Chunk ${span.digest} of ${name}: ${data.length} bytes, index says ${span.end - span.start}`);
+          }
+          return data;
+        });
+        p.catch(() => {}); // observed when awaited below
+        return p;
+      };
+      while (next < spans.length && pending.length < readAhead) pending.push(fetch(spans[next++] as ChunkSpan));
+      for (const span of spans) {
+        throwIfAborted(options.signal);
+        let data: Buffer;
+        try {
+          data = await (pending.shift() as Promise<Buffer>);
+        } catch (error) {
+          if (error instanceof IbsError && (error.code === 'CORRUPT' || error.code === 'NOT_FOUND')) {
+            throw new IbsError('CORRUPT', `Cannot read ${name} of ${formatSnapshot(this.ref)} at bytes ${span.start}-${span.end}: ${error.message}`, { cause: error });
+          }
+          throw error;
+        }
+        if (next < spans.length) pending.push(fetch(spans[next++] as ChunkSpan));
+        const from = Math.max(range.start, span.start) - span.start;
+        const to = Math.min(range.end, span.end) - span.start;
+        yield from === 0 && to === data.length ? data : data.subarray(from, to);
+      }
+    }
+  }
+}

@@ -1,0 +1,253 @@
+import {
+  IbsError,
+  MANIFEST_NAME,
+  encodeBlob,
+  encodeDynamicIndex,
+  encodeFixedIndex,
+  encodeManifest,
+  formatSnapshot,
+  parseArchiveName,
+  sha256Hex,
+  signManifest,
+  snapshotPath,
+  type CryptKey,
+  type IndexEntry,
+  type Manifest,
+  type ManifestFile,
+  type SnapshotRef,
+  type Unprotected,
+} from '../core/index.ts';
+import { throwIfAborted, WorkQueue } from '../lib/index.ts';
+import { isStorageError, type OpOptions } from '../storage/index.ts';
+import { Chunker, DEFAULT_CHUNKER, type ChunkerOptions } from './chunker.ts';
+import type { Datastore } from './datastore.ts';
+import { WriterLease } from './writer-lease.ts';
+import { SnapshotReader } from './snapshot-reader.ts';
+
+export const FIXED_CHUNK_SIZE = 4 * 1024 * 1024;
+
+export interface ArchiveStats {
+  name: string;
+  /** Bytes of the archive stream. */
+  size: number;
+  chunks: number;
+  /** Chunks newly written to the store, and their stored (compressed/encrypted) bytes. */
+  newChunks: number;
+  storedBytes: number;
+  /** Chunks found in the previous snapshot or already in the store. */
+  reusedChunks: number;
+}
+
+export interface BeginOptions extends OpOptions {
+  owner: string;
+  key?: CryptKey | undefined;
+  compress?: boolean;
+  chunker?: ChunkerOptions;
+  /** Parallel chunk encodes and writes. */
+  concurrency?: number;
+  /** Called for every chunk decided (bytes of the archive stream consumed). */
+  onChunk?: (event: { size: number; reused: boolean }) => void;
+}
+
+/**
+ * Writes one snapshot. Archives are chunked and their chunks stored as they arrive; index files and blobs go
+ * into the snapshot's folder; `commit` writes the manifest last, after everything it references is durable, so
+ * that the snapshot appears complete or not at all. Holds a writer lease until commit or abort.
+ */
+export class SnapshotWriter {
+  readonly ref: SnapshotRef;
+  readonly #ds: Datastore;
+  readonly #options: BeginOptions;
+  readonly #lease: WriterLease;
+  readonly #known: Set<string>;
+  readonly #files: ManifestFile[] = [];
+  readonly archives: ArchiveStats[] = [];
+  #done = false;
+
+  private constructor(ds: Datastore, ref: SnapshotRef, options: BeginOptions, lease: WriterLease, known: Set<string>) {
+    this.#ds = ds;
+    this.ref = ref;
+    this.#options = options;
+    this.#lease = lease;
+    this.#known = known;
+  }
+
+  /**
+   * Starts a snapshot: checks quarantine, namespace, group ownership and that the snapshot does not exist
+   * yet; learns the chunks of the group's newest snapshot (unless its verification failed) for dedup.
+   */
+  static async begin(ds: Datastore, ref: SnapshotRef, options: BeginOptions): Promise<SnapshotWriter> {
+    await ds.assertWritable('start a backup', options);
+    await ds.assertNamespace(ref.ns, options);
+    const group = { ns: ref.ns, type: ref.type, id: ref.id };
+    const owner = await ds.getOwner(group, options);
+    if (owner !== undefined && owner !== options.owner) {
+      throw new IbsError('PERMISSION_DENIED', `Backup group ${ref.type}/${ref.id} is owned by "${owner}", not by "${options.owner}"`);
+    }
+    if (await ds.backend.stat(`${snapshotPath(ref)}${MANIFEST_NAME}`, options)) {
+      throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(ref)} already exists`);
+    }
+    const previous = (await ds.listSnapshots({ ns: ref.ns, group }, options)).find((s) => s.ref.time < ref.time && s.manifest.unprotected.verifyState?.state !== 'failed');
+    const sameKey = previous && (previous.manifest.keyFingerprint ?? null) === (options.key?.fingerprint ?? null);
+    const lease = await WriterLease.acquire(ds.backend, { kind: 'backup', target: snapshotPath(ref), ...(previous && sameKey ? { base: snapshotPath(previous.ref) } : {}) });
+    const known = new Set<string>();
+    try {
+      if (owner === undefined) await ds.setOwner(group, options.owner, options);
+      if (previous && sameKey) {
+        const reader = await SnapshotReader.open(ds, previous.ref, { key: options.key, signal: options.signal });
+        for (const file of reader.manifest.files) {
+          if (!file.filename.endsWith('idx')) continue;
+          for (const span of await reader.chunkList(file.filename)) known.add(span.digest);
+        }
+      }
+    } catch (error) {
+      await lease.release().catch(() => {});
+      throw error;
+    }
+    return new SnapshotWriter(ds, ref, options, lease, known);
+  }
+
+  get #cryptMode(): 'none' | 'encrypt' {
+    return this.#options.key ? 'encrypt' : 'none';
+  }
+
+  #assertOpen(): void {
+    if (this.#done) throw new RangeError('SnapshotWriter is already committed or aborted');
+  }
+
+  async #putFile(filename: string, data: Buffer): Promise<void> {
+    throwIfAborted(this.#options.signal);
+    if (this.#files.some((f) => f.filename === filename)) throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(this.ref)} already has a file "${filename}"`);
+    await this.#ds.backend.write(`${snapshotPath(this.ref)}${filename}`, data, { signal: this.#options.signal });
+    this.#files.push({ filename, size: data.length, csum: sha256Hex(data), cryptMode: this.#cryptMode });
+  }
+
+  /** Stores a small file of the snapshot (a catalog, a config) as a blob named `NAME.blob`. */
+  async addBlob(name: string, data: Uint8Array): Promise<void> {
+    this.#assertOpen();
+    const blob = await encodeBlob(data, { compress: this.#options.compress ?? true, key: this.#options.key });
+    await this.#putFile(`${name}.blob`, blob);
+  }
+
+  async #storeChunk(queue: WorkQueue, chunk: Buffer, stats: ArchiveStats): Promise<string> {
+    const key = this.#options.key;
+    const digest = key ? key.chunkDigest(chunk) : sha256Hex(chunk);
+    stats.chunks++;
+    if (this.#known.has(digest)) {
+      stats.reusedChunks++;
+      this.#options.onChunk?.({ size: chunk.length, reused: true });
+      return digest;
+    }
+    this.#known.add(digest);
+    await queue.submit(async () => {
+      const blob = await encodeBlob(chunk, { compress: this.#options.compress ?? true, key });
+      const { existed } = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal });
+      if (existed) stats.reusedChunks++;
+      else {
+        stats.newChunks++;
+        stats.storedBytes += blob.length;
+      }
+      this.#options.onChunk?.({ size: chunk.length, reused: existed });
+    });
+    return digest;
+  }
+
+  #newStats(name: string): ArchiveStats {
+    return { name, size: 0, chunks: 0, newChunks: 0, storedBytes: 0, reusedChunks: 0 };
+  }
+
+  /** Adds a file archive (`NAME.tar`) from a byte stream cut into content-defined chunks. */
+  async addDynamicArchive(name: string, stream: AsyncIterable<Uint8Array>): Promise<ArchiveStats> {
+    this.#assertOpen();
+    parseArchiveName(name);
+    const chunker = new Chunker(this.#options.chunker ?? DEFAULT_CHUNKER);
+    const queue = new WorkQueue(this.#options.concurrency ?? 4);
+    const stats = this.#newStats(name);
+    const entries: IndexEntry[] = [];
+    const take = async (chunk: Buffer): Promise<void> => {
+      const digest = await this.#storeChunk(queue, chunk, stats);
+      stats.size += chunk.length;
+      entries.push({ end: stats.size, digest });
+    };
+    for await (const piece of stream) {
+      throwIfAborted(this.#options.signal);
+      for (const chunk of chunker.push(Buffer.from(piece.buffer, piece.byteOffset, piece.length))) await take(chunk);
+    }
+    const last = chunker.finish();
+    if (last) await take(last);
+    await queue.drain();
+    await this.#putFile(`${name}.didx`, encodeDynamicIndex({ ctime: Math.floor(Date.now() / 1000), entries }));
+    this.archives.push(stats);
+    return stats;
+  }
+
+  /** Adds an image archive (`NAME.img`) cut into fixed 4 MiB chunks. */
+  async addFixedArchive(name: string, stream: AsyncIterable<Uint8Array>, chunkSize = FIXED_CHUNK_SIZE): Promise<ArchiveStats> {
+    this.#assertOpen();
+    parseArchiveName(name);
+    const queue = new WorkQueue(this.#options.concurrency ?? 4);
+    const stats = this.#newStats(name);
+    const digests: string[] = [];
+    let pending: Buffer[] = [];
+    let pendingSize = 0;
+    const flush = async (): Promise<void> => {
+      const chunk = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending);
+      pending = [];
+      pendingSize = 0;
+      digests.push(await this.#storeChunk(queue, chunk, stats));
+      stats.size += chunk.length;
+    };
+    for await (const piece of stream) {
+      throwIfAborted(this.#options.signal);
+      let buf = Buffer.from(piece.buffer, piece.byteOffset, piece.length);
+      while (buf.length > 0) {
+        const take = Math.min(chunkSize - pendingSize, buf.length);
+        pending.push(buf.subarray(0, take));
+        pendingSize += take;
+        buf = buf.subarray(take);
+        if (pendingSize === chunkSize) await flush();
+      }
+    }
+    if (pendingSize > 0) await flush();
+    await queue.drain();
+    await this.#putFile(`${name}.fidx`, encodeFixedIndex({ ctime: Math.floor(Date.now() / 1000), size: stats.size, chunkSize, digests }));
+    this.archives.push(stats);
+    return stats;
+  }
+
+  /** Writes the manifest (the snapshot becomes visible) and releases the lease. */
+  async commit(unprotected: Unprotected = {}): Promise<Manifest> {
+    this.#assertOpen();
+    throwIfAborted(this.#options.signal);
+    let manifest: Manifest = {
+      format: 1,
+      backupType: this.ref.type,
+      backupId: this.ref.id,
+      backupTime: this.ref.time,
+      files: this.#files,
+      unprotected,
+    };
+    if (this.#options.key) manifest = signManifest(manifest, this.#options.key);
+    try {
+      await this.#ds.backend.write(`${snapshotPath(this.ref)}${MANIFEST_NAME}`, encodeManifest(manifest), { signal: this.#options.signal, ifNotExists: true });
+    } catch (error) {
+      if (isStorageError(error, 'exists')) throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(this.ref)} was created by someone else meanwhile`);
+      throw error;
+    } finally {
+      this.#done = true;
+      await this.#lease.release().catch(() => {});
+    }
+    return manifest;
+  }
+
+  /** Gives up: the snapshot never appears; files written so far are removed (chunks stay for reuse). */
+  async abort(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    try {
+      for (const file of this.#files) await this.#ds.backend.delete(`${snapshotPath(this.ref)}${file.filename}`);
+    } finally {
+      await this.#lease.release().catch(() => {});
+    }
+  }
+}

@@ -1,0 +1,155 @@
+import { IbsError, checkBlobCrc, formatSnapshot, isEncryptedBlob, type CryptKey, type SnapshotRef, type Namespace } from '../core/index.ts';
+import { mapConcurrent, throwIfAborted } from '../lib/index.ts';
+import type { OpOptions } from '../storage/index.ts';
+import { verifyChunkContent } from './chunk-store.ts';
+import type { Datastore, SnapshotInfo } from './datastore.ts';
+import { SnapshotReader } from './snapshot-reader.ts';
+
+export interface VerifyOptions extends OpOptions {
+  ns?: Namespace;
+  snapshot?: SnapshotRef;
+  /** Skip snapshots whose last verification passed less than `outdatedAfterDays` ago (all when undefined). */
+  ignoreVerified?: boolean;
+  outdatedAfterDays?: number;
+  /** With a key, encrypted chunks are decrypted and their keyed digest checked; without, CRC only. */
+  key?: CryptKey | undefined;
+  upid?: string;
+  concurrency?: number;
+  onProgress?: (event: { snapshot: string; chunksDone: number; chunksTotal: number; bytes: number }) => void;
+  onLog?: (message: string) => void;
+}
+
+export interface BadChunk {
+  digest: string;
+  reason: string;
+  /** Every snapshot of the datastore whose indexes reference it. */
+  snapshots: string[];
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  snapshots: Array<{ snapshot: string; state: 'ok' | 'failed' | 'skipped'; problems: string[] }>;
+  chunksChecked: number;
+  bytesChecked: number;
+  badChunks: BadChunk[];
+}
+
+/**
+ * Verifies snapshots: each manifest file against its checksum, each chunk once (digest for plaintext, CRC for
+ * encrypted, plus decryption and keyed digest when the key is given). A damaged chunk is moved aside as
+ * `.bad`, every snapshot referencing it (in the whole datastore) is named and marked failed; the result is
+ * recorded in each manifest's verify state.
+ */
+export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}): Promise<VerifyResult> {
+  const log = options.onLog ?? (() => {});
+  const now = Math.floor(Date.now() / 1000);
+  let targets: SnapshotInfo[];
+  if (options.snapshot) targets = [await ds.snapshotInfo(options.snapshot, options)];
+  else targets = await ds.listSnapshots({ ns: options.ns ?? [], recursive: true }, options);
+  const result: VerifyResult = { ok: true, snapshots: [], chunksChecked: 0, bytesChecked: 0, badChunks: [] };
+  const good = new Set<string>();
+  const bad = new Map<string, string>();
+  const failedSnapshots = new Set<string>();
+
+  for (const info of targets) {
+    throwIfAborted(options.signal);
+    const name = formatSnapshot(info.ref);
+    const state = info.manifest.unprotected.verifyState;
+    if (options.ignoreVerified && state?.state === 'ok') {
+      const outdated = options.outdatedAfterDays !== undefined && now - state.time > options.outdatedAfterDays * 86400;
+      if (!outdated) {
+        result.snapshots.push({ snapshot: name, state: 'skipped', problems: [] });
+        continue;
+      }
+    }
+    log(`verify ${name}`);
+    const problems: string[] = [];
+    let reader: SnapshotReader | undefined;
+    try {
+      reader = await SnapshotReader.open(ds, info.ref, { signal: options.signal, key: options.key });
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+    const digests: string[] = [];
+    if (reader) {
+      for (const file of reader.manifest.files) {
+        try {
+          const data = await reader.readFile(file.filename, options);
+          if (file.filename.endsWith('.blob')) checkBlobCrc(data, `${file.filename} of ${name}`);
+          if (/\.(didx|fidx)$/.test(file.filename)) for (const span of await reader.chunkList(file.filename, options)) digests.push(span.digest);
+        } catch (error) {
+          if (error instanceof IbsError && error.code !== 'CORRUPT' && error.code !== 'NOT_FOUND') throw error;
+          problems.push((error as Error).message);
+        }
+      }
+    }
+    const unique = [...new Set(digests)];
+    let done = 0;
+    await mapConcurrent(unique, options.concurrency ?? 4, async (digest) => {
+      if (!good.has(digest) && !bad.has(digest)) {
+        try {
+          const blob = await ds.chunks.getBlob(digest, options);
+          const encrypted = isEncryptedBlob(checkBlobCrc(blob, `chunk ${digest}`));
+          if (!encrypted || options.key) await verifyChunkContent(digest, blob, options.key, encrypted);
+          good.add(digest);
+          result.bytesChecked += blob.length;
+        } catch (error) {
+          if (!(error instanceof IbsError) || !['CORRUPT', 'NOT_FOUND', 'WRONG_KEY'].includes(error.code)) throw error;
+          bad.set(digest, error.message);
+          if (error.code !== 'NOT_FOUND') await ds.chunks.markBad(digest, options);
+          log(`  bad chunk ${digest}: ${error.message}`);
+        }
+        result.chunksChecked++;
+      }
+      done++;
+      options.onProgress?.({ snapshot: name, chunksDone: done, chunksTotal: unique.length, bytes: result.bytesChecked });
+    });
+    for (const digest of unique) {
+      const reason = bad.get(digest);
+      if (reason !== undefined) problems.push(`chunk ${digest}: ${reason}`);
+    }
+    if (problems.length > 0) failedSnapshots.add(name);
+    result.snapshots.push({ snapshot: name, state: problems.length > 0 ? 'failed' : 'ok', problems });
+    await ds.updateUnprotected(info.ref, (u) => ({
+      ...u,
+      verifyState: {
+        state: problems.length > 0 ? 'failed' : 'ok',
+        time: Math.floor(Date.now() / 1000),
+        ...(options.upid ? { upid: options.upid } : {}),
+        ...(problems.length > 0 ? { failedChunks: unique.filter((d) => bad.has(d)) } : {}),
+      },
+    }), options).catch((error: unknown) => {
+      if (!(error instanceof IbsError && error.code === 'NOT_FOUND')) throw error;
+    });
+  }
+
+  if (bad.size > 0) {
+    // Name every snapshot that uses a bad chunk, not only the ones verified now, and mark them failed.
+    const users = new Map<string, string[]>([...bad.keys()].map((d) => [d, []]));
+    for (const info of await ds.listSnapshots({ ns: [], recursive: true }, options)) {
+      const name = formatSnapshot(info.ref);
+      let reader: SnapshotReader;
+      try {
+        reader = await SnapshotReader.open(ds, info.ref, options);
+      } catch {
+        continue;
+      }
+      const hits = new Set<string>();
+      for (const archive of reader.archiveNames()) {
+        try {
+          for (const span of await reader.chunkList(archive, options)) if (users.has(span.digest)) hits.add(span.digest);
+        } catch {
+          /* a damaged index was reported above */
+        }
+      }
+      for (const digest of hits) users.get(digest)?.push(name);
+      if (hits.size > 0 && !failedSnapshots.has(name)) {
+        failedSnapshots.add(name);
+        await ds.updateUnprotected(info.ref, (u) => ({ ...u, verifyState: { state: 'failed', time: Math.floor(Date.now() / 1000), ...(options.upid ? { upid: options.upid } : {}), failedChunks: [...hits] } }), options);
+      }
+    }
+    result.badChunks = [...bad].map(([digest, reason]) => ({ digest, reason, snapshots: users.get(digest) ?? [] }));
+  }
+  result.ok = failedSnapshots.size === 0 && result.snapshots.every((s) => s.state !== 'failed');
+  return result;
+}
