@@ -49,7 +49,7 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
     }
     const full = join(target, rel);
     await mkdir(dirname(full), { recursive: true });
-    const mtime = new Date(entry.mtime * 1000 + Math.floor(entry.mtimeNs / 1e6));
+    const mtime = entry.mtime + entry.mtimeNs / 1e9;
     switch (entry.type) {
       case 'dir':
         await mkdir(full, { recursive: true, mode: 0o700 });
@@ -98,7 +98,7 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
   for (const dir of dirs) {
     if (owners) await lchown(dir.path, dir.uid, dir.gid);
     await chmod(dir.path, dir.mode);
-    const mtime = new Date(dir.mtime * 1000 + Math.floor(dir.mtimeNs / 1e6));
+    const mtime = dir.mtime + dir.mtimeNs / 1e9;
     await utimes(dir.path, mtime, mtime);
   }
   return result;

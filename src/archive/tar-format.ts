@@ -87,7 +87,7 @@ export function encodeHeader(entry: TarEntry): Buffer {
   const base = name.replace(/\/$/, '').split('/').pop() ?? 'entry';
   const paxName = `PaxHeaders.0/${base}`.slice(0, 99).replace(/[^\x20-\x7e]/g, '_');
   const paxHeader = ustarHeader({ name: paxName, mode: 0o644, uid: 0, gid: 0, size: data.length, mtime: Math.max(seconds, 0), type: 'x', linkname: '' });
-  return Buffer.concat([paxHeader, data, Buffer.alloc(padding(data.length))]);
+  return Buffer.concat([paxHeader, data, Buffer.alloc(padding(data.length)), main]);
 }
 
 export function padding(size: number): number {

@@ -7,3 +7,4 @@ export { retry, type RetryOptions } from './retry.ts';
 export { Semaphore, mapConcurrent, WorkQueue } from './pool.ts';
 export { writeFileAtomic, fsyncDir } from './atomic-file.ts';
 export { formatBytes, formatRate, formatDuration } from './format.ts';
+export { silentReporter, RateMeter, type Reporter, type ProgressEvent } from './progress.ts';

@@ -1,0 +1,264 @@
+import { createReadStream } from 'node:fs';
+import { lstat, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
+import {
+  IbsError,
+  formatSnapshot,
+  parseArchiveName,
+  parseBackupId,
+  parseBackupTime,
+  parseBackupType,
+  parseNamespace,
+  parseSnapshot,
+  type CryptKey,
+  type SnapshotRef,
+} from '../core/index.ts';
+import { SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
+import { catalogRanges, createTarStream, decodeCatalog, encodeCatalog, extractTar, selectCatalog } from '../archive/index.ts';
+import { withDatastore, type AppContext } from './context.ts';
+
+export interface ArchiveSpec {
+  name: string;
+  path: string;
+}
+
+/** Parses "NAME.tar:/path" / "NAME.img:/file". */
+export function parseArchiveSpec(value: string): ArchiveSpec {
+  const colon = value.indexOf(':');
+  if (colon <= 0 || colon === value.length - 1) {
+    throw new IbsError('INVALID_ARGUMENT', `Invalid archive "${value}": expected NAME.tar:/directory or NAME.img:/file`);
+  }
+  return { name: parseArchiveName(value.slice(0, colon)), path: resolve(value.slice(colon + 1)) };
+}
+
+export interface BackupInput {
+  store: string;
+  ns?: string;
+  type: string;
+  id: string;
+  time?: string;
+  archives: string[];
+  excludes?: string[];
+  key?: CryptKey | undefined;
+  compress?: boolean;
+}
+
+export interface BackupResult {
+  snapshot: string;
+  archives: ArchiveStats[];
+  bytes: number;
+  newBytes: number;
+  storedBytes: number;
+  seconds: number;
+  warnings: string[];
+  encrypted: boolean;
+}
+
+async function treeSize(root: string, excluded: number): Promise<number> {
+  let total = excluded;
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop() as string;
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const full = `${dir}/${e.name}`;
+      if (e.isDirectory()) stack.push(full);
+      else if (e.isFile()) total += (await lstat(full).catch(() => ({ size: 0 }))).size;
+    }
+  }
+  return total;
+}
+
+/** Backs up directories (as pax tar) and images into a new snapshot; the snapshot appears only when complete. */
+export async function createBackup(ctx: AppContext, input: BackupInput): Promise<BackupResult> {
+  const ns = parseNamespace(input.ns ?? '');
+  const ref: SnapshotRef = {
+    ns,
+    type: parseBackupType(input.type),
+    id: parseBackupId(input.id),
+    time: input.time !== undefined ? parseBackupTime(input.time) : Math.floor(Date.now() / 1000),
+  };
+  if (input.archives.length === 0) throw new IbsError('INVALID_ARGUMENT', 'Nothing to back up: expected at least one NAME.tar:/directory or NAME.img:/file');
+  const specs = input.archives.map(parseArchiveSpec);
+  const names = new Set<string>();
+  for (const spec of specs) {
+    if (names.has(spec.name)) throw new IbsError('INVALID_ARGUMENT', `Archive name "${spec.name}" is given twice: expected distinct names`);
+    names.add(spec.name);
+    const st = await stat(spec.path).catch((error: NodeJS.ErrnoException) => {
+      throw new IbsError(error.code === 'ENOENT' ? 'NOT_FOUND' : 'PERMISSION_DENIED', `Cannot back up "${spec.path}" (${spec.name}): ${error.code === 'ENOENT' ? 'no such file or directory' : error.message}`);
+    });
+    if (spec.name.endsWith('.tar') && !st.isDirectory()) throw new IbsError('INVALID_ARGUMENT', `Archive ${spec.name} needs a directory, but "${spec.path}" is not one`);
+    if (spec.name.endsWith('.img') && !(st.isFile() || st.isBlockDevice())) throw new IbsError('INVALID_ARGUMENT', `Archive ${spec.name} needs a file or block device, but "${spec.path}" is neither`);
+    if (st.isDirectory()) await readdir(spec.path).catch((error: Error) => {
+      throw new IbsError('PERMISSION_DENIED', `Cannot read directory "${spec.path}": ${error.message}`);
+    });
+    else await (await open(spec.path, 'r').catch((error: Error) => {
+      throw new IbsError('PERMISSION_DENIED', `Cannot read "${spec.path}": ${error.message}`);
+    })).close();
+  }
+  const warnings: string[] = [];
+  const warn = (message: string): void => {
+    warnings.push(message);
+    ctx.reporter.warn(message);
+  };
+  const started = Date.now();
+  return withDatastore(ctx, input.store, async (ds) => {
+    let total = 0;
+    for (const spec of specs) total += spec.name.endsWith('.img') ? (await stat(spec.path)).size : await treeSize(spec.path, 0);
+    let done = 0;
+    const report = (bytes: number): void => {
+      done += bytes;
+      ctx.reporter.progress({ phase: 'backup', done, total, unit: 'bytes' });
+    };
+    const writer = await SnapshotWriter.begin(ds, ref, { owner: ctx.authId, key: input.key, compress: input.compress ?? true, signal: ctx.signal });
+    ctx.reporter.info(`Starting backup ${formatSnapshot(ref)} to datastore ${input.store}${input.key ? ` (encrypted, key ${input.key.fingerprint})` : ''}`);
+    try {
+      for (const spec of specs) {
+        if (spec.name.endsWith('.tar')) {
+          const tar = createTarStream(spec.path, { excludes: input.excludes ?? [], signal: ctx.signal, onWarning: warn, onBytes: report });
+          await writer.addDynamicArchive(spec.name, tar.stream);
+          await writer.addBlob(`${spec.name}.catalog`, encodeCatalog(tar.result.catalog));
+          ctx.reporter.info(`${spec.name}: ${tar.result.files} entries, ${tar.result.bytes} bytes of file data`);
+        } else {
+          const stream = createReadStream(spec.path, { highWaterMark: 1024 * 1024, signal: ctx.signal });
+          async function* counted(): AsyncGenerator<Buffer> {
+            for await (const piece of stream) {
+              report((piece as Buffer).length);
+              yield piece as Buffer;
+            }
+          }
+          await writer.addFixedArchive(spec.name, counted());
+        }
+      }
+      await writer.commit(warnings.length > 0 ? { notes: `${warnings.length} warnings during backup` } : {});
+    } catch (error) {
+      await writer.abort().catch(() => {});
+      throw error;
+    }
+    const archives = writer.archives;
+    return {
+      snapshot: formatSnapshot(ref),
+      archives,
+      bytes: archives.reduce((n, a) => n + a.size, 0),
+      newBytes: 0,
+      storedBytes: archives.reduce((n, a) => n + a.storedBytes, 0),
+      seconds: (Date.now() - started) / 1000,
+      warnings,
+      encrypted: input.key !== undefined,
+    };
+  });
+}
+
+export interface RestoreInput {
+  store: string;
+  ns?: string;
+  snapshot: string;
+  archive: string;
+  /** A directory (tar), a file (img), or "-" for standard output. */
+  target: string;
+  /** Only this file or subtree of a file archive. */
+  path?: string;
+  key?: CryptKey | undefined;
+  /** Where "-" writes. */
+  stdout?: Writable;
+}
+
+export interface RestoreResult {
+  snapshot: string;
+  archive: string;
+  target: string;
+  bytes: number;
+  entries?: number;
+  seconds: number;
+  warnings: string[];
+}
+
+async function assertEmptyTarget(target: string): Promise<void> {
+  const st = await stat(target).catch(() => undefined);
+  if (!st) return;
+  if (!st.isDirectory()) throw new IbsError('EXISTS', `Restore target "${target}" exists and is not a directory`);
+  if ((await readdir(target)).length > 0) throw new IbsError('EXISTS', `Restore target "${target}" is not empty: expected a new or empty directory`);
+}
+
+async function writeAll(out: Writable, source: AsyncIterable<Buffer>, onBytes: (n: number) => void): Promise<number> {
+  let total = 0;
+  for await (const piece of source) {
+    total += piece.length;
+    onBytes(piece.length);
+    if (!out.write(piece)) await new Promise<void>((r, j) => {
+      out.once('drain', r);
+      out.once('error', j);
+    });
+  }
+  return total;
+}
+
+/** Restores an archive of a snapshot: a directory tree (optionally one path of it), an image, or a stream. */
+export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promise<RestoreResult> {
+  const ref = parseSnapshot(input.snapshot, parseNamespace(input.ns ?? ''));
+  const archive = parseArchiveName(input.archive);
+  const started = Date.now();
+  const warnings: string[] = [];
+  return withDatastore(ctx, input.store, async (ds) => {
+    const reader = await SnapshotReader.open(ds, ref, { key: input.key, signal: ctx.signal });
+    if (reader.encrypted && !input.key) {
+      throw new IbsError('WRONG_KEY', `Snapshot ${formatSnapshot(ref)} is encrypted with key ${reader.manifest.keyFingerprint}: pass --keyfile with that key`);
+    }
+    const size = await reader.archiveSize(archive);
+    let ranges: Array<{ start: number; end: number }> | undefined;
+    let total = size;
+    if (input.path !== undefined) {
+      if (!archive.endsWith('.tar')) throw new IbsError('INVALID_ARGUMENT', `--path applies to file archives (.tar), not to ${archive}`);
+      const catalog = decodeCatalog(await reader.readBlob(`${archive}.catalog`), `${archive}.catalog`);
+      ranges = catalogRanges(selectCatalog(catalog, input.path));
+      total = ranges.reduce((n, r) => n + r.end - r.start, 0);
+    }
+    let done = 0;
+    const report = (n: number): void => {
+      done += n;
+      ctx.reporter.progress({ phase: 'restore', done, total, unit: 'bytes' });
+    };
+    const stream = reader.stream(archive, { signal: ctx.signal, ...(ranges ? { ranges } : {}) });
+    if (input.target === '-') {
+      const out = input.stdout ?? process.stdout;
+      async function* withEnd(): AsyncGenerator<Buffer> {
+        yield* stream;
+        if (ranges) yield Buffer.alloc(1024); // a subset stream still ends like a tar archive
+      }
+      const bytes = await writeAll(out, withEnd(), report);
+      return { snapshot: formatSnapshot(ref), archive, target: '-', bytes, seconds: (Date.now() - started) / 1000, warnings };
+    }
+    const target = resolve(input.target);
+    if (archive.endsWith('.img')) {
+      if (await stat(target).catch(() => undefined)) throw new IbsError('EXISTS', `Restore target "${target}" exists: expected a new file name`);
+      await mkdir(dirname(target), { recursive: true });
+      const handle = await open(target, 'wx', 0o600);
+      let bytes = 0;
+      try {
+        for await (const piece of stream) {
+          await handle.write(piece);
+          bytes += piece.length;
+          report(piece.length);
+        }
+        await handle.sync();
+      } catch (error) {
+        await handle.close();
+        await rm(target, { force: true });
+        throw error;
+      }
+      await handle.close();
+      return { snapshot: formatSnapshot(ref), archive, target, bytes, seconds: (Date.now() - started) / 1000, warnings };
+    }
+    await assertEmptyTarget(target);
+    const result = await extractTar(stream, target, {
+      signal: ctx.signal,
+      onBytes: report,
+      onWarning: (m) => {
+        warnings.push(m);
+        ctx.reporter.warn(m);
+      },
+    });
+    return { snapshot: formatSnapshot(ref), archive, target, bytes: done, entries: result.entries, seconds: (Date.now() - started) / 1000, warnings };
+  });
+}

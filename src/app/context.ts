@@ -1,0 +1,28 @@
+import type { DatastoreConfig, DatastoreRegistry, IbsPaths } from '../config/index.ts';
+import { Datastore } from '../datastore/index.ts';
+import type { Reporter } from '../lib/index.ts';
+import type { StorageBackend } from '../storage/index.ts';
+
+/** What every use case gets from the composition root (bin/): no globals. */
+export interface AppContext {
+  paths: IbsPaths;
+  datastores: DatastoreRegistry;
+  /** Builds the (wrapped) backend for a configured datastore. */
+  openBackend(config: DatastoreConfig): StorageBackend;
+  /** The acting identity (owner of new groups), e.g. "root@pam". */
+  authId: string;
+  reporter: Reporter;
+  signal?: AbortSignal | undefined;
+}
+
+/** Opens a configured datastore; closes its backend when `use` ends. */
+export async function withDatastore<T>(ctx: AppContext, name: string, use: (ds: Datastore, config: DatastoreConfig) => Promise<T>): Promise<T> {
+  const config = await ctx.datastores.get(name);
+  const backend = ctx.openBackend(config);
+  try {
+    const ds = await Datastore.open(backend, { signal: ctx.signal });
+    return await use(ds, config);
+  } finally {
+    await backend.close();
+  }
+}

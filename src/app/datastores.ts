@@ -1,0 +1,121 @@
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { IbsError, parseStoreName, validateKeepOptions, type KeepOptions } from '../core/index.ts';
+import type { DatastoreConfig } from '../config/index.ts';
+import { Datastore, datastoreStats, readGcStatus, FORMAT_VERSION, type DatastoreStats } from '../datastore/index.ts';
+import { withDatastore, type AppContext } from './context.ts';
+
+export async function createDatastore(ctx: AppContext, input: { name: string; path?: string; comment?: string; keep?: KeepOptions }): Promise<DatastoreConfig> {
+  parseStoreName(input.name);
+  validateKeepOptions(input.keep ?? {});
+  const path = input.path ?? join(ctx.paths.dataDir, input.name);
+  const existing = await ctx.datastores.list();
+  if (existing.some((d) => d.name === input.name)) throw new IbsError('EXISTS', `Datastore "${input.name}" is already configured`);
+  const clash = existing.find((d) => d.path === path);
+  if (clash) throw new IbsError('EXISTS', `Path "${path}" is already used by datastore "${clash.name}"`);
+  const st = await stat(path).catch(() => undefined);
+  if (st && !st.isDirectory()) throw new IbsError('INVALID_ARGUMENT', `Cannot create datastore at "${path}": it exists and is not a directory`);
+  if (st && (await readdir(path)).length > 0) throw new IbsError('EXISTS', `Cannot create datastore at "${path}": the directory is not empty`);
+  const config: DatastoreConfig = { name: input.name, backend: 'local', path, keep: input.keep ?? {}, ...(input.comment ? { comment: input.comment } : {}) };
+  await mkdir(path, { recursive: true });
+  const backend = ctx.openBackend(config);
+  try {
+    await Datastore.create(backend, { signal: ctx.signal });
+  } finally {
+    await backend.close();
+  }
+  try {
+    await ctx.datastores.add(config);
+  } catch (error) {
+    if (!st) await rm(path, { recursive: true, force: true });
+    else await rm(join(path, '.ibs-datastore'), { force: true });
+    throw error;
+  }
+  return config;
+}
+
+export async function updateDatastore(ctx: AppContext, input: { name: string; comment?: string; keep?: KeepOptions }): Promise<DatastoreConfig> {
+  return ctx.datastores.update(input.name, (c) => ({
+    ...c,
+    ...(input.comment !== undefined ? { comment: input.comment } : {}),
+    keep: { ...c.keep, ...input.keep },
+  }));
+}
+
+export function listDatastores(ctx: AppContext): Promise<DatastoreConfig[]> {
+  return ctx.datastores.list();
+}
+
+export async function showDatastore(ctx: AppContext, name: string): Promise<DatastoreConfig & { id: string; format: number; quarantine?: { reason: string; since: string } }> {
+  return withDatastore(ctx, name, async (ds, config) => {
+    const q = await ds.quarantineState();
+    return { ...config, id: ds.marker.id, format: ds.marker.format, ...(q ? { quarantine: q } : {}) };
+  });
+}
+
+/** Removes the configuration; the data only with `destroyData`. */
+export async function removeDatastore(ctx: AppContext, input: { name: string; destroyData?: boolean }): Promise<DatastoreConfig> {
+  const config = await ctx.datastores.get(input.name);
+  if (input.destroyData) {
+    const backend = ctx.openBackend(config);
+    try {
+      await Datastore.open(backend);
+    } finally {
+      await backend.close();
+    }
+  }
+  await ctx.datastores.remove(input.name);
+  if (input.destroyData) await rm(config.path, { recursive: true, force: true });
+  return config;
+}
+
+export async function statsDatastore(ctx: AppContext, name: string): Promise<DatastoreStats & { lastGc?: { finishedAt: string; removedChunks: number; removedBytes: number } }> {
+  return withDatastore(ctx, name, async (ds) => {
+    const stats = await datastoreStats(ds, { signal: ctx.signal });
+    const gc = await readGcStatus(ds);
+    return { ...stats, ...(gc ? { lastGc: { finishedAt: gc.finishedAt, removedChunks: gc.removedChunks, removedBytes: gc.removedBytes } } : {}) };
+  });
+}
+
+export interface ProbeResult {
+  name: string;
+  location: string;
+  reachable: boolean;
+  writable: boolean;
+  format?: number;
+  supportedFormat: number;
+  quarantined?: string;
+  error?: string;
+}
+
+/** Checks that a datastore is reachable, readable as our format, and writable (write and remove a probe object). */
+export async function probeDatastore(ctx: AppContext, name: string): Promise<ProbeResult> {
+  const config = await ctx.datastores.get(name);
+  const backend = ctx.openBackend(config);
+  const result: ProbeResult = { name, location: backend.info.location, reachable: false, writable: false, supportedFormat: FORMAT_VERSION };
+  try {
+    const ds = await Datastore.open(backend, { signal: ctx.signal });
+    result.reachable = true;
+    result.format = ds.marker.format;
+    const q = await ds.quarantineState();
+    if (q) result.quarantined = q.reason;
+    const key = `.probe-${process.pid}-${Date.now()}`;
+    await backend.write(key, Buffer.from('probe'));
+    const back = await backend.read(key);
+    await backend.delete(key);
+    result.writable = back.toString() === 'probe';
+  } catch (error) {
+    result.error = (error as Error).message;
+  } finally {
+    await backend.close();
+  }
+  return result;
+}
+
+export async function quarantineDatastore(ctx: AppContext, input: { name: string; reason: string }): Promise<void> {
+  await withDatastore(ctx, input.name, (ds) => ds.quarantine(input.reason));
+}
+
+export async function unquarantineDatastore(ctx: AppContext, name: string): Promise<void> {
+  await withDatastore(ctx, name, (ds) => ds.unquarantine());
+}

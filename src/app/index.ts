@@ -1,0 +1,11 @@
+/**
+ * app: one function per operation. Each validates its input (names, numbers, paths) before touching anything
+ * and works through the context it is given (config, backends, reporter, abort signal). The CLI and, later,
+ * the API are thin layers over these functions.
+ */
+export type { AppContext } from './context.ts';
+export * from './datastores.ts';
+export * from './snapshots.ts';
+export * from './keys.ts';
+export * from './backup.ts';
+export * from './maintenance.ts';

@@ -1,0 +1,56 @@
+import { readFile, stat } from 'node:fs/promises';
+import { IbsError, CryptKey, fromPaperKey, parseKeyFile, toPaperKey, unwrapKey, wrapKey, type KeyFile } from '../core/index.ts';
+import { writeFileAtomic } from '../lib/index.ts';
+
+/** Key files on the local disk (client side). Written with mode 0600. */
+
+export async function readKeyFile(path: string): Promise<KeyFile> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new IbsError(code === 'ENOENT' ? 'NOT_FOUND' : 'PERMISSION_DENIED', `Cannot read key file "${path}": ${code === 'ENOENT' ? 'no such file' : (error as Error).message}`);
+  }
+  return parseKeyFile(text, path);
+}
+
+export async function loadKey(path: string, passphrase: () => Promise<string | undefined>): Promise<CryptKey> {
+  const file = await readKeyFile(path);
+  return unwrapKey(file, file.kdf.name === 'none' ? undefined : await passphrase());
+}
+
+async function refuseOverwrite(path: string): Promise<void> {
+  if (await stat(path).catch(() => undefined)) throw new IbsError('EXISTS', `Key file "${path}" already exists: refusing to overwrite a key`);
+}
+
+export async function createKeyFile(input: { path: string; passphrase: string | undefined }): Promise<KeyFile> {
+  await refuseOverwrite(input.path);
+  const file = await wrapKey(CryptKey.generate(), input.passphrase);
+  await writeFileAtomic(input.path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+  return file;
+}
+
+export async function showKeyFile(path: string): Promise<Omit<KeyFile, 'data'>> {
+  const { data: _data, ...rest } = await readKeyFile(path);
+  return rest;
+}
+
+export async function changePassphrase(input: { path: string; oldPassphrase: string | undefined; newPassphrase: string | undefined }): Promise<KeyFile> {
+  const file = await readKeyFile(input.path);
+  const key = await unwrapKey(file, input.oldPassphrase);
+  const next = { ...(await wrapKey(key, input.newPassphrase)), created: file.created };
+  await writeFileAtomic(input.path, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
+  return next;
+}
+
+export async function paperKey(path: string): Promise<string> {
+  return toPaperKey(await readKeyFile(path));
+}
+
+export async function importPaperKey(input: { text: string; path: string }): Promise<KeyFile> {
+  await refuseOverwrite(input.path);
+  const file = fromPaperKey(input.text);
+  await writeFileAtomic(input.path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+  return file;
+}

@@ -1,0 +1,126 @@
+import {
+  IbsError,
+  formatBackupTime,
+  formatGroup,
+  formatNamespace,
+  formatSnapshot,
+  manifestCryptMode,
+  parseGroup,
+  parseNamespace,
+  parseSnapshot,
+  type Namespace,
+} from '../core/index.ts';
+import { SnapshotReader } from '../datastore/index.ts';
+import { decodeCatalog } from '../archive/index.ts';
+import { withDatastore, type AppContext } from './context.ts';
+
+export interface SnapshotRow {
+  snapshot: string;
+  namespace: string;
+  group: string;
+  time: string;
+  files: string[];
+  size: number;
+  encrypted: boolean;
+  protected: boolean;
+  verifyState: string;
+  notes?: string;
+}
+
+export async function listSnapshots(ctx: AppContext, input: { store: string; ns?: string; group?: string; recursive?: boolean }): Promise<SnapshotRow[]> {
+  const ns = parseNamespace(input.ns ?? '');
+  const group = input.group !== undefined ? parseGroup(input.group, ns) : undefined;
+  return withDatastore(ctx, input.store, async (ds) => {
+    await ds.assertNamespace(ns);
+    const snaps = await ds.listSnapshots({ ns, recursive: input.recursive ?? false, ...(group ? { group } : {}) }, { signal: ctx.signal });
+    return snaps.map((s) => ({
+      snapshot: formatSnapshot(s.ref),
+      namespace: formatNamespace(s.ref.ns),
+      group: formatGroup(s.ref),
+      time: formatBackupTime(s.ref.time),
+      files: s.manifest.files.map((f) => f.filename),
+      size: s.manifest.files.reduce((n, f) => n + f.size, 0),
+      encrypted: manifestCryptMode(s.manifest) !== 'none',
+      protected: s.protected,
+      verifyState: s.manifest.unprotected.verifyState?.state ?? 'none',
+      ...(s.manifest.unprotected.notes ? { notes: s.manifest.unprotected.notes } : {}),
+    }));
+  });
+}
+
+export async function listGroups(ctx: AppContext, input: { store: string; ns?: string }): Promise<Array<{ group: string; snapshots: number; last: string; owner: string }>> {
+  const ns = parseNamespace(input.ns ?? '');
+  return withDatastore(ctx, input.store, async (ds) => {
+    await ds.assertNamespace(ns);
+    const groups = await ds.listGroups(ns, { signal: ctx.signal });
+    return groups.map((g) => ({ group: formatGroup(g.group), snapshots: g.count, last: formatBackupTime(g.last), owner: g.owner ?? '' }));
+  });
+}
+
+export async function showSnapshot(ctx: AppContext, input: { store: string; ns?: string; snapshot: string; listFiles?: boolean }): Promise<Record<string, unknown>> {
+  const ref = parseSnapshot(input.snapshot, parseNamespace(input.ns ?? ''));
+  return withDatastore(ctx, input.store, async (ds) => {
+    const info = await ds.snapshotInfo(ref);
+    const out: Record<string, unknown> = {
+      snapshot: formatSnapshot(ref),
+      protected: info.protected,
+      owner: (await ds.getOwner(ref)) ?? '',
+      manifest: info.manifest,
+    };
+    if (input.listFiles) {
+      const reader = await SnapshotReader.open(ds, ref);
+      const catalogs: Record<string, unknown[]> = {};
+      for (const f of info.manifest.files.filter((f) => f.filename.endsWith('.catalog.blob'))) {
+        if (reader.encrypted) continue;
+        const name = f.filename.replace(/\.blob$/, '');
+        catalogs[name] = decodeCatalog(await reader.readBlob(name), name).map((e) => ({ path: e.path, type: e.type, size: e.size }));
+      }
+      out.catalogs = catalogs;
+    }
+    return out;
+  });
+}
+
+export async function forgetSnapshot(ctx: AppContext, input: { store: string; ns?: string; snapshot: string }): Promise<string> {
+  const ref = parseSnapshot(input.snapshot, parseNamespace(input.ns ?? ''));
+  return withDatastore(ctx, input.store, async (ds) => {
+    await ds.assertWritable('forget a snapshot');
+    await ds.forgetSnapshot(ref, { signal: ctx.signal });
+    return formatSnapshot(ref);
+  });
+}
+
+export async function protectSnapshot(ctx: AppContext, input: { store: string; ns?: string; snapshot: string; protect: boolean }): Promise<void> {
+  const ref = parseSnapshot(input.snapshot, parseNamespace(input.ns ?? ''));
+  await withDatastore(ctx, input.store, (ds) => ds.setProtected(ref, input.protect));
+}
+
+export async function snapshotNotes(ctx: AppContext, input: { store: string; ns?: string; snapshot: string; set?: string }): Promise<string> {
+  const ref = parseSnapshot(input.snapshot, parseNamespace(input.ns ?? ''));
+  if (input.set !== undefined && input.set.length > 64 * 1024) throw new IbsError('INVALID_ARGUMENT', `Notes of ${input.set.length} characters: at most 65536 allowed`);
+  return withDatastore(ctx, input.store, async (ds) => {
+    if (input.set === undefined) return (await ds.readManifest(ref)).unprotected.notes ?? '';
+    const notes = input.set;
+    await ds.updateUnprotected(ref, (u) => ({ ...u, notes }));
+    return notes;
+  });
+}
+
+export async function createNamespace(ctx: AppContext, input: { store: string; ns: string; parents?: boolean }): Promise<string> {
+  const ns = parseNamespace(input.ns);
+  await withDatastore(ctx, input.store, (ds) => ds.createNamespace(ns, { parents: input.parents ?? false }));
+  return formatNamespace(ns);
+}
+
+export async function listNamespaces(ctx: AppContext, input: { store: string; parent?: string; maxDepth?: number }): Promise<string[]> {
+  const parent: Namespace = parseNamespace(input.parent ?? '');
+  return withDatastore(ctx, input.store, async (ds) => {
+    await ds.assertNamespace(parent);
+    return (await ds.listNamespaces(parent, input.maxDepth !== undefined ? { maxDepth: input.maxDepth } : {})).map(formatNamespace);
+  });
+}
+
+export async function removeNamespace(ctx: AppContext, input: { store: string; ns: string; deleteGroups?: boolean }): Promise<void> {
+  const ns = parseNamespace(input.ns);
+  await withDatastore(ctx, input.store, (ds) => ds.removeNamespace(ns, { deleteGroups: input.deleteGroups ?? false }));
+}

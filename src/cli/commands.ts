@@ -1,0 +1,467 @@
+import { readFile } from 'node:fs/promises';
+import { IbsError, KEEP_RULES, type CryptKey, type KeepOptions } from '../core/index.ts';
+import { formatBytes, formatDuration, formatRate } from '../lib/index.ts';
+import * as app from '../app/index.ts';
+import type { AppContext } from '../app/index.ts';
+import { keyValues, table } from './render.ts';
+import { readPassphrase } from './passphrase.ts';
+
+export type OptionSpec = { type: 'string' | 'boolean'; multiple?: boolean; short?: string; help: string };
+
+export interface ParsedArgs {
+  positionals: string[];
+  values: Record<string, string | boolean | string[] | undefined>;
+}
+
+export interface Command {
+  path: string[];
+  usage: string;
+  summary: string;
+  options?: Record<string, OptionSpec>;
+  /** Number of positionals: exact or [min, max]. */
+  positionals: number | [number, number];
+  run(ctx: AppContext, args: ParsedArgs): Promise<unknown>;
+  /** Text output; JSON output is the result itself. */
+  text?(result: never): string;
+}
+
+const str = (args: ParsedArgs, name: string): string | undefined => args.values[name] as string | undefined;
+const list = (args: ParsedArgs, name: string): string[] => (args.values[name] as string[] | undefined) ?? [];
+const flag = (args: ParsedArgs, name: string): boolean => args.values[name] === true;
+const pos = (args: ParsedArgs, i: number): string => args.positionals[i] as string;
+
+function wholeNumber(value: string | undefined, name: string, max = 1_000_000): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) > max) throw new IbsError('INVALID_ARGUMENT', `Invalid --${name} "${value}": expected a whole number from 0 to ${max}`);
+  return Number(value);
+}
+
+const KEEP_OPTIONS: Record<string, OptionSpec> = Object.fromEntries(KEEP_RULES.map((r) => [r, { type: 'string', help: `retention: ${r.replace('keep-', '')} periods to keep` }]));
+
+function keepFrom(args: ParsedArgs): KeepOptions {
+  const keep: KeepOptions = {};
+  for (const rule of KEEP_RULES) {
+    const n = wholeNumber(str(args, rule), rule, 100000);
+    if (n !== undefined) keep[rule] = n;
+  }
+  return keep;
+}
+
+const STORE_NS = { ns: { type: 'string', help: 'namespace (a/b/c); default the root' } } as const satisfies Record<string, OptionSpec>;
+const KEY_OPTIONS = {
+  keyfile: { type: 'string', help: 'key file for encrypted snapshots' },
+  'passphrase-file': { type: 'string', help: 'read the key passphrase from this file (or set IBS_PASSPHRASE)' },
+} as const satisfies Record<string, OptionSpec>;
+
+async function keyFrom(args: ParsedArgs): Promise<CryptKey | undefined> {
+  const file = str(args, 'keyfile');
+  if (file === undefined) return undefined;
+  return app.loadKey(file, () => readPassphrase({ file: str(args, 'passphrase-file'), envName: 'IBS_PASSPHRASE', prompt: 'Key passphrase: ' }));
+}
+
+const bytesOr = (n: unknown): string => (typeof n === 'number' ? formatBytes(n) : '');
+
+export const COMMANDS: Command[] = [
+  // ---- datastore ---------------------------------------------------------------------------------------
+  {
+    path: ['datastore', 'create'],
+    usage: 'datastore create NAME [PATH] [--comment TEXT] [--keep-daily N …]',
+    summary: 'create a datastore in an empty or new directory (default: under the data directory)',
+    positionals: [1, 2],
+    options: { comment: { type: 'string', help: 'free text' }, ...KEEP_OPTIONS },
+    run: (ctx, a) => app.createDatastore(ctx, { name: pos(a, 0), ...(a.positionals[1] !== undefined ? { path: pos(a, 1) } : {}), ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}), keep: keepFrom(a) }),
+    text: (r: { name: string; path: string }) => `Created datastore ${r.name} at ${r.path}`,
+  },
+  {
+    path: ['datastore', 'update'],
+    usage: 'datastore update NAME [--comment TEXT] [--keep-daily N …]',
+    summary: 'change the comment or the retention settings of a datastore',
+    positionals: 1,
+    options: { comment: { type: 'string', help: 'free text' }, ...KEEP_OPTIONS },
+    run: (ctx, a) => app.updateDatastore(ctx, { name: pos(a, 0), ...(str(a, 'comment') !== undefined ? { comment: str(a, 'comment') as string } : {}), keep: keepFrom(a) }),
+    text: (r: Record<string, unknown>) => keyValues(r),
+  },
+  {
+    path: ['datastore', 'list'],
+    usage: 'datastore list',
+    summary: 'list configured datastores',
+    positionals: 0,
+    run: (ctx) => app.listDatastores(ctx),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'path', 'comment']),
+  },
+  {
+    path: ['datastore', 'show'],
+    usage: 'datastore show NAME',
+    summary: 'show a datastore: path, id, format, retention, quarantine',
+    positionals: 1,
+    run: (ctx, a) => app.showDatastore(ctx, pos(a, 0)),
+    text: (r: Record<string, unknown>) => keyValues(r),
+  },
+  {
+    path: ['datastore', 'remove'],
+    usage: 'datastore remove NAME [--destroy-data]',
+    summary: 'forget a datastore (its data stays unless --destroy-data)',
+    positionals: 1,
+    options: { 'destroy-data': { type: 'boolean', help: 'also delete every file of the datastore' } },
+    run: (ctx, a) => app.removeDatastore(ctx, { name: pos(a, 0), destroyData: flag(a, 'destroy-data') }),
+    text: (r: { name: string; path: string }) => `Removed datastore ${r.name} (${r.path})`,
+  },
+  {
+    path: ['datastore', 'stats'],
+    usage: 'datastore stats NAME',
+    summary: 'snapshots, groups, chunks, logical and stored bytes, dedup factor, free space and inodes',
+    positionals: 1,
+    run: (ctx, a) => app.statsDatastore(ctx, pos(a, 0)),
+    text: (r: Awaited<ReturnType<typeof app.statsDatastore>>) =>
+      keyValues({
+        snapshots: r.snapshots,
+        groups: r.groups,
+        namespaces: r.namespaces,
+        chunks: r.chunks,
+        'logical size': formatBytes(r.logicalBytes),
+        'stored size': formatBytes(r.storedBytes),
+        'dedup factor': r.dedupFactor.toFixed(2),
+        ...(r.space ? { 'free space': `${formatBytes(r.space.freeBytes)} of ${formatBytes(r.space.totalBytes)}`, 'free inodes': r.space.freeInodes !== undefined ? `${r.space.freeInodes} of ${r.space.totalInodes}` : 'n/a' } : {}),
+        ...(r.lastGc ? { 'last gc': `${r.lastGc.finishedAt}, removed ${r.lastGc.removedChunks} chunks (${formatBytes(r.lastGc.removedBytes)})` } : {}),
+      }),
+  },
+  {
+    path: ['datastore', 'probe'],
+    usage: 'datastore probe NAME',
+    summary: 'check that a datastore is reachable, writable and of a supported format',
+    positionals: 1,
+    run: async (ctx, a) => {
+      const r = await app.probeDatastore(ctx, pos(a, 0));
+      if (!r.reachable || !r.writable) throw new IbsError(r.reachable ? 'PERMISSION_DENIED' : 'UNAVAILABLE', `Datastore ${r.name} at ${r.location} failed the probe: ${r.error ?? 'not writable'}`, { details: { ...r } });
+      return r;
+    },
+    text: (r: app.ProbeResult) =>
+      [`reachable: yes (${r.location})`, `format:    ${r.format} (supported: ${r.supportedFormat})`, `writable:  yes`, ...(r.quarantined ? [`quarantined: ${r.quarantined}`] : [])].join('\n'),
+  },
+  {
+    path: ['datastore', 'quarantine'],
+    usage: 'datastore quarantine NAME [--reason TEXT]',
+    summary: 'refuse new writes and GC on a datastore until unquarantined',
+    positionals: 1,
+    options: { reason: { type: 'string', help: 'why (shown to anyone refused)' } },
+    run: async (ctx, a) => {
+      await app.quarantineDatastore(ctx, { name: pos(a, 0), reason: str(a, 'reason') ?? 'quarantined by an administrator' });
+      return { name: pos(a, 0), quarantined: true };
+    },
+    text: (r: { name: string }) => `Datastore ${r.name} is quarantined: new writes and GC are refused`,
+  },
+  {
+    path: ['datastore', 'unquarantine'],
+    usage: 'datastore unquarantine NAME',
+    summary: 'lift a quarantine',
+    positionals: 1,
+    run: async (ctx, a) => {
+      await app.unquarantineDatastore(ctx, pos(a, 0));
+      return { name: pos(a, 0), quarantined: false };
+    },
+    text: (r: { name: string }) => `Datastore ${r.name} accepts writes again`,
+  },
+  // ---- namespaces --------------------------------------------------------------------------------------
+  {
+    path: ['namespace', 'create'],
+    usage: 'namespace create STORE NS [--parents]',
+    summary: 'create a namespace (at most 7 levels)',
+    positionals: 2,
+    options: { parents: { type: 'boolean', help: 'create missing parent namespaces' } },
+    run: async (ctx, a) => ({ store: pos(a, 0), namespace: await app.createNamespace(ctx, { store: pos(a, 0), ns: pos(a, 1), parents: flag(a, 'parents') }) }),
+    text: (r: { namespace: string }) => `Created namespace ${r.namespace}`,
+  },
+  {
+    path: ['namespace', 'list'],
+    usage: 'namespace list STORE [--ns PARENT] [--max-depth N]',
+    summary: 'list namespaces',
+    positionals: 1,
+    options: { ...STORE_NS, 'max-depth': { type: 'string', help: 'levels below the parent' } },
+    run: (ctx, a) => app.listNamespaces(ctx, { store: pos(a, 0), ...(str(a, 'ns') ? { parent: str(a, 'ns') as string } : {}), ...(str(a, 'max-depth') !== undefined ? { maxDepth: wholeNumber(str(a, 'max-depth'), 'max-depth', 7) as number } : {}) }),
+    text: (r: string[]) => (r.length === 0 ? '(none)' : r.join('\n')),
+  },
+  {
+    path: ['namespace', 'remove'],
+    usage: 'namespace remove STORE NS [--delete-groups]',
+    summary: 'remove a namespace (must be empty unless --delete-groups)',
+    positionals: 2,
+    options: { 'delete-groups': { type: 'boolean', help: 'also remove its groups, snapshots and child namespaces' } },
+    run: async (ctx, a) => {
+      await app.removeNamespace(ctx, { store: pos(a, 0), ns: pos(a, 1), deleteGroups: flag(a, 'delete-groups') });
+      return { namespace: pos(a, 1), removed: true };
+    },
+    text: (r: { namespace: string }) => `Removed namespace ${r.namespace}`,
+  },
+  // ---- groups and snapshots ----------------------------------------------------------------------------
+  {
+    path: ['group', 'list'],
+    usage: 'group list STORE [--ns NS]',
+    summary: 'list backup groups with snapshot count and owner',
+    positionals: 1,
+    options: STORE_NS,
+    run: (ctx, a) => app.listGroups(ctx, { store: pos(a, 0), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}) }),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['group', 'snapshots', 'last', 'owner']),
+  },
+  {
+    path: ['snapshot', 'list'],
+    usage: 'snapshot list STORE [GROUP] [--ns NS] [--recursive]',
+    summary: 'list snapshots (of a namespace or group)',
+    positionals: [1, 2],
+    options: { ...STORE_NS, recursive: { type: 'boolean', help: 'include child namespaces' } },
+    run: (ctx, a) => app.listSnapshots(ctx, { store: pos(a, 0), ...(a.positionals[1] ? { group: pos(a, 1) } : {}), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), recursive: flag(a, 'recursive') }),
+    text: (r: app.SnapshotRow[]) => table(r.map((s) => ({ ...s, size: formatBytes(s.size), encrypted: s.encrypted ? 'yes' : 'no', protected: s.protected ? 'yes' : '' })), ['snapshot', 'size', 'encrypted', 'protected', 'verifyState', 'files']),
+  },
+  {
+    path: ['snapshot', 'show'],
+    usage: 'snapshot show STORE SNAPSHOT [--ns NS] [--files]',
+    summary: 'show a snapshot manifest (with --files: the file catalog)',
+    positionals: 2,
+    options: { ...STORE_NS, files: { type: 'boolean', help: 'list the files of each archive' } },
+    run: (ctx, a) => app.showSnapshot(ctx, { store: pos(a, 0), snapshot: pos(a, 1), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), listFiles: flag(a, 'files') }),
+    text: (r: Record<string, unknown>) => JSON.stringify(r, null, 2),
+  },
+  {
+    path: ['snapshot', 'forget'],
+    usage: 'snapshot forget STORE SNAPSHOT [--ns NS]',
+    summary: 'remove a snapshot (not when protected); GC frees its chunks later',
+    positionals: 2,
+    options: STORE_NS,
+    run: async (ctx, a) => ({ removed: await app.forgetSnapshot(ctx, { store: pos(a, 0), snapshot: pos(a, 1), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}) }) }),
+    text: (r: { removed: string }) => `Removed snapshot ${r.removed}`,
+  },
+  ...(['protect', 'unprotect'] as const).map(
+    (verb): Command => ({
+      path: ['snapshot', verb],
+      usage: `snapshot ${verb} STORE SNAPSHOT [--ns NS]`,
+      summary: verb === 'protect' ? 'protect a snapshot from prune and forget' : 'remove the protection',
+      positionals: 2,
+      options: STORE_NS,
+      run: async (ctx, a) => {
+        await app.protectSnapshot(ctx, { store: pos(a, 0), snapshot: pos(a, 1), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), protect: verb === 'protect' });
+        return { snapshot: pos(a, 1), protected: verb === 'protect' };
+      },
+      text: (r: { snapshot: string; protected: boolean }) => `Snapshot ${r.snapshot} is ${r.protected ? 'protected' : 'no longer protected'}`,
+    }),
+  ),
+  {
+    path: ['snapshot', 'notes'],
+    usage: 'snapshot notes STORE SNAPSHOT [--ns NS] [--set TEXT]',
+    summary: 'show or set the notes of a snapshot',
+    positionals: 2,
+    options: { ...STORE_NS, set: { type: 'string', help: 'new notes' } },
+    run: async (ctx, a) => ({ notes: await app.snapshotNotes(ctx, { store: pos(a, 0), snapshot: pos(a, 1), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), ...(str(a, 'set') !== undefined ? { set: str(a, 'set') as string } : {}) }) }),
+    text: (r: { notes: string }) => r.notes,
+  },
+  // ---- backup and restore ------------------------------------------------------------------------------
+  {
+    path: ['backup', 'create'],
+    usage: 'backup create --store S [--ns N] --type host --id ID [--time T] [--keyfile F] [--exclude P …] NAME.tar:/dir NAME.img:/file …',
+    summary: 'back up directories (file archives) and images into a new snapshot',
+    positionals: [1, 64],
+    options: {
+      store: { type: 'string', help: 'datastore name' },
+      ...STORE_NS,
+      type: { type: 'string', help: 'vm, ct or host (default host)' },
+      id: { type: 'string', help: 'backup id (default: this host name)' },
+      time: { type: 'string', help: 'snapshot time (RFC 3339 UTC or epoch seconds); default now' },
+      exclude: { type: 'string', multiple: true, help: 'glob to leave out (repeatable): *.tmp, /cache/, **/node_modules/' },
+      'no-compress': { type: 'boolean', help: 'store chunks uncompressed' },
+      ...KEY_OPTIONS,
+    },
+    run: async (ctx, a) => {
+      const store = str(a, 'store');
+      if (!store) throw new IbsError('INVALID_ARGUMENT', 'Missing --store: expected the name of the datastore to back up into');
+      const { hostname } = await import('node:os');
+      return app.createBackup(ctx, {
+        store,
+        ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}),
+        type: str(a, 'type') ?? 'host',
+        id: str(a, 'id') ?? hostname().split('.')[0] ?? 'localhost',
+        ...(str(a, 'time') ? { time: str(a, 'time') as string } : {}),
+        archives: a.positionals,
+        excludes: list(a, 'exclude'),
+        key: await keyFrom(a),
+        compress: !flag(a, 'no-compress'),
+      });
+    },
+    text: (r: app.BackupResult) =>
+      [
+        ...r.archives.map((x) => `${x.name}: ${formatBytes(x.size)} in ${x.chunks} chunks, ${x.newChunks} new (${formatBytes(x.storedBytes)} stored), ${x.reusedChunks} reused`),
+        `Snapshot ${r.snapshot}: ${formatBytes(r.bytes)} in ${formatDuration(r.seconds)} (${formatRate(r.bytes / Math.max(r.seconds, 0.001))}), ${formatBytes(r.storedBytes)} new data stored${r.encrypted ? ', encrypted' : ''}${r.warnings.length ? `, ${r.warnings.length} warnings` : ''}`,
+      ].join('\n'),
+  },
+  {
+    path: ['backup', 'restore'],
+    usage: 'backup restore SNAPSHOT NAME.tar|NAME.img TARGET --store S [--ns N] [--path sub/dir] [--keyfile F]   (TARGET "-" streams to stdout)',
+    summary: 'restore an archive of a snapshot to a directory, a file, or standard output',
+    positionals: [2, 3],
+    options: {
+      store: { type: 'string', help: 'datastore name' },
+      ...STORE_NS,
+      to: { type: 'string', help: 'target (same as the TARGET argument); "-" for standard output' },
+      path: { type: 'string', help: 'restore only this file or subtree of a .tar archive' },
+      ...KEY_OPTIONS,
+    },
+    run: async (ctx, a) => {
+      const store = str(a, 'store');
+      if (!store) throw new IbsError('INVALID_ARGUMENT', 'Missing --store: expected the name of the datastore to restore from');
+      const target = str(a, 'to') ?? a.positionals[2];
+      if (target === undefined) throw new IbsError('INVALID_ARGUMENT', 'Missing restore target: expected TARGET or --to (use "-" for standard output)');
+      return app.restoreBackup(ctx, {
+        store,
+        snapshot: pos(a, 0),
+        archive: pos(a, 1),
+        target,
+        ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}),
+        ...(str(a, 'path') !== undefined ? { path: str(a, 'path') as string } : {}),
+        key: await keyFrom(a),
+      });
+    },
+    text: (r: app.RestoreResult) =>
+      r.target === '-' ? '' : `Restored ${r.archive} of ${r.snapshot} to ${r.target}: ${formatBytes(r.bytes)}${r.entries !== undefined ? `, ${r.entries} entries` : ''} in ${formatDuration(r.seconds)}${r.warnings.length ? `, ${r.warnings.length} warnings` : ''}`,
+  },
+  // ---- keys --------------------------------------------------------------------------------------------
+  {
+    path: ['key', 'create'],
+    usage: 'key create FILE [--kdf scrypt|none] [--passphrase-file F]',
+    summary: 'create an encryption key file (AES-256, wrapped with a passphrase by scrypt)',
+    positionals: 1,
+    options: { kdf: { type: 'string', help: 'scrypt (default) or none (unprotected key)' }, 'passphrase-file': KEY_OPTIONS['passphrase-file'] },
+    run: async (_ctx, a) => {
+      const kdf = str(a, 'kdf') ?? 'scrypt';
+      if (kdf !== 'scrypt' && kdf !== 'none') throw new IbsError('INVALID_ARGUMENT', `Invalid --kdf "${kdf}": expected scrypt or none`);
+      const passphrase = kdf === 'none' ? undefined : await readPassphrase({ file: str(a, 'passphrase-file'), envName: 'IBS_PASSPHRASE', prompt: 'New key passphrase: ', confirm: true });
+      const file = await app.createKeyFile({ path: pos(a, 0), passphrase });
+      return { path: pos(a, 0), fingerprint: file.fingerprint, kdf: file.kdf.name, created: file.created };
+    },
+    text: (r: { path: string; fingerprint: string }) => `Created key ${r.path}\nfingerprint: ${r.fingerprint}\nKeep a copy of it apart from the backups (see "key paperkey"): without it encrypted backups cannot be restored.`,
+  },
+  {
+    path: ['key', 'show'],
+    usage: 'key show FILE',
+    summary: 'show the fingerprint, KDF and dates of a key file',
+    positionals: 1,
+    run: (_ctx, a) => app.showKeyFile(pos(a, 0)),
+    text: (r: Record<string, unknown>) => keyValues(r),
+  },
+  {
+    path: ['key', 'change-passphrase'],
+    usage: 'key change-passphrase FILE [--kdf scrypt|none]   (old: IBS_PASSPHRASE, new: IBS_NEW_PASSPHRASE, or prompts)',
+    summary: 'change the passphrase of a key file',
+    positionals: 1,
+    options: { kdf: { type: 'string', help: 'scrypt (default) or none' }, 'passphrase-file': KEY_OPTIONS['passphrase-file'], 'new-passphrase-file': { type: 'string', help: 'read the new passphrase from this file' } },
+    run: async (_ctx, a) => {
+      const current = await app.readKeyFile(pos(a, 0));
+      const oldPassphrase = current.kdf.name === 'none' ? undefined : await readPassphrase({ file: str(a, 'passphrase-file'), envName: 'IBS_PASSPHRASE', prompt: 'Current passphrase: ' });
+      const kdf = str(a, 'kdf') ?? 'scrypt';
+      if (kdf !== 'scrypt' && kdf !== 'none') throw new IbsError('INVALID_ARGUMENT', `Invalid --kdf "${kdf}": expected scrypt or none`);
+      const newPassphrase = kdf === 'none' ? undefined : await readPassphrase({ file: str(a, 'new-passphrase-file'), envName: 'IBS_NEW_PASSPHRASE', prompt: 'New passphrase: ', confirm: true });
+      const file = await app.changePassphrase({ path: pos(a, 0), oldPassphrase, newPassphrase });
+      return { path: pos(a, 0), fingerprint: file.fingerprint, kdf: file.kdf.name };
+    },
+    text: (r: { path: string }) => `Changed the passphrase of ${r.path}`,
+  },
+  {
+    path: ['key', 'paperkey'],
+    usage: 'key paperkey FILE',
+    summary: 'print a key file as text with a checksum on every line, for paper or a safe',
+    positionals: 1,
+    run: async (_ctx, a) => ({ text: await app.paperKey(pos(a, 0)) }),
+    text: (r: { text: string }) => r.text.trimEnd(),
+  },
+  {
+    path: ['key', 'import'],
+    usage: 'key import --paperkey TEXTFILE FILE',
+    summary: 'rebuild a key file from its paper key text (checks every line)',
+    positionals: 1,
+    options: { paperkey: { type: 'string', help: 'the text printed by "key paperkey" ("-" for standard input)' } },
+    run: async (_ctx, a) => {
+      const source = str(a, 'paperkey');
+      if (!source) throw new IbsError('INVALID_ARGUMENT', 'Missing --paperkey: expected the file with the paper key text');
+      const text = source === '-' ? await readStdin() : await readFile(source, 'utf8').catch((e: Error) => {
+        throw new IbsError('NOT_FOUND', `Cannot read "${source}": ${e.message}`);
+      });
+      const file = await app.importPaperKey({ text, path: pos(a, 0) });
+      return { path: pos(a, 0), fingerprint: file.fingerprint };
+    },
+    text: (r: { path: string; fingerprint: string }) => `Imported key ${r.fingerprint} into ${r.path}`,
+  },
+  // ---- verify, prune, gc -------------------------------------------------------------------------------
+  {
+    path: ['verify', 'start'],
+    usage: 'verify start STORE [--ns NS] [--snapshot SNAP] [--ignore-verified --outdated-after DAYS] [--keyfile F]',
+    summary: 'check every chunk of the selected snapshots; exits non-zero when anything is damaged',
+    positionals: 1,
+    options: {
+      ...STORE_NS,
+      snapshot: { type: 'string', help: 'only this snapshot (TYPE/ID/TIME)' },
+      'ignore-verified': { type: 'boolean', help: 'skip snapshots verified ok recently' },
+      'outdated-after': { type: 'string', help: 'with --ignore-verified: re-verify after this many days' },
+      'notification-mode': { type: 'string', help: 'always, error or never (notifications arrive with the server)' },
+      ...KEY_OPTIONS,
+    },
+    run: async (ctx, a) => {
+      const mode = str(a, 'notification-mode');
+      if (mode !== undefined && !['always', 'error', 'never'].includes(mode)) throw new IbsError('INVALID_ARGUMENT', `Invalid --notification-mode "${mode}": expected always, error or never`);
+      const r = await app.verifyStore(ctx, {
+        store: pos(a, 0),
+        ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}),
+        ...(str(a, 'snapshot') ? { snapshot: str(a, 'snapshot') as string } : {}),
+        ignoreVerified: flag(a, 'ignore-verified'),
+        ...(str(a, 'outdated-after') !== undefined ? { outdatedAfterDays: wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) as number } : {}),
+        key: await keyFrom(a),
+      });
+      if (!r.ok) {
+        const lines = r.badChunks.map((b) => `chunk ${b.digest}: ${b.reason}; used by ${b.snapshots.join(', ') || 'no snapshot'}`);
+        const failed = r.snapshots.filter((s) => s.state === 'failed').map((s) => `${s.snapshot}: ${s.problems.join('; ')}`);
+        throw new IbsError('VERIFY_FAILED', `Verification failed for ${failed.length} snapshot(s):\n  ${[...failed, ...lines].join('\n  ')}`, { details: { ...r } });
+      }
+      return r;
+    },
+    text: (r: Awaited<ReturnType<typeof app.verifyStore>>) =>
+      `Verified ${r.snapshots.filter((s) => s.state === 'ok').length} snapshots (${r.snapshots.filter((s) => s.state === 'skipped').length} skipped): ${r.chunksChecked} chunks, ${formatBytes(r.bytesChecked)}, all ok`,
+  },
+  {
+    path: ['prune'],
+    usage: 'prune STORE GROUP [--ns NS] --keep-last/-hourly/-daily/-weekly/-monthly/-yearly N [--dry-run]',
+    summary: 'remove the snapshots of a group that the retention rules do not keep',
+    positionals: 2,
+    options: { ...STORE_NS, ...KEEP_OPTIONS, 'dry-run': { type: 'boolean', help: 'only show what would be kept and removed' } },
+    run: (ctx, a) => app.pruneStore(ctx, { store: pos(a, 0), group: pos(a, 1), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), keep: keepFrom(a), dryRun: flag(a, 'dry-run') }),
+    text: (r: Awaited<ReturnType<typeof app.pruneStore>>) =>
+      table(
+        r.map((e) => ({ snapshot: e.snapshot, action: e.mark.action === 'keep' ? `keep (${e.mark.rule})` : e.mark.action, note: e.error ?? '' })),
+        ['snapshot', 'action', 'note'],
+      ),
+  },
+  {
+    path: ['gc', 'start'],
+    usage: 'gc start STORE [--margin-minutes N]',
+    summary: 'remove chunks no snapshot references (never those a running backup may use)',
+    positionals: 1,
+    options: { 'margin-minutes': { type: 'string', help: 'safety margin before the oldest running writer (default 5)' } },
+    run: (ctx, a) => app.gcStore(ctx, { store: pos(a, 0), ...(str(a, 'margin-minutes') !== undefined ? { marginMinutes: wholeNumber(str(a, 'margin-minutes'), 'margin-minutes', 10080) as number } : {}) }),
+    text: (r: Awaited<ReturnType<typeof app.gcStore>>) =>
+      keyValues({
+        'removed chunks': `${r.removedChunks} (${formatBytes(r.removedBytes)})`,
+        'pending chunks': `${r.pendingChunks} (${formatBytes(r.pendingBytes)}), newer than the cutoff ${new Date(r.cutoffMs).toISOString()}`,
+        'kept chunks': `${r.keptChunks} (${formatBytes(r.keptBytes)})`,
+        'dedup factor': r.dedupFactor.toFixed(2),
+        'partial snapshots removed': r.removedPartial,
+      }),
+  },
+  {
+    path: ['gc', 'status'],
+    usage: 'gc status STORE',
+    summary: 'the result of the last garbage collection',
+    positionals: 1,
+    run: async (ctx, a) => (await app.gcStatus(ctx, pos(a, 0))) ?? { status: 'never run' },
+    text: (r: Record<string, unknown>) => keyValues(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, /Bytes$/.test(k) ? bytesOr(v) : v]))),
+  },
+];
+
+async function readStdin(): Promise<string> {
+  const pieces: Buffer[] = [];
+  for await (const piece of process.stdin) pieces.push(piece as Buffer);
+  return Buffer.concat(pieces).toString('utf8');
+}

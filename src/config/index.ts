@@ -1,0 +1,7 @@
+/**
+ * config: configuration files (section format, lock, digest, atomic writes) and where files live. Secrets go
+ * to separate 0600 files and are never logged.
+ */
+export { SectionConfig, parseSections, formatSections, type Section, type ConfigSnapshot } from './section-config.ts';
+export { resolvePaths, type IbsPaths } from './paths.ts';
+export { DatastoreRegistry, type DatastoreConfig } from './datastore-config.ts';
