@@ -93,6 +93,7 @@ export function decodeIndex(data: Uint8Array, what: string): ArchiveIndex {
     const count = readSafeU64(buf, 16, what);
     if (body.length !== count * 40) throw corrupt(what, `${body.length} bytes of entries for ${count} entries of 40 bytes`);
     if (!createHash('sha256').update(body).digest().equals(buf.subarray(24, 56))) throw corrupt(what, 'checksum mismatch');
+    if (buf.subarray(56, INDEX_HEADER).some((b) => b !== 0)) throw corrupt(what, 'reserved header bytes are not zero');
     const entries: IndexEntry[] = [];
     let previous = 0;
     for (let i = 0; i < count; i++) {

@@ -129,11 +129,11 @@ export function parseGroup(value: string, ns: Namespace = []): GroupRef {
 export function parseSnapshot(value: string, ns: Namespace = []): SnapshotRef {
   let rest = value;
   let namespace = ns;
-  const colon = value.indexOf(':');
-  const slash = value.indexOf('/');
-  if (colon >= 0 && (slash < 0 || colon < slash)) {
-    namespace = parseNamespace(value.slice(0, colon));
-    rest = value.slice(colon + 1);
+  // Names never contain ":", so the first ":" followed by TYPE/ separates the namespace (times contain ":").
+  const m = /^([^:]*):((?:vm|ct|host)\/.*)$/.exec(value);
+  if (m) {
+    namespace = parseNamespace(m[1] as string);
+    rest = m[2] as string;
   }
   const parts = rest.split('/');
   if (parts.length !== 3) throw invalid('snapshot', value, '[NAMESPACE:]TYPE/ID/TIME such as host/web1/2026-11-22T01:50:19Z');

@@ -1,0 +1,57 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { Chunker } from './chunker.ts';
+
+const small = { min: 2048, avg: 8192, max: 32768 };
+
+function chunkAll(data: Buffer, pieceSizes: number[], options = small): Buffer[] {
+  const chunker = new Chunker(options);
+  const out: Buffer[] = [];
+  let pos = 0;
+  let i = 0;
+  while (pos < data.length) {
+    const size = pieceSizes.length ? (pieceSizes[i++ % pieceSizes.length] as number) : data.length;
+    out.push(...chunker.push(data.subarray(pos, pos + size)));
+    pos += size;
+  }
+  const last = chunker.finish();
+  if (last) out.push(last);
+  return out;
+}
+
+test('chunks concatenate to the input, respect min/max, and do not depend on how the input is split', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 300_000 }), fc.array(fc.integer({ min: 1, max: 70_000 }), { maxLength: 5 }), (size, pieces) => {
+      const data = randomBytes(size);
+      const chunks = chunkAll(data, pieces);
+      assert.ok(Buffer.concat(chunks).equals(data));
+      chunks.slice(0, -1).forEach((c) => assert.ok(c.length >= small.min && c.length <= small.max, `chunk of ${c.length}`));
+      assert.deepEqual(chunks.map((c) => c.length), chunkAll(data, []).map((c) => c.length));
+    }),
+    { numRuns: 60 },
+  );
+});
+
+test('an insertion near the start changes only the first chunks (content-defined boundaries resynchronise)', () => {
+  const data = randomBytes(600_000);
+  const shifted = Buffer.concat([data.subarray(0, 1000), Buffer.from('inserted bytes'), data.subarray(1000)]);
+  const a = new Set(chunkAll(data, []).map((c) => c.toString('hex')));
+  const b = chunkAll(shifted, []);
+  const shared = b.filter((c) => a.has(c.toString('hex'))).length;
+  assert.ok(shared >= b.length - 3, `only ${shared} of ${b.length} chunks shared`);
+});
+
+test('default sizes give about 2 MiB chunks between 512 KiB and 8 MiB', () => {
+  const data = randomBytes(40 * 1024 * 1024);
+  const chunks = chunkAll(data, [1 << 20], { min: 512 * 1024, avg: 2 * 1024 * 1024, max: 8 * 1024 * 1024 });
+  const mean = data.length / chunks.length;
+  assert.ok(mean > 1.2 * 1024 * 1024 && mean < 4 * 1024 * 1024, `mean chunk ${mean}`);
+  chunks.slice(0, -1).forEach((c) => assert.ok(c.length >= 512 * 1024 && c.length <= 8 * 1024 * 1024));
+});
+
+test('a stream of zeros is cut at max size', () => {
+  const chunks = chunkAll(Buffer.alloc(100_000), [], small);
+  assert.ok(chunks.slice(0, -1).every((c) => c.length === small.max));
+});

@@ -1,0 +1,186 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { CryptKey, IbsError, MANIFEST_NAME, snapshotPath, type SnapshotRef } from '../core/index.ts';
+import { MemoryBackend } from '../storage/memory/index.ts';
+import { Datastore } from './datastore.ts';
+import { SnapshotWriter } from './snapshot-writer.ts';
+import { SnapshotReader } from './snapshot-reader.ts';
+import { collectGarbage } from './gc.ts';
+import { verifyDatastore } from './verify.ts';
+import { chunkKey } from './chunk-store.ts';
+import { pruneGroup } from './prune.ts';
+
+const small = { min: 4096, avg: 16384, max: 65536 };
+const ref = (time: number, id = 'web1'): SnapshotRef => ({ ns: [], type: 'host', id, time });
+
+async function* pieces(data: Buffer, size = 10_000): AsyncGenerator<Buffer> {
+  for (let i = 0; i < data.length; i += size) yield data.subarray(i, i + size);
+}
+
+async function backup(ds: Datastore, r: SnapshotRef, data: Buffer, key?: CryptKey): Promise<SnapshotWriter> {
+  const w = await SnapshotWriter.begin(ds, r, { owner: 'root@pam', key, chunker: small });
+  await w.addDynamicArchive('root.tar', pieces(data));
+  await w.commit();
+  return w;
+}
+
+async function readAll(ds: Datastore, r: SnapshotRef, name: string, key?: CryptKey): Promise<Buffer> {
+  const reader = await SnapshotReader.open(ds, r, { key });
+  const out: Buffer[] = [];
+  for await (const p of reader.stream(name)) out.push(p);
+  return Buffer.concat(out);
+}
+
+test('a committed snapshot reads back byte for byte; a second backup of the same data uploads nothing new', async () => {
+  const ds = await Datastore.create(new MemoryBackend());
+  const data = randomBytes(300_000);
+  const first = await backup(ds, ref(1000), data);
+  assert.ok(first.archives[0]!.newChunks > 0);
+  assert.ok((await readAll(ds, ref(1000), 'root.tar')).equals(data));
+  const second = await backup(ds, ref(2000), data);
+  assert.equal(second.archives[0]!.newChunks, 0);
+  assert.equal(second.archives[0]!.reusedChunks, second.archives[0]!.chunks);
+});
+
+test('a snapshot without a committed manifest is invisible, and an aborted writer leaves no snapshot', async () => {
+  const ds = await Datastore.create(new MemoryBackend());
+  const w = await SnapshotWriter.begin(ds, ref(1000), { owner: 'root@pam', chunker: small });
+  await w.addDynamicArchive('root.tar', pieces(randomBytes(100_000)));
+  assert.deepEqual(await ds.listSnapshots({ ns: [] }), []);
+  await w.abort();
+  assert.deepEqual(await ds.listSnapshots({ ns: [] }), []);
+  await assert.rejects(ds.readManifest(ref(1000)), (e) => e instanceof IbsError && e.code === 'NOT_FOUND');
+});
+
+test('encrypted snapshots need the key; the wrong key is refused naming the expected fingerprint', async () => {
+  const ds = await Datastore.create(new MemoryBackend());
+  const key = CryptKey.generate();
+  const data = randomBytes(100_000);
+  await backup(ds, ref(1000), data, key);
+  assert.ok((await readAll(ds, ref(1000), 'root.tar', key)).equals(data));
+  await assert.rejects(readAll(ds, ref(1000), 'root.tar'), (e) => e instanceof IbsError && e.code === 'WRONG_KEY' && e.message.includes(key.fingerprint));
+  await assert.rejects(readAll(ds, ref(1000), 'root.tar', CryptKey.generate()), (e) => e instanceof IbsError && e.code === 'WRONG_KEY' && e.message.includes(key.fingerprint));
+});
+
+test('a flipped byte in a chunk: verify names the chunk and every snapshot using it; reading fails loudly', async () => {
+  const backend = new MemoryBackend();
+  const ds = await Datastore.create(backend);
+  const data = randomBytes(200_000);
+  await backup(ds, ref(1000), data);
+  await backup(ds, ref(2000), data);
+  await backup(ds, ref(3000, 'other'), randomBytes(50_000));
+  const reader = await SnapshotReader.open(ds, ref(1000));
+  const victim = (await reader.chunkList('root.tar'))[1]!.digest;
+  const blob = await backend.read(chunkKey(victim));
+  blob[blob.length - 5] = (blob[blob.length - 5] as number) ^ 1;
+  backend.tamper(chunkKey(victim), { data: blob });
+  await assert.rejects(readAll(ds, ref(2000), 'root.tar'), (e) => e instanceof IbsError && e.code === 'CORRUPT' && e.message.includes(victim));
+  const result = await verifyDatastore(ds, { snapshot: ref(2000) });
+  assert.equal(result.ok, false);
+  assert.equal(result.badChunks.length, 1);
+  assert.equal(result.badChunks[0]!.digest, victim);
+  assert.deepEqual(result.badChunks[0]!.snapshots.sort(), ['host/web1/1970-01-01T00:16:40Z', 'host/web1/1970-01-01T00:33:20Z']);
+  assert.equal((await ds.readManifest(ref(1000))).unprotected.verifyState?.state, 'failed');
+  assert.equal((await ds.readManifest(ref(3000, 'other'))).unprotected.verifyState, undefined);
+  assert.ok(await backend.stat(`${chunkKey(victim)}.bad`), 'damaged chunk moved aside');
+  // The next backup of the same data re-uploads the chunk because the previous snapshot failed verification.
+  await backup(ds, ref(4000), data);
+  assert.ok((await readAll(ds, ref(4000), 'root.tar')).equals(data));
+});
+
+test('GC removes unreferenced old chunks but never those of a backup that is still writing', async () => {
+  const backend = new MemoryBackend();
+  const ds = await Datastore.create(backend);
+  await backup(ds, ref(1000), randomBytes(100_000));
+  await backup(ds, ref(2000, 'gone'), randomBytes(100_000));
+  await ds.forgetSnapshot(ref(2000, 'gone'));
+  for await (const c of ds.chunks.list()) backend.tamper(chunkKey(c.digest), { mtimeMs: Date.now() - 3_600_000 });
+  // A backup starts and writes chunks, then GC runs with no margin, then the backup commits.
+  const w = await SnapshotWriter.begin(ds, ref(3000, 'running'), { owner: 'root@pam', chunker: small });
+  const data = randomBytes(150_000);
+  await w.addDynamicArchive('root.tar', pieces(data));
+  const gc = await collectGarbage(ds, { marginMs: 0 });
+  assert.ok(gc.removedChunks > 0, 'chunks of the forgotten snapshot removed');
+  assert.ok(gc.pendingChunks > 0, 'chunks of the running backup kept as pending');
+  await w.commit();
+  assert.ok((await readAll(ds, ref(3000, 'running'), 'root.tar')).equals(data));
+  assert.equal((await verifyDatastore(ds)).ok, true);
+});
+
+test('GC keeps an old unreferenced chunk that a running writer reuses (insert touches it)', async () => {
+  const backend = new MemoryBackend();
+  const ds = await Datastore.create(backend);
+  const data = randomBytes(100_000);
+  await backup(ds, ref(1000, 'a'), data);
+  await ds.forgetSnapshot(ref(1000, 'a'));
+  for await (const c of ds.chunks.list()) backend.tamper(chunkKey(c.digest), { mtimeMs: Date.now() - 3_600_000 });
+  const w = await SnapshotWriter.begin(ds, ref(2000, 'b'), { owner: 'root@pam', chunker: small });
+  await w.addDynamicArchive('root.tar', pieces(data));
+  assert.equal(w.archives[0]!.newChunks, 0, 'all chunks reused from the store');
+  const gc = await collectGarbage(ds, { marginMs: 0 });
+  assert.equal(gc.removedChunks, 0);
+  await w.commit();
+  assert.ok((await readAll(ds, ref(2000, 'b'), 'root.tar')).equals(data));
+});
+
+test('GC removes snapshot folders left without a manifest by a crashed writer', async () => {
+  const backend = new MemoryBackend();
+  const ds = await Datastore.create(backend);
+  await backend.write(`${snapshotPath(ref(1000))}root.tar.didx`, Buffer.from('partial'));
+  backend.tamper(`${snapshotPath(ref(1000))}root.tar.didx`, { mtimeMs: Date.now() - 3_600_000 });
+  const gc = await collectGarbage(ds, { marginMs: 0 });
+  assert.equal(gc.removedPartial, 1);
+  assert.equal(await backend.stat(`${snapshotPath(ref(1000))}root.tar.didx`), undefined);
+  assert.equal(await backend.stat(`${snapshotPath(ref(1000))}${MANIFEST_NAME}`), undefined);
+});
+
+test('a quarantined datastore refuses backups and GC with the reason', async () => {
+  const ds = await Datastore.create(new MemoryBackend());
+  await ds.quarantine('disk errors on sdb');
+  await assert.rejects(SnapshotWriter.begin(ds, ref(1), { owner: 'x@pam' }), (e) => e instanceof IbsError && e.code === 'QUARANTINED' && e.message.includes('disk errors on sdb'));
+  await assert.rejects(collectGarbage(ds), (e) => e instanceof IbsError && e.code === 'QUARANTINED');
+  await ds.unquarantine();
+  await backup(ds, ref(1), randomBytes(10));
+});
+
+test('prune removes what retention does not keep, never protected snapshots, and refuses a running backup\'s base', async () => {
+  const ds = await Datastore.create(new MemoryBackend());
+  for (const t of [1000, 2000, 3000, 4000]) await backup(ds, ref(t), randomBytes(5000));
+  await ds.setProtected(ref(1000), true);
+  const result = await pruneGroup(ds, { ns: [], type: 'host', id: 'web1' }, { 'keep-last': 1 });
+  assert.deepEqual(result.map((r) => r.mark.action), ['keep', 'remove', 'remove', 'protected']);
+  assert.deepEqual((await ds.listSnapshots({ ns: [] })).map((s) => s.ref.time), [4000, 1000]);
+  const w = await SnapshotWriter.begin(ds, ref(5000), { owner: 'root@pam' });
+  await assert.rejects(ds.forgetSnapshot(ref(4000)), (e) => e instanceof IbsError && e.code === 'BUSY');
+  await w.abort();
+  await ds.forgetSnapshot(ref(4000));
+});
+
+test('a group owned by someone else is refused', async () => {
+  const ds = await Datastore.create(new MemoryBackend());
+  await backup(ds, ref(1000), randomBytes(10));
+  await assert.rejects(SnapshotWriter.begin(ds, ref(2000), { owner: 'mallory@pam' }), (e) => e instanceof IbsError && e.code === 'PERMISSION_DENIED' && e.message.includes('root@pam'));
+});
+
+test('namespaces: create with parents, list with depth, refuse depth 8 and non-empty removal', async () => {
+  const ds = await Datastore.create(new MemoryBackend());
+  await ds.createNamespace(['a', 'b', 'c'], { parents: true });
+  assert.deepEqual((await ds.listNamespaces([])).map((n) => n.join('/')), ['a', 'a/b', 'a/b/c']);
+  assert.deepEqual((await ds.listNamespaces(['a'], { maxDepth: 1 })).map((n) => n.join('/')), ['a/b']);
+  await assert.rejects(ds.createNamespace(['1', '2', '3', '4', '5', '6', '7', '8'], { parents: true }), /at most 7/);
+  await backup(ds, { ns: ['a', 'b'], type: 'vm', id: '100', time: 5 }, randomBytes(10));
+  await assert.rejects(ds.removeNamespace(['a']), (e) => e instanceof IbsError && e.code === 'BUSY');
+  await ds.removeNamespace(['a'], { deleteGroups: true });
+  assert.deepEqual(await ds.listNamespaces([]), []);
+});
+
+test('fixed-size image archives round-trip, including a last partial chunk', async () => {
+  const ds = await Datastore.create(new MemoryBackend());
+  const image = Buffer.concat([Buffer.alloc(5 * 1024 * 1024), randomBytes(1_000_000)]);
+  const w = await SnapshotWriter.begin(ds, ref(1), { owner: 'root@pam' });
+  const stats = await w.addFixedArchive('disk.img', pieces(image, 1 << 20));
+  await w.commit();
+  assert.equal(stats.chunks, 2);
+  assert.ok((await readAll(ds, ref(1), 'disk.img')).equals(image));
+});
