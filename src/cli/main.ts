@@ -78,7 +78,7 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
       });
       parsed = { positionals: r.positionals, values: r.values as ParsedArgs['values'] };
     } catch (error) {
-      throw new IbsError('INVALID_ARGUMENT', `${(error as Error).message.replace(/\. To specify.*$/s, '')}\nUsage: ironcore-backup ${command.usage}`);
+      throw new IbsError('INVALID_ARGUMENT', `${((error as Error).message.split('\n')[0] ?? '').replace(/\.$/, '')} (usage: ironcore-backup ${command.usage})`);
     }
     const output = (parsed.values.output as string | undefined) ?? 'text';
     if (output !== 'text' && output !== 'json') throw new IbsError('INVALID_ARGUMENT', `Invalid --output "${output}": expected text or json`);
@@ -89,7 +89,7 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
     }
     const [min, max] = typeof command.positionals === 'number' ? [command.positionals, command.positionals] : command.positionals;
     if (parsed.positionals.length < min || parsed.positionals.length > max) {
-      throw new IbsError('INVALID_ARGUMENT', `"${command.path.join(' ')}" takes ${min === max ? min : `${min} to ${max}`} argument(s), got ${parsed.positionals.length}\nUsage: ironcore-backup ${command.usage}`);
+      throw new IbsError('INVALID_ARGUMENT', `"${command.path.join(' ')}" takes ${min === max ? min : `${min} to ${max}`} argument(s), got ${parsed.positionals.length} (usage: ironcore-backup ${command.usage})`);
     }
     const quiet = parsed.values.quiet === true || json;
     const activeReporter = quiet ? new TerminalReporter(stderr, { quiet: true }) : reporter;

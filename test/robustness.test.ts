@@ -1,0 +1,167 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ibs, startIbs, tempDir } from './helpers.ts';
+
+let work: { path: string; cleanup: () => Promise<void> };
+let home: string;
+let src: string;
+let storePath: string;
+
+before(async () => {
+  work = await tempDir('ibs-rob-');
+  home = join(work.path, 'home');
+  src = join(work.path, 'src');
+  await mkdir(src);
+  for (let i = 0; i < 24; i++) await writeFile(join(src, `file${String(i).padStart(2, '0')}.bin`), randomBytes(2 * 1024 * 1024 + i));
+  const created = await ibs(home, ['datastore', 'create', 'store1', '--output', 'json']);
+  assert.equal(created.code, 0, created.stderr);
+  storePath = JSON.parse(created.stdout).path;
+});
+after(() => work.cleanup());
+
+async function treeState(root: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(dir: string): Promise<void> {
+    for (const name of (await readdir(dir).catch(() => [])).sort()) {
+      const full = join(dir, name);
+      const st = await stat(full);
+      out.push(`${full} ${st.size} ${st.mtimeMs}`);
+      if (st.isDirectory()) await walk(full);
+    }
+  }
+  await walk(root);
+  return out;
+}
+
+test('bad input: every malformed command prints one clear line, exits non-zero and writes nothing', async () => {
+  const unreadable = join(work.path, 'unreadable');
+  await mkdir(unreadable);
+  await chmod(unreadable, 0o000);
+  const cases: Array<[string[], RegExp]> = [
+    [['datastore', 'create', '../evil'], /Invalid datastore name "..\/evil": expected/],
+    [['datastore', 'create', 'store1'], /already configured/],
+    [['datastore', 'create', 'x1', '/etc'], /not empty/],
+    [['datastore', 'show', 'nosuchstore'], /Datastore "nosuchstore" is not configured/],
+    [['datastore', 'create'], /takes 1 to 2 argument/],
+    [['datastore', 'list', '--bogus'], /Unknown option '--bogus'/],
+    [['backup', 'create', '--store', 'nosuch', `root.tar:${src}`], /Datastore "nosuch" is not configured/],
+    [['backup', 'create', '--store', 'store1', '--id', 'a/b', `root.tar:${src}`], /Invalid backup id "a\/b"/],
+    [['backup', 'create', '--store', 'store1', '--type', 'server', `root.tar:${src}`], /Invalid backup type "server": expected one of vm, ct, host/],
+    [['backup', 'create', '--store', 'store1', '--time', 'yesterday', `root.tar:${src}`], /Invalid backup time "yesterday"/],
+    [['backup', 'create', '--store', 'store1', `root.zip:${src}`], /Invalid archive name "root.zip"/],
+    [['backup', 'create', '--store', 'store1', `root.tar:${join(work.path, 'missing')}`], /no such file or directory/],
+    [['backup', 'create', '--store', 'store1', `root.img:${src}`], /needs a file or block device/],
+    [['backup', 'create', '--store', 'store1', '--ns', 'a/../b', `root.tar:${src}`], /Invalid namespace "a\/..\/b"/],
+    [['backup', 'create', '--store', 'store1', '--ns', 'nosuchns', `root.tar:${src}`], /Namespace "nosuchns" does not exist/],
+    [['backup', 'create', '--store', 'store1', '--keyfile', join(work.path, 'nokey.json'), `root.tar:${src}`], /Cannot read key file .*no such file/],
+    [['backup', 'restore', 'host/x/2026-01-01T00:00:00Z', 'root.tar', join(work.path, 'r'), '--store', 'store1'], /Snapshot host\/x\/2026-01-01T00:00:00Z does not exist/],
+    [['backup', 'restore', 'host/x', 'root.tar', join(work.path, 'r'), '--store', 'store1'], /expected \[NAMESPACE:\]TYPE\/ID\/TIME/],
+    [['verify', 'start', 'store1', '--outdated-after=-3'], /Invalid --outdated-after/],
+    [['verify', 'start', 'store1', '--outdated-after', '-3'], /argument is ambiguous/],
+    [['prune', 'store1', 'host/x'], /No retention given/],
+    [['prune', 'store1', 'host/x', '--keep-last', 'many'], /Invalid --keep-last "many"/],
+    [['snapshot', 'forget', 'store1', 'host/none/2026-01-01T00:00:00Z'], /does not exist/],
+    [['key', 'import', '--paperkey', join(work.path, 'missing.txt'), join(work.path, 'k.json')], /Cannot read/],
+    [['nosuchcommand'], /Unknown command "nosuchcommand"/],
+    [['datastore', 'list', '--output', 'yaml'], /Invalid --output "yaml": expected text or json/],
+  ];
+  if (process.getuid?.() !== 0) cases.push([['backup', 'create', '--store', 'store1', `root.tar:${unreadable}`], /Cannot read directory/]);
+  for (const [args, pattern] of cases) {
+    const before = await treeState(home);
+    const r = await ibs(home, args);
+    assert.notEqual(r.code, 0, `${args.join(' ')} should fail`);
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 1, `${args.join(' ')}: one line expected, got:\n${r.stderr}`);
+    assert.match(lines[0] as string, /^Error: /);
+    assert.match(r.stderr, pattern, args.join(' '));
+    assert.deepEqual(await treeState(home), before, `${args.join(' ')} changed files`);
+  }
+  const json = await ibs(home, ['datastore', 'show', 'nosuch', '--output', 'json']);
+  assert.equal(JSON.parse(json.stderr).error.code, 'NOT_FOUND');
+  assert.equal(json.code, 3);
+  await chmod(unreadable, 0o755);
+});
+
+test('kill -9 of a backup at 22 random points: no partial snapshot is visible, verify passes, the next backup reuses chunks', async () => {
+  let killedMidway = 0;
+  for (let i = 0; i < 22; i++) {
+    const time = `2026-10-01T00:00:${String(i).padStart(2, '0')}Z`;
+    const child = startIbs(home, ['backup', 'create', '--quiet', '--store', 'store1', '--id', 'crash', '--time', time, `root.tar:${src}`]);
+    const delay = 150 + Math.floor(Math.random() * 1500);
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const timer = setTimeout(() => child.kill('SIGKILL'), delay);
+    const code = await exited;
+    clearTimeout(timer);
+    if (code === null) killedMidway++;
+    const list = await ibs(home, ['snapshot', 'list', 'store1', 'host/crash', '--output', 'json']);
+    assert.equal(list.code, 0, list.stderr);
+    for (const snap of JSON.parse(list.stdout) as Array<{ snapshot: string }>) {
+      const v = await ibs(home, ['verify', 'start', 'store1', '--snapshot', snap.snapshot]);
+      assert.equal(v.code, 0, `after kill ${i}: ${snap.snapshot} visible but not complete: ${v.stderr}`);
+    }
+  }
+  assert.ok(killedMidway >= 10, `only ${killedMidway} of 22 runs were killed midway`);
+  const verify = await ibs(home, ['verify', 'start', 'store1']);
+  assert.equal(verify.code, 0, verify.stderr);
+  const last = await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'crash-final', '--time', '2026-10-02T00:00:00Z', '--output', 'json', `root.tar:${src}`]);
+  assert.equal(last.code, 0, last.stderr);
+  const stats = JSON.parse(last.stdout).archives[0];
+  assert.ok(stats.reusedChunks > 0, `the next backup should reuse chunks written by the killed ones: ${JSON.stringify(stats)}`);
+  const restored = join(work.path, 'after-crash');
+  const r = await ibs(home, ['backup', 'restore', 'host/crash-final/2026-10-02T00:00:00Z', 'root.tar', restored, '--store', 'store1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await readFile(join(restored, 'file07.bin')), await readFile(join(src, 'file07.bin')));
+});
+
+test('GC run while a backup is writing: the backup commits and verifies', async () => {
+  const big = join(work.path, 'big');
+  await mkdir(big);
+  for (let i = 0; i < 30; i++) await writeFile(join(big, `f${i}.bin`), randomBytes(3 * 1024 * 1024));
+  const child = startIbs(home, ['backup', 'create', '--quiet', '--store', 'store1', '--id', 'during-gc', '--time', '2026-10-03T00:00:00Z', `root.tar:${big}`]);
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // Wait until the backup holds its lease and has written chunks, then collect garbage with no margin.
+  for (let i = 0; i < 200; i++) {
+    const leases = await readdir(join(storePath, '.writers')).catch(() => []);
+    const live = [];
+    for (const l of leases) live.push(JSON.parse(await readFile(join(storePath, '.writers', l), 'utf8')));
+    if (live.some((l: { target?: string }) => l.target?.includes('during-gc'))) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  const gc = await ibs(home, ['gc', 'start', 'store1', '--margin-minutes', '0', '--output', 'json']);
+  assert.equal(gc.code, 0, gc.stderr);
+  assert.equal(await exited, 0, 'backup must commit');
+  const v = await ibs(home, ['verify', 'start', 'store1', '--snapshot', 'host/during-gc/2026-10-03T00:00:00Z']);
+  assert.equal(v.code, 0, v.stderr);
+});
+
+test('a flipped byte in a chunk: verify names the chunk and every snapshot using it and exits non-zero; restore fails loudly', async () => {
+  const data = join(work.path, 'flip');
+  await mkdir(data);
+  await writeFile(join(data, 'payload.bin'), randomBytes(1024 * 1024));
+  for (const t of ['2026-09-01T00:00:00Z', '2026-09-02T00:00:00Z']) {
+    const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'flip', '--time', t, `root.tar:${data}`]);
+    assert.equal(b.code, 0, b.stderr);
+  }
+  const show = await ibs(home, ['snapshot', 'show', 'store1', 'host/flip/2026-09-01T00:00:00Z', '--output', 'json']);
+  assert.equal(show.code, 0, show.stderr);
+  const didx = await readFile(join(storePath, 'host/flip/2026-09-01T00:00:00Z/root.tar.didx'));
+  const digest = didx.subarray(64 + 8, 64 + 40).toString('hex');
+  const chunkFile = join(storePath, '.chunks', digest.slice(0, 4), digest);
+  const blob = await readFile(chunkFile);
+  blob[blob.length - 100] = (blob[blob.length - 100] as number) ^ 0x01;
+  await writeFile(chunkFile, blob);
+  const restore = await ibs(home, ['backup', 'restore', 'host/flip/2026-09-02T00:00:00Z', 'root.tar', join(work.path, 'flip-out'), '--store', 'store1']);
+  assert.equal(restore.code, 6, restore.stderr);
+  assert.match(restore.stderr, new RegExp(digest));
+  const verify = await ibs(home, ['verify', 'start', 'store1', '--snapshot', 'host/flip/2026-09-02T00:00:00Z']);
+  assert.equal(verify.code, 13, verify.stderr);
+  assert.match(verify.stderr, new RegExp(`chunk ${digest}`));
+  assert.match(verify.stderr, /host\/flip\/2026-09-01T00:00:00Z/);
+  assert.match(verify.stderr, /host\/flip\/2026-09-02T00:00:00Z/);
+  const list = JSON.parse((await ibs(home, ['snapshot', 'list', 'store1', 'host/flip', '--output', 'json'])).stdout) as Array<{ verifyState: string }>;
+  assert.deepEqual(list.map((s) => s.verifyState), ['failed', 'failed']);
+});
