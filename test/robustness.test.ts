@@ -15,7 +15,7 @@ before(async () => {
   home = join(work.path, 'home');
   src = join(work.path, 'src');
   await mkdir(src);
-  for (let i = 0; i < 24; i++) await writeFile(join(src, `file${String(i).padStart(2, '0')}.bin`), randomBytes(2 * 1024 * 1024 + i));
+  for (let i = 0; i < 16; i++) await writeFile(join(src, `file${String(i).padStart(2, '0')}.bin`), randomBytes(2 * 1024 * 1024 + i));
   const created = await ibs(home, ['datastore', 'create', 'store1', '--output', 'json']);
   assert.equal(created.code, 0, created.stderr);
   storePath = JSON.parse(created.stdout).path;
@@ -86,34 +86,64 @@ test('bad input: every malformed command prints one clear line, exits non-zero a
 });
 
 test('kill -9 of a backup at 22 random points: no partial snapshot is visible, verify passes, the next backup reuses chunks', async () => {
+  // Calibrate: how long a backup of this tree takes when no previous snapshot of its group exists.
+  const t0 = Date.now();
+  const calibration = await ibs(home, ['backup', 'create', '--quiet', '--store', 'store1', '--id', 'calibrate', `root.tar:${src}`]);
+  assert.equal(calibration.code, 0, calibration.stderr);
+  const duration = Date.now() - t0;
   let killedMidway = 0;
   for (let i = 0; i < 22; i++) {
-    const time = `2026-10-01T00:00:${String(i).padStart(2, '0')}Z`;
-    const child = startIbs(home, ['backup', 'create', '--quiet', '--store', 'store1', '--id', 'crash', '--time', time, `root.tar:${src}`]);
-    const delay = 150 + Math.floor(Math.random() * 1500);
+    // A new group each time, so that no run can skip work by reusing a previous snapshot's chunk list.
+    const child = startIbs(home, ['backup', 'create', '--quiet', '--store', 'store1', '--id', `crash-${i}`, '--time', '2026-10-01T00:00:00Z', `root.tar:${src}`]);
+    const delay = Math.floor(duration * (0.1 + Math.random() * 0.7));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const timer = setTimeout(() => child.kill('SIGKILL'), delay);
     const code = await exited;
     clearTimeout(timer);
     if (code === null) killedMidway++;
-    const list = await ibs(home, ['snapshot', 'list', 'store1', 'host/crash', '--output', 'json']);
+    else assert.equal(code, 0, `run ${i} failed on its own`);
+    const list = await ibs(home, ['snapshot', 'list', 'store1', `host/crash-${i}`, '--output', 'json']);
     assert.equal(list.code, 0, list.stderr);
-    for (const snap of JSON.parse(list.stdout) as Array<{ snapshot: string }>) {
-      const v = await ibs(home, ['verify', 'start', 'store1', '--snapshot', snap.snapshot]);
-      assert.equal(v.code, 0, `after kill ${i}: ${snap.snapshot} visible but not complete: ${v.stderr}`);
-    }
+    const visible = JSON.parse(list.stdout) as Array<{ snapshot: string }>;
+    assert.equal(visible.length, code === null ? 0 : 1, `run ${i} (exit ${code}): ${visible.length} snapshots visible`);
   }
-  assert.ok(killedMidway >= 10, `only ${killedMidway} of 22 runs were killed midway`);
+  assert.ok(killedMidway >= 15, `only ${killedMidway} of 22 runs were killed midway (calibrated run took ${duration} ms)`);
   const verify = await ibs(home, ['verify', 'start', 'store1']);
   assert.equal(verify.code, 0, verify.stderr);
   const last = await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'crash-final', '--time', '2026-10-02T00:00:00Z', '--output', 'json', `root.tar:${src}`]);
   assert.equal(last.code, 0, last.stderr);
   const stats = JSON.parse(last.stdout).archives[0];
-  assert.ok(stats.reusedChunks > 0, `the next backup should reuse chunks written by the killed ones: ${JSON.stringify(stats)}`);
+  assert.equal(stats.newChunks, 0, `every chunk was already written by earlier runs: ${JSON.stringify(stats)}`);
   const restored = join(work.path, 'after-crash');
   const r = await ibs(home, ['backup', 'restore', 'host/crash-final/2026-10-02T00:00:00Z', 'root.tar', restored, '--store', 'store1']);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(await readFile(join(restored, 'file07.bin')), await readFile(join(src, 'file07.bin')));
+});
+
+test('kill -9 of the first backup into an empty group leaves chunks that the next run reuses', async () => {
+  const fresh = join(work.path, 'fresh');
+  await mkdir(fresh);
+  for (let i = 0; i < 12; i++) await writeFile(join(fresh, `g${i}.bin`), randomBytes(2 * 1024 * 1024));
+  const child = startIbs(home, ['backup', 'create', '--quiet', '--store', 'store1', '--id', 'resume', `root.tar:${fresh}`]);
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // Kill once some chunks of this data are on disk.
+  const before = new Set<string>();
+  for (const d of await readdir(join(storePath, '.chunks'))) for (const c of await readdir(join(storePath, '.chunks', d))) before.add(c);
+  let written = 0;
+  for (let i = 0; i < 400 && written < 3; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    written = 0;
+    for (const d of await readdir(join(storePath, '.chunks'))) for (const c of await readdir(join(storePath, '.chunks', d))) if (!before.has(c) && !c.includes('.ibs-tmp-')) written++;
+  }
+  child.kill('SIGKILL');
+  assert.equal(await exited, null, 'killed before it finished');
+  const list = JSON.parse((await ibs(home, ['snapshot', 'list', 'store1', 'host/resume', '--output', 'json'])).stdout);
+  assert.deepEqual(list, []);
+  const next = await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'resume', '--output', 'json', `root.tar:${fresh}`]);
+  assert.equal(next.code, 0, next.stderr);
+  const stats = JSON.parse(next.stdout).archives[0];
+  assert.ok(stats.reusedChunks >= written, `${written} chunks arrived before the kill; the next run reused ${stats.reusedChunks}`);
+  assert.equal(stats.newChunks + stats.reusedChunks, stats.chunks);
 });
 
 test('GC run while a backup is writing: the backup commits and verifies', async () => {

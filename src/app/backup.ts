@@ -17,6 +17,7 @@ import {
 import { SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
 import { catalogRanges, createTarStream, decodeCatalog, encodeCatalog, extractTar, selectCatalog } from '../archive/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
+import { abortableSleep } from '../lib/index.ts';
 
 export interface ArchiveSpec {
   name: string;
@@ -73,7 +74,7 @@ async function treeSize(root: string, excluded: number): Promise<number> {
 /** Backs up directories (as pax tar) and images into a new snapshot; the snapshot appears only when complete. */
 export async function createBackup(ctx: AppContext, input: BackupInput): Promise<BackupResult> {
   const ns = parseNamespace(input.ns ?? '');
-  const ref: SnapshotRef = {
+  let ref: SnapshotRef = {
     ns,
     type: parseBackupType(input.type),
     id: parseBackupId(input.id),
@@ -111,6 +112,14 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
       done += bytes;
       ctx.reporter.progress({ phase: 'backup', done, total, unit: 'bytes' });
     };
+    if (input.time === undefined) {
+      // Snapshot times have a resolution of one second: a second backup within the same second waits.
+      const newest = (await ds.listSnapshots({ ns, group: { ns, type: ref.type, id: ref.id } }))[0];
+      if (newest && newest.ref.time >= ref.time) {
+        await abortableSleep((newest.ref.time + 1) * 1000 - Date.now(), ctx.signal);
+        ref = { ...ref, time: Math.max(newest.ref.time + 1, Math.floor(Date.now() / 1000)) };
+      }
+    }
     const writer = await SnapshotWriter.begin(ds, ref, { owner: ctx.authId, key: input.key, compress: input.compress ?? true, signal: ctx.signal });
     ctx.reporter.info(`Starting backup ${formatSnapshot(ref)} to datastore ${input.store}${input.key ? ` (encrypted, key ${input.key.fingerprint})` : ''}`);
     try {

@@ -39,7 +39,7 @@ export async function listSnapshots(ctx: AppContext, input: { store: string; ns?
       group: formatGroup(s.ref),
       time: formatBackupTime(s.ref.time),
       files: s.manifest.files.map((f) => f.filename),
-      size: s.manifest.files.reduce((n, f) => n + f.size, 0),
+      size: s.manifest.files.reduce((n, f) => n + (f.archiveSize ?? 0), 0),
       encrypted: manifestCryptMode(s.manifest) !== 'none',
       protected: s.protected,
       verifyState: s.manifest.unprotected.verifyState?.state ?? 'none',

@@ -19,6 +19,8 @@ export interface ManifestFile {
   /** SHA-256 (hex) of the stored file. */
   csum: string;
   cryptMode: CryptMode;
+  /** For index files: the size of the archive they describe (what a restore produces). */
+  archiveSize?: number;
 }
 
 export interface VerifyState {
@@ -123,6 +125,7 @@ export function parseManifest(data: Uint8Array, what: string): Manifest {
     if (!Number.isSafeInteger(f.size) || (f.size as number) < 0) throw bad(`file ${f.filename}: invalid size`);
     if (typeof f.csum !== 'string' || !CSUM_RE.test(f.csum)) throw bad(`file ${f.filename}: invalid csum`);
     if (f.cryptMode !== 'none' && f.cryptMode !== 'encrypt') throw bad(`file ${f.filename}: invalid cryptMode`);
+    if (f.archiveSize !== undefined && (!Number.isSafeInteger(f.archiveSize) || (f.archiveSize as number) < 0)) throw bad(`file ${f.filename}: invalid archiveSize`);
   }
   if (m.keyFingerprint !== undefined && typeof m.keyFingerprint !== 'string') throw bad('invalid keyFingerprint');
   if (m.signature !== undefined && typeof m.signature !== 'string') throw bad('invalid signature');

@@ -115,11 +115,11 @@ export class SnapshotWriter {
     if (this.#done) throw new RangeError('SnapshotWriter is already committed or aborted');
   }
 
-  async #putFile(filename: string, data: Buffer): Promise<void> {
+  async #putFile(filename: string, data: Buffer, archiveSize?: number): Promise<void> {
     throwIfAborted(this.#options.signal);
     if (this.#files.some((f) => f.filename === filename)) throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(this.ref)} already has a file "${filename}"`);
     await this.#ds.backend.write(`${snapshotPath(this.ref)}${filename}`, data, { signal: this.#options.signal });
-    this.#files.push({ filename, size: data.length, csum: sha256Hex(data), cryptMode: this.#cryptMode });
+    this.#files.push({ filename, size: data.length, csum: sha256Hex(data), cryptMode: this.#cryptMode, ...(archiveSize !== undefined ? { archiveSize } : {}) });
   }
 
   /** Stores a small file of the snapshot (a catalog, a config) as a blob named `NAME.blob`. */
@@ -176,7 +176,7 @@ export class SnapshotWriter {
     const last = chunker.finish();
     if (last) await take(last);
     await queue.drain();
-    await this.#putFile(`${name}.didx`, encodeDynamicIndex({ ctime: Math.floor(Date.now() / 1000), entries }));
+    await this.#putFile(`${name}.didx`, encodeDynamicIndex({ ctime: Math.floor(Date.now() / 1000), entries }), stats.size);
     this.archives.push(stats);
     return stats;
   }
@@ -210,7 +210,7 @@ export class SnapshotWriter {
     }
     if (pendingSize > 0) await flush();
     await queue.drain();
-    await this.#putFile(`${name}.fidx`, encodeFixedIndex({ ctime: Math.floor(Date.now() / 1000), size: stats.size, chunkSize, digests }));
+    await this.#putFile(`${name}.fidx`, encodeFixedIndex({ ctime: Math.floor(Date.now() / 1000), size: stats.size, chunkSize, digests }), stats.size);
     this.archives.push(stats);
     return stats;
   }
