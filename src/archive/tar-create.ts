@@ -1,12 +1,18 @@
-import { lstat, open, opendir, readlink, type FileHandle } from 'node:fs/promises';
+import { lstat, open, readdir, readlink, type FileHandle } from 'node:fs/promises';
+import fs, { type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { IbsError } from '../core/index.ts';
-import { throwIfAborted } from '../lib/index.ts';
+import { mapConcurrent, throwIfAborted } from '../lib/index.ts';
 import { compileExcludes } from './glob.ts';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntry } from './tar-format.ts';
 import type { CatalogEntry } from './catalog.ts';
 
 const READ_BLOCK = 1024 * 1024;
+/** Files up to this size are read whole, ahead of the stream, many at a time. */
+const SMALL_FILE = 1024 * 1024;
+const READ_AHEAD_FILES = 64;
+const READ_AHEAD_BYTES = 32 * 1024 * 1024;
+const STAT_CONCURRENCY = 32;
 
 export interface TarCreateOptions {
   excludes?: readonly string[];
@@ -23,11 +29,52 @@ export interface TarCreateResult {
   bytes: number;
 }
 
+/** An entry found by the walk; regular files carry their data (read ahead) or an open handle (large). */
+interface Pending {
+  entry: TarEntry;
+  full: string;
+  data?: Promise<Buffer | { error: string }>;
+}
+
+function errorCode(error: unknown): string {
+  return (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+}
+
+/**
+ * Reads a small file whole (one byte more than its stat-ed size, to notice growth). Uses plain descriptors
+ * rather than FileHandle objects: for thousands of small files their creation and cleanup cost shows.
+ */
+function readSmall(full: string, size: number): Promise<Buffer | { error: string }> {
+  return new Promise((resolve) => {
+    fs.open(full, 'r', (openError, fd) => {
+      if (openError) {
+        resolve({ error: `cannot open (${errorCode(openError)})` });
+        return;
+      }
+      const buffer = Buffer.allocUnsafe(size + 1);
+      let filled = 0;
+      const step = (): void => {
+        fs.read(fd, buffer, filled, buffer.length - filled, null, (readError, bytesRead) => {
+          if (readError || bytesRead === 0 || filled + bytesRead === buffer.length) {
+            if (!readError) filled += bytesRead;
+            fs.close(fd, () => resolve(readError ? { error: `cannot read (${errorCode(readError)})` } : buffer.subarray(0, filled)));
+            return;
+          }
+          filled += bytesRead;
+          step();
+        });
+      };
+      step();
+    });
+  });
+}
+
 /**
  * Streams the tree under `root` as a POSIX pax tar (entries relative to root, directories before their
  * contents, names sorted so that unchanged trees give identical streams and dedup well). Regular files,
  * directories, symlinks and hard links are archived with mode, owner and mtime; sockets, FIFOs and devices are
- * skipped with a warning. `result` is filled when the stream ends.
+ * skipped with a warning, as are files that cannot be opened. Small files are read ahead concurrently, so the
+ * stream is not held up by one open/read/close after another. `result` is filled when the stream ends.
  */
 export function createTarStream(root: string, options: TarCreateOptions = {}): { stream: AsyncGenerator<Buffer>; result: TarCreateResult } {
   const result: TarCreateResult = { catalog: [], files: 0, bytes: 0 };
@@ -36,46 +83,74 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
   const seenInodes = new Map<string, string>();
   let offset = 0;
 
-  async function* emitEntry(entry: TarEntry, handle?: FileHandle): AsyncGenerator<Buffer> {
-    const header = encodeHeader(entry);
-    const start = offset;
-    offset += header.length;
-    yield header;
-    if (handle && entry.size > 0) {
-      let remaining = entry.size;
-      try {
-        while (remaining > 0) {
-          throwIfAborted(options.signal);
-          const buffer = Buffer.allocUnsafe(Math.min(READ_BLOCK, remaining));
-          const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-          if (bytesRead === 0) {
-            warn(`${entry.path}: file shrank while being read; padded with zeros to ${entry.size} bytes`);
-            buffer.fill(0);
-            const filler = Math.min(buffer.length, remaining);
-            remaining -= filler;
-            offset += filler;
-            yield buffer.subarray(0, filler);
-            continue;
-          }
-          remaining -= bytesRead;
-          offset += bytesRead;
-          options.onBytes?.(bytesRead);
-          yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
-        }
-        const extra = Buffer.alloc(1);
-        if ((await handle.read(extra, 0, 1, null)).bytesRead > 0) warn(`${entry.path}: file grew while being read; archived its first ${entry.size} bytes`);
-      } catch (error) {
-        if ((error as Error).name === 'AbortError') throw error;
-        // The header is already out: the stream cannot go on consistently.
-        throw new IbsError('INVALID_ARGUMENT', `Reading "${entry.path}" failed midway: ${(error as Error).message}`, { cause: error });
-      }
-      const pad = padding(entry.size);
-      if (pad > 0) {
-        offset += pad;
-        yield Buffer.alloc(pad);
-      }
-      result.bytes += entry.size;
+  function toEntry(path: string, st: BigIntStats): Omit<TarEntry, 'type'> {
+    return {
+      path,
+      mode: Number(st.mode & 0o7777n),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      mtime: Number(st.mtimeNs / 1_000_000_000n),
+      mtimeNs: Number(st.mtimeNs % 1_000_000_000n),
+      size: 0,
+      linkname: '',
+    };
+  }
+
+  /** Entries in archive order, stat-ed many at a time per directory. */
+  async function* walk(dir: string, rel: string): AsyncGenerator<Pending> {
+    throwIfAborted(options.signal);
+    let names: string[];
+    try {
+      names = (await readdir(dir)).sort();
+    } catch (error) {
+      if (rel === '') throw new IbsError('INVALID_ARGUMENT', `Cannot read directory "${dir}": ${(error as Error).message}`, { cause: error });
+      warn(`${rel}: cannot read directory (${errorCode(error)}); skipped`);
+      return;
     }
+    const stats = await mapConcurrent(names, STAT_CONCURRENCY, async (name) => {
+      try {
+        return await lstat(join(dir, name), { bigint: true });
+      } catch (error) {
+        return { error: errorCode(error) };
+      }
+    });
+    for (const [i, name] of names.entries()) {
+      const full = join(dir, name);
+      const path = rel === '' ? name : `${rel}/${name}`;
+      const st = stats[i] as BigIntStats | { error: string };
+      if ('error' in st) {
+        warn(`${path}: cannot stat (${st.error}); skipped`);
+        continue;
+      }
+      const isDir = st.isDirectory();
+      if (excluded(path, isDir)) continue;
+      const base = toEntry(path, st);
+      if (isDir) {
+        yield { entry: { ...base, type: 'dir' }, full };
+        yield* walk(full, path);
+      } else if (st.isSymbolicLink()) {
+        try {
+          yield { entry: { ...base, type: 'symlink', linkname: await readlink(full) }, full };
+        } catch (error) {
+          warn(`${path}: cannot read link (${errorCode(error)}); skipped`);
+        }
+      } else if (st.isFile()) {
+        const inode = `${st.dev}:${st.ino}`;
+        const first = st.nlink > 1n ? seenInodes.get(inode) : undefined;
+        if (first !== undefined) {
+          yield { entry: { ...base, type: 'hardlink', linkname: first }, full };
+          continue;
+        }
+        if (st.nlink > 1n) seenInodes.set(inode, path);
+        const size = Number(st.size);
+        yield { entry: { ...base, type: 'file', size }, full, ...(size <= SMALL_FILE ? { data: readSmall(full, size) } : {}) };
+      } else {
+        warn(`${path}: ${st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device node'} not supported; skipped`);
+      }
+    }
+  }
+
+  function record(entry: TarEntry, start: number): void {
     result.files++;
     result.catalog.push({
       path: entry.path,
@@ -89,69 +164,93 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
     });
   }
 
-  async function* walk(dir: string, rel: string): AsyncGenerator<Buffer> {
-    throwIfAborted(options.signal);
-    let names: string[];
+  function* emitData(entry: TarEntry, data: Buffer): Generator<Buffer> {
+    let body = data;
+    if (data.length > entry.size) {
+      warn(`${entry.path}: file grew while being read; archived its first ${entry.size} bytes`);
+      body = data.subarray(0, entry.size);
+    } else if (data.length < entry.size) {
+      warn(`${entry.path}: file shrank while being read; padded with zeros to ${entry.size} bytes`);
+      body = Buffer.concat([data, Buffer.alloc(entry.size - data.length)]);
+    }
+    const header = encodeHeader(entry);
+    const pad = padding(entry.size);
+    const out = Buffer.concat(pad > 0 ? [header, body, Buffer.alloc(pad)] : [header, body]);
+    offset += out.length;
+    options.onBytes?.(entry.size);
+    result.bytes += entry.size;
+    yield out;
+  }
+
+  async function* emitLarge(entry: TarEntry, full: string): AsyncGenerator<Buffer> {
+    let handle: FileHandle;
     try {
-      const handle = await opendir(dir);
-      names = [];
-      for await (const d of handle) names.push(d.name);
+      handle = await open(full, 'r');
     } catch (error) {
-      if (rel === '') throw new IbsError('INVALID_ARGUMENT', `Cannot read directory "${dir}": ${(error as Error).message}`, { cause: error });
-      warn(`${rel}: cannot read directory (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); skipped`);
+      warn(`${entry.path}: cannot open (${errorCode(error)}); skipped`);
       return;
     }
-    names.sort();
-    for (const name of names) {
-      const full = join(dir, name);
-      const path = rel === '' ? name : `${rel}/${name}`;
-      let st;
-      try {
-        st = await lstat(full, { bigint: true });
-      } catch (error) {
-        warn(`${path}: cannot stat (${(error as NodeJS.ErrnoException).code}); skipped`);
-        continue;
-      }
-      const isDir = st.isDirectory();
-      if (excluded(path, isDir)) continue;
-      const base = {
-        path,
-        mode: Number(st.mode & 0o7777n),
-        uid: Number(st.uid),
-        gid: Number(st.gid),
-        mtime: Number(st.mtimeNs / 1_000_000_000n),
-        mtimeNs: Number(st.mtimeNs % 1_000_000_000n),
-        size: 0,
-        linkname: '',
-      };
-      if (isDir) {
-        yield* emitEntry({ ...base, type: 'dir' });
-        yield* walk(full, path);
-      } else if (st.isSymbolicLink()) {
-        yield* emitEntry({ ...base, type: 'symlink', linkname: await readlink(full) });
-      } else if (st.isFile()) {
-        const inode = `${st.dev}:${st.ino}`;
-        const first = st.nlink > 1n ? seenInodes.get(inode) : undefined;
-        if (first !== undefined) {
-          yield* emitEntry({ ...base, type: 'hardlink', linkname: first });
-          continue;
-        }
-        let handle: FileHandle;
+    const start = offset;
+    try {
+      const header = encodeHeader(entry);
+      offset += header.length;
+      yield header;
+      let remaining = entry.size;
+      while (remaining > 0) {
+        throwIfAborted(options.signal);
+        const buffer = Buffer.allocUnsafe(Math.min(READ_BLOCK, remaining));
+        let bytesRead: number;
         try {
-          handle = await open(full, 'r');
+          ({ bytesRead } = await handle.read(buffer, 0, buffer.length, null));
         } catch (error) {
-          warn(`${path}: cannot open (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); skipped`);
-          continue;
+          // The header is already out: the stream cannot go on consistently.
+          throw new IbsError('INVALID_ARGUMENT', `Reading "${entry.path}" failed midway: ${(error as Error).message}`, { cause: error });
         }
-        if (st.nlink > 1n) seenInodes.set(inode, path);
-        try {
-          yield* emitEntry({ ...base, type: 'file', size: Number(st.size) }, handle);
-        } finally {
-          await handle.close();
+        if (bytesRead === 0) {
+          warn(`${entry.path}: file shrank while being read; padded with zeros to ${entry.size} bytes`);
+          const filler = Buffer.alloc(remaining);
+          offset += filler.length;
+          remaining = 0;
+          yield filler;
+          break;
         }
-      } else {
-        warn(`${path}: ${st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device node'} not supported; skipped`);
+        remaining -= bytesRead;
+        offset += bytesRead;
+        result.bytes += bytesRead;
+        options.onBytes?.(bytesRead);
+        yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
       }
+      if ((await handle.read(Buffer.alloc(1), 0, 1, null)).bytesRead > 0) warn(`${entry.path}: file grew while being read; archived its first ${entry.size} bytes`);
+    } finally {
+      await handle.close();
+    }
+    const pad = padding(entry.size);
+    if (pad > 0) {
+      offset += pad;
+      yield Buffer.alloc(pad);
+    }
+    record(entry, start);
+  }
+
+  async function* emit(p: Pending): AsyncGenerator<Buffer> {
+    const { entry } = p;
+    if (entry.type === 'file' && p.data) {
+      const data = await p.data;
+      if (!Buffer.isBuffer(data)) {
+        warn(`${entry.path}: ${data.error}; skipped`);
+        return;
+      }
+      const start = offset;
+      yield* emitData(entry, data);
+      record(entry, start);
+    } else if (entry.type === 'file') {
+      yield* emitLarge(entry, p.full);
+    } else {
+      const start = offset;
+      const header = encodeHeader(entry);
+      offset += header.length;
+      yield header;
+      record(entry, start);
     }
   }
 
@@ -163,7 +262,19 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
       throw new IbsError('NOT_FOUND', `Cannot back up "${root}": ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (error as Error).message}`);
     }
     if (!st.isDirectory()) throw new IbsError('INVALID_ARGUMENT', `Cannot back up "${root}" as a file archive: it is not a directory (use NAME.img for an image)`);
-    yield* walk(root, '');
+    // A window of entries whose small-file reads are already under way.
+    const window: Pending[] = [];
+    let windowBytes = 0;
+    for await (const p of walk(root, '')) {
+      window.push(p);
+      if (p.data) windowBytes += p.entry.size;
+      while (window.length > READ_AHEAD_FILES || windowBytes > READ_AHEAD_BYTES || (window.length > 0 && !window[0]?.data && window[0]?.entry.type === 'file')) {
+        const next = window.shift() as Pending;
+        if (next.data) windowBytes -= next.entry.size;
+        yield* emit(next);
+      }
+    }
+    for (const p of window) yield* emit(p);
     offset += END_OF_ARCHIVE.length;
     yield END_OF_ARCHIVE;
   }

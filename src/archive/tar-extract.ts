@@ -1,7 +1,7 @@
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink, utimes } from 'node:fs/promises';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
 import { IbsError } from '../core/index.ts';
-import { throwIfAborted } from '../lib/index.ts';
+import { throwIfAborted, WorkQueue } from '../lib/index.ts';
 import { parseTar } from './tar-parse.ts';
 
 export interface ExtractOptions {
@@ -15,6 +15,25 @@ export interface ExtractOptions {
 export interface ExtractResult {
   entries: number;
   bytes: number;
+}
+
+const SMALL_FILE = 1024 * 1024;
+
+/** Creates a new file (never following a symlink an earlier entry put at that path) and fills it. */
+async function writeNew(path: string, fill: (handle: FileHandle) => Promise<void>): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'wx', 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    await rm(path, { force: true });
+    handle = await open(path, 'wx', 0o600);
+  }
+  try {
+    await fill(handle);
+  } finally {
+    await handle.close();
+  }
 }
 
 function safeRelative(path: string): string {
@@ -37,6 +56,13 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
   const symlinks = new Set<string>();
   const result: ExtractResult = { entries: 0, bytes: 0 };
   await mkdir(target, { recursive: true });
+  const writes = new WorkQueue(16);
+  const madeDirs = new Set<string>([target]);
+  const finish = async (path: string, meta: { mode: number; uid: number; gid: number; mtime: number }): Promise<void> => {
+    if (owners) await lchown(path, meta.uid, meta.gid);
+    await chmod(path, meta.mode);
+    await utimes(path, meta.mtime, meta.mtime);
+  };
   for await (const { entry, data, unsupported } of parseTar(source)) {
     throwIfAborted(options.signal);
     if (unsupported) {
@@ -48,29 +74,45 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
       if (symlinks.has(parent)) throw new IbsError('CORRUPT', `Archive entry "${entry.path}" lies below the symlink "${parent}"`);
     }
     const full = join(target, rel);
-    await mkdir(dirname(full), { recursive: true });
+    const parent = dirname(full);
+    if (!madeDirs.has(parent)) {
+      await mkdir(parent, { recursive: true });
+      madeDirs.add(parent);
+    }
     const mtime = entry.mtime + entry.mtimeNs / 1e9;
     switch (entry.type) {
       case 'dir':
         await mkdir(full, { recursive: true, mode: 0o700 });
+        madeDirs.add(full);
         dirs.push({ path: full, mode: entry.mode, mtime: entry.mtime, mtimeNs: entry.mtimeNs, uid: entry.uid, gid: entry.gid });
         break;
       case 'file': {
-        await rm(full, { force: true });
-        const handle = await open(full, 'wx', 0o600);
-        try {
+        if (entry.size <= SMALL_FILE) {
+          // Gather small files and write them many at a time: one file's open/write/chmod/utimes need not wait
+          // for the previous file's.
+          const pieces: Buffer[] = [];
+          for await (const piece of data) pieces.push(piece);
+          const body = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
+          const meta = { mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime };
+          await writes.submit(async () => {
+            await writeNew(full, async (handle) => {
+              await handle.writeFile(body);
+            });
+            await finish(full, meta);
+            result.bytes += body.length;
+            options.onBytes?.(body.length);
+          });
+          break;
+        }
+        await writeNew(full, async (handle) => {
           for await (const piece of data) {
             throwIfAborted(options.signal);
             await handle.writeFile(piece);
             result.bytes += piece.length;
             options.onBytes?.(piece.length);
           }
-        } finally {
-          await handle.close();
-        }
-        if (owners) await lchown(full, entry.uid, entry.gid);
-        await chmod(full, entry.mode);
-        await utimes(full, mtime, mtime);
+        });
+        await finish(full, { mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime });
         break;
       }
       case 'symlink':
@@ -81,6 +123,7 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
         await lutimes(full, mtime, mtime);
         break;
       case 'hardlink': {
+        await writes.drain(); // the target may still be in flight
         const linkTarget = join(target, safeRelative(entry.linkname));
         const st = await lstat(linkTarget).catch(() => undefined);
         if (!st) {
@@ -94,6 +137,7 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
     }
     result.entries++;
   }
+  await writes.drain();
   dirs.sort((a, b) => b.path.length - a.path.length);
   for (const dir of dirs) {
     if (owners) await lchown(dir.path, dir.uid, dir.gid);

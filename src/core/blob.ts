@@ -33,14 +33,14 @@ export async function encodeBlob(data: Uint8Array, options: EncodeOptions): Prom
   let payload: Uint8Array = data;
   let compressed = false;
   if (options.compress && data.length > 0) {
-    const packed = await compress(data, { params: { [constants.ZSTD_c_compressionLevel]: 1 } });
+    const packed = await compress(data, { chunkSize: Math.max(64 * 1024, data.length + 1024), params: { [constants.ZSTD_c_compressionLevel]: 1 } });
     if (packed.length < data.length) {
       payload = packed;
       compressed = true;
     }
   }
   if (options.key) {
-    const { iv, tag, ciphertext } = options.key.encrypt(payload);
+    const { iv, tag, ciphertext } = await options.key.encryptAsync(payload);
     const header = Buffer.alloc(CRYPT_HEADER);
     MAGIC_PREFIX.copy(header);
     header[7] = compressed ? 3 : 2;
@@ -92,11 +92,11 @@ export async function decodeBlob(blob: Uint8Array, key: CryptKey | undefined, wh
   let payload: Buffer = Buffer.from(blob.buffer, blob.byteOffset + header.headerSize, blob.length - header.headerSize);
   if (isEncryptedBlob(header)) {
     if (!key) throw new IbsError('WRONG_KEY', `${what} is encrypted: a key is needed to read it`);
-    payload = key.decrypt(blob.subarray(12, 24), blob.subarray(24, 40), payload);
+    payload = await key.decryptAsync(blob.subarray(12, 24), blob.subarray(24, 40), payload);
   }
   if (header.encoding === 'zstd' || header.encoding === 'encrypted+zstd') {
     try {
-      payload = await decompress(payload, { maxOutputLength: MAX_BLOB_PLAINTEXT });
+      payload = await decompress(payload, { maxOutputLength: MAX_BLOB_PLAINTEXT, chunkSize: 1024 * 1024 });
     } catch (error) {
       throw new IbsError('CORRUPT', `${what}: zstd payload does not decompress`, { cause: error });
     }

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, webcrypto, type ScryptOptions } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { IbsError } from './errors.ts';
 
@@ -16,6 +16,8 @@ export class CryptKey {
   readonly #idKey: Buffer;
   readonly #signKey: Buffer;
   readonly fingerprint: string;
+  #subtleId: Promise<webcrypto.CryptoKey> | undefined;
+  #subtleAes: Promise<webcrypto.CryptoKey> | undefined;
 
   constructor(key: Uint8Array) {
     if (key.length !== KEY_BYTES) throw new RangeError(`CryptKey needs ${KEY_BYTES} bytes, got ${key.length}`);
@@ -32,6 +34,36 @@ export class CryptKey {
   /** The digest a chunk is stored under: HMAC-SHA-256 of the plaintext with the derived id key. */
   chunkDigest(plaintext: Uint8Array): string {
     return createHmac('sha256', this.#idKey).update(plaintext).digest('hex');
+  }
+
+  /**
+   * `chunkDigest` computed on the thread pool (WebCrypto), so that hashing many chunks does not hold up the
+   * thread that reads and chunks the data.
+   */
+  async chunkDigestAsync(plaintext: Uint8Array): Promise<string> {
+    this.#subtleId ??= webcrypto.subtle.importKey('raw', this.#idKey, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+    return Buffer.from(await webcrypto.subtle.sign('HMAC', await this.#subtleId, plaintext)).toString('hex');
+  }
+
+  #aesKey(): Promise<webcrypto.CryptoKey> {
+    this.#subtleAes ??= webcrypto.subtle.importKey('raw', this.#key, { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
+    return this.#subtleAes;
+  }
+
+  /** `encrypt` on the thread pool. */
+  async encryptAsync(plaintext: Uint8Array): Promise<{ iv: Buffer; tag: Buffer; ciphertext: Buffer }> {
+    const iv = randomBytes(12);
+    const sealed = Buffer.from(await webcrypto.subtle.encrypt({ name: 'AES-GCM', iv, tagLength: 128 }, await this.#aesKey(), plaintext));
+    return { iv, tag: sealed.subarray(sealed.length - 16), ciphertext: sealed.subarray(0, sealed.length - 16) };
+  }
+
+  /** `decrypt` on the thread pool; WRONG_KEY when authentication fails. */
+  async decryptAsync(iv: Uint8Array, tag: Uint8Array, ciphertext: Uint8Array): Promise<Buffer> {
+    try {
+      return Buffer.from(await webcrypto.subtle.decrypt({ name: 'AES-GCM', iv, tagLength: 128 }, await this.#aesKey(), Buffer.concat([ciphertext, tag])));
+    } catch (error) {
+      throw new IbsError('WRONG_KEY', `Decryption with key ${this.fingerprint} failed: wrong key, or the data was altered`, { cause: error });
+    }
   }
 
   sign(data: string | Uint8Array): string {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { IbsError } from './errors.ts';
 
 /** A chunk digest: 64 lowercase hex characters (SHA-256, or HMAC-SHA-256 for encrypted chunks). */
@@ -12,6 +12,11 @@ export function sha256(data: Uint8Array): Buffer {
 
 export function sha256Hex(data: Uint8Array): Digest {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/** SHA-256 on the thread pool (WebCrypto), for hashing chunks off the main thread. */
+export async function sha256HexAsync(data: Uint8Array): Promise<Digest> {
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data)).toString('hex');
 }
 
 export function isDigest(value: string): boolean {

@@ -1,4 +1,4 @@
-import { checkBlobCrc, decodeBlob, assertDigest, isEncryptedBlob, sha256Hex, IbsError, type CryptKey } from '../core/index.ts';
+import { checkBlobCrc, decodeBlob, assertDigest, isEncryptedBlob, sha256HexAsync, IbsError, type CryptKey } from '../core/index.ts';
 import { mapConcurrent } from '../lib/index.ts';
 import { isStorageError, type StorageBackend, type OpOptions } from '../storage/index.ts';
 
@@ -126,7 +126,7 @@ export async function verifyChunkContent(digest: string, blob: Uint8Array, key: 
     throw new IbsError('WRONG_KEY', `Chunk ${digest} is encrypted: a key is needed to check its content`);
   }
   const plain = await decodeBlob(blob, key, `chunk ${digest}`);
-  const actual = encrypted && key ? key.chunkDigest(plain) : sha256Hex(plain);
+  const actual = encrypted && key ? await key.chunkDigestAsync(plain) : await sha256HexAsync(plain);
   if (actual !== digest) throw new IbsError('CORRUPT', `Chunk ${digest}: content digest is ${actual} (damaged chunk)`);
   return plain;
 }

@@ -121,7 +121,7 @@ export class SnapshotReader {
     const index = await this.index(name, options);
     const size = indexSize(index);
     const ranges = options.ranges ?? [{ start: 0, end: size }];
-    const readAhead = options.readAhead ?? 4;
+    const readAhead = options.readAhead ?? 8;
     for (const range of ranges) {
       const spans = chunksInRange(index, range.start, Math.min(range.end, size));
       const pending: Array<Promise<Buffer>> = [];

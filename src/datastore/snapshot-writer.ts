@@ -8,6 +8,7 @@ import {
   formatSnapshot,
   parseArchiveName,
   sha256Hex,
+  sha256HexAsync,
   signManifest,
   snapshotPath,
   type CryptKey,
@@ -129,27 +130,40 @@ export class SnapshotWriter {
     await this.#putFile(`${name}.blob`, blob);
   }
 
-  async #storeChunk(queue: WorkQueue, chunk: Buffer, stats: ArchiveStats): Promise<string> {
+  /**
+   * Hands a chunk to the work queue, which digests, encodes and stores it off the main thread; resolves (once
+   * queued) to a holder of the promise of the chunk's digest. Chunks seen before in this session or in the previous
+   * snapshot are not stored again.
+   */
+  async #storeChunk(queue: WorkQueue, chunk: Buffer, stats: ArchiveStats): Promise<{ digest: Promise<string> }> {
     const key = this.#options.key;
-    const digest = key ? key.chunkDigest(chunk) : sha256Hex(chunk);
     stats.chunks++;
-    if (this.#known.has(digest)) {
-      stats.reusedChunks++;
-      this.#options.onChunk?.({ size: chunk.length, reused: true });
-      return digest;
-    }
-    this.#known.add(digest);
+    const digest = Promise.withResolvers<string>();
+    digest.promise.catch(() => {}); // the queue reports the failure
     await queue.submit(async () => {
-      const blob = await encodeBlob(chunk, { compress: this.#options.compress ?? true, key });
-      const { existed } = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal });
-      if (existed) stats.reusedChunks++;
-      else {
-        stats.newChunks++;
-        stats.storedBytes += blob.length;
+      try {
+        const d = key ? await key.chunkDigestAsync(chunk) : await sha256HexAsync(chunk);
+        digest.resolve(d);
+        if (this.#known.has(d)) {
+          stats.reusedChunks++;
+          this.#options.onChunk?.({ size: chunk.length, reused: true });
+          return;
+        }
+        this.#known.add(d);
+        const blob = await encodeBlob(chunk, { compress: this.#options.compress ?? true, key });
+        const { existed } = await this.#ds.chunks.insert(d, blob, { signal: this.#options.signal });
+        if (existed) stats.reusedChunks++;
+        else {
+          stats.newChunks++;
+          stats.storedBytes += blob.length;
+        }
+        this.#options.onChunk?.({ size: chunk.length, reused: existed });
+      } catch (error) {
+        digest.reject(error);
+        throw error;
       }
-      this.#options.onChunk?.({ size: chunk.length, reused: existed });
     });
-    return digest;
+    return { digest: digest.promise };
   }
 
   #newStats(name: string): ArchiveStats {
@@ -161,13 +175,13 @@ export class SnapshotWriter {
     this.#assertOpen();
     parseArchiveName(name);
     const chunker = new Chunker(this.#options.chunker ?? DEFAULT_CHUNKER);
-    const queue = new WorkQueue(this.#options.concurrency ?? 4);
+    const queue = new WorkQueue(this.#options.concurrency ?? 8);
     const stats = this.#newStats(name);
-    const entries: IndexEntry[] = [];
+    const pending: Array<{ end: number; digest: Promise<string> }> = [];
     const take = async (chunk: Buffer): Promise<void> => {
-      const digest = await this.#storeChunk(queue, chunk, stats);
+      const { digest } = await this.#storeChunk(queue, chunk, stats);
       stats.size += chunk.length;
-      entries.push({ end: stats.size, digest });
+      pending.push({ end: stats.size, digest });
     };
     for await (const piece of stream) {
       throwIfAborted(this.#options.signal);
@@ -176,6 +190,8 @@ export class SnapshotWriter {
     const last = chunker.finish();
     if (last) await take(last);
     await queue.drain();
+    const entries: IndexEntry[] = [];
+    for (const p of pending) entries.push({ end: p.end, digest: await p.digest });
     await this.#putFile(`${name}.didx`, encodeDynamicIndex({ ctime: Math.floor(Date.now() / 1000), entries }), stats.size);
     this.archives.push(stats);
     return stats;
@@ -185,16 +201,16 @@ export class SnapshotWriter {
   async addFixedArchive(name: string, stream: AsyncIterable<Uint8Array>, chunkSize = FIXED_CHUNK_SIZE): Promise<ArchiveStats> {
     this.#assertOpen();
     parseArchiveName(name);
-    const queue = new WorkQueue(this.#options.concurrency ?? 4);
+    const queue = new WorkQueue(this.#options.concurrency ?? 8);
     const stats = this.#newStats(name);
-    const digests: string[] = [];
+    const digestPromises: Array<Promise<string>> = [];
     let pending: Buffer[] = [];
     let pendingSize = 0;
     const flush = async (): Promise<void> => {
       const chunk = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending);
       pending = [];
       pendingSize = 0;
-      digests.push(await this.#storeChunk(queue, chunk, stats));
+      digestPromises.push((await this.#storeChunk(queue, chunk, stats)).digest);
       stats.size += chunk.length;
     };
     for await (const piece of stream) {
@@ -210,6 +226,7 @@ export class SnapshotWriter {
     }
     if (pendingSize > 0) await flush();
     await queue.drain();
+    const digests = await Promise.all(digestPromises);
     await this.#putFile(`${name}.fidx`, encodeFixedIndex({ ctime: Math.floor(Date.now() / 1000), size: stats.size, chunkSize, digests }), stats.size);
     this.archives.push(stats);
     return stats;
