@@ -49,7 +49,6 @@ export interface BackupResult {
   snapshot: string;
   archives: ArchiveStats[];
   bytes: number;
-  newBytes: number;
   storedBytes: number;
   seconds: number;
   warnings: string[];
@@ -150,7 +149,6 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
       snapshot: formatSnapshot(ref),
       archives,
       bytes: archives.reduce((n, a) => n + a.size, 0),
-      newBytes: 0,
       storedBytes: archives.reduce((n, a) => n + a.storedBytes, 0),
       seconds: (Date.now() - started) / 1000,
       warnings,

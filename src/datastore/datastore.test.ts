@@ -184,3 +184,20 @@ test('fixed-size image archives round-trip, including a last partial chunk', asy
   assert.equal(stats.chunks, 2);
   assert.ok((await readAll(ds, ref(1), 'disk.img')).equals(image));
 });
+
+test('ChunkStore.insert with verify refuses a blob whose content does not match its digest and stores nothing', async () => {
+  const { encodeBlob, sha256Hex } = await import('../core/index.ts');
+  const backend = new MemoryBackend();
+  const ds = await Datastore.create(backend);
+  const data = randomBytes(1000);
+  const blob = await encodeBlob(data, { compress: true });
+  const wrong = sha256Hex(randomBytes(10));
+  await assert.rejects(ds.chunks.insert(wrong, blob, { verify: {} }), (e) => e instanceof IbsError && e.code === 'CORRUPT');
+  assert.equal(await backend.stat(chunkKey(wrong)), undefined);
+  const key = CryptKey.generate();
+  const encrypted = await encodeBlob(data, { compress: true, key });
+  await assert.rejects(ds.chunks.insert(sha256Hex(data), encrypted, { verify: { key } }), (e) => e instanceof IbsError && e.code === 'CORRUPT');
+  assert.deepEqual(await ds.chunks.insert(key.chunkDigest(data), encrypted, { verify: { key } }), { existed: false });
+  assert.deepEqual(await ds.chunks.insert(key.chunkDigest(data), encrypted, { verify: { key } }), { existed: true });
+  assert.deepEqual(await ds.chunks.missing([key.chunkDigest(data), wrong]), new Set([wrong]));
+});

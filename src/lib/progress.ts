@@ -29,16 +29,18 @@ export class RateMeter {
     this.#now = now;
   }
 
-  update(done: number): { rate: number; etaSeconds: number | undefined; total?: number } {
+  /** Records a sample; returns the bytes (or items) per second over the window. */
+  update(done: number): { rate: number } {
     const t = this.#now();
     this.#samples.push({ t, done });
     while (this.#samples.length > 2 && t - (this.#samples[0] as { t: number }).t > this.#windowMs) this.#samples.shift();
     const first = this.#samples[0] as { t: number; done: number };
     const dt = (t - first.t) / 1000;
     const rate = dt > 0 ? (done - first.done) / dt : 0;
-    return { rate, etaSeconds: undefined };
+    return { rate };
   }
 
+  /** Seconds left at `rate`, or undefined when the total or the rate is unknown. */
   eta(done: number, total: number | undefined, rate: number): number | undefined {
     if (total === undefined || rate <= 0) return undefined;
     return Math.max(0, (total - done) / rate);

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes, rmdir } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { throwIfAborted } from '../../lib/index.ts';
+import { fsyncDir, throwIfAborted } from '../../lib/index.ts';
 import {
   assertKey,
   assertPrefix,
@@ -159,7 +159,7 @@ export class LocalBackend implements StorageBackend {
     try {
       if (options.ifNotExists && (await this.stat(key))) throw new StorageError('exists', `write "${key}": object exists`);
       const created = await mkdir(dir, { recursive: true });
-      if (created !== undefined) await fsyncPath(dirname(created));
+      if (created !== undefined) await fsyncDir(dirname(created));
       const handle = await open(temp, 'wx', 0o644);
       try {
         const hash = options.expectedSha256 ? createHash('sha256') : undefined;
@@ -187,7 +187,7 @@ export class LocalBackend implements StorageBackend {
       } else {
         await rename(temp, path);
       }
-      await fsyncPath(dir);
+      await fsyncDir(dir);
     } catch (error) {
       await rm(temp, { force: true }).catch(() => {});
       throw mapError(error, 'write', key);
@@ -255,13 +255,4 @@ export class LocalBackend implements StorageBackend {
   }
 
   async close(): Promise<void> {}
-}
-
-async function fsyncPath(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
