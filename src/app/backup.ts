@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import {
   IbsError,
@@ -15,9 +15,9 @@ import {
   type SnapshotRef,
 } from '../core/index.ts';
 import { SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
-import { catalogRanges, createTarStream, decodeCatalog, encodeCatalog, extractTar, selectCatalog } from '../archive/index.ts';
+import { catalogRanges, createTarStream, decodeCatalog, encodeCatalog, extractTar, selectCatalog, type CatalogEntry } from '../archive/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
-import { abortableSleep } from '../lib/index.ts';
+import { abortableSleep, mapConcurrent } from '../lib/index.ts';
 
 export interface ArchiveSpec {
   name: string;
@@ -55,19 +55,33 @@ export interface BackupResult {
   encrypted: boolean;
 }
 
-async function treeSize(root: string, excluded: number): Promise<number> {
-  let total = excluded;
+/** Bytes of the regular files under `root`, for progress and ETA (stat-ed many at a time). */
+async function treeSize(root: string): Promise<number> {
+  let total = 0;
   const stack = [root];
   while (stack.length > 0) {
     const dir = stack.pop() as string;
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    const files: string[] = [];
     for (const e of entries) {
-      const full = `${dir}/${e.name}`;
-      if (e.isDirectory()) stack.push(full);
-      else if (e.isFile()) total += (await lstat(full).catch(() => ({ size: 0 }))).size;
+      if (e.isDirectory()) stack.push(join(dir, e.name));
+      else if (e.isFile()) files.push(join(dir, e.name));
     }
+    const sizes = await mapConcurrent(files, 32, async (f) => (await lstat(f).catch(() => ({ size: 0 }))).size);
+    for (const size of sizes) total += size;
   }
   return total;
+}
+
+/** The catalog of archive `name` in the snapshot the writer deduplicates against, for change detection. */
+async function previousCatalog(writer: SnapshotWriter, name: string): Promise<CatalogEntry[] | undefined> {
+  const previous = writer.previous;
+  if (!previous || !previous.manifest.files.some((f) => f.filename === `${name}.catalog.blob`) || !previous.archiveNames().includes(name)) return undefined;
+  try {
+    return decodeCatalog(await previous.readBlob(`${name}.catalog`), `${name}.catalog`);
+  } catch {
+    return undefined; // a damaged catalog only costs speed: every file is read
+  }
 }
 
 /** Backs up directories (as pax tar) and images into a new snapshot; the snapshot appears only when complete. */
@@ -105,7 +119,7 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
   const started = Date.now();
   return withDatastore(ctx, input.store, async (ds) => {
     let total = 0;
-    for (const spec of specs) total += spec.name.endsWith('.img') ? (await stat(spec.path)).size : await treeSize(spec.path, 0);
+    for (const spec of specs) total += spec.name.endsWith('.img') ? (await stat(spec.path)).size : await treeSize(spec.path);
     let done = 0;
     const report = (bytes: number): void => {
       done += bytes;
@@ -124,11 +138,21 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
     try {
       for (const spec of specs) {
         if (spec.name.endsWith('.tar')) {
-          const tar = createTarStream(spec.path, { excludes: input.excludes ?? [], signal: ctx.signal, onWarning: warn, onBytes: report });
+          const previous = await previousCatalog(writer, spec.name);
+          const tar = createTarStream(spec.path, { excludes: input.excludes ?? [], signal: ctx.signal, onWarning: warn, onBytes: report, previous });
           await writer.addDynamicArchive(spec.name, tar.stream);
           await writer.addBlob(`${spec.name}.catalog`, encodeCatalog(tar.result.catalog));
           ctx.reporter.info(`${spec.name}: ${tar.result.files} entries, ${tar.result.bytes} bytes of file data`);
         } else {
+          // A regular file's stamp lets the next backup skip reading it when it has not changed.
+          const st = await stat(spec.path, { bigint: true });
+          const stamp = st.isFile() ? `${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.dev}:${st.ino}` : undefined;
+          const reused = stamp !== undefined ? await writer.reuseFixedArchive(spec.name, stamp) : undefined;
+          if (reused) {
+            report(reused.size);
+            ctx.reporter.info(`${spec.name}: unchanged since the previous snapshot; its index was reused`);
+            continue;
+          }
           const stream = createReadStream(spec.path, { highWaterMark: 1024 * 1024, signal: ctx.signal });
           async function* counted(): AsyncGenerator<Buffer> {
             for await (const piece of stream) {
@@ -136,7 +160,7 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
               yield piece as Buffer;
             }
           }
-          await writer.addFixedArchive(spec.name, counted());
+          await writer.addFixedArchive(spec.name, counted(), { sourceStamp: stamp });
         }
       }
       await writer.commit(warnings.length > 0 ? { notes: `${warnings.length} warnings during backup` } : {});

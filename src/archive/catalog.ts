@@ -16,8 +16,15 @@ export interface CatalogEntry {
   start: number;
   /** Offset just past its data and padding. */
   end: number;
-  /** For hard links: the path of the entry holding the data. */
+  /** For hard links: the path of the entry holding the data; for symlinks: the link target. */
   link?: string;
+  /** Change detection against the next backup (absent in older catalogs: such entries count as changed). */
+  mtimeNs?: number;
+  uid?: number;
+  gid?: number;
+  /** "seconds.nanoseconds" of the inode change time, and "device:inode", for regular files. */
+  ctime?: string;
+  inode?: string;
 }
 
 export function encodeCatalog(entries: readonly CatalogEntry[]): Buffer {

@@ -16,6 +16,12 @@ const STAT_CONCURRENCY = 32;
 
 export interface TarCreateOptions {
   excludes?: readonly string[];
+  /**
+   * The catalog of the same archive in the previous snapshot. Entries whose metadata is unchanged (type,
+   * size, mtime, mode, owner, link target, and for files ctime and inode) are not read: the stream carries a
+   * reference to their byte range in the previous archive instead (`CopySegment`).
+   */
+  previous?: readonly CatalogEntry[] | undefined;
   signal?: AbortSignal | undefined;
   /** Warnings (file changed while read, unsupported file type, unreadable entry) go here. */
   onWarning?: (message: string) => void;
@@ -29,11 +35,21 @@ export interface TarCreateResult {
   bytes: number;
 }
 
-/** An entry found by the walk; regular files carry their data (read ahead) or an open handle (large). */
+/** Bytes [start, end) of the previous snapshot's archive, identical to what this stream would carry here. */
+export interface CopySegment {
+  copyFrom: { start: number; end: number };
+}
+
+export type TarPiece = Buffer | CopySegment;
+
+/** An entry found by the walk; regular files carry their data (read ahead), or are unchanged (`same`). */
 interface Pending {
   entry: TarEntry;
   full: string;
   data?: Promise<Buffer | { error: string }>;
+  same?: CatalogEntry;
+  ctime?: string;
+  inode?: string;
 }
 
 function errorCode(error: unknown): string {
@@ -76,12 +92,24 @@ function readSmall(full: string, size: number): Promise<Buffer | { error: string
  * skipped with a warning, as are files that cannot be opened. Small files are read ahead concurrently, so the
  * stream is not held up by one open/read/close after another. `result` is filled when the stream ends.
  */
-export function createTarStream(root: string, options: TarCreateOptions = {}): { stream: AsyncGenerator<Buffer>; result: TarCreateResult } {
+export function createTarStream(root: string, options: TarCreateOptions = {}): { stream: AsyncGenerator<TarPiece>; result: TarCreateResult } {
   const result: TarCreateResult = { catalog: [], files: 0, bytes: 0 };
   const excluded = compileExcludes(options.excludes ?? []);
   const warn = options.onWarning ?? (() => {});
   const seenInodes = new Map<string, string>();
+  const previous = new Map((options.previous ?? []).map((e) => [e.path, e]));
   let offset = 0;
+
+  /** The previous catalog entry when this entry's header and data would be byte-identical to it. */
+  function unchanged(entry: TarEntry, extra: { ctime?: string; inode?: string }): CatalogEntry | undefined {
+    const prev = previous.get(entry.path);
+    if (!prev || prev.type !== entry.type || prev.size !== (entry.type === 'file' ? entry.size : 0) || prev.mode !== entry.mode) return undefined;
+    if (prev.mtime !== entry.mtime || prev.mtimeNs !== entry.mtimeNs || prev.uid !== entry.uid || prev.gid !== entry.gid) return undefined;
+    if ((entry.type === 'symlink' || entry.type === 'hardlink') && prev.link !== entry.linkname) return undefined;
+    if (entry.type === 'file' && (prev.ctime === undefined || prev.ctime !== extra.ctime || prev.inode !== extra.inode)) return undefined;
+    const length = encodeHeader(entry).length + (entry.type === 'file' ? entry.size + padding(entry.size) : 0);
+    return prev.end - prev.start === length ? prev : undefined;
+  }
 
   function toEntry(path: string, st: BigIntStats): Omit<TarEntry, 'type'> {
     return {
@@ -126,11 +154,15 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
       if (excluded(path, isDir)) continue;
       const base = toEntry(path, st);
       if (isDir) {
-        yield { entry: { ...base, type: 'dir' }, full };
+        const entry: TarEntry = { ...base, type: 'dir' };
+        const same = unchanged(entry, {});
+        yield { entry, full, ...(same ? { same } : {}) };
         yield* walk(full, path);
       } else if (st.isSymbolicLink()) {
         try {
-          yield { entry: { ...base, type: 'symlink', linkname: await readlink(full) }, full };
+          const entry: TarEntry = { ...base, type: 'symlink', linkname: await readlink(full) };
+          const same = unchanged(entry, {});
+          yield { entry, full, ...(same ? { same } : {}) };
         } catch (error) {
           warn(`${path}: cannot read link (${errorCode(error)}); skipped`);
         }
@@ -138,29 +170,39 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
         const inode = `${st.dev}:${st.ino}`;
         const first = st.nlink > 1n ? seenInodes.get(inode) : undefined;
         if (first !== undefined) {
-          yield { entry: { ...base, type: 'hardlink', linkname: first }, full };
+          const entry: TarEntry = { ...base, type: 'hardlink', linkname: first };
+          const same = unchanged(entry, {});
+          yield { entry, full, ...(same ? { same } : {}) };
           continue;
         }
         if (st.nlink > 1n) seenInodes.set(inode, path);
         const size = Number(st.size);
-        yield { entry: { ...base, type: 'file', size }, full, ...(size <= SMALL_FILE ? { data: readSmall(full, size) } : {}) };
+        const entry: TarEntry = { ...base, type: 'file', size };
+        const extra = { ctime: `${st.ctimeNs / 1_000_000_000n}.${String(st.ctimeNs % 1_000_000_000n).padStart(9, '0')}`, inode };
+        const same = unchanged(entry, extra);
+        if (same) yield { entry, full, same, ...extra };
+        else yield { entry, full, ...extra, ...(size <= SMALL_FILE ? { data: readSmall(full, size) } : {}) };
       } else {
         warn(`${path}: ${st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device node'} not supported; skipped`);
       }
     }
   }
 
-  function record(entry: TarEntry, start: number): void {
+  function record(entry: TarEntry, start: number, extra: { ctime?: string | undefined; inode?: string | undefined } = {}): void {
     result.files++;
     result.catalog.push({
       path: entry.path,
       type: entry.type,
       size: entry.type === 'file' ? entry.size : 0,
       mtime: entry.mtime,
+      mtimeNs: entry.mtimeNs,
       mode: entry.mode,
+      uid: entry.uid,
+      gid: entry.gid,
       start,
       end: offset,
-      ...(entry.type === 'hardlink' ? { link: entry.linkname } : {}),
+      ...(entry.type === 'hardlink' || entry.type === 'symlink' ? { link: entry.linkname } : {}),
+      ...(extra.ctime !== undefined ? { ctime: extra.ctime, inode: extra.inode } : {}),
     });
   }
 
@@ -182,7 +224,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
     yield out;
   }
 
-  async function* emitLarge(entry: TarEntry, full: string): AsyncGenerator<Buffer> {
+  async function* emitLarge(entry: TarEntry, full: string, extra: { ctime?: string | undefined; inode?: string | undefined }): AsyncGenerator<Buffer> {
     let handle: FileHandle;
     try {
       handle = await open(full, 'r');
@@ -229,12 +271,22 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
       offset += pad;
       yield Buffer.alloc(pad);
     }
-    record(entry, start);
+    record(entry, start, extra);
   }
 
-  async function* emit(p: Pending): AsyncGenerator<Buffer> {
+  async function* emit(p: Pending): AsyncGenerator<TarPiece> {
     const { entry } = p;
-    if (entry.type === 'file' && p.data) {
+    const extra = { ctime: p.ctime, inode: p.inode };
+    if (p.same) {
+      const start = offset;
+      offset += p.same.end - p.same.start;
+      if (entry.type === 'file') {
+        result.bytes += entry.size;
+        options.onBytes?.(entry.size);
+      }
+      yield { copyFrom: { start: p.same.start, end: p.same.end } };
+      record(entry, start, extra);
+    } else if (entry.type === 'file' && p.data) {
       const data = await p.data;
       if (!Buffer.isBuffer(data)) {
         warn(`${entry.path}: ${data.error}; skipped`);
@@ -242,9 +294,9 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
       }
       const start = offset;
       yield* emitData(entry, data);
-      record(entry, start);
+      record(entry, start, extra);
     } else if (entry.type === 'file') {
-      yield* emitLarge(entry, p.full);
+      yield* emitLarge(entry, p.full, extra);
     } else {
       const start = offset;
       const header = encodeHeader(entry);
@@ -254,7 +306,28 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
     }
   }
 
-  async function* stream(): AsyncGenerator<Buffer> {
+  /** Merges references to adjacent ranges of the previous archive into one. */
+  async function* merged(source: AsyncGenerator<TarPiece>): AsyncGenerator<TarPiece> {
+    let run: { start: number; end: number } | undefined;
+    for await (const piece of source) {
+      if (!Buffer.isBuffer(piece)) {
+        if (run && run.end === piece.copyFrom.start) run.end = piece.copyFrom.end;
+        else {
+          if (run) yield { copyFrom: run };
+          run = { ...piece.copyFrom };
+        }
+        continue;
+      }
+      if (run) {
+        yield { copyFrom: run };
+        run = undefined;
+      }
+      yield piece;
+    }
+    if (run) yield { copyFrom: run };
+  }
+
+  async function* entries(): AsyncGenerator<TarPiece> {
     let st;
     try {
       st = await lstat(root);
@@ -279,5 +352,5 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
     yield END_OF_ARCHIVE;
   }
 
-  return { stream: stream(), result };
+  return { stream: merged(entries()), result };
 }

@@ -21,6 +21,11 @@ export interface ManifestFile {
   cryptMode: CryptMode;
   /** For index files: the size of the archive they describe (what a restore produces). */
   archiveSize?: number;
+  /**
+   * For images read from a regular file: "size:mtimeNs:ctimeNs:dev:ino" of the source when it was read. The
+   * next backup reuses this index unread when the source's stamp is unchanged.
+   */
+  sourceStamp?: string;
 }
 
 export interface VerifyState {
@@ -126,6 +131,7 @@ export function parseManifest(data: Uint8Array, what: string): Manifest {
     if (typeof f.csum !== 'string' || !CSUM_RE.test(f.csum)) throw bad(`file ${f.filename}: invalid csum`);
     if (f.cryptMode !== 'none' && f.cryptMode !== 'encrypt') throw bad(`file ${f.filename}: invalid cryptMode`);
     if (f.archiveSize !== undefined && (!Number.isSafeInteger(f.archiveSize) || (f.archiveSize as number) < 0)) throw bad(`file ${f.filename}: invalid archiveSize`);
+    if (f.sourceStamp !== undefined && (typeof f.sourceStamp !== 'string' || !/^[0-9:]{1,200}$/.test(f.sourceStamp))) throw bad(`file ${f.filename}: invalid sourceStamp`);
   }
   if (m.keyFingerprint !== undefined && typeof m.keyFingerprint !== 'string') throw bad('invalid keyFingerprint');
   if (m.signature !== undefined && typeof m.signature !== 'string') throw bad('invalid signature');

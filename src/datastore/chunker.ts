@@ -53,6 +53,11 @@ export class Chunker {
     this.#maskL = topMask(bits - 2);
   }
 
+  /** Bytes fed since the last cut; 0 means the chunker stands at a chunk boundary. */
+  get pendingLength(): number {
+    return this.#pending.reduce((n, b) => n + b.length, 0);
+  }
+
   /** Feeds bytes; yields every chunk completed by them. */
   *push(data: Buffer): Generator<Buffer> {
     let pos = 0;

@@ -179,10 +179,15 @@ test('fixed-size image archives round-trip, including a last partial chunk', asy
   const ds = await Datastore.create(new MemoryBackend());
   const image = Buffer.concat([Buffer.alloc(5 * 1024 * 1024), randomBytes(1_000_000)]);
   const w = await SnapshotWriter.begin(ds, ref(1), { owner: 'root@pam' });
-  const stats = await w.addFixedArchive('disk.img', pieces(image, 1 << 20));
+  const stats = await w.addFixedArchive('disk.img', pieces(image, 1 << 20), { sourceStamp: '1:2:3:4:5' });
   await w.commit();
   assert.equal(stats.chunks, 2);
   assert.ok((await readAll(ds, ref(1), 'disk.img')).equals(image));
+  const next = await SnapshotWriter.begin(ds, ref(2), { owner: 'root@pam' });
+  assert.equal(await next.reuseFixedArchive('disk.img', '9:9:9:9:9'), undefined, 'a different stamp is not reused');
+  assert.equal((await next.reuseFixedArchive('disk.img', '1:2:3:4:5'))?.copiedBytes, image.length);
+  await next.commit();
+  assert.ok((await readAll(ds, ref(2), 'disk.img')).equals(image));
 });
 
 test('ChunkStore.insert with verify refuses a blob whose content does not match its digest and stores nothing', async () => {

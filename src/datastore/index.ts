@@ -13,7 +13,7 @@
 export { Datastore, DATASTORE_MARKER, FORMAT_VERSION, type SnapshotInfo, type DatastoreMarker } from './datastore.ts';
 export { ChunkStore, chunkKey, verifyChunkContent, type ChunkInfo } from './chunk-store.ts';
 export { Chunker, DEFAULT_CHUNKER, type ChunkerOptions } from './chunker.ts';
-export { SnapshotWriter, FIXED_CHUNK_SIZE, type ArchiveStats, type BeginOptions } from './snapshot-writer.ts';
+export { SnapshotWriter, FIXED_CHUNK_SIZE, type ArchiveStats, type ArchivePiece, type BeginOptions } from './snapshot-writer.ts';
 export { SnapshotReader, type ReaderOptions } from './snapshot-reader.ts';
 export { verifyDatastore, type VerifyOptions, type VerifyResult, type BadChunk } from './verify.ts';
 export { pruneGroup, type PruneEntry } from './prune.ts';

@@ -11,6 +11,8 @@ import {
   sha256HexAsync,
   signManifest,
   snapshotPath,
+  chunksInRange,
+  type ChunkSpan,
   type CryptKey,
   type IndexEntry,
   type Manifest,
@@ -27,6 +29,12 @@ import { SnapshotReader } from './snapshot-reader.ts';
 
 export const FIXED_CHUNK_SIZE = 4 * 1024 * 1024;
 
+/**
+ * What a dynamic archive is made of: bytes, or a reference to a byte range of the same archive in the
+ * previous snapshot (the producer vouches that those bytes would be identical here).
+ */
+export type ArchivePiece = Uint8Array | { copyFrom: { start: number; end: number } };
+
 export interface ArchiveStats {
   name: string;
   /** Bytes of the archive stream. */
@@ -37,6 +45,8 @@ export interface ArchiveStats {
   storedBytes: number;
   /** Chunks found in the previous snapshot or already in the store. */
   reusedChunks: number;
+  /** Bytes taken over from the previous snapshot without reading their source. */
+  copiedBytes: number;
 }
 
 export interface BeginOptions extends OpOptions {
@@ -61,12 +71,14 @@ export class SnapshotWriter {
   readonly #options: BeginOptions;
   readonly #lease: WriterLease;
   readonly #known: Set<string>;
+  readonly #previous: SnapshotReader | undefined;
   readonly #files: ManifestFile[] = [];
   readonly archives: ArchiveStats[] = [];
   #done = false;
 
-  private constructor(ds: Datastore, ref: SnapshotRef, options: BeginOptions, lease: WriterLease, known: Set<string>) {
+  private constructor(ds: Datastore, ref: SnapshotRef, options: BeginOptions, lease: WriterLease, known: Set<string>, previous: SnapshotReader | undefined) {
     this.#ds = ds;
+    this.#previous = previous;
     this.ref = ref;
     this.#options = options;
     this.#lease = lease;
@@ -92,10 +104,11 @@ export class SnapshotWriter {
     const sameKey = previous && (previous.manifest.keyFingerprint ?? null) === (options.key?.fingerprint ?? null);
     const lease = await WriterLease.acquire(ds.backend, { kind: 'backup', target: snapshotPath(ref), ...(previous && sameKey ? { base: snapshotPath(previous.ref) } : {}) });
     const known = new Set<string>();
+    let reader: SnapshotReader | undefined;
     try {
       if (owner === undefined) await ds.setOwner(group, options.owner, options);
       if (previous && sameKey) {
-        const reader = await SnapshotReader.open(ds, previous.ref, { key: options.key, signal: options.signal });
+        reader = await SnapshotReader.open(ds, previous.ref, { key: options.key, signal: options.signal });
         for (const file of reader.manifest.files) {
           if (!file.filename.endsWith('idx')) continue;
           for (const span of await reader.chunkList(file.filename)) known.add(span.digest);
@@ -105,7 +118,12 @@ export class SnapshotWriter {
       await lease.release().catch(() => {});
       throw error;
     }
-    return new SnapshotWriter(ds, ref, options, lease, known);
+    return new SnapshotWriter(ds, ref, options, lease, known, reader);
+  }
+
+  /** The snapshot this one deduplicates against (newest of the group, same key, not failed verification). */
+  get previous(): SnapshotReader | undefined {
+    return this.#previous;
   }
 
   get #cryptMode(): 'none' | 'encrypt' {
@@ -116,11 +134,11 @@ export class SnapshotWriter {
     if (this.#done) throw new RangeError('SnapshotWriter is already committed or aborted');
   }
 
-  async #putFile(filename: string, data: Buffer, archiveSize?: number): Promise<void> {
+  async #putFile(filename: string, data: Buffer, archiveSize?: number, sourceStamp?: string): Promise<void> {
     throwIfAborted(this.#options.signal);
     if (this.#files.some((f) => f.filename === filename)) throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(this.ref)} already has a file "${filename}"`);
     await this.#ds.backend.write(`${snapshotPath(this.ref)}${filename}`, data, { signal: this.#options.signal });
-    this.#files.push({ filename, size: data.length, csum: sha256Hex(data), cryptMode: this.#cryptMode, ...(archiveSize !== undefined ? { archiveSize } : {}) });
+    this.#files.push({ filename, size: data.length, csum: sha256Hex(data), cryptMode: this.#cryptMode, ...(archiveSize !== undefined ? { archiveSize } : {}), ...(sourceStamp !== undefined ? { sourceStamp } : {}) });
   }
 
   /** Stores a small file of the snapshot (a catalog, a config) as a blob named `NAME.blob`. */
@@ -167,11 +185,16 @@ export class SnapshotWriter {
   }
 
   #newStats(name: string): ArchiveStats {
-    return { name, size: 0, chunks: 0, newChunks: 0, storedBytes: 0, reusedChunks: 0 };
+    return { name, size: 0, chunks: 0, newChunks: 0, storedBytes: 0, reusedChunks: 0, copiedBytes: 0 };
   }
 
-  /** Adds a file archive (`NAME.tar`) from a byte stream cut into content-defined chunks. */
-  async addDynamicArchive(name: string, stream: AsyncIterable<Uint8Array>): Promise<ArchiveStats> {
+  /**
+   * Adds a file archive (`NAME.tar`) from a byte stream cut into content-defined chunks. Pieces that refer to
+   * the previous snapshot's archive are fed from it; while the chunker stands at a cut that the previous
+   * archive also has, whole previous chunks inside such a piece are taken over without reading them: cut
+   * points depend only on the bytes since the last cut, so the same bytes give the same chunks.
+   */
+  async addDynamicArchive(name: string, stream: AsyncIterable<ArchivePiece>): Promise<ArchiveStats> {
     this.#assertOpen();
     parseArchiveName(name);
     const chunker = new Chunker(this.#options.chunker ?? DEFAULT_CHUNKER);
@@ -183,9 +206,44 @@ export class SnapshotWriter {
       stats.size += chunk.length;
       pending.push({ end: stats.size, digest });
     };
+    let old: { spans: ChunkSpan[]; byStart: Map<number, ChunkSpan> } | undefined;
+    const copy = async (region: { start: number; end: number }): Promise<void> => {
+      const previous = this.#previous;
+      if (!previous) throw new RangeError(`addDynamicArchive: ${name} refers to a previous snapshot, but there is none`);
+      if (!old) {
+        const spans = await previous.chunkList(name, { signal: this.#options.signal });
+        old = { spans, byStart: new Map(spans.map((s) => [s.start, s])) };
+      }
+      let pos = region.start;
+      while (pos < region.end) {
+        throwIfAborted(this.#options.signal);
+        const aligned = chunker.pendingLength === 0 ? old.byStart.get(pos) : undefined;
+        if (aligned && aligned.end <= region.end) {
+          stats.chunks++;
+          stats.reusedChunks++;
+          stats.copiedBytes += aligned.end - aligned.start;
+          stats.size += aligned.end - aligned.start;
+          pending.push({ end: stats.size, digest: Promise.resolve(aligned.digest) });
+          this.#options.onChunk?.({ size: aligned.end - aligned.start, reused: true });
+          pos = aligned.end;
+          continue;
+        }
+        const span = chunksInRange(await previous.index(name), pos, pos + 1)[0];
+        if (!span) throw new IbsError('CORRUPT', `Previous archive ${name} has no byte ${pos}`);
+        const to = Math.min(span.end, region.end);
+        for await (const bytes of previous.stream(name, { ranges: [{ start: pos, end: to }], signal: this.#options.signal })) {
+          for (const chunk of chunker.push(bytes)) await take(chunk);
+        }
+        pos = to;
+      }
+    };
     for await (const piece of stream) {
       throwIfAborted(this.#options.signal);
-      for (const chunk of chunker.push(Buffer.from(piece.buffer, piece.byteOffset, piece.length))) await take(chunk);
+      if (piece instanceof Uint8Array) {
+        for (const chunk of chunker.push(Buffer.from(piece.buffer, piece.byteOffset, piece.length))) await take(chunk);
+      } else {
+        await copy(piece.copyFrom);
+      }
     }
     const last = chunker.finish();
     if (last) await take(last);
@@ -197,8 +255,28 @@ export class SnapshotWriter {
     return stats;
   }
 
-  /** Adds an image archive (`NAME.img`) cut into fixed 4 MiB chunks. */
-  async addFixedArchive(name: string, stream: AsyncIterable<Uint8Array>, chunkSize = FIXED_CHUNK_SIZE): Promise<ArchiveStats> {
+  /**
+   * Takes over the previous snapshot's image archive `name` unread when its source stamp equals `stamp`;
+   * returns undefined (nothing done) otherwise.
+   */
+  async reuseFixedArchive(name: string, stamp: string): Promise<ArchiveStats | undefined> {
+    this.#assertOpen();
+    const previous = this.#previous;
+    const file = previous?.manifest.files.find((f) => f.filename === `${name}.fidx`);
+    if (!previous || !file || file.sourceStamp !== stamp) return undefined;
+    const data = await previous.readFile(file.filename, { signal: this.#options.signal });
+    const spans = await previous.chunkList(file.filename);
+    const size = spans.at(-1)?.end ?? 0;
+    await this.#putFile(file.filename, data, size, stamp);
+    const stats = { ...this.#newStats(name), size, chunks: spans.length, reusedChunks: spans.length, copiedBytes: size };
+    this.#options.onChunk?.({ size, reused: true });
+    this.archives.push(stats);
+    return stats;
+  }
+
+  /** Adds an image archive (`NAME.img`) cut into fixed 4 MiB chunks; `sourceStamp` enables reuse next time. */
+  async addFixedArchive(name: string, stream: AsyncIterable<Uint8Array>, options: { chunkSize?: number; sourceStamp?: string | undefined } = {}): Promise<ArchiveStats> {
+    const chunkSize = options.chunkSize ?? FIXED_CHUNK_SIZE;
     this.#assertOpen();
     parseArchiveName(name);
     const queue = new WorkQueue(this.#options.concurrency ?? 8);
@@ -227,7 +305,7 @@ export class SnapshotWriter {
     if (pendingSize > 0) await flush();
     await queue.drain();
     const digests = await Promise.all(digestPromises);
-    await this.#putFile(`${name}.fidx`, encodeFixedIndex({ ctime: Math.floor(Date.now() / 1000), size: stats.size, chunkSize, digests }), stats.size);
+    await this.#putFile(`${name}.fidx`, encodeFixedIndex({ ctime: Math.floor(Date.now() / 1000), size: stats.size, chunkSize, digests }), stats.size, options.sourceStamp);
     this.archives.push(stats);
     return stats;
   }
