@@ -2,6 +2,7 @@ import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink, utimes, 
 import { dirname, join, normalize, sep } from 'node:path';
 import { IbsError } from '../core/index.ts';
 import { throwIfAborted, WorkQueue } from '../lib/index.ts';
+import fs from 'node:fs';
 import { parseTar } from './tar-parse.ts';
 
 export interface ExtractOptions {
@@ -18,6 +19,36 @@ export interface ExtractResult {
 }
 
 const SMALL_FILE = 1024 * 1024;
+
+function fsCall<T>(fn: (cb: (error: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => fn((error, value) => (error ? reject(error) : resolve(value as T))));
+}
+
+/**
+ * Writes a small file through one descriptor: create (exclusive, so an earlier symlink at that path is never
+ * followed), write, owner, times, close; mode bits beyond the permissions (set-id, sticky) are applied last
+ * because chown clears them. Callback-style fs: per-file promise and FileHandle overhead shows with many
+ * small files.
+ */
+async function writeSmallFile(path: string, body: Buffer, meta: { mode: number; uid: number; gid: number; mtime: number; owners: boolean }): Promise<void> {
+  let fd: number;
+  try {
+    fd = await fsCall<number>((cb) => fs.open(path, 'wx', 0o600, cb));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    await rm(path, { force: true });
+    fd = await fsCall<number>((cb) => fs.open(path, 'wx', 0o600, cb));
+  }
+  try {
+    let written = 0;
+    while (written < body.length) written += await fsCall<number>((cb) => fs.write(fd, body, written, body.length - written, null, cb));
+    if (meta.owners) await fsCall((cb) => fs.fchown(fd, meta.uid, meta.gid, cb));
+    await fsCall((cb) => fs.fchmod(fd, meta.mode, cb));
+    await fsCall((cb) => fs.futimes(fd, meta.mtime, meta.mtime, cb));
+  } finally {
+    await fsCall((cb) => fs.close(fd, cb));
+  }
+}
 
 /** Creates a new file (never following a symlink an earlier entry put at that path) and fills it. */
 async function writeNew(path: string, fill: (handle: FileHandle) => Promise<void>): Promise<void> {
@@ -95,10 +126,7 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
           const body = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
           const meta = { mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime };
           await writes.submit(async () => {
-            await writeNew(full, async (handle) => {
-              await handle.writeFile(body);
-            });
-            await finish(full, meta);
+            await writeSmallFile(full, body, { ...meta, owners });
             result.bytes += body.length;
             options.onBytes?.(body.length);
           });
