@@ -56,7 +56,7 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
     const name = formatSnapshot(info.ref);
     const state = info.manifest.unprotected.verifyState;
     if (options.ignoreVerified && state?.state === 'ok') {
-      const outdated = options.outdatedAfterDays !== undefined && now - state.time > options.outdatedAfterDays * 86400;
+      const outdated = options.outdatedAfterDays !== undefined && now - state.time >= options.outdatedAfterDays * 86400;
       if (!outdated) {
         result.snapshots.push({ snapshot: name, state: 'skipped', problems: [] });
         continue;

@@ -1,0 +1,81 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatastoreRegistry, resolvePaths, type DatastoreConfig } from '../config/index.ts';
+import { silentReporter } from '../lib/index.ts';
+import { MemoryBackend } from '../storage/memory/index.ts';
+import type { ReadOptions, StorageBackend } from '../storage/index.ts';
+import { createBackup, createDatastore, restoreBackup, verifyStore } from './index.ts';
+import type { AppContext } from './context.ts';
+
+/** A memory backend that counts chunk reads and is never closed for real (it outlives each command). */
+class CountingBackend extends MemoryBackend {
+  chunkReads = 0;
+  override async read(key: string, options?: ReadOptions): Promise<Buffer> {
+    if (key.startsWith('.chunks/')) this.chunkReads++;
+    return super.read(key, options);
+  }
+  override async close(): Promise<void> {}
+}
+
+async function context(): Promise<{ ctx: AppContext; backend: CountingBackend; dir: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'ibs-app-'));
+  const backend = new CountingBackend();
+  const paths = resolvePaths({ IRONCORE_HOME: dir });
+  const ctx: AppContext = {
+    paths,
+    datastores: new DatastoreRegistry(join(paths.configDir, 'datastore.cfg')),
+    openBackend: (_config: DatastoreConfig): StorageBackend => backend,
+    authId: 'test@pam',
+    reporter: silentReporter,
+  };
+  return { ctx, backend, dir };
+}
+
+test('restore --path reads only the chunks that hold the selected entries', async () => {
+  const { ctx, backend, dir } = await context();
+  try {
+    const src = join(dir, 'src');
+    for (let i = 0; i < 8; i++) {
+      await mkdir(join(src, `d${i}`), { recursive: true });
+      await writeFile(join(src, `d${i}`, 'data.bin'), randomBytes(3 * 1024 * 1024));
+    }
+    await writeFile(join(src, 'd3', 'small.txt'), 'small');
+    await createDatastore(ctx, { name: 'store1', path: join(dir, 'unused') });
+    const backup = await createBackup(ctx, { store: 'store1', type: 'host', id: 'h', time: '2026-01-01T00:00:00Z', archives: [`root.tar:${src}`] });
+    const total = backup.archives[0]!.chunks;
+    backend.chunkReads = 0;
+    await restoreBackup(ctx, { store: 'store1', snapshot: 'host/h/2026-01-01T00:00:00Z', archive: 'root.tar', target: join(dir, 'out'), path: 'd3/small.txt' });
+    assert.equal(await readFile(join(dir, 'out', 'd3', 'small.txt'), 'utf8'), 'small');
+    assert.deepEqual(await readdir(join(dir, 'out')), ['d3']);
+    assert.ok(backend.chunkReads <= 2, `read ${backend.chunkReads} of ${total} chunks for one small file`);
+    backend.chunkReads = 0;
+    await restoreBackup(ctx, { store: 'store1', snapshot: 'host/h/2026-01-01T00:00:00Z', archive: 'root.tar', target: join(dir, 'out2'), path: 'd5' });
+    assert.ok(backend.chunkReads < total / 2, `read ${backend.chunkReads} of ${total} chunks for one of eight directories`);
+    assert.deepEqual(await readFile(join(dir, 'out2', 'd5', 'data.bin')), await readFile(join(src, 'd5', 'data.bin')));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('verify --ignore-verified skips snapshots verified recently and re-checks outdated ones', async () => {
+  const { ctx, dir } = await context();
+  try {
+    const src = join(dir, 'src');
+    await mkdir(src);
+    await writeFile(join(src, 'a'), 'a');
+    await createDatastore(ctx, { name: 'store1', path: join(dir, 'unused') });
+    await createBackup(ctx, { store: 'store1', type: 'host', id: 'h', time: '2026-01-01T00:00:00Z', archives: [`root.tar:${src}`] });
+    const first = await verifyStore(ctx, { store: 'store1' });
+    assert.deepEqual(first.snapshots.map((s) => s.state), ['ok']);
+    const again = await verifyStore(ctx, { store: 'store1', ignoreVerified: true, outdatedAfterDays: 30 });
+    assert.deepEqual(again.snapshots.map((s) => s.state), ['skipped']);
+    const outdated = await verifyStore(ctx, { store: 'store1', ignoreVerified: true, outdatedAfterDays: 0 });
+    assert.deepEqual(outdated.snapshots.map((s) => s.state), ['ok']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
