@@ -73,14 +73,21 @@ async function treeSize(root: string): Promise<number> {
   return total;
 }
 
+/** The catalog of file archive `archive` of a snapshot (stored chunked as `ARCHIVE.catalog`). */
+export async function readCatalog(reader: SnapshotReader, archive: string): Promise<CatalogEntry[]> {
+  const name = `${archive}.catalog`;
+  if (!reader.indexedNames().includes(name)) throw new IbsError('NOT_FOUND', `Snapshot ${formatSnapshot(reader.ref)} has no catalog for ${archive}`);
+  return decodeCatalog(await reader.readAll(name), name);
+}
+
 /** The catalog of archive `name` in the snapshot the writer deduplicates against, for change detection. */
 async function previousCatalog(writer: SnapshotWriter, name: string): Promise<CatalogEntry[] | undefined> {
   const previous = writer.previous;
-  if (!previous || !previous.manifest.files.some((f) => f.filename === `${name}.catalog.blob`) || !previous.archiveNames().includes(name)) return undefined;
+  if (!previous || !previous.archiveNames().includes(name)) return undefined;
   try {
-    return decodeCatalog(await previous.readBlob(`${name}.catalog`), `${name}.catalog`);
+    return await readCatalog(previous, name);
   } catch {
-    return undefined; // a damaged catalog only costs speed: every file is read
+    return undefined; // a missing or damaged catalog only costs speed: every file is read
   }
 }
 
@@ -141,7 +148,7 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
           const previous = await previousCatalog(writer, spec.name);
           const tar = createTarStream(spec.path, { excludes: input.excludes ?? [], signal: ctx.signal, onWarning: warn, onBytes: report, previous });
           await writer.addDynamicArchive(spec.name, tar.stream);
-          await writer.addBlob(`${spec.name}.catalog`, encodeCatalog(tar.result.catalog));
+          await writer.addDynamicArchive(`${spec.name}.catalog`, [encodeCatalog(tar.result.catalog)]);
           ctx.reporter.info(`${spec.name}: ${tar.result.files} entries, ${tar.result.bytes} bytes of file data`);
         } else {
           // A regular file's stamp lets the next backup skip reading it when it has not changed.
@@ -241,7 +248,7 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
     let total = size;
     if (input.path !== undefined) {
       if (!archive.endsWith('.tar')) throw new IbsError('INVALID_ARGUMENT', `--path applies to file archives (.tar), not to ${archive}`);
-      const catalog = decodeCatalog(await reader.readBlob(`${archive}.catalog`), `${archive}.catalog`);
+      const catalog = await readCatalog(reader, archive);
       ranges = catalogRanges(selectCatalog(catalog, input.path));
       total = ranges.reduce((n, r) => n + r.end - r.start, 0);
     }

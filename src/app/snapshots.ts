@@ -8,10 +8,11 @@ import {
   parseGroup,
   parseNamespace,
   parseSnapshot,
+  type CryptKey,
   type Namespace,
 } from '../core/index.ts';
 import { SnapshotReader } from '../datastore/index.ts';
-import { decodeCatalog } from '../archive/index.ts';
+import { readCatalog } from './backup.ts';
 import { withDatastore, type AppContext } from './context.ts';
 
 export interface SnapshotRow {
@@ -57,7 +58,7 @@ export async function listGroups(ctx: AppContext, input: { store: string; ns?: s
   });
 }
 
-export async function showSnapshot(ctx: AppContext, input: { store: string; ns?: string; snapshot: string; listFiles?: boolean }): Promise<Record<string, unknown>> {
+export async function showSnapshot(ctx: AppContext, input: { store: string; ns?: string; snapshot: string; listFiles?: boolean; key?: CryptKey | undefined }): Promise<Record<string, unknown>> {
   const ref = parseSnapshot(input.snapshot, parseNamespace(input.ns ?? ''));
   return withDatastore(ctx, input.store, async (ds) => {
     const info = await ds.snapshotInfo(ref);
@@ -68,12 +69,11 @@ export async function showSnapshot(ctx: AppContext, input: { store: string; ns?:
       manifest: info.manifest,
     };
     if (input.listFiles) {
-      const reader = await SnapshotReader.open(ds, ref);
+      const reader = await SnapshotReader.open(ds, ref, { key: input.key });
       const catalogs: Record<string, unknown[]> = {};
-      for (const f of info.manifest.files.filter((f) => f.filename.endsWith('.catalog.blob'))) {
-        if (reader.encrypted) continue;
-        const name = f.filename.replace(/\.blob$/, '');
-        catalogs[name] = decodeCatalog(await reader.readBlob(name), name).map((e) => ({ path: e.path, type: e.type, size: e.size }));
+      if (reader.encrypted && !input.key) throw new IbsError('WRONG_KEY', `Snapshot ${formatSnapshot(ref)} is encrypted with key ${reader.manifest.keyFingerprint}: pass --keyfile to list its files`);
+      for (const archive of reader.archiveNames().filter((n) => n.endsWith('.tar'))) {
+        catalogs[archive] = (await readCatalog(reader, archive)).map((e) => ({ path: e.path, type: e.type, size: e.size }));
       }
       out.catalogs = catalogs;
     }

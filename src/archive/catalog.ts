@@ -4,7 +4,7 @@ import type { EntryType } from './tar-format.ts';
 /**
  * The catalog of a file archive: one record per entry with its byte range in the tar stream, so that a single
  * file or subtree can be listed and restored without reading unrelated chunks. Stored as a blob
- * (`NAME.tar.catalog.blob`, JSON lines).
+ * (`NAME.tar.catalog`, JSON lines, chunked like an archive so that large trees and dedup work).
  */
 export interface CatalogEntry {
   path: string;

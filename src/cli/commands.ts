@@ -216,8 +216,8 @@ export const COMMANDS: Command[] = [
     usage: 'snapshot show STORE SNAPSHOT [--ns NS] [--files]',
     summary: 'show a snapshot manifest (with --files: the file catalog)',
     positionals: 2,
-    options: { ...STORE_NS, files: { type: 'boolean', help: 'list the files of each archive' } },
-    run: (ctx, a) => app.showSnapshot(ctx, { store: pos(a, 0), snapshot: pos(a, 1), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), listFiles: flag(a, 'files') }),
+    options: { ...STORE_NS, files: { type: 'boolean', help: 'list the files of each archive' }, ...KEY_OPTIONS },
+    run: async (ctx, a) => app.showSnapshot(ctx, { store: pos(a, 0), snapshot: pos(a, 1), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), listFiles: flag(a, 'files'), key: await keyFrom(a) }),
     text: (r: Record<string, unknown>) => JSON.stringify(r, null, 2),
   },
   {

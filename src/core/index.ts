@@ -11,3 +11,4 @@ export * from './crypt-key.ts';
 export * from './index-file.ts';
 export * from './manifest.ts';
 export * from './retention.ts';
+export * from './calendar.ts';

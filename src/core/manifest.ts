@@ -1,5 +1,5 @@
 import { IbsError } from './errors.ts';
-import { parseArchiveName, parseBackupId, parseBackupType, type BackupType } from './names.ts';
+import { parseBackupId, parseBackupType, parseIndexedName, type BackupType } from './names.ts';
 import type { CryptKey } from './crypt-key.ts';
 
 /**
@@ -92,7 +92,7 @@ export function encodeManifest(manifest: Manifest): Buffer {
 }
 
 const CSUM_RE = /^[0-9a-f]{64}$/;
-const FILE_RE = /^(.+\.(?:tar|img))\.(didx|fidx)$|^([A-Za-z0-9_][A-Za-z0-9._-]{0,99})\.blob$/;
+const FILE_RE = /^(.+\.(?:tar|img|tar\.catalog))\.(didx|fidx)$|^([A-Za-z0-9_][A-Za-z0-9._-]{0,99})\.blob$/;
 
 export function parseManifest(data: Uint8Array, what: string): Manifest {
   const bad = (problem: string): IbsError => new IbsError('CORRUPT', `Manifest of ${what}: ${problem}`);
@@ -117,10 +117,10 @@ export function parseManifest(data: Uint8Array, what: string): Manifest {
   const names = new Set<string>();
   for (const f of m.files as Array<Record<string, unknown>>) {
     if (!f || typeof f.filename !== 'string' || !FILE_RE.test(f.filename)) throw bad(`invalid file name ${JSON.stringify(f?.filename)}`);
-    const archive = /^(.+\.(?:tar|img))\.(?:didx|fidx)$/.exec(f.filename);
+    const archive = /^(.+)\.(?:didx|fidx)$/.exec(f.filename);
     if (archive) {
       try {
-        parseArchiveName(archive[1] as string);
+        parseIndexedName(archive[1] as string);
       } catch {
         throw bad(`invalid archive name in ${JSON.stringify(f.filename)}`);
       }

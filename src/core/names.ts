@@ -61,6 +61,15 @@ export function parseBackupId(value: string): string {
   return value;
 }
 
+/**
+ * The name of anything stored with an index: an archive (`NAME.tar`, `NAME.img`) or the catalog of a file
+ * archive (`NAME.tar.catalog`, written by backups, chunked like an archive).
+ */
+export function parseIndexedName(value: string): string {
+  parseArchiveName(value.endsWith('.tar.catalog') ? value.slice(0, -'.catalog'.length) : value);
+  return value;
+}
+
 export function parseArchiveName(value: string): string {
   if (!ARCHIVE_NAME_RE.test(value)) {
     throw invalid('archive name', value, 'a name ending in ".tar" (directory) or ".img" (image), of letters, digits, "_", "-", "."');

@@ -100,8 +100,21 @@ export class SnapshotReader {
     return found.filename;
   }
 
-  archiveNames(): string[] {
+  /** Names of everything stored with an index: archives and catalogs (`NAME.tar.catalog`). */
+  indexedNames(): string[] {
     return this.manifest.files.filter((f) => /\.(didx|fidx)$/.test(f.filename)).map((f) => f.filename.replace(/\.(didx|fidx)$/, ''));
+  }
+
+  /** Names of the archives a user can restore (`NAME.tar`, `NAME.img`). */
+  archiveNames(): string[] {
+    return this.indexedNames().filter((n) => /\.(tar|img)$/.test(n));
+  }
+
+  /** A whole indexed stream in memory (for catalogs; archives should be streamed). */
+  async readAll(name: string, options: OpOptions = {}): Promise<Buffer> {
+    const pieces: Buffer[] = [];
+    for await (const piece of this.stream(name, options)) pieces.push(piece);
+    return Buffer.concat(pieces);
   }
 
   async chunkList(name: string, options: OpOptions = {}): Promise<ChunkSpan[]> {

@@ -7,6 +7,7 @@ import {
   encodeManifest,
   formatSnapshot,
   parseArchiveName,
+  parseIndexedName,
   sha256Hex,
   sha256HexAsync,
   signManifest,
@@ -141,7 +142,7 @@ export class SnapshotWriter {
     this.#files.push({ filename, size: data.length, csum: sha256Hex(data), cryptMode: this.#cryptMode, ...(archiveSize !== undefined ? { archiveSize } : {}), ...(sourceStamp !== undefined ? { sourceStamp } : {}) });
   }
 
-  /** Stores a small file of the snapshot (a catalog, a config) as a blob named `NAME.blob`. */
+  /** Stores a small file of the snapshot (a config, a log; at most 16 MiB) as a blob named `NAME.blob`. */
   async addBlob(name: string, data: Uint8Array): Promise<void> {
     this.#assertOpen();
     const blob = await encodeBlob(data, { compress: this.#options.compress ?? true, key: this.#options.key });
@@ -194,9 +195,9 @@ export class SnapshotWriter {
    * archive also has, whole previous chunks inside such a piece are taken over without reading them: cut
    * points depend only on the bytes since the last cut, so the same bytes give the same chunks.
    */
-  async addDynamicArchive(name: string, stream: AsyncIterable<ArchivePiece>): Promise<ArchiveStats> {
+  async addDynamicArchive(name: string, stream: AsyncIterable<ArchivePiece> | Iterable<ArchivePiece>): Promise<ArchiveStats> {
     this.#assertOpen();
-    parseArchiveName(name);
+    parseIndexedName(name);
     const chunker = new Chunker(this.#options.chunker ?? DEFAULT_CHUNKER);
     const queue = new WorkQueue(this.#options.concurrency ?? 8);
     const stats = this.#newStats(name);

@@ -135,7 +135,7 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
         continue;
       }
       const hits = new Set<string>();
-      for (const archive of reader.archiveNames()) {
+      for (const archive of reader.indexedNames()) {
         try {
           for (const span of await reader.chunkList(archive, options)) if (users.has(span.digest)) hits.add(span.digest);
         } catch {
