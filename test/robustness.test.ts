@@ -66,6 +66,8 @@ test('bad input: every malformed command prints one clear line, exits non-zero a
     [['snapshot', 'forget', 'store1', 'host/none/2026-01-01T00:00:00Z'], /does not exist/],
     [['key', 'import', '--paperkey', join(work.path, 'missing.txt'), join(work.path, 'k.json')], /Cannot read/],
     [['nosuchcommand'], /Unknown command "nosuchcommand"/],
+    [['calendar', 'sunday funday'], /Invalid calendar event "sunday funday"/],
+    [['calendar', 'daily', '--from', 'tomorrow'], /Invalid --from "tomorrow"/],
     [['datastore', 'list', '--output', 'yaml'], /Invalid --output "yaml": expected text or json/],
   ];
   if (process.getuid?.() !== 0) cases.push([['backup', 'create', '--store', 'store1', `root.tar:${unreadable}`], /Cannot read directory/]);

@@ -9,3 +9,4 @@ export * from './snapshots.ts';
 export * from './keys.ts';
 export * from './backup.ts';
 export * from './maintenance.ts';
+export * from './calendar.ts';

@@ -386,6 +386,17 @@ export const COMMANDS: Command[] = [
     },
     text: (r: { path: string; fingerprint: string }) => `Imported key ${r.fingerprint} into ${r.path}`,
   },
+  // ---- schedules -------------------------------------------------------------------------------------
+  {
+    path: ['calendar'],
+    usage: 'calendar EXPR [--iterations N] [--from TIME]',
+    summary: 'show the normalized form of a calendar event ("Sun 04:30", "mon..fri 08:00", "*:0/15", "daily") and when it elapses next',
+    positionals: 1,
+    options: { iterations: { type: 'string', help: 'how many elapses to show (default 5)' }, from: { type: 'string', help: 'start after this time instead of now (ISO 8601 or epoch seconds)' } },
+    run: async (_ctx, a) =>
+      app.previewCalendar({ expression: pos(a, 0), ...(str(a, 'iterations') !== undefined ? { iterations: wholeNumber(str(a, 'iterations'), 'iterations', 1000) as number } : {}), ...(str(a, 'from') !== undefined ? { from: str(a, 'from') as string } : {}) }),
+    text: (r: app.CalendarPreview) => [`Normalized form: ${r.normalized}`, ...r.next.map((t, i) => `${i === 0 ? '    Next elapse' : `       Iter. #${i + 1}`}: ${t}`)].join('\n'),
+  },
   // ---- verify, prune, gc -------------------------------------------------------------------------------
   {
     path: ['verify', 'start'],

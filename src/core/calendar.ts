@@ -189,57 +189,173 @@ export function formatCalendarEvent(ev: CalendarEvent): string {
   return `${ev.weekdays ? `${formatWeekdays(ev.weekdays)} ` : ''}${date} ${time}${ev.utc ? ' UTC' : ''}`;
 }
 
-function matches(field: Field, value: number): boolean {
-  if (!field) return true;
-  return field.some((p) => {
-    if (value < p.start) return false;
-    if (p.end !== undefined && value > p.end) return false;
-    if (p.step !== undefined) return (value - p.start) % p.step === 0;
-    return p.end !== undefined || value === p.start;
-  });
+/** Broken-down time; fields may be out of range until normalized (like C's struct tm). */
+interface Tm {
+  year: number;
+  mon: number; // 0-11
+  mday: number;
+  hour: number;
+  min: number;
+  sec: number;
 }
 
-interface Clock {
-  parts(ms: number): { year: number; month: number; day: number; hour: number; minute: number; second: number; weekday: number };
-  make(year: number, month: number, day: number, hour: number, minute: number, second: number): number;
+function normalize(tm: Tm, utc: boolean): Tm {
+  const d = utc ? new Date(Date.UTC(tm.year, tm.mon, tm.mday, tm.hour, tm.min, tm.sec)) : new Date(tm.year, tm.mon, tm.mday, tm.hour, tm.min, tm.sec);
+  return utc
+    ? { year: d.getUTCFullYear(), mon: d.getUTCMonth(), mday: d.getUTCDate(), hour: d.getUTCHours(), min: d.getUTCMinutes(), sec: d.getUTCSeconds() }
+    : { year: d.getFullYear(), mon: d.getMonth(), mday: d.getDate(), hour: d.getHours(), min: d.getMinutes(), sec: d.getSeconds() };
 }
 
-const UTC_CLOCK: Clock = {
-  parts(ms) {
-    const d = new Date(ms);
-    return { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate(), hour: d.getUTCHours(), minute: d.getUTCMinutes(), second: d.getUTCSeconds(), weekday: (d.getUTCDay() + 6) % 7 };
-  },
-  make: (y, mo, d, h, mi, s) => Date.UTC(y, mo - 1, d, h, mi, s),
-};
-
-const LOCAL_CLOCK: Clock = {
-  parts(ms) {
-    const d = new Date(ms);
-    return { year: d.getFullYear(), month: d.getMonth() + 1, day: d.getDate(), hour: d.getHours(), minute: d.getMinutes(), second: d.getSeconds(), weekday: (d.getDay() + 6) % 7 };
-  },
-  make: (y, mo, d, h, mi, s) => new Date(y, mo - 1, d, h, mi, s).getTime(),
-};
+function toMs(tm: Tm, utc: boolean): number {
+  return utc ? Date.UTC(tm.year, tm.mon, tm.mday, tm.hour, tm.min, tm.sec) : new Date(tm.year, tm.mon, tm.mday, tm.hour, tm.min, tm.sec).getTime();
+}
 
 /**
- * The first time strictly after `after` (ms since the epoch) at which the event elapses, in whole seconds;
- * undefined when it never does again (a year list in the past).
+ * The earliest value >= `val` that `field` allows (a value equal to `val` leaves it unchanged), or undefined.
+ * Ranges step by 1 unless they have a repetition.
+ */
+function earliest(field: Field, val: number): number | undefined {
+  if (!field) return val;
+  let best: number | undefined;
+  for (const p of field) {
+    const step = p.step ?? (p.end !== undefined ? 1 : 0);
+    let candidate: number | undefined;
+    if (p.start >= val) candidate = p.start;
+    else if (step > 0) {
+      const k = p.start + step * Math.ceil((val - p.start) / step);
+      if (p.end === undefined || k <= p.end) candidate = k;
+    }
+    if (candidate !== undefined && (best === undefined || candidate < best)) best = candidate;
+  }
+  return best;
+}
+
+const ORDER = ['year', 'mon', 'mday', 'hour', 'min', 'sec'] as const;
+const RESET: Record<(typeof ORDER)[number], Partial<Tm>> = { year: { mon: 0 }, mon: { mday: 1 }, mday: { hour: 0 }, hour: { min: 0 }, min: { sec: 0 }, sec: {} };
+
+/**
+ * After a field was set, checks whether the time still names itself. Out of range (day 31 in a 30-day month):
+ * the normalized time replaces it, with only the field right below the first changed one reset (this is what
+ * systemd does, so results agree with it even where that skips a date), and the search starts over (0).
+ * Unchanged: 1. Past the last supported year: -1.
+ */
+function withinBounds(c: Tm, utc: boolean): -1 | 0 | 1 {
+  if (c.year > LIMITS.year[1]) return -1;
+  const t = normalize(c, utc);
+  for (const f of ORDER) {
+    if (t[f] !== c[f]) {
+      if (t[f] < c[f]) return -1;
+      Object.assign(c, t, RESET[f]);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/**
+ * The first time strictly after `after` (ms since the epoch), in whole seconds, at which the event elapses;
+ * undefined when it never does again. The search is the one systemd's calendar timers use: match the fields
+ * from year to second, carrying into the next larger unit when a field has no match left.
  */
 export function nextCalendarEvent(ev: CalendarEvent, after: number): number | undefined {
-  const clock = ev.utc ? UTC_CLOCK : LOCAL_CLOCK;
-  let t = Math.floor(after / 1000) * 1000 + 1000;
-  for (let guard = 0; guard < 1_000_000; guard++) {
-    const p = clock.parts(t);
-    if (p.year > LIMITS.year[1]) return undefined;
-    let next: number;
-    if (!matches(ev.year, p.year)) next = clock.make(p.year + 1, 1, 1, 0, 0, 0);
-    else if (!matches(ev.month, p.month)) next = clock.make(p.year, p.month + 1, 1, 0, 0, 0);
-    else if (!matches(ev.day, p.day) || (ev.weekdays !== undefined && !ev.weekdays.includes(p.weekday))) next = clock.make(p.year, p.month, p.day + 1, 0, 0, 0);
-    else if (!matches(ev.hour, p.hour)) next = clock.make(p.year, p.month, p.day, p.hour + 1, 0, 0);
-    else if (!matches(ev.minute, p.minute)) next = clock.make(p.year, p.month, p.day, p.hour, p.minute + 1, 0);
-    else if (!matches(ev.second, p.second)) next = clock.make(p.year, p.month, p.day, p.hour, p.minute, p.second + 1);
-    else return t;
-    // Local clocks can repeat an hour (DST end); never go backwards.
-    t = next > t ? next : t + 1000;
+  const utc = ev.utc;
+  let c = normalize(
+    (() => {
+      const d = new Date(Math.floor(after / 1000) * 1000 + 1000);
+      return utc
+        ? { year: d.getUTCFullYear(), mon: d.getUTCMonth(), mday: d.getUTCDate(), hour: d.getUTCHours(), min: d.getUTCMinutes(), sec: d.getUTCSeconds() }
+        : { year: d.getFullYear(), mon: d.getMonth(), mday: d.getDate(), hour: d.getHours(), min: d.getMinutes(), sec: d.getSeconds() };
+    })(),
+    utc,
+  );
+  const reset = (from: 'mon' | 'mday' | 'hour' | 'min' | 'sec'): void => {
+    if (from === 'mon') c.mon = 0;
+    if (from === 'mon' || from === 'mday') c.mday = 1;
+    if (from !== 'min' && from !== 'sec') c.hour = 0;
+    if (from !== 'sec') c.min = 0;
+    c.sec = 0;
+  };
+  for (let iteration = 0; iteration < 100_000; iteration++) {
+    c = normalize(c, utc);
+    let v = earliest(ev.year, c.year);
+    if (v === undefined) return undefined;
+    if (v !== c.year) {
+      c.year = v;
+      reset('mon');
+    }
+    if (withinBounds(c, utc) <= 0) return undefined;
+
+    v = earliest(ev.month, c.mon + 1);
+    if (v !== undefined && v - 1 !== c.mon) {
+      c.mon = v - 1;
+      reset('mday');
+    }
+    let r = v === undefined ? -1 : withinBounds(c, utc);
+    if (r < 0) {
+      c.year++;
+      reset('mon');
+      continue;
+    }
+    if (r === 0) continue;
+
+    v = earliest(ev.day, c.mday);
+    if (v !== undefined && v !== c.mday) {
+      c.mday = v;
+      reset('hour');
+    }
+    r = v === undefined ? -1 : withinBounds(c, utc);
+    if (r < 0) {
+      c.mon++;
+      reset('mday');
+      continue;
+    }
+    if (r === 0) continue;
+
+    if (ev.weekdays !== undefined) {
+      const wd = (new Date(toMs(c, utc))[utc ? 'getUTCDay' : 'getDay']() + 6) % 7;
+      if (!ev.weekdays.includes(wd)) {
+        c.mday++;
+        reset('hour');
+        continue;
+      }
+    }
+
+    v = earliest(ev.hour, c.hour);
+    if (v !== undefined && v !== c.hour) {
+      c.hour = v;
+      reset('min');
+    }
+    r = v === undefined ? -1 : withinBounds(c, utc);
+    if (r < 0) {
+      c.mday++;
+      reset('hour');
+      continue;
+    }
+    if (r === 0) continue;
+
+    v = earliest(ev.minute, c.min);
+    if (v !== undefined && v !== c.min) {
+      c.min = v;
+      reset('sec');
+    }
+    r = v === undefined ? -1 : withinBounds(c, utc);
+    if (r < 0) {
+      c.hour++;
+      reset('min');
+      continue;
+    }
+    if (r === 0) continue;
+
+    v = earliest(ev.second, c.sec);
+    if (v !== undefined) c.sec = v;
+    r = v === undefined ? -1 : withinBounds(c, utc);
+    if (r < 0) {
+      c.min++;
+      reset('sec');
+      continue;
+    }
+    if (r === 0) continue;
+    return toMs(c, utc);
   }
   return undefined;
 }
