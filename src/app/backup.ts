@@ -15,7 +15,7 @@ import {
   type SnapshotRef,
 } from '../core/index.ts';
 import { SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
-import { catalogRanges, createTarStream, decodeCatalog, encodeCatalog, extractTar, selectCatalog, type CatalogEntry } from '../archive/index.ts';
+import { catalogRanges, createTarStream, decodeCatalog, extractTar, selectCatalog, type CatalogEntry } from '../archive/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { abortableSleep, mapConcurrent } from '../lib/index.ts';
 
@@ -148,7 +148,7 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
           const previous = await previousCatalog(writer, spec.name);
           const tar = createTarStream(spec.path, { excludes: input.excludes ?? [], signal: ctx.signal, onWarning: warn, onBytes: report, previous });
           await writer.addDynamicArchive(spec.name, tar.stream);
-          await writer.addDynamicArchive(`${spec.name}.catalog`, [encodeCatalog(tar.result.catalog)]);
+          await writer.addDynamicArchive(`${spec.name}.catalog`, tar.result.catalog.pieces());
           ctx.reporter.info(`${spec.name}: ${tar.result.files} entries, ${tar.result.bytes} bytes of file data`);
         } else {
           // A regular file's stamp lets the next backup skip reading it when it has not changed.

@@ -28,7 +28,37 @@ export interface CatalogEntry {
 }
 
 export function encodeCatalog(entries: readonly CatalogEntry[]): Buffer {
-  return Buffer.from(entries.map((e) => JSON.stringify(e)).join('\n'));
+  const builder = new CatalogBuilder();
+  for (const e of entries) builder.add(e);
+  return Buffer.concat(builder.pieces());
+}
+
+/**
+ * Collects catalog lines compactly (JSON lines in 1 MiB buffers) while a tree is archived: a tree of 100k
+ * entries would otherwise hold 100k objects and then one large string at once.
+ */
+export class CatalogBuilder {
+  readonly #full: Buffer[] = [];
+  #current = Buffer.allocUnsafe(1024 * 1024);
+  #used = 0;
+  count = 0;
+
+  add(entry: CatalogEntry): void {
+    const line = `${this.count > 0 ? '\n' : ''}${JSON.stringify(entry)}`;
+    const bytes = Buffer.byteLength(line);
+    if (this.#used + bytes > this.#current.length) {
+      this.#full.push(this.#current.subarray(0, this.#used));
+      this.#current = Buffer.allocUnsafe(Math.max(1024 * 1024, bytes));
+      this.#used = 0;
+    }
+    this.#used += this.#current.write(line, this.#used);
+    this.count++;
+  }
+
+  /** The catalog's bytes, as pieces. */
+  pieces(): Buffer[] {
+    return [...this.#full, this.#current.subarray(0, this.#used)];
+  }
 }
 
 export function decodeCatalog(data: Buffer, what: string): CatalogEntry[] {

@@ -5,7 +5,7 @@ import { IbsError } from '../core/index.ts';
 import { mapConcurrent, throwIfAborted } from '../lib/index.ts';
 import { compileExcludes } from './glob.ts';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntry } from './tar-format.ts';
-import type { CatalogEntry } from './catalog.ts';
+import { CatalogBuilder, type CatalogEntry } from './catalog.ts';
 
 const READ_BLOCK = 1024 * 1024;
 /** Files up to this size are read whole, ahead of the stream, many at a time. */
@@ -30,7 +30,8 @@ export interface TarCreateOptions {
 }
 
 export interface TarCreateResult {
-  catalog: CatalogEntry[];
+  /** The catalog of what was archived, filled as the stream is read. */
+  catalog: CatalogBuilder;
   files: number;
   bytes: number;
 }
@@ -93,7 +94,7 @@ function readSmall(full: string, size: number): Promise<Buffer | { error: string
  * stream is not held up by one open/read/close after another. `result` is filled when the stream ends.
  */
 export function createTarStream(root: string, options: TarCreateOptions = {}): { stream: AsyncGenerator<TarPiece>; result: TarCreateResult } {
-  const result: TarCreateResult = { catalog: [], files: 0, bytes: 0 };
+  const result: TarCreateResult = { catalog: new CatalogBuilder(), files: 0, bytes: 0 };
   const excluded = compileExcludes(options.excludes ?? []);
   const warn = options.onWarning ?? (() => {});
   const seenInodes = new Map<string, string>();
@@ -190,7 +191,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
 
   function record(entry: TarEntry, start: number, extra: { ctime?: string | undefined; inode?: string | undefined } = {}): void {
     result.files++;
-    result.catalog.push({
+    result.catalog.add({
       path: entry.path,
       type: entry.type,
       size: entry.type === 'file' ? entry.size : 0,

@@ -181,8 +181,13 @@ export class SnapshotWriter {
         digest.reject(error);
         throw error;
       }
-    });
+    }, chunk.length);
     return { digest: digest.promise };
+  }
+
+  /** Chunks in flight: at most 8, and at most 24 MiB of plaintext (each also has encoded copies in memory). */
+  #newQueue(): WorkQueue {
+    return new WorkQueue(this.#options.concurrency ?? 8, { maxWeight: 24 * 1024 * 1024 });
   }
 
   #newStats(name: string): ArchiveStats {
@@ -199,7 +204,7 @@ export class SnapshotWriter {
     this.#assertOpen();
     parseIndexedName(name);
     const chunker = new Chunker(this.#options.chunker ?? DEFAULT_CHUNKER);
-    const queue = new WorkQueue(this.#options.concurrency ?? 8);
+    const queue = this.#newQueue();
     const stats = this.#newStats(name);
     const pending: Array<{ end: number; digest: Promise<string> }> = [];
     const take = async (chunk: Buffer): Promise<void> => {
@@ -280,7 +285,7 @@ export class SnapshotWriter {
     const chunkSize = options.chunkSize ?? FIXED_CHUNK_SIZE;
     this.#assertOpen();
     parseArchiveName(name);
-    const queue = new WorkQueue(this.#options.concurrency ?? 8);
+    const queue = this.#newQueue();
     const stats = this.#newStats(name);
     const digestPromises: Array<Promise<string>> = [];
     let pending: Buffer[] = [];

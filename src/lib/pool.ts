@@ -63,28 +63,38 @@ export async function mapConcurrent<T, R>(
 }
 
 /**
- * Runs submitted jobs with at most `limit` in flight; `submit` waits while the pool is full (backpressure for
- * producers). The first failure is kept and rethrown by the next `submit` or by `drain`, and no new job starts.
+ * Runs submitted jobs with at most `limit` in flight and, when `maxWeight` is set, at most that much weight
+ * (bytes, say) in flight; one job alone may exceed it. `submit` waits while the queue is full (backpressure
+ * for producers). The first failure is kept and rethrown by the next `submit` or by `drain`, and no new job
+ * starts.
  */
 export class WorkQueue {
   readonly #limit: number;
+  readonly #maxWeight: number;
   readonly #running = new Set<Promise<void>>();
+  #weight = 0;
   #failure: { error: unknown } | undefined;
 
-  constructor(limit: number) {
+  constructor(limit: number, options: { maxWeight?: number } = {}) {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`WorkQueue limit must be a positive integer, got ${limit}`);
     this.#limit = limit;
+    this.#maxWeight = options.maxWeight ?? Infinity;
   }
 
-  async submit(job: () => Promise<void>): Promise<void> {
-    while (this.#running.size >= this.#limit && !this.#failure) await Promise.race(this.#running);
+  async submit(job: () => Promise<void>, weight = 0): Promise<void> {
+    while (!this.#failure && this.#running.size > 0 && (this.#running.size >= this.#limit || this.#weight + weight > this.#maxWeight)) {
+      await Promise.race(this.#running);
+    }
     if (this.#failure) throw this.#failure.error;
+    this.#weight += weight;
     const p: Promise<void> = job().then(
       () => {
         this.#running.delete(p);
+        this.#weight -= weight;
       },
       (error: unknown) => {
         this.#running.delete(p);
+        this.#weight -= weight;
         this.#failure ??= { error };
       },
     );
