@@ -37,7 +37,13 @@ export function encodeCatalog(entries: readonly CatalogEntry[]): Buffer {
  * Collects catalog lines compactly (JSON lines in 1 MiB buffers) while a tree is archived: a tree of 100k
  * entries would otherwise hold 100k objects and then one large string at once.
  */
-export class CatalogBuilder {
+/** A catalog as bytes (JSON lines), in pieces. */
+export interface CatalogPieces {
+  count: number;
+  pieces(): Buffer[];
+}
+
+export class CatalogBuilder implements CatalogPieces {
   readonly #full: Buffer[] = [];
   #current = Buffer.allocUnsafe(1024 * 1024);
   #used = 0;

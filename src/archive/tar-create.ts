@@ -5,13 +5,13 @@ import { IbsError } from '../core/index.ts';
 import { mapConcurrent, throwIfAborted } from '../lib/index.ts';
 import { compileExcludes } from './glob.ts';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntry } from './tar-format.ts';
-import { CatalogBuilder, type CatalogEntry } from './catalog.ts';
+import { CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
 
 const READ_BLOCK = 1024 * 1024;
 /** Files up to this size are read whole, ahead of the stream, many at a time. */
 const SMALL_FILE = 1024 * 1024;
 const READ_AHEAD_FILES = 64;
-const READ_AHEAD_BYTES = 32 * 1024 * 1024;
+const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 const STAT_CONCURRENCY = 32;
 
 export interface TarCreateOptions {
@@ -31,7 +31,7 @@ export interface TarCreateOptions {
 
 export interface TarCreateResult {
   /** The catalog of what was archived, filled as the stream is read. */
-  catalog: CatalogBuilder;
+  catalog: CatalogPieces;
   files: number;
   bytes: number;
 }
@@ -94,7 +94,8 @@ function readSmall(full: string, size: number): Promise<Buffer | { error: string
  * stream is not held up by one open/read/close after another. `result` is filled when the stream ends.
  */
 export function createTarStream(root: string, options: TarCreateOptions = {}): { stream: AsyncGenerator<TarPiece>; result: TarCreateResult } {
-  const result: TarCreateResult = { catalog: new CatalogBuilder(), files: 0, bytes: 0 };
+  const catalog = new CatalogBuilder();
+  const result: TarCreateResult = { catalog, files: 0, bytes: 0 };
   const excluded = compileExcludes(options.excludes ?? []);
   const warn = options.onWarning ?? (() => {});
   const seenInodes = new Map<string, string>();
@@ -191,7 +192,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
 
   function record(entry: TarEntry, start: number, extra: { ctime?: string | undefined; inode?: string | undefined } = {}): void {
     result.files++;
-    result.catalog.add({
+    catalog.add({
       path: entry.path,
       type: entry.type,
       size: entry.type === 'file' ? entry.size : 0,

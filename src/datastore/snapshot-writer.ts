@@ -187,7 +187,7 @@ export class SnapshotWriter {
 
   /** Chunks in flight: at most 8, and at most 24 MiB of plaintext (each also has encoded copies in memory). */
   #newQueue(): WorkQueue {
-    return new WorkQueue(this.#options.concurrency ?? 8, { maxWeight: 24 * 1024 * 1024 });
+    return new WorkQueue(this.#options.concurrency ?? 8, { maxWeight: 16 * 1024 * 1024 });
   }
 
   #newStats(name: string): ArchiveStats {
