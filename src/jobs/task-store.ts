@@ -1,0 +1,141 @@
+import { DatabaseSync } from 'node:sqlite';
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { IbsError } from '../core/index.ts';
+import { parseUpid, type Upid } from './upid.ts';
+
+export const TASK_STATES = ['queued', 'running', 'ok', 'warnings', 'error', 'aborted'] as const;
+export type TaskState = (typeof TASK_STATES)[number];
+
+export interface TaskRecord {
+  upid: string;
+  type: string;
+  id: string;
+  authId: string;
+  /** Seconds since the epoch. */
+  starttime: number;
+  endtime?: number;
+  state: TaskState;
+  /** "OK", "WARNINGS: n", or the error message. */
+  status?: string;
+  pid: number;
+  node: string;
+}
+
+export interface TaskFilter {
+  state?: TaskState | 'finished';
+  type?: string;
+  /** Seconds since the epoch. */
+  since?: number;
+  limit?: number;
+}
+
+/**
+ * Where tasks are recorded: an index in SQLite (`tasks.db`, one row per task) and one log file per task,
+ * `tasks/<last two hex digits of the start time>/<UPID>`. The log ends with `TASK OK`,
+ * `TASK WARNINGS: <n>` or `TASK ERROR: <message>` when the task ends.
+ */
+export class TaskStore {
+  readonly #db: DatabaseSync;
+  readonly #dir: string;
+
+  private constructor(db: DatabaseSync, dir: string) {
+    this.#db = db;
+    this.#dir = dir;
+  }
+
+  static async open(stateDir: string): Promise<TaskStore> {
+    await mkdir(join(stateDir, 'tasks'), { recursive: true });
+    const db = new DatabaseSync(join(stateDir, 'tasks.db'));
+    db.exec(`PRAGMA journal_mode = WAL;
+      PRAGMA busy_timeout = 5000;
+      CREATE TABLE IF NOT EXISTS tasks (
+        upid TEXT PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, auth_id TEXT NOT NULL,
+        starttime INTEGER NOT NULL, endtime INTEGER, state TEXT NOT NULL, status TEXT,
+        pid INTEGER NOT NULL, node TEXT NOT NULL);
+      CREATE INDEX IF NOT EXISTS tasks_start ON tasks(starttime);`);
+    return new TaskStore(db, join(stateDir, 'tasks'));
+  }
+
+  logPath(upid: string): string {
+    const u = parseUpid(upid);
+    return join(this.#dir, (u.starttime & 0xff).toString(16).toUpperCase().padStart(2, '0'), upid);
+  }
+
+  /** Records a new task (synchronously, so that it is visible and ordered from the moment it exists). */
+  create(u: Upid, upid: string, state: 'queued' | 'running'): void {
+    this.#db.prepare('INSERT INTO tasks (upid, type, id, auth_id, starttime, state, pid, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(upid, u.type, u.id, u.authId, u.starttime, state, u.pid, u.node);
+  }
+
+  setState(upid: string, state: TaskState, status?: string): void {
+    const ended = state !== 'queued' && state !== 'running';
+    this.#db.prepare('UPDATE tasks SET state = ?, status = ?, endtime = ? WHERE upid = ?').run(state, status ?? null, ended ? Math.floor(Date.now() / 1000) : null, upid);
+  }
+
+  async appendLog(upid: string, lines: string): Promise<void> {
+    const path = this.logPath(upid);
+    await mkdir(join(path, '..'), { recursive: true });
+    await appendFile(path, lines, { mode: 0o640 });
+  }
+
+  async readLog(upid: string, options: { start?: number } = {}): Promise<{ text: string; size: number }> {
+    this.get(upid);
+    const data = await readFile(this.logPath(upid)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return Buffer.alloc(0); // nothing logged yet
+      throw error;
+    });
+    return { text: data.subarray(options.start ?? 0).toString('utf8'), size: data.length };
+  }
+
+  get(upid: string): TaskRecord {
+    parseUpid(upid);
+    const row = this.#db.prepare('SELECT * FROM tasks WHERE upid = ?').get(upid) as Record<string, unknown> | undefined;
+    if (!row) throw new IbsError('NOT_FOUND', `No task ${upid}`);
+    return toRecord(row);
+  }
+
+  list(filter: TaskFilter = {}): TaskRecord[] {
+    const where: string[] = [];
+    const args: Array<string | number> = [];
+    if (filter.state === 'finished') where.push("state NOT IN ('queued', 'running')");
+    else if (filter.state) {
+      where.push('state = ?');
+      args.push(filter.state);
+    }
+    if (filter.type) {
+      where.push('type = ?');
+      args.push(filter.type);
+    }
+    if (filter.since !== undefined) {
+      where.push('starttime >= ?');
+      args.push(filter.since);
+    }
+    const sql = `SELECT * FROM tasks ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY starttime DESC, upid DESC LIMIT ?`;
+    args.push(filter.limit ?? 1000);
+    return (this.#db.prepare(sql).all(...args) as Array<Record<string, unknown>>).map(toRecord);
+  }
+
+  /** Tasks recorded as queued or running by another process (one that is gone after a crash). */
+  unfinishedOf(otherThanPid: number): TaskRecord[] {
+    return (this.#db.prepare("SELECT * FROM tasks WHERE state IN ('queued', 'running') AND pid != ?").all(otherThanPid) as Array<Record<string, unknown>>).map(toRecord);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
+
+function toRecord(row: Record<string, unknown>): TaskRecord {
+  return {
+    upid: row.upid as string,
+    type: row.type as string,
+    id: row.id as string,
+    authId: row.auth_id as string,
+    starttime: row.starttime as number,
+    ...(row.endtime !== null ? { endtime: row.endtime as number } : {}),
+    state: row.state as TaskState,
+    ...(row.status !== null ? { status: row.status as string } : {}),
+    pid: row.pid as number,
+    node: row.node as string,
+  };
+}
