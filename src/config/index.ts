@@ -5,3 +5,4 @@
 export { SectionConfig, parseSections, formatSections, type Section, type ConfigSnapshot } from './section-config.ts';
 export { resolvePaths, type IbsPaths } from './paths.ts';
 export { DatastoreRegistry, type DatastoreConfig } from './datastore-config.ts';
+export { AccessConfig, type UserRecord, type TokenRecord } from './access.ts';

@@ -117,7 +117,7 @@ export class SectionConfig {
 }
 
 /** An exclusive lock file holding the owner's pid; a lock whose process is gone is taken over. */
-async function acquireLock(path: string, timeoutMs = 10_000): Promise<() => Promise<void>> {
+export async function acquireLock(path: string, timeoutMs = 10_000): Promise<() => Promise<void>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {

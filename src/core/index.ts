@@ -12,3 +12,4 @@ export * from './index-file.ts';
 export * from './manifest.ts';
 export * from './retention.ts';
 export * from './calendar.ts';
+export * from './privileges.ts';

@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { IbsError, effectivePrivileges } from '../core/index.ts';
+import { AccessConfig } from './access.ts';
+
+async function withAccess(fn: (a: AccessConfig, dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'ibs-access-'));
+  try {
+    await fn(new AccessConfig(dir), dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+test('users: passwords verify, are stored hashed in a 0600 file, and disabled or expired users are refused', async () => {
+  await withAccess(async (a, dir) => {
+    await a.createUser({ userid: 'alice@ibs', password: 'correct horse' });
+    assert.equal(await a.verifyPassword('alice@ibs', 'correct horse'), true);
+    assert.equal(await a.verifyPassword('alice@ibs', 'wrong horse!'), false);
+    const shadow = await readFile(join(dir, 'shadow.json'), 'utf8');
+    assert.ok(!shadow.includes('correct horse'));
+    assert.equal((await stat(join(dir, 'shadow.json'))).mode & 0o777, 0o600);
+    await a.updateUser('alice@ibs', { enable: false });
+    assert.equal(await a.verifyPassword('alice@ibs', 'correct horse'), false);
+    await a.updateUser('alice@ibs', { enable: true, expire: 1 });
+    assert.equal(await a.verifyPassword('alice@ibs', 'correct horse'), false);
+    await assert.rejects(a.createUser({ userid: 'alice@ibs' }), (e) => e instanceof IbsError && e.code === 'EXISTS');
+    await assert.rejects(a.createUser({ userid: 'bad/user@ibs' }), (e) => e instanceof IbsError && e.code === 'INVALID_ARGUMENT');
+    await assert.rejects(a.createUser({ userid: 'bob@ibs', password: 'short' }), /at least 8/);
+  });
+});
+
+test('tokens: the secret is returned once, verifies, is stored only as a hash, and dies with its user', async () => {
+  await withAccess(async (a, dir) => {
+    await a.createUser({ userid: 'sync@ibs' });
+    const { secret } = await a.createToken({ tokenid: 'sync@ibs!replication' });
+    assert.equal(await a.verifyToken('sync@ibs!replication', secret), true);
+    assert.equal(await a.verifyToken('sync@ibs!replication', `${secret}x`), false);
+    assert.equal(await a.verifyToken('sync@ibs!other', secret), false);
+    assert.ok(!(await readFile(join(dir, 'token.shadow'), 'utf8')).includes(secret));
+    await a.updateAcl({ path: '/datastore/store1', authId: 'sync@ibs!replication', role: 'DatastoreReader' });
+    await a.removeUser('sync@ibs');
+    assert.equal(await a.verifyToken('sync@ibs!replication', secret), false);
+    assert.deepEqual(await a.acl(), []);
+  });
+});
+
+test('ACL updates replace, remove, and validate; evaluation uses them', async () => {
+  await withAccess(async (a) => {
+    await a.createUser({ userid: 'op@ibs' });
+    await a.updateAcl({ path: '/datastore/store1', authId: 'op@ibs', role: 'DatastoreReader' });
+    await a.updateAcl({ path: '/datastore/store1', authId: 'op@ibs', role: 'DatastoreAdmin' });
+    assert.equal((await a.acl()).length, 1);
+    assert.ok(effectivePrivileges(await a.acl(), 'op@ibs', '/datastore/store1/ns').has('Datastore.Prune'));
+    await assert.rejects(a.updateAcl({ path: '/datastore/store1', authId: 'op@ibs', role: 'Superuser' }), /Unknown role "Superuser"/);
+    await assert.rejects(a.updateAcl({ path: '/etc', authId: 'op@ibs', role: 'Admin' }), /Invalid ACL path/);
+    await assert.rejects(a.updateAcl({ path: '/', authId: 'ghost@ibs', role: 'Admin' }), /does not exist/);
+    await a.updateAcl({ path: '/datastore/store1', authId: 'op@ibs', role: 'DatastoreAdmin', remove: true });
+    assert.deepEqual(await a.acl(), []);
+  });
+});
