@@ -1,5 +1,7 @@
 /** Prints docs/cli.md from the command table, so the reference cannot drift from the code (a test checks it). */
 import { COMMANDS } from '../src/cli/index.ts';
+import { serverCommand } from '../src/bin/ironcore-backup.ts';
+import { resolvePaths } from '../src/config/index.ts';
 import { ERROR_CODES } from '../src/core/index.ts';
 
 export function cliReference(): string {
@@ -16,7 +18,7 @@ export function cliReference(): string {
     '`IBS_NEW_PASSPHRASE` for a new one) or a prompt, never from an argument.',
     '',
   ];
-  for (const c of COMMANDS) {
+  for (const c of [serverCommand(resolvePaths({ IRONCORE_HOME: '/' })), ...COMMANDS]) {
     out.push(`## ${c.path.join(' ')}`, '', c.summary, '', '```', `ironcore-backup ${c.usage}`, '```', '');
     const options = Object.entries(c.options ?? {});
     if (options.length > 0) {

@@ -1,4 +1,4 @@
-import type { DatastoreConfig, DatastoreRegistry, IbsPaths } from '../config/index.ts';
+import type { AccessConfig, DatastoreConfig, DatastoreRegistry, IbsPaths } from '../config/index.ts';
 import { Datastore } from '../datastore/index.ts';
 import type { Reporter } from '../lib/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
@@ -7,6 +7,8 @@ import type { StorageBackend } from '../storage/index.ts';
 export interface AppContext {
   paths: IbsPaths;
   datastores: DatastoreRegistry;
+  /** Users, tokens and the ACL. */
+  access: AccessConfig;
   /** Builds the (wrapped) backend for a configured datastore. */
   openBackend(config: DatastoreConfig): StorageBackend;
   /** The acting identity (owner of new groups), e.g. "root@pam". */

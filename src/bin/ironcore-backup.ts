@@ -1,14 +1,18 @@
 /**
  * Composition root of the `ironcore-backup` command: picks the storage backend for each datastore, stacks the
- * wrappers, and hands the context to the CLI. The only place that creates such things.
+ * wrappers, and hands the context to the CLI; adds the `server` command, which runs the daemon.
  */
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from '../cli/index.ts';
-import { DatastoreRegistry, resolvePaths, type DatastoreConfig } from '../config/index.ts';
+import type { AppContext } from '../app/index.ts';
+import { runCli, type Command } from '../cli/index.ts';
+import { AccessConfig, DatastoreRegistry, resolvePaths, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
+import { IbsError } from '../core/index.ts';
+import { silentReporter, type Reporter } from '../lib/index.ts';
 import { ConcurrencyBackend, RetryBackend, type StorageBackend } from '../storage/index.ts';
 import { LocalBackend } from '../storage/local/index.ts';
+import { startServer } from './server.ts';
 
 export function openBackend(config: DatastoreConfig): StorageBackend {
   switch (config.backend) {
@@ -21,20 +25,63 @@ export function localAuthId(): string {
   return `${userInfo().username}@pam`;
 }
 
+export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter = silentReporter, signal?: AbortSignal): AppContext {
+  return {
+    paths,
+    datastores: new DatastoreRegistry(join(paths.configDir, 'datastore.cfg')),
+    access: new AccessConfig(paths.configDir),
+    openBackend,
+    authId,
+    reporter,
+    signal,
+  };
+}
+
+/** The `server` command: runs the daemon until SIGTERM or SIGINT. */
+export function serverCommand(paths: IbsPaths): Command {
+  return {
+    path: ['server'],
+    usage: 'server [--listen ADDRESS] [--port N] [--admin-password-file F]',
+    summary: 'run the daemon: HTTPS API on port 8007 (TLS 1.3, HTTP/2) and task workers; SIGTERM stops it gracefully',
+    positionals: 0,
+    options: {
+      listen: { type: 'string', help: 'address to bind (default 0.0.0.0; 127.0.0.1 for local only)' },
+      port: { type: 'string', help: 'TCP port (default 8007; 0 picks a free one)' },
+      'admin-password-file': { type: 'string', help: 'first start: take the admin@ibs password from this file instead of generating one' },
+    },
+    run: async (_ctx, a) => {
+      const portText = (a.values.port as string | undefined) ?? '8007';
+      if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new IbsError('INVALID_ARGUMENT', `Invalid --port "${portText}": expected 0 to 65535`);
+      const server = await startServer({
+        paths,
+        makeContext: (authId, signal) => makeContext(paths, authId, silentReporter, signal),
+        host: (a.values.listen as string | undefined) ?? '0.0.0.0',
+        port: Number(portText),
+        adminPasswordFile: a.values['admin-password-file'] as string | undefined,
+        out: (line) => process.stdout.write(`${line}\n`),
+      });
+      await new Promise<void>((resolve) => {
+        const onSignal = (signal: string): void => {
+          process.stdout.write(`received ${signal}, stopping\n`);
+          void server.stop(`server stopped (${signal})`).then(resolve);
+        };
+        process.once('SIGTERM', () => onSignal('SIGTERM'));
+        process.once('SIGINT', () => onSignal('SIGINT'));
+      });
+      return { stopped: true };
+    },
+    text: () => 'server stopped',
+  };
+}
+
 const version = (JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 
 if (import.meta.main) {
   const paths = resolvePaths();
   const code = await runCli(process.argv.slice(2), {
     version,
-    makeContext: (reporter, signal) => ({
-      paths,
-      datastores: new DatastoreRegistry(join(paths.configDir, 'datastore.cfg')),
-      openBackend,
-      authId: localAuthId(),
-      reporter,
-      signal,
-    }),
+    makeContext: (reporter, signal) => makeContext(paths, localAuthId(), reporter, signal),
+    extraCommands: [serverCommand(paths)],
   });
   process.exitCode = code;
 }

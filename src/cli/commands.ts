@@ -386,6 +386,156 @@ export const COMMANDS: Command[] = [
     },
     text: (r: { path: string; fingerprint: string }) => `Imported key ${r.fingerprint} into ${r.path}`,
   },
+  // ---- server identity, users, tokens, ACL ----------------------------------------------------------------
+  {
+    path: ['cert', 'info'],
+    usage: 'cert info',
+    summary: "the server certificate: subject, validity, SANs and SHA-256 fingerprint (what remotes pin)",
+    positionals: 0,
+    run: (ctx) => app.certificateInfo(ctx.paths.configDir),
+    text: (r: Record<string, unknown>) => keyValues(r),
+  },
+  {
+    path: ['cert', 'update'],
+    usage: 'cert update --cert FILE --key FILE',
+    summary: 'install an own certificate and key (for example from ACME); restart the server to use it',
+    positionals: 0,
+    options: { cert: { type: 'string', help: 'PEM certificate (chain)' }, key: { type: 'string', help: 'PEM private key' } },
+    run: (ctx, a) => {
+      if (!str(a, 'cert') || !str(a, 'key')) throw new IbsError('INVALID_ARGUMENT', 'Missing --cert or --key: expected both PEM files');
+      return app.updateCertificate(ctx.paths.configDir, { certFile: str(a, 'cert') as string, keyFile: str(a, 'key') as string });
+    },
+    text: (r: Record<string, unknown>) => keyValues(r),
+  },
+  {
+    path: ['status'],
+    usage: 'status --services',
+    summary: "the server's services and their states",
+    positionals: 0,
+    options: { services: { type: 'boolean', help: 'list the services (the default)' } },
+    run: (ctx) => app.servicesStatus(ctx),
+    text: (r: app.ServicesStatus) => `${r.running ? `server running (pid ${r.pid}, ${r.listen})` : 'server not running'}\n${table(r.services.map((s) => ({ service: `ironcore-backup-${s.service}`, state: s.state === 'running' ? 'active (running)' : s.state, since: s.since ?? '', reason: s.reason ?? '' })), ['service', 'state', 'since', 'reason'])}`,
+  },
+  {
+    path: ['user', 'create'],
+    usage: 'user create USER@REALM [--password-file F] [--comment TEXT] [--email ADDR]',
+    summary: 'create a user (realm ibs); the password comes from a file or IBS_USER_PASSWORD, never from an argument',
+    positionals: 1,
+    options: { 'password-file': { type: 'string', help: 'file holding the password' }, comment: { type: 'string', help: 'free text' }, email: { type: 'string', help: 'e-mail address' } },
+    run: async (ctx, a) => {
+      const password = str(a, 'password-file') !== undefined || process.env.IBS_USER_PASSWORD !== undefined ? await readPassphrase({ file: str(a, 'password-file'), envName: 'IBS_USER_PASSWORD', prompt: '' }) : undefined;
+      return app.createUser(ctx, { userid: pos(a, 0), ...(password !== undefined ? { password } : {}), ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}), ...(str(a, 'email') ? { email: str(a, 'email') as string } : {}) });
+    },
+    text: (r: { userid: string }) => `Created user ${r.userid}`,
+  },
+  {
+    path: ['user', 'list'],
+    usage: 'user list',
+    summary: 'list users',
+    positionals: 0,
+    run: (ctx) => app.listUsers(ctx),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['userid', 'enable', 'expire', 'comment', 'email']),
+  },
+  {
+    path: ['user', 'update'],
+    usage: 'user update USER@REALM [--enable|--disable] [--expire EPOCH] [--comment TEXT] [--email ADDR]',
+    summary: 'change a user',
+    positionals: 1,
+    options: { enable: { type: 'boolean', help: 'allow logins' }, disable: { type: 'boolean', help: 'refuse logins and tokens' }, expire: { type: 'string', help: 'seconds since the epoch; 0 = never' }, comment: { type: 'string', help: 'free text' }, email: { type: 'string', help: 'e-mail address' } },
+    run: (ctx, a) =>
+      app.updateUser(ctx, {
+        userid: pos(a, 0),
+        ...(flag(a, 'enable') ? { enable: true } : flag(a, 'disable') ? { enable: false } : {}),
+        ...(str(a, 'expire') !== undefined ? { expire: wholeNumber(str(a, 'expire'), 'expire', 2 ** 40) as number } : {}),
+        ...(str(a, 'comment') !== undefined ? { comment: str(a, 'comment') as string } : {}),
+        ...(str(a, 'email') !== undefined ? { email: str(a, 'email') as string } : {}),
+      }),
+    text: (r: Record<string, unknown>) => keyValues(r),
+  },
+  {
+    path: ['user', 'remove'],
+    usage: 'user remove USER@REALM',
+    summary: 'remove a user with its tokens and ACL entries',
+    positionals: 1,
+    run: async (ctx, a) => {
+      await app.removeUser(ctx, pos(a, 0));
+      return { removed: pos(a, 0) };
+    },
+    text: (r: { removed: string }) => `Removed user ${r.removed}`,
+  },
+  {
+    path: ['user', 'passwd'],
+    usage: 'user passwd USER@REALM [--password-file F]',
+    summary: "set a user's password (from a file, IBS_USER_PASSWORD, or a prompt)",
+    positionals: 1,
+    options: { 'password-file': { type: 'string', help: 'file holding the new password' } },
+    run: async (ctx, a) => {
+      const password = await readPassphrase({ file: str(a, 'password-file'), envName: 'IBS_USER_PASSWORD', prompt: 'New password: ', confirm: true });
+      await app.setPassword(ctx, { userid: pos(a, 0), password });
+      return { userid: pos(a, 0), changed: true };
+    },
+    text: (r: { userid: string }) => `Changed the password of ${r.userid}`,
+  },
+  {
+    path: ['token', 'create'],
+    usage: 'token create USER@REALM!NAME [--comment TEXT]',
+    summary: 'create an API token; its secret is printed once',
+    positionals: 1,
+    options: { comment: { type: 'string', help: 'free text' } },
+    run: (ctx, a) => app.createToken(ctx, { tokenid: pos(a, 0), ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}) }),
+    text: (r: { tokenid: string; secret: string }) => `Created token ${r.tokenid}\nsecret: ${r.secret}\nThe secret is shown only now; store it (for example in a 0600 file for "remote create --secret-file").`,
+  },
+  {
+    path: ['token', 'list'],
+    usage: 'token list [USER@REALM]',
+    summary: 'list API tokens (never their secrets)',
+    positionals: [0, 1],
+    run: (ctx, a) => app.listTokens(ctx, a.positionals[0]),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['tokenid', 'enable', 'expire', 'comment']),
+  },
+  {
+    path: ['token', 'remove'],
+    usage: 'token remove USER@REALM!NAME',
+    summary: 'remove an API token and its ACL entries',
+    positionals: 1,
+    run: async (ctx, a) => {
+      await app.removeToken(ctx, pos(a, 0));
+      return { removed: pos(a, 0) };
+    },
+    text: (r: { removed: string }) => `Removed token ${r.removed}`,
+  },
+  {
+    path: ['acl', 'update'],
+    usage: 'acl update PATH ROLE --auth-id USER@REALM[!TOKEN] [--no-propagate]',
+    summary: 'grant a role on an ACL path (/, /datastore/STORE[/NS…], /remote/…, /system/…)',
+    positionals: 2,
+    options: { 'auth-id': { type: 'string', help: 'user or token' }, 'no-propagate': { type: 'boolean', help: 'apply to this path only, not below it' } },
+    run: (ctx, a) => {
+      if (!str(a, 'auth-id')) throw new IbsError('INVALID_ARGUMENT', 'Missing --auth-id: expected the user or token to grant the role to');
+      return app.updateAcl(ctx, { path: pos(a, 0), role: pos(a, 1), authId: str(a, 'auth-id') as string, propagate: !flag(a, 'no-propagate') });
+    },
+    text: (r: Array<Record<string, unknown>>) => table(r, ['path', 'authId', 'role', 'propagate']),
+  },
+  {
+    path: ['acl', 'remove'],
+    usage: 'acl remove PATH ROLE --auth-id USER@REALM[!TOKEN]',
+    summary: 'take a role away',
+    positionals: 2,
+    options: { 'auth-id': { type: 'string', help: 'user or token' } },
+    run: (ctx, a) => {
+      if (!str(a, 'auth-id')) throw new IbsError('INVALID_ARGUMENT', 'Missing --auth-id: expected the user or token to take the role from');
+      return app.updateAcl(ctx, { path: pos(a, 0), role: pos(a, 1), authId: str(a, 'auth-id') as string, remove: true });
+    },
+    text: (r: Array<Record<string, unknown>>) => table(r, ['path', 'authId', 'role', 'propagate']),
+  },
+  {
+    path: ['acl', 'list'],
+    usage: 'acl list',
+    summary: 'list ACL entries',
+    positionals: 0,
+    run: (ctx) => app.listAcl(ctx),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['path', 'authId', 'role', 'propagate']),
+  },
   // ---- schedules -------------------------------------------------------------------------------------
   {
     path: ['calendar'],

@@ -7,6 +7,8 @@ import { TerminalReporter } from './render.ts';
 
 export interface CliDeps {
   version: string;
+  /** Commands the composition root adds (the daemon). */
+  extraCommands?: Command[];
   makeContext(reporter: Reporter, signal: AbortSignal): AppContext;
   stdout?: NodeJS.WriteStream;
   stderr?: NodeJS.WriteStream;
@@ -18,8 +20,8 @@ const GLOBAL_OPTIONS = {
   help: { type: 'boolean', help: 'show help' },
 } as const;
 
-function usage(): string {
-  const lines = COMMANDS.map((c) => `  ${c.usage}\n      ${c.summary}`);
+function usage(commands: Command[]): string {
+  const lines = commands.map((c) => `  ${c.usage}\n      ${c.summary}`);
   return [
     'Usage: ironcore-backup COMMAND [ARGS] [--output text|json] [--quiet]',
     '',
@@ -31,9 +33,9 @@ function usage(): string {
   ].join('\n');
 }
 
-function findCommand(words: string[]): { command: Command; rest: string[] } | undefined {
+function findCommand(commands: Command[], words: string[]): { command: Command; rest: string[] } | undefined {
   let best: Command | undefined;
-  for (const c of COMMANDS) {
+  for (const c of commands) {
     if (c.path.every((p, i) => words[i] === p) && (!best || c.path.length > best.path.length)) best = c;
   }
   return best ? { command: best, rest: words.slice(best.path.length) } : undefined;
@@ -52,18 +54,19 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const reporter = new TerminalReporter(stderr);
+  const commands = [...COMMANDS, ...(deps.extraCommands ?? [])];
   try {
     if (argv[0] === '--version' || argv[0] === 'version') {
       stdout.write(`ironcore-backup ${deps.version} (node ${process.version})\n`);
       return 0;
     }
     if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
-      stdout.write(`${usage()}\n`);
+      stdout.write(`${usage(commands)}\n`);
       return 0;
     }
-    const found = findCommand(argv);
+    const found = findCommand(commands, argv);
     if (!found) {
-      const groups = [...new Set(COMMANDS.map((c) => c.path[0]))].join(', ');
+      const groups = [...new Set(commands.map((c) => c.path[0]))].join(', ');
       throw new IbsError('INVALID_ARGUMENT', `Unknown command "${argv.slice(0, 2).join(' ')}": expected one of ${groups} (see "ironcore-backup help")`);
     }
     const { command, rest } = found;

@@ -16,6 +16,8 @@ export const ERROR_CODES = {
   UNSUPPORTED: { http: 501, exit: 12, help: 'the storage or format does not support this' },
   VERIFY_FAILED: { http: 500, exit: 13, help: 'verification found damaged or missing chunks' },
   ABORTED: { http: 499, exit: 14, help: 'the operation was aborted' },
+  CERT_MISMATCH: { http: 502, exit: 15, help: "a remote's certificate does not match its registered fingerprint" },
+  UNAUTHENTICATED: { http: 401, exit: 16, help: 'the credentials were refused' },
   INTERNAL: { http: 500, exit: 1, help: 'an unexpected failure (a bug): please report it' },
 } as const;
 

@@ -8,3 +8,5 @@ export { Semaphore, mapConcurrent, WorkQueue } from './pool.ts';
 export { writeFileAtomic, fsyncDir } from './atomic-file.ts';
 export { formatBytes, formatRate, formatDuration } from './format.ts';
 export { silentReporter, RateMeter, type Reporter, type ProgressEvent } from './progress.ts';
+export { validate, schemaToJson, SchemaError, type Schema } from './schema.ts';
+export { jsonFileLog, type JsonLog, type LogLevel } from './json-log.ts';

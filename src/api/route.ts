@@ -1,0 +1,32 @@
+import type { AppContext, TaskManager } from '../app/index.ts';
+import type { AclEntry, Privilege } from '../core/index.ts';
+import type { Schema } from '../lib/index.ts';
+
+/** What a handler gets besides its validated input. */
+export interface ApiRequest {
+  authId: string;
+  acl: AclEntry[];
+  ctx: AppContext;
+  tasks: TaskManager;
+  signal: AbortSignal;
+}
+
+export type Permission =
+  | { kind: 'public' }
+  | { kind: 'authenticated' }
+  /** Any of `privileges` on the ACL path computed from the input. */
+  | { kind: 'privilege'; path: (input: Record<string, unknown>) => string; privileges: Privilege[] }
+  /** The handler filters or checks itself (say, lists only what the caller may see); described for docs. */
+  | { kind: 'handler'; description: string };
+
+export interface Route {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  /** Below /api2/json, with {param} placeholders: "/admin/datastore/{store}/snapshots". */
+  path: string;
+  summary: string;
+  /** Path parameters, query (GET/DELETE) or body (POST/PUT) as one object. */
+  input: Extract<Schema, { type: 'object' }>;
+  output: Schema;
+  permission: Permission;
+  handler(req: ApiRequest, input: Record<string, unknown>): Promise<unknown>;
+}

@@ -1,0 +1,116 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AccessConfig, DatastoreRegistry, resolvePaths } from '../config/index.ts';
+import { TaskManager, TaskStore } from '../jobs/index.ts';
+import { silentReporter } from '../lib/index.ts';
+import { MemoryBackend } from '../storage/memory/index.ts';
+import type { AppContext } from '../app/index.ts';
+import { createDatastore } from '../app/index.ts';
+import { ROUTES } from './routes.ts';
+import { ApiDispatcher } from './server.ts';
+
+let dir: string;
+let dispatcher: ApiDispatcher;
+let store: TaskStore;
+let adminSecret: string;
+let readerSecret: string;
+/** One store shared by every request: closing it is a no-op here. */
+class SharedMemoryBackend extends MemoryBackend {
+  override async close(): Promise<void> {}
+}
+const backend = new SharedMemoryBackend();
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'ibs-api-'));
+  const paths = resolvePaths({ IRONCORE_HOME: dir });
+  const access = new AccessConfig(paths.configDir);
+  const ctx = (authId: string, signal?: AbortSignal): AppContext => ({
+    paths,
+    datastores: new DatastoreRegistry(join(paths.configDir, 'datastore.cfg')),
+    access,
+    openBackend: () => backend,
+    authId,
+    reporter: silentReporter,
+    signal,
+  });
+  await createDatastore(ctx('root@pam'), { name: 'store1', path: join(dir, 'unused') });
+  await access.createUser({ userid: 'admin@ibs' });
+  await access.createUser({ userid: 'reader@ibs' });
+  adminSecret = (await access.createToken({ tokenid: 'admin@ibs!t' })).secret;
+  readerSecret = (await access.createToken({ tokenid: 'reader@ibs!t' })).secret;
+  await access.updateAcl({ path: '/', authId: 'admin@ibs', role: 'Admin' });
+  await access.updateAcl({ path: '/', authId: 'admin@ibs!t', role: 'Admin' });
+  await access.updateAcl({ path: '/datastore/store1', authId: 'reader@ibs', role: 'DatastoreReader' });
+  await access.updateAcl({ path: '/datastore/store1', authId: 'reader@ibs!t', role: 'DatastoreReader' });
+  store = await TaskStore.open(paths.stateDir);
+  const tasks = await TaskManager.start({ store, node: 'test' });
+  dispatcher = new ApiDispatcher({ routes: ROUTES, auth: access, tasks, makeContext: (authId, signal) => ctx(authId, signal) });
+});
+after(async () => {
+  store.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const call = (method: string, path: string, secret: string | undefined, body = '') =>
+  dispatcher.dispatch(method, `/api2/json${path}`, secret ? { authorization: `IBSAPIToken=${secret === readerSecret ? 'reader@ibs!t' : 'admin@ibs!t'}:${secret}` } : {}, body, new AbortController().signal);
+
+test('every route declares an input schema, an output schema and its permission', () => {
+  for (const route of ROUTES) {
+    const where = `${route.method} ${route.path}`;
+    assert.equal(route.input.type, 'object', `${where}: input schema`);
+    assert.ok(route.output, `${where}: output schema`);
+    assert.ok(['public', 'authenticated', 'privilege', 'handler'].includes(route.permission.kind), `${where}: permission`);
+    for (const param of route.path.match(/\{(\w+)\}/g) ?? []) assert.ok(param.slice(1, -1) in route.input.properties, `${where}: path parameter ${param} in the input schema`);
+    assert.ok(route.summary.length > 0, `${where}: summary`);
+  }
+});
+
+test('requests without a valid token get 401; missing privileges get 403 naming privilege and path', async () => {
+  assert.equal((await call('GET', '/version', undefined)).status, 401);
+  assert.equal((await call('GET', '/version', 'not-the-secret')).status, 401);
+  const denied = await call('POST', '/admin/datastore/store1/verify', readerSecret, '{}');
+  assert.equal(denied.status, 403);
+  assert.match((denied.body as { message: string }).message, /reader@ibs!t lacks Datastore\.Verify on \/datastore\/store1/);
+  const ok = await call('GET', '/admin/datastore/store1/snapshots', readerSecret);
+  assert.equal(ok.status, 200);
+});
+
+test('invalid input gets 400 naming the field and the expectation; unknown paths 404, wrong methods 405', async () => {
+  const bad = await call('GET', '/admin/datastore/store1/snapshots?group=server/x', readerSecret);
+  assert.equal(bad.status, 400);
+  assert.match(JSON.stringify(bad.body), /group/);
+  const extra = await call('POST', '/admin/datastore/store1/verify', adminSecret, '{"bogus": 1}');
+  assert.equal(extra.status, 400);
+  assert.match((extra.body as { message: string }).message, /"bogus": unknown parameter/);
+  const notJson = await call('POST', '/admin/datastore/store1/verify', adminSecret, '{');
+  assert.equal(notJson.status, 400);
+  assert.equal((await call('GET', '/nowhere', adminSecret)).status, 404);
+  assert.equal((await call('DELETE', '/version', adminSecret)).status, 405);
+  assert.equal((await call('GET', '/admin/datastore/nosuch/status', adminSecret)).status, 404);
+});
+
+test('a verify started through the API runs as a task whose log ends in TASK OK', async () => {
+  const started = await call('POST', '/admin/datastore/store1/verify', adminSecret, '{}');
+  assert.equal(started.status, 200, JSON.stringify(started.body));
+  const upid = (started.body as { data: string }).data;
+  for (let i = 0; i < 100; i++) {
+    const s = await call('GET', `/nodes/localhost/tasks/${encodeURIComponent(upid)}/status`, adminSecret);
+    if ((s.body as { data: { state: string } }).data.state !== 'running' && (s.body as { data: { state: string } }).data.state !== 'queued') break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const log = await call('GET', `/nodes/localhost/tasks/${encodeURIComponent(upid)}/log`, adminSecret);
+  assert.match((log.body as { data: { text: string } }).data.text, /TASK OK\n$/);
+  const others = await call('GET', `/nodes/localhost/tasks/${encodeURIComponent(upid)}/status`, readerSecret);
+  assert.equal(others.status, 403, 'another user without Sys.Audit cannot see the task');
+  const list = await call('GET', '/nodes/localhost/tasks?type=verify', readerSecret);
+  assert.deepEqual((list.body as { data: unknown[] }).data, []);
+});
+
+test('the OpenAPI document lists every route', async () => {
+  const doc = await dispatcher.dispatch('GET', '/api2/json/openapi', {}, '', new AbortController().signal);
+  const paths = (doc.body as { data: { paths: Record<string, unknown> } }).data.paths;
+  for (const route of ROUTES) assert.ok(`/api2/json${route.path}` in paths, route.path);
+});

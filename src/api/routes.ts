@@ -1,0 +1,161 @@
+import * as app from '../app/index.ts';
+import { IbsError, datastoreAclPath, effectivePrivileges, parseNamespace, requirePrivilege, type Privilege } from '../core/index.ts';
+import type { Schema } from '../lib/index.ts';
+import type { ApiRequest, Route } from './route.ts';
+
+const STORE: Schema = { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/, description: 'datastore name' };
+const NS: Schema = { type: 'string', pattern: /^$|^[A-Za-z0-9_][A-Za-z0-9._-]{0,30}(\/[A-Za-z0-9_][A-Za-z0-9._-]{0,30}){0,6}$/, optional: true, description: 'namespace a/b/c' };
+const UPID: Schema = { type: 'string', pattern: /^UPID:[^\s]+:$/, maxLength: 800, description: 'task id' };
+const TASK_RECORD: Schema = { type: 'object', additional: true, properties: { upid: UPID, type: { type: 'string' }, state: { type: 'string' } } };
+const ANY_LIST: Schema = { type: 'array', items: { type: 'any' }, maxItems: 1_000_000 };
+
+function storePath(input: Record<string, unknown>): string {
+  return datastoreAclPath(input.store as string, parseNamespace((input.ns as string | undefined) ?? ''));
+}
+
+function privileged(privileges: Privilege[]): Route['permission'] {
+  return { kind: 'privilege', path: storePath, privileges };
+}
+
+/** A task's owner may see and stop it; others need Sys.Audit (see) or Sys.Modify (stop) on /system/tasks. */
+function checkTaskAccess(req: ApiRequest, upid: string, privilege: 'Sys.Audit' | 'Sys.Modify'): void {
+  const task = req.tasks.status(upid);
+  const owner = task.authId === req.authId || task.authId === req.authId.split('!')[0];
+  if (!owner) requirePrivilege(req.acl, req.authId, '/system/tasks', privilege);
+}
+
+async function asTask(req: ApiRequest, type: string, id: string, run: (ctx: app.AppContext) => Promise<unknown>): Promise<string> {
+  const { upid } = req.tasks.spawn({ type, id, authId: req.authId }, async (task) => {
+    const result = await run({ ...req.ctx, reporter: app.taskReporter(task), signal: task.signal });
+    task.log(`result: ${JSON.stringify(result)}`);
+  });
+  return upid;
+}
+
+export const ROUTES: Route[] = [
+  {
+    method: 'GET',
+    path: '/version',
+    summary: 'server version',
+    input: { type: 'object', properties: {} },
+    output: { type: 'object', properties: { version: { type: 'string' }, node: { type: 'string' } } },
+    permission: { kind: 'authenticated' },
+    handler: async () => ({ version: process.env.npm_package_version ?? '0.1.0', node: process.version }),
+  },
+  {
+    method: 'GET',
+    path: '/admin/datastore',
+    summary: 'datastores the caller may audit',
+    input: { type: 'object', properties: {} },
+    output: ANY_LIST,
+    permission: { kind: 'handler', description: 'lists the datastores on which the caller has Datastore.Audit' },
+    handler: async (req) => (await app.listDatastores(req.ctx)).filter((d) => effectivePrivileges(req.acl, req.authId, datastoreAclPath(d.name)).has('Datastore.Audit')).map((d) => ({ name: d.name, comment: d.comment ?? '' })),
+  },
+  {
+    method: 'GET',
+    path: '/admin/datastore/{store}/status',
+    summary: 'datastore statistics',
+    input: { type: 'object', properties: { store: STORE } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: privileged(['Datastore.Audit']),
+    handler: (req, input) => app.statsDatastore(req.ctx, input.store as string),
+  },
+  {
+    method: 'GET',
+    path: '/admin/datastore/{store}/snapshots',
+    summary: 'snapshots of a namespace or group',
+    input: { type: 'object', properties: { store: STORE, ns: NS, group: { type: 'string', pattern: /^(vm|ct|host)\/[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/, optional: true } } },
+    output: ANY_LIST,
+    permission: privileged(['Datastore.Audit']),
+    handler: (req, input) => app.listSnapshots(req.ctx, { store: input.store as string, ...(input.ns ? { ns: input.ns as string } : {}), ...(input.group ? { group: input.group as string } : {}) }),
+  },
+  {
+    method: 'POST',
+    path: '/admin/datastore/{store}/verify',
+    summary: 'start a verification task',
+    input: { type: 'object', properties: { store: STORE, ns: NS, snapshot: { type: 'string', optional: true, maxLength: 300 }, 'ignore-verified': { type: 'boolean', optional: true }, 'outdated-after': { type: 'integer', minimum: 0, maximum: 36500, optional: true } } },
+    output: UPID,
+    permission: privileged(['Datastore.Verify']),
+    handler: (req, input) =>
+      asTask(req, 'verify', input.store as string, async (ctx) => {
+        const r = await app.verifyStore(ctx, {
+          store: input.store as string,
+          ...(input.ns ? { ns: input.ns as string } : {}),
+          ...(input.snapshot ? { snapshot: input.snapshot as string } : {}),
+          ignoreVerified: input['ignore-verified'] === true,
+          ...(input['outdated-after'] !== undefined ? { outdatedAfterDays: input['outdated-after'] as number } : {}),
+        });
+        if (!r.ok) throw new IbsError('VERIFY_FAILED', `verification failed: ${r.badChunks.map((b) => `chunk ${b.digest} (${b.snapshots.join(', ')})`).join('; ') || r.snapshots.filter((s) => s.state === 'failed').map((s) => s.snapshot).join(', ')}`);
+        return { snapshots: r.snapshots.length, chunks: r.chunksChecked };
+      }),
+  },
+  {
+    method: 'POST',
+    path: '/admin/datastore/{store}/gc',
+    summary: 'start garbage collection',
+    input: { type: 'object', properties: { store: STORE } },
+    output: UPID,
+    permission: privileged(['Datastore.Modify']),
+    handler: (req, input) => asTask(req, 'garbage_collection', input.store as string, (ctx) => app.gcStore(ctx, { store: input.store as string })),
+  },
+  {
+    method: 'GET',
+    path: '/nodes/localhost/tasks',
+    summary: 'tasks (own ones; all with Sys.Audit on /system/tasks)',
+    input: { type: 'object', properties: { state: { type: 'string', enum: ['queued', 'running', 'ok', 'warnings', 'error', 'aborted', 'finished'], optional: true }, type: { type: 'string', pattern: /^[a-z][a-z0-9_-]{0,31}$/, optional: true }, since: { type: 'integer', minimum: 0, optional: true }, limit: { type: 'integer', minimum: 1, maximum: 10000, optional: true } } },
+    output: { type: 'array', items: TASK_RECORD },
+    permission: { kind: 'handler', description: 'own tasks, or all with Sys.Audit on /system/tasks' },
+    handler: async (req, input) => {
+      const all = effectivePrivileges(req.acl, req.authId, '/system/tasks').has('Sys.Audit');
+      const user = req.authId.split('!')[0];
+      return req.tasks
+        .list({ ...(input.state ? { state: input.state as 'running' } : {}), ...(input.type ? { type: input.type as string } : {}), ...(input.since !== undefined ? { since: input.since as number } : {}), limit: (input.limit as number | undefined) ?? 1000 })
+        .filter((t) => all || t.authId === req.authId || t.authId === user);
+    },
+  },
+  {
+    method: 'GET',
+    path: '/nodes/localhost/tasks/{upid}/status',
+    summary: 'state, result and live progress of a task',
+    input: { type: 'object', properties: { upid: UPID } },
+    output: TASK_RECORD,
+    permission: { kind: 'handler', description: 'the task owner, or Sys.Audit on /system/tasks' },
+    handler: async (req, input) => {
+      checkTaskAccess(req, input.upid as string, 'Sys.Audit');
+      return req.tasks.status(input.upid as string);
+    },
+  },
+  {
+    method: 'GET',
+    path: '/nodes/localhost/tasks/{upid}/log',
+    summary: 'the log of a task from byte offset `start`',
+    input: { type: 'object', properties: { upid: UPID, start: { type: 'integer', minimum: 0, optional: true } } },
+    output: { type: 'object', properties: { text: { type: 'string' }, size: { type: 'integer' } } },
+    permission: { kind: 'handler', description: 'the task owner, or Sys.Audit on /system/tasks' },
+    handler: async (req, input) => {
+      checkTaskAccess(req, input.upid as string, 'Sys.Audit');
+      return req.tasks.store.readLog(input.upid as string, { start: (input.start as number | undefined) ?? 0 });
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/nodes/localhost/tasks/{upid}',
+    summary: 'stop a running task',
+    input: { type: 'object', properties: { upid: UPID } },
+    output: { type: 'object', properties: { stopped: { type: 'boolean' } } },
+    permission: { kind: 'handler', description: 'the task owner, or Sys.Modify on /system/tasks' },
+    handler: async (req, input) => {
+      checkTaskAccess(req, input.upid as string, 'Sys.Modify');
+      return { stopped: req.tasks.abort(input.upid as string, `stopped by ${req.authId}`) };
+    },
+  },
+  {
+    method: 'GET',
+    path: '/nodes/localhost/workers',
+    summary: 'worker slots per task type: in use and queued',
+    input: { type: 'object', properties: {} },
+    output: ANY_LIST,
+    permission: { kind: 'privilege', path: () => '/system', privileges: ['Sys.Audit'] },
+    handler: async (req) => req.tasks.workerStatus(),
+  },
+];

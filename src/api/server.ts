@@ -1,0 +1,191 @@
+import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import type { AppContext, TaskManager } from '../app/index.ts';
+import { IbsError, requirePrivilege, toIbsError, type AclEntry } from '../core/index.ts';
+import { SchemaError, schemaToJson, validate } from '../lib/index.ts';
+import type { ApiRequest, Route } from './route.ts';
+
+export const API_PREFIX = '/api2/json';
+const AUTH_RE = /^IBSAPIToken=([^\s:]+):(\S+)$/;
+
+export interface ApiAuth {
+  verifyToken(tokenid: string, secret: string): Promise<boolean>;
+  acl(): Promise<AclEntry[]>;
+}
+
+export interface ApiServerOptions {
+  routes: Route[];
+  auth: ApiAuth;
+  tasks: TaskManager;
+  makeContext(authId: string, signal: AbortSignal): AppContext;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  maxBodyBytes?: number;
+}
+
+export interface ApiResponse {
+  status: number;
+  body: unknown;
+}
+
+interface Compiled {
+  route: Route;
+  re: RegExp;
+  params: string[];
+}
+
+function compile(route: Route): Compiled {
+  const params: string[] = [];
+  const re = new RegExp(
+    `^${route.path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\\?\{(\w[\w-]*)\\?\}/g, (_m, name: string) => {
+      params.push(name);
+      return '([^/]+)';
+    })}$`,
+  );
+  return { route, re, params };
+}
+
+/**
+ * The API dispatcher: matches a route, authenticates the API token, checks the route's privilege, validates
+ * the input against its schema, runs the handler and maps errors to statuses from the error table. The
+ * same function serves HTTPS requests and in-process tests (`dispatch`), so both see the same checks.
+ */
+export class ApiDispatcher {
+  readonly #routes: Compiled[];
+  readonly #options: ApiServerOptions;
+
+  constructor(options: ApiServerOptions) {
+    this.#options = options;
+    this.#routes = options.routes.map(compile);
+  }
+
+  openApi(): Record<string, unknown> {
+    const paths: Record<string, Record<string, unknown>> = {};
+    for (const { route } of this.#routes) {
+      paths[`${API_PREFIX}${route.path}`] ??= {};
+      (paths[`${API_PREFIX}${route.path}`] as Record<string, unknown>)[route.method.toLowerCase()] = {
+        summary: route.summary,
+        'x-permission': route.permission.kind === 'privilege' ? { privileges: route.permission.privileges } : route.permission,
+        'x-input': schemaToJson(route.input),
+        responses: { 200: { content: { 'application/json': { schema: { type: 'object', properties: { data: schemaToJson(route.output) } } } } } },
+      };
+    }
+    return { openapi: '3.1.0', info: { title: 'ironcore-backup API', version: '1' }, paths };
+  }
+
+  async dispatch(method: string, url: string, headers: Record<string, string | string[] | undefined>, body: string, signal: AbortSignal): Promise<ApiResponse> {
+    try {
+      const parsed = new URL(url, 'https://localhost');
+      if (!parsed.pathname.startsWith(API_PREFIX)) throw new IbsError('NOT_FOUND', `No such API path ${parsed.pathname}: the API lives under ${API_PREFIX}`);
+      const path = parsed.pathname.slice(API_PREFIX.length) || '/';
+      if (method === 'GET' && path === '/openapi') return { status: 200, body: { data: this.openApi() } };
+      const candidates = this.#routes.map((c) => ({ c, m: c.re.exec(path) })).filter((x) => x.m);
+      if (candidates.length === 0) throw new IbsError('NOT_FOUND', `No such API path ${path}`);
+      const hit = candidates.find((x) => x.c.route.method === method);
+      if (!hit || !hit.m) return { status: 405, body: { message: `Method ${method} not allowed on ${path}; allowed: ${candidates.map((x) => x.c.route.method).join(', ')}` } };
+      const { route, params } = hit.c;
+      // Authentication before anything else is parsed.
+      let authId: string | undefined;
+      if (route.permission.kind !== 'public') {
+        const header = headers.authorization;
+        const m = typeof header === 'string' ? AUTH_RE.exec(header) : null;
+        if (!m || !(await this.#options.auth.verifyToken(m[1] as string, m[2] as string))) {
+          return { status: 401, body: { message: 'Authentication failed: expected header Authorization: IBSAPIToken=user@realm!token:SECRET with a valid token' } };
+        }
+        authId = m[1] as string;
+      }
+      let raw: Record<string, unknown> = {};
+      if (method === 'POST' || method === 'PUT') {
+        if (body.trim() !== '') {
+          try {
+            raw = JSON.parse(body) as Record<string, unknown>;
+          } catch {
+            throw new IbsError('INVALID_ARGUMENT', 'The request body is not JSON: expected a JSON object');
+          }
+        }
+      } else {
+        for (const [k, v] of parsed.searchParams) raw[k] = raw[k] === undefined ? v : ([] as string[]).concat(raw[k] as string, v);
+      }
+      params.forEach((name, i) => (raw[name] = decodeURIComponent(hit.m?.[i + 1] ?? '')));
+      let input: Record<string, unknown>;
+      try {
+        input = validate(route.input, raw, 'input', method === 'GET' || method === 'DELETE') as Record<string, unknown>;
+      } catch (error) {
+        if (error instanceof SchemaError) return { status: 400, body: { message: error.message, errors: { [error.field]: error.message } } };
+        throw error;
+      }
+      const acl = authId !== undefined ? await this.#options.auth.acl() : [];
+      if (route.permission.kind === 'privilege' && authId !== undefined) requirePrivilege(acl, authId, route.permission.path(input), ...route.permission.privileges);
+      const request: ApiRequest = { authId: authId ?? '', acl, ctx: this.#options.makeContext(authId ?? '', signal), tasks: this.#options.tasks, signal };
+      const data = await route.handler(request, input);
+      return { status: 200, body: { data: data ?? null } };
+    } catch (error) {
+      const e = toIbsError(error);
+      if (e.code === 'INTERNAL') this.#options.log?.('error', 'internal error', { url, message: e.message, stack: (error as Error).stack });
+      return { status: e.httpStatus, body: { message: e.message, code: e.code } };
+    }
+  }
+}
+
+/**
+ * The HTTPS API server: TLS 1.3 only, HTTP/2 with HTTP/1.1 fallback, JSON bodies up to `maxBodyBytes`.
+ */
+export function createApiServer(options: ApiServerOptions & { key: string | Buffer; cert: string | Buffer }): {
+  server: Http2SecureServer;
+  dispatcher: ApiDispatcher;
+  listen(host: string, port: number): Promise<number>;
+  close(): Promise<void>;
+} {
+  const dispatcher = new ApiDispatcher(options);
+  const maxBody = options.maxBodyBytes ?? 1024 * 1024;
+  const server = createSecureServer({ key: options.key, cert: options.cert, allowHTTP1: true, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
+  server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+    const controller = new AbortController();
+    req.on('close', () => controller.abort(new IbsError('ABORTED', 'client went away')));
+    const pieces: Buffer[] = [];
+    let size = 0;
+    let refused = false;
+    req.on('data', (d: Buffer) => {
+      size += d.length;
+      if (size > maxBody) {
+        if (!refused) {
+          refused = true;
+          res.writeHead(413, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ message: `Request body larger than ${maxBody} bytes` }));
+        }
+        return;
+      }
+      pieces.push(d);
+    });
+    req.on('end', () => {
+      if (refused) return;
+      const started = Date.now();
+      dispatcher
+        .dispatch(req.method, req.url, req.headers, Buffer.concat(pieces).toString('utf8'), controller.signal)
+        .then((response) => {
+          options.log?.('info', 'request', { method: req.method, path: req.url.split('?')[0], status: response.status, ms: Date.now() - started, proto: req.httpVersion });
+          const text = JSON.stringify(response.body);
+          res.writeHead(response.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+          res.end(text);
+        })
+        .catch(() => res.destroy());
+    });
+  });
+  return {
+    server,
+    dispatcher,
+    listen: (host, port) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve((server.address() as AddressInfo).port);
+        });
+      }),
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        // Active HTTP/2 sessions would keep close() waiting.
+        setTimeout(() => resolve(), 2000).unref();
+      }),
+  };
+}

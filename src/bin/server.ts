@@ -1,0 +1,75 @@
+/**
+ * The `server` composition root: certificate, first-start admin, task manager, API over HTTPS, service status
+ * file and logs, graceful stop on SIGTERM/SIGINT (running tasks aborted and recorded as such).
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ROUTES, createApiServer } from '../api/index.ts';
+import { ensureAdmin, ensureCertificate, type AppContext } from '../app/index.ts';
+import { TaskManager, TaskStore } from '../jobs/index.ts';
+import { jsonFileLog, silentReporter, writeFileAtomic } from '../lib/index.ts';
+import type { IbsPaths } from '../config/index.ts';
+
+export interface ServerOptions {
+  paths: IbsPaths;
+  makeContext(authId: string, signal?: AbortSignal): AppContext;
+  host: string;
+  port: number;
+  adminPasswordFile?: string | undefined;
+  out(line: string): void;
+}
+
+export interface RunningServer {
+  port: number;
+  fingerprint: string;
+  stop(reason: string): Promise<void>;
+}
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const { paths } = options;
+  for (const dir of [paths.configDir, paths.stateDir, paths.logDir]) await mkdir(dir, { recursive: true });
+  const apiLog = jsonFileLog(join(paths.logDir, 'api.log'), 'api');
+  const workerLog = jsonFileLog(join(paths.logDir, 'worker.log'), 'worker');
+  const started = new Date().toISOString();
+  const statusFile = join(paths.stateDir, 'services.json');
+  const writeStatus = async (state: 'running' | 'stopped', listen: string, reason?: string): Promise<void> => {
+    const services = ['api', 'worker'].map((service) => ({ service, state, since: new Date().toISOString(), ...(reason ? { reason } : {}) }));
+    await writeFileAtomic(statusFile, `${JSON.stringify({ pid: process.pid, started, listen, services }, null, 1)}\n`);
+  };
+
+  const cert = await ensureCertificate(paths.configDir);
+  const admin = await ensureAdmin(options.makeContext('root@pam'), options.adminPasswordFile);
+  if (admin?.password) options.out(`First start: created ${admin.userid} with password ${admin.password} (shown once; change it with "user passwd")`);
+  else if (admin) options.out(`First start: created ${admin.userid} with the password from ${options.adminPasswordFile}`);
+
+  const store = await TaskStore.open(paths.stateDir);
+  const tasks = await TaskManager.start({ store, slots: { verify: 1, garbage_collection: 1, prune: 1, backup: 4, syncjob: 4 } });
+  workerLog('info', 'task manager started', { slots: tasks.workerStatus() });
+  const api = createApiServer({
+    key: cert.key,
+    cert: cert.cert,
+    routes: ROUTES,
+    auth: options.makeContext('root@pam').access,
+    tasks,
+    makeContext: (authId, signal) => ({ ...options.makeContext(authId, signal), reporter: silentReporter }),
+    log: apiLog,
+  });
+  const port = await api.listen(options.host, options.port);
+  const listen = `${options.host}:${port}`;
+  await writeStatus('running', listen);
+  apiLog('info', 'listening', { listen, fingerprint: cert.info.fingerprint });
+  options.out(`ironcore-backup server listening on https://${listen} (TLS 1.3, HTTP/2)`);
+  options.out(`certificate fingerprint: ${cert.info.fingerprint}`);
+
+  let stopping: Promise<void> | undefined;
+  const stop = (reason: string): Promise<void> =>
+    (stopping ??= (async () => {
+      apiLog('info', 'stopping', { reason });
+      await tasks.shutdown(reason);
+      await api.close();
+      store.close();
+      await writeStatus('stopped', listen, reason);
+      workerLog('info', 'stopped', { reason });
+    })());
+  return { port, fingerprint: cert.info.fingerprint, stop };
+}

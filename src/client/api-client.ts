@@ -1,0 +1,106 @@
+import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
+import { isIP } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { once } from 'node:events';
+import { IbsError, parseFingerprint, type ErrorCode, ERROR_CODES } from '../core/index.ts';
+
+export interface ApiClientOptions {
+  host: string;
+  port: number;
+  /** The server certificate's SHA-256 fingerprint, colon-separated hex: the only identity we accept. */
+  fingerprint: string;
+  authId: string;
+  secret: string;
+  timeoutMs?: number;
+}
+
+/**
+ * HTTPS client of the API: TLS 1.3, HTTP/2, API token auth. The server is identified only by its pinned
+ * certificate fingerprint, checked on the TLS socket before HTTP/2 starts, so no request (and no token) is
+ * ever sent to a server that does not match; a mismatch is refused with both fingerprints in the message.
+ */
+export class ApiClient {
+  readonly #session: ClientHttp2Session;
+  readonly #options: ApiClientOptions;
+  readonly tls: { version: string; fingerprint: string };
+
+  private constructor(session: ClientHttp2Session, options: ApiClientOptions, tls: { version: string; fingerprint: string }) {
+    this.#session = session;
+    this.#options = options;
+    this.tls = tls;
+  }
+
+  static async connect(options: ApiClientOptions): Promise<ApiClient> {
+    const expected = parseFingerprint(options.fingerprint);
+    const where = `${options.host}:${options.port}`;
+    const socket: TLSSocket = tlsConnect({
+      host: options.host,
+      port: options.port,
+      ...(isIP(options.host) ? {} : { servername: options.host }),
+      rejectUnauthorized: false, // identity is the pinned fingerprint, checked below
+      minVersion: 'TLSv1.3',
+      ALPNProtocols: ['h2'],
+    });
+    const timer = setTimeout(() => socket.destroy(new IbsError('UNAVAILABLE', `Connecting to ${where} timed out`)), options.timeoutMs ?? 15_000);
+    try {
+      await once(socket, 'secureConnect');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new IbsError('UNAVAILABLE', `Cannot reach ${where}: ${code ?? (error as Error).message}`, { cause: error });
+    } finally {
+      clearTimeout(timer);
+    }
+    const actual = (socket.getPeerCertificate().fingerprint256 ?? '').toLowerCase();
+    if (actual !== expected) {
+      socket.destroy();
+      throw new IbsError(
+        'CERT_MISMATCH',
+        `Refusing ${where}: its certificate fingerprint is ${actual}, but the registered fingerprint is ${expected}. ` +
+          'If the certificate was renewed, verify the new fingerprint out of band, then update the registration ' +
+          '(ironcore-backup remote update --name NAME --fingerprint "NEW"). It is never accepted automatically.',
+      );
+    }
+    const tls = { version: socket.getProtocol() ?? '', fingerprint: actual };
+    const session = http2Connect(`https://${where}`, { createConnection: () => socket });
+    session.on('error', () => {});
+    return new ApiClient(session, options, tls);
+  }
+
+  /** Calls an API path (below /api2/json); returns `data`, or throws IbsError with the server's code. */
+  async request<T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, params: Record<string, unknown> = {}): Promise<T> {
+    let fullPath = `/api2/json${path}`;
+    let body: string | undefined;
+    if (method === 'GET' || method === 'DELETE') {
+      const query = new URLSearchParams();
+      for (const [k, v] of Object.entries(params)) if (v !== undefined) query.append(k, String(v));
+      if ([...query].length > 0) fullPath += `?${query}`;
+    } else body = JSON.stringify(params);
+    const stream = this.#session.request({
+      ':method': method,
+      ':path': fullPath,
+      authorization: `IBSAPIToken=${this.#options.authId}:${this.#options.secret}`,
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    });
+    if (body !== undefined) stream.end(body);
+    else stream.end();
+    const [headers] = (await once(stream, 'response')) as [Record<string, string | number>];
+    const pieces: Buffer[] = [];
+    for await (const piece of stream) pieces.push(piece as Buffer);
+    const status = Number(headers[':status']);
+    let parsed: { data?: T; message?: string; code?: string };
+    try {
+      parsed = JSON.parse(Buffer.concat(pieces).toString('utf8')) as typeof parsed;
+    } catch {
+      throw new IbsError('UNAVAILABLE', `${method} ${path}: HTTP ${status} with a body that is not JSON`);
+    }
+    if (status !== 200) {
+      const code: ErrorCode = parsed.code && parsed.code in ERROR_CODES ? (parsed.code as ErrorCode) : status === 401 ? 'UNAUTHENTICATED' : status === 400 ? 'INVALID_ARGUMENT' : 'UNAVAILABLE';
+      throw new IbsError(code, parsed.message ?? `${method} ${path}: HTTP ${status}`, { details: { status } });
+    }
+    return parsed.data as T;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.#session.close(() => resolve()));
+  }
+}

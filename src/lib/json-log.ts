@@ -1,0 +1,22 @@
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type JsonLog = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * A structured log: one JSON object per line with time, level, service, task (when given in fields) and msg,
+ * appended to `path`. Synchronous appends keep lines whole and ordered across crashes.
+ */
+export function jsonFileLog(path: string, service: string): JsonLog {
+  mkdirSync(dirname(path), { recursive: true });
+  return (level, msg, fields = {}) => {
+    const { task, ...rest } = fields;
+    const line = JSON.stringify({ time: new Date().toISOString(), level, service, ...(task !== undefined ? { task } : {}), msg, ...(Object.keys(rest).length ? { fields: rest } : {}) });
+    try {
+      appendFileSync(path, `${line}\n`);
+    } catch {
+      /* a full log disk must not stop the service */
+    }
+  };
+}

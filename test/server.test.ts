@@ -1,0 +1,130 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { request as httpsRequest } from 'node:https';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { ApiClient } from '../src/client/index.ts';
+import { IbsError } from '../src/core/index.ts';
+import { ibs, startIbs, tempDir } from './helpers.ts';
+
+let work: { path: string; cleanup: () => Promise<void> };
+let home: string;
+let server: ChildProcess;
+let port: number;
+let fingerprint: string;
+let output = '';
+
+async function waitFor(pattern: RegExp, ms = 15_000): Promise<RegExpExecArray> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const m = pattern.exec(output);
+    if (m) return m;
+    if (Date.now() > deadline) throw new Error(`server did not print ${pattern} in time; output:\n${output}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+before(async () => {
+  work = await tempDir('ibs-server-');
+  home = join(work.path, 'home');
+  await mkdir(home, { recursive: true });
+  await writeFile(join(work.path, 'admin.pw'), 'admin password 123\n');
+  assert.equal((await ibs(home, ['datastore', 'create', 'store1'])).code, 0);
+  await mkdir(join(work.path, 'src'));
+  await writeFile(join(work.path, 'src', 'a.txt'), 'hello');
+  assert.equal((await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'web1', `root.tar:${join(work.path, 'src')}`])).code, 0);
+  server = startIbs(home, ['server', '--listen', '127.0.0.1', '--port', '0', '--admin-password-file', join(work.path, 'admin.pw')]);
+  server.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  server.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  port = Number((await waitFor(/listening on https:\/\/127\.0\.0\.1:(\d+)/))[1]);
+  fingerprint = (await waitFor(/certificate fingerprint: ([0-9a-f:]{95})/))[1] as string;
+});
+
+after(async () => {
+  if (server.exitCode === null) server.kill('SIGKILL');
+  await work.cleanup();
+});
+
+async function token(tokenid: string, acl: Array<[string, string]>): Promise<string> {
+  const created = await ibs(home, ['token', 'create', tokenid, '--output', 'json']);
+  assert.equal(created.code, 0, created.stderr);
+  for (const [path, role] of acl) {
+    const r = await ibs(home, ['acl', 'update', path, role, '--auth-id', tokenid]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  return JSON.parse(created.stdout).secret as string;
+}
+
+test('cert info prints the fingerprint the server presents; the first start used the given admin password', async () => {
+  const info = JSON.parse((await ibs(home, ['cert', 'info', '--output', 'json'])).stdout);
+  assert.equal(info.fingerprint, fingerprint);
+  assert.match(info.san, /IP Address:127\.0\.0\.1/);
+  assert.match(output, /created admin@ibs with the password from/);
+  assert.doesNotMatch(output, /admin password 123/);
+  const status = await ibs(home, ['status', '--services']);
+  assert.match(status.stdout, /ironcore-backup-api\s+active \(running\)/);
+});
+
+test('a pinned client talks TLS 1.3 and HTTP/2 with an API token and sees only what its ACL allows', async () => {
+  const secret = await token('admin@ibs!ops', [['/datastore/store1', 'DatastoreReader']]);
+  const client = await ApiClient.connect({ host: '127.0.0.1', port, fingerprint, authId: 'admin@ibs!ops', secret });
+  try {
+    assert.equal(client.tls.version, 'TLSv1.3');
+    assert.deepEqual(await client.request('GET', '/admin/datastore'), [{ name: 'store1', comment: '' }]);
+    const snaps = await client.request<Array<{ snapshot: string }>>('GET', '/admin/datastore/store1/snapshots');
+    assert.equal(snaps.length, 1);
+    await assert.rejects(client.request('POST', '/admin/datastore/store1/gc'), (e) => e instanceof IbsError && e.code === 'PERMISSION_DENIED' && /lacks Datastore\.Modify on \/datastore\/store1/.test(e.message));
+  } finally {
+    await client.close();
+  }
+});
+
+test('a certificate that does not match the registered fingerprint is refused with both fingerprints, before any request', async () => {
+  const wrong = fingerprint.replace(/^../, fingerprint.startsWith('00') ? '11' : '00');
+  await assert.rejects(
+    ApiClient.connect({ host: '127.0.0.1', port, fingerprint: wrong, authId: 'admin@ibs!ops', secret: 'x' }),
+    (e) => e instanceof IbsError && e.code === 'CERT_MISMATCH' && e.message.includes(fingerprint) && e.message.includes(wrong) && /never accepted automatically/.test(e.message),
+  );
+  const log = await readFile(join(home, 'log', 'api.log'), 'utf8');
+  assert.doesNotMatch(log, /"status":401/, 'the refused client sent nothing');
+});
+
+test('HTTP/1.1 clients are served too, and TLS below 1.3 is refused', async () => {
+  const get = (options: { maxVersion?: 'TLSv1.2' }) =>
+    new Promise<{ status: number; body: string; alpn: string }>((resolve, reject) => {
+      const req = httpsRequest({ host: '127.0.0.1', port, path: '/api2/json/version', rejectUnauthorized: false, ...options }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, alpn: res.httpVersion }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const r = await get({});
+  assert.equal(r.status, 401);
+  assert.equal(r.alpn, '1.1');
+  await assert.rejects(get({ maxVersion: 'TLSv1.2' }));
+});
+
+test('a task started through the API logs TASK OK; SIGTERM stops the server gracefully and records it', async () => {
+  const secret = await token('admin@ibs!admin', [['/', 'Admin']]);
+  const client = await ApiClient.connect({ host: '127.0.0.1', port, fingerprint, authId: 'admin@ibs!admin', secret });
+  const upid = await client.request<string>('POST', '/admin/datastore/store1/verify');
+  let state = 'running';
+  for (let i = 0; i < 200 && (state === 'running' || state === 'queued'); i++) {
+    state = (await client.request<{ state: string }>('GET', `/nodes/localhost/tasks/${encodeURIComponent(upid)}/status`)).state;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.equal(state, 'ok');
+  const log = await client.request<{ text: string }>('GET', `/nodes/localhost/tasks/${encodeURIComponent(upid)}/log`);
+  assert.match(log.text, /TASK OK\n$/);
+  await client.close();
+  const exited = new Promise<number | null>((resolve) => server.on('exit', (code) => resolve(code)));
+  server.kill('SIGTERM');
+  assert.equal(await exited, 0);
+  const status = await ibs(home, ['status', '--services', '--output', 'json']);
+  const parsed = JSON.parse(status.stdout);
+  assert.equal(parsed.running, false);
+  assert.ok(parsed.services.every((s: { state: string }) => s.state === 'stopped'));
+});
