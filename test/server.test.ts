@@ -34,6 +34,14 @@ before(async () => {
   await mkdir(join(work.path, 'src'));
   await writeFile(join(work.path, 'src', 'a.txt'), 'hello');
   assert.equal((await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'web1', `root.tar:${join(work.path, 'src')}`])).code, 0);
+  // A verify job that, as far as the job state knows, was last due an hour ago: the server must run it once at start.
+  assert.equal((await ibs(home, ['verify', 'job', 'create', 'catchup', '--store', 'store1', '--schedule', 'hourly'])).code, 0);
+  const { DatabaseSync } = await import('node:sqlite');
+  const { JobStateStore } = await import('../src/jobs/index.ts');
+  new JobStateStore(join(home, 'lib')).close();
+  const db = new DatabaseSync(join(home, 'lib', 'jobs.db'));
+  db.prepare('INSERT INTO job_state (job_id, first_seen) VALUES (?, ?)').run('verify/catchup', Date.now() - 2 * 3600_000);
+  db.close();
   server = startIbs(home, ['server', '--listen', '127.0.0.1', '--port', '0', '--admin-password-file', join(work.path, 'admin.pw')]);
   server.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   server.stderr?.on('data', (d: Buffer) => (output += d.toString()));
@@ -105,6 +113,19 @@ test('HTTP/1.1 clients are served too, and TLS below 1.3 is refused', async () =
   assert.equal(r.status, 401);
   assert.equal(r.alpn, '1.1');
   await assert.rejects(get({ maxVersion: 'TLSv1.2' }));
+});
+
+test('a scheduled job missed while the server was down ran once right after start', async () => {
+  let rows: Array<{ job: string; lastState?: string; lastUpid?: string; nextRun?: string }> = [];
+  for (let i = 0; i < 100; i++) {
+    rows = JSON.parse((await ibs(home, ['job', 'list', '--output', 'json'])).stdout);
+    if (rows.find((r) => r.job === 'verify/catchup')?.lastState === 'ok') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const row = rows.find((r) => r.job === 'verify/catchup');
+  assert.equal(row?.lastState, 'ok', JSON.stringify(rows));
+  assert.match(row?.lastUpid ?? '', /^UPID:.*:verificationjob:store1:root@pam:$/);
+  assert.ok(Date.parse(row?.nextRun ?? '') > Date.now(), 'next run is in the future: it fired once');
 });
 
 test('a task started through the API logs TASK OK; SIGTERM stops the server gracefully and records it', async () => {

@@ -1,4 +1,4 @@
-import type { AccessConfig, DatastoreConfig, DatastoreRegistry, IbsPaths } from '../config/index.ts';
+import type { AccessConfig, DatastoreConfig, DatastoreRegistry, IbsPaths, JobsConfig } from '../config/index.ts';
 import { Datastore } from '../datastore/index.ts';
 import type { Reporter } from '../lib/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
@@ -9,6 +9,8 @@ export interface AppContext {
   datastores: DatastoreRegistry;
   /** Users, tokens and the ACL. */
   access: AccessConfig;
+  /** Scheduled verify and prune jobs. */
+  jobs: JobsConfig;
   /** Builds the (wrapped) backend for a configured datastore. */
   openBackend(config: DatastoreConfig): StorageBackend;
   /** The acting identity (owner of new groups), e.g. "root@pam". */

@@ -34,12 +34,15 @@ export async function createDatastore(ctx: AppContext, input: { name: string; pa
   return config;
 }
 
-export async function updateDatastore(ctx: AppContext, input: { name: string; comment?: string; keep?: KeepOptions }): Promise<DatastoreConfig> {
-  return ctx.datastores.update(input.name, (c) => ({
-    ...c,
-    ...(input.comment !== undefined ? { comment: input.comment } : {}),
-    keep: { ...c.keep, ...input.keep },
-  }));
+export async function updateDatastore(ctx: AppContext, input: { name: string; comment?: string; keep?: KeepOptions; gcSchedule?: string }): Promise<DatastoreConfig> {
+  return ctx.datastores.update(input.name, (c) => {
+    const next: DatastoreConfig = { ...c, ...(input.comment !== undefined ? { comment: input.comment } : {}), keep: { ...c.keep, ...input.keep } };
+    if (input.gcSchedule !== undefined) {
+      if (input.gcSchedule === '') delete next.gcSchedule;
+      else next.gcSchedule = input.gcSchedule;
+    }
+    return next;
+  });
 }
 
 export function listDatastores(ctx: AppContext): Promise<DatastoreConfig[]> {

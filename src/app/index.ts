@@ -14,3 +14,5 @@ export type { TaskManager, TaskContext, TaskRecord } from '../jobs/index.ts';
 export { taskReporter } from './task-reporter.ts';
 export * from './certificate.ts';
 export * from './access.ts';
+export * from './jobs.ts';
+export * from './job-status.ts';

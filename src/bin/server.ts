@@ -5,8 +5,8 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ROUTES, createApiServer } from '../api/index.ts';
-import { ensureAdmin, ensureCertificate, type AppContext } from '../app/index.ts';
-import { TaskManager, TaskStore } from '../jobs/index.ts';
+import { ensureAdmin, ensureCertificate, scheduledJobs, type AppContext } from '../app/index.ts';
+import { JobStateStore, Scheduler, TaskManager, TaskStore } from '../jobs/index.ts';
 import { jsonFileLog, silentReporter, writeFileAtomic } from '../lib/index.ts';
 import type { IbsPaths } from '../config/index.ts';
 
@@ -30,10 +30,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   for (const dir of [paths.configDir, paths.stateDir, paths.logDir]) await mkdir(dir, { recursive: true });
   const apiLog = jsonFileLog(join(paths.logDir, 'api.log'), 'api');
   const workerLog = jsonFileLog(join(paths.logDir, 'worker.log'), 'worker');
+  const schedulerLog = jsonFileLog(join(paths.logDir, 'scheduler.log'), 'scheduler');
   const started = new Date().toISOString();
   const statusFile = join(paths.stateDir, 'services.json');
   const writeStatus = async (state: 'running' | 'stopped', listen: string, reason?: string): Promise<void> => {
-    const services = ['api', 'worker'].map((service) => ({ service, state, since: new Date().toISOString(), ...(reason ? { reason } : {}) }));
+    const services = ['api', 'worker', 'scheduler'].map((service) => ({ service, state, since: new Date().toISOString(), ...(reason ? { reason } : {}) }));
     await writeFileAtomic(statusFile, `${JSON.stringify({ pid: process.pid, started, listen, services }, null, 1)}\n`);
   };
 
@@ -54,7 +55,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     makeContext: (authId, signal) => ({ ...options.makeContext(authId, signal), reporter: silentReporter }),
     log: apiLog,
   });
+  const jobState = new JobStateStore(paths.stateDir);
+  const scheduler = new Scheduler({ tasks, state: jobState, jobs: () => scheduledJobs(options.makeContext('root@pam')), log: (msg, fields) => schedulerLog('info', msg, fields) });
   const port = await api.listen(options.host, options.port);
+  scheduler.start();
   const listen = `${options.host}:${port}`;
   await writeStatus('running', listen);
   apiLog('info', 'listening', { listen, fingerprint: cert.info.fingerprint });
@@ -65,9 +69,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const stop = (reason: string): Promise<void> =>
     (stopping ??= (async () => {
       apiLog('info', 'stopping', { reason });
+      const schedulerDone = scheduler.stop();
       await tasks.shutdown(reason);
+      await schedulerDone;
       await api.close();
       store.close();
+      jobState.close();
       await writeStatus('stopped', listen, reason);
       workerLog('info', 'stopped', { reason });
     })());

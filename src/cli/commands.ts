@@ -74,11 +74,11 @@ export const COMMANDS: Command[] = [
   },
   {
     path: ['datastore', 'update'],
-    usage: 'datastore update NAME [--comment TEXT] [--keep-daily N …]',
-    summary: 'change the comment or the retention settings of a datastore',
+    usage: 'datastore update NAME [--comment TEXT] [--keep-daily N …] [--gc-schedule CAL]',
+    summary: 'change the comment, the retention settings or the GC schedule of a datastore ("" removes the schedule)',
     positionals: 1,
-    options: { comment: { type: 'string', help: 'free text' }, ...KEEP_OPTIONS },
-    run: (ctx, a) => app.updateDatastore(ctx, { name: pos(a, 0), ...(str(a, 'comment') !== undefined ? { comment: str(a, 'comment') as string } : {}), keep: keepFrom(a) }),
+    options: { comment: { type: 'string', help: 'free text' }, 'gc-schedule': { type: 'string', help: 'calendar event for garbage collection, e.g. "daily" or "Sat 02:00"' }, ...KEEP_OPTIONS },
+    run: (ctx, a) => app.updateDatastore(ctx, { name: pos(a, 0), ...(str(a, 'comment') !== undefined ? { comment: str(a, 'comment') as string } : {}), keep: keepFrom(a), ...(str(a, 'gc-schedule') !== undefined ? { gcSchedule: str(a, 'gc-schedule') as string } : {}) }),
     text: (r: Record<string, unknown>) => keyValues(r),
   },
   {
@@ -546,6 +546,77 @@ export const COMMANDS: Command[] = [
     run: async (_ctx, a) =>
       app.previewCalendar({ expression: pos(a, 0), ...(str(a, 'iterations') !== undefined ? { iterations: wholeNumber(str(a, 'iterations'), 'iterations', 1000) as number } : {}), ...(str(a, 'from') !== undefined ? { from: str(a, 'from') as string } : {}) }),
     text: (r: app.CalendarPreview) => [`Normalized form: ${r.normalized}`, ...r.next.map((t, i) => `${i === 0 ? '    Next elapse' : `       Iter. #${i + 1}`}: ${t}`)].join('\n'),
+  },
+  // ---- scheduled jobs ---------------------------------------------------------------------------------
+  {
+    path: ['verify', 'job', 'create'],
+    usage: 'verify job create NAME --store S --schedule CAL [--ns NS] [--ignore-verified] [--outdated-after DAYS] [--comment TEXT]',
+    summary: 'schedule verification of a datastore (run by the server)',
+    positionals: 1,
+    options: { store: { type: 'string', help: 'datastore' }, schedule: { type: 'string', help: 'calendar event' }, ...STORE_NS, 'ignore-verified': { type: 'boolean', help: 'skip snapshots verified ok recently' }, 'outdated-after': { type: 'string', help: 're-verify after this many days' }, comment: { type: 'string', help: 'free text' } },
+    run: (ctx, a) => {
+      if (!str(a, 'store') || !str(a, 'schedule')) throw new IbsError('INVALID_ARGUMENT', 'Missing --store or --schedule: a verify job needs both');
+      return app.createVerifyJob(ctx, { id: pos(a, 0), store: str(a, 'store') as string, schedule: str(a, 'schedule') as string, ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), ignoreVerified: flag(a, 'ignore-verified'), ...(str(a, 'outdated-after') !== undefined ? { outdatedAfterDays: wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) as number } : {}), ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}) });
+    },
+    text: (r: { id: string }) => `Created verify job ${r.id}`,
+  },
+  {
+    path: ['verify', 'job', 'list'],
+    usage: 'verify job list',
+    summary: 'list verify jobs',
+    positionals: 0,
+    run: (ctx) => ctx.jobs.verify.list(),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['id', 'store', 'ns', 'schedule', 'ignoreVerified', 'outdatedAfterDays']),
+  },
+  {
+    path: ['verify', 'job', 'remove'],
+    usage: 'verify job remove NAME',
+    summary: 'remove a verify job',
+    positionals: 1,
+    run: async (ctx, a) => {
+      await ctx.jobs.verify.remove(pos(a, 0));
+      return { removed: pos(a, 0) };
+    },
+    text: (r: { removed: string }) => `Removed verify job ${r.removed}`,
+  },
+  {
+    path: ['prune', 'job', 'create'],
+    usage: 'prune job create NAME --store S --schedule CAL [--ns NS] --keep-last/-daily/… N',
+    summary: 'schedule pruning of every group of a namespace (run by the server)',
+    positionals: 1,
+    options: { store: { type: 'string', help: 'datastore' }, schedule: { type: 'string', help: 'calendar event' }, ...STORE_NS, ...KEEP_OPTIONS, comment: { type: 'string', help: 'free text' } },
+    run: (ctx, a) => {
+      if (!str(a, 'store') || !str(a, 'schedule')) throw new IbsError('INVALID_ARGUMENT', 'Missing --store or --schedule: a prune job needs both');
+      return app.createPruneJob(ctx, { id: pos(a, 0), store: str(a, 'store') as string, schedule: str(a, 'schedule') as string, ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), keep: keepFrom(a), ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}) });
+    },
+    text: (r: { id: string }) => `Created prune job ${r.id}`,
+  },
+  {
+    path: ['prune', 'job', 'list'],
+    usage: 'prune job list',
+    summary: 'list prune jobs',
+    positionals: 0,
+    run: (ctx) => ctx.jobs.prune.list(),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['id', 'store', 'ns', 'schedule', 'keep']),
+  },
+  {
+    path: ['prune', 'job', 'remove'],
+    usage: 'prune job remove NAME',
+    summary: 'remove a prune job',
+    positionals: 1,
+    run: async (ctx, a) => {
+      await ctx.jobs.prune.remove(pos(a, 0));
+      return { removed: pos(a, 0) };
+    },
+    text: (r: { removed: string }) => `Removed prune job ${r.removed}`,
+  },
+  {
+    path: ['job', 'list'],
+    usage: 'job list',
+    summary: 'every scheduled job (verify, prune, GC) with its last run (time, result, UPID) and next run',
+    positionals: 0,
+    run: (ctx) => app.listJobs(ctx),
+    text: (r: app.JobRow[]) => table(r, ['job', 'schedule', 'lastRun', 'lastState', 'nextRun']),
   },
   // ---- verify, prune, gc -------------------------------------------------------------------------------
   {

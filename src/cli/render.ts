@@ -1,10 +1,10 @@
 import { formatBytes, formatDuration, formatRate, RateMeter, type ProgressEvent, type Reporter } from '../lib/index.ts';
 
 /** Renders rows as an aligned text table. */
-export function table(rows: ReadonlyArray<Record<string, unknown>>, columns: readonly string[]): string {
+export function table(rows: readonly object[], columns: readonly string[]): string {
   if (rows.length === 0) return '(none)';
   const cells = rows.map((r) => columns.map((c) => {
-    const v = r[c];
+    const v = (r as Record<string, unknown>)[c];
     return v === undefined || v === null ? '' : Array.isArray(v) ? v.join(',') : String(v);
   }));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => (row[i] as string).length)));

@@ -1,5 +1,5 @@
 import { isAbsolute } from 'node:path';
-import { IbsError, KEEP_RULES, parseStoreName, validateKeepOptions, type KeepOptions } from '../core/index.ts';
+import { IbsError, KEEP_RULES, parseCalendarEvent, parseStoreName, validateKeepOptions, type KeepOptions } from '../core/index.ts';
 import { SectionConfig, type Section } from './section-config.ts';
 
 /** One datastore of `datastore.cfg`. */
@@ -10,6 +10,8 @@ export interface DatastoreConfig {
   path: string;
   comment?: string;
   keep: KeepOptions;
+  /** Calendar event for scheduled garbage collection. */
+  gcSchedule?: string;
 }
 
 function fromSection(s: Section, source: string): DatastoreConfig {
@@ -25,12 +27,13 @@ function fromSection(s: Section, source: string): DatastoreConfig {
   if (path === undefined || !isAbsolute(path)) throw new IbsError('CORRUPT', `${source}: datastore ${s.name}: path "${path ?? ''}" is not an absolute path`);
   const backend = s.props.backend ?? 'local';
   if (backend !== 'local') throw new IbsError('CORRUPT', `${source}: datastore ${s.name}: backend "${backend}" is not supported (expected local)`);
-  return { name: s.name, backend, path, ...(s.props.comment ? { comment: s.props.comment } : {}), keep };
+  return { name: s.name, backend, path, ...(s.props.comment ? { comment: s.props.comment } : {}), keep, ...(s.props['gc-schedule'] ? { gcSchedule: s.props['gc-schedule'] } : {}) };
 }
 
 function toSection(c: DatastoreConfig): Section {
   const props: Record<string, string> = { backend: c.backend, path: c.path };
   if (c.comment) props.comment = c.comment;
+  if (c.gcSchedule) props['gc-schedule'] = c.gcSchedule;
   for (const rule of KEEP_RULES) if (c.keep[rule] !== undefined) props[rule] = String(c.keep[rule]);
   return { type: 'datastore', name: c.name, props };
 }
@@ -73,6 +76,7 @@ export class DatastoreRegistry {
       if (i < 0) throw new IbsError('NOT_FOUND', `Datastore "${name}" is not configured`);
       const next = change(fromSection(sections[i] as Section, this.#file.path));
       validateKeepOptions(next.keep);
+      if (next.gcSchedule) parseCalendarEvent(next.gcSchedule);
       if (next.comment && /[\r\n]/.test(next.comment)) throw new IbsError('INVALID_ARGUMENT', 'Invalid comment: expected a single line');
       sections[i] = toSection(next);
       return next;

@@ -6,3 +6,4 @@ export { SectionConfig, parseSections, formatSections, type Section, type Config
 export { resolvePaths, type IbsPaths } from './paths.ts';
 export { DatastoreRegistry, type DatastoreConfig } from './datastore-config.ts';
 export { AccessConfig, type UserRecord, type TokenRecord } from './access.ts';
+export { JobsConfig, type VerifyJobConfig, type PruneJobConfig } from './jobs-config.ts';

@@ -7,3 +7,5 @@
 export { formatUpid, parseUpid, escapeId, unescapeId, type Upid } from './upid.ts';
 export { TaskStore, TASK_STATES, type TaskRecord, type TaskState, type TaskFilter } from './task-store.ts';
 export { TaskManager, type TaskContext, type TaskSpec, type TaskManagerOptions } from './task-manager.ts';
+export { JobStateStore, type JobState } from './job-state.ts';
+export { Scheduler, type ScheduledJob, type JobStatus } from './scheduler.ts';

@@ -1,0 +1,59 @@
+import { mkdirSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
+import { join } from 'node:path';
+
+export interface JobState {
+  jobId: string;
+  /** Milliseconds since the epoch. */
+  firstSeen: number;
+  lastStart?: number;
+  lastEnd?: number;
+  lastState?: string;
+  lastStatus?: string;
+  lastUpid?: string;
+}
+
+/** Per scheduled job: when it was first seen and how its last run went. In `jobs.db` under the state dir. */
+export class JobStateStore {
+  readonly #db: DatabaseSync;
+
+  constructor(stateDir: string) {
+    mkdirSync(stateDir, { recursive: true });
+    this.#db = new DatabaseSync(join(stateDir, 'jobs.db'));
+    this.#db.exec(`PRAGMA journal_mode = WAL;
+      PRAGMA busy_timeout = 5000;
+      CREATE TABLE IF NOT EXISTS job_state (job_id TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_start INTEGER,
+        last_end INTEGER, last_state TEXT, last_status TEXT, last_upid TEXT);`);
+  }
+
+  /** The state of a job, recording `now` as first seen when the job is new. */
+  get(jobId: string, now: number): JobState {
+    this.#db.prepare('INSERT OR IGNORE INTO job_state (job_id, first_seen) VALUES (?, ?)').run(jobId, now);
+    const row = this.#db.prepare('SELECT * FROM job_state WHERE job_id = ?').get(jobId) as Record<string, number | string | null>;
+    return {
+      jobId,
+      firstSeen: row.first_seen as number,
+      ...(row.last_start !== null ? { lastStart: row.last_start as number } : {}),
+      ...(row.last_end !== null ? { lastEnd: row.last_end as number } : {}),
+      ...(row.last_state !== null ? { lastState: row.last_state as string } : {}),
+      ...(row.last_status !== null ? { lastStatus: row.last_status as string } : {}),
+      ...(row.last_upid !== null ? { lastUpid: row.last_upid as string } : {}),
+    };
+  }
+
+  started(jobId: string, at: number, upid: string): void {
+    this.#db.prepare("UPDATE job_state SET last_start = ?, last_upid = ?, last_state = 'running', last_status = NULL, last_end = NULL WHERE job_id = ?").run(at, upid, jobId);
+  }
+
+  finished(jobId: string, at: number, state: string, status: string): void {
+    this.#db.prepare('UPDATE job_state SET last_end = ?, last_state = ?, last_status = ? WHERE job_id = ?').run(at, state, status, jobId);
+  }
+
+  remove(jobId: string): void {
+    this.#db.prepare('DELETE FROM job_state WHERE job_id = ?').run(jobId);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}

@@ -1,0 +1,121 @@
+import { nextCalendarEvent, parseCalendarEvent, toIbsError } from '../core/index.ts';
+import type { TaskContext, TaskManager } from './task-manager.ts';
+import type { JobState, JobStateStore } from './job-state.ts';
+
+export interface ScheduledJob {
+  /** Unique over all kinds: "verify/weekly-check", "gc/store1", "sync/backup-site". */
+  id: string;
+  schedule: string;
+  /** Task type of its runs. */
+  type: string;
+  /** What the task works on (shown in task lists). */
+  target: string;
+  authId: string;
+  run(task: TaskContext): Promise<unknown>;
+}
+
+export interface JobStatus extends JobState {
+  schedule: string;
+  /** Milliseconds since the epoch, or undefined when the schedule never elapses again. */
+  nextRun?: number;
+}
+
+/**
+ * Runs scheduled jobs as tasks. Each tick (every minute, on the minute) compares each job's next calendar
+ * time, computed from its last start (or from when it was first seen), with now: due jobs start. Times come
+ * from stored state, so nothing is lost on restart, and a run missed while the server was down fires once
+ * (the next time after the last start is in the past; after it ran, it is in the future again). A job whose
+ * previous run is still going is not started again.
+ */
+export class Scheduler {
+  readonly #tasks: TaskManager;
+  readonly #state: JobStateStore;
+  readonly #jobs: () => Promise<ScheduledJob[]>;
+  readonly #now: () => number;
+  readonly #log: (msg: string, fields?: Record<string, unknown>) => void;
+  readonly #running = new Map<string, Promise<unknown>>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(options: { tasks: TaskManager; state: JobStateStore; jobs: () => Promise<ScheduledJob[]>; now?: () => number; log?: (msg: string, fields?: Record<string, unknown>) => void }) {
+    this.#tasks = options.tasks;
+    this.#state = options.state;
+    this.#jobs = options.jobs;
+    this.#now = options.now ?? Date.now;
+    this.#log = options.log ?? (() => {});
+  }
+
+  #next(job: ScheduledJob, state: JobState): number | undefined {
+    return nextCalendarEvent(parseCalendarEvent(job.schedule), state.lastStart ?? state.firstSeen);
+  }
+
+  /** One pass: starts every due job that is not running; returns the ids of the jobs started. */
+  async tick(): Promise<string[]> {
+    const now = this.#now();
+    const started: string[] = [];
+    let jobs: ScheduledJob[];
+    try {
+      jobs = await this.#jobs();
+    } catch (error) {
+      this.#log('cannot read job configuration', { error: toIbsError(error).message });
+      return started;
+    }
+    for (const job of jobs) {
+      let next: number | undefined;
+      let state: JobState;
+      try {
+        state = this.#state.get(job.id, now);
+        next = this.#next(job, state);
+      } catch (error) {
+        this.#log('job skipped: bad schedule', { job: job.id, error: toIbsError(error).message });
+        continue;
+      }
+      if (next === undefined || next > now) continue;
+      if (this.#running.has(job.id)) {
+        this.#log('job still running; not started again', { job: job.id });
+        continue;
+      }
+      const { upid, done } = this.#tasks.spawn({ type: job.type, id: job.target, authId: job.authId }, (task) => job.run(task));
+      this.#state.started(job.id, now, upid);
+      this.#log('job started', { job: job.id, task: upid });
+      const finished = done.then((record) => {
+        this.#state.finished(job.id, this.#now(), record.state, record.status ?? '');
+        this.#running.delete(job.id);
+      });
+      this.#running.set(job.id, finished);
+      started.push(job.id);
+    }
+    return started;
+  }
+
+  /** Status of every configured job: last run and next run. */
+  async status(): Promise<JobStatus[]> {
+    const now = this.#now();
+    return (await this.#jobs()).map((job) => {
+      const state = this.#state.get(job.id, now);
+      let nextRun: number | undefined;
+      try {
+        nextRun = this.#next(job, state);
+      } catch {
+        nextRun = undefined;
+      }
+      return { ...state, schedule: job.schedule, ...(nextRun !== undefined ? { nextRun } : {}) };
+    });
+  }
+
+  /** Ticks now and then at the start of every minute. */
+  start(): void {
+    const loop = (): void => {
+      void this.tick();
+      const now = this.#now();
+      this.#timer = setTimeout(loop, 60_000 - (now % 60_000) + 50);
+      this.#timer.unref();
+    };
+    loop();
+  }
+
+  /** Stops ticking and waits for the runs it started. */
+  async stop(): Promise<void> {
+    clearTimeout(this.#timer);
+    await Promise.all(this.#running.values());
+  }
+}
