@@ -67,6 +67,7 @@ test('bad input: every malformed command prints one clear line, exits non-zero a
     [['key', 'import', '--paperkey', join(work.path, 'missing.txt'), join(work.path, 'k.json')], /Cannot read/],
     [['nosuchcommand'], /Unknown command "nosuchcommand"/],
     [['calendar', 'sunday funday'], /Invalid calendar event "sunday funday"/],
+    [['task', 'list'], /The server is not running \(no admin socket at /],
     [['calendar', 'daily', '--from', 'tomorrow'], /Invalid --from "tomorrow"/],
     [['datastore', 'list', '--output', 'yaml'], /Invalid --output "yaml": expected text or json/],
   ];

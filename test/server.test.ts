@@ -141,6 +141,16 @@ test('a task started through the API logs TASK OK; SIGTERM stops the server grac
   const log = await client.request<{ text: string }>('GET', `/nodes/localhost/tasks/${encodeURIComponent(upid)}/log`);
   assert.match(log.text, /TASK OK\n$/);
   await client.close();
+  // The same task through the CLI and the admin socket.
+  const list = JSON.parse((await ibs(home, ['task', 'list', '--type', 'verify', '--output', 'json'])).stdout) as Array<{ upid: string }>;
+  assert.ok(list.some((t) => t.upid === upid));
+  const cliLog = await ibs(home, ['task', 'log', upid]);
+  assert.match(cliLog.stdout, /TASK OK\n$/);
+  const followed = await ibs(home, ['task', 'log', upid, '--follow']);
+  assert.match(followed.stdout, /TASK OK\n$/);
+  assert.match((await ibs(home, ['task', 'status', upid])).stdout, /state:\s+ok/);
+  assert.match((await ibs(home, ['task', 'stop', upid])).stdout, /not running/);
+  assert.match((await ibs(home, ['worker', 'status'])).stdout, /verify\s+1\s+0\s+0/);
   const exited = new Promise<number | null>((resolve) => server.on('exit', (code) => resolve(code)));
   server.kill('SIGTERM');
   assert.equal(await exited, 0);

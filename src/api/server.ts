@@ -1,7 +1,9 @@
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { AppContext, TaskManager } from '../app/index.ts';
-import { IbsError, requirePrivilege, toIbsError, type AclEntry } from '../core/index.ts';
+import { IbsError, SUPERUSER, requirePrivilege, toIbsError, type AclEntry } from '../core/index.ts';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { chmod, rm } from 'node:fs/promises';
 import { SchemaError, schemaToJson, validate } from '../lib/index.ts';
 import type { ApiRequest, Route } from './route.ts';
 
@@ -72,7 +74,11 @@ export class ApiDispatcher {
     return { openapi: '3.1.0', info: { title: 'ironcore-backup API', version: '1' }, paths };
   }
 
-  async dispatch(method: string, url: string, headers: Record<string, string | string[] | undefined>, body: string, signal: AbortSignal): Promise<ApiResponse> {
+  /**
+   * Handles one request. `trustedAuthId` is for the local admin socket only (its callers are authenticated by
+   * the socket's file permissions): it replaces token authentication.
+   */
+  async dispatch(method: string, url: string, headers: Record<string, string | string[] | undefined>, body: string, signal: AbortSignal, trustedAuthId?: string): Promise<ApiResponse> {
     try {
       const parsed = new URL(url, 'https://localhost');
       if (!parsed.pathname.startsWith(API_PREFIX)) throw new IbsError('NOT_FOUND', `No such API path ${parsed.pathname}: the API lives under ${API_PREFIX}`);
@@ -84,8 +90,8 @@ export class ApiDispatcher {
       if (!hit || !hit.m) return { status: 405, body: { message: `Method ${method} not allowed on ${path}; allowed: ${candidates.map((x) => x.c.route.method).join(', ')}` } };
       const { route, params } = hit.c;
       // Authentication before anything else is parsed.
-      let authId: string | undefined;
-      if (route.permission.kind !== 'public') {
+      let authId: string | undefined = trustedAuthId;
+      if (route.permission.kind !== 'public' && authId === undefined) {
         const header = headers.authorization;
         const m = typeof header === 'string' ? AUTH_RE.exec(header) : null;
         if (!m || !(await this.#options.auth.verifyToken(m[1] as string, m[2] as string))) {
@@ -133,12 +139,16 @@ export function createApiServer(options: ApiServerOptions & { key: string | Buff
   server: Http2SecureServer;
   dispatcher: ApiDispatcher;
   listen(host: string, port: number): Promise<number>;
+  /** The local admin socket (0600): its callers act as root@pam, authenticated by file permissions. */
+  listenAdminSocket(path: string): Promise<void>;
   close(): Promise<void>;
 } {
   const dispatcher = new ApiDispatcher(options);
   const maxBody = options.maxBodyBytes ?? 1024 * 1024;
   const server = createSecureServer({ key: options.key, cert: options.cert, allowHTTP1: true, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
-  server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
+  const handle = (req: Http2ServerRequest | IncomingMessage, response: Http2ServerResponse | ServerResponse, trustedAuthId?: string): void => {
+    // Both response kinds share this subset; the union of their overloads is not callable as such.
+    const res = response as unknown as { writeHead(status: number, headers: Record<string, string | number>): void; end(text: string): void; destroy(): void };
     const controller = new AbortController();
     req.on('close', () => controller.abort(new IbsError('ABORTED', 'client went away')));
     const pieces: Buffer[] = [];
@@ -160,19 +170,30 @@ export function createApiServer(options: ApiServerOptions & { key: string | Buff
       if (refused) return;
       const started = Date.now();
       dispatcher
-        .dispatch(req.method, req.url, req.headers, Buffer.concat(pieces).toString('utf8'), controller.signal)
+        .dispatch(req.method ?? 'GET', req.url ?? '/', req.headers, Buffer.concat(pieces).toString('utf8'), controller.signal, trustedAuthId)
         .then((response) => {
-          options.log?.('info', 'request', { method: req.method, path: req.url.split('?')[0], status: response.status, ms: Date.now() - started, proto: req.httpVersion });
+          options.log?.('info', 'request', { method: req.method, path: (req.url ?? '').split('?')[0], status: response.status, ms: Date.now() - started, proto: trustedAuthId ? 'admin-socket' : req.httpVersion });
           const text = JSON.stringify(response.body);
           res.writeHead(response.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
           res.end(text);
         })
         .catch(() => res.destroy());
     });
-  });
+  };
+  server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => handle(req, res));
+  let admin: HttpServer | undefined;
   return {
     server,
     dispatcher,
+    listenAdminSocket: async (path) => {
+      await rm(path, { force: true });
+      admin = createHttpServer((req, res) => handle(req, res, SUPERUSER));
+      await new Promise<void>((resolve, reject) => {
+        admin?.once('error', reject);
+        admin?.listen(path, () => resolve());
+      });
+      await chmod(path, 0o600);
+    },
     listen: (host, port) =>
       new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -183,6 +204,7 @@ export function createApiServer(options: ApiServerOptions & { key: string | Buff
       }),
     close: () =>
       new Promise((resolve) => {
+        admin?.close();
         server.close(() => resolve());
         // Active HTTP/2 sessions would keep close() waiting.
         setTimeout(() => resolve(), 2000).unref();

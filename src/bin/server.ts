@@ -58,6 +58,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const jobState = new JobStateStore(paths.stateDir);
   const scheduler = new Scheduler({ tasks, state: jobState, jobs: () => scheduledJobs(options.makeContext('root@pam')), log: (msg, fields) => schedulerLog('info', msg, fields) });
   const port = await api.listen(options.host, options.port);
+  await api.listenAdminSocket(join(paths.stateDir, 'api.sock'));
   scheduler.start();
   const listen = `${options.host}:${port}`;
   await writeStatus('running', listen);

@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LocalApiClient } from '../client/index.ts';
 import { IbsError, KEEP_RULES, type CryptKey, type KeepOptions } from '../core/index.ts';
 import { formatBytes, formatDuration, formatRate } from '../lib/index.ts';
 import * as app from '../app/index.ts';
@@ -57,6 +59,11 @@ async function keyFrom(args: ParsedArgs): Promise<CryptKey | undefined> {
   const file = str(args, 'keyfile');
   if (file === undefined) return undefined;
   return app.loadKey(file, () => readPassphrase({ file: str(args, 'passphrase-file'), envName: 'IBS_PASSPHRASE', prompt: 'Key passphrase: ' }));
+}
+
+/** The running server's admin socket. */
+function local(ctx: AppContext): LocalApiClient {
+  return new LocalApiClient(join(ctx.paths.stateDir, 'api.sock'));
 }
 
 const bytesOr = (n: unknown): string => (typeof n === 'number' ? formatBytes(n) : '');
@@ -546,6 +553,75 @@ export const COMMANDS: Command[] = [
     run: async (_ctx, a) =>
       app.previewCalendar({ expression: pos(a, 0), ...(str(a, 'iterations') !== undefined ? { iterations: wholeNumber(str(a, 'iterations'), 'iterations', 1000) as number } : {}), ...(str(a, 'from') !== undefined ? { from: str(a, 'from') as string } : {}) }),
     text: (r: app.CalendarPreview) => [`Normalized form: ${r.normalized}`, ...r.next.map((t, i) => `${i === 0 ? '    Next elapse' : `       Iter. #${i + 1}`}: ${t}`)].join('\n'),
+  },
+  // ---- tasks (through the running server's admin socket) -------------------------------------------------
+  {
+    path: ['task', 'list'],
+    usage: 'task list [--state running|ok|warnings|error|aborted|queued|finished] [--type T] [--since TIME] [--limit N]',
+    summary: 'tasks of the running server, newest first',
+    positionals: 0,
+    options: { state: { type: 'string', help: 'only tasks in this state' }, type: { type: 'string', help: 'only this task type (verify, garbage_collection, …)' }, since: { type: 'string', help: 'only tasks started after this time (ISO 8601 or epoch seconds)' }, limit: { type: 'string', help: 'at most this many' } },
+    run: (ctx, a) => {
+      const since = str(a, 'since');
+      const sinceSeconds = since === undefined ? undefined : /^\d+$/.test(since) ? Number(since) : Math.floor(Date.parse(since) / 1000);
+      if (sinceSeconds !== undefined && !Number.isFinite(sinceSeconds)) throw new IbsError('INVALID_ARGUMENT', `Invalid --since "${since}": expected an ISO 8601 time or epoch seconds`);
+      return local(ctx).request('GET', '/nodes/localhost/tasks', { state: str(a, 'state'), type: str(a, 'type'), since: sinceSeconds, limit: str(a, 'limit') });
+    },
+    text: (r: Array<{ upid: string; type: string; id: string; state: string; starttime: number; status?: string }>) =>
+      table(r.map((t) => ({ ...t, start: new Date(t.starttime * 1000).toISOString().replace('.000Z', 'Z'), status: t.status ?? '' })), ['upid', 'start', 'state', 'status']),
+  },
+  {
+    path: ['task', 'status'],
+    usage: 'task status UPID',
+    summary: 'state, result and live progress of a task',
+    positionals: 1,
+    run: (ctx, a) => local(ctx).request('GET', `/nodes/localhost/tasks/${encodeURIComponent(pos(a, 0))}/status`),
+    text: (r: Record<string, unknown>) => keyValues(r),
+  },
+  {
+    path: ['task', 'log'],
+    usage: 'task log UPID [--follow]',
+    summary: 'the log of a task (with --follow: until it ends)',
+    positionals: 1,
+    options: { follow: { type: 'boolean', help: 'keep printing as the task logs, until it ends' } },
+    run: async (ctx, a) => {
+      const client = local(ctx);
+      const upid = encodeURIComponent(pos(a, 0));
+      let offset = 0;
+      let text = '';
+      for (;;) {
+        const chunk = await client.request<{ text: string; size: number }>('GET', `/nodes/localhost/tasks/${upid}/log`, { start: offset });
+        offset = chunk.size;
+        if (flag(a, 'follow')) process.stdout.write(chunk.text);
+        else text += chunk.text;
+        const { state } = await client.request<{ state: string }>('GET', `/nodes/localhost/tasks/${upid}/status`);
+        if (!flag(a, 'follow') || (state !== 'running' && state !== 'queued')) {
+          if (flag(a, 'follow') && state !== 'running' && state !== 'queued') {
+            const rest = await client.request<{ text: string; size: number }>('GET', `/nodes/localhost/tasks/${upid}/log`, { start: offset });
+            process.stdout.write(rest.text);
+          }
+          return { text };
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    },
+    text: (r: { text: string }) => r.text.trimEnd(),
+  },
+  {
+    path: ['task', 'stop'],
+    usage: 'task stop UPID',
+    summary: 'stop a running task (it ends as aborted)',
+    positionals: 1,
+    run: (ctx, a) => local(ctx).request('DELETE', `/nodes/localhost/tasks/${encodeURIComponent(pos(a, 0))}`),
+    text: (r: { stopped: boolean }) => (r.stopped ? 'Stop requested' : 'The task is not running'),
+  },
+  {
+    path: ['worker', 'status'],
+    usage: 'worker status',
+    summary: 'worker slots per task type: in use and queued',
+    positionals: 0,
+    run: (ctx) => local(ctx).request('GET', '/nodes/localhost/workers'),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['type', 'slots', 'running', 'queued']),
   },
   // ---- scheduled jobs ---------------------------------------------------------------------------------
   {

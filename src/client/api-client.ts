@@ -14,6 +14,21 @@ export interface ApiClientOptions {
   timeoutMs?: number;
 }
 
+/** The `data` of an API response, or an IbsError with the server's code and message. */
+export function decodeApiResponse<T>(status: number, text: string, what: string): T {
+  let parsed: { data?: T; message?: string; code?: string };
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch {
+    throw new IbsError('UNAVAILABLE', `${what}: HTTP ${status} with a body that is not JSON`);
+  }
+  if (status !== 200) {
+    const code: ErrorCode = parsed.code && parsed.code in ERROR_CODES ? (parsed.code as ErrorCode) : status === 401 ? 'UNAUTHENTICATED' : status === 400 ? 'INVALID_ARGUMENT' : 'UNAVAILABLE';
+    throw new IbsError(code, parsed.message ?? `${what}: HTTP ${status}`, { details: { status } });
+  }
+  return parsed.data as T;
+}
+
 /**
  * HTTPS client of the API: TLS 1.3, HTTP/2, API token auth. The server is identified only by its pinned
  * certificate fingerprint, checked on the TLS socket before HTTP/2 starts, so no request (and no token) is
@@ -86,18 +101,7 @@ export class ApiClient {
     const [headers] = (await once(stream, 'response')) as [Record<string, string | number>];
     const pieces: Buffer[] = [];
     for await (const piece of stream) pieces.push(piece as Buffer);
-    const status = Number(headers[':status']);
-    let parsed: { data?: T; message?: string; code?: string };
-    try {
-      parsed = JSON.parse(Buffer.concat(pieces).toString('utf8')) as typeof parsed;
-    } catch {
-      throw new IbsError('UNAVAILABLE', `${method} ${path}: HTTP ${status} with a body that is not JSON`);
-    }
-    if (status !== 200) {
-      const code: ErrorCode = parsed.code && parsed.code in ERROR_CODES ? (parsed.code as ErrorCode) : status === 401 ? 'UNAUTHENTICATED' : status === 400 ? 'INVALID_ARGUMENT' : 'UNAVAILABLE';
-      throw new IbsError(code, parsed.message ?? `${method} ${path}: HTTP ${status}`, { details: { status } });
-    }
-    return parsed.data as T;
+    return decodeApiResponse<T>(Number(headers[':status']), Buffer.concat(pieces).toString('utf8'), `${method} ${path}`);
   }
 
   close(): Promise<void> {

@@ -96,10 +96,13 @@ function privilegesOf(entries: readonly AclEntry[], authId: string, path: string
   return current;
 }
 
+/** The local administrator: holds every privilege (as root@pam on Proxmox). Reached through the admin socket. */
+export const SUPERUSER = 'root@pam';
+
 /** The privileges `authId` holds on `path` (for a token: intersected with its user's). */
 export function effectivePrivileges(entries: readonly AclEntry[], authId: string, path: string): Set<Privilege> {
   const { user, token } = parseAuthId(authId);
-  const own = privilegesOf(entries, user, path);
+  const own = user === SUPERUSER ? new Set<Privilege>(PRIVILEGES) : privilegesOf(entries, user, path);
   if (token === undefined) return own;
   const tokenPrivs = privilegesOf(entries, authId, path);
   return new Set([...tokenPrivs].filter((p) => own.has(p)));

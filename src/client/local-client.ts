@@ -1,0 +1,48 @@
+import { request } from 'node:http';
+import { IbsError } from '../core/index.ts';
+import { decodeApiResponse } from './api-client.ts';
+
+/**
+ * Client of the server's local admin socket (`api.sock` in the state directory): the same API, as root@pam,
+ * for the administrator on the server machine. Reaching it requires file access to the socket.
+ */
+export class LocalApiClient {
+  readonly #socketPath: string;
+
+  constructor(socketPath: string) {
+    this.#socketPath = socketPath;
+  }
+
+  request<T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, params: Record<string, unknown> = {}): Promise<T> {
+    let fullPath = `/api2/json${path}`;
+    let body: string | undefined;
+    if (method === 'GET' || method === 'DELETE') {
+      const query = new URLSearchParams();
+      for (const [k, v] of Object.entries(params)) if (v !== undefined) query.append(k, String(v));
+      if ([...query].length > 0) fullPath += `?${query}`;
+    } else body = JSON.stringify(params);
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.#socketPath, path: fullPath, method, headers: body !== undefined ? { 'content-type': 'application/json' } : {} }, (res) => {
+        const pieces: Buffer[] = [];
+        res.on('data', (d: Buffer) => pieces.push(d));
+        res.on('end', () => {
+          try {
+            resolve(decodeApiResponse<T>(res.statusCode ?? 0, Buffer.concat(pieces).toString('utf8'), `${method} ${path}`));
+          } catch (error) {
+            reject(error);
+          }
+        });
+      });
+      req.on('error', (error: NodeJS.ErrnoException) =>
+        reject(
+          error.code === 'ENOENT' || error.code === 'ECONNREFUSED'
+            ? new IbsError('UNAVAILABLE', `The server is not running (no admin socket at ${this.#socketPath}): start it with "ironcore-backup server"`)
+            : error.code === 'EACCES'
+              ? new IbsError('PERMISSION_DENIED', `No access to the admin socket ${this.#socketPath}: run as the user the server runs as`)
+              : error,
+        ),
+      );
+      req.end(body);
+    });
+  }
+}
