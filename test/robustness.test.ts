@@ -157,9 +157,12 @@ test('GC run while a backup is writing: the backup commits and verifies', async 
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   // Wait until the backup holds its lease and has written chunks, then collect garbage with no margin.
   for (let i = 0; i < 200; i++) {
-    const leases = await readdir(join(storePath, '.writers')).catch(() => []);
+    const leases = (await readdir(join(storePath, '.writers')).catch(() => [])).filter((l) => l.endsWith('.json'));
     const live = [];
-    for (const l of leases) live.push(JSON.parse(await readFile(join(storePath, '.writers', l), 'utf8')));
+    for (const l of leases) {
+      const text = await readFile(join(storePath, '.writers', l), 'utf8').catch(() => undefined); // may be released meanwhile
+      if (text) live.push(JSON.parse(text));
+    }
     if (live.some((l: { target?: string }) => l.target?.includes('during-gc'))) break;
     await new Promise((r) => setTimeout(r, 25));
   }
