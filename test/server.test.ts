@@ -4,6 +4,8 @@ import { request as httpsRequest } from 'node:https';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { ApiClient } from '../src/client/index.ts';
 import { IbsError } from '../src/core/index.ts';
 import { ibs, startIbs, tempDir } from './helpers.ts';
@@ -14,6 +16,8 @@ let server: ChildProcess;
 let port: number;
 let fingerprint: string;
 let output = '';
+let hook: Server;
+const notified: Array<{ title: string; severity: string }> = [];
 
 async function waitFor(pattern: RegExp, ms = 15_000): Promise<RegExpExecArray> {
   const deadline = Date.now() + ms;
@@ -34,6 +38,18 @@ before(async () => {
   await mkdir(join(work.path, 'src'));
   await writeFile(join(work.path, 'src', 'a.txt'), 'hello');
   assert.equal((await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'web1', `root.tar:${join(work.path, 'src')}`])).code, 0);
+  // Notifications of finished tasks go to a webhook in this test.
+  hook = createHttpServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      notified.push(JSON.parse(body) as { title: string; severity: string });
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+  assert.equal((await ibs(home, ['notification', 'target', 'create', 'hook', '--type', 'webhook', '--url', `http://127.0.0.1:${(hook.address() as AddressInfo).port}/`])).code, 0);
+  assert.equal((await ibs(home, ['notification', 'matcher', 'create', 'all', '--target', 'hook'])).code, 0);
   // A verify job that, as far as the job state knows, was last due an hour ago: the server must run it once at start.
   assert.equal((await ibs(home, ['verify', 'job', 'create', 'catchup', '--store', 'store1', '--schedule', 'hourly'])).code, 0);
   const { DatabaseSync } = await import('node:sqlite');
@@ -50,6 +66,7 @@ before(async () => {
 });
 
 after(async () => {
+  hook.close();
   if (server.exitCode === null) server.kill('SIGKILL');
   await work.cleanup();
 });
@@ -140,6 +157,8 @@ test('a task started through the API logs TASK OK; SIGTERM stops the server grac
   assert.equal(state, 'ok');
   const log = await client.request<{ text: string }>('GET', `/nodes/localhost/tasks/${encodeURIComponent(upid)}/log`);
   assert.match(log.text, /TASK OK\n$/);
+  for (let i = 0; i < 50 && !notified.some((n) => n.title === 'Verify of store1 succeeded'); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(notified.some((n) => n.title === 'Verify of store1 succeeded' && n.severity === 'info'), JSON.stringify(notified));
   await client.close();
   // The same task through the CLI and the admin socket.
   const list = JSON.parse((await ibs(home, ['task', 'list', '--type', 'verify', '--output', 'json'])).stdout) as Array<{ upid: string }>;

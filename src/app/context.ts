@@ -1,4 +1,4 @@
-import type { AccessConfig, DatastoreConfig, DatastoreRegistry, IbsPaths, JobsConfig } from '../config/index.ts';
+import type { AccessConfig, DatastoreConfig, DatastoreRegistry, IbsPaths, JobsConfig, NotificationsConfig } from '../config/index.ts';
 import { Datastore } from '../datastore/index.ts';
 import type { Reporter } from '../lib/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
@@ -11,6 +11,8 @@ export interface AppContext {
   access: AccessConfig;
   /** Scheduled verify and prune jobs. */
   jobs: JobsConfig;
+  /** Notification targets and matchers. */
+  notifications: NotificationsConfig;
   /** Builds the (wrapped) backend for a configured datastore. */
   openBackend(config: DatastoreConfig): StorageBackend;
   /** The acting identity (owner of new groups), e.g. "root@pam". */

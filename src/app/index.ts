@@ -16,3 +16,4 @@ export * from './certificate.ts';
 export * from './access.ts';
 export * from './jobs.ts';
 export * from './job-status.ts';
+export * from './notifications.ts';

@@ -7,9 +7,9 @@ import { withDatastore } from './context.ts';
 import { gcStore, verifyStore } from './maintenance.ts';
 import { taskReporter } from './task-reporter.ts';
 
-export async function createVerifyJob(ctx: AppContext, input: { id: string; store: string; ns?: string; schedule: string; ignoreVerified?: boolean; outdatedAfterDays?: number; comment?: string }): Promise<VerifyJobConfig> {
+export async function createVerifyJob(ctx: AppContext, input: { id: string; store: string; ns?: string; schedule: string; ignoreVerified?: boolean; outdatedAfterDays?: number; notificationMode?: 'always' | 'error' | 'never'; comment?: string }): Promise<VerifyJobConfig> {
   await ctx.datastores.get(input.store);
-  return ctx.jobs.verify.add({ id: input.id, store: input.store, ns: input.ns ?? '', schedule: input.schedule, ignoreVerified: input.ignoreVerified ?? false, ...(input.outdatedAfterDays !== undefined ? { outdatedAfterDays: input.outdatedAfterDays } : {}), ...(input.comment ? { comment: input.comment } : {}) });
+  return ctx.jobs.verify.add({ id: input.id, store: input.store, ns: input.ns ?? '', schedule: input.schedule, ignoreVerified: input.ignoreVerified ?? false, ...(input.outdatedAfterDays !== undefined ? { outdatedAfterDays: input.outdatedAfterDays } : {}), ...(input.notificationMode ? { notificationMode: input.notificationMode } : {}), ...(input.comment ? { comment: input.comment } : {}) });
 }
 
 export async function createPruneJob(ctx: AppContext, input: { id: string; store: string; ns?: string; schedule: string; keep: KeepOptions; comment?: string }): Promise<PruneJobConfig> {
@@ -28,6 +28,7 @@ export async function scheduledJobs(ctx: AppContext): Promise<ScheduledJob[]> {
       type: 'verificationjob',
       target: j.store,
       authId: 'root@pam',
+      ...(j.notificationMode ? { notify: j.notificationMode } : {}),
       run: async (task) => {
         const r = await verifyStore(withTask(task), { store: j.store, ns: j.ns, ignoreVerified: j.ignoreVerified, ...(j.outdatedAfterDays !== undefined ? { outdatedAfterDays: j.outdatedAfterDays } : {}) });
         if (!r.ok) throw new IbsError('VERIFY_FAILED', `verification failed for ${r.snapshots.filter((s) => s.state === 'failed').map((s) => s.snapshot).join(', ')}`);

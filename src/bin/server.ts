@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ROUTES, createApiServer } from '../api/index.ts';
-import { ensureAdmin, ensureCertificate, scheduledJobs, type AppContext } from '../app/index.ts';
+import { ensureAdmin, ensureCertificate, notifier as makeNotifier, scheduledJobs, taskEvent, type AppContext } from '../app/index.ts';
 import { JobStateStore, Scheduler, TaskManager, TaskStore } from '../jobs/index.ts';
 import { jsonFileLog, silentReporter, writeFileAtomic } from '../lib/index.ts';
 import type { IbsPaths } from '../config/index.ts';
@@ -31,10 +31,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const apiLog = jsonFileLog(join(paths.logDir, 'api.log'), 'api');
   const workerLog = jsonFileLog(join(paths.logDir, 'worker.log'), 'worker');
   const schedulerLog = jsonFileLog(join(paths.logDir, 'scheduler.log'), 'scheduler');
+  const notifyLog = jsonFileLog(join(paths.logDir, 'notify.log'), 'notify');
+  const notifier = makeNotifier(options.makeContext('root@pam'), (level, msg, fields) => notifyLog(level, msg, fields));
   const started = new Date().toISOString();
   const statusFile = join(paths.stateDir, 'services.json');
   const writeStatus = async (state: 'running' | 'stopped', listen: string, reason?: string): Promise<void> => {
-    const services = ['api', 'worker', 'scheduler'].map((service) => ({ service, state, since: new Date().toISOString(), ...(reason ? { reason } : {}) }));
+    const services = ['api', 'worker', 'scheduler', 'notify'].map((service) => ({ service, state, since: new Date().toISOString(), ...(reason ? { reason } : {}) }));
     await writeFileAtomic(statusFile, `${JSON.stringify({ pid: process.pid, started, listen, services }, null, 1)}\n`);
   };
 
@@ -44,7 +46,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   else if (admin) options.out(`First start: created ${admin.userid} with the password from ${options.adminPasswordFile}`);
 
   const store = await TaskStore.open(paths.stateDir);
-  const tasks = await TaskManager.start({ store, slots: { verify: 1, garbage_collection: 1, prune: 1, backup: 4, syncjob: 4 } });
+  let scheduler: Scheduler | undefined;
+  const tasks = await TaskManager.start({
+    store,
+    slots: { verify: 1, garbage_collection: 1, prune: 1, backup: 4, syncjob: 4 },
+    onFinished: (record) => {
+      const job = scheduler?.jobFor(record.upid);
+      const mode = job?.notify ?? 'always';
+      if (mode === 'never' || (mode === 'error' && record.state === 'ok')) return;
+      const event = taskEvent(record, job?.id);
+      if (event) void notifier.send(event);
+    },
+  });
   workerLog('info', 'task manager started', { slots: tasks.workerStatus() });
   const api = createApiServer({
     key: cert.key,
@@ -56,7 +69,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     log: apiLog,
   });
   const jobState = new JobStateStore(paths.stateDir);
-  const scheduler = new Scheduler({ tasks, state: jobState, jobs: () => scheduledJobs(options.makeContext('root@pam')), log: (msg, fields) => schedulerLog('info', msg, fields) });
+  scheduler = new Scheduler({ tasks, state: jobState, jobs: () => scheduledJobs(options.makeContext('root@pam')), log: (msg, fields) => schedulerLog('info', msg, fields) });
   const port = await api.listen(options.host, options.port);
   await api.listenAdminSocket(join(paths.stateDir, 'api.sock'));
   scheduler.start();

@@ -623,16 +623,142 @@ export const COMMANDS: Command[] = [
     run: (ctx) => local(ctx).request('GET', '/nodes/localhost/workers'),
     text: (r: Array<Record<string, unknown>>) => table(r, ['type', 'slots', 'running', 'queued']),
   },
+  // ---- notifications -----------------------------------------------------------------------------------
+  {
+    path: ['notification', 'target', 'create'],
+    usage: 'notification target create NAME --type webhook|sendmail|smtp [--url U --method POST --header K=V … --secret-header K=V … --body TEMPLATE] [--mailto ADDR … --from ADDR] [--path SENDMAIL] [--server HOST --port N --mode starttls|tls|insecure --username U --password-file F]',
+    summary: 'add a notification target; secrets (SMTP password, secret headers) are stored apart, 0600, never shown',
+    positionals: 1,
+    options: {
+      type: { type: 'string', help: 'webhook, sendmail or smtp' },
+      url: { type: 'string', help: 'webhook URL ({{title}}, {{severity}}, … may appear in it)' },
+      method: { type: 'string', help: 'webhook method: POST (default), PUT or GET' },
+      header: { type: 'string', multiple: true, help: 'webhook header NAME=VALUE (repeatable)' },
+      'secret-header': { type: 'string', multiple: true, help: 'webhook header kept secret, e.g. Authorization=Bearer … (repeatable)' },
+      body: { type: 'string', help: 'webhook body template with {{title}}, {{message}}, {{severity}}, {{type}}, {{time}}, {{fields.NAME}}' },
+      mailto: { type: 'string', multiple: true, help: 'recipient (repeatable)' },
+      from: { type: 'string', help: 'sender address' },
+      path: { type: 'string', help: 'sendmail program (default /usr/sbin/sendmail)' },
+      server: { type: 'string', help: 'SMTP server' },
+      port: { type: 'string', help: 'SMTP port (default 587, or 465 with --mode tls)' },
+      mode: { type: 'string', help: 'SMTP: starttls (default), tls or insecure' },
+      username: { type: 'string', help: 'SMTP user' },
+      'password-file': { type: 'string', help: 'SMTP password from this file (or IBS_SMTP_PASSWORD)' },
+      comment: { type: 'string', help: 'free text' },
+    },
+    run: async (ctx, a) => {
+      const password = str(a, 'password-file') !== undefined || process.env.IBS_SMTP_PASSWORD !== undefined ? await readPassphrase({ file: str(a, 'password-file'), envName: 'IBS_SMTP_PASSWORD', prompt: '' }) : undefined;
+      return app.createNotificationTarget(ctx, {
+        type: str(a, 'type') ?? '',
+        name: pos(a, 0),
+        ...(str(a, 'url') !== undefined ? { url: str(a, 'url') as string } : {}),
+        ...(str(a, 'method') !== undefined ? { method: str(a, 'method') as string } : {}),
+        headers: list(a, 'header'),
+        secretHeaders: list(a, 'secret-header'),
+        ...(str(a, 'body') !== undefined ? { body: str(a, 'body') as string } : {}),
+        mailto: list(a, 'mailto'),
+        ...(str(a, 'from') !== undefined ? { from: str(a, 'from') as string } : {}),
+        ...(str(a, 'path') !== undefined ? { path: str(a, 'path') as string } : {}),
+        ...(str(a, 'server') !== undefined ? { server: str(a, 'server') as string } : {}),
+        ...(str(a, 'port') !== undefined ? { port: wholeNumber(str(a, 'port'), 'port', 65535) as number } : {}),
+        ...(str(a, 'mode') !== undefined ? { mode: str(a, 'mode') as string } : {}),
+        ...(str(a, 'username') !== undefined ? { username: str(a, 'username') as string } : {}),
+        ...(password !== undefined ? { password } : {}),
+        ...(str(a, 'comment') !== undefined ? { comment: str(a, 'comment') as string } : {}),
+      });
+    },
+    text: (r: { type: string; name: string }) => `Created ${r.type} target ${r.name}`,
+  },
+  {
+    path: ['notification', 'target', 'list'],
+    usage: 'notification target list',
+    summary: 'list notification targets (never their secrets)',
+    positionals: 0,
+    run: (ctx) => ctx.notifications.targets(),
+    text: (r: Array<Record<string, unknown>>) => table(r.map((t) => ({ ...t, where: t.url ?? t.server ?? t.path ?? '', to: t.mailto ?? '' })), ['name', 'type', 'where', 'to', 'comment']),
+  },
+  {
+    path: ['notification', 'target', 'remove'],
+    usage: 'notification target remove NAME',
+    summary: 'remove a notification target and its secrets',
+    positionals: 1,
+    run: async (ctx, a) => {
+      await ctx.notifications.remove('target', pos(a, 0));
+      return { removed: pos(a, 0) };
+    },
+    text: (r: { removed: string }) => `Removed target ${r.removed}`,
+  },
+  {
+    path: ['notification', 'target', 'test'],
+    usage: 'notification target test NAME [--recipient ADDR]',
+    summary: 'send a test notification through a target (to another recipient with --recipient)',
+    positionals: 1,
+    options: { recipient: { type: 'string', help: 'send the test mail here instead of the configured recipients' } },
+    run: (ctx, a) => app.testNotificationTarget(ctx, { name: pos(a, 0), ...(str(a, 'recipient') ? { recipient: str(a, 'recipient') as string } : {}) }),
+    text: (r: { target: string }) => `Test notification sent through ${r.target}`,
+  },
+  {
+    path: ['notification', 'matcher', 'create'],
+    usage: 'notification matcher create NAME --target T … [--match-severity error,warning] [--match-type verify,gc,prune,backup,sync] [--match-datastore S] [--match-job J] [--match-calendar CAL] [--mode all|any] [--invert]',
+    summary: 'route events to targets: conditions combine with --mode (all by default); --invert negates',
+    positionals: 1,
+    options: {
+      target: { type: 'string', multiple: true, help: 'target to notify (repeatable)' },
+      'match-severity': { type: 'string', help: 'comma-separated: info, notice, warning, error' },
+      'match-type': { type: 'string', help: 'comma-separated event types' },
+      'match-datastore': { type: 'string', help: 'comma-separated datastores' },
+      'match-job': { type: 'string', help: 'comma-separated job ids (verify/NAME, prune/NAME, gc/STORE)' },
+      'match-calendar': { type: 'string', help: 'only events inside this calendar window, e.g. "mon..fri 08..17:*"' },
+      mode: { type: 'string', help: 'all (default) or any' },
+      invert: { type: 'boolean', help: 'notify when the conditions do not hold' },
+      comment: { type: 'string', help: 'free text' },
+    },
+    run: (ctx, a) => {
+      const csv = (name: string): string[] | undefined => str(a, name)?.split(',').map((x) => x.trim()).filter(Boolean);
+      return app.createNotificationMatcher(ctx, {
+        name: pos(a, 0),
+        targets: list(a, 'target'),
+        ...(csv('match-severity') ? { severities: csv('match-severity') as string[] } : {}),
+        ...(csv('match-type') ? { types: csv('match-type') as string[] } : {}),
+        ...(csv('match-datastore') ? { datastores: csv('match-datastore') as string[] } : {}),
+        ...(csv('match-job') ? { jobs: csv('match-job') as string[] } : {}),
+        ...(str(a, 'match-calendar') ? { calendar: str(a, 'match-calendar') as string } : {}),
+        ...(str(a, 'mode') ? { mode: str(a, 'mode') as string } : {}),
+        invert: flag(a, 'invert'),
+        ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}),
+      });
+    },
+    text: (r: { name: string }) => `Created matcher ${r.name}`,
+  },
+  {
+    path: ['notification', 'matcher', 'list'],
+    usage: 'notification matcher list',
+    summary: 'list matchers',
+    positionals: 0,
+    run: (ctx) => ctx.notifications.matchers(),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'targets', 'severities', 'types', 'datastores', 'jobs', 'calendar', 'mode', 'invert']),
+  },
+  {
+    path: ['notification', 'matcher', 'remove'],
+    usage: 'notification matcher remove NAME',
+    summary: 'remove a matcher',
+    positionals: 1,
+    run: async (ctx, a) => {
+      await ctx.notifications.remove('matcher', pos(a, 0));
+      return { removed: pos(a, 0) };
+    },
+    text: (r: { removed: string }) => `Removed matcher ${r.removed}`,
+  },
   // ---- scheduled jobs ---------------------------------------------------------------------------------
   {
     path: ['verify', 'job', 'create'],
     usage: 'verify job create NAME --store S --schedule CAL [--ns NS] [--ignore-verified] [--outdated-after DAYS] [--comment TEXT]',
     summary: 'schedule verification of a datastore (run by the server)',
     positionals: 1,
-    options: { store: { type: 'string', help: 'datastore' }, schedule: { type: 'string', help: 'calendar event' }, ...STORE_NS, 'ignore-verified': { type: 'boolean', help: 'skip snapshots verified ok recently' }, 'outdated-after': { type: 'string', help: 're-verify after this many days' }, comment: { type: 'string', help: 'free text' } },
+    options: { store: { type: 'string', help: 'datastore' }, schedule: { type: 'string', help: 'calendar event' }, ...STORE_NS, 'ignore-verified': { type: 'boolean', help: 'skip snapshots verified ok recently' }, 'outdated-after': { type: 'string', help: 're-verify after this many days' }, 'notification-mode': { type: 'string', help: 'always (default), error or never' }, comment: { type: 'string', help: 'free text' } },
     run: (ctx, a) => {
       if (!str(a, 'store') || !str(a, 'schedule')) throw new IbsError('INVALID_ARGUMENT', 'Missing --store or --schedule: a verify job needs both');
-      return app.createVerifyJob(ctx, { id: pos(a, 0), store: str(a, 'store') as string, schedule: str(a, 'schedule') as string, ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), ignoreVerified: flag(a, 'ignore-verified'), ...(str(a, 'outdated-after') !== undefined ? { outdatedAfterDays: wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) as number } : {}), ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}) });
+      return app.createVerifyJob(ctx, { id: pos(a, 0), store: str(a, 'store') as string, schedule: str(a, 'schedule') as string, ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), ignoreVerified: flag(a, 'ignore-verified'), ...(str(a, 'outdated-after') !== undefined ? { outdatedAfterDays: wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) as number } : {}), ...(str(a, 'notification-mode') ? { notificationMode: str(a, 'notification-mode') as 'always' } : {}), ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}) });
     },
     text: (r: { id: string }) => `Created verify job ${r.id}`,
   },
@@ -705,7 +831,7 @@ export const COMMANDS: Command[] = [
       snapshot: { type: 'string', help: 'only this snapshot (TYPE/ID/TIME)' },
       'ignore-verified': { type: 'boolean', help: 'skip snapshots verified ok recently' },
       'outdated-after': { type: 'string', help: 'with --ignore-verified: re-verify after this many days' },
-      'notification-mode': { type: 'string', help: 'always, error or never (notifications arrive with the server)' },
+      'notification-mode': { type: 'string', help: 'send the result to the notification matchers: always, error (only on failure) or never' },
       ...KEY_OPTIONS,
     },
     run: async (ctx, a) => {
@@ -719,9 +845,15 @@ export const COMMANDS: Command[] = [
         ...(str(a, 'outdated-after') !== undefined ? { outdatedAfterDays: wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) as number } : {}),
         key: await keyFrom(a),
       });
+      const lines = r.badChunks.map((b) => `chunk ${b.digest}: ${b.reason}; used by ${b.snapshots.join(', ') || 'no snapshot'}`);
+      const failed = r.snapshots.filter((s) => s.state === 'failed').map((s) => `${s.snapshot}: ${s.problems.join('; ')}`);
+      if (mode !== undefined) {
+        const summary = r.ok ? `Verified ${r.snapshots.length} snapshots, ${r.chunksChecked} chunks: all ok` : [...failed, ...lines].join('\n');
+        for (const d of await app.notifyVerifyResult(ctx, { store: pos(a, 0), ok: r.ok, summary, mode: mode as 'always' })) {
+          if (!d.ok) ctx.reporter.warn(`notification to ${d.target} failed: ${d.error}`);
+        }
+      }
       if (!r.ok) {
-        const lines = r.badChunks.map((b) => `chunk ${b.digest}: ${b.reason}; used by ${b.snapshots.join(', ') || 'no snapshot'}`);
-        const failed = r.snapshots.filter((s) => s.state === 'failed').map((s) => `${s.snapshot}: ${s.problems.join('; ')}`);
         throw new IbsError('VERIFY_FAILED', `Verification failed for ${failed.length} snapshot(s):\n  ${[...failed, ...lines].join('\n  ')}`, { details: { ...r } });
       }
       return r;

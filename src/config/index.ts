@@ -7,3 +7,4 @@ export { resolvePaths, type IbsPaths } from './paths.ts';
 export { DatastoreRegistry, type DatastoreConfig } from './datastore-config.ts';
 export { AccessConfig, type UserRecord, type TokenRecord } from './access.ts';
 export { JobsConfig, type VerifyJobConfig, type PruneJobConfig } from './jobs-config.ts';
+export { NotificationsConfig, type TargetType } from './notifications-config.ts';

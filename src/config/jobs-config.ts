@@ -12,6 +12,7 @@ export interface VerifyJobConfig {
   schedule: string;
   ignoreVerified: boolean;
   outdatedAfterDays?: number;
+  notificationMode?: 'always' | 'error' | 'never';
   comment?: string;
 }
 
@@ -84,11 +85,13 @@ export class JobsConfig {
         schedule: s.props.schedule ?? '',
         ignoreVerified: s.props['ignore-verified'] === '1',
         ...(s.props['outdated-after'] ? { outdatedAfterDays: Number(s.props['outdated-after']) } : {}),
+        ...(s.props['notification-mode'] ? { notificationMode: s.props['notification-mode'] as 'always' } : {}),
         ...(s.props.comment ? { comment: s.props.comment } : {}),
       }),
-      (j) => ({ store: j.store, ns: j.ns, schedule: j.schedule, 'ignore-verified': j.ignoreVerified ? '1' : '0', ...(j.outdatedAfterDays !== undefined ? { 'outdated-after': String(j.outdatedAfterDays) } : {}), ...(j.comment ? { comment: j.comment } : {}) }),
+      (j) => ({ store: j.store, ns: j.ns, schedule: j.schedule, 'ignore-verified': j.ignoreVerified ? '1' : '0', ...(j.outdatedAfterDays !== undefined ? { 'outdated-after': String(j.outdatedAfterDays) } : {}), ...(j.notificationMode ? { 'notification-mode': j.notificationMode } : {}), ...(j.comment ? { comment: j.comment } : {}) }),
       (j) => {
         checkCommon(j.id, j.store, j.ns, j.schedule, j.comment);
+        if (j.notificationMode !== undefined && !['always', 'error', 'never'].includes(j.notificationMode)) throw new IbsError('INVALID_ARGUMENT', `Invalid notification mode "${j.notificationMode}": expected always, error or never`);
         if (j.outdatedAfterDays !== undefined && (!Number.isInteger(j.outdatedAfterDays) || j.outdatedAfterDays < 0)) throw new IbsError('INVALID_ARGUMENT', `Invalid outdated-after ${j.outdatedAfterDays}: expected whole days`);
       },
     );

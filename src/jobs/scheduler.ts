@@ -11,6 +11,8 @@ export interface ScheduledJob {
   /** What the task works on (shown in task lists). */
   target: string;
   authId: string;
+  /** When its results are notified: always (default), only on error, or never. */
+  notify?: 'always' | 'error' | 'never';
   run(task: TaskContext): Promise<unknown>;
 }
 
@@ -34,6 +36,7 @@ export class Scheduler {
   readonly #now: () => number;
   readonly #log: (msg: string, fields?: Record<string, unknown>) => void;
   readonly #running = new Map<string, Promise<unknown>>();
+  readonly #byUpid = new Map<string, ScheduledJob>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(options: { tasks: TaskManager; state: JobStateStore; jobs: () => Promise<ScheduledJob[]>; now?: () => number; log?: (msg: string, fields?: Record<string, unknown>) => void }) {
@@ -76,15 +79,22 @@ export class Scheduler {
       }
       const { upid, done } = this.#tasks.spawn({ type: job.type, id: job.target, authId: job.authId }, (task) => job.run(task));
       this.#state.started(job.id, now, upid);
+      this.#byUpid.set(upid, job);
       this.#log('job started', { job: job.id, task: upid });
       const finished = done.then((record) => {
         this.#state.finished(job.id, this.#now(), record.state, record.status ?? '');
         this.#running.delete(job.id);
+        this.#byUpid.delete(upid);
       });
       this.#running.set(job.id, finished);
       started.push(job.id);
     }
     return started;
+  }
+
+  /** The job a running task belongs to, if the scheduler started it. */
+  jobFor(upid: string): ScheduledJob | undefined {
+    return this.#byUpid.get(upid);
   }
 
   /** Status of every configured job: last run and next run. */

@@ -27,6 +27,8 @@ export interface TaskManagerOptions {
   /** Tasks of a type that may run at once; more wait in order. */
   slots?: Record<string, number>;
   defaultSlots?: number;
+  /** Called once for every task that has ended (notifications hook here). Must not throw. */
+  onFinished?: (record: TaskRecord) => void;
 }
 
 interface Live {
@@ -54,6 +56,7 @@ export class TaskManager {
   readonly #node: string;
   readonly #slots: Record<string, number>;
   readonly #defaultSlots: number;
+  readonly #onFinished: ((record: TaskRecord) => void) | undefined;
   readonly #live = new Map<string, Live>();
   readonly #running = new Map<string, number>();
   readonly #queues = new Map<string, Waiting[]>();
@@ -66,6 +69,7 @@ export class TaskManager {
     this.#node = (options.node ?? hostname().split('.')[0] ?? 'localhost').replace(/[^A-Za-z0-9.-]/g, '-') || 'localhost';
     this.#slots = options.slots ?? {};
     this.#defaultSlots = options.defaultSlots ?? 4;
+    this.#onFinished = options.onFinished;
   }
 
   static async start(options: TaskManagerOptions): Promise<TaskManager> {
@@ -143,6 +147,11 @@ export class TaskManager {
       this.#running.set(spec.type, (this.#running.get(spec.type) ?? 1) - 1);
       this.#live.delete(upid);
       resolveDone(record);
+      try {
+        this.#onFinished?.(record);
+      } catch {
+        /* a hook must not break task bookkeeping */
+      }
       this.#startNext(spec.type);
     };
     this.store.create(u, upid, 'queued');

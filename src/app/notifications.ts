@@ -1,0 +1,164 @@
+import { IbsError, parseCalendarEvent } from '../core/index.ts';
+import { Notifier, SEVERITIES, validateMatcher, type DeliveryReport, type MatcherConfig, type NotificationEvent, type TargetConfig } from '../notify/index.ts';
+import type { TaskRecord } from '../jobs/index.ts';
+import type { AppContext } from './context.ts';
+
+const EMAIL_RE = /^[^\s@,]+@[^\s@,]+$/;
+
+function emails(list: string[], what: string): string[] {
+  if (list.length === 0) throw new IbsError('INVALID_ARGUMENT', `Missing ${what}: expected at least one e-mail address`);
+  for (const e of list) if (!EMAIL_RE.test(e)) throw new IbsError('INVALID_ARGUMENT', `Invalid e-mail address "${e}" in ${what}`);
+  return list;
+}
+
+export function notifier(ctx: AppContext, log?: (level: 'info' | 'warn', msg: string, fields: Record<string, unknown>) => void): Notifier {
+  return new Notifier(
+    {
+      targets: async () => (await ctx.notifications.targets()) as unknown as TargetConfig[],
+      matchers: async () => (await ctx.notifications.matchers()) as unknown as MatcherConfig[],
+      secrets: (name) => ctx.notifications.secrets(name),
+    },
+    log ? { log } : {},
+  );
+}
+
+export interface TargetInput {
+  type: string;
+  name: string;
+  comment?: string;
+  // webhook
+  url?: string;
+  method?: string;
+  headers?: string[];
+  secretHeaders?: string[];
+  body?: string;
+  // mail
+  mailto?: string[];
+  from?: string;
+  path?: string;
+  server?: string;
+  port?: number;
+  mode?: string;
+  username?: string;
+  password?: string;
+}
+
+function headerPairs(list: string[] | undefined, what: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const h of list ?? []) {
+    const i = h.indexOf('=');
+    if (i <= 0 || !/^[A-Za-z0-9-]+$/.test(h.slice(0, i)) || /[\r\n,]/.test(h)) throw new IbsError('INVALID_ARGUMENT', `Invalid ${what} "${h}": expected NAME=VALUE without commas or line breaks`);
+    out[h.slice(0, i)] = h.slice(i + 1);
+  }
+  return out;
+}
+
+/** Adds a notification target after checking every value for its type; secrets go to the 0600 file. */
+export async function createNotificationTarget(ctx: AppContext, input: TargetInput): Promise<{ type: string; name: string }> {
+  const props: Record<string, string> = {};
+  let secrets: { password?: string; headers?: Record<string, string> } | undefined;
+  if (input.comment) props.comment = input.comment;
+  switch (input.type) {
+    case 'webhook': {
+      let url: URL;
+      try {
+        url = new URL(input.url ?? '');
+      } catch {
+        throw new IbsError('INVALID_ARGUMENT', `Invalid --url "${input.url ?? ''}": expected an http:// or https:// URL`);
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new IbsError('INVALID_ARGUMENT', `Invalid --url "${input.url}": expected http:// or https://`);
+      const method = (input.method ?? 'POST').toUpperCase();
+      if (!['POST', 'PUT', 'GET'].includes(method)) throw new IbsError('INVALID_ARGUMENT', `Invalid --method "${input.method}": expected POST, PUT or GET`);
+      props.url = url.toString();
+      props.method = method;
+      const headers = headerPairs(input.headers, '--header');
+      if (Object.keys(headers).length) props.header = Object.entries(headers).map(([k, v]) => `${k}=${v}`).join(',');
+      if (input.body !== undefined) props.body = Buffer.from(input.body).toString('base64');
+      const secret = headerPairs(input.secretHeaders, '--secret-header');
+      if (Object.keys(secret).length) secrets = { headers: secret };
+      break;
+    }
+    case 'sendmail':
+      props.mailto = emails(input.mailto ?? [], '--mailto').join(',');
+      props.from = input.from ?? 'ironcore-backup@localhost';
+      props.path = input.path ?? '/usr/sbin/sendmail';
+      break;
+    case 'smtp': {
+      if (!input.server || !/^[A-Za-z0-9.:-]+$/.test(input.server)) throw new IbsError('INVALID_ARGUMENT', `Invalid --server "${input.server ?? ''}": expected a host name or address`);
+      const mode = input.mode ?? 'starttls';
+      if (!['starttls', 'tls', 'insecure'].includes(mode)) throw new IbsError('INVALID_ARGUMENT', `Invalid --mode "${mode}": expected starttls, tls or insecure`);
+      if (input.port !== undefined && !(input.port >= 1 && input.port <= 65535)) throw new IbsError('INVALID_ARGUMENT', `Invalid --port ${input.port}: expected 1 to 65535`);
+      props.server = input.server;
+      props.mode = mode;
+      if (input.port !== undefined) props.port = String(input.port);
+      props.mailto = emails(input.mailto ?? [], '--mailto').join(',');
+      props.from = input.from ?? 'ironcore-backup@localhost';
+      if (input.username) props.username = input.username;
+      if (input.password !== undefined) secrets = { password: input.password };
+      break;
+    }
+    default:
+      throw new IbsError('INVALID_ARGUMENT', `Invalid target type "${input.type}": expected webhook, sendmail or smtp`);
+  }
+  await ctx.notifications.add({ type: input.type, name: input.name, props }, secrets);
+  return { type: input.type, name: input.name };
+}
+
+export async function createNotificationMatcher(ctx: AppContext, input: { name: string; targets: string[]; severities?: string[]; types?: string[]; datastores?: string[]; jobs?: string[]; calendar?: string; mode?: string; invert?: boolean; comment?: string }): Promise<{ name: string }> {
+  const known = new Set((await ctx.notifications.targets()).map((t) => t.name));
+  for (const t of input.targets) if (!known.has(t)) throw new IbsError('NOT_FOUND', `Matcher ${input.name}: no notification target "${t}"`);
+  if (input.calendar) parseCalendarEvent(input.calendar);
+  validateMatcher({ name: input.name, targets: input.targets, ...(input.severities ? { severities: input.severities as MatcherConfig['severities'] } : {}), mode: (input.mode ?? 'all') as 'all', invert: input.invert ?? false });
+  const props: Record<string, string> = { target: input.targets.join(','), mode: input.mode ?? 'all', 'invert-match': input.invert ? '1' : '0' };
+  if (input.severities?.length) props['match-severity'] = input.severities.join(',');
+  if (input.types?.length) props['match-type'] = input.types.join(',');
+  if (input.datastores?.length) props['match-datastore'] = input.datastores.join(',');
+  if (input.jobs?.length) props['match-job'] = input.jobs.join(',');
+  if (input.calendar) props['match-calendar'] = input.calendar;
+  if (input.comment) props.comment = input.comment;
+  await ctx.notifications.add({ type: 'matcher', name: input.name, props });
+  return { name: input.name };
+}
+
+/** Sends a test notification to one target, optionally to another recipient. */
+export async function testNotificationTarget(ctx: AppContext, input: { name: string; recipient?: string }): Promise<DeliveryReport> {
+  const target = ((await ctx.notifications.targets()) as unknown as TargetConfig[]).find((t) => t.name === input.name);
+  if (!target) throw new IbsError('NOT_FOUND', `No notification target "${input.name}"`);
+  if (input.recipient !== undefined) emails([input.recipient], '--recipient');
+  const report = await notifier(ctx).test(target, { severity: 'info', type: 'test', title: 'ironcore-backup test notification', message: `This is a test of notification target ${input.name}.`, time: Date.now(), fields: {} }, input.recipient ? [input.recipient] : undefined);
+  if (!report.ok) throw new IbsError('UNAVAILABLE', `Test notification to ${input.name} failed: ${report.error}`);
+  return report;
+}
+
+const EVENT_TYPES: Record<string, string> = { verify: 'verify', verificationjob: 'verify', prune: 'prune', prunejob: 'prune', garbage_collection: 'gc', backup: 'backup', syncjob: 'sync' };
+
+/** The event of a finished task; undefined for task types that do not notify. */
+export function taskEvent(record: TaskRecord, job?: string): NotificationEvent | undefined {
+  const type = EVENT_TYPES[record.type];
+  if (!type) return undefined;
+  const severity: NotificationEvent['severity'] = record.state === 'ok' ? 'info' : record.state === 'warnings' ? 'warning' : 'error';
+  const outcome = record.state === 'ok' ? 'succeeded' : record.state === 'warnings' ? 'finished with warnings' : 'failed';
+  return {
+    severity,
+    type,
+    title: `${type === 'gc' ? 'Garbage collection' : type[0]?.toUpperCase() + type.slice(1)} ${record.id ? `of ${record.id} ` : ''}${outcome}`,
+    message: `${record.status ?? record.state}\n\ntask: ${record.upid}`,
+    time: (record.endtime ?? record.starttime) * 1000,
+    fields: { ...(record.id ? { datastore: record.id } : {}), ...(job ? { job } : {}), upid: record.upid },
+  };
+}
+
+export { SEVERITIES };
+
+/** Notifies the result of a verification run outside the server (CLI), following its notification mode. */
+export async function notifyVerifyResult(ctx: AppContext, input: { store: string; ok: boolean; summary: string; mode: 'always' | 'error' | 'never' }): Promise<DeliveryReport[]> {
+  if (input.mode === 'never' || (input.mode === 'error' && input.ok)) return [];
+  return notifier(ctx).send({
+    severity: input.ok ? 'info' : 'error',
+    type: 'verify',
+    title: `Verification of ${input.store} ${input.ok ? 'succeeded' : 'failed'}`,
+    message: input.summary,
+    time: Date.now(),
+    fields: { datastore: input.store },
+  });
+}

@@ -1,0 +1,113 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { IbsError } from '../core/index.ts';
+import { writeFileAtomic } from '../lib/index.ts';
+import { SectionConfig, acquireLock, type Section } from './section-config.ts';
+
+/**
+ * `notifications.cfg`: sections `webhook: NAME`, `sendmail: NAME`, `smtp: NAME` (targets) and `matcher: NAME`;
+ * `notifications.secrets` (0600): per target an SMTP password and/or secret webhook headers. The shapes match
+ * notify's TargetConfig and MatcherConfig (the notify layer validates them).
+ */
+
+export type TargetType = 'webhook' | 'sendmail' | 'smtp';
+const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/;
+
+const list = (v: string | undefined): string[] | undefined => (v === undefined || v === '' ? undefined : v.split(',').map((x) => x.trim()).filter(Boolean));
+
+export interface StoredTarget {
+  type: TargetType;
+  name: string;
+  props: Record<string, string>;
+}
+
+export class NotificationsConfig {
+  readonly #file: SectionConfig;
+  readonly #secretsPath: string;
+
+  constructor(configDir: string) {
+    this.#file = new SectionConfig(join(configDir, 'notifications.cfg'));
+    this.#secretsPath = join(configDir, 'notifications.secrets');
+  }
+
+  async sections(): Promise<Section[]> {
+    return (await this.#file.read()).sections;
+  }
+
+  /** Targets as the notify layer wants them. */
+  async targets(): Promise<Array<Record<string, unknown> & { type: TargetType; name: string }>> {
+    return (await this.sections()).filter((s) => ['webhook', 'sendmail', 'smtp'].includes(s.type)).map((s) => toTarget(s));
+  }
+
+  async matchers(): Promise<Array<Record<string, unknown> & { name: string; targets: string[]; mode: 'all' | 'any'; invert: boolean }>> {
+    return (await this.sections())
+      .filter((s) => s.type === 'matcher')
+      .map((s) => ({
+        name: s.name,
+        targets: list(s.props.target) ?? [],
+        ...(list(s.props['match-severity']) ? { severities: list(s.props['match-severity']) } : {}),
+        ...(list(s.props['match-type']) ? { types: list(s.props['match-type']) } : {}),
+        ...(list(s.props['match-datastore']) ? { datastores: list(s.props['match-datastore']) } : {}),
+        ...(list(s.props['match-job']) ? { jobs: list(s.props['match-job']) } : {}),
+        ...(s.props['match-calendar'] ? { calendar: s.props['match-calendar'] } : {}),
+        mode: s.props.mode === 'any' ? 'any' : 'all',
+        invert: s.props['invert-match'] === '1',
+        ...(s.props.disable === '1' ? { disable: true } : {}),
+      }));
+  }
+
+  async secrets(name: string): Promise<{ password?: string; headers?: Record<string, string> }> {
+    const all = await this.#readSecrets();
+    return (all[name] as { password?: string; headers?: Record<string, string> } | undefined) ?? {};
+  }
+
+  async add(section: Section, secrets?: { password?: string; headers?: Record<string, string> }): Promise<void> {
+    if (!NAME_RE.test(section.name)) throw new IbsError('INVALID_ARGUMENT', `Invalid name "${section.name}": expected 2 to 32 letters, digits, "_", "-", "."`);
+    await this.#file.update((sections) => {
+      if (sections.some((s) => s.name === section.name && (s.type === 'matcher') === (section.type === 'matcher'))) throw new IbsError('EXISTS', `"${section.name}" already exists`);
+      sections.push(section);
+    });
+    if (secrets && (secrets.password !== undefined || secrets.headers !== undefined)) await this.#updateSecrets((m) => (m[section.name] = secrets));
+  }
+
+  async remove(kind: 'target' | 'matcher', name: string): Promise<void> {
+    await this.#file.update((sections) => {
+      const i = sections.findIndex((s) => s.name === name && (s.type === 'matcher') === (kind === 'matcher'));
+      if (i < 0) throw new IbsError('NOT_FOUND', `No notification ${kind} "${name}"`);
+      sections.splice(i, 1);
+    });
+    if (kind === 'target') await this.#updateSecrets((m) => delete m[name]);
+  }
+
+  async #readSecrets(): Promise<Record<string, unknown>> {
+    try {
+      return JSON.parse(await readFile(this.#secretsPath, 'utf8')) as Record<string, unknown>;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      throw new IbsError('CORRUPT', `Cannot read ${this.#secretsPath}: ${(error as Error).message}`);
+    }
+  }
+
+  async #updateSecrets(change: (m: Record<string, unknown>) => void): Promise<void> {
+    const release = await acquireLock(`${this.#secretsPath}.lock`);
+    try {
+      const m = await this.#readSecrets();
+      change(m);
+      await writeFileAtomic(this.#secretsPath, `${JSON.stringify(m, null, 1)}\n`, { mode: 0o600 });
+    } finally {
+      await release();
+    }
+  }
+}
+
+function toTarget(s: Section): Record<string, unknown> & { type: TargetType; name: string } {
+  const p = s.props;
+  switch (s.type) {
+    case 'webhook':
+      return { type: 'webhook', name: s.name, url: p.url ?? '', method: (p.method ?? 'POST').toUpperCase(), headers: Object.fromEntries((list(p.header) ?? []).map((h) => [h.slice(0, h.indexOf('=')), h.slice(h.indexOf('=') + 1)])), ...(p.body ? { body: Buffer.from(p.body, 'base64').toString('utf8') } : {}), ...(p.comment ? { comment: p.comment } : {}) };
+    case 'sendmail':
+      return { type: 'sendmail', name: s.name, mailto: list(p.mailto) ?? [], from: p.from ?? 'ironcore-backup@localhost', path: p.path ?? '/usr/sbin/sendmail', ...(p.comment ? { comment: p.comment } : {}) };
+    default:
+      return { type: 'smtp', name: s.name, server: p.server ?? '', port: Number(p.port ?? (p.mode === 'tls' ? 465 : 587)), mode: (p.mode ?? 'starttls') as string, ...(p.username ? { username: p.username } : {}), mailto: list(p.mailto) ?? [], from: p.from ?? 'ironcore-backup@localhost', ...(p.comment ? { comment: p.comment } : {}) };
+  }
+}

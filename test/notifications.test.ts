@@ -1,0 +1,76 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { ibs, tempDir } from './helpers.ts';
+
+let work: { path: string; cleanup: () => Promise<void> };
+let home: string;
+let hook: Server;
+let hookUrl: string;
+const received: Array<{ headers: Record<string, unknown>; body: Record<string, string> }> = [];
+
+before(async () => {
+  work = await tempDir('ibs-notify-');
+  home = join(work.path, 'home');
+  hook = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      received.push({ headers: req.headers, body: JSON.parse(body) as Record<string, string> });
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+  hookUrl = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/ibs`;
+  assert.equal((await ibs(home, ['datastore', 'create', 'store1'])).code, 0);
+  await mkdir(join(work.path, 'src'));
+  await writeFile(join(work.path, 'src', 'f'), 'data');
+  assert.equal((await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'h', `root.tar:${join(work.path, 'src')}`])).code, 0);
+});
+after(async () => {
+  hook.close();
+  await work.cleanup();
+});
+
+test('a webhook target with a secret header receives verify results per --notification-mode; the secret stays in a 0600 file', async () => {
+  const t = await ibs(home, ['notification', 'target', 'create', 'ops-hook', '--type', 'webhook', '--url', hookUrl, '--header', 'X-Source=ibs', '--secret-header', 'Authorization=Bearer very-secret']);
+  assert.equal(t.code, 0, t.stderr);
+  const m = await ibs(home, ['notification', 'matcher', 'create', 'verify-all', '--target', 'ops-hook', '--match-type', 'verify']);
+  assert.equal(m.code, 0, m.stderr);
+  assert.doesNotMatch(await readFile(join(home, 'etc', 'notifications.cfg'), 'utf8'), /very-secret/);
+  assert.equal((await stat(join(home, 'etc', 'notifications.secrets'))).mode & 0o777, 0o600);
+  assert.doesNotMatch((await ibs(home, ['notification', 'target', 'list', '--output', 'json'])).stdout, /very-secret/);
+
+  assert.equal((await ibs(home, ['verify', 'start', 'store1', '--notification-mode', 'error'])).code, 0);
+  assert.equal(received.length, 0, 'error mode: nothing on success');
+  assert.equal((await ibs(home, ['verify', 'start', 'store1', '--notification-mode', 'always'])).code, 0);
+  assert.equal(received.length, 1);
+  assert.equal(received[0]?.body.title, 'Verification of store1 succeeded');
+  assert.equal(received[0]?.headers.authorization, 'Bearer very-secret');
+  assert.equal(received[0]?.headers['x-source'], 'ibs');
+});
+
+test('notification target test sends through sendmail to the given recipient; bad targets are refused clearly', async () => {
+  const script = join(work.path, 'fake-sendmail');
+  await writeFile(script, `#!/bin/sh\necho "$@" > ${work.path}/sendmail-args\ncat > ${work.path}/sendmail-mail\n`);
+  await chmod(script, 0o755);
+  assert.equal((await ibs(home, ['notification', 'target', 'create', 'ops-mail', '--type', 'sendmail', '--mailto', 'ops@example.test', '--path', script])).code, 0);
+  const r = await ibs(home, ['notification', 'target', 'test', 'ops-mail', '--recipient', 'admin@example.test']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(await readFile(join(work.path, 'sendmail-args'), 'utf8'), /admin@example\.test/);
+  assert.match(await readFile(join(work.path, 'sendmail-mail'), 'utf8'), /Subject: ironcore-backup test notification/);
+  for (const [args, pattern] of [
+    [['notification', 'target', 'create', 'x1', '--type', 'pager'], /Invalid target type "pager"/],
+    [['notification', 'target', 'create', 'x2', '--type', 'webhook', '--url', 'ftp://x'], /expected http:\/\/ or https:\/\//],
+    [['notification', 'target', 'create', 'x3', '--type', 'smtp', '--server', 'mail.example.test', '--mailto', 'not-an-address'], /Invalid e-mail address "not-an-address"/],
+    [['notification', 'matcher', 'create', 'm2', '--target', 'nosuch'], /no notification target "nosuch"/],
+    [['notification', 'target', 'test', 'nosuch'], /No notification target "nosuch"/],
+  ] as Array<[string[], RegExp]>) {
+    const bad = await ibs(home, args);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, pattern);
+  }
+});
