@@ -206,3 +206,33 @@ test('ChunkStore.insert with verify refuses a blob whose content does not match 
   assert.deepEqual(await ds.chunks.insert(key.chunkDigest(data), encrypted, { verify: { key } }), { existed: true });
   assert.deepEqual(await ds.chunks.missing([key.chunkDigest(data), wrong]), new Set([wrong]));
 });
+
+test('an upload may reference only chunks it sent or the previous snapshot has; manifests must match the files', async () => {
+  const { SnapshotUpload } = await import('./snapshot-upload.ts');
+  const { encodeBlob, encodeDynamicIndex, sha256Hex } = await import('../core/index.ts');
+  const ds = await Datastore.create(new MemoryBackend());
+  // Someone else's snapshot whose chunk we know the digest of.
+  const secret = randomBytes(5000);
+  await backup(ds, ref(1000, 'victim'), secret);
+  const victimDigest = (await (await SnapshotReader.open(ds, ref(1000, 'victim'))).chunkList('root.tar'))[0]!.digest;
+  const upload = await SnapshotUpload.begin(ds, ref(2000, 'thief'), { owner: 'thief@pam', keyFingerprint: null, verifyChunks: true });
+  const forged = encodeDynamicIndex({ ctime: 0, entries: [{ end: secret.length, digest: victimDigest }] });
+  await assert.rejects(
+    upload.putFile({ filename: 'root.tar.didx', size: forged.length, csum: sha256Hex(forged), cryptMode: 'none' }, forged),
+    (e) => e instanceof IbsError && e.code === 'PERMISSION_DENIED' && e.message.includes(victimDigest),
+  );
+  // A chunk whose content does not match its digest is refused and not stored.
+  const data = randomBytes(3000);
+  const blob = await encodeBlob(data, { compress: true });
+  await assert.rejects(upload.insertChunk(sha256Hex(randomBytes(8)), blob), (e) => e instanceof IbsError && e.code === 'CORRUPT');
+  await upload.insertChunk(sha256Hex(data), blob);
+  const index = encodeDynamicIndex({ ctime: 0, entries: [{ end: data.length, digest: sha256Hex(data) }] });
+  const file = { filename: 'root.tar.didx', size: index.length, csum: sha256Hex(index), cryptMode: 'none' as const };
+  await assert.rejects(upload.putFile({ ...file, csum: '0'.repeat(64) }, index), (e) => e instanceof IbsError && e.code === 'CORRUPT');
+  await upload.putFile(file, index);
+  const manifest = { format: 1 as const, backupType: 'host' as const, backupId: 'thief', backupTime: 2000, files: [file], unprotected: {} };
+  await assert.rejects(upload.commit({ ...manifest, files: [] }), /lists 0 files, but 1 were uploaded/);
+  await assert.rejects(upload.commit({ ...manifest, backupId: 'other' }), /but the upload is/);
+  await upload.commit(manifest);
+  assert.ok((await readAll(ds, ref(2000, 'thief'), 'root.tar')).equals(data));
+});

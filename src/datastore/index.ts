@@ -15,6 +15,7 @@ export { ChunkStore, chunkKey, verifyChunkContent, type ChunkInfo } from './chun
 export { Chunker, DEFAULT_CHUNKER, type ChunkerOptions } from './chunker.ts';
 export { SnapshotWriter, FIXED_CHUNK_SIZE, type ArchiveStats, type ArchivePiece, type BeginOptions } from './snapshot-writer.ts';
 export { SnapshotReader, type ReaderOptions } from './snapshot-reader.ts';
+export { SnapshotUpload, type SnapshotSink, type UploadOptions } from './snapshot-upload.ts';
 export { verifyDatastore, type VerifyOptions, type VerifyResult, type BadChunk } from './verify.ts';
 export { pruneGroup, type PruneEntry } from './prune.ts';
 export { collectGarbage, readGcStatus, GC_DEFAULT_MARGIN_MS, type GcResult, type GcOptions } from './gc.ts';

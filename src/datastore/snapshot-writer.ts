@@ -1,17 +1,14 @@
 import {
   IbsError,
-  MANIFEST_NAME,
   encodeBlob,
   encodeDynamicIndex,
   encodeFixedIndex,
-  encodeManifest,
   formatSnapshot,
   parseArchiveName,
   parseIndexedName,
   sha256Hex,
   sha256HexAsync,
   signManifest,
-  snapshotPath,
   chunksInRange,
   type ChunkSpan,
   type CryptKey,
@@ -22,11 +19,11 @@ import {
   type Unprotected,
 } from '../core/index.ts';
 import { throwIfAborted, WorkQueue } from '../lib/index.ts';
-import { isStorageError, type OpOptions } from '../storage/index.ts';
+import type { OpOptions } from '../storage/index.ts';
 import { Chunker, DEFAULT_CHUNKER, type ChunkerOptions } from './chunker.ts';
 import type { Datastore } from './datastore.ts';
-import { WriterLease } from './writer-lease.ts';
-import { SnapshotReader } from './snapshot-reader.ts';
+import { SnapshotUpload, type SnapshotSink } from './snapshot-upload.ts';
+import type { SnapshotReader } from './snapshot-reader.ts';
 
 export const FIXED_CHUNK_SIZE = 4 * 1024 * 1024;
 
@@ -68,22 +65,20 @@ export interface BeginOptions extends OpOptions {
  */
 export class SnapshotWriter {
   readonly ref: SnapshotRef;
-  readonly #ds: Datastore;
+  readonly #sink: SnapshotSink;
   readonly #options: BeginOptions;
-  readonly #lease: WriterLease;
   readonly #known: Set<string>;
   readonly #previous: SnapshotReader | undefined;
   readonly #files: ManifestFile[] = [];
   readonly archives: ArchiveStats[] = [];
   #done = false;
 
-  private constructor(ds: Datastore, ref: SnapshotRef, options: BeginOptions, lease: WriterLease, known: Set<string>, previous: SnapshotReader | undefined) {
-    this.#ds = ds;
+  private constructor(sink: SnapshotSink, options: BeginOptions, previous: SnapshotReader | undefined) {
+    this.#sink = sink;
     this.#previous = previous;
-    this.ref = ref;
+    this.ref = sink.ref;
     this.#options = options;
-    this.#lease = lease;
-    this.#known = known;
+    this.#known = new Set(sink.known);
   }
 
   /**
@@ -91,35 +86,13 @@ export class SnapshotWriter {
    * yet; learns the chunks of the group's newest snapshot (unless its verification failed) for dedup.
    */
   static async begin(ds: Datastore, ref: SnapshotRef, options: BeginOptions): Promise<SnapshotWriter> {
-    await ds.assertWritable('start a backup', options);
-    await ds.assertNamespace(ref.ns, options);
-    const group = { ns: ref.ns, type: ref.type, id: ref.id };
-    const owner = await ds.getOwner(group, options);
-    if (owner !== undefined && owner !== options.owner) {
-      throw new IbsError('PERMISSION_DENIED', `Backup group ${ref.type}/${ref.id} is owned by "${owner}", not by "${options.owner}"`);
-    }
-    if (await ds.backend.stat(`${snapshotPath(ref)}${MANIFEST_NAME}`, options)) {
-      throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(ref)} already exists`);
-    }
-    const previous = (await ds.listSnapshots({ ns: ref.ns, group }, options)).find((s) => s.ref.time < ref.time && s.manifest.unprotected.verifyState?.state !== 'failed');
-    const sameKey = previous && (previous.manifest.keyFingerprint ?? null) === (options.key?.fingerprint ?? null);
-    const lease = await WriterLease.acquire(ds.backend, { kind: 'backup', target: snapshotPath(ref), ...(previous && sameKey ? { base: snapshotPath(previous.ref) } : {}) });
-    const known = new Set<string>();
-    let reader: SnapshotReader | undefined;
-    try {
-      if (owner === undefined) await ds.setOwner(group, options.owner, options);
-      if (previous && sameKey) {
-        reader = await SnapshotReader.open(ds, previous.ref, { key: options.key, signal: options.signal });
-        for (const file of reader.manifest.files) {
-          if (!file.filename.endsWith('idx')) continue;
-          for (const span of await reader.chunkList(file.filename)) known.add(span.digest);
-        }
-      }
-    } catch (error) {
-      await lease.release().catch(() => {});
-      throw error;
-    }
-    return new SnapshotWriter(ds, ref, options, lease, known, reader);
+    const upload = await SnapshotUpload.begin(ds, ref, { owner: options.owner, keyFingerprint: options.key?.fingerprint ?? null, verifyChunks: false, signal: options.signal });
+    return new SnapshotWriter(upload, options, upload.previous);
+  }
+
+  /** A writer over any sink (a remote datastore through the API, say); change detection needs `previous`. */
+  static over(sink: SnapshotSink, options: Omit<BeginOptions, 'owner'>, previous?: SnapshotReader): SnapshotWriter {
+    return new SnapshotWriter(sink, { ...options, owner: '' }, previous);
   }
 
   /** The snapshot this one deduplicates against (newest of the group, same key, not failed verification). */
@@ -138,8 +111,9 @@ export class SnapshotWriter {
   async #putFile(filename: string, data: Buffer, archiveSize?: number, sourceStamp?: string): Promise<void> {
     throwIfAborted(this.#options.signal);
     if (this.#files.some((f) => f.filename === filename)) throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(this.ref)} already has a file "${filename}"`);
-    await this.#ds.backend.write(`${snapshotPath(this.ref)}${filename}`, data, { signal: this.#options.signal });
-    this.#files.push({ filename, size: data.length, csum: sha256Hex(data), cryptMode: this.#cryptMode, ...(archiveSize !== undefined ? { archiveSize } : {}), ...(sourceStamp !== undefined ? { sourceStamp } : {}) });
+    const file: ManifestFile = { filename, size: data.length, csum: sha256Hex(data), cryptMode: this.#cryptMode, ...(archiveSize !== undefined ? { archiveSize } : {}), ...(sourceStamp !== undefined ? { sourceStamp } : {}) };
+    await this.#sink.putFile(file, data);
+    this.#files.push(file);
   }
 
   /** Stores a small file of the snapshot (a config, a log; at most 16 MiB) as a blob named `NAME.blob`. */
@@ -170,7 +144,7 @@ export class SnapshotWriter {
         }
         this.#known.add(d);
         const blob = await encodeBlob(chunk, { compress: this.#options.compress ?? true, key });
-        const { existed } = await this.#ds.chunks.insert(d, blob, { signal: this.#options.signal });
+        const { existed } = await this.#sink.insertChunk(d, blob);
         if (existed) stats.reusedChunks++;
         else {
           stats.newChunks++;
@@ -329,15 +303,8 @@ export class SnapshotWriter {
       unprotected,
     };
     if (this.#options.key) manifest = signManifest(manifest, this.#options.key);
-    try {
-      await this.#ds.backend.write(`${snapshotPath(this.ref)}${MANIFEST_NAME}`, encodeManifest(manifest), { signal: this.#options.signal, ifNotExists: true });
-    } catch (error) {
-      if (isStorageError(error, 'exists')) throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(this.ref)} was created by someone else meanwhile`);
-      throw error;
-    } finally {
-      this.#done = true;
-      await this.#lease.release().catch(() => {});
-    }
+    this.#done = true;
+    await this.#sink.commit(manifest);
     return manifest;
   }
 
@@ -345,10 +312,6 @@ export class SnapshotWriter {
   async abort(): Promise<void> {
     if (this.#done) return;
     this.#done = true;
-    try {
-      for (const file of this.#files) await this.#ds.backend.delete(`${snapshotPath(this.ref)}${file.filename}`);
-    } finally {
-      await this.#lease.release().catch(() => {});
-    }
+    await this.#sink.abort();
   }
 }

@@ -1,0 +1,163 @@
+import {
+  IbsError,
+  MANIFEST_NAME,
+  decodeIndex,
+  encodeManifest,
+  formatSnapshot,
+  indexChunks,
+  parseIndexedName,
+  sha256Hex,
+  snapshotPath,
+  type Manifest,
+  type ManifestFile,
+  type SnapshotRef,
+} from '../core/index.ts';
+import { throwIfAborted } from '../lib/index.ts';
+import { isStorageError, type OpOptions } from '../storage/index.ts';
+import type { Datastore } from './datastore.ts';
+import { SnapshotReader } from './snapshot-reader.ts';
+import { WriterLease } from './writer-lease.ts';
+
+/** Where a snapshot writer puts chunks and files: a datastore here, or one behind the API. */
+export interface SnapshotSink {
+  readonly ref: SnapshotRef;
+  /** Chunks the writer may reference without sending them: those of the previous snapshot of the group. */
+  readonly known: ReadonlySet<string>;
+  insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }>;
+  putFile(file: ManifestFile, data: Buffer): Promise<void>;
+  commit(manifest: Manifest): Promise<void>;
+  abort(): Promise<void>;
+}
+
+export interface UploadOptions extends OpOptions {
+  owner: string;
+  /** Fingerprint of the key the snapshot is encrypted with (null: not encrypted); the previous snapshot is used for dedup only when it matches. */
+  keyFingerprint: string | null;
+  /** Check plaintext chunks' digests on receipt (always for data from the network). */
+  verifyChunks: boolean;
+}
+
+/**
+ * Receives one snapshot into a datastore and enforces what a writer may do (DESIGN invariants 1, 2, 5):
+ * - the datastore must accept writes, the namespace exist, the group be the writer's own, the snapshot new;
+ * - chunks are checked before they are stored (CRC always; the digest of plaintext chunks with verifyChunks);
+ * - an index may reference only chunks uploaded in this session or belonging to the previous snapshot of the
+ *   group (a forged index cannot reach anybody else's chunks);
+ * - the manifest must list exactly the files uploaded, with their sizes and checksums, and is written last.
+ * Holds a writer lease (GC keeps this writer's chunks; prune keeps its base snapshot) until commit or abort.
+ */
+export class SnapshotUpload implements SnapshotSink {
+  readonly ref: SnapshotRef;
+  readonly known: ReadonlySet<string>;
+  readonly previous: SnapshotReader | undefined;
+  readonly #ds: Datastore;
+  readonly #options: UploadOptions;
+  readonly #lease: WriterLease;
+  readonly #uploaded = new Set<string>();
+  readonly #files = new Map<string, ManifestFile>();
+  #done = false;
+
+  private constructor(ds: Datastore, ref: SnapshotRef, options: UploadOptions, lease: WriterLease, known: Set<string>, previous: SnapshotReader | undefined) {
+    this.#ds = ds;
+    this.ref = ref;
+    this.#options = options;
+    this.#lease = lease;
+    this.known = known;
+    this.previous = previous;
+  }
+
+  static async begin(ds: Datastore, ref: SnapshotRef, options: UploadOptions): Promise<SnapshotUpload> {
+    await ds.assertWritable('start a backup', options);
+    await ds.assertNamespace(ref.ns, options);
+    const group = { ns: ref.ns, type: ref.type, id: ref.id };
+    const owner = await ds.getOwner(group, options);
+    if (owner !== undefined && owner !== options.owner) {
+      throw new IbsError('PERMISSION_DENIED', `Backup group ${ref.type}/${ref.id} is owned by "${owner}", not by "${options.owner}"`);
+    }
+    if (await ds.backend.stat(`${snapshotPath(ref)}${MANIFEST_NAME}`, options)) {
+      throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(ref)} already exists`);
+    }
+    const newest = (await ds.listSnapshots({ ns: ref.ns, group }, options)).find((s) => s.ref.time < ref.time && s.manifest.unprotected.verifyState?.state !== 'failed');
+    const base = newest && (newest.manifest.keyFingerprint ?? null) === options.keyFingerprint ? newest : undefined;
+    const lease = await WriterLease.acquire(ds.backend, { kind: 'backup', target: snapshotPath(ref), ...(base ? { base: snapshotPath(base.ref) } : {}) });
+    const known = new Set<string>();
+    let previous: SnapshotReader | undefined;
+    try {
+      if (owner === undefined) await ds.setOwner(group, options.owner, options);
+      if (base) {
+        previous = await SnapshotReader.open(ds, base.ref, { signal: options.signal });
+        for (const name of previous.indexedNames()) for (const span of await previous.chunkList(name)) known.add(span.digest);
+      }
+    } catch (error) {
+      await lease.release().catch(() => {});
+      throw error;
+    }
+    return new SnapshotUpload(ds, ref, options, lease, known, previous);
+  }
+
+  #assertOpen(): void {
+    if (this.#done) throw new IbsError('INVALID_ARGUMENT', `The upload of ${formatSnapshot(this.ref)} is already finished`);
+  }
+
+  async insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }> {
+    this.#assertOpen();
+    throwIfAborted(this.#options.signal);
+    const result = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal, ...(this.#options.verifyChunks ? { verify: {} } : {}) });
+    this.#uploaded.add(digest);
+    return result;
+  }
+
+  async putFile(file: ManifestFile, data: Buffer): Promise<void> {
+    this.#assertOpen();
+    const what = `${file.filename} of ${formatSnapshot(this.ref)}`;
+    const indexed = /^(.+)\.(didx|fidx)$/.exec(file.filename);
+    if (indexed) parseIndexedName(indexed[1] as string);
+    else if (!/^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}\.blob$/.test(file.filename)) throw new IbsError('INVALID_ARGUMENT', `Invalid snapshot file name "${file.filename}": expected NAME.didx, NAME.fidx or NAME.blob`);
+    if (file.filename === MANIFEST_NAME || this.#files.has(file.filename)) throw new IbsError('EXISTS', `${what} was already uploaded`);
+    if (data.length !== file.size || sha256Hex(data) !== file.csum) throw new IbsError('CORRUPT', `${what}: content does not match its size and checksum`);
+    if (indexed) {
+      for (const span of indexChunks(decodeIndex(data, what))) {
+        if (!this.#uploaded.has(span.digest) && !this.known.has(span.digest)) {
+          throw new IbsError('PERMISSION_DENIED', `${what} references chunk ${span.digest}, which was neither uploaded in this session nor part of the previous snapshot of the group`);
+        }
+      }
+    }
+    await this.#ds.backend.write(`${snapshotPath(this.ref)}${file.filename}`, data, { signal: this.#options.signal });
+    this.#files.set(file.filename, file);
+  }
+
+  /** Writes the manifest after checking it against the uploaded files; the snapshot then exists. */
+  async commit(manifest: Manifest): Promise<void> {
+    this.#assertOpen();
+    throwIfAborted(this.#options.signal);
+    const what = formatSnapshot(this.ref);
+    if (manifest.backupType !== this.ref.type || manifest.backupId !== this.ref.id || manifest.backupTime !== this.ref.time) {
+      throw new IbsError('INVALID_ARGUMENT', `Manifest names ${manifest.backupType}/${manifest.backupId} at ${manifest.backupTime}, but the upload is ${what}`);
+    }
+    if (manifest.files.length !== this.#files.size) throw new IbsError('INVALID_ARGUMENT', `Manifest of ${what} lists ${manifest.files.length} files, but ${this.#files.size} were uploaded`);
+    for (const f of manifest.files) {
+      const uploaded = this.#files.get(f.filename);
+      if (!uploaded || uploaded.size !== f.size || uploaded.csum !== f.csum) throw new IbsError('INVALID_ARGUMENT', `Manifest of ${what}: file ${f.filename} was not uploaded as listed`);
+    }
+    try {
+      await this.#ds.backend.write(`${snapshotPath(this.ref)}${MANIFEST_NAME}`, encodeManifest(manifest), { signal: this.#options.signal, ifNotExists: true });
+    } catch (error) {
+      if (isStorageError(error, 'exists')) throw new IbsError('EXISTS', `Snapshot ${what} was created by someone else meanwhile`);
+      throw error;
+    } finally {
+      this.#done = true;
+      await this.#lease.release().catch(() => {});
+    }
+  }
+
+  /** Gives up: the snapshot never appears; its files are removed (chunks stay for reuse and GC). */
+  async abort(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    try {
+      for (const name of this.#files.keys()) await this.#ds.backend.delete(`${snapshotPath(this.ref)}${name}`);
+    } finally {
+      await this.#lease.release().catch(() => {});
+    }
+  }
+}
