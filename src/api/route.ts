@@ -1,4 +1,4 @@
-import type { AppContext, TaskManager } from '../app/index.ts';
+import type { AppContext, BackupSessions, TaskManager } from '../app/index.ts';
 import type { AclEntry, Privilege } from '../core/index.ts';
 import type { Schema } from '../lib/index.ts';
 
@@ -8,6 +8,9 @@ export interface ApiRequest {
   acl: AclEntry[];
   ctx: AppContext;
   tasks: TaskManager;
+  backups: BackupSessions;
+  /** The raw request body, for routes with `body: 'binary'`. */
+  body?: Buffer;
   signal: AbortSignal;
 }
 
@@ -28,5 +31,9 @@ export interface Route {
   input: Extract<Schema, { type: 'object' }>;
   output: Schema;
   permission: Permission;
+  /** "json" (default; POST/PUT bodies are the input) or "binary" (the input is path + query; the body is raw). */
+  body?: 'json' | 'binary';
+  /** Largest accepted body; default 1 MiB. */
+  maxBodyBytes?: number;
   handler(req: ApiRequest, input: Record<string, unknown>): Promise<unknown>;
 }

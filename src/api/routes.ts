@@ -32,7 +32,106 @@ async function asTask(req: ApiRequest, type: string, id: string, run: (ctx: app.
   return upid;
 }
 
+const SESSION: Schema = { type: 'string', pattern: /^[0-9a-f-]{36}$/, description: 'backup session id' };
+const CSUM: Schema = { type: 'string', pattern: /^[0-9a-f]{64}$/ };
+
+function backupPath(input: Record<string, unknown>): string {
+  return storePath(input);
+}
+
 export const ROUTES: Route[] = [
+  {
+    method: 'POST',
+    path: '/backup/start',
+    summary: 'start uploading a snapshot: returns a session and the chunks of the previous snapshot of the group',
+    input: {
+      type: 'object',
+      properties: {
+        store: STORE,
+        ns: NS,
+        'backup-type': { type: 'string', enum: ['vm', 'ct', 'host'] },
+        'backup-id': { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/ },
+        'backup-time': { type: 'integer', minimum: 0, maximum: 2 ** 40 },
+        'key-fingerprint': { type: 'string', pattern: /^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/, optional: true },
+      },
+    },
+    output: { type: 'object', properties: { session: SESSION, snapshot: { type: 'string' }, known: { type: 'array', items: CSUM, maxItems: 10_000_000 } } },
+    permission: { kind: 'privilege', path: backupPath, privileges: ['Datastore.Backup'] },
+    handler: (req, input) =>
+      req.backups.start(req.ctx, {
+        store: input.store as string,
+        ...(input.ns ? { ns: input.ns as string } : {}),
+        type: input['backup-type'] as string,
+        id: input['backup-id'] as string,
+        time: input['backup-time'] as number,
+        ...(input['key-fingerprint'] ? { keyFingerprint: input['key-fingerprint'] as string } : {}),
+      }),
+  },
+  {
+    method: 'POST',
+    path: '/backup/{session}/chunks',
+    summary: 'upload a batch of chunks (frames: digest 32 bytes | blob length u32 LE | blob); each is checked before it is stored',
+    input: { type: 'object', properties: { session: SESSION } },
+    output: { type: 'object', properties: { existed: { type: 'array', items: { type: 'boolean' }, maxItems: 100_000 } } },
+    permission: { kind: 'handler', description: 'the identity that started the session' },
+    body: 'binary',
+    maxBodyBytes: 64 * 1024 * 1024,
+    handler: (req, input) => req.backups.chunks(input.session as string, req.authId, req.body ?? Buffer.alloc(0)),
+  },
+  {
+    method: 'POST',
+    path: '/backup/{session}/file',
+    summary: 'upload an index or blob file of the snapshot; an index may reference only chunks of this session or of the previous snapshot',
+    input: {
+      type: 'object',
+      properties: {
+        session: SESSION,
+        filename: { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{0,120}$/ },
+        size: { type: 'integer', minimum: 0, maximum: 64 * 1024 * 1024 },
+        csum: CSUM,
+        'crypt-mode': { type: 'string', enum: ['none', 'encrypt'] },
+        'archive-size': { type: 'integer', minimum: 0, optional: true },
+        'source-stamp': { type: 'string', pattern: /^[0-9:]{1,200}$/, optional: true },
+      },
+    },
+    output: { type: 'any' },
+    permission: { kind: 'handler', description: 'the identity that started the session' },
+    body: 'binary',
+    maxBodyBytes: 64 * 1024 * 1024,
+    handler: (req, input) =>
+      req.backups.file(
+        input.session as string,
+        req.authId,
+        {
+          filename: input.filename as string,
+          size: input.size as number,
+          csum: input.csum as string,
+          cryptMode: input['crypt-mode'] as 'none',
+          ...(input['archive-size'] !== undefined ? { archiveSize: input['archive-size'] as number } : {}),
+          ...(input['source-stamp'] !== undefined ? { sourceStamp: input['source-stamp'] as string } : {}),
+        },
+        req.body ?? Buffer.alloc(0),
+      ),
+  },
+  {
+    method: 'POST',
+    path: '/backup/{session}/commit',
+    summary: 'finish the upload: the manifest is checked against the uploaded files and written last',
+    input: { type: 'object', properties: { session: SESSION, manifest: { type: 'object', additional: true, properties: {} } } },
+    output: { type: 'object', properties: { snapshot: { type: 'string' } } },
+    permission: { kind: 'handler', description: 'the identity that started the session' },
+    maxBodyBytes: 16 * 1024 * 1024,
+    handler: (req, input) => req.backups.commit(input.session as string, req.authId, input.manifest),
+  },
+  {
+    method: 'POST',
+    path: '/backup/{session}/abort',
+    summary: 'give up the upload: no snapshot appears',
+    input: { type: 'object', properties: { session: SESSION } },
+    output: { type: 'any' },
+    permission: { kind: 'handler', description: 'the identity that started the session' },
+    handler: (req, input) => req.backups.abort(input.session as string, req.authId),
+  },
   {
     method: 'GET',
     path: '/version',

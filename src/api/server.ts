@@ -1,6 +1,6 @@
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import type { AppContext, TaskManager } from '../app/index.ts';
+import type { AppContext, BackupSessions, TaskManager } from '../app/index.ts';
 import { IbsError, SUPERUSER, requirePrivilege, toIbsError, type AclEntry } from '../core/index.ts';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { chmod, rm } from 'node:fs/promises';
@@ -19,6 +19,7 @@ export interface ApiServerOptions {
   routes: Route[];
   auth: ApiAuth;
   tasks: TaskManager;
+  backups: BackupSessions;
   makeContext(authId: string, signal: AbortSignal): AppContext;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   maxBodyBytes?: number;
@@ -60,6 +61,13 @@ export class ApiDispatcher {
     this.#routes = options.routes.map(compile);
   }
 
+  /** The body limit of the route a request goes to (checked before the body is read). */
+  bodyLimit(method: string, url: string): number {
+    const path = new URL(url, 'https://localhost').pathname.slice(API_PREFIX.length);
+    const hit = this.#routes.find((c) => c.route.method === method && c.re.test(path));
+    return hit?.route.maxBodyBytes ?? this.#options.maxBodyBytes ?? 1024 * 1024;
+  }
+
   openApi(): Record<string, unknown> {
     const paths: Record<string, Record<string, unknown>> = {};
     for (const { route } of this.#routes) {
@@ -78,7 +86,8 @@ export class ApiDispatcher {
    * Handles one request. `trustedAuthId` is for the local admin socket only (its callers are authenticated by
    * the socket's file permissions): it replaces token authentication.
    */
-  async dispatch(method: string, url: string, headers: Record<string, string | string[] | undefined>, body: string, signal: AbortSignal, trustedAuthId?: string): Promise<ApiResponse> {
+  async dispatch(method: string, url: string, headers: Record<string, string | string[] | undefined>, rawBody: string | Buffer, signal: AbortSignal, trustedAuthId?: string): Promise<ApiResponse> {
+    const body = typeof rawBody === 'string' ? rawBody : undefined;
     try {
       const parsed = new URL(url, 'https://localhost');
       if (!parsed.pathname.startsWith(API_PREFIX)) throw new IbsError('NOT_FOUND', `No such API path ${parsed.pathname}: the API lives under ${API_PREFIX}`);
@@ -100,28 +109,39 @@ export class ApiDispatcher {
         authId = m[1] as string;
       }
       let raw: Record<string, unknown> = {};
-      if (method === 'POST' || method === 'PUT') {
-        if (body.trim() !== '') {
+      const binary = route.body === 'binary';
+      const text = binary ? '' : (body ?? (rawBody as Buffer).toString('utf8'));
+      if ((method === 'POST' || method === 'PUT') && !binary) {
+        if (text.trim() !== '') {
           try {
-            raw = JSON.parse(body) as Record<string, unknown>;
+            raw = JSON.parse(text) as Record<string, unknown>;
           } catch {
             throw new IbsError('INVALID_ARGUMENT', 'The request body is not JSON: expected a JSON object');
           }
         }
-      } else {
+      }
+      if (method === 'GET' || method === 'DELETE' || binary) {
         for (const [k, v] of parsed.searchParams) raw[k] = raw[k] === undefined ? v : ([] as string[]).concat(raw[k] as string, v);
       }
       params.forEach((name, i) => (raw[name] = decodeURIComponent(hit.m?.[i + 1] ?? '')));
       let input: Record<string, unknown>;
       try {
-        input = validate(route.input, raw, 'input', method === 'GET' || method === 'DELETE') as Record<string, unknown>;
+        input = validate(route.input, raw, 'input', method === 'GET' || method === 'DELETE' || binary) as Record<string, unknown>;
       } catch (error) {
         if (error instanceof SchemaError) return { status: 400, body: { message: error.message, errors: { [error.field]: error.message } } };
         throw error;
       }
       const acl = authId !== undefined ? await this.#options.auth.acl() : [];
       if (route.permission.kind === 'privilege' && authId !== undefined) requirePrivilege(acl, authId, route.permission.path(input), ...route.permission.privileges);
-      const request: ApiRequest = { authId: authId ?? '', acl, ctx: this.#options.makeContext(authId ?? '', signal), tasks: this.#options.tasks, signal };
+      const request: ApiRequest = {
+        authId: authId ?? '',
+        acl,
+        ctx: this.#options.makeContext(authId ?? '', signal),
+        tasks: this.#options.tasks,
+        backups: this.#options.backups,
+        signal,
+        ...(binary ? { body: typeof rawBody === 'string' ? Buffer.from(rawBody) : rawBody } : {}),
+      };
       const data = await route.handler(request, input);
       return { status: 200, body: { data: data ?? null } };
     } catch (error) {
@@ -144,7 +164,6 @@ export function createApiServer(options: ApiServerOptions & { key: string | Buff
   close(): Promise<void>;
 } {
   const dispatcher = new ApiDispatcher(options);
-  const maxBody = options.maxBodyBytes ?? 1024 * 1024;
   const server = createSecureServer({ key: options.key, cert: options.cert, allowHTTP1: true, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
   const handle = (req: Http2ServerRequest | IncomingMessage, response: Http2ServerResponse | ServerResponse, trustedAuthId?: string): void => {
     // Both response kinds share this subset; the union of their overloads is not callable as such.
@@ -154,13 +173,14 @@ export function createApiServer(options: ApiServerOptions & { key: string | Buff
     const pieces: Buffer[] = [];
     let size = 0;
     let refused = false;
+    const limit = dispatcher.bodyLimit(req.method ?? 'GET', req.url ?? '/');
     req.on('data', (d: Buffer) => {
       size += d.length;
-      if (size > maxBody) {
+      if (size > limit) {
         if (!refused) {
           refused = true;
           res.writeHead(413, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ message: `Request body larger than ${maxBody} bytes` }));
+          res.end(JSON.stringify({ message: `Request body larger than ${limit} bytes` }));
         }
         return;
       }
@@ -170,7 +190,7 @@ export function createApiServer(options: ApiServerOptions & { key: string | Buff
       if (refused) return;
       const started = Date.now();
       dispatcher
-        .dispatch(req.method ?? 'GET', req.url ?? '/', req.headers, Buffer.concat(pieces).toString('utf8'), controller.signal, trustedAuthId)
+        .dispatch(req.method ?? 'GET', req.url ?? '/', req.headers, Buffer.concat(pieces), controller.signal, trustedAuthId)
         .then((response) => {
           options.log?.('info', 'request', { method: req.method, path: (req.url ?? '').split('?')[0], status: response.status, ms: Date.now() - started, proto: trustedAuthId ? 'admin-socket' : req.httpVersion });
           const text = JSON.stringify(response.body);

@@ -15,6 +15,7 @@ import {
   type SnapshotRef,
 } from '../core/index.ts';
 import { SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
+import { RemoteSnapshotSink, type ApiClient } from '../client/index.ts';
 import { catalogRanges, createTarStream, decodeCatalog, extractTar, selectCatalog, type CatalogEntry } from '../archive/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { abortableSleep, mapConcurrent } from '../lib/index.ts';
@@ -34,7 +35,9 @@ export function parseArchiveSpec(value: string): ArchiveSpec {
 }
 
 export interface BackupInput {
+  /** The datastore: a local one by name, or on a server with `repository`. */
   store: string;
+  repository?: { client: ApiClient; store: string };
   ns?: string;
   type: string;
   id: string;
@@ -124,29 +127,21 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
     ctx.reporter.warn(message);
   };
   const started = Date.now();
-  return withDatastore(ctx, input.store, async (ds) => {
-    let total = 0;
-    for (const spec of specs) total += spec.name.endsWith('.img') ? (await stat(spec.path)).size : await treeSize(spec.path);
-    let done = 0;
-    const report = (bytes: number): void => {
-      done += bytes;
-      ctx.reporter.progress({ phase: 'backup', done, total, unit: 'bytes' });
-    };
-    if (input.time === undefined) {
-      // Snapshot times have a resolution of one second: a second backup within the same second waits.
-      const newest = (await ds.listSnapshots({ ns, group: { ns, type: ref.type, id: ref.id } }))[0];
-      if (newest && newest.ref.time >= ref.time) {
-        await abortableSleep((newest.ref.time + 1) * 1000 - Date.now(), ctx.signal);
-        ref = { ...ref, time: Math.max(newest.ref.time + 1, Math.floor(Date.now() / 1000)) };
-      }
-    }
-    const writer = await SnapshotWriter.begin(ds, ref, { owner: ctx.authId, key: input.key, compress: input.compress ?? true, signal: ctx.signal });
-    ctx.reporter.info(`Starting backup ${formatSnapshot(ref)} to datastore ${input.store}${input.key ? ` (encrypted, key ${input.key.fingerprint})` : ''}`);
+  let total = 0;
+  for (const spec of specs) total += spec.name.endsWith('.img') ? (await stat(spec.path)).size : await treeSize(spec.path);
+  let done = 0;
+  const report = (bytes: number): void => {
+    done += bytes;
+    ctx.reporter.progress({ phase: 'backup', done, total, unit: 'bytes' });
+  };
+  const run = async (writer: SnapshotWriter, where: string): Promise<BackupResult> => {
+    const ref = writer.ref;
+    ctx.reporter.info(`Starting backup ${formatSnapshot(ref)} to ${where}${input.key ? ` (encrypted, key ${input.key.fingerprint})` : ''}`);
     try {
       for (const spec of specs) {
         if (spec.name.endsWith('.tar')) {
-          const previous = await previousCatalog(writer, spec.name);
-          const tar = createTarStream(spec.path, { excludes: input.excludes ?? [], signal: ctx.signal, onWarning: warn, onBytes: report, previous });
+          const previousCatalogEntries = await previousCatalog(writer, spec.name);
+          const tar = createTarStream(spec.path, { excludes: input.excludes ?? [], signal: ctx.signal, onWarning: warn, onBytes: report, previous: previousCatalogEntries });
           await writer.addDynamicArchive(spec.name, tar.stream);
           await writer.addDynamicArchive(`${spec.name}.catalog`, tar.result.catalog.pieces());
           ctx.reporter.info(`${spec.name}: ${tar.result.files} entries, ${tar.result.bytes} bytes of file data`);
@@ -185,6 +180,23 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
       warnings,
       encrypted: input.key !== undefined,
     };
+  };
+  if (input.repository) {
+    const { client, store } = input.repository;
+    const sink = await RemoteSnapshotSink.start(client, { store, ref, keyFingerprint: input.key?.fingerprint });
+    return run(SnapshotWriter.over(sink, { key: input.key, compress: input.compress ?? true, signal: ctx.signal }), `datastore ${store} on the server`);
+  }
+  return withDatastore(ctx, input.store, async (ds) => {
+    if (input.time === undefined) {
+      // Snapshot times have a resolution of one second: a second backup within the same second waits.
+      const newest = (await ds.listSnapshots({ ns, group: { ns, type: ref.type, id: ref.id } }))[0];
+      if (newest && newest.ref.time >= ref.time) {
+        await abortableSleep((newest.ref.time + 1) * 1000 - Date.now(), ctx.signal);
+        ref = { ...ref, time: Math.max(newest.ref.time + 1, Math.floor(Date.now() / 1000)) };
+      }
+    }
+    const writer = await SnapshotWriter.begin(ds, ref, { owner: ctx.authId, key: input.key, compress: input.compress ?? true, signal: ctx.signal });
+    return run(writer, `datastore ${input.store}`);
   });
 }
 

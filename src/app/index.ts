@@ -17,3 +17,5 @@ export * from './access.ts';
 export * from './jobs.ts';
 export * from './job-status.ts';
 export * from './notifications.ts';
+export { BackupSessions } from './backup-sessions.ts';
+export * from './repository.ts';

@@ -50,6 +50,11 @@ function keepFrom(args: ParsedArgs): KeepOptions {
 }
 
 const STORE_NS = { ns: { type: 'string', help: 'namespace (a/b/c); default the root' } } as const satisfies Record<string, OptionSpec>;
+const REMOTE_OPTIONS = {
+  repository: { type: 'string', help: 'datastore on a server: USER@REALM!TOKEN@HOST[:PORT]:STORE (or IBS_REPOSITORY)' },
+  fingerprint: { type: 'string', help: "the server certificate's SHA-256 fingerprint (or IBS_FINGERPRINT)" },
+  'secret-file': { type: 'string', help: "file with the API token's secret (or IBS_SECRET)" },
+} as const satisfies Record<string, OptionSpec>;
 const KEY_OPTIONS = {
   keyfile: { type: 'string', help: 'key file for encrypted snapshots' },
   'passphrase-file': { type: 'string', help: 'read the key passphrase from this file (or set IBS_PASSPHRASE)' },
@@ -262,11 +267,12 @@ export const COMMANDS: Command[] = [
   // ---- backup and restore ------------------------------------------------------------------------------
   {
     path: ['backup', 'create'],
-    usage: 'backup create --store S [--ns N] --type host --id ID [--time T] [--keyfile F] [--exclude P …] NAME.tar:/dir NAME.img:/file …',
-    summary: 'back up directories (file archives) and images into a new snapshot',
+    usage: 'backup create (--store S | --repository USER@REALM!TOKEN@HOST[:PORT]:STORE --fingerprint FP) [--ns N] --type host --id ID [--time T] [--keyfile F] [--exclude P …] NAME.tar:/dir NAME.img:/file …',
+    summary: 'back up directories (file archives) and images into a new snapshot, in a local datastore or on a server',
     positionals: [1, 64],
     options: {
-      store: { type: 'string', help: 'datastore name' },
+      store: { type: 'string', help: 'local datastore name' },
+      ...REMOTE_OPTIONS,
       ...STORE_NS,
       type: { type: 'string', help: 'vm, ct or host (default host)' },
       id: { type: 'string', help: 'backup id (default: this host name)' },
@@ -276,20 +282,29 @@ export const COMMANDS: Command[] = [
       ...KEY_OPTIONS,
     },
     run: async (ctx, a) => {
+      const repository = str(a, 'repository') ?? process.env.IBS_REPOSITORY;
       const store = str(a, 'store');
-      if (!store) throw new IbsError('INVALID_ARGUMENT', 'Missing --store: expected the name of the datastore to back up into');
+      if (!store && !repository) throw new IbsError('INVALID_ARGUMENT', 'Missing --store or --repository: expected a local datastore name, or USER@REALM!TOKEN@HOST[:PORT]:STORE');
+      if (store && str(a, 'repository')) throw new IbsError('INVALID_ARGUMENT', 'Give either --store (local) or --repository (server), not both');
       const { hostname } = await import('node:os');
-      return app.createBackup(ctx, {
-        store,
+      const key = await keyFrom(a);
+      const remote = !store && repository ? await app.connectRepository({ repository, fingerprint: str(a, 'fingerprint') ?? process.env.IBS_FINGERPRINT, secretFile: str(a, 'secret-file'), secret: process.env.IBS_SECRET }) : undefined;
+      try {
+        return await app.createBackup(ctx, {
+        store: store ?? remote?.repository.store ?? '',
+        ...(remote ? { repository: { client: remote.client, store: remote.repository.store } } : {}),
         ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}),
         type: str(a, 'type') ?? 'host',
         id: str(a, 'id') ?? hostname().split('.')[0] ?? 'localhost',
         ...(str(a, 'time') ? { time: str(a, 'time') as string } : {}),
         archives: a.positionals,
         excludes: list(a, 'exclude'),
-        key: await keyFrom(a),
+        key,
         compress: !flag(a, 'no-compress'),
-      });
+        });
+      } finally {
+        await remote?.client.close();
+      }
     },
     text: (r: app.BackupResult) =>
       [

@@ -81,6 +81,24 @@ export class ApiClient {
     return new ApiClient(session, options, tls);
   }
 
+  /** Sends a binary body to a path (below /api2/json) with `query` parameters; returns `data`. */
+  async requestBinary<T = unknown>(path: string, query: Record<string, unknown>, body: Uint8Array): Promise<T> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.append(k, String(v));
+    const stream = this.#session.request({
+      ':method': 'POST',
+      ':path': `/api2/json${path}${[...params].length ? `?${params}` : ''}`,
+      authorization: `IBSAPIToken=${this.#options.authId}:${this.#options.secret}`,
+      'content-type': 'application/octet-stream',
+      'content-length': body.length,
+    });
+    stream.end(body);
+    const [headers] = (await once(stream, 'response')) as [Record<string, string | number>];
+    const pieces: Buffer[] = [];
+    for await (const piece of stream) pieces.push(piece as Buffer);
+    return decodeApiResponse<T>(Number(headers[':status']), Buffer.concat(pieces).toString('utf8'), `POST ${path}`);
+  }
+
   /** Calls an API path (below /api2/json); returns `data`, or throws IbsError with the server's code. */
   async request<T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, params: Record<string, unknown> = {}): Promise<T> {
     let fullPath = `/api2/json${path}`;

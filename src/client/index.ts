@@ -1,3 +1,4 @@
 /** client: the typed HTTPS API client, with certificate fingerprint pinning (DESIGN invariant 7), and the local admin-socket client. */
 export { ApiClient, decodeApiResponse, type ApiClientOptions } from './api-client.ts';
 export { LocalApiClient } from './local-client.ts';
+export { RemoteSnapshotSink } from './remote-sink.ts';

@@ -1,0 +1,113 @@
+import { IbsError, formatSnapshot, type Manifest, type ManifestFile, type SnapshotRef } from '../core/index.ts';
+import type { ApiClient } from './api-client.ts';
+
+const BATCH_BYTES = 8 * 1024 * 1024;
+const IN_FLIGHT = 4;
+
+interface Pending {
+  frames: Buffer[];
+  bytes: number;
+  waiters: Array<{ resolve: (existed: boolean) => void; reject: (e: unknown) => void }>;
+}
+
+/**
+ * A snapshot being uploaded to a server (the client half of the backup session API; it has the shape of a
+ * datastore SnapshotSink). Chunks travel in batches of up to 8 MiB, several batches in flight on one HTTP/2
+ * connection, so a link with latency stays busy and no chunk costs a request of its own. Files and the
+ * manifest are sent after every batch before them has been stored, so the server can check references.
+ */
+export class RemoteSnapshotSink {
+  readonly ref: SnapshotRef;
+  readonly known: ReadonlySet<string>;
+  readonly #client: ApiClient;
+  readonly #session: string;
+  #batch: Pending = { frames: [], bytes: 0, waiters: [] };
+  readonly #inFlight = new Set<Promise<void>>();
+  #failure: unknown;
+  #timer: NodeJS.Timeout | undefined;
+  sentBytes = 0;
+
+  private constructor(client: ApiClient, session: string, ref: SnapshotRef, known: Set<string>) {
+    this.#client = client;
+    this.#session = session;
+    this.ref = ref;
+    this.known = known;
+  }
+
+  static async start(client: ApiClient, input: { store: string; ref: SnapshotRef; keyFingerprint?: string | undefined }): Promise<RemoteSnapshotSink> {
+    const r = await client.request<{ session: string; known: string[] }>('POST', '/backup/start', {
+      store: input.store,
+      ...(input.ref.ns.length ? { ns: input.ref.ns.join('/') } : {}),
+      'backup-type': input.ref.type,
+      'backup-id': input.ref.id,
+      'backup-time': input.ref.time,
+      ...(input.keyFingerprint ? { 'key-fingerprint': input.keyFingerprint } : {}),
+    });
+    return new RemoteSnapshotSink(client, r.session, input.ref, new Set(r.known));
+  }
+
+  insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    const header = Buffer.alloc(36);
+    header.write(digest, 0, 32, 'hex');
+    header.writeUInt32LE(blob.length, 32);
+    const promise = new Promise<boolean>((resolve, reject) => this.#batch.waiters.push({ resolve, reject }));
+    this.#batch.frames.push(header, Buffer.from(blob.buffer, blob.byteOffset, blob.length));
+    this.#batch.bytes += 36 + blob.length;
+    // A batch goes out when full, or shortly after its first chunk: callers wait for their chunk's answer.
+    if (this.#batch.bytes >= BATCH_BYTES) void this.#send();
+    else this.#timer ??= setTimeout(() => void this.#send(), 20);
+    return promise.then((existed) => ({ existed }));
+  }
+
+  async #send(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const batch = this.#batch;
+    if (batch.frames.length === 0) return;
+    this.#batch = { frames: [], bytes: 0, waiters: [] };
+    while (this.#inFlight.size >= IN_FLIGHT) await Promise.race(this.#inFlight);
+    const body = Buffer.concat(batch.frames);
+    const p: Promise<void> = this.#client
+      .requestBinary<{ existed: boolean[] }>(`/backup/${this.#session}/chunks`, {}, body)
+      .then(
+        (r) => {
+          this.sentBytes += body.length;
+          batch.waiters.forEach((w, i) => w.resolve(r.existed[i] ?? false));
+        },
+        (error: unknown) => {
+          this.#failure ??= error;
+          for (const w of batch.waiters) w.reject(error);
+        },
+      )
+      .finally(() => this.#inFlight.delete(p));
+    this.#inFlight.add(p);
+  }
+
+  /** Sends the open batch and waits for every batch in flight. */
+  async flush(): Promise<void> {
+    await this.#send();
+    while (this.#inFlight.size > 0) await Promise.race(this.#inFlight);
+    if (this.#failure) throw this.#failure;
+  }
+
+  async putFile(file: ManifestFile, data: Buffer): Promise<void> {
+    await this.flush();
+    await this.#client.requestBinary(
+      `/backup/${this.#session}/file`,
+      { filename: file.filename, size: file.size, csum: file.csum, 'crypt-mode': file.cryptMode, 'archive-size': file.archiveSize, 'source-stamp': file.sourceStamp },
+      data,
+    );
+    this.sentBytes += data.length;
+  }
+
+  async commit(manifest: Manifest): Promise<void> {
+    await this.flush();
+    const r = await this.#client.request<{ snapshot: string }>('POST', `/backup/${this.#session}/commit`, { manifest });
+    if (r.snapshot !== formatSnapshot(this.ref)) throw new IbsError('INTERNAL', `Server committed ${r.snapshot}, expected ${formatSnapshot(this.ref)}`);
+  }
+
+  async abort(): Promise<void> {
+    await this.#client.request('POST', `/backup/${this.#session}/abort`).catch(() => {});
+  }
+}

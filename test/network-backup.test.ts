@@ -1,0 +1,103 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { ibs, startIbs, tempDir } from './helpers.ts';
+
+let work: { path: string; cleanup: () => Promise<void> };
+let serverHome: string;
+let clientHome: string;
+let server: ChildProcess;
+let repository: string;
+let fingerprint: string;
+let secretFile: string;
+let output = '';
+let src: string;
+
+before(async () => {
+  work = await tempDir('ibs-net-');
+  serverHome = join(work.path, 'server');
+  clientHome = join(work.path, 'client');
+  src = join(work.path, 'src');
+  await mkdir(join(src, 'sub'), { recursive: true });
+  for (let i = 0; i < 10; i++) await writeFile(join(src, 'sub', `f${i}.bin`), randomBytes(1024 * 1024 + i));
+  await writeFile(join(src, 'hello.txt'), 'hello over the network\n');
+  assert.equal((await ibs(serverHome, ['datastore', 'create', 'store1'])).code, 0);
+  server = startIbs(serverHome, ['server', '--listen', '127.0.0.1', '--port', '0']);
+  server.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  server.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  for (let i = 0; i < 300 && !/certificate fingerprint: [0-9a-f:]{95}/.test(output); i++) await new Promise((r) => setTimeout(r, 50));
+  const port = /listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1];
+  fingerprint = /certificate fingerprint: ([0-9a-f:]{95})/.exec(output)?.[1] as string;
+  assert.ok(port && fingerprint, output);
+  assert.equal((await ibs(serverHome, ['user', 'create', 'client@ibs'])).code, 0);
+  const token = JSON.parse((await ibs(serverHome, ['token', 'create', 'client@ibs!backup', '--output', 'json'])).stdout);
+  for (const authId of ['client@ibs', 'client@ibs!backup']) {
+    assert.equal((await ibs(serverHome, ['acl', 'update', '/datastore/store1', 'DatastoreBackup', '--auth-id', authId])).code, 0);
+  }
+  secretFile = join(work.path, 'secret');
+  await writeFile(secretFile, `${token.secret}\n`, { mode: 0o600 });
+  repository = `client@ibs!backup@127.0.0.1:${port}:store1`;
+});
+
+after(async () => {
+  if (server.exitCode === null) {
+    const exited = new Promise((resolve) => server.on('exit', resolve));
+    server.kill('SIGTERM');
+    await exited;
+  }
+  await work.cleanup();
+});
+
+const remoteArgs = (): string[] => ['--repository', repository, '--fingerprint', fingerprint, '--secret-file', secretFile];
+
+test('a backup over HTTPS arrives complete, restores identically, and the next one sends only new chunks', async () => {
+  const first = await ibs(clientHome, ['backup', 'create', ...remoteArgs(), '--id', 'client1', '--time', '2026-11-01T00:00:00Z', '--output', 'json', `root.tar:${src}`]);
+  assert.equal(first.code, 0, first.stderr);
+  const stats = JSON.parse(first.stdout).archives[0];
+  assert.ok(stats.newChunks > 0);
+  // The server's datastore holds it, owned by the token; restore it there and compare.
+  const groups = JSON.parse((await ibs(serverHome, ['group', 'list', 'store1', '--output', 'json'])).stdout);
+  assert.deepEqual(groups.map((g: { group: string; owner: string }) => [g.group, g.owner]), [['host/client1', 'client@ibs!backup']]);
+  const out = join(work.path, 'restored');
+  const r = await ibs(serverHome, ['backup', 'restore', 'host/client1/2026-11-01T00:00:00Z', 'root.tar', out, '--store', 'store1']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await readFile(join(out, 'hello.txt'), 'utf8'), 'hello over the network\n');
+  assert.deepEqual(await readFile(join(out, 'sub', 'f7.bin')), await readFile(join(src, 'sub', 'f7.bin')));
+  assert.equal((await ibs(serverHome, ['verify', 'start', 'store1'])).code, 0);
+  // Second run: the previous snapshot's chunks are known, nothing is sent again.
+  await writeFile(join(src, 'hello.txt'), 'changed\n');
+  const second = await ibs(clientHome, ['backup', 'create', ...remoteArgs(), '--id', 'client1', '--time', '2026-11-02T00:00:00Z', '--output', 'json', `root.tar:${src}`]);
+  assert.equal(second.code, 0, second.stderr);
+  const s2 = JSON.parse(second.stdout).archives[0];
+  assert.ok(s2.newChunks <= 2, `only the chunk with the changed file is new: ${JSON.stringify(s2)}`);
+  assert.ok(s2.reusedChunks >= stats.chunks - 2);
+});
+
+test('a wrong fingerprint is refused before anything is sent; a token without Datastore.Backup is refused naming it', async () => {
+  const wrong = await ibs(clientHome, ['backup', 'create', '--repository', repository, '--fingerprint', fingerprint.replace(/^../, '00'), '--secret-file', secretFile, '--id', 'x', `root.tar:${src}`]);
+  assert.equal(wrong.code, 15);
+  assert.match(wrong.stderr, new RegExp(fingerprint));
+  const token = JSON.parse((await ibs(serverHome, ['token', 'create', 'client@ibs!readonly', '--output', 'json'])).stdout);
+  await writeFile(join(work.path, 'ro-secret'), token.secret);
+  const denied = await ibs(clientHome, ['backup', 'create', '--repository', repository.replace('!backup', '!readonly'), '--fingerprint', fingerprint, '--secret-file', join(work.path, 'ro-secret'), '--id', 'x', `root.tar:${src}`]);
+  assert.equal(denied.code, 5);
+  assert.match(denied.stderr, /client@ibs!readonly lacks Datastore\.Backup on \/datastore\/store1/);
+});
+
+test('a client killed in the middle of an upload leaves no snapshot on the server', async () => {
+  const big = join(work.path, 'big');
+  await mkdir(big);
+  for (let i = 0; i < 20; i++) await writeFile(join(big, `g${i}.bin`), randomBytes(2 * 1024 * 1024));
+  const child = startIbs(clientHome, ['backup', 'create', ...remoteArgs(), '--id', 'killed', '--quiet', `root.tar:${big}`]);
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  setTimeout(() => child.kill('SIGKILL'), 700);
+  assert.equal(await exited, null);
+  const list = JSON.parse((await ibs(serverHome, ['snapshot', 'list', 'store1', 'host/killed', '--output', 'json'])).stdout);
+  assert.deepEqual(list, []);
+  const again = await ibs(clientHome, ['backup', 'create', ...remoteArgs(), '--id', 'killed', '--output', 'json', `root.tar:${big}`]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(JSON.parse((await ibs(serverHome, ['snapshot', 'list', 'store1', 'host/killed', '--output', 'json'])).stdout).length, 1);
+});
