@@ -76,6 +76,46 @@ test('a backup over HTTPS arrives complete, restores identically, and the next o
   assert.ok(s2.reusedChunks >= stats.chunks - 2);
 });
 
+test('a restore over HTTPS returns identical bytes (whole archive, one path, a tar stream)', async () => {
+  const out = join(work.path, 'net-restore');
+  const r = await ibs(clientHome, ['backup', 'restore', 'host/client1/2026-11-01T00:00:00Z', 'root.tar', out, ...remoteArgs()]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await readFile(join(out, 'hello.txt'), 'utf8'), 'hello over the network\n');
+  assert.deepEqual(await readFile(join(out, 'sub', 'f3.bin')), await readFile(join(src, 'sub', 'f3.bin')));
+  const one = join(work.path, 'net-one');
+  const p = await ibs(clientHome, ['backup', 'restore', 'host/client1/2026-11-01T00:00:00Z', 'root.tar', one, ...remoteArgs(), '--path', 'sub/f5.bin']);
+  assert.equal(p.code, 0, p.stderr);
+  assert.deepEqual(await readFile(join(one, 'sub', 'f5.bin')), await readFile(join(src, 'sub', 'f5.bin')));
+});
+
+test('readers see only what they may: another user is refused; a chunk outside the opened snapshot is refused', async () => {
+  assert.equal((await ibs(serverHome, ['user', 'create', 'other@ibs'])).code, 0);
+  const other = JSON.parse((await ibs(serverHome, ['token', 'create', 'other@ibs!t', '--output', 'json'])).stdout);
+  for (const authId of ['other@ibs', 'other@ibs!t']) assert.equal((await ibs(serverHome, ['acl', 'update', '/datastore/store1', 'DatastoreBackup', '--auth-id', authId])).code, 0);
+  await writeFile(join(work.path, 'other-secret'), other.secret);
+  const denied = await ibs(clientHome, ['backup', 'restore', 'host/client1/2026-11-01T00:00:00Z', 'root.tar', join(work.path, 'x'), '--repository', repository.replace('client@ibs!backup', 'other@ibs!t'), '--fingerprint', fingerprint, '--secret-file', join(work.path, 'other-secret')]);
+  assert.equal(denied.code, 5, denied.stderr);
+  assert.match(denied.stderr, /lacks Datastore\.Read on \/datastore\/store1/);
+  // The other user backs up data of its own; the owner of client1 then opens its snapshot and asks for one
+  // of the other user's chunks.
+  const otherSrc = join(work.path, 'other-src');
+  await mkdir(otherSrc);
+  await writeFile(join(otherSrc, 'secret.bin'), randomBytes(100_000));
+  const ob = await ibs(clientHome, ['backup', 'create', '--repository', repository.replace('client@ibs!backup', 'other@ibs!t'), '--fingerprint', fingerprint, '--secret-file', join(work.path, 'other-secret'), '--id', 'other', '--time', '2026-11-01T00:00:00Z', `root.tar:${otherSrc}`]);
+  assert.equal(ob.code, 0, ob.stderr);
+  const { ApiClient } = await import('../src/client/index.ts');
+  const port = Number(/:(\d+):store1$/.exec(repository)?.[1]);
+  const client = await ApiClient.connect({ host: '127.0.0.1', port, fingerprint, authId: 'client@ibs!backup', secret: (await readFile(secretFile, 'utf8')).trim() });
+  try {
+    const { session } = await client.request<{ session: string }>('POST', '/reader/start', { store: 'store1', snapshot: 'host/client1/2026-11-01T00:00:00Z' });
+    const otherIndex = await readFile(join(serverHome, 'data', 'store1', 'host', 'other', '2026-11-01T00:00:00Z', 'root.tar.didx'));
+    const foreign = otherIndex.subarray(64 + 8, 64 + 40).toString('hex');
+    await assert.rejects(client.requestBytes(`/reader/${session}/chunk`, { digest: foreign }), /not part of the snapshot this reader opened/);
+  } finally {
+    await client.close();
+  }
+});
+
 test('a wrong fingerprint is refused before anything is sent; a token without Datastore.Backup is refused naming it', async () => {
   const wrong = await ibs(clientHome, ['backup', 'create', '--repository', repository, '--fingerprint', fingerprint.replace(/^../, '00'), '--secret-file', secretFile, '--id', 'x', `root.tar:${src}`]);
   assert.equal(wrong.code, 15);

@@ -1,4 +1,4 @@
-import type { AppContext, BackupSessions, TaskManager } from '../app/index.ts';
+import type { AppContext, BackupSessions, ReaderSessions, TaskManager } from '../app/index.ts';
 import type { AclEntry, Privilege } from '../core/index.ts';
 import type { Schema } from '../lib/index.ts';
 
@@ -9,6 +9,7 @@ export interface ApiRequest {
   ctx: AppContext;
   tasks: TaskManager;
   backups: BackupSessions;
+  readers: ReaderSessions;
   /** The raw request body, for routes with `body: 'binary'`. */
   body?: Buffer;
   signal: AbortSignal;
@@ -33,6 +34,8 @@ export interface Route {
   permission: Permission;
   /** "json" (default; POST/PUT bodies are the input) or "binary" (the input is path + query; the body is raw). */
   body?: 'json' | 'binary';
+  /** "json" (default: `{ data }`) or "binary" (the handler returns a Buffer, sent as it is). */
+  response?: 'json' | 'binary';
   /** Largest accepted body; default 1 MiB. */
   maxBodyBytes?: number;
   handler(req: ApiRequest, input: Record<string, unknown>): Promise<unknown>;

@@ -8,7 +8,7 @@ import { TaskManager, TaskStore } from '../jobs/index.ts';
 import { silentReporter } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
 import type { AppContext } from '../app/index.ts';
-import { BackupSessions, createDatastore } from '../app/index.ts';
+import { BackupSessions, ReaderSessions, createDatastore } from '../app/index.ts';
 import { ROUTES } from './routes.ts';
 import { ApiDispatcher } from './server.ts';
 
@@ -49,7 +49,7 @@ before(async () => {
   await access.updateAcl({ path: '/datastore/store1', authId: 'reader@ibs!t', role: 'DatastoreReader' });
   store = await TaskStore.open(paths.stateDir);
   const tasks = await TaskManager.start({ store, node: 'test' });
-  dispatcher = new ApiDispatcher({ routes: ROUTES, auth: access, tasks, backups: new BackupSessions(), makeContext: (authId, signal) => ctx(authId, signal) });
+  dispatcher = new ApiDispatcher({ routes: ROUTES, auth: access, tasks, backups: new BackupSessions(), readers: new ReaderSessions(), makeContext: (authId, signal) => ctx(authId, signal) });
 });
 after(async () => {
   store.close();

@@ -32,7 +32,7 @@ async function asTask(req: ApiRequest, type: string, id: string, run: (ctx: app.
   return upid;
 }
 
-const SESSION: Schema = { type: 'string', pattern: /^[0-9a-f-]{36}$/, description: 'backup session id' };
+const SESSION: Schema = { type: 'string', pattern: /^[0-9a-f-]{36}$/, description: 'session id' };
 const CSUM: Schema = { type: 'string', pattern: /^[0-9a-f]{64}$/ };
 
 function backupPath(input: Record<string, unknown>): string {
@@ -40,6 +40,44 @@ function backupPath(input: Record<string, unknown>): string {
 }
 
 export const ROUTES: Route[] = [
+  {
+    method: 'POST',
+    path: '/reader/start',
+    summary: 'open a snapshot for reading (Datastore.Read, or Datastore.Backup as owner of its group)',
+    input: { type: 'object', properties: { store: STORE, ns: NS, snapshot: { type: 'string', maxLength: 300 } } },
+    output: { type: 'object', properties: { session: SESSION, manifest: { type: 'object', additional: true, properties: {} } } },
+    permission: { kind: 'handler', description: 'Datastore.Read on the namespace, or Datastore.Backup as owner of the group' },
+    handler: (req, input) => req.readers.start(req.ctx, req.acl, { store: input.store as string, ...(input.ns ? { ns: input.ns as string } : {}), snapshot: input.snapshot as string }),
+  },
+  {
+    method: 'GET',
+    path: '/reader/{session}/file',
+    summary: 'a file of the open snapshot (manifest, index, blob), as bytes',
+    input: { type: 'object', properties: { session: SESSION, filename: { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{0,120}$/ } } },
+    output: { type: 'any', description: 'application/octet-stream' },
+    permission: { kind: 'handler', description: 'the identity that opened the session' },
+    response: 'binary',
+    handler: (req, input) => req.readers.file(input.session as string, req.authId, input.filename as string),
+  },
+  {
+    method: 'GET',
+    path: '/reader/{session}/chunk',
+    summary: 'a chunk blob referenced by the open snapshot, as bytes',
+    input: { type: 'object', properties: { session: SESSION, digest: CSUM } },
+    output: { type: 'any', description: 'application/octet-stream' },
+    permission: { kind: 'handler', description: 'the identity that opened the session; only chunks of that snapshot' },
+    response: 'binary',
+    handler: (req, input) => req.readers.chunk(input.session as string, req.authId, input.digest as string),
+  },
+  {
+    method: 'POST',
+    path: '/reader/{session}/close',
+    summary: 'close a reader session',
+    input: { type: 'object', properties: { session: SESSION } },
+    output: { type: 'any' },
+    permission: { kind: 'handler', description: 'the identity that opened the session' },
+    handler: (req, input) => req.readers.close(input.session as string, req.authId),
+  },
   {
     method: 'POST',
     path: '/backup/start',

@@ -1,6 +1,6 @@
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import type { AppContext, BackupSessions, TaskManager } from '../app/index.ts';
+import type { AppContext, BackupSessions, ReaderSessions, TaskManager } from '../app/index.ts';
 import { IbsError, SUPERUSER, requirePrivilege, toIbsError, type AclEntry } from '../core/index.ts';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { chmod, rm } from 'node:fs/promises';
@@ -20,6 +20,7 @@ export interface ApiServerOptions {
   auth: ApiAuth;
   tasks: TaskManager;
   backups: BackupSessions;
+  readers: ReaderSessions;
   makeContext(authId: string, signal: AbortSignal): AppContext;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   maxBodyBytes?: number;
@@ -28,6 +29,8 @@ export interface ApiServerOptions {
 export interface ApiResponse {
   status: number;
   body: unknown;
+  /** Set instead of a JSON body for binary responses. */
+  binary?: Buffer;
 }
 
 interface Compiled {
@@ -139,10 +142,12 @@ export class ApiDispatcher {
         ctx: this.#options.makeContext(authId ?? '', signal),
         tasks: this.#options.tasks,
         backups: this.#options.backups,
+        readers: this.#options.readers,
         signal,
         ...(binary ? { body: typeof rawBody === 'string' ? Buffer.from(rawBody) : rawBody } : {}),
       };
       const data = await route.handler(request, input);
+      if (route.response === 'binary') return { status: 200, body: null, binary: data as Buffer };
       return { status: 200, body: { data: data ?? null } };
     } catch (error) {
       const e = toIbsError(error);
@@ -167,7 +172,7 @@ export function createApiServer(options: ApiServerOptions & { key: string | Buff
   const server = createSecureServer({ key: options.key, cert: options.cert, allowHTTP1: true, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
   const handle = (req: Http2ServerRequest | IncomingMessage, response: Http2ServerResponse | ServerResponse, trustedAuthId?: string): void => {
     // Both response kinds share this subset; the union of their overloads is not callable as such.
-    const res = response as unknown as { writeHead(status: number, headers: Record<string, string | number>): void; end(text: string): void; destroy(): void };
+    const res = response as unknown as { writeHead(status: number, headers: Record<string, string | number>): void; end(data: string | Buffer): void; destroy(): void };
     const controller = new AbortController();
     req.on('close', () => controller.abort(new IbsError('ABORTED', 'client went away')));
     const pieces: Buffer[] = [];
@@ -193,6 +198,11 @@ export function createApiServer(options: ApiServerOptions & { key: string | Buff
         .dispatch(req.method ?? 'GET', req.url ?? '/', req.headers, Buffer.concat(pieces), controller.signal, trustedAuthId)
         .then((response) => {
           options.log?.('info', 'request', { method: req.method, path: (req.url ?? '').split('?')[0], status: response.status, ms: Date.now() - started, proto: trustedAuthId ? 'admin-socket' : req.httpVersion });
+          if (response.binary) {
+            res.writeHead(response.status, { 'content-type': 'application/octet-stream', 'content-length': response.binary.length });
+            res.end(response.binary);
+            return;
+          }
           const text = JSON.stringify(response.body);
           res.writeHead(response.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
           res.end(text);

@@ -15,7 +15,7 @@ import {
   type SnapshotRef,
 } from '../core/index.ts';
 import { SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
-import { RemoteSnapshotSink, type ApiClient } from '../client/index.ts';
+import { RemoteSnapshotSink, RemoteSnapshotSource, type ApiClient } from '../client/index.ts';
 import { catalogRanges, createTarStream, decodeCatalog, extractTar, selectCatalog, type CatalogEntry } from '../archive/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { abortableSleep, mapConcurrent } from '../lib/index.ts';
@@ -202,6 +202,8 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
 
 export interface RestoreInput {
   store: string;
+  /** Restore from a datastore on a server. */
+  repository?: { client: ApiClient; store: string };
   ns?: string;
   snapshot: string;
   archive: string;
@@ -250,8 +252,7 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
   const archive = parseArchiveName(input.archive);
   const started = Date.now();
   const warnings: string[] = [];
-  return withDatastore(ctx, input.store, async (ds) => {
-    const reader = await SnapshotReader.open(ds, ref, { key: input.key, signal: ctx.signal });
+  const restoreFrom = async (reader: SnapshotReader): Promise<RestoreResult> => {
     if (reader.encrypted && !input.key) {
       throw new IbsError('WRONG_KEY', `Snapshot ${formatSnapshot(ref)} is encrypted with key ${reader.manifest.keyFingerprint}: pass --keyfile with that key`);
     }
@@ -310,5 +311,14 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
       },
     });
     return { snapshot: formatSnapshot(ref), archive, target, bytes: done, entries: result.entries, seconds: (Date.now() - started) / 1000, warnings };
-  });
+  };
+  if (input.repository) {
+    const source = await RemoteSnapshotSource.open(input.repository.client, { store: input.repository.store, ref });
+    try {
+      return await restoreFrom(SnapshotReader.from(source, ref, source.manifest, { key: input.key, signal: ctx.signal }));
+    } finally {
+      await source.close();
+    }
+  }
+  return withDatastore(ctx, input.store, async (ds) => restoreFrom(await SnapshotReader.open(ds, ref, { key: input.key, signal: ctx.signal })));
 }

@@ -19,3 +19,4 @@ export * from './job-status.ts';
 export * from './notifications.ts';
 export { BackupSessions } from './backup-sessions.ts';
 export * from './repository.ts';
+export { ReaderSessions } from './reader-sessions.ts';

@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ROUTES, createApiServer } from '../api/index.ts';
-import { BackupSessions, ensureAdmin, ensureCertificate, notifier as makeNotifier, scheduledJobs, taskEvent, type AppContext } from '../app/index.ts';
+import { BackupSessions, ReaderSessions, ensureAdmin, ensureCertificate, notifier as makeNotifier, scheduledJobs, taskEvent, type AppContext } from '../app/index.ts';
 import { JobStateStore, Scheduler, TaskManager, TaskStore } from '../jobs/index.ts';
 import { jsonFileLog, silentReporter, writeFileAtomic } from '../lib/index.ts';
 import type { IbsPaths } from '../config/index.ts';
@@ -60,8 +60,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   workerLog('info', 'task manager started', { slots: tasks.workerStatus() });
   const backups = new BackupSessions();
+  const readers = new ReaderSessions();
   const api = createApiServer({
     backups,
+    readers,
     key: cert.key,
     cert: cert.cert,
     routes: ROUTES,
@@ -89,6 +91,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await tasks.shutdown(reason);
       await schedulerDone;
       await backups.close();
+      await readers.closeAll();
       await api.close();
       store.close();
       jobState.close();

@@ -314,30 +314,39 @@ export const COMMANDS: Command[] = [
   },
   {
     path: ['backup', 'restore'],
-    usage: 'backup restore SNAPSHOT NAME.tar|NAME.img TARGET --store S [--ns N] [--path sub/dir] [--keyfile F]   (TARGET "-" streams to stdout)',
-    summary: 'restore an archive of a snapshot to a directory, a file, or standard output',
+    usage: 'backup restore SNAPSHOT NAME.tar|NAME.img TARGET (--store S | --repository USER@REALM!TOKEN@HOST[:PORT]:STORE --fingerprint FP) [--ns N] [--path sub/dir] [--keyfile F]   (TARGET "-" streams to stdout)',
+    summary: 'restore an archive of a snapshot (local or on a server) to a directory, a file, or standard output',
     positionals: [2, 3],
     options: {
-      store: { type: 'string', help: 'datastore name' },
+      store: { type: 'string', help: 'local datastore name' },
+      ...REMOTE_OPTIONS,
       ...STORE_NS,
       to: { type: 'string', help: 'target (same as the TARGET argument); "-" for standard output' },
       path: { type: 'string', help: 'restore only this file or subtree of a .tar archive' },
       ...KEY_OPTIONS,
     },
     run: async (ctx, a) => {
+      const repository = str(a, 'repository') ?? process.env.IBS_REPOSITORY;
       const store = str(a, 'store');
-      if (!store) throw new IbsError('INVALID_ARGUMENT', 'Missing --store: expected the name of the datastore to restore from');
+      if (!store && !repository) throw new IbsError('INVALID_ARGUMENT', 'Missing --store or --repository: expected a local datastore name, or USER@REALM!TOKEN@HOST[:PORT]:STORE');
       const target = str(a, 'to') ?? a.positionals[2];
       if (target === undefined) throw new IbsError('INVALID_ARGUMENT', 'Missing restore target: expected TARGET or --to (use "-" for standard output)');
-      return app.restoreBackup(ctx, {
-        store,
+      const key = await keyFrom(a);
+      const remote = !store && repository ? await app.connectRepository({ repository, fingerprint: str(a, 'fingerprint') ?? process.env.IBS_FINGERPRINT, secretFile: str(a, 'secret-file'), secret: process.env.IBS_SECRET }) : undefined;
+      try {
+        return await app.restoreBackup(ctx, {
+        store: store ?? remote?.repository.store ?? '',
+        ...(remote ? { repository: { client: remote.client, store: remote.repository.store } } : {}),
         snapshot: pos(a, 0),
         archive: pos(a, 1),
         target,
         ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}),
         ...(str(a, 'path') !== undefined ? { path: str(a, 'path') as string } : {}),
-        key: await keyFrom(a),
-      });
+        key,
+        });
+      } finally {
+        await remote?.client.close();
+      }
     },
     text: (r: app.RestoreResult) =>
       r.target === '-' ? '' : `Restored ${r.archive} of ${r.snapshot} to ${r.target}: ${formatBytes(r.bytes)}${r.entries !== undefined ? `, ${r.entries} entries` : ''} in ${formatDuration(r.seconds)}${r.warnings.length ? `, ${r.warnings.length} warnings` : ''}`,

@@ -99,6 +99,25 @@ export class ApiClient {
     return decodeApiResponse<T>(Number(headers[':status']), Buffer.concat(pieces).toString('utf8'), `POST ${path}`);
   }
 
+  /** GETs a binary response (below /api2/json); errors arrive as JSON and are thrown as IbsError. */
+  async requestBytes(path: string, query: Record<string, unknown> = {}): Promise<Buffer> {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.append(k, String(v));
+    const stream = this.#session.request({
+      ':method': 'GET',
+      ':path': `/api2/json${path}${[...params].length ? `?${params}` : ''}`,
+      authorization: `IBSAPIToken=${this.#options.authId}:${this.#options.secret}`,
+    });
+    stream.end();
+    const [headers] = (await once(stream, 'response')) as [Record<string, string | number>];
+    const pieces: Buffer[] = [];
+    for await (const piece of stream) pieces.push(piece as Buffer);
+    const status = Number(headers[':status']);
+    const body = Buffer.concat(pieces);
+    if (status !== 200) decodeApiResponse(status, body.toString('utf8'), `GET ${path}`);
+    return body;
+  }
+
   /** Calls an API path (below /api2/json); returns `data`, or throws IbsError with the server's code. */
   async request<T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, params: Record<string, unknown> = {}): Promise<T> {
     let fullPath = `/api2/json${path}`;

@@ -2,3 +2,4 @@
 export { ApiClient, decodeApiResponse, type ApiClientOptions } from './api-client.ts';
 export { LocalApiClient } from './local-client.ts';
 export { RemoteSnapshotSink } from './remote-sink.ts';
+export { RemoteSnapshotSource } from './remote-source.ts';

@@ -14,7 +14,7 @@ export { Datastore, DATASTORE_MARKER, FORMAT_VERSION, type SnapshotInfo, type Da
 export { ChunkStore, chunkKey, verifyChunkContent, type ChunkInfo } from './chunk-store.ts';
 export { Chunker, DEFAULT_CHUNKER, type ChunkerOptions } from './chunker.ts';
 export { SnapshotWriter, FIXED_CHUNK_SIZE, type ArchiveStats, type ArchivePiece, type BeginOptions } from './snapshot-writer.ts';
-export { SnapshotReader, type ReaderOptions } from './snapshot-reader.ts';
+export { SnapshotReader, datastoreSource, type ReaderOptions, type SnapshotSource } from './snapshot-reader.ts';
 export { SnapshotUpload, type SnapshotSink, type UploadOptions } from './snapshot-upload.ts';
 export { verifyDatastore, type VerifyOptions, type VerifyResult, type BadChunk } from './verify.ts';
 export { pruneGroup, type PruneEntry } from './prune.ts';

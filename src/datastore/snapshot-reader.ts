@@ -6,6 +6,8 @@ import {
   indexChunks,
   indexSize,
   chunksInRange,
+  checkBlobCrc,
+  isEncryptedBlob,
   sha256Hex,
   snapshotPath,
   verifyManifestSignature,
@@ -18,9 +20,33 @@ import {
 import { throwIfAborted } from '../lib/index.ts';
 import { isStorageError, type OpOptions } from '../storage/index.ts';
 import type { Datastore } from './datastore.ts';
+import { verifyChunkContent } from './chunk-store.ts';
 
 export interface ReaderOptions extends OpOptions {
   key?: CryptKey | undefined;
+}
+
+/** Where a reader gets a snapshot's bytes: a datastore here, or a server through the API. */
+export interface SnapshotSource {
+  /** A file of the snapshot directory (manifest, index, blob), unchecked; NOT_FOUND when missing. */
+  readFile(filename: string, options?: OpOptions): Promise<Buffer>;
+  /** A chunk's stored blob, unchecked; NOT_FOUND when missing. */
+  chunkBlob(digest: string, options?: OpOptions): Promise<Buffer>;
+}
+
+/** The source of a snapshot in a datastore. */
+export function datastoreSource(ds: Datastore, ref: SnapshotRef): SnapshotSource {
+  return {
+    readFile: async (filename, options = {}) => {
+      try {
+        return await ds.backend.read(`${snapshotPath(ref)}${filename}`, options);
+      } catch (error) {
+        if (isStorageError(error, 'not-found')) throw new IbsError('NOT_FOUND', `Snapshot ${formatSnapshot(ref)}: file "${filename}" is missing`);
+        throw error;
+      }
+    },
+    chunkBlob: (digest, options = {}) => ds.chunks.getBlob(digest, options),
+  };
 }
 
 /**
@@ -31,21 +57,25 @@ export interface ReaderOptions extends OpOptions {
 export class SnapshotReader {
   readonly ref: SnapshotRef;
   readonly manifest: Manifest;
-  readonly #ds: Datastore;
+  readonly #source: SnapshotSource;
   readonly #key: CryptKey | undefined;
   readonly #indexes = new Map<string, ArchiveIndex>();
 
-  private constructor(ds: Datastore, ref: SnapshotRef, manifest: Manifest, key: CryptKey | undefined) {
-    this.#ds = ds;
+  private constructor(source: SnapshotSource, ref: SnapshotRef, manifest: Manifest, key: CryptKey | undefined) {
+    this.#source = source;
     this.ref = ref;
     this.manifest = manifest;
     this.#key = key;
   }
 
   static async open(ds: Datastore, ref: SnapshotRef, options: ReaderOptions = {}): Promise<SnapshotReader> {
-    const manifest = await ds.readManifest(ref, options);
+    return SnapshotReader.from(datastoreSource(ds, ref), ref, await ds.readManifest(ref, options), options);
+  }
+
+  /** A reader over any source, given the snapshot's (already parsed) manifest. */
+  static from(source: SnapshotSource, ref: SnapshotRef, manifest: Manifest, options: ReaderOptions = {}): SnapshotReader {
     if (manifest.keyFingerprint !== undefined && options.key) verifyManifestSignature(manifest, options.key, `Snapshot ${formatSnapshot(ref)}`);
-    return new SnapshotReader(ds, ref, manifest, options.key);
+    return new SnapshotReader(source, ref, manifest, options.key);
   }
 
   get encrypted(): boolean {
@@ -64,9 +94,9 @@ export class SnapshotReader {
     if (!entry) throw new IbsError('NOT_FOUND', `Snapshot ${formatSnapshot(this.ref)} has no file "${filename}" (it has: ${this.manifest.files.map((f) => f.filename).join(', ') || 'none'})`);
     let data: Buffer;
     try {
-      data = await this.#ds.backend.read(`${snapshotPath(this.ref)}${filename}`, options);
+      data = await this.#source.readFile(filename, options);
     } catch (error) {
-      if (isStorageError(error, 'not-found')) throw new IbsError('CORRUPT', `Snapshot ${formatSnapshot(this.ref)}: file "${filename}" listed in the manifest is missing`);
+      if (error instanceof IbsError && error.code === 'NOT_FOUND') throw new IbsError('CORRUPT', `Snapshot ${formatSnapshot(this.ref)}: file "${filename}" listed in the manifest is missing`);
       throw error;
     }
     if (data.length !== entry.size || sha256Hex(data) !== entry.csum) {
@@ -140,12 +170,15 @@ export class SnapshotReader {
       const pending: Array<Promise<Buffer>> = [];
       let next = 0;
       const fetch = (span: ChunkSpan): Promise<Buffer> => {
-        const p = this.#ds.chunks.get(span.digest, { key: this.#key, signal: options.signal }).then((data) => {
-          if (data.length !== span.end - span.start) {
-            throw new IbsError('CORRUPT', `Chunk ${span.digest} of ${name}: ${data.length} bytes, index says ${span.end - span.start}`);
-          }
-          return data;
-        });
+        const p = this.#source
+          .chunkBlob(span.digest, { signal: options.signal })
+          .then((blob) => verifyChunkContent(span.digest, blob, this.#key, isEncryptedBlob(checkBlobCrc(blob, `chunk ${span.digest}`))))
+          .then((data) => {
+            if (data.length !== span.end - span.start) {
+              throw new IbsError('CORRUPT', `Chunk ${span.digest} of ${name}: ${data.length} bytes, index says ${span.end - span.start}`);
+            }
+            return data;
+          });
         p.catch(() => {}); // observed when awaited below
         return p;
       };

@@ -1,0 +1,40 @@
+import { parseManifest, type Manifest, type SnapshotRef, formatSnapshot, formatNamespace } from '../core/index.ts';
+import type { ApiClient } from './api-client.ts';
+
+/**
+ * A snapshot read from a server (the client half of the reader session API; it has the shape of a datastore
+ * SnapshotSource). The server serves only this snapshot's files and chunks; the reader on top of this checks
+ * every one of them against the manifest and the chunk digests.
+ */
+export class RemoteSnapshotSource {
+  readonly manifest: Manifest;
+  readonly #client: ApiClient;
+  readonly #session: string;
+
+  private constructor(client: ApiClient, session: string, manifest: Manifest) {
+    this.#client = client;
+    this.#session = session;
+    this.manifest = manifest;
+  }
+
+  static async open(client: ApiClient, input: { store: string; ref: SnapshotRef }): Promise<RemoteSnapshotSource> {
+    const r = await client.request<{ session: string; manifest: unknown }>('POST', '/reader/start', {
+      store: input.store,
+      ...(input.ref.ns.length ? { ns: formatNamespace(input.ref.ns) } : {}),
+      snapshot: formatSnapshot({ ...input.ref, ns: [] }),
+    });
+    return new RemoteSnapshotSource(client, r.session, parseManifest(Buffer.from(JSON.stringify(r.manifest)), formatSnapshot(input.ref)));
+  }
+
+  readFile(filename: string): Promise<Buffer> {
+    return this.#client.requestBytes(`/reader/${this.#session}/file`, { filename });
+  }
+
+  chunkBlob(digest: string): Promise<Buffer> {
+    return this.#client.requestBytes(`/reader/${this.#session}/chunk`, { digest });
+  }
+
+  async close(): Promise<void> {
+    await this.#client.request('POST', `/reader/${this.#session}/close`).catch(() => {});
+  }
+}
