@@ -127,17 +127,30 @@ test('a wrong fingerprint is refused before anything is sent; a token without Da
   assert.match(denied.stderr, /client@ibs!readonly lacks Datastore\.Backup on \/datastore\/store1/);
 });
 
-test('a client killed in the middle of an upload leaves no snapshot on the server', async () => {
+test('a client killed in the middle of an upload leaves no snapshot; the next run sends only what did not arrive', async () => {
   const big = join(work.path, 'big');
   await mkdir(big);
   for (let i = 0; i < 20; i++) await writeFile(join(big, `g${i}.bin`), randomBytes(2 * 1024 * 1024));
+  const chunkCount = async (): Promise<number> => JSON.parse((await ibs(serverHome, ['datastore', 'stats', 'store1', '--output', 'json'])).stdout).chunks as number;
+  const before = await chunkCount();
   const child = startIbs(clientHome, ['backup', 'create', ...remoteArgs(), '--id', 'killed', '--quiet', `root.tar:${big}`]);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  setTimeout(() => child.kill('SIGKILL'), 700);
+  // Kill once a few chunks of this data have arrived.
+  for (let i = 0; i < 200 && (await chunkCount()) - before < 4; i++) await new Promise((r) => setTimeout(r, 25));
+  child.kill('SIGKILL');
   assert.equal(await exited, null);
+  const arrived = (await chunkCount()) - before;
+  assert.ok(arrived >= 4, `${arrived} chunks arrived before the kill`);
   const list = JSON.parse((await ibs(serverHome, ['snapshot', 'list', 'store1', 'host/killed', '--output', 'json'])).stdout);
   assert.deepEqual(list, []);
   const again = await ibs(clientHome, ['backup', 'create', ...remoteArgs(), '--id', 'killed', '--output', 'json', `root.tar:${big}`]);
   assert.equal(again.code, 0, again.stderr);
+  const result = JSON.parse(again.stdout);
+  const stats = result.archives[0];
+  // 40 MiB of random data: what had arrived (about 2 MiB a chunk) is not sent again.
+  assert.ok(result.sentBytes < 40 * 1024 * 1024 - (arrived - 1) * 1024 * 1024, `sent ${result.sentBytes} bytes though ${arrived} chunks had arrived`);
+  assert.ok(stats.reusedChunks >= arrived, `${arrived} chunks had arrived; the next run reused ${stats.reusedChunks} of ${stats.chunks} without sending them`);
+  assert.equal(stats.newChunks + stats.reusedChunks, stats.chunks);
   assert.equal(JSON.parse((await ibs(serverHome, ['snapshot', 'list', 'store1', 'host/killed', '--output', 'json'])).stdout).length, 1);
+  assert.equal((await ibs(serverHome, ['verify', 'start', 'store1', '--snapshot', JSON.parse((await ibs(serverHome, ['snapshot', 'list', 'store1', 'host/killed', '--output', 'json'])).stdout)[0].snapshot])).code, 0);
 });

@@ -118,6 +118,15 @@ export const ROUTES: Route[] = [
   },
   {
     method: 'POST',
+    path: '/backup/{session}/known',
+    summary: 'batched existence query: which of these chunks the session may reference without sending (previous snapshot, or uploaded by the caller in an unfinished session)',
+    input: { type: 'object', properties: { session: SESSION, digests: { type: 'array', items: CSUM, maxItems: 10_000 } } },
+    output: { type: 'object', properties: { known: { type: 'array', items: CSUM, maxItems: 10_000 } } },
+    permission: { kind: 'handler', description: 'the identity that started the session' },
+    handler: (req, input) => req.backups.known(input.session as string, req.authId, input.digests as string[]),
+  },
+  {
+    method: 'POST',
     path: '/backup/{session}/file',
     summary: 'upload an index or blob file of the snapshot; an index may reference only chunks of this session or of the previous snapshot',
     input: {

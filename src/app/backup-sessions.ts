@@ -19,8 +19,14 @@ const FRAME_HEADER = 36;
  * owned by the API identity that started it. Idle sessions are aborted after `idleMs`: a client that lost its
  * connection leaves no snapshot, and the chunks that did arrive stay for the next run and GC.
  */
+/** Per identity, how many recently uploaded digests are remembered (about 100 bytes each). */
+const RECENT_LIMIT = 200_000;
+const RECENT_MS = 24 * 3600_000;
+
 export class BackupSessions {
   readonly #sessions = new Map<string, Session>();
+  /** Chunks each identity uploaded in recent sessions, with the time: what an interrupted backup left. */
+  readonly #recent = new Map<string, Map<string, number>>();
   readonly #idleMs: number;
   readonly #timer: NodeJS.Timeout;
 
@@ -73,8 +79,34 @@ export class BackupSessions {
         pos += FRAME_HEADER + length;
       }
       const existed = await Promise.all(frames.map(async (f) => (await s.upload.insertChunk(f.digest, f.blob)).existed));
+      this.#remember(authId, frames.map((f) => f.digest));
       return { existed };
     });
+  }
+
+  /** Batched existence query: which of `digests` the session may reference without sending them. */
+  known(session: string, authId: string, digests: string[]): Promise<{ known: string[] }> {
+    return this.#use(session, authId, async (s) => {
+      const recent = this.#recent.get(authId);
+      const now = Date.now();
+      const known = await s.upload.adopt(digests, (d) => (recent?.get(d) ?? 0) > now - RECENT_MS);
+      return { known };
+    });
+  }
+
+  #remember(authId: string, digests: string[]): void {
+    let recent = this.#recent.get(authId);
+    if (!recent) this.#recent.set(authId, (recent = new Map()));
+    const now = Date.now();
+    for (const d of digests) {
+      recent.delete(d);
+      recent.set(d, now);
+    }
+    // Oldest first (insertion order): forget beyond the limit.
+    for (const d of recent.keys()) {
+      if (recent.size <= RECENT_LIMIT) break;
+      recent.delete(d);
+    }
   }
 
   file(session: string, authId: string, file: ManifestFile, data: Buffer): Promise<void> {

@@ -56,6 +56,8 @@ export interface BackupResult {
   seconds: number;
   warnings: string[];
   encrypted: boolean;
+  /** For backups to a server: bytes of chunks and files sent over the network. */
+  sentBytes?: number;
 }
 
 /** Bytes of the regular files under `root`, for progress and ETA (stat-ed many at a time). */
@@ -184,7 +186,8 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
   if (input.repository) {
     const { client, store } = input.repository;
     const sink = await RemoteSnapshotSink.start(client, { store, ref, keyFingerprint: input.key?.fingerprint });
-    return run(SnapshotWriter.over(sink, { key: input.key, compress: input.compress ?? true, signal: ctx.signal }), `datastore ${store} on the server`);
+    const result = await run(SnapshotWriter.over(sink, { key: input.key, compress: input.compress ?? true, signal: ctx.signal }), `datastore ${store} on the server`);
+    return { ...result, sentBytes: sink.sentBytes };
   }
   return withDatastore(ctx, input.store, async (ds) => {
     if (input.time === undefined) {

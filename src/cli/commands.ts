@@ -309,7 +309,7 @@ export const COMMANDS: Command[] = [
     text: (r: app.BackupResult) =>
       [
         ...r.archives.map((x) => `${x.name}: ${formatBytes(x.size)} in ${x.chunks} chunks, ${x.newChunks} new (${formatBytes(x.storedBytes)} stored), ${x.reusedChunks} reused`),
-        `Snapshot ${r.snapshot}: ${formatBytes(r.bytes)} in ${formatDuration(r.seconds)} (${formatRate(r.bytes / Math.max(r.seconds, 0.001))}), ${formatBytes(r.storedBytes)} new data stored${r.encrypted ? ', encrypted' : ''}${r.warnings.length ? `, ${r.warnings.length} warnings` : ''}`,
+        `Snapshot ${r.snapshot}: ${formatBytes(r.bytes)} in ${formatDuration(r.seconds)} (${formatRate(r.bytes / Math.max(r.seconds, 0.001))}), ${formatBytes(r.storedBytes)} new data stored${r.sentBytes !== undefined ? `, ${formatBytes(r.sentBytes)} sent` : ''}${r.encrypted ? ', encrypted' : ''}${r.warnings.length ? `, ${r.warnings.length} warnings` : ''}`,
       ].join('\n'),
   },
   {

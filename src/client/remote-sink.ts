@@ -5,7 +5,7 @@ const BATCH_BYTES = 8 * 1024 * 1024;
 const IN_FLIGHT = 4;
 
 interface Pending {
-  frames: Buffer[];
+  frames: Array<{ digest: string; header: Buffer; blob: Buffer }>;
   bytes: number;
   waiters: Array<{ resolve: (existed: boolean) => void; reject: (e: unknown) => void }>;
 }
@@ -52,7 +52,7 @@ export class RemoteSnapshotSink {
     header.write(digest, 0, 32, 'hex');
     header.writeUInt32LE(blob.length, 32);
     const promise = new Promise<boolean>((resolve, reject) => this.#batch.waiters.push({ resolve, reject }));
-    this.#batch.frames.push(header, Buffer.from(blob.buffer, blob.byteOffset, blob.length));
+    this.#batch.frames.push({ digest, header, blob: Buffer.from(blob.buffer, blob.byteOffset, blob.length) });
     this.#batch.bytes += 36 + blob.length;
     // A batch goes out when full, or shortly after its first chunk: callers wait for their chunk's answer.
     if (this.#batch.bytes >= BATCH_BYTES) void this.#send();
@@ -67,13 +67,23 @@ export class RemoteSnapshotSink {
     if (batch.frames.length === 0) return;
     this.#batch = { frames: [], bytes: 0, waiters: [] };
     while (this.#inFlight.size >= IN_FLIGHT) await Promise.race(this.#inFlight);
-    const body = Buffer.concat(batch.frames);
-    const p: Promise<void> = this.#client
-      .requestBinary<{ existed: boolean[] }>(`/backup/${this.#session}/chunks`, {}, body)
+    const p: Promise<void> = (async () => {
+      // First ask which chunks the server already holds for us (an interrupted earlier run); send the rest.
+      const { known } = await this.#client.request<{ known: string[] }>('POST', `/backup/${this.#session}/known`, { digests: batch.frames.map((f) => f.digest) });
+      const have = new Set(known);
+      const send = batch.frames.filter((f) => !have.has(f.digest));
+      const existed = new Map<string, boolean>(known.map((d) => [d, true]));
+      if (send.length > 0) {
+        const body = Buffer.concat(send.flatMap((f) => [f.header, f.blob]));
+        const r = await this.#client.requestBinary<{ existed: boolean[] }>(`/backup/${this.#session}/chunks`, {}, body);
+        this.sentBytes += body.length;
+        send.forEach((f, i) => existed.set(f.digest, r.existed[i] ?? false));
+      }
+      return existed;
+    })()
       .then(
-        (r) => {
-          this.sentBytes += body.length;
-          batch.waiters.forEach((w, i) => w.resolve(r.existed[i] ?? false));
+        (existed) => {
+          batch.waiters.forEach((w, i) => w.resolve(existed.get(batch.frames[i]?.digest ?? '') ?? false));
         },
         (error: unknown) => {
           this.#failure ??= error;

@@ -99,6 +99,23 @@ export class SnapshotUpload implements SnapshotSink {
     if (this.#done) throw new IbsError('INVALID_ARGUMENT', `The upload of ${formatSnapshot(this.ref)} is already finished`);
   }
 
+  /**
+   * Of `digests`, those this writer may reference without sending them because they are already stored and
+   * `vouched` says it uploaded them itself earlier (a session that did not finish); they become part of this
+   * session. Nobody learns about chunks they did not upload.
+   */
+  async adopt(digests: readonly string[], vouched: (digest: string) => boolean): Promise<string[]> {
+    this.#assertOpen();
+    const candidates = digests.filter((d) => !this.known.has(d) && !this.#uploaded.has(d) && vouched(d));
+    const missing = await this.#ds.chunks.missing(candidates, { signal: this.#options.signal });
+    const adopted = candidates.filter((d) => !missing.has(d));
+    for (const d of adopted) {
+      await this.#ds.chunks.touch(d, { signal: this.#options.signal });
+      this.#uploaded.add(d);
+    }
+    return [...digests.filter((d) => this.known.has(d) || this.#uploaded.has(d))];
+  }
+
   async insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }> {
     this.#assertOpen();
     throwIfAborted(this.#options.signal);
