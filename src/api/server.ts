@@ -169,7 +169,10 @@ export function createApiServer(options: ApiServerOptions & { key: string | Buff
   close(): Promise<void>;
 } {
   const dispatcher = new ApiDispatcher(options);
-  const server = createSecureServer({ key: options.key, cert: options.cert, allowHTTP1: true, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
+  // Chunk batches of up to 64 MiB, several in flight: the default 10 MB per session is far too small, and larger
+  // flow-control windows keep a link with latency full.
+  const server = createSecureServer({ key: options.key, cert: options.cert, allowHTTP1: true, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', maxSessionMemory: 512, settings: { initialWindowSize: 8 * 1024 * 1024 } });
+  server.on('session', (session) => session.on('connect', () => session.setLocalWindowSize(64 * 1024 * 1024)));
   const handle = (req: Http2ServerRequest | IncomingMessage, response: Http2ServerResponse | ServerResponse, trustedAuthId?: string): void => {
     // Both response kinds share this subset; the union of their overloads is not callable as such.
     const res = response as unknown as { writeHead(status: number, headers: Record<string, string | number>): void; end(data: string | Buffer): void; destroy(): void };

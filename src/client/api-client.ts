@@ -14,6 +14,17 @@ export interface ApiClientOptions {
   timeoutMs?: number;
 }
 
+/** Runs one request; connection and stream failures become UNAVAILABLE (transient) errors saying what failed. */
+async function transport<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error instanceof IbsError) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new IbsError('UNAVAILABLE', `${what}: connection to the server failed (${code ?? (error as Error).message})`, { cause: error });
+  }
+}
+
 /** The `data` of an API response, or an IbsError with the server's code and message. */
 export function decodeApiResponse<T>(status: number, text: string, what: string): T {
   let parsed: { data?: T; message?: string; code?: string };
@@ -76,13 +87,18 @@ export class ApiClient {
       );
     }
     const tls = { version: socket.getProtocol() ?? '', fingerprint: actual };
-    const session = http2Connect(`https://${where}`, { createConnection: () => socket });
+    const session = http2Connect(`https://${where}`, { createConnection: () => socket, maxSessionMemory: 512, settings: { initialWindowSize: 8 * 1024 * 1024 } });
+    session.on('connect', () => session.setLocalWindowSize(64 * 1024 * 1024));
     session.on('error', () => {});
     return new ApiClient(session, options, tls);
   }
 
   /** Sends a binary body to a path (below /api2/json) with `query` parameters; returns `data`. */
-  async requestBinary<T = unknown>(path: string, query: Record<string, unknown>, body: Uint8Array): Promise<T> {
+  requestBinary<T = unknown>(path: string, query: Record<string, unknown>, body: Uint8Array): Promise<T> {
+    return transport(`POST ${path}`, () => this.#requestBinary<T>(path, query, body));
+  }
+
+  async #requestBinary<T>(path: string, query: Record<string, unknown>, body: Uint8Array): Promise<T> {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(query)) if (v !== undefined) params.append(k, String(v));
     const stream = this.#session.request({
@@ -100,7 +116,11 @@ export class ApiClient {
   }
 
   /** GETs a binary response (below /api2/json); errors arrive as JSON and are thrown as IbsError. */
-  async requestBytes(path: string, query: Record<string, unknown> = {}): Promise<Buffer> {
+  requestBytes(path: string, query: Record<string, unknown> = {}): Promise<Buffer> {
+    return transport(`GET ${path}`, () => this.#requestBytes(path, query));
+  }
+
+  async #requestBytes(path: string, query: Record<string, unknown>): Promise<Buffer> {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(query)) if (v !== undefined) params.append(k, String(v));
     const stream = this.#session.request({
@@ -119,7 +139,11 @@ export class ApiClient {
   }
 
   /** Calls an API path (below /api2/json); returns `data`, or throws IbsError with the server's code. */
-  async request<T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, params: Record<string, unknown> = {}): Promise<T> {
+  request<T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, params: Record<string, unknown> = {}): Promise<T> {
+    return transport(`${method} ${path}`, () => this.#request<T>(method, path, params));
+  }
+
+  async #request<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, params: Record<string, unknown>): Promise<T> {
     let fullPath = `/api2/json${path}`;
     let body: string | undefined;
     if (method === 'GET' || method === 'DELETE') {

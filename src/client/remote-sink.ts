@@ -1,7 +1,9 @@
 import { IbsError, formatSnapshot, type Manifest, type ManifestFile, type SnapshotRef } from '../core/index.ts';
 import type { ApiClient } from './api-client.ts';
+import { retry } from '../lib/index.ts';
 
 const BATCH_BYTES = 8 * 1024 * 1024;
+const RETRY = { attempts: 3, baseDelayMs: 500, maxDelayMs: 5000, retryable: (e: unknown) => e instanceof IbsError && e.code === 'UNAVAILABLE' };
 const IN_FLIGHT = 4;
 
 interface Pending {
@@ -69,13 +71,14 @@ export class RemoteSnapshotSink {
     while (this.#inFlight.size >= IN_FLIGHT) await Promise.race(this.#inFlight);
     const p: Promise<void> = (async () => {
       // First ask which chunks the server already holds for us (an interrupted earlier run); send the rest.
-      const { known } = await this.#client.request<{ known: string[] }>('POST', `/backup/${this.#session}/known`, { digests: batch.frames.map((f) => f.digest) });
+      const { known } = await retry(() => this.#client.request<{ known: string[] }>('POST', `/backup/${this.#session}/known`, { digests: batch.frames.map((f) => f.digest) }), RETRY);
       const have = new Set(known);
       const send = batch.frames.filter((f) => !have.has(f.digest));
       const existed = new Map<string, boolean>(known.map((d) => [d, true]));
       if (send.length > 0) {
         const body = Buffer.concat(send.flatMap((f) => [f.header, f.blob]));
-        const r = await this.#client.requestBinary<{ existed: boolean[] }>(`/backup/${this.#session}/chunks`, {}, body);
+        // A batch is idempotent (chunks are content-addressed): retry it when a transfer fails on the way.
+        const r = await retry(() => this.#client.requestBinary<{ existed: boolean[] }>(`/backup/${this.#session}/chunks`, {}, body), RETRY);
         this.sentBytes += body.length;
         send.forEach((f, i) => existed.set(f.digest, r.existed[i] ?? false));
       }
