@@ -39,7 +39,7 @@ before(async () => {
     signal,
   });
   await createDatastore(ctx('root@pam'), { name: 'store1', path: join(dir, 'unused') });
-  await access.createUser({ userid: 'admin@ibs' });
+  await access.createUser({ userid: 'admin@ibs', password: 'admin password' });
   await access.createUser({ userid: 'reader@ibs' });
   adminSecret = (await access.createToken({ tokenid: 'admin@ibs!t' })).secret;
   readerSecret = (await access.createToken({ tokenid: 'reader@ibs!t' })).secret;
@@ -49,7 +49,7 @@ before(async () => {
   await access.updateAcl({ path: '/datastore/store1', authId: 'reader@ibs!t', role: 'DatastoreReader' });
   store = await TaskStore.open(paths.stateDir);
   const tasks = await TaskManager.start({ store, node: 'test' });
-  dispatcher = new ApiDispatcher({ routes: ROUTES, auth: access, tasks, backups: new BackupSessions(), readers: new ReaderSessions(), makeContext: (authId, signal) => ctx(authId, signal) });
+  dispatcher = new ApiDispatcher({ routes: ROUTES, auth: access, tasks, backups: new BackupSessions(), readers: new ReaderSessions(), ticketKey: Buffer.alloc(32, 7), makeContext: (authId, signal) => ctx(authId, signal) });
 });
 after(async () => {
   store.close();
@@ -115,4 +115,29 @@ test('the OpenAPI document lists every route', async () => {
   const doc = await dispatcher.dispatch('GET', '/api2/json/openapi', {}, '', new AbortController().signal);
   const paths = (doc.body as { data: { paths: Record<string, unknown> } }).data.paths;
   for (const route of ROUTES) assert.ok(`/api2/json${route.path}` in paths, route.path);
+});
+
+test('login tickets: a password login gives a cookie ticket; reads work with it, writes need the CSRF token', async () => {
+  const signal = new AbortController().signal;
+  const bad = await dispatcher.dispatch('POST', '/api2/json/access/ticket', {}, JSON.stringify({ username: 'admin@ibs', password: 'wrong password' }), signal);
+  assert.equal(bad.status, 401);
+  const login = await dispatcher.dispatch('POST', '/api2/json/access/ticket', {}, JSON.stringify({ username: 'admin@ibs', password: 'admin password' }), signal);
+  assert.equal(login.status, 200);
+  const { ticket, CSRFPreventionToken } = (login.body as { data: { ticket: string; CSRFPreventionToken: string } }).data;
+  assert.match(login.setCookie ?? '', /^IBSAuthCookie=.*HttpOnly; SameSite=Strict/);
+  const cookie = { cookie: `IBSAuthCookie=${encodeURIComponent(ticket)}` };
+  assert.equal((await dispatcher.dispatch('GET', '/api2/json/admin/datastore/store1/status', cookie, '', signal)).status, 200);
+  const noCsrf = await dispatcher.dispatch('POST', '/api2/json/admin/datastore/store1/gc', cookie, '{}', signal);
+  assert.equal(noCsrf.status, 401);
+  assert.match((noCsrf.body as { message: string }).message, /CSRFPreventionToken/);
+  const withCsrf = await dispatcher.dispatch('POST', '/api2/json/admin/datastore/store1/gc', { ...cookie, csrfpreventiontoken: CSRFPreventionToken }, '{}', signal);
+  assert.equal(withCsrf.status, 200, JSON.stringify(withCsrf.body));
+  const upid = (withCsrf.body as { data: string }).data;
+  for (let i = 0; i < 100; i++) {
+    const s = await dispatcher.dispatch('GET', `/api2/json/nodes/localhost/tasks/${encodeURIComponent(upid)}/status`, cookie, '', signal);
+    assert.equal(s.status, 200, JSON.stringify(s.body));
+    if (!['running', 'queued'].includes((s.body as { data: { state: string } }).data.state)) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal((await dispatcher.dispatch('GET', '/api2/json/version', { cookie: 'IBSAuthCookie=IBS:admin@ibs:0::forged' }, '', signal)).status, 401);
 });

@@ -6,12 +6,16 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import { chmod, rm } from 'node:fs/promises';
 import { SchemaError, schemaToJson, validate } from '../lib/index.ts';
 import type { ApiRequest, Route } from './route.ts';
+import { CSRF_HEADER, TICKET_COOKIE, TICKET_LIFETIME_S, checkCsrf, cookieValue, issueTicket, verifyTicket } from './ticket.ts';
 
 export const API_PREFIX = '/api2/json';
 const AUTH_RE = /^IBSAPIToken=([^\s:]+):(\S+)$/;
 
 export interface ApiAuth {
   verifyToken(tokenid: string, secret: string): Promise<boolean>;
+  verifyPassword(userid: string, password: string): Promise<boolean>;
+  /** False for users that are gone, disabled or expired (tickets are checked against it). */
+  userActive(userid: string): Promise<boolean>;
   acl(): Promise<AclEntry[]>;
 }
 
@@ -22,6 +26,8 @@ export interface ApiServerOptions {
   backups: BackupSessions;
   readers: ReaderSessions;
   makeContext(authId: string, signal: AbortSignal): AppContext;
+  /** Signs login tickets; without it, ticket login is off. */
+  ticketKey?: Buffer;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   maxBodyBytes?: number;
 }
@@ -31,6 +37,7 @@ export interface ApiResponse {
   body: unknown;
   /** Set instead of a JSON body for binary responses. */
   binary?: Buffer;
+  setCookie?: string;
 }
 
 interface Compiled {
@@ -89,6 +96,27 @@ export class ApiDispatcher {
    * Handles one request. `trustedAuthId` is for the local admin socket only (its callers are authenticated by
    * the socket's file permissions): it replaces token authentication.
    */
+  /** POST /access/ticket {username, password}: a login ticket (also set as a cookie) and its CSRF token. */
+  async #login(text: string): Promise<ApiResponse> {
+    const key = this.#options.ticketKey;
+    if (!key) return { status: 404, body: { message: 'Ticket login is not enabled on this server' } };
+    let input: { username?: unknown; password?: unknown };
+    try {
+      input = JSON.parse(text) as typeof input;
+    } catch {
+      return { status: 400, body: { message: 'The request body is not JSON: expected {"username": "user@realm", "password": "…"}' } };
+    }
+    if (typeof input.username !== 'string' || typeof input.password !== 'string' || input.username.includes('!')) {
+      return { status: 400, body: { message: 'Expected {"username": "user@realm", "password": "…"}' } };
+    }
+    if (!(await this.#options.auth.verifyPassword(input.username, input.password))) {
+      this.#options.log?.('warn', 'login failed', { user: input.username });
+      return { status: 401, body: { message: 'Login failed: wrong user name or password, or the user is disabled' } };
+    }
+    const { ticket, csrf } = issueTicket(key, input.username);
+    return { status: 200, body: { data: { username: input.username, ticket, CSRFPreventionToken: csrf } }, setCookie: `${TICKET_COOKIE}=${encodeURIComponent(ticket)}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=${TICKET_LIFETIME_S}` };
+  }
+
   async dispatch(method: string, url: string, headers: Record<string, string | string[] | undefined>, rawBody: string | Buffer, signal: AbortSignal, trustedAuthId?: string): Promise<ApiResponse> {
     const body = typeof rawBody === 'string' ? rawBody : undefined;
     try {
@@ -96,6 +124,7 @@ export class ApiDispatcher {
       if (!parsed.pathname.startsWith(API_PREFIX)) throw new IbsError('NOT_FOUND', `No such API path ${parsed.pathname}: the API lives under ${API_PREFIX}`);
       const path = parsed.pathname.slice(API_PREFIX.length) || '/';
       if (method === 'GET' && path === '/openapi') return { status: 200, body: { data: this.openApi() } };
+      if (method === 'POST' && path === '/access/ticket') return await this.#login(body ?? (rawBody as Buffer).toString('utf8'));
       const candidates = this.#routes.map((c) => ({ c, m: c.re.exec(path) })).filter((x) => x.m);
       if (candidates.length === 0) throw new IbsError('NOT_FOUND', `No such API path ${path}`);
       const hit = candidates.find((x) => x.c.route.method === method);
@@ -106,10 +135,22 @@ export class ApiDispatcher {
       if (route.permission.kind !== 'public' && authId === undefined) {
         const header = headers.authorization;
         const m = typeof header === 'string' ? AUTH_RE.exec(header) : null;
-        if (!m || !(await this.#options.auth.verifyToken(m[1] as string, m[2] as string))) {
-          return { status: 401, body: { message: 'Authentication failed: expected header Authorization: IBSAPIToken=user@realm!token:SECRET with a valid token' } };
+        const ticket = cookieValue(headers.cookie, TICKET_COOKIE);
+        const key = this.#options.ticketKey;
+        if (m) {
+          if (await this.#options.auth.verifyToken(m[1] as string, m[2] as string)) authId = m[1] as string;
+        } else if (ticket !== undefined && key) {
+          const user = verifyTicket(key, ticket);
+          if (user && (await this.#options.auth.userActive(user))) {
+            if (method !== 'GET' && !checkCsrf(key, ticket, headers[CSRF_HEADER] as string | undefined)) {
+              return { status: 401, body: { message: 'A write with a login ticket needs the CSRFPreventionToken header returned at login' } };
+            }
+            authId = user;
+          }
         }
-        authId = m[1] as string;
+        if (authId === undefined) {
+          return { status: 401, body: { message: 'Authentication failed: expected header Authorization: IBSAPIToken=user@realm!token:SECRET with a valid token, or a valid login ticket' } };
+        }
       }
       let raw: Record<string, unknown> = {};
       const binary = route.body === 'binary';
@@ -207,7 +248,7 @@ export function createApiServer(options: ApiServerOptions & { key: string | Buff
             return;
           }
           const text = JSON.stringify(response.body);
-          res.writeHead(response.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+          res.writeHead(response.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(response.setCookie ? { 'set-cookie': response.setCookie } : {}) });
           res.end(text);
         })
         .catch(() => res.destroy());

@@ -2,7 +2,8 @@
  * The `server` composition root: certificate, first-start admin, task manager, API over HTTPS, service status
  * file and logs, graceful stop on SIGTERM/SIGINT (running tasks aborted and recorded as such).
  */
-import { mkdir } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ROUTES, createApiServer } from '../api/index.ts';
 import { BackupSessions, ReaderSessions, ensureAdmin, ensureCertificate, notifier as makeNotifier, scheduledJobs, taskEvent, type AppContext } from '../app/index.ts';
@@ -59,11 +60,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   });
   workerLog('info', 'task manager started', { slots: tasks.workerStatus() });
+  const ticketKeyPath = join(paths.stateDir, 'ticket.key');
+  const ticketKey = await readFile(ticketKeyPath).catch(async () => {
+    const key = randomBytes(32);
+    await writeFileAtomic(ticketKeyPath, key, { mode: 0o600 });
+    return key;
+  });
   const backups = new BackupSessions();
   const readers = new ReaderSessions();
   const api = createApiServer({
     backups,
     readers,
+    ticketKey,
     key: cert.key,
     cert: cert.cert,
     routes: ROUTES,

@@ -116,6 +116,12 @@ export class AccessConfig {
     });
   }
 
+  /** True when the user exists, is enabled and not expired. */
+  async userActive(userid: string): Promise<boolean> {
+    const user = (await this.users()).find((u) => u.userid === userid);
+    return user !== undefined && active(user);
+  }
+
   /** True when the user exists, is enabled, not expired, and the password matches. */
   async verifyPassword(userid: string, password: string): Promise<boolean> {
     const user = (await this.users()).find((u) => u.userid === userid);

@@ -33,6 +33,9 @@ test('UPIDs round-trip, escape their id and refuse malformed text', () => {
     }),
   );
   assert.throws(() => parseUpid('UPID:../../etc:1:2:3:4:x:y:z:'), IbsError);
+  // Task types with underscores (garbage_collection) parse too.
+  const gc = formatUpid({ node: 'n', pid: 1, pstart: 2, counter: 3, starttime: 4, type: 'garbage_collection', id: 'store1', authId: 'admin@ibs' });
+  assert.equal(parseUpid(gc).type, 'garbage_collection');
 });
 
 test('a task ends with TASK OK, TASK WARNINGS: n or TASK ERROR, in its log and in the index', async () => {

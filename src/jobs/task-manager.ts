@@ -124,26 +124,29 @@ export class TaskManager {
       record.state = 'running';
       this.store.setState(upid, 'running');
       let status: string;
+      let finalState: TaskRecord['state'];
       try {
         if (controller.signal.aborted) throw controller.signal.reason;
         await fn(context);
         if (live.warnings > 0) {
-          record.state = 'warnings';
+          finalState = 'warnings';
           status = `WARNINGS: ${live.warnings}`;
         } else {
-          record.state = 'ok';
+          finalState = 'ok';
           status = 'OK';
         }
       } catch (error) {
         const e = toIbsError(error);
-        record.state = controller.signal.aborted ? 'aborted' : 'error';
+        finalState = controller.signal.aborted ? 'aborted' : 'error';
         status = controller.signal.aborted ? `aborted: ${e.message}` : e.message;
       }
       append(`TASK ${status === 'OK' ? 'OK' : status.startsWith('WARNINGS') ? status : `ERROR: ${status}`}`);
       await live.logChain;
+      // Only now, with the last log line written and the index updated, does the task count as ended.
+      this.store.setState(upid, finalState, status);
+      record.state = finalState;
       record.status = status;
       record.endtime = Math.floor(Date.now() / 1000);
-      this.store.setState(upid, record.state, status);
       this.#running.set(spec.type, (this.#running.get(spec.type) ?? 1) - 1);
       this.#live.delete(upid);
       resolveDone(record);

@@ -41,7 +41,7 @@ export function formatUpid(u: Upid): string {
   return `UPID:${u.node}:${hex8(u.pid)}:${hex8(u.pstart)}:${hex8(u.counter)}:${hex8(u.starttime)}:${u.type}:${escapeId(u.id)}:${u.authId}:`;
 }
 
-const UPID_RE = /^UPID:([A-Za-z0-9][A-Za-z0-9.-]{0,62}):([0-9A-F]{8}):([0-9A-F]{8}):([0-9A-F]{8}):([0-9A-F]{8}):([a-z][a-z0-9-]{0,31}):([^:\s]{0,512}):([^:\s!]+@[A-Za-z0-9.-]+(?:![A-Za-z0-9_.-]+)?):$/;
+const UPID_RE = /^UPID:([A-Za-z0-9][A-Za-z0-9.-]{0,62}):([0-9A-F]{8}):([0-9A-F]{8}):([0-9A-F]{8}):([0-9A-F]{8}):([a-z][a-z0-9_-]{0,31}):([^:\s]{0,512}):([^:\s!]+@[A-Za-z0-9.-]+(?:![A-Za-z0-9_.-]+)?):$/;
 
 export function parseUpid(text: string): Upid {
   const m = UPID_RE.exec(text);
