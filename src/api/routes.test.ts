@@ -141,3 +141,22 @@ test('login tickets: a password login gives a cookie ticket; reads work with it,
   }
   assert.equal((await dispatcher.dispatch('GET', '/api2/json/version', { cookie: 'IBSAuthCookie=IBS:admin@ibs:0::forged' }, '', signal)).status, 401);
 });
+
+test('namespaces, groups, prune and ACL through the API, each behind its privilege', async () => {
+  const created = await call('POST', '/admin/datastore/store1/namespace', adminSecret, JSON.stringify({ ns: 'site-a/team1', parents: true }));
+  assert.equal(created.status, 200, JSON.stringify(created.body));
+  const list = await call('GET', '/admin/datastore/store1/namespace', readerSecret);
+  assert.deepEqual((list.body as { data: string[] }).data, ['site-a', 'site-a/team1']);
+  const denied = await call('POST', '/admin/datastore/store1/namespace', readerSecret, JSON.stringify({ ns: 'x' }));
+  assert.equal(denied.status, 403);
+  assert.match((denied.body as { message: string }).message, /lacks Datastore\.Modify on \/datastore\/store1/);
+  const groups = await call('GET', '/admin/datastore/store1/groups', readerSecret);
+  assert.equal(groups.status, 200);
+  const dry = await call('POST', '/admin/datastore/store1/prune', adminSecret, JSON.stringify({ group: 'host/none', 'keep-last': 1, 'dry-run': true }));
+  assert.equal(dry.status, 200, JSON.stringify(dry.body));
+  const noRule = await call('POST', '/admin/datastore/store1/prune', adminSecret, JSON.stringify({ group: 'host/none', 'dry-run': true }));
+  assert.equal(noRule.status, 400);
+  assert.equal((await call('GET', '/access/acl', readerSecret)).status, 403);
+  const acl = await call('GET', '/access/acl', adminSecret);
+  assert.ok((acl.body as { data: unknown[] }).data.length >= 4);
+});

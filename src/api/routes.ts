@@ -1,5 +1,5 @@
 import * as app from '../app/index.ts';
-import { IbsError, datastoreAclPath, effectivePrivileges, parseNamespace, requirePrivilege, type Privilege } from '../core/index.ts';
+import { IbsError, datastoreAclPath, effectivePrivileges, parseAuthId, parseNamespace, requirePrivilege, type Privilege } from '../core/index.ts';
 import type { Schema } from '../lib/index.ts';
 import type { ApiRequest, Route } from './route.ts';
 
@@ -243,6 +243,149 @@ export const ROUTES: Route[] = [
     output: UPID,
     permission: privileged(['Datastore.Modify']),
     handler: (req, input) => asTask(req, 'garbage_collection', input.store as string, (ctx) => app.gcStore(ctx, { store: input.store as string })),
+  },
+  {
+    method: 'GET',
+    path: '/admin/datastore/{store}/namespace',
+    summary: 'namespaces below a parent',
+    input: { type: 'object', properties: { store: STORE, ns: NS, 'max-depth': { type: 'integer', minimum: 0, maximum: 7, optional: true } } },
+    output: { type: 'array', items: { type: 'string' } },
+    permission: privileged(['Datastore.Audit']),
+    handler: (req, input) => app.listNamespaces(req.ctx, { store: input.store as string, ...(input.ns ? { parent: input.ns as string } : {}), ...(input['max-depth'] !== undefined ? { maxDepth: input['max-depth'] as number } : {}) }),
+  },
+  {
+    method: 'POST',
+    path: '/admin/datastore/{store}/namespace',
+    summary: 'create a namespace (its parent path needs Datastore.Modify)',
+    input: { type: 'object', properties: { store: STORE, ns: { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{0,30}(\/[A-Za-z0-9_][A-Za-z0-9._-]{0,30}){0,6}$/ }, parents: { type: 'boolean', optional: true } } },
+    output: { type: 'string' },
+    permission: { kind: 'privilege', path: (input) => datastoreAclPath(input.store as string, parseNamespace(input.ns as string).slice(0, -1)), privileges: ['Datastore.Modify'] },
+    handler: (req, input) => app.createNamespace(req.ctx, { store: input.store as string, ns: input.ns as string, parents: input.parents === true }),
+  },
+  {
+    method: 'DELETE',
+    path: '/admin/datastore/{store}/namespace',
+    summary: 'remove a namespace (with delete-groups: its groups and child namespaces too)',
+    input: { type: 'object', properties: { store: STORE, ns: { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{0,30}(\/[A-Za-z0-9_][A-Za-z0-9._-]{0,30}){0,6}$/ }, 'delete-groups': { type: 'boolean', optional: true } } },
+    output: { type: 'any' },
+    permission: { kind: 'privilege', path: (input) => datastoreAclPath(input.store as string, parseNamespace(input.ns as string).slice(0, -1)), privileges: ['Datastore.Modify'] },
+    handler: (req, input) => app.removeNamespace(req.ctx, { store: input.store as string, ns: input.ns as string, deleteGroups: input['delete-groups'] === true }),
+  },
+  {
+    method: 'GET',
+    path: '/admin/datastore/{store}/groups',
+    summary: 'backup groups of a namespace with snapshot count and owner',
+    input: { type: 'object', properties: { store: STORE, ns: NS } },
+    output: ANY_LIST,
+    permission: privileged(['Datastore.Audit']),
+    handler: (req, input) => app.listGroups(req.ctx, { store: input.store as string, ...(input.ns ? { ns: input.ns as string } : {}) }),
+  },
+  {
+    method: 'DELETE',
+    path: '/admin/datastore/{store}/snapshots',
+    summary: 'forget a snapshot (not when protected)',
+    input: { type: 'object', properties: { store: STORE, ns: NS, snapshot: { type: 'string', maxLength: 300 } } },
+    output: { type: 'object', properties: { removed: { type: 'string' } } },
+    permission: privileged(['Datastore.Modify', 'Datastore.Prune']),
+    handler: async (req, input) => ({ removed: await app.forgetSnapshot(req.ctx, { store: input.store as string, snapshot: input.snapshot as string, ...(input.ns ? { ns: input.ns as string } : {}) }) }),
+  },
+  {
+    method: 'PUT',
+    path: '/admin/datastore/{store}/protected',
+    summary: 'protect or unprotect a snapshot',
+    input: { type: 'object', properties: { store: STORE, ns: NS, snapshot: { type: 'string', maxLength: 300 }, protected: { type: 'boolean' } } },
+    output: { type: 'any' },
+    permission: privileged(['Datastore.Modify']),
+    handler: (req, input) => app.protectSnapshot(req.ctx, { store: input.store as string, snapshot: input.snapshot as string, protect: input.protected === true, ...(input.ns ? { ns: input.ns as string } : {}) }),
+  },
+  {
+    method: 'PUT',
+    path: '/admin/datastore/{store}/notes',
+    summary: 'set the notes of a snapshot',
+    input: { type: 'object', properties: { store: STORE, ns: NS, snapshot: { type: 'string', maxLength: 300 }, notes: { type: 'string', maxLength: 65536 } } },
+    output: { type: 'string' },
+    permission: privileged(['Datastore.Modify']),
+    handler: (req, input) => app.snapshotNotes(req.ctx, { store: input.store as string, snapshot: input.snapshot as string, set: input.notes as string, ...(input.ns ? { ns: input.ns as string } : {}) }),
+  },
+  {
+    method: 'POST',
+    path: '/admin/datastore/{store}/prune',
+    summary: 'apply retention to a group (as a task unless dry-run, which answers at once)',
+    input: {
+      type: 'object',
+      properties: {
+        store: STORE,
+        ns: NS,
+        group: { type: 'string', pattern: /^(vm|ct|host)\/[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/ },
+        'dry-run': { type: 'boolean', optional: true },
+        ...Object.fromEntries(['keep-last', 'keep-hourly', 'keep-daily', 'keep-weekly', 'keep-monthly', 'keep-yearly'].map((k) => [k, { type: 'integer', minimum: 0, maximum: 100000, optional: true } as Schema])),
+      },
+    },
+    output: { type: 'any', description: 'the marks (dry-run) or a UPID' },
+    permission: privileged(['Datastore.Prune']),
+    handler: (req, input) => {
+      const keep = Object.fromEntries(Object.entries(input).filter(([k]) => k.startsWith('keep-')));
+      const run = (ctx: app.AppContext) => app.pruneStore(ctx, { store: input.store as string, group: input.group as string, keep, dryRun: input['dry-run'] === true, ...(input.ns ? { ns: input.ns as string } : {}) });
+      return input['dry-run'] === true ? run(req.ctx) : asTask(req, 'prune', input.store as string, run);
+    },
+  },
+  {
+    method: 'GET',
+    path: '/access/users',
+    summary: 'users',
+    input: { type: 'object', properties: {} },
+    output: ANY_LIST,
+    permission: { kind: 'privilege', path: () => '/access', privileges: ['Sys.Audit'] },
+    handler: (req) => app.listUsers(req.ctx),
+  },
+  {
+    method: 'POST',
+    path: '/access/users',
+    summary: 'create a user',
+    input: { type: 'object', properties: { userid: { type: 'string', maxLength: 100 }, password: { type: 'string', minLength: 8, maxLength: 1024, optional: true }, comment: { type: 'string', maxLength: 1024, optional: true }, email: { type: 'string', maxLength: 256, optional: true } } },
+    output: { type: 'any' },
+    permission: { kind: 'privilege', path: () => '/access', privileges: ['Sys.Modify'] },
+    handler: (req, input) => app.createUser(req.ctx, input as { userid: string }),
+  },
+  {
+    method: 'POST',
+    path: '/access/tokens',
+    summary: 'create an API token (for oneself, or any user with Sys.Modify on /access); the secret is in the answer only',
+    input: { type: 'object', properties: { tokenid: { type: 'string', maxLength: 200 }, comment: { type: 'string', maxLength: 1024, optional: true } } },
+    output: { type: 'object', properties: { tokenid: { type: 'string' }, secret: { type: 'string' } } },
+    permission: { kind: 'handler', description: 'own tokens, or Sys.Modify on /access' },
+    handler: (req, input) => {
+      const { user } = parseAuthId(input.tokenid as string);
+      if (user !== req.authId) requirePrivilege(req.acl, req.authId, '/access', 'Sys.Modify');
+      return app.createToken(req.ctx, input as { tokenid: string });
+    },
+  },
+  {
+    method: 'GET',
+    path: '/access/acl',
+    summary: 'ACL entries',
+    input: { type: 'object', properties: {} },
+    output: ANY_LIST,
+    permission: { kind: 'privilege', path: () => '/access', privileges: ['Sys.Audit'] },
+    handler: (req) => app.listAcl(req.ctx),
+  },
+  {
+    method: 'PUT',
+    path: '/access/acl',
+    summary: 'grant or (with delete) take away a role on a path',
+    input: { type: 'object', properties: { path: { type: 'string', maxLength: 500 }, 'auth-id': { type: 'string', maxLength: 200 }, role: { type: 'string', maxLength: 64 }, propagate: { type: 'boolean', optional: true }, delete: { type: 'boolean', optional: true } } },
+    output: ANY_LIST,
+    permission: { kind: 'privilege', path: () => '/access', privileges: ['Sys.Modify'] },
+    handler: (req, input) => app.updateAcl(req.ctx, { path: input.path as string, authId: input['auth-id'] as string, role: input.role as string, propagate: input.propagate !== false, remove: input.delete === true }),
+  },
+  {
+    method: 'GET',
+    path: '/admin/jobs',
+    summary: 'scheduled jobs with last and next run',
+    input: { type: 'object', properties: {} },
+    output: ANY_LIST,
+    permission: { kind: 'privilege', path: () => '/system', privileges: ['Sys.Audit'] },
+    handler: (req) => app.listJobs(req.ctx),
   },
   {
     method: 'GET',
