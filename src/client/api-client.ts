@@ -14,6 +14,14 @@ export interface ApiClientOptions {
   timeoutMs?: number;
 }
 
+/** `/api2/json` + path, with `query` (undefined values left out) as the query string. */
+export function apiPath(path: string, query: Record<string, unknown> = {}): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined) params.append(k, String(v));
+  const text = params.toString();
+  return `/api2/json${path}${text ? `?${text}` : ''}`;
+}
+
 /** Runs one request; connection and stream failures become UNAVAILABLE (transient) errors saying what failed. */
 async function transport<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
@@ -99,11 +107,9 @@ export class ApiClient {
   }
 
   async #requestBinary<T>(path: string, query: Record<string, unknown>, body: Uint8Array): Promise<T> {
-    const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.append(k, String(v));
     const stream = this.#session.request({
       ':method': 'POST',
-      ':path': `/api2/json${path}${[...params].length ? `?${params}` : ''}`,
+      ':path': apiPath(path, query),
       authorization: `IBSAPIToken=${this.#options.authId}:${this.#options.secret}`,
       'content-type': 'application/octet-stream',
       'content-length': body.length,
@@ -121,11 +127,9 @@ export class ApiClient {
   }
 
   async #requestBytes(path: string, query: Record<string, unknown>): Promise<Buffer> {
-    const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(query)) if (v !== undefined) params.append(k, String(v));
     const stream = this.#session.request({
       ':method': 'GET',
-      ':path': `/api2/json${path}${[...params].length ? `?${params}` : ''}`,
+      ':path': apiPath(path, query),
       authorization: `IBSAPIToken=${this.#options.authId}:${this.#options.secret}`,
     });
     stream.end();
@@ -144,13 +148,9 @@ export class ApiClient {
   }
 
   async #request<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, params: Record<string, unknown>): Promise<T> {
-    let fullPath = `/api2/json${path}`;
-    let body: string | undefined;
-    if (method === 'GET' || method === 'DELETE') {
-      const query = new URLSearchParams();
-      for (const [k, v] of Object.entries(params)) if (v !== undefined) query.append(k, String(v));
-      if ([...query].length > 0) fullPath += `?${query}`;
-    } else body = JSON.stringify(params);
+    const query = method === 'GET' || method === 'DELETE';
+    const fullPath = apiPath(path, query ? params : {});
+    const body = query ? undefined : JSON.stringify(params);
     const stream = this.#session.request({
       ':method': method,
       ':path': fullPath,

@@ -1,6 +1,6 @@
 import { request } from 'node:http';
 import { IbsError } from '../core/index.ts';
-import { decodeApiResponse } from './api-client.ts';
+import { apiPath, decodeApiResponse } from './api-client.ts';
 
 /**
  * Client of the server's local admin socket (`api.sock` in the state directory): the same API, as root@pam,
@@ -14,13 +14,9 @@ export class LocalApiClient {
   }
 
   request<T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, params: Record<string, unknown> = {}): Promise<T> {
-    let fullPath = `/api2/json${path}`;
-    let body: string | undefined;
-    if (method === 'GET' || method === 'DELETE') {
-      const query = new URLSearchParams();
-      for (const [k, v] of Object.entries(params)) if (v !== undefined) query.append(k, String(v));
-      if ([...query].length > 0) fullPath += `?${query}`;
-    } else body = JSON.stringify(params);
+    const query = method === 'GET' || method === 'DELETE';
+    const fullPath = apiPath(path, query ? params : {});
+    const body = query ? undefined : JSON.stringify(params);
     return new Promise((resolve, reject) => {
       const req = request({ socketPath: this.#socketPath, path: fullPath, method, headers: body !== undefined ? { 'content-type': 'application/json' } : {} }, (res) => {
         const pieces: Buffer[] = [];
