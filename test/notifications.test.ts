@@ -51,6 +51,8 @@ test('a webhook target with a secret header receives verify results per --notifi
   assert.equal(received[0]?.body.title, 'Verification of store1 succeeded');
   assert.equal(received[0]?.headers.authorization, 'Bearer very-secret');
   assert.equal(received[0]?.headers['x-source'], 'ibs');
+  const status = JSON.parse((await ibs(home, ['verify', 'status', '--output', 'json'])).stdout);
+  assert.deepEqual(status.datastores.map((d: { store: string; ok: number; failed: number; never: number }) => [d.store, d.ok, d.failed, d.never]), [['store1', 1, 0, 0]]);
 });
 
 test('notification target test sends through sendmail to the given recipient; bad targets are refused clearly', async () => {

@@ -88,7 +88,9 @@ test('cert info prints the fingerprint the server presents; the first start used
   assert.match(output, /created admin@ibs with the password from/);
   assert.doesNotMatch(output, /admin password 123/);
   const status = await ibs(home, ['status', '--services']);
-  assert.match(status.stdout, /ironcore-backup-api\s+active \(running\)/);
+  for (const service of ['api', 'scheduler', 'worker', 'verifier', 'gc', 'sync', 'notify']) {
+    assert.match(status.stdout, new RegExp(`ironcore-backup-${service}\\s+active \\(running\\)`), service);
+  }
 });
 
 test('a pinned client talks TLS 1.3 and HTTP/2 with an API token and sees only what its ACL allows', async () => {
@@ -157,6 +159,8 @@ test('a task started through the API logs TASK OK; SIGTERM stops the server grac
   assert.equal(state, 'ok');
   const log = await client.request<{ text: string }>('GET', `/nodes/localhost/tasks/${encodeURIComponent(upid)}/log`);
   assert.match(log.text, /TASK OK\n$/);
+  const verifierLog = (await readFile(join(home, 'log', 'verifier.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { service: string; task?: string; msg: string });
+  assert.ok(verifierLog.some((l) => l.service === 'verifier' && l.task === upid && l.msg === 'task ok'), 'the verifier log records the task');
   for (let i = 0; i < 50 && !notified.some((n) => n.title === 'Verify of store1 succeeded'); i++) await new Promise((r) => setTimeout(r, 50));
   assert.ok(notified.some((n) => n.title === 'Verify of store1 succeeded' && n.severity === 'info'), JSON.stringify(notified));
   await client.close();

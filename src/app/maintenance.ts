@@ -1,6 +1,7 @@
 import { IbsError, parseGroup, parseNamespace, parseSnapshot, validateKeepOptions, KEEP_RULES, type CryptKey, type KeepOptions } from '../core/index.ts';
 import { collectGarbage, pruneGroup, readGcStatus, verifyDatastore, type GcResult, type PruneEntry, type VerifyResult } from '../datastore/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
+import { listJobs } from './job-status.ts';
 
 export async function verifyStore(
   ctx: AppContext,
@@ -55,4 +56,37 @@ export async function gcStore(ctx: AppContext, input: { store: string; marginMin
 
 export async function gcStatus(ctx: AppContext, store: string): Promise<GcResult | undefined> {
   return withDatastore(ctx, store, (ds) => readGcStatus(ds));
+}
+
+export interface VerifyStatus {
+  datastores: Array<{ store: string; snapshots: number; ok: number; failed: number; never: number; oldestVerified?: string; error?: string }>;
+  jobs: Array<{ job: string; schedule: string; lastRun?: string; lastState?: string; nextRun?: string }>;
+}
+
+/** How verification stands: per datastore, snapshots by verify state and the oldest verification; verify jobs. */
+export async function verifyStatus(ctx: AppContext): Promise<VerifyStatus> {
+  const datastores: VerifyStatus['datastores'] = [];
+  for (const d of await ctx.datastores.list()) {
+    try {
+      datastores.push(
+        await withDatastore(ctx, d.name, async (ds) => {
+          const snaps = await ds.listSnapshots({ ns: [], recursive: true }, { signal: ctx.signal });
+          const states = snaps.map((s) => s.manifest.unprotected.verifyState);
+          const times = states.filter((v) => v?.state === 'ok').map((v) => v?.time as number);
+          return {
+            store: d.name,
+            snapshots: snaps.length,
+            ok: states.filter((v) => v?.state === 'ok').length,
+            failed: states.filter((v) => v?.state === 'failed').length,
+            never: states.filter((v) => v === undefined).length,
+            ...(times.length ? { oldestVerified: new Date(Math.min(...times) * 1000).toISOString() } : {}),
+          };
+        }),
+      );
+    } catch (error) {
+      datastores.push({ store: d.name, snapshots: 0, ok: 0, failed: 0, never: 0, error: (error as Error).message });
+    }
+  }
+  const jobs = (await listJobs(ctx)).filter((j) => j.job.startsWith('verify/')).map((j) => ({ job: j.job, schedule: j.schedule, ...(j.lastRun ? { lastRun: j.lastRun } : {}), ...(j.lastState ? { lastState: j.lastState } : {}), ...(j.nextRun ? { nextRun: j.nextRun } : {}) }));
+  return { datastores, jobs };
 }

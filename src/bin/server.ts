@@ -33,11 +33,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const workerLog = jsonFileLog(join(paths.logDir, 'worker.log'), 'worker');
   const schedulerLog = jsonFileLog(join(paths.logDir, 'scheduler.log'), 'scheduler');
   const notifyLog = jsonFileLog(join(paths.logDir, 'notify.log'), 'notify');
+  // Verify, GC and sync work runs in the worker pool; each has its own service log of task results.
+  const serviceLogs: Record<string, ReturnType<typeof jsonFileLog>> = {
+    verifier: jsonFileLog(join(paths.logDir, 'verifier.log'), 'verifier'),
+    gc: jsonFileLog(join(paths.logDir, 'gc.log'), 'gc'),
+    sync: jsonFileLog(join(paths.logDir, 'sync.log'), 'sync'),
+  };
+  const serviceOf = (type: string): string => (type.startsWith('verif') ? 'verifier' : type === 'garbage_collection' ? 'gc' : type.startsWith('sync') ? 'sync' : 'worker');
   const notifier = makeNotifier(options.makeContext('root@pam'), (level, msg, fields) => notifyLog(level, msg, fields));
   const started = new Date().toISOString();
   const statusFile = join(paths.stateDir, 'services.json');
   const writeStatus = async (state: 'running' | 'stopped', listen: string, reason?: string): Promise<void> => {
-    const services = ['api', 'worker', 'scheduler', 'notify'].map((service) => ({ service, state, since: new Date().toISOString(), ...(reason ? { reason } : {}) }));
+    const services = ['api', 'scheduler', 'worker', 'verifier', 'gc', 'sync', 'notify'].map((service) => ({ service, state, since: new Date().toISOString(), ...(reason ? { reason } : {}) }));
     await writeFileAtomic(statusFile, `${JSON.stringify({ pid: process.pid, started, listen, services }, null, 1)}\n`);
   };
 
@@ -52,6 +59,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     store,
     slots: { verify: 1, garbage_collection: 1, prune: 1, backup: 4, syncjob: 4 },
     onFinished: (record) => {
+      (serviceLogs[serviceOf(record.type)] ?? workerLog)(record.state === 'ok' ? 'info' : record.state === 'warnings' ? 'warn' : 'error', `task ${record.state}`, { task: record.upid, type: record.type, id: record.id, status: record.status });
       const job = scheduler?.jobFor(record.upid);
       const mode = job?.notify ?? 'always';
       if (mode === 'never' || (mode === 'error' && record.state === 'ok')) return;

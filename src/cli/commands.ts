@@ -886,6 +886,15 @@ export const COMMANDS: Command[] = [
       `Verified ${r.snapshots.filter((s) => s.state === 'ok').length} snapshots (${r.snapshots.filter((s) => s.state === 'skipped').length} skipped): ${r.chunksChecked} chunks, ${formatBytes(r.bytesChecked)}, all ok`,
   },
   {
+    path: ['verify', 'status'],
+    usage: 'verify status',
+    summary: 'per datastore: snapshots verified ok, failed and never, the oldest verification; verify jobs with last and next run',
+    positionals: 0,
+    run: (ctx) => app.verifyStatus(ctx),
+    text: (r: app.VerifyStatus) =>
+      `${table(r.datastores, ['store', 'snapshots', 'ok', 'failed', 'never', 'oldestVerified', 'error'])}\n\n${r.jobs.length ? table(r.jobs, ['job', 'schedule', 'lastRun', 'lastState', 'nextRun']) : 'No verify jobs scheduled (create one with "verify job create").'}`,
+  },
+  {
     path: ['prune'],
     usage: 'prune STORE GROUP [--ns NS] --keep-last/-hourly/-daily/-weekly/-monthly/-yearly N [--dry-run]',
     summary: 'remove the snapshots of a group that the retention rules do not keep',
