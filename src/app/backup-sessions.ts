@@ -1,39 +1,33 @@
-import { randomUUID } from 'node:crypto';
 import { IbsError, formatSnapshot, parseBackupId, parseBackupTime, parseBackupType, parseManifest, parseNamespace, type ManifestFile } from '../core/index.ts';
 import { Datastore, SnapshotUpload } from '../datastore/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
 import type { AppContext } from './context.ts';
+import { SessionRegistry } from './session-registry.ts';
 
 interface Session {
   upload: SnapshotUpload;
   backend: StorageBackend;
-  authId: string;
-  lastUsed: number;
-  busy: number;
 }
 
 const FRAME_HEADER = 36;
 
-/**
- * Backups arriving over the API: one SnapshotUpload per session (so every check of a local backup applies),
- * owned by the API identity that started it. Idle sessions are aborted after `idleMs`: a client that lost its
- * connection leaves no snapshot, and the chunks that did arrive stay for the next run and GC.
- */
 /** Per identity, how many recently uploaded digests are remembered (about 100 bytes each). */
 const RECENT_LIMIT = 200_000;
 const RECENT_MS = 24 * 3600_000;
 
 export class BackupSessions {
-  readonly #sessions = new Map<string, Session>();
+  readonly #sessions: SessionRegistry<Session>;
   /** Chunks each identity uploaded in recent sessions, with the time: what an interrupted backup left. */
   readonly #recent = new Map<string, Map<string, number>>();
-  readonly #idleMs: number;
-  readonly #timer: NodeJS.Timeout;
 
   constructor(options: { idleMs?: number } = {}) {
-    this.#idleMs = options.idleMs ?? 10 * 60_000;
-    this.#timer = setInterval(() => void this.#sweep(), Math.min(this.#idleMs, 30_000));
-    this.#timer.unref();
+    this.#sessions = new SessionRegistry<Session>('backup', {
+      ...(options.idleMs !== undefined ? { idleMs: options.idleMs } : {}),
+      onEnd: async (s, expired) => {
+        if (expired) await s.upload.abort().catch(() => {});
+        await s.backend.close();
+      },
+    });
   }
 
   async start(ctx: AppContext, input: { store: string; ns?: string; type: string; id: string; time: number; keyFingerprint?: string }): Promise<{ session: string; snapshot: string; known: string[] }> {
@@ -43,8 +37,7 @@ export class BackupSessions {
     try {
       const ds = await Datastore.open(backend, { signal: ctx.signal });
       const upload = await SnapshotUpload.begin(ds, ref, { owner: ctx.authId, keyFingerprint: input.keyFingerprint ?? null, verifyChunks: true });
-      const session = randomUUID();
-      this.#sessions.set(session, { upload, backend, authId: ctx.authId, lastUsed: Date.now(), busy: 0 });
+      const session = this.#sessions.open(ctx.authId, { upload, backend });
       return { session, snapshot: formatSnapshot(ref), known: [...upload.known] };
     } catch (error) {
       await backend.close();
@@ -52,18 +45,8 @@ export class BackupSessions {
     }
   }
 
-  async #use<T>(session: string, authId: string, fn: (s: Session) => Promise<T>): Promise<T> {
-    const s = this.#sessions.get(session);
-    if (!s) throw new IbsError('NOT_FOUND', `No backup session ${session} (finished, aborted, or idle for too long)`);
-    if (s.authId !== authId) throw new IbsError('PERMISSION_DENIED', `Backup session ${session} belongs to ${s.authId}`);
-    s.busy++;
-    s.lastUsed = Date.now();
-    try {
-      return await fn(s);
-    } finally {
-      s.busy--;
-      s.lastUsed = Date.now();
-    }
+  #use<T>(session: string, authId: string, fn: (s: Session) => Promise<T>): Promise<T> {
+    return this.#sessions.use(session, authId, fn);
   }
 
   /** Stores a batch of chunks: frames of digest (32 bytes) | blob length (u32 LE) | blob. */
@@ -119,38 +102,17 @@ export class BackupSessions {
       await s.upload.commit(manifest);
       return { snapshot: formatSnapshot(s.upload.ref) };
     });
-    await this.#end(session);
+    await this.#sessions.end(session);
     return result;
   }
 
   async abort(session: string, authId: string): Promise<void> {
     await this.#use(session, authId, (s) => s.upload.abort());
-    await this.#end(session);
-  }
-
-  async #end(session: string): Promise<void> {
-    const s = this.#sessions.get(session);
-    if (!s) return;
-    this.#sessions.delete(session);
-    await s.backend.close();
-  }
-
-  async #sweep(): Promise<void> {
-    const now = Date.now();
-    for (const [id, s] of this.#sessions) {
-      if (s.busy === 0 && now - s.lastUsed > this.#idleMs) {
-        await s.upload.abort().catch(() => {});
-        await this.#end(id);
-      }
-    }
+    await this.#sessions.end(session);
   }
 
   /** Aborts every open session (server shutdown). */
-  async close(): Promise<void> {
-    clearInterval(this.#timer);
-    for (const [id, s] of [...this.#sessions]) {
-      await s.upload.abort().catch(() => {});
-      await this.#end(id);
-    }
+  close(): Promise<void> {
+    return this.#sessions.close();
   }
 }

@@ -1,17 +1,15 @@
-import { randomUUID } from 'node:crypto';
 import { IbsError, datastoreAclPath, effectivePrivileges, parseNamespace, parseSnapshot, type AclEntry, type Manifest } from '../core/index.ts';
 import { Datastore, SnapshotReader, datastoreSource, type SnapshotSource } from '../datastore/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
 import type { AppContext } from './context.ts';
+import { SessionRegistry } from './session-registry.ts';
 
 interface Session {
   source: SnapshotSource;
   backend: StorageBackend;
-  authId: string;
   files: Set<string>;
   /** Every chunk the snapshot's indexes reference: the only chunks this reader may fetch. */
   chunks: Set<string>;
-  lastUsed: number;
 }
 
 /**
@@ -20,14 +18,10 @@ interface Session {
  * references, so a reader cannot fetch other snapshots' chunks by guessing digests.
  */
 export class ReaderSessions {
-  readonly #sessions = new Map<string, Session>();
-  readonly #idleMs: number;
-  readonly #timer: NodeJS.Timeout;
+  readonly #sessions: SessionRegistry<Session>;
 
   constructor(options: { idleMs?: number } = {}) {
-    this.#idleMs = options.idleMs ?? 10 * 60_000;
-    this.#timer = setInterval(() => void this.#sweep(), Math.min(this.#idleMs, 30_000));
-    this.#timer.unref();
+    this.#sessions = new SessionRegistry<Session>('reader', { ...(options.idleMs !== undefined ? { idleMs: options.idleMs } : {}), onEnd: (s) => s.backend.close() });
   }
 
   async start(ctx: AppContext, acl: AclEntry[], input: { store: string; ns?: string; snapshot: string }): Promise<{ session: string; manifest: Manifest }> {
@@ -48,8 +42,7 @@ export class ReaderSessions {
       const reader = await SnapshotReader.open(ds, ref, { signal: ctx.signal });
       const chunks = new Set<string>();
       for (const name of reader.indexedNames()) for (const span of await reader.chunkList(name)) chunks.add(span.digest);
-      const session = randomUUID();
-      this.#sessions.set(session, { source: datastoreSource(ds, ref), backend, authId: ctx.authId, files: new Set(reader.manifest.files.map((f) => f.filename)), chunks, lastUsed: Date.now() });
+      const session = this.#sessions.open(ctx.authId, { source: datastoreSource(ds, ref), backend, files: new Set(reader.manifest.files.map((f) => f.filename)), chunks });
       return { session, manifest: reader.manifest };
     } catch (error) {
       await backend.close();
@@ -57,47 +50,26 @@ export class ReaderSessions {
     }
   }
 
-  #get(session: string, authId: string): Session {
-    const s = this.#sessions.get(session);
-    if (!s) throw new IbsError('NOT_FOUND', `No reader session ${session} (closed, or idle for too long)`);
-    if (s.authId !== authId) throw new IbsError('PERMISSION_DENIED', `Reader session ${session} belongs to ${s.authId}`);
-    s.lastUsed = Date.now();
-    return s;
+  file(session: string, authId: string, filename: string): Promise<Buffer> {
+    return this.#sessions.use(session, authId, async (s) => {
+      if (!s.files.has(filename)) throw new IbsError('NOT_FOUND', `The snapshot has no file "${filename}"`);
+      return s.source.readFile(filename);
+    });
   }
 
-  async file(session: string, authId: string, filename: string): Promise<Buffer> {
-    const s = this.#get(session, authId);
-    if (!s.files.has(filename)) throw new IbsError('NOT_FOUND', `The snapshot has no file "${filename}"`);
-    return s.source.readFile(filename);
-  }
-
-  async chunk(session: string, authId: string, digest: string): Promise<Buffer> {
-    const s = this.#get(session, authId);
-    if (!s.chunks.has(digest)) throw new IbsError('PERMISSION_DENIED', `Chunk ${digest} is not part of the snapshot this reader opened`);
-    return s.source.chunkBlob(digest);
+  chunk(session: string, authId: string, digest: string): Promise<Buffer> {
+    return this.#sessions.use(session, authId, async (s) => {
+      if (!s.chunks.has(digest)) throw new IbsError('PERMISSION_DENIED', `Chunk ${digest} is not part of the snapshot this reader opened`);
+      return s.source.chunkBlob(digest);
+    });
   }
 
   async close(session: string, authId: string): Promise<void> {
-    const s = this.#get(session, authId);
-    this.#sessions.delete(session);
-    await s.backend.close();
+    await this.#sessions.use(session, authId, async () => {});
+    await this.#sessions.end(session);
   }
 
-  async #sweep(): Promise<void> {
-    const now = Date.now();
-    for (const [id, s] of this.#sessions) {
-      if (now - s.lastUsed > this.#idleMs) {
-        this.#sessions.delete(id);
-        await s.backend.close();
-      }
-    }
-  }
-
-  async closeAll(): Promise<void> {
-    clearInterval(this.#timer);
-    for (const [id, s] of [...this.#sessions]) {
-      this.#sessions.delete(id);
-      await s.backend.close();
-    }
+  closeAll(): Promise<void> {
+    return this.#sessions.close();
   }
 }
