@@ -160,3 +160,20 @@ test('namespaces, groups, prune and ACL through the API, each behind its privile
   const acl = await call('GET', '/access/acl', adminSecret);
   assert.ok((acl.body as { data: unknown[] }).data.length >= 4);
 });
+
+test('datastores, notification targets and calendar previews through the API', async () => {
+  // (This test's datastores share one in-memory backend, so only the refusals are checked here.)
+  const again = await call('POST', '/admin/datastore', adminSecret, JSON.stringify({ name: 'store1' }));
+  assert.equal(again.status, 409);
+  assert.match((again.body as { message: string }).message, /already configured/);
+  assert.equal((await call('POST', '/admin/datastore', readerSecret, JSON.stringify({ name: 'store3' }))).status, 403);
+  assert.equal((await call('POST', '/admin/datastore', adminSecret, JSON.stringify({ name: '../x' }))).status, 400);
+  const target = await call('POST', '/config/notifications/targets', adminSecret, JSON.stringify({ type: 'webhook', name: 'hook', url: 'http://127.0.0.1:9/x', 'secret-headers': ['Authorization=Bearer s3cr3t'] }));
+  assert.equal(target.status, 200, JSON.stringify(target.body));
+  const listed = await call('GET', '/config/notifications/targets', adminSecret);
+  assert.doesNotMatch(JSON.stringify(listed.body), /s3cr3t/);
+  assert.equal((await call('GET', '/config/notifications/targets', readerSecret)).status, 403);
+  const cal = await call('GET', '/nodes/localhost/calendar?event=Sun%2004%3A30%20UTC&iterations=2&from=2026-11-22T00:00:00Z', readerSecret);
+  assert.deepEqual((cal.body as { data: { next: string[] } }).data.next, ['2026-11-22T04:30:00Z', '2026-11-29T04:30:00Z']);
+  assert.equal((await call('DELETE', '/admin/datastore/store1', readerSecret)).status, 403);
+});
