@@ -83,3 +83,15 @@ test('unchanged files are taken from the previous snapshot without reading them;
     assert.ok(stats.copiedBytes > 0, `generation ${g} reused unchanged data`);
   }
 });
+
+test('change detection works for encrypted backups too: an unchanged tree is taken from the previous snapshot', async () => {
+  const keyfile = join(work.path, 'inc.key');
+  assert.equal((await ibs(home, ['key', 'create', keyfile, '--kdf', 'none'])).code, 0);
+  const args = (time: string): string[] => ['backup', 'create', '--store', 'store1', '--id', 'enc', '--time', time, '--keyfile', keyfile, '--output', 'json', `root.tar:${src}`];
+  const first = await ibs(home, args('2026-12-01T00:00:00Z'));
+  assert.equal(first.code, 0, first.stderr);
+  const second = await ibs(home, args('2026-12-02T00:00:00Z'));
+  assert.equal(second.code, 0, second.stderr);
+  const stats = JSON.parse(second.stdout).archives[0];
+  assert.ok(stats.copiedBytes >= stats.size - 3 * 1024 * 1024, `unchanged encrypted run copied ${stats.copiedBytes} of ${stats.size}`);
+});

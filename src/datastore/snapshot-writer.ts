@@ -23,7 +23,7 @@ import type { OpOptions } from '../storage/index.ts';
 import { Chunker, DEFAULT_CHUNKER, type ChunkerOptions } from './chunker.ts';
 import type { Datastore } from './datastore.ts';
 import { SnapshotUpload, type SnapshotSink } from './snapshot-upload.ts';
-import type { SnapshotReader } from './snapshot-reader.ts';
+import { SnapshotReader } from './snapshot-reader.ts';
 
 export const FIXED_CHUNK_SIZE = 4 * 1024 * 1024;
 
@@ -87,7 +87,10 @@ export class SnapshotWriter {
    */
   static async begin(ds: Datastore, ref: SnapshotRef, options: BeginOptions): Promise<SnapshotWriter> {
     const upload = await SnapshotUpload.begin(ds, ref, { owner: options.owner, keyFingerprint: options.key?.fingerprint ?? null, verifyChunks: false, signal: options.signal });
-    return new SnapshotWriter(upload, options, upload.previous);
+    // The upload opened the previous snapshot without a key; change detection reads its (possibly encrypted)
+    // catalog, so the writer reads it with the backup's key.
+    const previous = upload.previous ? await SnapshotReader.open(ds, upload.previous.ref, { key: options.key, signal: options.signal }) : undefined;
+    return new SnapshotWriter(upload, options, previous);
   }
 
   /** A writer over any sink (a remote datastore through the API, say); change detection needs `previous`. */
