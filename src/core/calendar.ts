@@ -199,11 +199,16 @@ interface Tm {
   sec: number;
 }
 
-function normalize(tm: Tm, utc: boolean): Tm {
-  const d = utc ? new Date(Date.UTC(tm.year, tm.mon, tm.mday, tm.hour, tm.min, tm.sec)) : new Date(tm.year, tm.mon, tm.mday, tm.hour, tm.min, tm.sec);
+function fieldsOf(ms: number, utc: boolean): Tm {
+  const d = new Date(ms);
   return utc
     ? { year: d.getUTCFullYear(), mon: d.getUTCMonth(), mday: d.getUTCDate(), hour: d.getUTCHours(), min: d.getUTCMinutes(), sec: d.getUTCSeconds() }
     : { year: d.getFullYear(), mon: d.getMonth(), mday: d.getDate(), hour: d.getHours(), min: d.getMinutes(), sec: d.getSeconds() };
+}
+
+/** Out-of-range fields carried over, as mktime does ("December 39" becomes January 8). */
+function normalize(tm: Tm, utc: boolean): Tm {
+  return fieldsOf(toMs(tm, utc), utc);
 }
 
 function toMs(tm: Tm, utc: boolean): number {
@@ -259,102 +264,51 @@ function withinBounds(c: Tm, utc: boolean): -1 | 0 | 1 {
  */
 export function nextCalendarEvent(ev: CalendarEvent, after: number): number | undefined {
   const utc = ev.utc;
-  let c = normalize(
-    (() => {
-      const d = new Date(Math.floor(after / 1000) * 1000 + 1000);
-      return utc
-        ? { year: d.getUTCFullYear(), mon: d.getUTCMonth(), mday: d.getUTCDate(), hour: d.getUTCHours(), min: d.getUTCMinutes(), sec: d.getUTCSeconds() }
-        : { year: d.getFullYear(), mon: d.getMonth(), mday: d.getDate(), hour: d.getHours(), min: d.getMinutes(), sec: d.getSeconds() };
-    })(),
-    utc,
-  );
-  const reset = (from: 'mon' | 'mday' | 'hour' | 'min' | 'sec'): void => {
-    if (from === 'mon') c.mon = 0;
-    if (from === 'mon' || from === 'mday') c.mday = 1;
-    if (from !== 'min' && from !== 'sec') c.hour = 0;
-    if (from !== 'sec') c.min = 0;
-    c.sec = 0;
+  let c = fieldsOf(Math.floor(after / 1000) * 1000 + 1000, utc);
+  /** Resets every field below `key` to its lowest value. */
+  const resetBelow = (key: keyof Tm): void => {
+    for (const f of ORDER.slice(ORDER.indexOf(key) + 1)) c[f] = f === 'mday' ? 1 : 0;
   };
-  for (let iteration = 0; iteration < 100_000; iteration++) {
+  // Month to second: the field, how its value is numbered in the event (months from 1), and what to advance
+  // when no value is left in this unit.
+  const steps: Array<{ key: keyof Tm; field: Field; offset: number; carry: keyof Tm }> = [
+    { key: 'mon', field: ev.month, offset: 1, carry: 'year' },
+    { key: 'mday', field: ev.day, offset: 0, carry: 'mon' },
+    { key: 'hour', field: ev.hour, offset: 0, carry: 'mday' },
+    { key: 'min', field: ev.minute, offset: 0, carry: 'hour' },
+    { key: 'sec', field: ev.second, offset: 0, carry: 'min' },
+  ];
+  search: for (let iteration = 0; iteration < 100_000; iteration++) {
     c = normalize(c, utc);
-    let v = earliest(ev.year, c.year);
-    if (v === undefined) return undefined;
-    if (v !== c.year) {
-      c.year = v;
-      reset('mon');
+    const year = earliest(ev.year, c.year);
+    if (year === undefined) return undefined;
+    if (year !== c.year) {
+      c.year = year;
+      resetBelow('year');
     }
     if (withinBounds(c, utc) <= 0) return undefined;
-
-    v = earliest(ev.month, c.mon + 1);
-    if (v !== undefined && v - 1 !== c.mon) {
-      c.mon = v - 1;
-      reset('mday');
-    }
-    let r = v === undefined ? -1 : withinBounds(c, utc);
-    if (r < 0) {
-      c.year++;
-      reset('mon');
-      continue;
-    }
-    if (r === 0) continue;
-
-    v = earliest(ev.day, c.mday);
-    if (v !== undefined && v !== c.mday) {
-      c.mday = v;
-      reset('hour');
-    }
-    r = v === undefined ? -1 : withinBounds(c, utc);
-    if (r < 0) {
-      c.mon++;
-      reset('mday');
-      continue;
-    }
-    if (r === 0) continue;
-
-    if (ev.weekdays !== undefined) {
-      const wd = (new Date(toMs(c, utc))[utc ? 'getUTCDay' : 'getDay']() + 6) % 7;
-      if (!ev.weekdays.includes(wd)) {
-        c.mday++;
-        reset('hour');
-        continue;
+    for (const step of steps) {
+      const v = earliest(step.field, c[step.key] + step.offset);
+      if (v !== undefined && v - step.offset !== c[step.key]) {
+        c[step.key] = v - step.offset;
+        resetBelow(step.key);
+      }
+      const r = v === undefined ? -1 : withinBounds(c, utc);
+      if (r < 0) {
+        c[step.carry]++;
+        resetBelow(step.carry);
+        continue search;
+      }
+      if (r === 0) continue search;
+      if (step.key === 'mday' && ev.weekdays !== undefined) {
+        const weekday = (new Date(toMs(c, utc))[utc ? 'getUTCDay' : 'getDay']() + 6) % 7;
+        if (!ev.weekdays.includes(weekday)) {
+          c.mday++;
+          resetBelow('mday');
+          continue search;
+        }
       }
     }
-
-    v = earliest(ev.hour, c.hour);
-    if (v !== undefined && v !== c.hour) {
-      c.hour = v;
-      reset('min');
-    }
-    r = v === undefined ? -1 : withinBounds(c, utc);
-    if (r < 0) {
-      c.mday++;
-      reset('hour');
-      continue;
-    }
-    if (r === 0) continue;
-
-    v = earliest(ev.minute, c.min);
-    if (v !== undefined && v !== c.min) {
-      c.min = v;
-      reset('sec');
-    }
-    r = v === undefined ? -1 : withinBounds(c, utc);
-    if (r < 0) {
-      c.hour++;
-      reset('min');
-      continue;
-    }
-    if (r === 0) continue;
-
-    v = earliest(ev.second, c.sec);
-    if (v !== undefined) c.sec = v;
-    r = v === undefined ? -1 : withinBounds(c, utc);
-    if (r < 0) {
-      c.min++;
-      reset('sec');
-      continue;
-    }
-    if (r === 0) continue;
     return toMs(c, utc);
   }
   return undefined;
