@@ -1,5 +1,5 @@
 import { IbsError, parseCalendarEvent } from '../core/index.ts';
-import { Notifier, SEVERITIES, validateMatcher, type DeliveryReport, type MatcherConfig, type NotificationEvent, type TargetConfig } from '../notify/index.ts';
+import { Notifier, validateMatcher, type DeliveryReport, type MatcherConfig, type NotificationEvent, type TargetConfig } from '../notify/index.ts';
 import type { TaskRecord } from '../jobs/index.ts';
 import type { AppContext } from './context.ts';
 
@@ -148,7 +148,6 @@ export function taskEvent(record: TaskRecord, job?: string): NotificationEvent |
   };
 }
 
-export { SEVERITIES };
 
 /** Notifies the result of a verification run outside the server (CLI), following its notification mode. */
 export async function notifyVerifyResult(ctx: AppContext, input: { store: string; ok: boolean; summary: string; mode: 'always' | 'error' | 'never' }): Promise<DeliveryReport[]> {

@@ -152,18 +152,29 @@ export function runConformanceSuite(
 
     test('list-while-writing', 'listing while objects are written shows only complete objects', async () => {
       const p = fresh();
-      const size = 300_000;
-      let listed = 0;
-      const writes = Array.from({ length: 20 }, (_, i) => backend.write(`${p}obj${i}`, Buffer.alloc(size, i)));
-      for (let round = 0; round < 5; round++) {
-        for await (const e of backend.list(p)) {
-          assert.equal(e.size, size, `listed ${e.key} with ${e.size} bytes: a partial object`);
-          listed++;
-        }
+      const piece = 64 * 1024;
+      const pieces = 5;
+      // Writes that stay in progress for a while: their data arrives piece by piece.
+      let finished = 0;
+      const writes = Array.from({ length: 10 }, (_, i) =>
+        backend
+          .write(`${p}obj${i}`, async function* () {
+            for (let n = 0; n < pieces; n++) {
+              await new Promise((r) => setTimeout(r, 5));
+              yield Buffer.alloc(piece, i);
+            }
+          })
+          .then(() => void finished++),
+      );
+      let roundsDuringWrites = 0;
+      while (finished < writes.length) {
+        if (finished === 0) roundsDuringWrites++;
+        for await (const e of backend.list(p)) assert.equal(e.size, piece * pieces, `listed ${e.key} with ${e.size} bytes: a partial object`);
+        await new Promise((r) => setTimeout(r, 2));
       }
       await Promise.all(writes);
-      assert.equal((await keys(backend, p)).length, 20);
-      assert.ok(listed >= 0);
+      assert.ok(roundsDuringWrites > 0, 'some listings ran while every write was still in progress');
+      assert.equal((await keys(backend, p)).length, writes.length);
     });
 
     test('abort', 'aborted operations stop before their next side effect', async () => {
