@@ -10,6 +10,8 @@ export interface ApiRequest {
   tasks: TaskManager;
   backups: BackupSessions;
   readers: ReaderSessions;
+  /** Starts a configured job now through the scheduler (so its state and notifications follow); returns a UPID. */
+  runJob?: (jobId: string) => Promise<string>;
   /** The raw request body, for routes with `body: 'binary'`. */
   body?: Buffer;
   signal: AbortSignal;

@@ -35,11 +35,255 @@ async function asTask(req: ApiRequest, type: string, id: string, run: (ctx: app.
 const SESSION: Schema = { type: 'string', pattern: /^[0-9a-f-]{36}$/, description: 'session id' };
 const CSUM: Schema = { type: 'string', pattern: /^[0-9a-f]{64}$/ };
 
+const REMOTE: Schema = { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/, description: 'remote name' };
+const JOB_ID: Schema = { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/, description: 'job name' };
+const MIBS: Schema = { type: 'integer', minimum: 0, maximum: 1_000_000, optional: true, description: 'MiB/s (0: unlimited)' };
+const FILTERS: Schema = { type: 'array', items: { type: 'string', maxLength: 300 }, maxItems: 100, optional: true };
+const SYNC_JOB = {
+  type: 'object',
+  properties: {
+    id: JOB_ID,
+    store: STORE,
+    remote: { ...REMOTE, optional: true },
+    'remote-store': STORE,
+    direction: { type: 'string', enum: ['push', 'pull'] },
+    schedule: { type: 'string', maxLength: 200, optional: true },
+    ns: NS,
+    'remote-ns': NS,
+    'max-depth': { type: 'integer', minimum: 0, maximum: 7, optional: true },
+    include: FILTERS,
+    'group-filter': FILTERS,
+    'remove-vanished': { type: 'boolean', optional: true },
+    'verified-only': { type: 'boolean', optional: true },
+    'encrypted-only': { type: 'boolean', optional: true },
+    'transfer-last': { type: 'integer', minimum: 1, maximum: 1_000_000, optional: true },
+    'resync-corrupt': { type: 'boolean', optional: true },
+    owner: { type: 'string', maxLength: 200, optional: true },
+    'worker-threads': { type: 'integer', minimum: 1, maximum: 32, optional: true },
+    bwlimit: MIBS,
+    'rate-in': MIBS,
+    'rate-out': MIBS,
+    'burst-in': MIBS,
+    'burst-out': MIBS,
+    'io-weight': { type: 'string', enum: ['low', 'normal'], optional: true },
+    'encrypt-on-push': { type: 'boolean', optional: true },
+    'active-encryption-key': { type: 'string', maxLength: 64, optional: true },
+    'associated-key': FILTERS,
+    comment: { type: 'string', maxLength: 500, optional: true },
+  },
+} as const satisfies Extract<Schema, { type: 'object' }>;
+
 function backupPath(input: Record<string, unknown>): string {
   return storePath(input);
 }
 
 export const ROUTES: Route[] = [
+  // ---- sync: what a remote side of a sync needs ------------------------------------------------------------
+  {
+    method: 'GET',
+    path: '/admin/datastore/{store}/sync-listing',
+    summary: 'namespaces below a root with every snapshot (manifest, protected) and group owner, in one answer: what a sync plans from',
+    input: { type: 'object', properties: { store: STORE, ns: NS, 'max-depth': { type: 'integer', minimum: 0, maximum: 7, optional: true } } },
+    output: { type: 'object', properties: { namespaces: ANY_LIST, snapshots: ANY_LIST, owners: ANY_LIST } },
+    permission: { kind: 'handler', description: 'Datastore.Audit or Datastore.Read on the namespace; with only Datastore.Backup, the caller\'s own groups' },
+    handler: (req, input) => app.syncListing(req.ctx, req.acl, { store: input.store as string, ns: (input.ns as string | undefined) ?? '', ...(input['max-depth'] !== undefined ? { maxDepth: input['max-depth'] as number } : {}) }),
+  },
+  {
+    method: 'POST',
+    path: '/reader/{session}/chunks',
+    summary: 'several chunk blobs of the open snapshot in one response (frames: digest 32 bytes | length u32 LE | blob)',
+    input: { type: 'object', properties: { session: SESSION, digests: { type: 'array', items: CSUM, maxItems: 64 } } },
+    output: { type: 'any', description: 'application/octet-stream' },
+    permission: { kind: 'handler', description: 'the identity that opened the session; only chunks of that snapshot' },
+    response: 'binary',
+    handler: (req, input) => req.readers.chunks(input.session as string, req.authId, input.digests as string[]),
+  },
+  {
+    method: 'POST',
+    path: '/backup/{session}/verify',
+    summary: 'read back and check the chunks this session newly stored; answers those that failed (moved aside, send them again)',
+    input: { type: 'object', properties: { session: SESSION } },
+    output: { type: 'object', properties: { bad: { type: 'array', items: CSUM, maxItems: 1_000_000 } } },
+    permission: { kind: 'handler', description: 'the identity that started the session' },
+    handler: (req, input) => req.backups.verify(input.session as string, req.authId),
+  },
+  {
+    method: 'DELETE',
+    path: '/admin/datastore/{store}/groups',
+    summary: 'remove a group that has no snapshots left',
+    input: { type: 'object', properties: { store: STORE, ns: NS, group: { type: 'string', pattern: /^(vm|ct|host)\/[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/ } } },
+    output: { type: 'any' },
+    permission: privileged(['Datastore.Modify', 'Datastore.Prune']),
+    handler: (req, input) => app.removeGroup(req.ctx, { store: input.store as string, ns: (input.ns as string | undefined) ?? '', group: input.group as string }),
+  },
+  {
+    method: 'POST',
+    path: '/admin/datastore/{store}/check-chunks',
+    summary: 'check stored chunks (digest of plaintext, CRC of encrypted); answers the missing or damaged ones, moved aside',
+    input: { type: 'object', properties: { store: STORE, digests: { type: 'array', items: CSUM, maxItems: 10_000 } } },
+    output: { type: 'object', properties: { bad: { type: 'array', items: CSUM, maxItems: 10_000 } } },
+    permission: privileged(['Datastore.Verify']),
+    handler: async (req, input) => ({ bad: await app.checkChunks(req.ctx, { store: input.store as string, digests: input.digests as string[] }) }),
+  },
+  {
+    method: 'GET',
+    path: '/access/permissions',
+    summary: "the caller's own privileges on an ACL path",
+    input: { type: 'object', properties: { path: { type: 'string', pattern: /^\/[A-Za-z0-9_./-]{0,300}$/ } } },
+    output: { type: 'object', properties: { path: { type: 'string' }, privileges: { type: 'array', items: { type: 'string' } } } },
+    permission: { kind: 'authenticated' },
+    handler: async (req, input) => ({ path: input.path as string, privileges: [...effectivePrivileges(req.acl, req.authId, input.path as string)].sort() }),
+  },
+  // ---- remotes -----------------------------------------------------------------------------------------------
+  {
+    method: 'GET',
+    path: '/config/remote',
+    summary: 'registered remotes (never their secrets)',
+    input: { type: 'object', properties: {} },
+    output: ANY_LIST,
+    permission: { kind: 'handler', description: 'lists the remotes on which the caller has Remote.Audit' },
+    handler: async (req) => (await req.ctx.remotes.list()).filter((r) => effectivePrivileges(req.acl, req.authId, `/remote/${r.name}`).has('Remote.Audit')),
+  },
+  {
+    method: 'POST',
+    path: '/config/remote',
+    summary: 'register a remote server (its certificate fingerprint is pinned)',
+    input: { type: 'object', properties: { name: REMOTE, host: { type: 'string', maxLength: 253 }, port: { type: 'integer', minimum: 1, maximum: 65535, optional: true }, 'auth-id': { type: 'string', maxLength: 200 }, secret: { type: 'string', maxLength: 1000 }, fingerprint: { type: 'string', maxLength: 100 }, comment: { type: 'string', maxLength: 500, optional: true } } },
+    output: { type: 'any' },
+    permission: { kind: 'privilege', path: () => '/remote', privileges: ['Remote.Modify'] },
+    handler: (req, input) => app.createRemote(req.ctx, { name: input.name as string, host: input.host as string, ...(input.port !== undefined ? { port: input.port as number } : {}), authId: input['auth-id'] as string, secret: input.secret as string, fingerprint: input.fingerprint as string, ...(input.comment ? { comment: input.comment as string } : {}) }),
+  },
+  {
+    method: 'PUT',
+    path: '/config/remote/{name}',
+    summary: 'change a remote (host, port, auth-id, secret, fingerprint after verifying it out of band)',
+    input: { type: 'object', properties: { name: REMOTE, host: { type: 'string', maxLength: 253, optional: true }, port: { type: 'integer', minimum: 1, maximum: 65535, optional: true }, 'auth-id': { type: 'string', maxLength: 200, optional: true }, secret: { type: 'string', maxLength: 1000, optional: true }, fingerprint: { type: 'string', maxLength: 100, optional: true }, comment: { type: 'string', maxLength: 500, optional: true } } },
+    output: { type: 'any' },
+    permission: { kind: 'privilege', path: (input) => `/remote/${input.name as string}`, privileges: ['Remote.Modify'] },
+    handler: (req, input) => app.updateRemote(req.ctx, input.name as string, { host: input.host as string | undefined, port: input.port as number | undefined, authId: input['auth-id'] as string | undefined, secret: input.secret as string | undefined, fingerprint: input.fingerprint as string | undefined, comment: input.comment as string | undefined }),
+  },
+  {
+    method: 'DELETE',
+    path: '/config/remote/{name}',
+    summary: 'remove a remote (not while a sync job uses it)',
+    input: { type: 'object', properties: { name: REMOTE } },
+    output: { type: 'any' },
+    permission: { kind: 'privilege', path: (input) => `/remote/${input.name as string}`, privileges: ['Remote.Modify'] },
+    handler: (req, input) => app.removeRemote(req.ctx, input.name as string),
+  },
+  {
+    method: 'POST',
+    path: '/config/remote/{name}/test',
+    summary: 'check a remote: reachable, TLS version, fingerprint, authentication, privileges on a store, version',
+    input: { type: 'object', properties: { name: REMOTE, store: { ...STORE, optional: true } } },
+    output: { type: 'object', properties: { ok: { type: 'boolean' }, lines: ANY_LIST } },
+    permission: { kind: 'privilege', path: (input) => `/remote/${input.name as string}`, privileges: ['Remote.Audit'] },
+    handler: (req, input) => app.testRemote(req.ctx, { name: input.name as string, ...(input.store ? { store: input.store as string } : {}) }),
+  },
+  // ---- sync jobs -----------------------------------------------------------------------------------------------
+  {
+    method: 'GET',
+    path: '/admin/sync',
+    summary: 'sync jobs with last run (time, result, UPID) and next run',
+    input: { type: 'object', properties: {} },
+    output: ANY_LIST,
+    permission: { kind: 'handler', description: 'lists the jobs whose local datastore the caller may audit' },
+    handler: async (req) => (await app.listSyncJobs(req.ctx)).filter((j) => effectivePrivileges(req.acl, req.authId, datastoreAclPath(j.store)).has('Datastore.Audit')),
+  },
+  {
+    method: 'POST',
+    path: '/admin/sync',
+    summary: 'create a sync job',
+    input: SYNC_JOB,
+    output: { type: 'any' },
+    permission: { kind: 'handler', description: 'the privileges the job needs to run (pull: Datastore.Audit+Backup locally, Remote.Read; push: Remote.Audit+DatastoreBackup, Datastore.Read+Audit locally)' },
+    handler: async (req, input) => {
+      const job = app.syncJobInput(input) as app.SyncJobInput;
+      app.checkSyncPermissions(req.acl, req.authId, await app.previewSyncJob(req.ctx, job));
+      return app.createSyncJob(req.ctx, job);
+    },
+  },
+  {
+    method: 'PUT',
+    path: '/admin/sync/{id}',
+    summary: 'change a sync job',
+    input: { type: 'object', properties: { ...SYNC_JOB.properties, id: JOB_ID, store: { ...STORE, optional: true }, 'remote-store': { ...STORE, optional: true }, direction: { type: 'string', enum: ['push', 'pull'], optional: true }, delete: { type: 'array', items: { type: 'string', maxLength: 40 }, maxItems: 30, optional: true } } },
+    output: { type: 'any' },
+    permission: { kind: 'handler', description: 'the privileges the changed job needs to run' },
+    handler: async (req, input) => {
+      const { id, delete: drop, ...rest } = input;
+      const change = { ...app.syncJobInput(rest), ...(drop ? { delete: (drop as string[]).map((k) => Object.keys(app.syncJobInput({ [k]: true }))[0] as string) } : {}) };
+      const current = await req.ctx.jobs.sync.get(id as string);
+      app.checkSyncPermissions(req.acl, req.authId, current);
+      const updated = await app.updateSyncJob(req.ctx, id as string, change);
+      return updated;
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/admin/sync/{id}',
+    summary: 'remove a sync job',
+    input: { type: 'object', properties: { id: JOB_ID } },
+    output: { type: 'any' },
+    permission: { kind: 'handler', description: 'the privileges the job needs to run' },
+    handler: async (req, input) => {
+      app.checkSyncPermissions(req.acl, req.authId, await req.ctx.jobs.sync.get(input.id as string));
+      return app.removeSyncJob(req.ctx, input.id as string);
+    },
+  },
+  {
+    method: 'POST',
+    path: '/admin/sync/{id}/run',
+    summary: 'run a sync job now, as a task (its last-run state and notifications follow)',
+    input: { type: 'object', properties: { id: JOB_ID } },
+    output: UPID,
+    permission: { kind: 'handler', description: 'the privileges the job needs to run' },
+    handler: async (req, input) => {
+      const job = await req.ctx.jobs.sync.get(input.id as string);
+      app.checkSyncPermissions(req.acl, req.authId, job);
+      if (req.runJob) return req.runJob(`sync/${job.id}`);
+      return asTask(req, 'syncjob', job.id, (ctx) => app.runSyncJob(ctx, { id: job.id }));
+    },
+  },
+  {
+    method: 'POST',
+    path: '/admin/sync/{id}/repair',
+    summary: 'compare both sides fully, re-send missing or damaged chunks and snapshots (a task)',
+    input: { type: 'object', properties: { id: JOB_ID } },
+    output: UPID,
+    permission: { kind: 'handler', description: 'the privileges the job needs to run' },
+    handler: async (req, input) => {
+      const job = await req.ctx.jobs.sync.get(input.id as string);
+      app.checkSyncPermissions(req.acl, req.authId, job);
+      return asTask(req, 'syncjob', job.id, (ctx) => app.syncRepair(ctx, { id: job.id }));
+    },
+  },
+  {
+    method: 'GET',
+    path: '/admin/sync/{id}/diff',
+    summary: 'snapshots present on one side only, and ones whose content differs',
+    input: { type: 'object', properties: { id: JOB_ID } },
+    output: { type: 'object', properties: { aligned: { type: 'boolean' }, source: { type: 'string' }, target: { type: 'string' }, rows: ANY_LIST } },
+    permission: { kind: 'handler', description: 'the privileges the job needs to run' },
+    handler: async (req, input) => {
+      app.checkSyncPermissions(req.acl, req.authId, await req.ctx.jobs.sync.get(input.id as string));
+      return app.syncDiff(req.ctx, { id: input.id as string });
+    },
+  },
+  {
+    method: 'GET',
+    path: '/admin/sync/{id}/bandwidth',
+    summary: 'bytes per minute the job moved (for a bandwidth chart), up to 31 days back',
+    input: { type: 'object', properties: { id: JOB_ID, minutes: { type: 'integer', minimum: 1, maximum: 44640, optional: true } } },
+    output: ANY_LIST,
+    permission: { kind: 'handler', description: 'Datastore.Audit on the job\'s local datastore' },
+    handler: async (req, input) => {
+      const job = await req.ctx.jobs.sync.get(input.id as string);
+      requirePrivilege(req.acl, req.authId, datastoreAclPath(job.store), 'Datastore.Audit');
+      return app.syncBandwidth(req.ctx, { id: job.id, ...(input.minutes !== undefined ? { minutes: input.minutes as number } : {}) });
+    },
+  },
+
   {
     method: 'POST',
     path: '/reader/start',

@@ -25,6 +25,8 @@ export interface ApiServerOptions {
   tasks: TaskManager;
   backups: BackupSessions;
   readers: ReaderSessions;
+  /** Starts a configured scheduled job now (sync run); absent where no scheduler runs. */
+  runJob?: (jobId: string) => Promise<string>;
   makeContext(authId: string, signal: AbortSignal): AppContext;
   /** Signs login tickets; without it, ticket login is off. */
   ticketKey?: Buffer;
@@ -184,6 +186,7 @@ export class ApiDispatcher {
         tasks: this.#options.tasks,
         backups: this.#options.backups,
         readers: this.#options.readers,
+        ...(this.#options.runJob ? { runJob: this.#options.runJob } : {}),
         signal,
         ...(binary ? { body: typeof rawBody === 'string' ? Buffer.from(rawBody) : rawBody } : {}),
       };

@@ -1,4 +1,5 @@
 import { IbsError, formatSnapshot, parseBackupId, parseBackupTime, parseBackupType, parseManifest, parseNamespace, type ManifestFile } from '../core/index.ts';
+import { parseChunkFrames } from '../client/index.ts';
 import { Datastore, SnapshotUpload } from '../datastore/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
 import type { AppContext } from './context.ts';
@@ -8,8 +9,6 @@ interface Session {
   upload: SnapshotUpload;
   backend: StorageBackend;
 }
-
-const FRAME_HEADER = 36;
 
 /** Per identity, how many recently uploaded digests are remembered (about 100 bytes each). */
 const RECENT_LIMIT = 200_000;
@@ -52,15 +51,7 @@ export class BackupSessions {
   /** Stores a batch of chunks: frames of digest (32 bytes) | blob length (u32 LE) | blob. */
   chunks(session: string, authId: string, body: Buffer): Promise<{ existed: boolean[] }> {
     return this.#use(session, authId, async (s) => {
-      const frames: Array<{ digest: string; blob: Buffer }> = [];
-      for (let pos = 0; pos < body.length; ) {
-        if (pos + FRAME_HEADER > body.length) throw new IbsError('INVALID_ARGUMENT', `Chunk batch: truncated frame header at byte ${pos}`);
-        const digest = body.toString('hex', pos, pos + 32);
-        const length = body.readUInt32LE(pos + 32);
-        if (pos + FRAME_HEADER + length > body.length) throw new IbsError('INVALID_ARGUMENT', `Chunk batch: frame at byte ${pos} claims ${length} bytes beyond the body`);
-        frames.push({ digest, blob: body.subarray(pos + FRAME_HEADER, pos + FRAME_HEADER + length) });
-        pos += FRAME_HEADER + length;
-      }
+      const frames = parseChunkFrames(body, 'Chunk batch');
       const existed = await Promise.all(frames.map(async (f) => (await s.upload.insertChunk(f.digest, f.blob)).existed));
       this.#remember(authId, frames.map((f) => f.digest));
       return { existed };
@@ -90,6 +81,11 @@ export class BackupSessions {
       if (recent.size <= RECENT_LIMIT) break;
       recent.delete(d);
     }
+  }
+
+  /** Reads back the chunks the session newly stored and checks them; returns those that failed (moved aside). */
+  verify(session: string, authId: string): Promise<{ bad: string[] }> {
+    return this.#use(session, authId, async (s) => ({ bad: await s.upload.verifyReceived() }));
   }
 
   file(session: string, authId: string, file: ManifestFile, data: Buffer): Promise<void> {

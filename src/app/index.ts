@@ -20,3 +20,5 @@ export * from './notifications.ts';
 export { BackupSessions } from './backup-sessions.ts';
 export * from './repository.ts';
 export { ReaderSessions } from './reader-sessions.ts';
+export * from './remotes.ts';
+export * from './sync.ts';

@@ -20,7 +20,7 @@ export async function listJobs(ctx: AppContext): Promise<JobRow[]> {
     const now = Date.now();
     return (await scheduledJobs(ctx)).map((job) => {
       const s = state.get(job.id, now);
-      const next = nextCalendarEvent(parseCalendarEvent(job.schedule), s.lastStart ?? s.firstSeen);
+      const next = job.schedule === '' ? undefined : nextCalendarEvent(parseCalendarEvent(job.schedule), s.lastStart ?? s.firstSeen);
       return {
         job: job.id,
         schedule: job.schedule,

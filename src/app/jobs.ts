@@ -6,6 +6,7 @@ import type { AppContext } from './context.ts';
 import { withDatastore } from './context.ts';
 import { gcStore, verifyStore } from './maintenance.ts';
 import { taskReporter } from './task-reporter.ts';
+import { bandwidthRecorder, runSyncJob } from './sync.ts';
 
 export async function createVerifyJob(ctx: AppContext, input: { id: string; store: string; ns?: string; schedule: string; ignoreVerified?: boolean; outdatedAfterDays?: number; notificationMode?: 'always' | 'error' | 'never'; comment?: string }): Promise<VerifyJobConfig> {
   await ctx.datastores.get(input.store);
@@ -53,6 +54,23 @@ export async function scheduledJobs(ctx: AppContext): Promise<ScheduledJob[]> {
             for (const e of result) if (e.error) task.warn(`${e.snapshot}: ${e.error}`);
           }
         }),
+    });
+  }
+  for (const j of await ctx.jobs.sync.list()) {
+    jobs.push({
+      id: `sync/${j.id}`,
+      schedule: j.schedule ?? '',
+      type: 'syncjob',
+      target: j.id,
+      authId: 'root@pam',
+      run: async (task) => {
+        const recorder = bandwidthRecorder(ctx, j.id);
+        try {
+          return await runSyncJob(withTask(task), { id: j.id, upid: task.upid, onBytes: recorder.add });
+        } finally {
+          recorder.close();
+        }
+      },
     });
   }
   for (const d of await ctx.datastores.list()) {

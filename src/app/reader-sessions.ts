@@ -1,6 +1,8 @@
 import { IbsError, datastoreAclPath, effectivePrivileges, parseNamespace, parseSnapshot, type AclEntry, type Manifest } from '../core/index.ts';
 import { Datastore, SnapshotReader, datastoreSource, type SnapshotSource } from '../datastore/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
+import { encodeChunkFrames } from '../client/index.ts';
+import { mapConcurrent } from '../lib/index.ts';
 import type { AppContext } from './context.ts';
 import { SessionRegistry } from './session-registry.ts';
 
@@ -61,6 +63,15 @@ export class ReaderSessions {
     return this.#sessions.use(session, authId, async (s) => {
       if (!s.chunks.has(digest)) throw new IbsError('PERMISSION_DENIED', `Chunk ${digest} is not part of the snapshot this reader opened`);
       return s.source.chunkBlob(digest);
+    });
+  }
+
+  /** Several chunks of the snapshot in one response (frames, in request order). */
+  chunks(session: string, authId: string, digests: string[]): Promise<Buffer> {
+    return this.#sessions.use(session, authId, async (s) => {
+      for (const d of digests) if (!s.chunks.has(d)) throw new IbsError('PERMISSION_DENIED', `Chunk ${d} is not part of the snapshot this reader opened`);
+      const blobs = await mapConcurrent(digests, 8, (d) => s.source.chunkBlob(d));
+      return encodeChunkFrames(digests.map((digest, i) => ({ digest, blob: blobs[i] as Buffer })));
     });
   }
 

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, resolvePaths, type DatastoreConfig } from '../config/index.ts';
+import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, resolvePaths, type DatastoreConfig } from '../config/index.ts';
 import { silentReporter } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
 import type { ReadOptions, StorageBackend } from '../storage/index.ts';
@@ -31,6 +31,7 @@ async function context(): Promise<{ ctx: AppContext; backend: CountingBackend; d
     access: new AccessConfig(paths.configDir),
     jobs: new JobsConfig(paths.configDir),
     notifications: new NotificationsConfig(paths.configDir),
+    remotes: new RemotesConfig(paths.configDir),
     openBackend: (_config: DatastoreConfig): StorageBackend => backend,
     authId: 'test@pam',
     reporter: silentReporter,

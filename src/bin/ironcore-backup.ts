@@ -7,7 +7,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { AppContext } from '../app/index.ts';
 import { runCli, type Command } from '../cli/index.ts';
-import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, resolvePaths, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
+import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, resolvePaths, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
 import { IbsError } from '../core/index.ts';
 import { silentReporter, type Reporter } from '../lib/index.ts';
 import { ConcurrencyBackend, RetryBackend, type StorageBackend } from '../storage/index.ts';
@@ -32,6 +32,7 @@ export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter 
     access: new AccessConfig(paths.configDir),
     jobs: new JobsConfig(paths.configDir),
     notifications: new NotificationsConfig(paths.configDir),
+    remotes: new RemotesConfig(paths.configDir),
     openBackend,
     authId,
     reporter,

@@ -85,6 +85,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     routes: ROUTES,
     auth: options.makeContext('root@pam').access,
     tasks,
+    runJob: (jobId) => {
+      if (!scheduler) throw new Error('scheduler not started');
+      return scheduler.runNow(jobId);
+    },
     makeContext: (authId, signal) => ({ ...options.makeContext(authId, signal), reporter: silentReporter }),
     log: apiLog,
   });

@@ -71,6 +71,164 @@ function local(ctx: AppContext): LocalApiClient {
   return new LocalApiClient(join(ctx.paths.stateDir, 'api.sock'));
 }
 
+
+const REMOTE_FIELDS = {
+  name: { type: 'string', help: 'the remote (or give it as the argument)' },
+  host: { type: 'string', help: 'host name or IP address of the remote server' },
+  port: { type: 'string', help: 'its API port (default 8007)' },
+  'auth-id': { type: 'string', help: 'API token to act as: user@realm!token' },
+  'secret-file': { type: 'string', help: "file holding the token's secret" },
+  password: { type: 'boolean', help: "prompt for the token's secret (or IBS_REMOTE_SECRET)" },
+  fingerprint: { type: 'string', help: "SHA-256 fingerprint of the remote's certificate (verify it out of band)" },
+  comment: { type: 'string', help: 'free text' },
+} as const satisfies Record<string, OptionSpec>;
+
+function remoteName(args: ParsedArgs): string {
+  const name = str(args, 'name') ?? args.positionals[0];
+  if (name === undefined) throw new IbsError('INVALID_ARGUMENT', 'Name the remote: NAME or --name NAME');
+  if (str(args, 'name') !== undefined && args.positionals[0] !== undefined && args.positionals[0] !== str(args, 'name')) throw new IbsError('INVALID_ARGUMENT', `Two different remote names given: "${args.positionals[0]}" and --name "${str(args, 'name')}"`);
+  return name;
+}
+
+async function remoteSecret(args: ParsedArgs): Promise<string | undefined> {
+  if (str(args, 'secret-file') !== undefined || flag(args, 'password')) {
+    return readPassphrase({ file: str(args, 'secret-file'), envName: 'IBS_REMOTE_SECRET', prompt: 'Token secret: ' });
+  }
+  return undefined;
+}
+
+function requiredName(args: ParsedArgs): string {
+  const name = str(args, 'name');
+  if (name === undefined) throw new IbsError('INVALID_ARGUMENT', 'Name the sync job: --name NAME');
+  return name;
+}
+
+const SYNC_OPTIONS = {
+  name: { type: 'string', help: 'job name' },
+  store: { type: 'string', help: 'the local datastore' },
+  source: { type: 'string', help: 'the local datastore (same as --store)' },
+  remote: { type: 'string', help: 'the remote server (omit: a second datastore of this server)' },
+  'remote-store': { type: 'string', help: 'the datastore on the remote' },
+  'remote-repository': { type: 'string', help: 'the datastore on the remote (same as --remote-store)' },
+  direction: { type: 'string', help: 'push (local to remote) or pull (remote to local)' },
+  schedule: { type: 'string', help: 'calendar event, e.g. "Sun 04:30" (omit: run by hand)' },
+  ns: { type: 'string', help: 'local namespace root' },
+  'remote-ns': { type: 'string', help: 'remote namespace root' },
+  'max-depth': { type: 'string', help: 'namespace levels below the roots (0 = the root only)' },
+  include: { type: 'string', multiple: true, help: 'include filter, OR-combined: keep-weekly=*, backup-id:vm/123, namespace:NS (repeatable)' },
+  'group-filter': { type: 'string', multiple: true, help: '[include:|exclude:]type:T, group:T/ID or regex:RE (repeatable)' },
+  'remove-vanished': { type: 'boolean', help: 'delete copies the source no longer has (never protected ones)' },
+  'verified-only': { type: 'boolean', help: 'copy only snapshots whose verification passed' },
+  'encrypted-only': { type: 'boolean', help: 'copy only encrypted snapshots' },
+  'transfer-last': { type: 'string', help: 'copy only the newest N snapshots of each group' },
+  'resync-corrupt': { type: 'boolean', help: 'sync again copies whose verification failed' },
+  owner: { type: 'string', help: 'owner of groups a pull creates (default root@pam)' },
+  'worker-threads': { type: 'string', help: 'groups synced in parallel, 1 to 32 (default 1)' },
+  bwlimit: { type: 'string', help: 'bandwidth limit in MiB/s, both directions (0 = unlimited)' },
+  'rate-in': { type: 'string', help: 'incoming limit in MiB/s' },
+  'rate-out': { type: 'string', help: 'outgoing limit in MiB/s' },
+  'burst-in': { type: 'string', help: 'incoming burst in MiB' },
+  'burst-out': { type: 'string', help: 'outgoing burst in MiB' },
+  'io-weight': { type: 'string', help: 'low or normal' },
+  'encrypt-on-push': { type: 'boolean', help: 'encrypt unencrypted snapshots with the active key on the way out' },
+  'active-encryption-key': { type: 'string', help: 'server key used by --encrypt-on-push' },
+  'associated-key': { type: 'string', multiple: true, help: 'server key that may decrypt on pull (repeatable)' },
+  comment: { type: 'string', help: 'free text' },
+} as const satisfies Record<string, OptionSpec>;
+
+/** Sync options from the command line, typed and validated, as the app's job input. */
+function syncArgs(args: ParsedArgs, creating: boolean): Record<string, unknown> {
+  const id = requiredName(args);
+  const pick = (a: string, b: string): string | undefined => {
+    if (str(args, a) !== undefined && str(args, b) !== undefined && str(args, a) !== str(args, b)) throw new IbsError('INVALID_ARGUMENT', `--${a} and --${b} name the same thing but differ`);
+    return str(args, a) ?? str(args, b);
+  };
+  const store = pick('store', 'source');
+  const remoteStore = pick('remote-store', 'remote-repository');
+  const direction = str(args, 'direction');
+  if (creating) {
+    if (store === undefined) throw new IbsError('INVALID_ARGUMENT', 'sync create needs the local datastore: --store (or --source) STORE');
+    if (remoteStore === undefined) throw new IbsError('INVALID_ARGUMENT', 'sync create needs the other datastore: --remote-store (or --remote-repository) STORE');
+    if (direction === undefined) throw new IbsError('INVALID_ARGUMENT', 'sync create needs --direction push or --direction pull');
+  }
+  if (direction !== undefined && direction !== 'push' && direction !== 'pull') throw new IbsError('INVALID_ARGUMENT', `Invalid --direction "${direction}": expected push or pull`);
+  const ioWeight = str(args, 'io-weight');
+  if (ioWeight !== undefined && ioWeight !== 'low' && ioWeight !== 'normal') throw new IbsError('INVALID_ARGUMENT', `Invalid --io-weight "${ioWeight}": expected low or normal`);
+  const threads = wholeNumber(str(args, 'worker-threads'), 'worker-threads', 32);
+  if (threads === 0) throw new IbsError('INVALID_ARGUMENT', 'Invalid --worker-threads "0": expected 1 to 32');
+  const last = wholeNumber(str(args, 'transfer-last'), 'transfer-last');
+  if (last === 0) throw new IbsError('INVALID_ARGUMENT', 'Invalid --transfer-last "0": expected at least 1');
+  const bool = (k: string): boolean | undefined => (flag(args, k) ? true : undefined);
+  const many = (k: string): string[] | undefined => (list(args, k).length ? list(args, k) : undefined);
+  return app.syncJobInput({
+    id,
+    store,
+    remote: str(args, 'remote'),
+    'remote-store': remoteStore,
+    direction,
+    schedule: str(args, 'schedule'),
+    ns: str(args, 'ns'),
+    'remote-ns': str(args, 'remote-ns'),
+    'max-depth': wholeNumber(str(args, 'max-depth'), 'max-depth', 7),
+    include: many('include'),
+    'group-filter': many('group-filter'),
+    'remove-vanished': bool('remove-vanished'),
+    'verified-only': bool('verified-only'),
+    'encrypted-only': bool('encrypted-only'),
+    'transfer-last': last,
+    'resync-corrupt': bool('resync-corrupt'),
+    owner: str(args, 'owner'),
+    'worker-threads': threads,
+    bwlimit: wholeNumber(str(args, 'bwlimit'), 'bwlimit'),
+    'rate-in': wholeNumber(str(args, 'rate-in'), 'rate-in'),
+    'rate-out': wholeNumber(str(args, 'rate-out'), 'rate-out'),
+    'burst-in': wholeNumber(str(args, 'burst-in'), 'burst-in'),
+    'burst-out': wholeNumber(str(args, 'burst-out'), 'burst-out'),
+    'io-weight': ioWeight,
+    'encrypt-on-push': bool('encrypt-on-push'),
+    'active-encryption-key': str(args, 'active-encryption-key'),
+    'associated-key': many('associated-key'),
+    comment: str(args, 'comment'),
+  });
+}
+
+/** Prints a task's log as it grows until it ends; returns its final state and status. */
+async function followTask(client: LocalApiClient, upid: string, write: (text: string) => void): Promise<{ state: string; status?: string; text: string }> {
+  const path = `/nodes/localhost/tasks/${encodeURIComponent(upid)}`;
+  let offset = 0;
+  let text = '';
+  for (;;) {
+    const { state, status } = await client.request<{ state: string; status?: string }>('GET', `${path}/status`);
+    const chunk = await client.request<{ text: string; size: number }>('GET', `${path}/log`, { start: offset });
+    offset = chunk.size;
+    text += chunk.text;
+    write(chunk.text);
+    if (state !== 'running' && state !== 'queued') return { state, ...(status !== undefined ? { status } : {}), text };
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/**
+ * `sync run` / `sync repair`: through the running server as a task (its log followed on stderr) so the job's
+ * last run and notifications are recorded; in this process when no server runs.
+ */
+async function runJobTask(ctx: AppContext, id: string, what: 'run' | 'repair'): Promise<Record<string, unknown>> {
+  await ctx.jobs.sync.get(id);
+  const client = local(ctx);
+  let upid: string;
+  try {
+    upid = await client.request<string>('POST', `/admin/sync/${encodeURIComponent(id)}/${what}`);
+  } catch (error) {
+    if (!(error instanceof IbsError && error.code === 'UNAVAILABLE' && /not running/.test(error.message))) throw error;
+    return what === 'run' ? { ...(await app.runSyncJob(ctx, { id })) } : { ...(await app.syncRepair(ctx, { id })) };
+  }
+  ctx.reporter.info(`task ${upid}`);
+  const r = await followTask(client, upid, (t) => t.split('\n').filter(Boolean).forEach((l) => ctx.reporter.info(l.replace(/^\S+ /, ''))));
+  const summary = /summary: (.*)$/m.exec(r.text)?.[1];
+  if (r.state !== 'ok' && r.state !== 'warnings') throw new IbsError('UNAVAILABLE', `sync ${what} of ${id} failed: ${r.status ?? r.state} (task ${upid})`, { details: { upid } });
+  return { upid, state: r.state, ...(summary ? { summary } : {}) };
+}
+
 const bytesOr = (n: unknown): string => (typeof n === 'number' ? formatBytes(n) : '');
 
 export const COMMANDS: Command[] = [
@@ -843,6 +1001,183 @@ export const COMMANDS: Command[] = [
     positionals: 0,
     run: (ctx) => app.listJobs(ctx),
     text: (r: app.JobRow[]) => table(r, ['job', 'schedule', 'lastRun', 'lastState', 'nextRun']),
+  },
+
+  // ---- remotes -----------------------------------------------------------------------------------------------
+  {
+    path: ['remote', 'create'],
+    usage: 'remote create NAME --host H [--port 8007] --auth-id USER@REALM!TOKEN (--secret-file F | --password) --fingerprint FP [--comment TEXT]',
+    summary: 'register a remote server; its certificate fingerprint is pinned, its token secret stored apart (0600) and never shown',
+    positionals: [0, 1],
+    options: { ...REMOTE_FIELDS },
+    run: async (ctx, a) => {
+      const name = remoteName(a);
+      const secret = await remoteSecret(a);
+      if (secret === undefined) throw new IbsError('INVALID_ARGUMENT', 'remote create needs the token secret: --secret-file F or --password (prompted)');
+      for (const k of ['host', 'auth-id', 'fingerprint']) if (str(a, k) === undefined) throw new IbsError('INVALID_ARGUMENT', `remote create needs --${k}`);
+      return app.createRemote(ctx, { name, host: str(a, 'host') as string, ...(str(a, 'port') ? { port: wholeNumber(str(a, 'port'), 'port', 65535) as number } : {}), authId: str(a, 'auth-id') as string, secret, fingerprint: str(a, 'fingerprint') as string, ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}) });
+    },
+    text: (r: { name: string; host: string; port: number }) => `Remote ${r.name} registered (${r.host}:${r.port}); check it with "ironcore-backup remote test ${r.name}"`,
+  },
+  {
+    path: ['remote', 'update'],
+    usage: 'remote update NAME|--name NAME [--host H] [--port N] [--auth-id ID] [--secret-file F | --password] [--fingerprint FP] [--comment TEXT]',
+    summary: 'change a remote; update the fingerprint only after verifying the new certificate out of band',
+    positionals: [0, 1],
+    options: { ...REMOTE_FIELDS },
+    run: async (ctx, a) => {
+      const secret = await remoteSecret(a);
+      return app.updateRemote(ctx, remoteName(a), { host: str(a, 'host'), ...(str(a, 'port') ? { port: wholeNumber(str(a, 'port'), 'port', 65535) as number } : {}), authId: str(a, 'auth-id'), fingerprint: str(a, 'fingerprint'), comment: str(a, 'comment'), ...(secret !== undefined ? { secret } : {}) });
+    },
+    text: (r: { name: string; fingerprint: string }) => `Remote ${r.name} updated (fingerprint ${r.fingerprint})`,
+  },
+  {
+    path: ['remote', 'list'],
+    usage: 'remote list',
+    summary: 'registered remotes (never their secrets)',
+    positionals: 0,
+    run: (ctx) => ctx.remotes.list(),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'host', 'port', 'authId', 'fingerprint', 'comment']),
+  },
+  {
+    path: ['remote', 'show'],
+    usage: 'remote show NAME|--name NAME',
+    summary: 'one remote (never its secret)',
+    positionals: [0, 1],
+    options: { name: { type: 'string', help: 'the remote' } },
+    run: (ctx, a) => ctx.remotes.get(remoteName(a)),
+    text: (r: Record<string, unknown>) => keyValues(r),
+  },
+  {
+    path: ['remote', 'remove'],
+    usage: 'remote remove NAME|--name NAME',
+    summary: 'remove a remote and its secret (not while a sync job uses it)',
+    positionals: [0, 1],
+    options: { name: { type: 'string', help: 'the remote' } },
+    run: async (ctx, a) => {
+      await app.removeRemote(ctx, remoteName(a));
+      return { removed: remoteName(a) };
+    },
+    text: (r: { removed: string }) => `Remote ${r.removed} removed`,
+  },
+  {
+    path: ['remote', 'test'],
+    usage: 'remote test NAME|--name NAME [--store REMOTE_STORE]',
+    summary: 'check a remote, one line each: reachable, TLS version, fingerprint, authentication, privileges on a store, server version',
+    positionals: [0, 1],
+    options: { name: { type: 'string', help: 'the remote' }, store: { type: 'string', help: 'a datastore on the remote: report your privileges on it' } },
+    run: async (ctx, a) => {
+      const r = await app.testRemote(ctx, { name: remoteName(a), ...(str(a, 'store') ? { store: str(a, 'store') as string } : {}) });
+      if (!r.ok) throw new IbsError(r.lines.some((l) => l.check === 'fingerprint' && !l.ok) ? 'CERT_MISMATCH' : 'UNAVAILABLE', r.lines.map((l) => `${l.ok ? 'ok  ' : 'FAIL'} ${l.check}: ${l.detail}`).join('\n'), { details: r });
+      return r;
+    },
+    text: (r: { lines: Array<{ check: string; ok: boolean; detail: string }> }) => r.lines.map((l) => `${l.ok ? 'ok  ' : 'FAIL'} ${l.check}: ${l.detail}`).join('\n'),
+  },
+  // ---- sync jobs -------------------------------------------------------------------------------------------
+  {
+    path: ['sync', 'create'],
+    usage: 'sync create --name N --store LOCAL [--remote R] --remote-store S --direction push|pull [--schedule CAL] [--ns NS] [--remote-ns NS] [--max-depth D] [--include F …] [--group-filter F …] [--remove-vanished] [--transfer-last N] [--bwlimit MiB/s] [--worker-threads N] …',
+    summary: 'create a sync job (also spelled --source for --store and --remote-repository for --remote-store); without --remote it syncs two local datastores',
+    positionals: 0,
+    options: { ...SYNC_OPTIONS },
+    run: (ctx, a) => app.createSyncJob(ctx, syncArgs(a, true) as app.SyncJobInput),
+    text: (r: { id: string; direction: string; schedule?: string }) => `Sync job ${r.id} created (${r.direction}${r.schedule ? `, schedule "${r.schedule}"` : ', run by hand'})`,
+  },
+  {
+    path: ['sync', 'update'],
+    usage: 'sync update --name N [any option of sync create] [--delete OPTION …]',
+    summary: 'change a sync job; --delete removes an option (e.g. --delete schedule)',
+    positionals: 0,
+    options: { ...SYNC_OPTIONS, delete: { type: 'string', multiple: true, help: 'option to remove (schedule, include, group-filter, bwlimit, …)' } },
+    run: (ctx, a) => {
+      const { id, ...change } = syncArgs(a, false);
+      const drop = list(a, 'delete').flatMap((k) => (k === 'bwlimit' ? ['rateIn', 'rateOut'] : Object.keys(app.syncJobInput({ [k]: true }))));
+      return app.updateSyncJob(ctx, id as string, { ...change, ...(drop.length ? { delete: drop } : {}) });
+    },
+    text: (r: { id: string }) => `Sync job ${r.id} updated`,
+  },
+  {
+    path: ['sync', 'list'],
+    usage: 'sync list',
+    summary: 'sync jobs: direction, stores, schedule, last run (time, result, UPID), next run',
+    positionals: 0,
+    run: (ctx) => app.listSyncJobs(ctx),
+    text: (r: Array<Record<string, unknown>>) =>
+      table(
+        r.map((j) => ({ ...j, from: j.direction === 'pull' ? `${j.remote ?? 'local'}:${j.remoteStore}` : `local:${j.store}`, to: j.direction === 'pull' ? `local:${j.store}` : `${j.remote ?? 'local'}:${j.remoteStore}`, schedule: j.schedule ?? '(by hand)' })),
+        ['id', 'direction', 'from', 'to', 'schedule', 'lastRun', 'lastState', 'lastUpid', 'nextRun'],
+      ),
+  },
+  {
+    path: ['sync', 'show'],
+    usage: 'sync show --name N',
+    summary: 'one sync job with its options and last run',
+    positionals: 0,
+    options: { name: { type: 'string', help: 'the job' } },
+    run: async (ctx, a) => {
+      const id = requiredName(a);
+      const job = (await app.listSyncJobs(ctx)).find((j) => j.id === id);
+      if (!job) throw new IbsError('NOT_FOUND', `Sync job "${id}" does not exist (see "ironcore-backup sync list")`);
+      return job;
+    },
+    text: (r: Record<string, unknown>) => keyValues(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Array.isArray(v) ? v.join(' ') : v]))),
+  },
+  {
+    path: ['sync', 'remove'],
+    usage: 'sync remove --name N',
+    summary: 'remove a sync job (copies already made stay)',
+    positionals: 0,
+    options: { name: { type: 'string', help: 'the job' } },
+    run: async (ctx, a) => {
+      await app.removeSyncJob(ctx, requiredName(a));
+      return { removed: requiredName(a) };
+    },
+    text: (r: { removed: string }) => `Sync job ${r.removed} removed`,
+  },
+  {
+    path: ['sync', 'run'],
+    usage: 'sync run --name N',
+    summary: 'run a sync job now: as a task of the running server (followed until it ends), else in this process',
+    positionals: 0,
+    options: { name: { type: 'string', help: 'the job' } },
+    run: async (ctx, a) => runJobTask(ctx, requiredName(a), 'run'),
+    text: (r: { summary?: string; upid?: string }) => `${r.summary ?? 'done'}${r.upid ? `\ntask: ${r.upid}` : ''}`,
+  },
+  {
+    path: ['sync', 'repair'],
+    usage: 'sync repair --name N',
+    summary: 'compare both sides fully: re-check every chunk the copies reference, re-send missing or damaged chunks and snapshots',
+    positionals: 0,
+    options: { name: { type: 'string', help: 'the job' } },
+    run: async (ctx, a) => runJobTask(ctx, requiredName(a), 'repair'),
+    text: (r: { summary?: string; damaged?: string[]; upid?: string }) => `${r.damaged ? `damaged copies found: ${r.damaged.length}\n` : ''}${r.summary ?? 'done'}${r.upid ? `\ntask: ${r.upid}` : ''}`,
+  },
+  {
+    path: ['sync', 'diff'],
+    usage: 'sync diff --name N | --source STORE [--remote R] --remote-repository S [--ns NS] [--remote-ns NS] [--direction push|pull]',
+    summary: 'snapshots present on one side only and ones whose content differs; exits 0 when aligned, 1 when not',
+    positionals: 0,
+    options: {
+      name: { type: 'string', help: 'compare the two sides of this job' },
+      source: { type: 'string', help: 'the local datastore' },
+      store: { type: 'string', help: 'the local datastore (same as --source)' },
+      remote: { type: 'string', help: 'the remote (omit: a second local datastore)' },
+      'remote-repository': { type: 'string', help: 'the datastore on the remote' },
+      'remote-store': { type: 'string', help: 'the datastore on the remote (same as --remote-repository)' },
+      ns: { type: 'string', help: 'local namespace' },
+      'remote-ns': { type: 'string', help: 'remote namespace' },
+      direction: { type: 'string', help: 'push (local is the source, default) or pull' },
+    },
+    run: async (ctx, a) => {
+      const direction = str(a, 'direction');
+      if (direction !== undefined && direction !== 'push' && direction !== 'pull') throw new IbsError('INVALID_ARGUMENT', `Invalid --direction "${direction}": expected push or pull`);
+      const r = str(a, 'name') !== undefined
+        ? await app.syncDiff(ctx, { id: str(a, 'name') as string })
+        : await app.syncDiff(ctx, { store: str(a, 'source') ?? str(a, 'store'), remoteStore: str(a, 'remote-repository') ?? str(a, 'remote-store'), ...(str(a, 'remote') ? { remote: str(a, 'remote') } : {}), ...(str(a, 'ns') ? { ns: str(a, 'ns') } : {}), ...(str(a, 'remote-ns') ? { remoteNs: str(a, 'remote-ns') } : {}), ...(direction ? { direction } : {}) } as Parameters<typeof app.syncDiff>[1]);
+      if (!r.aligned) process.exitCode = 1;
+      return r;
+    },
+    text: (r: Awaited<ReturnType<typeof app.syncDiff>>) => (r.aligned ? `Aligned: ${r.source} and ${r.target} hold the same snapshots` : `${table(r.rows as unknown as Array<Record<string, unknown>>, ['where', 'snapshot'])}\n${r.rows.length} difference(s) between ${r.source} (source) and ${r.target} (target); run the sync to align`),
   },
   // ---- verify, prune, gc -------------------------------------------------------------------------------
   {

@@ -1,4 +1,4 @@
-import { connect as http2Connect, type ClientHttp2Session } from 'node:http2';
+import { connect as http2Connect, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { isIP } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { once } from 'node:events';
@@ -12,6 +12,8 @@ export interface ApiClientOptions {
   authId: string;
   secret: string;
   timeoutMs?: number;
+  /** A request with no data moving for this long fails as UNAVAILABLE (default 60 s): a stalled link is not waited on forever. */
+  idleTimeoutMs?: number;
 }
 
 /** `/api2/json` + path, with `query` (undefined values left out) as the query string. */
@@ -48,13 +50,51 @@ export function decodeApiResponse<T>(status: number, text: string, what: string)
   return parsed.data as T;
 }
 
+async function openSession(options: ApiClientOptions): Promise<{ session: ClientHttp2Session; tls: { version: string; fingerprint: string } }> {
+  const expected = parseFingerprint(options.fingerprint);
+  const where = `${options.host}:${options.port}`;
+  const socket: TLSSocket = tlsConnect({
+    host: options.host,
+    port: options.port,
+    ...(isIP(options.host) ? {} : { servername: options.host }),
+    rejectUnauthorized: false, // identity is the pinned fingerprint, checked below
+    minVersion: 'TLSv1.3',
+    ALPNProtocols: ['h2'],
+  });
+  const timer = setTimeout(() => socket.destroy(new IbsError('UNAVAILABLE', `Connecting to ${where} timed out`)), options.timeoutMs ?? 15_000);
+  try {
+    await once(socket, 'secureConnect');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new IbsError('UNAVAILABLE', `Cannot reach ${where}: ${code ?? (error as Error).message}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
+  const actual = (socket.getPeerCertificate().fingerprint256 ?? '').toLowerCase();
+  if (actual !== expected) {
+    socket.destroy();
+    throw new IbsError(
+      'CERT_MISMATCH',
+      `Refusing ${where}: its certificate fingerprint is ${actual}, but the registered fingerprint is ${expected}. ` +
+        'If the certificate was renewed, verify the new fingerprint out of band, then update the registration ' +
+        '(ironcore-backup remote update --name NAME --fingerprint "NEW"). It is never accepted automatically.',
+    );
+  }
+  const tls = { version: socket.getProtocol() ?? '', fingerprint: actual };
+  const session = http2Connect(`https://${where}`, { createConnection: () => socket, maxSessionMemory: 512, settings: { initialWindowSize: 8 * 1024 * 1024 } });
+  session.on('connect', () => session.setLocalWindowSize(64 * 1024 * 1024));
+  session.on('error', () => {});
+  return { session, tls };
+}
+
 /**
  * HTTPS client of the API: TLS 1.3, HTTP/2, API token auth. The server is identified only by its pinned
  * certificate fingerprint, checked on the TLS socket before HTTP/2 starts, so no request (and no token) is
  * ever sent to a server that does not match; a mismatch is refused with both fingerprints in the message.
  */
 export class ApiClient {
-  readonly #session: ClientHttp2Session;
+  #session: ClientHttp2Session;
+  #reconnecting: Promise<{ session: ClientHttp2Session }> | undefined;
   readonly #options: ApiClientOptions;
   readonly tls: { version: string; fingerprint: string };
 
@@ -65,40 +105,23 @@ export class ApiClient {
   }
 
   static async connect(options: ApiClientOptions): Promise<ApiClient> {
-    const expected = parseFingerprint(options.fingerprint);
-    const where = `${options.host}:${options.port}`;
-    const socket: TLSSocket = tlsConnect({
-      host: options.host,
-      port: options.port,
-      ...(isIP(options.host) ? {} : { servername: options.host }),
-      rejectUnauthorized: false, // identity is the pinned fingerprint, checked below
-      minVersion: 'TLSv1.3',
-      ALPNProtocols: ['h2'],
-    });
-    const timer = setTimeout(() => socket.destroy(new IbsError('UNAVAILABLE', `Connecting to ${where} timed out`)), options.timeoutMs ?? 15_000);
-    try {
-      await once(socket, 'secureConnect');
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new IbsError('UNAVAILABLE', `Cannot reach ${where}: ${code ?? (error as Error).message}`, { cause: error });
-    } finally {
-      clearTimeout(timer);
-    }
-    const actual = (socket.getPeerCertificate().fingerprint256 ?? '').toLowerCase();
-    if (actual !== expected) {
-      socket.destroy();
-      throw new IbsError(
-        'CERT_MISMATCH',
-        `Refusing ${where}: its certificate fingerprint is ${actual}, but the registered fingerprint is ${expected}. ` +
-          'If the certificate was renewed, verify the new fingerprint out of band, then update the registration ' +
-          '(ironcore-backup remote update --name NAME --fingerprint "NEW"). It is never accepted automatically.',
-      );
-    }
-    const tls = { version: socket.getProtocol() ?? '', fingerprint: actual };
-    const session = http2Connect(`https://${where}`, { createConnection: () => socket, maxSessionMemory: 512, settings: { initialWindowSize: 8 * 1024 * 1024 } });
-    session.on('connect', () => session.setLocalWindowSize(64 * 1024 * 1024));
-    session.on('error', () => {});
+    const { session, tls } = await openSession(options);
     return new ApiClient(session, options, tls);
+  }
+
+  /** The HTTP/2 session, opened again (fingerprint checked again) when the previous one was lost. */
+  async #live(): Promise<ClientHttp2Session> {
+    if (this.#session.closed || this.#session.destroyed) this.#session = (await (this.#reconnecting ??= openSession(this.#options).finally(() => (this.#reconnecting = undefined)))).session;
+    return this.#session;
+  }
+
+  #watch(stream: ClientHttp2Stream, what: string): void {
+    const ms = this.#options.idleTimeoutMs ?? 60_000;
+    stream.setTimeout(ms, () => {
+      stream.destroy(new IbsError('UNAVAILABLE', `${what}: no data from ${this.#options.host}:${this.#options.port} for ${Math.round(ms / 1000)} s (link stalled)`));
+      // The whole connection is suspect: the next request opens a new one.
+      stream.session?.destroy();
+    });
   }
 
   /** Sends a binary body to a path (below /api2/json) with `query` parameters; returns `data`. */
@@ -107,13 +130,14 @@ export class ApiClient {
   }
 
   async #requestBinary<T>(path: string, query: Record<string, unknown>, body: Uint8Array): Promise<T> {
-    const stream = this.#session.request({
+    const stream = (await this.#live()).request({
       ':method': 'POST',
       ':path': apiPath(path, query),
       authorization: `IBSAPIToken=${this.#options.authId}:${this.#options.secret}`,
       'content-type': 'application/octet-stream',
       'content-length': body.length,
     });
+    this.#watch(stream, `POST ${path}`);
     stream.end(body);
     const [headers] = (await once(stream, 'response')) as [Record<string, string | number>];
     const pieces: Buffer[] = [];
@@ -123,23 +147,30 @@ export class ApiClient {
 
   /** GETs a binary response (below /api2/json); errors arrive as JSON and are thrown as IbsError. */
   requestBytes(path: string, query: Record<string, unknown> = {}): Promise<Buffer> {
-    return transport(`GET ${path}`, () => this.#requestBytes(path, query));
+    return transport(`GET ${path}`, () => this.#requestBytes('GET', path, query, undefined));
   }
 
-  async #requestBytes(path: string, query: Record<string, unknown>): Promise<Buffer> {
-    const stream = this.#session.request({
-      ':method': 'GET',
+  /** POSTs JSON and returns a binary response (batched chunk reads). */
+  postForBytes(path: string, params: Record<string, unknown>): Promise<Buffer> {
+    return transport(`POST ${path}`, () => this.#requestBytes('POST', path, {}, JSON.stringify(params)));
+  }
+
+  async #requestBytes(method: 'GET' | 'POST', path: string, query: Record<string, unknown>, body: string | undefined): Promise<Buffer> {
+    const stream = (await this.#live()).request({
+      ':method': method,
       ':path': apiPath(path, query),
       authorization: `IBSAPIToken=${this.#options.authId}:${this.#options.secret}`,
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
     });
-    stream.end();
+    this.#watch(stream, `${method} ${path}`);
+    stream.end(body);
     const [headers] = (await once(stream, 'response')) as [Record<string, string | number>];
     const pieces: Buffer[] = [];
     for await (const piece of stream) pieces.push(piece as Buffer);
     const status = Number(headers[':status']);
-    const body = Buffer.concat(pieces);
-    if (status !== 200) decodeApiResponse(status, body.toString('utf8'), `GET ${path}`);
-    return body;
+    const data = Buffer.concat(pieces);
+    if (status !== 200) decodeApiResponse(status, data.toString('utf8'), `${method} ${path}`);
+    return data;
   }
 
   /** Calls an API path (below /api2/json); returns `data`, or throws IbsError with the server's code. */
@@ -151,12 +182,13 @@ export class ApiClient {
     const query = method === 'GET' || method === 'DELETE';
     const fullPath = apiPath(path, query ? params : {});
     const body = query ? undefined : JSON.stringify(params);
-    const stream = this.#session.request({
+    const stream = (await this.#live()).request({
       ':method': method,
       ':path': fullPath,
       authorization: `IBSAPIToken=${this.#options.authId}:${this.#options.secret}`,
       ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
     });
+    this.#watch(stream, `${method} ${path}`);
     if (body !== undefined) stream.end(body);
     else stream.end();
     const [headers] = (await once(stream, 'response')) as [Record<string, string | number>];

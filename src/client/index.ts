@@ -3,3 +3,4 @@ export { ApiClient, decodeApiResponse, type ApiClientOptions } from './api-clien
 export { LocalApiClient } from './local-client.ts';
 export { RemoteSnapshotSink } from './remote-sink.ts';
 export { RemoteSnapshotSource } from './remote-source.ts';
+export { encodeChunkFrames, parseChunkFrames, FRAME_HEADER } from './frames.ts';

@@ -104,6 +104,19 @@ export class RemoteSnapshotSink {
     if (this.#failure) throw this.#failure;
   }
 
+  /** Of `digests`, those the server holds that this session may reference without sending them. */
+  async queryKnown(digests: readonly string[]): Promise<string[]> {
+    const { known } = await retry(() => this.#client.request<{ known: string[] }>('POST', `/backup/${this.#session}/known`, { digests }), RETRY);
+    return known;
+  }
+
+  /** Has the server read back and check the chunks it newly stored; returns those that failed (moved aside). */
+  async verifyReceived(): Promise<string[]> {
+    await this.flush();
+    const { bad } = await this.#client.request<{ bad: string[] }>('POST', `/backup/${this.#session}/verify`);
+    return bad;
+  }
+
   async putFile(file: ManifestFile, data: Buffer): Promise<void> {
     await this.flush();
     await this.#client.requestBinary(

@@ -1,5 +1,6 @@
 import { parseManifest, type Manifest, type SnapshotRef, formatSnapshot, formatNamespace } from '../core/index.ts';
 import type { ApiClient } from './api-client.ts';
+import { parseChunkFrames } from './frames.ts';
 
 /**
  * A snapshot read from a server (the client half of the reader session API; it has the shape of a datastore
@@ -32,6 +33,12 @@ export class RemoteSnapshotSource {
 
   chunkBlob(digest: string): Promise<Buffer> {
     return this.#client.requestBytes(`/reader/${this.#session}/chunk`, { digest });
+  }
+
+  /** Several chunks in one request: frames of digest (32 bytes) | blob length (u32 LE) | blob, in request order. */
+  async chunkBatch(digests: readonly string[]): Promise<Array<{ digest: string; blob: Buffer }>> {
+    const body = await this.#client.postForBytes(`/reader/${this.#session}/chunks`, { digests });
+    return parseChunkFrames(body, 'chunk batch from the server');
   }
 
   async close(): Promise<void> {

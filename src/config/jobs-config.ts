@@ -25,11 +25,70 @@ export interface PruneJobConfig {
   comment?: string;
 }
 
-function checkCommon(id: string, store: string, ns: string, schedule: string, comment: string | undefined): void {
+export interface SyncJobConfig {
+  id: string;
+  /** The local datastore. */
+  store: string;
+  /** The remote server; undefined: a sync between two datastores of this server. */
+  remote?: string;
+  remoteStore: string;
+  direction: 'push' | 'pull';
+  schedule?: string;
+  /** Local namespace root and remote namespace root of the mapping. */
+  ns: string;
+  remoteNs: string;
+  maxDepth?: number;
+  includes: string[];
+  groupFilters: string[];
+  removeVanished: boolean;
+  verifiedOnly: boolean;
+  encryptedOnly: boolean;
+  resyncCorrupt: boolean;
+  transferLast?: number;
+  /** Owner of groups a pull creates (default root@pam). */
+  owner?: string;
+  workerThreads: number;
+  /** MiB/s (0 or unset: unlimited) and burst MiB per direction. */
+  rateIn?: number;
+  rateOut?: number;
+  burstIn?: number;
+  burstOut?: number;
+  ioWeight: 'low' | 'normal';
+  encryptOnPush: boolean;
+  activeKey?: string;
+  associatedKeys: string[];
+  comment?: string;
+}
+
+const num = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v));
+const jsonList = (v: string | undefined): string[] => {
+  if (v === undefined || v === '') return [];
+  const parsed = JSON.parse(v) as unknown;
+  return Array.isArray(parsed) ? parsed.map(String) : [];
+};
+
+function checkSyncJob(j: SyncJobConfig): void {
+  checkCommon(j.id, j.store, j.ns, j.schedule ?? '', j.comment, true);
+  parseStoreName(j.remoteStore);
+  parseNamespace(j.remoteNs);
+  if (j.direction !== 'push' && j.direction !== 'pull') throw new IbsError('INVALID_ARGUMENT', `Invalid direction "${String(j.direction)}": expected push or pull`);
+  if (j.remote === undefined && j.remoteStore === j.store && j.ns === j.remoteNs) throw new IbsError('INVALID_ARGUMENT', `A local sync from "${j.store}" into itself at the same namespace would copy nothing: choose another datastore or namespace`);
+  if (!Number.isInteger(j.workerThreads) || j.workerThreads < 1 || j.workerThreads > 32) throw new IbsError('INVALID_ARGUMENT', `Invalid worker-threads ${j.workerThreads}: expected 1 to 32`);
+  if (j.maxDepth !== undefined && (!Number.isInteger(j.maxDepth) || j.maxDepth < 0 || j.maxDepth > 7)) throw new IbsError('INVALID_ARGUMENT', `Invalid max-depth ${j.maxDepth}: expected 0 to 7`);
+  if (j.transferLast !== undefined && (!Number.isInteger(j.transferLast) || j.transferLast < 1)) throw new IbsError('INVALID_ARGUMENT', `Invalid transfer-last ${j.transferLast}: expected a whole number of at least 1`);
+  for (const [name, v] of [['rate-in', j.rateIn], ['rate-out', j.rateOut], ['burst-in', j.burstIn], ['burst-out', j.burstOut]] as const) {
+    if (v !== undefined && (!Number.isFinite(v) || v < 0 || v > 1_000_000)) throw new IbsError('INVALID_ARGUMENT', `Invalid ${name} ${v}: expected MiB (per second) from 0 to 1000000`);
+  }
+  if (j.ioWeight !== 'low' && j.ioWeight !== 'normal') throw new IbsError('INVALID_ARGUMENT', `Invalid io-weight "${String(j.ioWeight)}": expected low or normal`);
+  if (j.encryptOnPush && j.direction !== 'push') throw new IbsError('INVALID_ARGUMENT', '--encrypt-on-push applies to push jobs only');
+  if (j.encryptOnPush && !j.activeKey) throw new IbsError('INVALID_ARGUMENT', '--encrypt-on-push needs --active-encryption-key KEY');
+}
+
+function checkCommon(id: string, store: string, ns: string, schedule: string, comment: string | undefined, scheduleOptional = false): void {
   if (!JOB_ID_RE.test(id)) throw new IbsError('INVALID_ARGUMENT', `Invalid job name "${id}": expected 2 to 32 letters, digits, "_", "-", "."`);
   parseStoreName(store);
   parseNamespace(ns);
-  parseCalendarEvent(schedule);
+  if (!(scheduleOptional && schedule === '')) parseCalendarEvent(schedule);
   if (comment !== undefined && /[\r\n]/.test(comment)) throw new IbsError('INVALID_ARGUMENT', 'Invalid comment: expected a single line');
 }
 
@@ -61,6 +120,24 @@ class JobFile<T extends { id: string }> {
     return job;
   }
 
+  async get(id: string): Promise<T> {
+    const job = (await this.list()).find((j) => j.id === id);
+    if (!job) throw new IbsError('NOT_FOUND', `Job "${id}" does not exist`);
+    return job;
+  }
+
+  /** Applies `change` to a job under the lock and checks the result before writing it. */
+  async update(id: string, change: (job: T) => T): Promise<T> {
+    return this.#file.update((sections) => {
+      const s = sections.find((x) => x.type === this.#type && x.name === id);
+      if (!s) throw new IbsError('NOT_FOUND', `Job "${id}" does not exist`);
+      const job = { ...change(this.#from(s)), id };
+      this.#check(job);
+      s.props = this.#to(job);
+      return job;
+    });
+  }
+
   async remove(id: string): Promise<void> {
     await this.#file.update((sections) => {
       const i = sections.findIndex((s) => s.type === this.#type && s.name === id);
@@ -73,8 +150,77 @@ class JobFile<T extends { id: string }> {
 export class JobsConfig {
   readonly verify: JobFile<VerifyJobConfig>;
   readonly prune: JobFile<PruneJobConfig>;
+  readonly sync: JobFile<SyncJobConfig>;
 
   constructor(configDir: string) {
+    this.sync = new JobFile<SyncJobConfig>(
+      `${configDir}/sync.cfg`,
+      'sync',
+      (s) => {
+        const p = s.props;
+        return {
+          id: s.name,
+          store: p.store ?? '',
+          ...(p.remote ? { remote: p.remote } : {}),
+          remoteStore: p['remote-store'] ?? '',
+          direction: (p.direction ?? 'pull') as 'pull',
+          ...(p.schedule ? { schedule: p.schedule } : {}),
+          ns: p.ns ?? '',
+          remoteNs: p['remote-ns'] ?? '',
+          ...(num(p['max-depth']) !== undefined ? { maxDepth: num(p['max-depth']) as number } : {}),
+          includes: jsonList(p.include),
+          groupFilters: jsonList(p['group-filter']),
+          removeVanished: p['remove-vanished'] === '1',
+          verifiedOnly: p['verified-only'] === '1',
+          encryptedOnly: p['encrypted-only'] === '1',
+          resyncCorrupt: p['resync-corrupt'] === '1',
+          ...(num(p['transfer-last']) !== undefined ? { transferLast: num(p['transfer-last']) as number } : {}),
+          ...(p.owner ? { owner: p.owner } : {}),
+          workerThreads: num(p['worker-threads']) ?? 1,
+          ...(num(p['rate-in']) !== undefined ? { rateIn: num(p['rate-in']) as number } : {}),
+          ...(num(p['rate-out']) !== undefined ? { rateOut: num(p['rate-out']) as number } : {}),
+          ...(num(p['burst-in']) !== undefined ? { burstIn: num(p['burst-in']) as number } : {}),
+          ...(num(p['burst-out']) !== undefined ? { burstOut: num(p['burst-out']) as number } : {}),
+          ioWeight: p['io-weight'] === 'low' ? 'low' : 'normal',
+          encryptOnPush: p['encrypt-on-push'] === '1',
+          ...(p['active-encryption-key'] ? { activeKey: p['active-encryption-key'] } : {}),
+          associatedKeys: jsonList(p['associated-key']),
+          ...(p.comment ? { comment: p.comment } : {}),
+        };
+      },
+      (j) => {
+        const out: Record<string, string> = { store: j.store, 'remote-store': j.remoteStore, direction: j.direction };
+        const put = (k: string, v: string | number | boolean | undefined | string[]): void => {
+          if (v === undefined || v === false || (Array.isArray(v) && v.length === 0) || v === '') return;
+          out[k] = Array.isArray(v) ? JSON.stringify(v) : v === true ? '1' : String(v);
+        };
+        put('remote', j.remote);
+        put('schedule', j.schedule);
+        put('ns', j.ns);
+        put('remote-ns', j.remoteNs);
+        put('max-depth', j.maxDepth);
+        put('include', j.includes);
+        put('group-filter', j.groupFilters);
+        put('remove-vanished', j.removeVanished);
+        put('verified-only', j.verifiedOnly);
+        put('encrypted-only', j.encryptedOnly);
+        put('resync-corrupt', j.resyncCorrupt);
+        put('transfer-last', j.transferLast);
+        put('owner', j.owner);
+        put('worker-threads', j.workerThreads);
+        put('rate-in', j.rateIn);
+        put('rate-out', j.rateOut);
+        put('burst-in', j.burstIn);
+        put('burst-out', j.burstOut);
+        put('io-weight', j.ioWeight === 'low' ? 'low' : undefined);
+        put('encrypt-on-push', j.encryptOnPush);
+        put('active-encryption-key', j.activeKey);
+        put('associated-key', j.associatedKeys);
+        put('comment', j.comment);
+        return out;
+      },
+      checkSyncJob,
+    );
     this.verify = new JobFile<VerifyJobConfig>(
       `${configDir}/verification.cfg`,
       'verification',

@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IbsError } from '../core/index.ts';
-import { writeFileAtomic } from '../lib/index.ts';
-import { SectionConfig, acquireLock, type Section } from './section-config.ts';
+import { SectionConfig, type Section } from './section-config.ts';
+import { SecretsFile } from './secrets-file.ts';
 
 /**
  * `notifications.cfg`: sections `webhook: NAME`, `sendmail: NAME`, `smtp: NAME` (targets) and `matcher: NAME`;
@@ -23,11 +22,11 @@ export interface StoredTarget {
 
 export class NotificationsConfig {
   readonly #file: SectionConfig;
-  readonly #secretsPath: string;
+  readonly #secrets: SecretsFile<{ password?: string; headers?: Record<string, string> }>;
 
   constructor(configDir: string) {
     this.#file = new SectionConfig(join(configDir, 'notifications.cfg'));
-    this.#secretsPath = join(configDir, 'notifications.secrets');
+    this.#secrets = new SecretsFile(join(configDir, 'notifications.secrets'));
   }
 
   async sections(): Promise<Section[]> {
@@ -57,8 +56,7 @@ export class NotificationsConfig {
   }
 
   async secrets(name: string): Promise<{ password?: string; headers?: Record<string, string> }> {
-    const all = await this.#readSecrets();
-    return (all[name] as { password?: string; headers?: Record<string, string> } | undefined) ?? {};
+    return (await this.#secrets.get(name)) ?? {};
   }
 
   async add(section: Section, secrets?: { password?: string; headers?: Record<string, string> }): Promise<void> {
@@ -67,7 +65,7 @@ export class NotificationsConfig {
       if (sections.some((s) => s.name === section.name && (s.type === 'matcher') === (section.type === 'matcher'))) throw new IbsError('EXISTS', `"${section.name}" already exists`);
       sections.push(section);
     });
-    if (secrets && (secrets.password !== undefined || secrets.headers !== undefined)) await this.#updateSecrets((m) => (m[section.name] = secrets));
+    if (secrets && (secrets.password !== undefined || secrets.headers !== undefined)) await this.#secrets.update((m) => (m[section.name] = secrets));
   }
 
   async remove(kind: 'target' | 'matcher', name: string): Promise<void> {
@@ -76,28 +74,9 @@ export class NotificationsConfig {
       if (i < 0) throw new IbsError('NOT_FOUND', `No notification ${kind} "${name}"`);
       sections.splice(i, 1);
     });
-    if (kind === 'target') await this.#updateSecrets((m) => delete m[name]);
+    if (kind === 'target') await this.#secrets.update((m) => delete m[name]);
   }
 
-  async #readSecrets(): Promise<Record<string, unknown>> {
-    try {
-      return JSON.parse(await readFile(this.#secretsPath, 'utf8')) as Record<string, unknown>;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
-      throw new IbsError('CORRUPT', `Cannot read ${this.#secretsPath}: ${(error as Error).message}`);
-    }
-  }
-
-  async #updateSecrets(change: (m: Record<string, unknown>) => void): Promise<void> {
-    const release = await acquireLock(`${this.#secretsPath}.lock`);
-    try {
-      const m = await this.#readSecrets();
-      change(m);
-      await writeFileAtomic(this.#secretsPath, `${JSON.stringify(m, null, 1)}\n`, { mode: 0o600 });
-    } finally {
-      await release();
-    }
-  }
 }
 
 function toTarget(s: Section): Record<string, unknown> & { type: TargetType; name: string } {

@@ -120,3 +120,8 @@ export function requirePrivilege(entries: readonly AclEntry[], authId: string, p
 export function datastoreAclPath(store: string, ns: readonly string[] = []): string {
   return ['', 'datastore', store, ...ns].join('/');
 }
+
+/** ACL path of a remote's datastore (and namespace): what sync jobs to and from it are checked against. */
+export function remoteAclPath(remote: string, store: string, ns: readonly string[] = []): string {
+  return ['/remote', remote, store, ...ns].join('/');
+}

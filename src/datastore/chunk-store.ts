@@ -85,6 +85,22 @@ export class ChunkStore {
     return verifyChunkContent(digest, blob, options.key, isEncryptedBlob(checkBlobCrc(blob, `chunk ${digest}`)));
   }
 
+  /**
+   * Reads a stored chunk back and checks it: the digest of plaintext chunks (and of encrypted ones with `key`),
+   * the CRC of encrypted ones without. Returns why it is unusable (missing, damaged), or undefined when good.
+   */
+  async check(digest: string, options: OpOptions & { key?: CryptKey | undefined } = {}): Promise<string | undefined> {
+    try {
+      const blob = await this.getBlob(digest, options);
+      const encrypted = isEncryptedBlob(checkBlobCrc(blob, `chunk ${digest}`));
+      if (!encrypted || options.key) await verifyChunkContent(digest, blob, options.key, encrypted);
+      return undefined;
+    } catch (error) {
+      if (error instanceof IbsError && (error.code === 'NOT_FOUND' || error.code === 'CORRUPT' || error.code === 'WRONG_KEY')) return error.message;
+      throw error;
+    }
+  }
+
   async touch(digest: string, options: OpOptions = {}): Promise<void> {
     await this.#touch(chunkKey(digest), options);
   }

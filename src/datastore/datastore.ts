@@ -243,6 +243,13 @@ export class Datastore {
     return [...groups.values()];
   }
 
+  /** Removes a group that has no snapshots left (its owner file and directory); BUSY when it still has some. */
+  async removeGroup(group: GroupRef, options: OpOptions = {}): Promise<void> {
+    const left = await this.listSnapshots({ ns: group.ns, group }, options);
+    if (left.length > 0) throw new IbsError('BUSY', `Group ${formatGroup(group)} still has ${left.length} snapshot(s)`);
+    await deletePrefix(this.backend, groupPath(group), options);
+  }
+
   async getOwner(group: GroupRef, options: OpOptions = {}): Promise<string | undefined> {
     try {
       return (await this.backend.read(`${groupPath(group)}${OWNER_FILE}`, options)).toString('utf8').trim();

@@ -12,7 +12,7 @@ import {
   type ManifestFile,
   type SnapshotRef,
 } from '../core/index.ts';
-import { throwIfAborted } from '../lib/index.ts';
+import { mapConcurrent, throwIfAborted } from '../lib/index.ts';
 import { isStorageError, type OpOptions } from '../storage/index.ts';
 import type { Datastore } from './datastore.ts';
 import { SnapshotReader } from './snapshot-reader.ts';
@@ -54,6 +54,8 @@ export class SnapshotUpload implements SnapshotSink {
   readonly #options: UploadOptions;
   readonly #lease: WriterLease;
   readonly #uploaded = new Set<string>();
+  /** Chunks this session stored that were not there before and have not been read back yet. */
+  readonly #unverified = new Set<string>();
   readonly #files = new Map<string, ManifestFile>();
   #done = false;
 
@@ -121,7 +123,23 @@ export class SnapshotUpload implements SnapshotSink {
     throwIfAborted(this.#options.signal);
     const result = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal, ...(this.#options.verifyChunks ? { verify: {} } : {}) });
     this.#uploaded.add(digest);
+    if (!result.existed) this.#unverified.add(digest);
     return result;
+  }
+
+  /**
+   * Reads back the chunks this session newly stored since the last call and checks each (SHA-256 of
+   * plaintext, CRC of encrypted chunks). Returns those that failed, moved aside (`.bad`) so that sending them
+   * again rewrites them.
+   */
+  async verifyReceived(options: OpOptions & { concurrency?: number } = {}): Promise<string[]> {
+    this.#assertOpen();
+    const digests = [...this.#unverified];
+    this.#unverified.clear();
+    const reasons = await mapConcurrent(digests, options.concurrency ?? 8, (d) => this.#ds.chunks.check(d, { signal: options.signal ?? this.#options.signal }));
+    const bad = digests.filter((_, i) => reasons[i] !== undefined);
+    for (const d of bad) await this.#ds.chunks.markBad(d, { signal: this.#options.signal });
+    return bad;
   }
 
   async putFile(file: ManifestFile, data: Buffer): Promise<void> {

@@ -23,7 +23,8 @@ export class JobStateStore {
     this.#db.exec(`PRAGMA journal_mode = WAL;
       PRAGMA busy_timeout = 5000;
       CREATE TABLE IF NOT EXISTS job_state (job_id TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_start INTEGER,
-        last_end INTEGER, last_state TEXT, last_status TEXT, last_upid TEXT);`);
+        last_end INTEGER, last_state TEXT, last_status TEXT, last_upid TEXT);
+      CREATE TABLE IF NOT EXISTS job_bytes (job_id TEXT NOT NULL, minute INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (job_id, minute));`);
   }
 
   /** The state of a job, recording `now` as first seen when the job is new. */
@@ -51,6 +52,18 @@ export class JobStateStore {
 
   remove(jobId: string): void {
     this.#db.prepare('DELETE FROM job_state WHERE job_id = ?').run(jobId);
+    this.#db.prepare('DELETE FROM job_bytes WHERE job_id = ?').run(jobId);
+  }
+
+  /** Adds transferred bytes to a job's minute (minutes since the epoch); minutes older than 31 days are dropped. */
+  addBytes(jobId: string, minute: number, bytes: number): void {
+    this.#db.prepare('INSERT INTO job_bytes (job_id, minute, bytes) VALUES (?, ?, ?) ON CONFLICT (job_id, minute) DO UPDATE SET bytes = bytes + excluded.bytes').run(jobId, minute, bytes);
+    this.#db.prepare('DELETE FROM job_bytes WHERE minute < ?').run(minute - 31 * 24 * 60);
+  }
+
+  /** Bytes per minute of a job since `sinceMinute`, oldest first (minutes without traffic are absent). */
+  bytesSeries(jobId: string, sinceMinute: number): Array<{ minute: number; bytes: number }> {
+    return (this.#db.prepare('SELECT minute, bytes FROM job_bytes WHERE job_id = ? AND minute >= ? ORDER BY minute').all(jobId, sinceMinute) as Array<{ minute: number; bytes: number }>).map((r) => ({ minute: Number(r.minute), bytes: Number(r.bytes) }));
   }
 
   close(): void {

@@ -1,4 +1,4 @@
-import { nextCalendarEvent, parseCalendarEvent, toIbsError } from '../core/index.ts';
+import { IbsError, nextCalendarEvent, parseCalendarEvent, toIbsError } from '../core/index.ts';
 import type { TaskContext, TaskManager } from './task-manager.ts';
 import type { JobState, JobStateStore } from './job-state.ts';
 
@@ -48,6 +48,7 @@ export class Scheduler {
   }
 
   #next(job: ScheduledJob, state: JobState): number | undefined {
+    if (job.schedule === '') return undefined; // run by hand only
     return nextCalendarEvent(parseCalendarEvent(job.schedule), state.lastStart ?? state.firstSeen);
   }
 
@@ -77,19 +78,34 @@ export class Scheduler {
         this.#log('job still running; not started again', { job: job.id });
         continue;
       }
-      const { upid, done } = this.#tasks.spawn({ type: job.type, id: job.target, authId: job.authId }, (task) => job.run(task));
-      this.#state.started(job.id, now, upid);
-      this.#byUpid.set(upid, job);
-      this.#log('job started', { job: job.id, task: upid });
-      const finished = done.then((record) => {
-        this.#state.finished(job.id, this.#now(), record.state, record.status ?? '');
-        this.#running.delete(job.id);
-        this.#byUpid.delete(upid);
-      });
-      this.#running.set(job.id, finished);
+      this.#start(job, now);
       started.push(job.id);
     }
     return started;
+  }
+
+  #start(job: ScheduledJob, now: number): string {
+    const { upid, done } = this.#tasks.spawn({ type: job.type, id: job.target, authId: job.authId }, (task) => job.run(task));
+    this.#state.started(job.id, now, upid);
+    this.#byUpid.set(upid, job);
+    this.#log('job started', { job: job.id, task: upid });
+    const finished = done.then((record) => {
+      this.#state.finished(job.id, this.#now(), record.state, record.status ?? '');
+      this.#running.delete(job.id);
+      this.#byUpid.delete(upid);
+    });
+    this.#running.set(job.id, finished);
+    return upid;
+  }
+
+  /** Starts a configured job now, whatever its schedule (BUSY when it is running); returns the task's UPID. */
+  async runNow(jobId: string): Promise<string> {
+    const job = (await this.#jobs()).find((j) => j.id === jobId);
+    if (!job) throw new IbsError('NOT_FOUND', `Job "${jobId}" does not exist`);
+    if (this.#running.has(job.id)) throw new IbsError('BUSY', `Job "${jobId}" is running already`);
+    const now = this.#now();
+    this.#state.get(job.id, now);
+    return this.#start(job, now);
   }
 
   /** The job a running task belongs to, if the scheduler started it. */

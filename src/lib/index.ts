@@ -9,4 +9,5 @@ export { writeFileAtomic, fsyncDir } from './atomic-file.ts';
 export { formatBytes, formatRate, formatDuration } from './format.ts';
 export { silentReporter, RateMeter, type Reporter, type ProgressEvent } from './progress.ts';
 export { validate, schemaToJson, SchemaError, type Schema } from './schema.ts';
+export { TokenBucket } from './token-bucket.ts';
 export { jsonFileLog, type JsonLog, type LogLevel } from './json-log.ts';

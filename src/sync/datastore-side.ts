@@ -1,0 +1,100 @@
+import { formatNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
+import { Datastore, SnapshotUpload, datastoreSource } from '../datastore/index.ts';
+import { mapConcurrent } from '../lib/index.ts';
+import type { OpOptions } from '../storage/index.ts';
+import { prefetch } from './prefetch.ts';
+import { groupKey, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
+
+/** Lists a datastore's namespace tree under `root` (root included) with snapshots and group owners. */
+export async function listDatastore(ds: Datastore, root: Namespace, maxDepth: number | undefined, options: OpOptions = {}): Promise<SideListing> {
+  if (!(await ds.namespaceExists(root, options))) return { namespaces: [], snapshots: [], owners: new Map() };
+  const namespaces = [root, ...(await ds.listNamespaces(root, { ...options, ...(maxDepth !== undefined ? { maxDepth } : {}) }))];
+  const inScope = new Set(namespaces.map(formatNamespace));
+  const infos = (await ds.listSnapshots({ ns: root, recursive: true }, options)).filter((s) => inScope.has(formatNamespace(s.ref.ns)));
+  const owners = new Map<string, string>();
+  for (const s of infos) {
+    const key = groupKey(s.ref);
+    if (owners.has(key)) continue;
+    const owner = await ds.getOwner(s.ref, options);
+    if (owner !== undefined) owners.set(key, owner);
+  }
+  return { namespaces, snapshots: infos.map((s) => ({ ref: s.ref, manifest: s.manifest, protected: s.protected })), owners };
+}
+
+/** A datastore (on any backend) as the source or the target of a sync. */
+export class DatastoreSide implements SyncSource, SyncTarget {
+  readonly label: string;
+  readonly ds: Datastore;
+
+  constructor(ds: Datastore, label: string) {
+    this.ds = ds;
+    this.label = label;
+  }
+
+  list(root: Namespace, maxDepth: number | undefined, options: OpOptions = {}): Promise<SideListing> {
+    return listDatastore(this.ds, root, maxDepth, options);
+  }
+
+  async open(ref: SnapshotRef, options: OpOptions = {}): Promise<SourceSnapshot> {
+    const manifest = await this.ds.readManifest(ref, options);
+    const source = datastoreSource(this.ds, ref);
+    return {
+      manifest,
+      readFile: (filename, o = options) => source.readFile(filename, o),
+      chunkBlobs: (digests, o = options) => prefetch(digests, 8, async (digest) => ({ digest, blob: await this.ds.chunks.getBlob(digest, o) })),
+      close: async () => {},
+    };
+  }
+
+  async createNamespace(ns: Namespace, options: OpOptions = {}): Promise<void> {
+    if (ns.length > 0) await this.ds.createNamespace(ns, { ...options, parents: true });
+  }
+
+  async begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null }, options: OpOptions = {}): Promise<TargetSnapshot> {
+    const upload = await SnapshotUpload.begin(this.ds, ref, { owner: input.owner, keyFingerprint: input.keyFingerprint, verifyChunks: true, ...(options.signal ? { signal: options.signal } : {}) });
+    return {
+      // The sync job acts for the server itself: any chunk the datastore holds may be referenced.
+      present: async (digests) => new Set(await upload.adopt(digests, () => true)),
+      insertChunk: async (digest, blob) => {
+        await upload.insertChunk(digest, blob);
+      },
+      flush: async () => {},
+      verifyReceived: (o = options) => upload.verifyReceived(o),
+      putFile: (file, data) => upload.putFile(file, data),
+      commit: (manifest) => upload.commit(manifest),
+      abort: () => upload.abort(),
+    };
+  }
+
+  forget(ref: SnapshotRef, options: OpOptions = {}): Promise<void> {
+    return this.ds.forgetSnapshot(ref, options);
+  }
+
+  removeGroup(group: GroupRef, options: OpOptions = {}): Promise<void> {
+    return this.ds.removeGroup(group, options);
+  }
+
+  removeNamespace(ns: Namespace, options: OpOptions = {}): Promise<void> {
+    return this.ds.removeNamespace(ns, options);
+  }
+
+  async setNotes(ref: SnapshotRef, notes: string | undefined, options: OpOptions = {}): Promise<void> {
+    await this.ds.updateUnprotected(
+      ref,
+      (u) => {
+        const { notes: _old, ...rest } = u;
+        return notes === undefined ? rest : { ...rest, notes };
+      },
+      options,
+    );
+  }
+
+  async checkChunks(digests: readonly string[], options: OpOptions = {}): Promise<string[]> {
+    const reasons = await mapConcurrent(digests, 8, (d) => this.ds.chunks.check(d, options));
+    const bad = digests.filter((_, i) => reasons[i] !== undefined);
+    for (const d of bad) await this.ds.chunks.markBad(d, options);
+    return bad;
+  }
+
+  async close(): Promise<void> {}
+}

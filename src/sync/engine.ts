@@ -1,0 +1,232 @@
+import { IbsError, decodeIndex, formatSnapshot, indexChunks, sha256Hex, toIbsError, type Manifest, type SnapshotRef } from '../core/index.ts';
+import { RateMeter, WorkQueue, mapConcurrent, throwIfAborted, type ProgressEvent, type TokenBucket } from '../lib/index.ts';
+import { describeGroup } from './filters.ts';
+import { mapNamespace, type GroupPlan, type SyncPlan, type SyncPolicy } from './planner.ts';
+import type { SideSnapshot, SyncSource, SyncTarget, TargetSnapshot } from './types.ts';
+
+export interface SyncOptions {
+  signal?: AbortSignal | undefined;
+  /** Shared by every group and connection of the job in this direction. */
+  bucket?: TokenBucket | undefined;
+  /** Groups synced in parallel (1..32). */
+  workerThreads?: number;
+  /** Recorded in each copy's verify state. */
+  upid?: string | undefined;
+  /** Recorded as each copy's sync origin ("remote primary-site, store ibs-primary"). */
+  origin: string;
+  /** How often a chunk that fails verification after arrival is sent again before the snapshot fails. */
+  verifyRetries?: number;
+  log(line: string): void;
+  warn(line: string): void;
+  progress?(event: ProgressEvent): void;
+  /** Wire bytes as they pass, for the per-minute bandwidth series. */
+  onBytes?(bytes: number): void;
+}
+
+export interface SyncReport {
+  groups: number;
+  copied: string[];
+  removed: string[];
+  skipped: Array<{ snapshot: string; reason: string }>;
+  skippedGroups: string[];
+  failed: Array<{ group: string; error: string }>;
+  namespacesCreated: number;
+  namespacesRemoved: number;
+  chunksSent: number;
+  chunksPresent: number;
+  /** Bytes that crossed to the target: chunk blobs and snapshot files. */
+  bytesSent: number;
+  /** Logical size of what was copied (archive bytes). */
+  bytesLogical: number;
+  /** Chunks that failed verification on arrival and were sent again. */
+  chunksResent: number;
+  seconds: number;
+}
+
+const INSERT_WINDOW = 64 * 1024 * 1024;
+
+/** Copies one snapshot: chunks the target lacks, a read-back verification of what arrived, files, manifest last. */
+async function copySnapshot(
+  source: SyncSource,
+  target: SyncTarget,
+  snap: SideSnapshot,
+  targetRef: SnapshotRef,
+  owner: string,
+  options: SyncOptions,
+  report: SyncReport,
+  advance: (logical: number) => void,
+  log: (line: string) => void,
+): Promise<void> {
+  const signal = options.signal;
+  const name = formatSnapshot(snap.ref);
+  const src = await source.open(snap.ref, { signal });
+  try {
+    const manifest = src.manifest;
+    const files = new Map<string, Buffer>();
+    const sizes = new Map<string, number>();
+    for (const f of manifest.files) {
+      const data = await src.readFile(f.filename, { signal });
+      if (data.length !== f.size || sha256Hex(data) !== f.csum) throw new IbsError('CORRUPT', `${name}: file ${f.filename} does not match the size and checksum its manifest lists`);
+      files.set(f.filename, data);
+      if (/\.(didx|fidx)$/.test(f.filename)) for (const span of indexChunks(decodeIndex(data, `${f.filename} of ${name}`))) sizes.set(span.digest, span.end - span.start);
+    }
+    const tgt = await target.begin(targetRef, { owner, keyFingerprint: manifest.keyFingerprint ?? null }, { signal });
+    try {
+      const digests = [...sizes.keys()];
+      const present = await tgt.present(digests, { signal });
+      let presentLogical = 0;
+      for (const d of present) presentLogical += sizes.get(d) ?? 0;
+      advance(presentLogical);
+      report.chunksPresent += present.size;
+      const missing = digests.filter((d) => !present.has(d));
+      let sent = 0;
+      const transfer = async (list: readonly string[], resend: boolean): Promise<void> => {
+        const queue = new WorkQueue(32, { maxWeight: INSERT_WINDOW });
+        for await (const { digest, blob } of src.chunkBlobs(list, { signal })) {
+          throwIfAborted(signal);
+          await options.bucket?.take(blob.length, signal);
+          await queue.submit(async () => {
+            await tgt.insertChunk(digest, blob);
+            report.bytesSent += blob.length;
+            options.onBytes?.(blob.length);
+            if (resend) report.chunksResent++;
+            else {
+              report.chunksSent++;
+              sent += blob.length;
+              advance(sizes.get(digest) ?? 0);
+            }
+          }, blob.length);
+        }
+        await queue.drain();
+        await tgt.flush();
+      };
+      await transfer(missing, false);
+      // What arrived is read back on the target and checked; damaged chunks are sent again, a few times.
+      const retries = options.verifyRetries ?? 3;
+      for (let attempt = 0; ; attempt++) {
+        const bad = await tgt.verifyReceived({ signal });
+        if (bad.length === 0) break;
+        if (attempt >= retries) throw new IbsError('VERIFY_FAILED', `${name}: ${bad.length} chunk(s) still failed verification on the target after ${retries} re-sends (first: ${bad[0]})`);
+        log(`${name}: ${bad.length} chunk(s) failed verification on arrival; sending them again (attempt ${attempt + 1} of ${retries})`);
+        await transfer(bad, true);
+      }
+      for (const f of manifest.files) {
+        const data = files.get(f.filename) as Buffer;
+        await options.bucket?.take(data.length, signal);
+        await tgt.putFile(f, data);
+        report.bytesSent += data.length;
+        options.onBytes?.(data.length);
+      }
+      const now = Math.floor(Date.now() / 1000);
+      const { verifyState: _sourceState, ...rest } = manifest.unprotected;
+      const copy: Manifest = { ...manifest, unprotected: { ...rest, verifyState: { state: 'ok', time: now, ...(options.upid ? { upid: options.upid } : {}) }, syncOrigin: { source: options.origin, time: now } } };
+      await tgt.commit(copy);
+      log(`${name}: copied ${missing.length} new chunk(s) (${sent} bytes), ${present.size} already on the target; verified on arrival`);
+    } catch (error) {
+      await tgt.abort().catch(() => {});
+      throw error;
+    }
+  } finally {
+    await src.close().catch(() => {});
+  }
+}
+
+/**
+ * Carries out a plan: namespaces first, then each group (several in parallel with workerThreads), each
+ * snapshot oldest first with its manifest written last, then removals. A failing group is recorded and the
+ * others go on; the caller turns `failed` into the task's error.
+ */
+export async function runSync(source: SyncSource, target: SyncTarget, plan: SyncPlan, policy: SyncPolicy, options: SyncOptions): Promise<SyncReport> {
+  const started = performance.now();
+  const report: SyncReport = {
+    groups: plan.groups.length,
+    copied: [],
+    removed: [],
+    skipped: [],
+    skippedGroups: [],
+    failed: [],
+    namespacesCreated: 0,
+    namespacesRemoved: 0,
+    chunksSent: 0,
+    chunksPresent: 0,
+    bytesSent: 0,
+    bytesLogical: 0,
+    chunksResent: 0,
+    seconds: 0,
+  };
+  const signal = options.signal;
+  const total = plan.groups.reduce((n, g) => n + g.copy.reduce((m, c) => m + c.snapshot.manifest.files.reduce((k, f) => k + (f.archiveSize ?? 0), 0), 0), 0);
+  const meter = new RateMeter();
+  let done = 0;
+  let lastProgress = 0;
+  const advance = (logical: number): void => {
+    done += logical;
+    report.bytesLogical += logical;
+    const now = performance.now();
+    if (options.progress && now - lastProgress > 250) {
+      lastProgress = now;
+      meter.update(done);
+      options.progress({ phase: 'sync', done, total, unit: 'bytes' });
+    }
+  };
+
+  for (const ns of plan.createNamespaces) {
+    await target.createNamespace(ns, { signal });
+    report.namespacesCreated++;
+  }
+
+  const syncGroup = async (g: GroupPlan): Promise<void> => {
+    const prefix = `[${describeGroup(g.source)}]`;
+    const lines: Array<{ warn: boolean; text: string }> = [];
+    const log = (text: string): void => void lines.push({ warn: false, text: `${prefix} ${text}` });
+    const warn = (text: string): void => void lines.push({ warn: true, text: `${prefix} ${text}` });
+    try {
+      if (g.skipped) {
+        warn(`skipped: ${g.skipped}`);
+        report.skippedGroups.push(describeGroup(g.source));
+        return;
+      }
+      for (const s of g.skip) report.skipped.push(s);
+      const notable = g.skip.filter((s) => s.reason !== 'already present');
+      if (notable.length > 0) log(`skipped ${notable.length}: ${notable.map((s) => `${s.snapshot} (${s.reason})`).join(', ')}`);
+      for (const c of g.copy) {
+        throwIfAborted(signal);
+        const targetRef: SnapshotRef = { ...c.snapshot.ref, ns: mapNamespace(c.snapshot.ref.ns, policy.sourceNs, policy.targetNs) };
+        if (c.resync) {
+          log(`${formatSnapshot(targetRef)}: copy on the target ${c.resync}; syncing it again`);
+          await target.forget(targetRef, { signal });
+        }
+        await copySnapshot(source, target, c.snapshot, targetRef, policy.owner, options, report, advance, log);
+        report.copied.push(formatSnapshot(targetRef));
+      }
+      if (g.refreshNotes) await target.setNotes(g.refreshNotes.ref, g.refreshNotes.notes, { signal });
+      for (const ref of g.remove) {
+        await target.forget(ref, { signal });
+        report.removed.push(formatSnapshot(ref));
+        log(`${formatSnapshot(ref)}: removed (vanished from the source)`);
+      }
+      if (g.removeGroup) await target.removeGroup(g.target, { signal });
+    } catch (error) {
+      const e = toIbsError(error);
+      if (e.code === 'ABORTED') throw e;
+      report.failed.push({ group: describeGroup(g.source), error: e.message });
+      warn(`failed: ${e.message}`);
+    } finally {
+      // A group's lines stay together even when groups run in parallel.
+      for (const l of lines) (l.warn ? options.warn : options.log)(l.text);
+    }
+  };
+  await mapConcurrent(plan.groups, Math.max(1, Math.min(32, options.workerThreads ?? 1)), syncGroup);
+
+  for (const ns of plan.removeNamespaces) {
+    try {
+      await target.removeNamespace(ns, { signal });
+      report.namespacesRemoved++;
+    } catch (error) {
+      options.log(`namespace ${ns.join('/')} not removed: ${toIbsError(error).message}`);
+    }
+  }
+  report.seconds = (performance.now() - started) / 1000;
+  options.progress?.({ phase: 'sync', done, total: Math.max(total, done), unit: 'bytes' });
+  return report;
+}

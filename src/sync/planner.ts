@@ -1,0 +1,179 @@
+import { IbsError, MAX_NAMESPACE_DEPTH, formatNamespace, formatSnapshot, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
+import { describeGroup, groupPasses, includedSnapshots, type GroupFilter, type IncludeFilter } from './filters.ts';
+import { groupKey, type SideListing, type SideSnapshot } from './types.ts';
+
+export interface SyncPolicy {
+  /** Namespace on the source whose tree is copied, and where it lands on the target. */
+  sourceNs: Namespace;
+  targetNs: Namespace;
+  /** Levels below the namespace roots to include (undefined: all, 0: the root only). */
+  maxDepth?: number | undefined;
+  groupFilters: readonly GroupFilter[];
+  includes: readonly IncludeFilter[];
+  transferLast?: number | undefined;
+  verifiedOnly: boolean;
+  encryptedOnly: boolean;
+  removeVanished: boolean;
+  resyncCorrupt: boolean;
+  /** Owner of target groups: new ones get it; existing ones owned by someone else are skipped. */
+  owner: string;
+  /** Encrypt unencrypted snapshots on the way (push with --encrypt-on-push); partly encrypted ones are skipped. */
+  encrypt: boolean;
+}
+
+export type SkipReason = 'filtered' | 'already present' | 'transfer-last' | 'not verified' | 'not encrypted' | 'partly encrypted' | 'protected';
+
+export interface GroupPlan {
+  source: GroupRef;
+  target: GroupRef;
+  /** Snapshots to copy, oldest first; `resync` ones replace a copy whose verification failed or whose content differs. */
+  copy: Array<{ snapshot: SideSnapshot; resync?: 'failed verification' | 'content differs' | undefined }>;
+  skip: Array<{ snapshot: string; reason: SkipReason }>;
+  /** Target snapshots the source no longer has (remove-vanished). */
+  remove: SnapshotRef[];
+  /** The group would be empty after removals and is removed. */
+  removeGroup: boolean;
+  /** Newest snapshot both sides have: notes to bring over when they changed. */
+  refreshNotes?: { ref: SnapshotRef; notes: string | undefined } | undefined;
+  /** Set when the whole group is skipped (owned by someone else). */
+  skipped?: string | undefined;
+}
+
+export interface SyncPlan {
+  createNamespaces: Namespace[];
+  groups: GroupPlan[];
+  /** Target namespaces the source no longer has, deepest first (remove-vanished, only when empty). */
+  removeNamespaces: Namespace[];
+  /** Content that differs although both sides have the snapshot (reported by diff, fixed by repair). */
+  differs: Array<{ source: SnapshotRef; target: SnapshotRef }>;
+}
+
+/** Source namespace -> target namespace under the job's roots. */
+export function mapNamespace(ns: Namespace, from: Namespace, to: Namespace): Namespace {
+  return [...to, ...ns.slice(from.length)];
+}
+
+/** Fails before anything is copied when the mapped tree would be deeper than namespaces may be. */
+export function checkDepth(policy: Pick<SyncPolicy, 'sourceNs' | 'targetNs' | 'maxDepth'>, sourceNamespaces: readonly Namespace[] = []): void {
+  const below = policy.maxDepth ?? Math.max(0, ...sourceNamespaces.map((n) => n.length - policy.sourceNs.length));
+  if (policy.targetNs.length + below > MAX_NAMESPACE_DEPTH) {
+    throw new IbsError(
+      'INVALID_ARGUMENT',
+      `Namespace mapping too deep: target namespace "${formatNamespace(policy.targetNs)}" (depth ${policy.targetNs.length}) plus ${below} level(s) below "${formatNamespace(policy.sourceNs)}" exceeds the maximum depth of ${MAX_NAMESPACE_DEPTH}; lower --max-depth or choose a shallower --ns`,
+    );
+  }
+}
+
+function sameFiles(a: SideSnapshot, b: SideSnapshot): boolean {
+  const key = (s: SideSnapshot): string =>
+    s.manifest.files
+      .map((f) => `${f.filename}:${f.csum}`)
+      .sort()
+      .join(',');
+  return key(a) === key(b);
+}
+
+/**
+ * Decides what a sync does, from the two listings and the policy; pure. Copies the set difference (every
+ * source snapshot that passes the filters and is missing on the target, older ones included), never by
+ * newest time; says why anything is skipped.
+ */
+export function planSync(source: SideListing, target: SideListing, policy: SyncPolicy): SyncPlan {
+  checkDepth(policy, source.namespaces);
+  const targetNamespaces = new Set(target.namespaces.map(formatNamespace));
+  const mappedNamespaces = new Set<string>();
+  const createNamespaces: Namespace[] = [];
+  for (const ns of [...source.namespaces].sort((a, b) => a.length - b.length)) {
+    const mapped = mapNamespace(ns, policy.sourceNs, policy.targetNs);
+    mappedNamespaces.add(formatNamespace(mapped));
+    if (!targetNamespaces.has(formatNamespace(mapped))) createNamespaces.push(mapped);
+  }
+
+  const bySourceGroup = new Map<string, SideSnapshot[]>();
+  for (const s of source.snapshots) bySourceGroup.set(groupKey(s.ref), [...(bySourceGroup.get(groupKey(s.ref)) ?? []), s]);
+  const byTargetGroup = new Map<string, SideSnapshot[]>();
+  for (const s of target.snapshots) byTargetGroup.set(groupKey(s.ref), [...(byTargetGroup.get(groupKey(s.ref)) ?? []), s]);
+
+  const groups: GroupPlan[] = [];
+  const differs: SyncPlan['differs'] = [];
+  const seenTargetGroups = new Set<string>();
+  for (const [, snaps] of [...bySourceGroup].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const first = (snaps[0] as SideSnapshot).ref;
+    const sourceGroup: GroupRef = { ns: first.ns, type: first.type, id: first.id };
+    if (!groupPasses(policy.groupFilters, sourceGroup)) continue;
+    const targetGroup: GroupRef = { ...sourceGroup, ns: mapNamespace(sourceGroup.ns, policy.sourceNs, policy.targetNs) };
+    seenTargetGroups.add(groupKey(targetGroup));
+    const plan: GroupPlan = { source: sourceGroup, target: targetGroup, copy: [], skip: [], remove: [], removeGroup: false };
+    groups.push(plan);
+    const owner = target.owners.get(groupKey(targetGroup));
+    if (owner !== undefined && owner !== policy.owner) {
+      plan.skipped = `group ${describeGroup(targetGroup)} on the target is owned by "${owner}", not by "${policy.owner}"`;
+      continue;
+    }
+    const sorted = [...snaps].sort((a, b) => a.ref.time - b.ref.time);
+    const onTarget = new Map((byTargetGroup.get(groupKey(targetGroup)) ?? []).map((s) => [s.ref.time, s]));
+    const included = includedSnapshots(policy.includes, sorted);
+    const candidates = sorted.filter((s, i) => {
+      if (included[i] === undefined) plan.skip.push({ snapshot: formatSnapshot(s.ref), reason: 'filtered' });
+      return included[i] !== undefined;
+    });
+    const last = policy.transferLast;
+    const newestCommon = [...sorted].reverse().find((s) => onTarget.has(s.ref.time));
+    candidates.forEach((s, i) => {
+      const name = formatSnapshot(s.ref);
+      const there = onTarget.get(s.ref.time);
+      if (there) {
+        const failed = there.manifest.unprotected.verifyState?.state === 'failed';
+        const differ = !sameFiles(s, there);
+        if (differ) differs.push({ source: s.ref, target: there.ref });
+        if (policy.resyncCorrupt && (failed || differ) && !there.protected) {
+          plan.copy.push({ snapshot: s, resync: failed ? 'failed verification' : 'content differs' });
+        } else plan.skip.push({ snapshot: name, reason: 'already present' });
+        return;
+      }
+      if (last !== undefined && i < candidates.length - last) return plan.skip.push({ snapshot: name, reason: 'transfer-last' });
+      if (policy.verifiedOnly && s.manifest.unprotected.verifyState?.state !== 'ok') return plan.skip.push({ snapshot: name, reason: 'not verified' });
+      const modes = new Set(s.manifest.files.map((f) => f.cryptMode));
+      if (policy.encryptedOnly && (modes.has('none') || s.manifest.keyFingerprint === undefined)) return plan.skip.push({ snapshot: name, reason: 'not encrypted' });
+      if (policy.encrypt && modes.has('encrypt') && modes.has('none')) return plan.skip.push({ snapshot: name, reason: 'partly encrypted' });
+      plan.copy.push({ snapshot: s });
+    });
+    if (newestCommon) {
+      const there = onTarget.get(newestCommon.ref.time) as SideSnapshot;
+      if ((there.manifest.unprotected.notes ?? '') !== (newestCommon.manifest.unprotected.notes ?? '')) plan.refreshNotes = { ref: there.ref, notes: newestCommon.manifest.unprotected.notes };
+    }
+    if (policy.removeVanished) {
+      const sourceTimes = new Set(sorted.map((s) => s.ref.time));
+      for (const t of onTarget.values()) {
+        if (sourceTimes.has(t.ref.time)) continue;
+        if (t.protected) plan.skip.push({ snapshot: formatSnapshot(t.ref), reason: 'protected' });
+        else plan.remove.push(t.ref);
+      }
+    }
+  }
+
+  // Groups only the target has: vanished from the source (within the job's scope and ownership).
+  const removeNamespaces: Namespace[] = [];
+  if (policy.removeVanished) {
+    for (const [key, snaps] of byTargetGroup) {
+      if (seenTargetGroups.has(key)) continue;
+      const first = (snaps[0] as SideSnapshot).ref;
+      const targetGroup: GroupRef = { ns: first.ns, type: first.type, id: first.id };
+      if (!groupPasses(policy.groupFilters, targetGroup)) continue;
+      if ((target.owners.get(key) ?? policy.owner) !== policy.owner) continue;
+      const plan: GroupPlan = { source: targetGroup, target: targetGroup, copy: [], skip: [], remove: [], removeGroup: false };
+      for (const t of snaps) {
+        if (t.protected) plan.skip.push({ snapshot: formatSnapshot(t.ref), reason: 'protected' });
+        else plan.remove.push(t.ref);
+      }
+      plan.removeGroup = plan.skip.length === 0;
+      groups.push(plan);
+    }
+    for (const ns of target.namespaces) {
+      if (ns.length <= policy.targetNs.length) continue;
+      if (!mappedNamespaces.has(formatNamespace(ns))) removeNamespaces.push(ns);
+    }
+    removeNamespaces.sort((a, b) => b.length - a.length);
+  }
+  return { createNamespaces, groups, removeNamespaces, differs };
+}

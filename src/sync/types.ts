@@ -1,0 +1,81 @@
+import type { GroupRef, Manifest, ManifestFile, Namespace, SnapshotRef } from '../core/index.ts';
+import type { OpOptions } from '../storage/index.ts';
+
+/** A snapshot as a sync side lists it: enough to plan without opening it. */
+export interface SideSnapshot {
+  ref: SnapshotRef;
+  manifest: Manifest;
+  protected: boolean;
+}
+
+/** What one side holds under a namespace root: its namespaces (root included) and snapshots, and group owners. */
+export interface SideListing {
+  namespaces: Namespace[];
+  snapshots: SideSnapshot[];
+  /** "ns\0type/id" -> owner. */
+  owners: Map<string, string>;
+}
+
+export function groupKey(g: GroupRef): string {
+  return `${g.ns.join('/')}\0${g.type}/${g.id}`;
+}
+
+/** Either side of a sync: a datastore on any backend, or a datastore on a server behind the API. */
+export interface SyncSide {
+  /** For logs and errors: "datastore store1", "remote primary, store ibs-primary". */
+  readonly label: string;
+  /** Namespaces under `root` down to `maxDepth` levels below it, with their snapshots. */
+  list(root: Namespace, maxDepth: number | undefined, options?: OpOptions): Promise<SideListing>;
+}
+
+/** One snapshot being read from a source. */
+export interface SourceSnapshot {
+  readonly manifest: Manifest;
+  /** A file of the snapshot (index or blob); the engine checks it against the manifest. */
+  readFile(filename: string, options?: OpOptions): Promise<Buffer>;
+  /**
+   * The stored blobs of `digests`, fetched in batches with several in flight; yields each once, in any order.
+   * A chunk the source cannot serve throws.
+   */
+  chunkBlobs(digests: readonly string[], options?: OpOptions): AsyncIterable<{ digest: string; blob: Buffer }>;
+  close(): Promise<void>;
+}
+
+export interface SyncSource extends SyncSide {
+  open(ref: SnapshotRef, options?: OpOptions): Promise<SourceSnapshot>;
+}
+
+/** One snapshot being written to a target: nothing is visible until `commit` writes the manifest. */
+export interface TargetSnapshot {
+  /** Of `digests`, those the target already holds and this writer may reference (asked in batches). */
+  present(digests: readonly string[], options?: OpOptions): Promise<Set<string>>;
+  /** Stores one chunk; the target checks it (CRC, and the digest of plaintext chunks) before storing. */
+  insertChunk(digest: string, blob: Buffer): Promise<void>;
+  /** Waits until every chunk handed to insertChunk is stored. */
+  flush(): Promise<void>;
+  /**
+   * Reads back every chunk this writer newly stored and checks it (SHA-256 for plaintext, CRC for encrypted);
+   * returns the digests that failed, already moved aside so that inserting them again rewrites them.
+   */
+  verifyReceived(options?: OpOptions): Promise<string[]>;
+  putFile(file: ManifestFile, data: Buffer): Promise<void>;
+  commit(manifest: Manifest): Promise<void>;
+  abort(): Promise<void>;
+}
+
+export interface SyncTarget extends SyncSide {
+  /** Creates a namespace (and missing parents). */
+  createNamespace(ns: Namespace, options?: OpOptions): Promise<void>;
+  /** Starts writing a snapshot into a group owned by `owner` (pull) or by the remote identity (push). */
+  begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null }, options?: OpOptions): Promise<TargetSnapshot>;
+  forget(ref: SnapshotRef, options?: OpOptions): Promise<void>;
+  /** Removes an empty namespace (fails when it still holds anything). */
+  removeNamespace(ns: Namespace, options?: OpOptions): Promise<void>;
+  /** Sets (or clears) the notes of a snapshot. */
+  setNotes(ref: SnapshotRef, notes: string | undefined, options?: OpOptions): Promise<void>;
+  /** Removes a group that has no snapshots left. */
+  removeGroup(group: GroupRef, options?: OpOptions): Promise<void>;
+  /** Checks the given chunks as stored; returns those missing or damaged (damaged ones are moved aside). */
+  checkChunks(digests: readonly string[], options?: OpOptions): Promise<string[]>;
+  close(): Promise<void>;
+}
