@@ -1,9 +1,8 @@
 import { formatNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
 import { Datastore, SnapshotUpload, datastoreSource } from '../datastore/index.ts';
 import { mapConcurrent } from '../lib/index.ts';
-import type { OpOptions } from '../storage/index.ts';
 import { prefetch } from './prefetch.ts';
-import { groupKey, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
+import { groupKey, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
 
 /** Lists a datastore's namespace tree under `root` (root included) with snapshots and group owners. */
 export async function listDatastore(ds: Datastore, root: Namespace, maxDepth: number | undefined, options: OpOptions = {}): Promise<SideListing> {

@@ -1,9 +1,8 @@
 import { ApiClient, RemoteSnapshotSink, RemoteSnapshotSource } from '../client/index.ts';
 import { IbsError, formatGroup, formatNamespace, formatSnapshot, parseManifest, parseNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
 import { mapConcurrent } from '../lib/index.ts';
-import type { OpOptions } from '../storage/index.ts';
 import { prefetch } from './prefetch.ts';
-import { groupKey, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
+import { groupKey, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
 
 /** A listing as the API carries it. */
 export interface ListingJson {

@@ -1,5 +1,9 @@
 import type { GroupRef, Manifest, ManifestFile, Namespace, SnapshotRef } from '../core/index.ts';
-import type { OpOptions } from '../storage/index.ts';
+
+/** Options every side operation takes (the storage layer's OpOptions have the same shape). */
+export interface OpOptions {
+  signal?: AbortSignal | undefined;
+}
 
 /** A snapshot as a sync side lists it: enough to plan without opening it. */
 export interface SideSnapshot {
