@@ -56,3 +56,49 @@ export async function tempDir(prefix: string): Promise<{ path: string; cleanup: 
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
 }
+
+/** A free TCP port on 127.0.0.1 (for servers that must come back on the same port after a kill). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolvePromise, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolvePromise(port));
+    });
+  });
+}
+
+export interface ServerProcess {
+  child: ChildProcess;
+  port: number;
+  fingerprint: string;
+  output(): string;
+  /** SIGTERM and wait. */
+  stop(): Promise<void>;
+  /** SIGKILL and wait. */
+  kill(): Promise<void>;
+}
+
+/** Starts `ironcore-backup server` on 127.0.0.1 (a given port, or any) and waits until it listens. */
+export async function startServer(home: string, port = 0, env: Record<string, string> = {}): Promise<ServerProcess> {
+  const child = startIbs(home, ['server', '--listen', '127.0.0.1', '--port', String(port)], env);
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  for (let i = 0; i < 400 && !/certificate fingerprint: [0-9a-f:]{95}/.test(output) && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+  const listening = /listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1];
+  const fingerprint = /certificate fingerprint: ([0-9a-f:]{95})/.exec(output)?.[1];
+  if (!listening || !fingerprint) {
+    child.kill('SIGKILL');
+    throw new Error(`server in ${home} did not start:\n${output}`);
+  }
+  const end = (signal: NodeJS.Signals) => async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.on('exit', r));
+    child.kill(signal);
+    await exited;
+  };
+  return { child, port: Number(listening), fingerprint, output: () => output, stop: end('SIGTERM'), kill: end('SIGKILL') };
+}

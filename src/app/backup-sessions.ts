@@ -8,6 +8,39 @@ import { SessionRegistry } from './session-registry.ts';
 interface Session {
   upload: SnapshotUpload;
   backend: StorageBackend;
+  store: string;
+}
+
+/** Remembers which chunks an identity uploaded to a store, so an interrupted upload can resume (see UploadLedger). */
+export interface UploadMemory {
+  remember(authId: string, store: string, digests: readonly string[]): void;
+  vouched(authId: string, store: string, digests: readonly string[]): Set<string>;
+}
+
+/** An UploadMemory in this process only (tests, and clients without a state directory). */
+export function inMemoryUploads(): UploadMemory {
+  const recent = new Map<string, Map<string, number>>();
+  return {
+    remember(authId, store, digests) {
+      const key = `${authId}\0${store}`;
+      let m = recent.get(key);
+      if (!m) recent.set(key, (m = new Map()));
+      const now = Date.now();
+      for (const d of digests) {
+        m.delete(d);
+        m.set(d, now);
+      }
+      for (const d of m.keys()) {
+        if (m.size <= RECENT_LIMIT) break;
+        m.delete(d);
+      }
+    },
+    vouched(authId, store, digests) {
+      const m = recent.get(`${authId}\0${store}`);
+      const now = Date.now();
+      return new Set(digests.filter((d) => (m?.get(d) ?? 0) > now - RECENT_MS));
+    },
+  };
 }
 
 /** Per identity, how many recently uploaded digests are remembered (about 100 bytes each). */
@@ -16,10 +49,11 @@ const RECENT_MS = 24 * 3600_000;
 
 export class BackupSessions {
   readonly #sessions: SessionRegistry<Session>;
-  /** Chunks each identity uploaded in recent sessions, with the time: what an interrupted backup left. */
-  readonly #recent = new Map<string, Map<string, number>>();
+  /** Chunks each identity uploaded in recent sessions: what an interrupted backup left. */
+  readonly #uploads: UploadMemory;
 
-  constructor(options: { idleMs?: number } = {}) {
+  constructor(options: { idleMs?: number; uploads?: UploadMemory } = {}) {
+    this.#uploads = options.uploads ?? inMemoryUploads();
     this.#sessions = new SessionRegistry<Session>('backup', {
       ...(options.idleMs !== undefined ? { idleMs: options.idleMs } : {}),
       onEnd: async (s, expired) => {
@@ -36,7 +70,7 @@ export class BackupSessions {
     try {
       const ds = await Datastore.open(backend, { signal: ctx.signal });
       const upload = await SnapshotUpload.begin(ds, ref, { owner: ctx.authId, keyFingerprint: input.keyFingerprint ?? null, verifyChunks: true });
-      const session = this.#sessions.open(ctx.authId, { upload, backend });
+      const session = this.#sessions.open(ctx.authId, { upload, backend, store: input.store });
       return { session, snapshot: formatSnapshot(ref), known: [...upload.known] };
     } catch (error) {
       await backend.close();
@@ -53,7 +87,7 @@ export class BackupSessions {
     return this.#use(session, authId, async (s) => {
       const frames = parseChunkFrames(body, 'Chunk batch');
       const existed = await Promise.all(frames.map(async (f) => (await s.upload.insertChunk(f.digest, f.blob)).existed));
-      this.#remember(authId, frames.map((f) => f.digest));
+      this.#uploads.remember(authId, s.store, frames.map((f) => f.digest));
       return { existed };
     });
   }
@@ -61,26 +95,10 @@ export class BackupSessions {
   /** Batched existence query: which of `digests` the session may reference without sending them. */
   known(session: string, authId: string, digests: string[]): Promise<{ known: string[] }> {
     return this.#use(session, authId, async (s) => {
-      const recent = this.#recent.get(authId);
-      const now = Date.now();
-      const known = await s.upload.adopt(digests, (d) => (recent?.get(d) ?? 0) > now - RECENT_MS);
+      const vouched = this.#uploads.vouched(authId, s.store, digests);
+      const known = await s.upload.adopt(digests, (d) => vouched.has(d));
       return { known };
     });
-  }
-
-  #remember(authId: string, digests: string[]): void {
-    let recent = this.#recent.get(authId);
-    if (!recent) this.#recent.set(authId, (recent = new Map()));
-    const now = Date.now();
-    for (const d of digests) {
-      recent.delete(d);
-      recent.set(d, now);
-    }
-    // Oldest first (insertion order): forget beyond the limit.
-    for (const d of recent.keys()) {
-      if (recent.size <= RECENT_LIMIT) break;
-      recent.delete(d);
-    }
   }
 
   /** Reads back the chunks the session newly stored and checks them; returns those that failed (moved aside). */

@@ -20,6 +20,8 @@ export interface AppContext {
   /** The acting identity (owner of new groups), e.g. "root@pam". */
   authId: string;
   reporter: Reporter;
+  /** A remote link with no data moving for this long counts as broken (default 60 s). */
+  linkIdleTimeoutMs?: number | undefined;
   signal?: AbortSignal | undefined;
 }
 

@@ -34,7 +34,8 @@ export async function connectRemote(ctx: AppContext, name: string, options: { id
   const remote = await ctx.remotes.get(name);
   const secret = await ctx.remotes.secret(name);
   try {
-    const client = await ApiClient.connect({ host: remote.host, port: remote.port, fingerprint: remote.fingerprint, authId: remote.authId, secret, ...options });
+    const idle = options.idleTimeoutMs ?? ctx.linkIdleTimeoutMs;
+    const client = await ApiClient.connect({ host: remote.host, port: remote.port, fingerprint: remote.fingerprint, authId: remote.authId, secret, ...(idle !== undefined ? { idleTimeoutMs: idle } : {}) });
     return { client, remote };
   } catch (error) {
     if (isIbsError(error, 'CERT_MISMATCH')) throw new IbsError('CERT_MISMATCH', `Remote "${name}": ${error.message.replace('--name NAME', `--name ${name}`)}`, { cause: error });

@@ -280,6 +280,7 @@ export async function syncDiff(ctx: AppContext, input: { id?: string; store?: st
     for (const g of plan.groups) {
       for (const c of g.copy) rows.push({ where: 'source only', snapshot: describe(c.snapshot.ref) });
       for (const r of g.remove) rows.push({ where: 'target only', snapshot: describe(r) });
+      for (const k of g.skip) if (k.reason === 'protected') rows.push({ where: 'target only', snapshot: `${k.snapshot} (protected)` });
     }
     for (const d of plan.differs) rows.push({ where: 'differs', snapshot: describe(d.target) });
     return { aligned: rows.length === 0, source: open.source.label, target: open.target.label, rows };

@@ -26,6 +26,9 @@ export function localAuthId(): string {
 }
 
 export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter = silentReporter, signal?: AbortSignal): AppContext {
+  // Tests shorten how long a stalled link is waited on; operators normally keep the default (60 s).
+  const idleText = process.env.IBS_LINK_IDLE_TIMEOUT_MS;
+  const linkIdle = idleText !== undefined && /^\d{3,7}$/.test(idleText) ? Number(idleText) : undefined;
   return {
     paths,
     datastores: new DatastoreRegistry(join(paths.configDir, 'datastore.cfg')),
@@ -37,6 +40,7 @@ export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter 
     authId,
     reporter,
     signal,
+    ...(linkIdle !== undefined ? { linkIdleTimeoutMs: linkIdle } : {}),
   };
 }
 

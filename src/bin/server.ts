@@ -7,7 +7,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ROUTES, createApiServer } from '../api/index.ts';
 import { BackupSessions, ReaderSessions, ensureAdmin, ensureCertificate, notifier as makeNotifier, scheduledJobs, taskEvent, type AppContext } from '../app/index.ts';
-import { JobStateStore, Scheduler, TaskManager, TaskStore } from '../jobs/index.ts';
+import { JobStateStore, Scheduler, TaskManager, TaskStore, UploadLedger } from '../jobs/index.ts';
 import { jsonFileLog, silentReporter, writeFileAtomic } from '../lib/index.ts';
 import type { IbsPaths } from '../config/index.ts';
 
@@ -74,7 +74,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     await writeFileAtomic(ticketKeyPath, key, { mode: 0o600 });
     return key;
   });
-  const backups = new BackupSessions();
+  const uploads = new UploadLedger(paths.stateDir);
+  uploads.expire();
+  const backups = new BackupSessions({ uploads });
   const readers = new ReaderSessions();
   const api = createApiServer({
     backups,
@@ -115,6 +117,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       await api.close();
       store.close();
       jobState.close();
+      uploads.close();
       await writeStatus('stopped', listen, reason);
       workerLog('info', 'stopped', { reason });
     })());

@@ -23,6 +23,8 @@ export interface Command {
   /** Number of positionals: exact or [min, max]. */
   positionals: number | [number, number];
   run(ctx: AppContext, args: ParsedArgs): Promise<unknown>;
+  /** The exit code for a result (default 0): `sync diff` exits 1 when the sides differ, like diff(1). */
+  exitCode?(result: never): number;
   /** Text output; JSON output is the result itself. */
   text?(result: never): string;
 }
@@ -1174,9 +1176,9 @@ export const COMMANDS: Command[] = [
       const r = str(a, 'name') !== undefined
         ? await app.syncDiff(ctx, { id: str(a, 'name') as string })
         : await app.syncDiff(ctx, { store: str(a, 'source') ?? str(a, 'store'), remoteStore: str(a, 'remote-repository') ?? str(a, 'remote-store'), ...(str(a, 'remote') ? { remote: str(a, 'remote') } : {}), ...(str(a, 'ns') ? { ns: str(a, 'ns') } : {}), ...(str(a, 'remote-ns') ? { remoteNs: str(a, 'remote-ns') } : {}), ...(direction ? { direction } : {}) } as Parameters<typeof app.syncDiff>[1]);
-      if (!r.aligned) process.exitCode = 1;
       return r;
     },
+    exitCode: (r: { aligned: boolean }) => (r.aligned ? 0 : 1),
     text: (r: Awaited<ReturnType<typeof app.syncDiff>>) => (r.aligned ? `Aligned: ${r.source} and ${r.target} hold the same snapshots` : `${table(r.rows as unknown as Array<Record<string, unknown>>, ['where', 'snapshot'])}\n${r.rows.length} difference(s) between ${r.source} (source) and ${r.target} (target); run the sync to align`),
   },
   // ---- verify, prune, gc -------------------------------------------------------------------------------

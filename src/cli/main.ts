@@ -104,7 +104,7 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
       const text = (command.text as (r: unknown) => string)(result);
       if (text !== '') stdout.write(`${text}\n`);
     } else stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    return 0;
+    return command.exitCode ? (command.exitCode as (r: unknown) => number)(result) : 0;
   } catch (error) {
     reporter.finish();
     const e = toIbsError(error);

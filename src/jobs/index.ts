@@ -9,3 +9,4 @@ export { TaskStore, TASK_STATES, type TaskRecord, type TaskState, type TaskFilte
 export { TaskManager, type TaskContext, type TaskSpec, type TaskManagerOptions } from './task-manager.ts';
 export { JobStateStore, type JobState } from './job-state.ts';
 export { Scheduler, type ScheduledJob, type JobStatus } from './scheduler.ts';
+export { UploadLedger } from './upload-ledger.ts';

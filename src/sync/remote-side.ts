@@ -1,6 +1,6 @@
 import { ApiClient, RemoteSnapshotSink, RemoteSnapshotSource } from '../client/index.ts';
 import { IbsError, formatGroup, formatNamespace, formatSnapshot, parseManifest, parseNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
-import { mapConcurrent } from '../lib/index.ts';
+import { mapConcurrent, retry } from '../lib/index.ts';
 import { prefetch } from './prefetch.ts';
 import { groupKey, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
 
@@ -43,6 +43,10 @@ export function decodeListing(value: unknown, what: string): SideListing {
   return { namespaces, snapshots, owners };
 }
 
+/** Reads are idempotent: a cut or stalled connection is retried on a new one. */
+const RETRY = { attempts: 4, baseDelayMs: 500, maxDelayMs: 5000, retryable: (e: unknown) => e instanceof IbsError && e.code === 'UNAVAILABLE' };
+const again = <T>(fn: () => Promise<T>): Promise<T> => retry(fn, RETRY);
+
 const CHUNKS_PER_REQUEST = 16;
 const REQUESTS_IN_FLIGHT = 4;
 const KNOWN_BATCH = 4096;
@@ -64,19 +68,19 @@ export class RemoteSide implements SyncSource, SyncTarget {
   }
 
   async list(root: Namespace, maxDepth: number | undefined): Promise<SideListing> {
-    const json = await this.client.request<unknown>('GET', this.#path('/sync-listing'), { ns: formatNamespace(root), 'max-depth': maxDepth });
+    const json = await again(() => this.client.request<unknown>('GET', this.#path('/sync-listing'), { ns: formatNamespace(root), 'max-depth': maxDepth }));
     return decodeListing(json, this.label);
   }
 
   async open(ref: SnapshotRef): Promise<SourceSnapshot> {
-    const source = await RemoteSnapshotSource.open(this.client, { store: this.store, ref });
+    const source = await again(() => RemoteSnapshotSource.open(this.client, { store: this.store, ref }));
     return {
       manifest: source.manifest,
-      readFile: (filename) => source.readFile(filename),
+      readFile: (filename) => again(() => source.readFile(filename)),
       chunkBlobs: async function* (digests) {
         const batches: string[][] = [];
         for (let i = 0; i < digests.length; i += CHUNKS_PER_REQUEST) batches.push(digests.slice(i, i + CHUNKS_PER_REQUEST));
-        for await (const frames of prefetch(batches, REQUESTS_IN_FLIGHT, (b) => source.chunkBatch(b))) yield* frames;
+        for await (const frames of prefetch(batches, REQUESTS_IN_FLIGHT, (b) => again(() => source.chunkBatch(b)))) yield* frames;
       },
       close: () => source.close(),
     };

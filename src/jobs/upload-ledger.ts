@@ -1,0 +1,53 @@
+import { mkdirSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
+import { join } from 'node:path';
+
+/**
+ * Which chunks each identity uploaded recently, per datastore (`uploads.db` in the state dir): what lets an
+ * interrupted backup or push, after a cut connection or a server restart, reference what already arrived
+ * instead of sending it again, without revealing chunks that anyone else uploaded. Entries expire.
+ */
+export class UploadLedger {
+  readonly #db: DatabaseSync;
+  readonly #ttlMs: number;
+
+  constructor(stateDir: string, options: { ttlMs?: number } = {}) {
+    mkdirSync(stateDir, { recursive: true });
+    this.#db = new DatabaseSync(join(stateDir, 'uploads.db'));
+    this.#ttlMs = options.ttlMs ?? 7 * 24 * 3600_000;
+    this.#db.exec(`PRAGMA journal_mode = WAL;
+      PRAGMA synchronous = NORMAL;
+      PRAGMA busy_timeout = 5000;
+      CREATE TABLE IF NOT EXISTS uploads (auth_id TEXT NOT NULL, store TEXT NOT NULL, digest TEXT NOT NULL, time INTEGER NOT NULL,
+        PRIMARY KEY (auth_id, store, digest)) WITHOUT ROWID;`);
+  }
+
+  remember(authId: string, store: string, digests: readonly string[], now = Date.now()): void {
+    const insert = this.#db.prepare('INSERT INTO uploads (auth_id, store, digest, time) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET time = excluded.time');
+    this.#db.exec('BEGIN');
+    try {
+      for (const d of digests) insert.run(authId, store, d, now);
+      this.#db.exec('COMMIT');
+    } catch (error) {
+      this.#db.exec('ROLLBACK');
+      throw error;
+    }
+  }
+
+  /** Of `digests`, those `authId` uploaded to `store` within the retention time. */
+  vouched(authId: string, store: string, digests: readonly string[], now = Date.now()): Set<string> {
+    const query = this.#db.prepare('SELECT 1 FROM uploads WHERE auth_id = ? AND store = ? AND digest = ? AND time > ?');
+    const out = new Set<string>();
+    for (const d of digests) if (query.get(authId, store, d, now - this.#ttlMs)) out.add(d);
+    return out;
+  }
+
+  /** Drops expired entries. */
+  expire(now = Date.now()): void {
+    this.#db.prepare('DELETE FROM uploads WHERE time <= ?').run(now - this.#ttlMs);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}

