@@ -35,6 +35,23 @@ async function transport<T>(what: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Waits for a stream's response and reads its body. A stream that closes before answering, or is reset
+ * mid-body (the peer died, the link was cut), fails as UNAVAILABLE instead of hanging or yielding a
+ * truncated body.
+ */
+async function exchange(stream: ClientHttp2Stream, what: string): Promise<{ status: number; body: Buffer }> {
+  const headers = await new Promise<Record<string, string | number>>((resolve, reject) => {
+    stream.once('response', resolve);
+    stream.once('error', reject);
+    stream.once('close', () => reject(new IbsError('UNAVAILABLE', `${what}: the connection closed before the server answered`)));
+  });
+  const pieces: Buffer[] = [];
+  for await (const piece of stream) pieces.push(piece as Buffer);
+  if (stream.rstCode !== undefined && stream.rstCode !== 0) throw new IbsError('UNAVAILABLE', `${what}: the transfer was reset (HTTP/2 code ${stream.rstCode})`);
+  return { status: Number(headers[':status']), body: Buffer.concat(pieces) };
+}
+
 /** The `data` of an API response, or an IbsError with the server's code and message. */
 export function decodeApiResponse<T>(status: number, text: string, what: string): T {
   let parsed: { data?: T; message?: string; code?: string };
@@ -139,10 +156,8 @@ export class ApiClient {
     });
     this.#watch(stream, `POST ${path}`);
     stream.end(body);
-    const [headers] = (await once(stream, 'response')) as [Record<string, string | number>];
-    const pieces: Buffer[] = [];
-    for await (const piece of stream) pieces.push(piece as Buffer);
-    return decodeApiResponse<T>(Number(headers[':status']), Buffer.concat(pieces).toString('utf8'), `POST ${path}`);
+    const r = await exchange(stream, `POST ${path}`);
+    return decodeApiResponse<T>(r.status, r.body.toString('utf8'), `POST ${path}`);
   }
 
   /** GETs a binary response (below /api2/json); errors arrive as JSON and are thrown as IbsError. */
@@ -164,13 +179,9 @@ export class ApiClient {
     });
     this.#watch(stream, `${method} ${path}`);
     stream.end(body);
-    const [headers] = (await once(stream, 'response')) as [Record<string, string | number>];
-    const pieces: Buffer[] = [];
-    for await (const piece of stream) pieces.push(piece as Buffer);
-    const status = Number(headers[':status']);
-    const data = Buffer.concat(pieces);
-    if (status !== 200) decodeApiResponse(status, data.toString('utf8'), `${method} ${path}`);
-    return data;
+    const r = await exchange(stream, `${method} ${path}`);
+    if (r.status !== 200) decodeApiResponse(r.status, r.body.toString('utf8'), `${method} ${path}`);
+    return r.body;
   }
 
   /** Calls an API path (below /api2/json); returns `data`, or throws IbsError with the server's code. */
@@ -191,13 +202,24 @@ export class ApiClient {
     this.#watch(stream, `${method} ${path}`);
     if (body !== undefined) stream.end(body);
     else stream.end();
-    const [headers] = (await once(stream, 'response')) as [Record<string, string | number>];
-    const pieces: Buffer[] = [];
-    for await (const piece of stream) pieces.push(piece as Buffer);
-    return decodeApiResponse<T>(Number(headers[':status']), Buffer.concat(pieces).toString('utf8'), `${method} ${path}`);
+    const r = await exchange(stream, `${method} ${path}`);
+    return decodeApiResponse<T>(r.status, r.body.toString('utf8'), `${method} ${path}`);
   }
 
+  /** Closes the connection after requests in flight; a lost or unresponsive connection is dropped after 2 s. */
   close(): Promise<void> {
-    return new Promise((resolve) => this.#session.close(() => resolve()));
+    const session = this.#session;
+    if (session.closed || session.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        session.destroy();
+        resolve();
+      }, 2000);
+      timer.unref();
+      session.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 }

@@ -33,7 +33,9 @@ export class LocalApiClient {
         reject(
           error.code === 'ENOENT' || error.code === 'ECONNREFUSED'
             ? new IbsError('UNAVAILABLE', `The server is not running (no admin socket at ${this.#socketPath}): start it with "ironcore-backup server"`)
-            : error.code === 'EACCES'
+            : error.code === 'ECONNRESET' || error.code === 'EPIPE'
+              ? new IbsError('UNAVAILABLE', `The server closed the admin connection (${error.code}): it stopped or restarted; see "task list" for the task's result`)
+              : error.code === 'EACCES'
               ? new IbsError('PERMISSION_DENIED', `No access to the admin socket ${this.#socketPath}: run as the user the server runs as`)
               : error,
         ),

@@ -1,5 +1,5 @@
 import { IbsError, decodeIndex, formatSnapshot, indexChunks, sha256Hex, toIbsError, type Manifest, type SnapshotRef } from '../core/index.ts';
-import { RateMeter, WorkQueue, mapConcurrent, throwIfAborted, type ProgressEvent, type TokenBucket } from '../lib/index.ts';
+import { RateMeter, WorkQueue, abortableSleep, mapConcurrent, throwIfAborted, type ProgressEvent, type TokenBucket } from '../lib/index.ts';
 import { describeGroup } from './filters.ts';
 import { mapNamespace, type GroupPlan, type SyncPlan, type SyncPolicy } from './planner.ts';
 import type { SideSnapshot, SyncSource, SyncTarget, TargetSnapshot } from './types.ts';
@@ -44,6 +44,7 @@ export interface SyncReport {
 }
 
 const INSERT_WINDOW = 64 * 1024 * 1024;
+const SNAPSHOT_ATTEMPTS = 3;
 
 /** Copies one snapshot: chunks the target lacks, a read-back verification of what arrived, files, manifest last. */
 async function copySnapshot(
@@ -196,7 +197,20 @@ export async function runSync(source: SyncSource, target: SyncTarget, plan: Sync
           log(`${formatSnapshot(targetRef)}: copy on the target ${c.resync}; syncing it again`);
           await target.forget(targetRef, { signal });
         }
-        await copySnapshot(source, target, c.snapshot, targetRef, policy.owner, options, report, advance, log);
+        // A lost connection or session (the peer restarted) is retried on a fresh session: chunks that
+        // arrived are not sent again.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await copySnapshot(source, target, c.snapshot, targetRef, policy.owner, options, report, advance, log);
+            break;
+          } catch (error) {
+            const e = toIbsError(error);
+            const transient = e.code === 'UNAVAILABLE' || (e.code === 'NOT_FOUND' && /No (backup|reader) session/.test(e.message));
+            if (!transient || attempt >= SNAPSHOT_ATTEMPTS) throw error;
+            log(`${formatSnapshot(targetRef)}: ${e.message}; trying again (attempt ${attempt + 1} of ${SNAPSHOT_ATTEMPTS})`);
+            await abortableSleep(2000 * attempt, signal);
+          }
+        }
         report.copied.push(formatSnapshot(targetRef));
       }
       if (g.refreshNotes) await target.setNotes(g.refreshNotes.ref, g.refreshNotes.notes, { signal });
