@@ -133,18 +133,20 @@ export async function testNotificationTarget(ctx: AppContext, input: { name: str
 const EVENT_TYPES: Record<string, string> = { verify: 'verify', verificationjob: 'verify', prune: 'prune', prunejob: 'prune', garbage_collection: 'gc', backup: 'backup', syncjob: 'sync' };
 
 /** The event of a finished task; undefined for task types that do not notify. */
-export function taskEvent(record: TaskRecord, job?: string): NotificationEvent | undefined {
-  const type = EVENT_TYPES[record.type];
-  if (!type) return undefined;
+export function taskEvent(record: TaskRecord, job?: string, summary?: string): NotificationEvent | undefined {
+  const family = EVENT_TYPES[record.type];
+  if (!family) return undefined;
+  // Sync results are sync-ok / sync-err (a matcher on "sync" gets both).
+  const type = family === 'sync' ? (record.state === 'ok' || record.state === 'warnings' ? 'sync-ok' : 'sync-err') : family;
   const severity: NotificationEvent['severity'] = record.state === 'ok' ? 'info' : record.state === 'warnings' ? 'warning' : 'error';
   const outcome = record.state === 'ok' ? 'succeeded' : record.state === 'warnings' ? 'finished with warnings' : 'failed';
   return {
     severity,
     type,
-    title: `${type === 'gc' ? 'Garbage collection' : type[0]?.toUpperCase() + type.slice(1)} ${record.id ? `of ${record.id} ` : ''}${outcome}`,
-    message: `${record.status ?? record.state}\n\ntask: ${record.upid}`,
+    title: `${family === 'gc' ? 'Garbage collection' : family === 'sync' ? 'Sync job' : family[0]?.toUpperCase() + family.slice(1)} ${record.id ? `${family === 'sync' ? '' : 'of '}${record.id} ` : ''}${outcome}`,
+    message: `${record.status ?? record.state}${summary ? `\n\n${summary}` : ''}\n\ntask: ${record.upid}`,
     time: (record.endtime ?? record.starttime) * 1000,
-    fields: { ...(record.id ? { datastore: record.id } : {}), ...(job ? { job } : {}), upid: record.upid },
+    fields: { ...(record.id && family !== 'sync' ? { datastore: record.id } : {}), ...(job ? { job } : {}), upid: record.upid },
   };
 }
 

@@ -63,8 +63,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const job = scheduler?.jobFor(record.upid);
       const mode = job?.notify ?? 'always';
       if (mode === 'never' || (mode === 'error' && record.state === 'ok')) return;
-      const event = taskEvent(record, job?.id);
-      if (event) void notifier.send(event);
+      // Sync results carry the run's summary line from the task log.
+      const summary = record.type === 'syncjob' ? store.readLog(record.upid).then((l) => /summary: (.*)$/m.exec(l.text)?.[1], () => undefined) : Promise.resolve(undefined);
+      void summary.then((text) => {
+        const event = taskEvent(record, job?.id, text);
+        if (event) return notifier.send(event);
+        return undefined;
+      });
     },
   });
   workerLog('info', 'task manager started', { slots: tasks.workerStatus() });

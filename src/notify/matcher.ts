@@ -39,7 +39,8 @@ export function matches(m: MatcherConfig, event: NotificationEvent): boolean {
   if (m.disable) return false;
   const conditions: boolean[] = [];
   if (m.severities) conditions.push(m.severities.includes(event.severity));
-  if (m.types) conditions.push(m.types.includes(event.type));
+  // "sync" matches sync-ok and sync-err: a family name matches its outcomes.
+  if (m.types) conditions.push(m.types.some((t) => t === event.type || event.type.startsWith(`${t}-`)));
   if (m.datastores) conditions.push(event.fields.datastore !== undefined && m.datastores.includes(event.fields.datastore));
   if (m.jobs) conditions.push(event.fields.job !== undefined && m.jobs.includes(event.fields.job));
   if (m.calendar) conditions.push(inWindow(parseCalendarEvent(m.calendar), event.time));
