@@ -1,0 +1,98 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { SnapshotRef } from '../core/index.ts';
+import { Datastore, SnapshotWriter, SnapshotReader } from '../datastore/index.ts';
+import { TokenBucket } from '../lib/index.ts';
+import { MemoryBackend } from '../storage/memory/index.ts';
+import { DatastoreSide } from './datastore-side.ts';
+import { runSync } from './engine.ts';
+import { planSync, type SyncPolicy } from './planner.ts';
+import type { SyncTarget, TargetSnapshot } from './types.ts';
+
+const small = { min: 4096, avg: 16384, max: 65536 };
+const ref = (time: number, id = 'web1'): SnapshotRef => ({ ns: [], type: 'host', id, time });
+const policy: SyncPolicy = { sourceNs: [], targetNs: [], groupFilters: [], includes: [], verifiedOnly: false, encryptedOnly: false, removeVanished: false, resyncCorrupt: false, owner: 'root@pam', encrypt: false };
+const quiet = { origin: 'test', log: () => {}, warn: () => {} };
+
+async function* pieces(data: Buffer, size = 10_000): AsyncGenerator<Buffer> {
+  for (let i = 0; i < data.length; i += size) yield data.subarray(i, i + size);
+}
+
+async function source(): Promise<{ ds: Datastore; data: Buffer }> {
+  const ds = await Datastore.create(new MemoryBackend());
+  const data = randomBytes(400_000);
+  const w = await SnapshotWriter.begin(ds, ref(1000), { owner: 'root@pam', chunker: small });
+  await w.addDynamicArchive('root.tar', pieces(data));
+  await w.commit();
+  return { ds, data };
+}
+
+/** A target whose read-back verification reports the first `failures` rounds' chunks as damaged. */
+function flaky(target: DatastoreSide, failures: number): SyncTarget {
+  let rounds = 0;
+  return Object.assign(Object.create(target) as DatastoreSide, {
+    begin: async (...args: Parameters<DatastoreSide['begin']>): Promise<TargetSnapshot> => {
+      const t = await target.begin(...args);
+      return {
+        ...t,
+        verifyReceived: async (o) => {
+          const bad = await t.verifyReceived(o);
+          if (rounds++ >= failures) return bad;
+          // Pretend the first received chunk arrived damaged: move it aside as the real check would.
+          let first: { digest: string } | undefined;
+          for await (const c of target.ds.chunks.list()) {
+            first = c;
+            break;
+          }
+          if (!first) return bad;
+          await target.ds.chunks.markBad(first.digest);
+          return [first.digest];
+        },
+      };
+    },
+  });
+}
+
+test('a chunk failing verification on arrival is sent again; the copy then reads back byte for byte', async () => {
+  const { ds, data } = await source();
+  const dst = new DatastoreSide(await Datastore.create(new MemoryBackend()), 'target');
+  const src = new DatastoreSide(ds, 'source');
+  const plan = planSync(await src.list([], undefined), await dst.list([], undefined), policy);
+  const report = await runSync(src, flaky(dst, 2), plan, policy, quiet);
+  assert.equal(report.chunksResent, 2);
+  assert.deepEqual(report.failed, []);
+  const reader = await SnapshotReader.open(dst.ds, ref(1000));
+  assert.ok((await reader.readAll('root.tar')).equals(data));
+  assert.equal(reader.manifest.unprotected.verifyState?.state, 'ok');
+});
+
+test('after 3 re-sends the snapshot fails, nothing appears on the target, and the next run completes', async () => {
+  const { ds } = await source();
+  const dst = new DatastoreSide(await Datastore.create(new MemoryBackend()), 'target');
+  const src = new DatastoreSide(ds, 'source');
+  const plan = planSync(await src.list([], undefined), await dst.list([], undefined), policy);
+  const report = await runSync(src, flaky(dst, 100), plan, policy, quiet);
+  assert.equal(report.failed.length, 1);
+  assert.match(report.failed[0]?.error ?? '', /still failed verification on the target after 3 re-sends/);
+  assert.deepEqual(await dst.ds.listSnapshots({ ns: [] }), []);
+  const again = await runSync(src, dst, planSync(await src.list([], undefined), await dst.list([], undefined), policy), policy, quiet);
+  assert.deepEqual(again.copied, ['host/web1/1970-01-01T00:16:40Z']);
+});
+
+test('the token bucket holds a shared rate and lets big requests through in slices', async () => {
+  let now = 0;
+  const bucket = new TokenBucket(1000, 100, () => now);
+  // Advance the fake clock whenever the bucket waits.
+  const started = Date.now();
+  const done = Promise.all([bucket.take(300), bucket.take(300)]);
+  const tick = setInterval(() => (now += 50), 1);
+  await done;
+  clearInterval(tick);
+  // 600 bytes at 1000/s with a 100-byte burst: at least 0.5 s of bucket time passed.
+  assert.ok(now >= 500, `bucket time ${now} ms`);
+  assert.ok(Date.now() - started < 5000);
+  assert.equal(new TokenBucket(0).unlimited, true);
+  assert.throws(() => new TokenBucket(-1), /Invalid rate/);
+  await assert.rejects(new TokenBucket(1, 1).take(10, AbortSignal.abort()), (e: unknown) => e instanceof Error);
+});
