@@ -182,3 +182,46 @@ test('a corrupted chunk on the target: verify finds it, sync repair fixes it fro
   const after = await ibs(homeB, ['verify', 'start', 'ibs-archival']);
   assert.equal(after.code, 0, after.stderr);
 });
+
+test('encrypt on push with a server key; restore at the backup site with the right key only; pull decrypts with an associated key; key rotation', async () => {
+  const keyfile = join(work.path, 'site.key');
+  const pass = join(work.path, 'pass');
+  await writeFile(pass, 'a long passphrase\n');
+  await ok(homeA, ['key', 'create', keyfile, '--passphrase-file', pass]);
+  await ok(homeA, ['key', 'create', '--name', 'site-key', '--from-keyfile', keyfile, '--passphrase-file', pass]);
+  await ok(homeA, ['key', 'create', '--name', 'next-key']);
+  await ok(homeA, ['sync', 'create', '--name', 'encrypted-push', '--store', 'ibs-primary', '--remote', 'backup-site', '--remote-store', 'ibs-archival', '--direction', 'push', '--remote-ns', 'enc', '--max-depth', '0', '--group-filter', 'type:vm', '--encrypt-on-push', '--active-encryption-key', 'site-key']);
+  await ok(homeA, ['sync', 'run', '--name', 'encrypted-push']);
+  const shown = await json<{ manifest: { keyFingerprint?: string; files: Array<{ cryptMode: string }> } }>(homeB, ['snapshot', 'show', 'ibs-archival', 'vm/100/2026-11-09T03:00:00Z', '--ns', 'enc']);
+  const fp = (await json<{ fingerprint: string }>(homeA, ['key', 'show', keyfile])).fingerprint;
+  assert.equal(shown.manifest.keyFingerprint, fp);
+  assert.ok(shown.manifest.files.every((f) => f.cryptMode === 'encrypt'));
+  // Restore at the backup site: with the key file it works, without (or with another key) it says which key it needs.
+  const out = join(work.path, 'enc-restore');
+  await ok(homeB, ['backup', 'restore', 'vm/100/2026-11-09T03:00:00Z', 'root.tar', out, '--store', 'ibs-archival', '--ns', 'enc', '--keyfile', keyfile, '--passphrase-file', pass]);
+  assert.deepEqual(await readFile(join(out, 'sub', 'f1.bin')), await readFile(join(src, 'sub', 'f1.bin')));
+  const other = join(work.path, 'other.key');
+  await ok(homeA, ['key', 'create', other, '--kdf', 'none']);
+  const wrong = await ibs(homeB, ['backup', 'restore', 'vm/100/2026-11-09T03:00:00Z', 'root.tar', join(work.path, 'x'), '--store', 'ibs-archival', '--ns', 'enc', '--keyfile', other]);
+  assert.notEqual(wrong.code, 0);
+  assert.ok(wrong.stderr.includes(fp), wrong.stderr);
+  // Nothing left to send; the copies are not reported as differing.
+  const again = await json<{ summary: string }>(homeA, ['sync', 'run', '--name', 'encrypted-push']);
+  assert.match(again.summary, /in 0 chunks/);
+  // Pull back with the key associated: the copy arrives decrypted and restores without a key.
+  await ok(homeA, ['sync', 'create', '--name', 'decrypting-pull', '--store', 'ibs-primary', '--ns', 'decrypted', '--remote', 'backup-site', '--remote-store', 'ibs-archival', '--remote-ns', 'enc', '--direction', 'pull', '--associated-key', 'site-key']);
+  await ok(homeA, ['sync', 'run', '--name', 'decrypting-pull']);
+  const back = await json<{ manifest: { keyFingerprint?: string } }>(homeA, ['snapshot', 'show', 'ibs-primary', 'vm/100/2026-11-09T03:00:00Z', '--ns', 'decrypted']);
+  assert.equal(back.manifest.keyFingerprint, undefined);
+  await ok(homeA, ['backup', 'restore', 'vm/100/2026-11-09T03:00:00Z', 'root.tar', join(work.path, 'dec-restore'), '--store', 'ibs-primary', '--ns', 'decrypted']);
+  // Rotation: the old active key stays associated; a key in use cannot be removed; an archived key never encrypts.
+  const updated = await json<{ associatedKeys: string[] }>(homeA, ['sync', 'update', '--name', 'encrypted-push', '--active-encryption-key', 'next-key']);
+  assert.deepEqual(updated.associatedKeys, ['site-key']);
+  const rm = await ibs(homeA, ['key', 'remove', '--name', 'site-key']);
+  assert.equal(rm.code, 9);
+  assert.match(rm.stderr, /still used by sync job\(s\) encrypted-push, decrypting-pull/);
+  await ok(homeA, ['key', 'archive', '--name', 'next-key']);
+  const archived = await ibs(homeA, ['sync', 'run', '--name', 'encrypted-push']);
+  assert.notEqual(archived.code, 0);
+  assert.match(archived.stderr, /archived: it decrypts but never encrypts/);
+});

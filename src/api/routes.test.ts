@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, resolvePaths } from '../config/index.ts';
+import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys, resolvePaths } from '../config/index.ts';
 import { TaskManager, TaskStore } from '../jobs/index.ts';
 import { silentReporter } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
@@ -34,6 +34,7 @@ before(async () => {
     jobs: new JobsConfig(paths.configDir),
     notifications: new NotificationsConfig(paths.configDir),
     remotes: new RemotesConfig(paths.configDir),
+    keys: new ServerKeys(paths.configDir),
     openBackend: () => backend,
     authId,
     reporter: silentReporter,

@@ -1,4 +1,4 @@
-import type { AccessConfig, DatastoreConfig, DatastoreRegistry, IbsPaths, JobsConfig, NotificationsConfig, RemotesConfig } from '../config/index.ts';
+import type { AccessConfig, DatastoreConfig, DatastoreRegistry, IbsPaths, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys } from '../config/index.ts';
 import { Datastore } from '../datastore/index.ts';
 import type { Reporter } from '../lib/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
@@ -11,6 +11,8 @@ export interface AppContext {
   access: AccessConfig;
   /** Scheduled verify and prune jobs. */
   jobs: JobsConfig;
+  /** Server-side encryption keys (encrypt on push, decrypt on pull). */
+  keys: ServerKeys;
   /** Remote servers for sync jobs (secrets stored apart). */
   remotes: RemotesConfig;
   /** Notification targets and matchers. */

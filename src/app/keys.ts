@@ -1,3 +1,5 @@
+import type { AppContext } from './context.ts';
+import type { ServerKeyInfo } from '../config/index.ts';
 import { readFile, stat } from 'node:fs/promises';
 import { IbsError, CryptKey, fromPaperKey, parseKeyFile, toPaperKey, unwrapKey, wrapKey, type KeyFile } from '../core/index.ts';
 import { writeFileAtomic } from '../lib/index.ts';
@@ -53,4 +55,22 @@ export async function importPaperKey(input: { text: string; path: string }): Pro
   const file = fromPaperKey(input.text);
   await writeFileAtomic(input.path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
   return file;
+}
+
+/** Creates a server key: a new one, or the key of an existing key file (so clients can restore with that file). */
+export async function createServerKey(ctx: AppContext, input: { name: string; fromKeyfile?: string; passphrase?: () => Promise<string | undefined> }): Promise<ServerKeyInfo> {
+  const key = input.fromKeyfile !== undefined ? await loadKey(input.fromKeyfile, input.passphrase ?? (async () => undefined)) : undefined;
+  return ctx.keys.create(input.name, key);
+}
+
+/** Jobs that use a server key (as active key or associated key). */
+export async function keyUsers(ctx: AppContext, name: string): Promise<string[]> {
+  return (await ctx.jobs.sync.list()).filter((j) => j.activeKey === name || j.associatedKeys.includes(name)).map((j) => j.id);
+}
+
+export async function removeServerKey(ctx: AppContext, name: string): Promise<void> {
+  await ctx.keys.info(name);
+  const users = await keyUsers(ctx, name);
+  if (users.length > 0) throw new IbsError('BUSY', `Server key "${name}" is still used by sync job(s) ${users.join(', ')}: change them first (an archived key keeps decrypting)`);
+  await ctx.keys.remove(name);
 }

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, resolvePaths, type DatastoreConfig } from '../config/index.ts';
+import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys, resolvePaths, type DatastoreConfig } from '../config/index.ts';
 import { silentReporter } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
 import type { ReadOptions, StorageBackend } from '../storage/index.ts';
@@ -32,6 +32,7 @@ async function context(): Promise<{ ctx: AppContext; backend: CountingBackend; d
     jobs: new JobsConfig(paths.configDir),
     notifications: new NotificationsConfig(paths.configDir),
     remotes: new RemotesConfig(paths.configDir),
+    keys: new ServerKeys(paths.configDir),
     openBackend: (_config: DatastoreConfig): StorageBackend => backend,
     authId: 'test@pam',
     reporter: silentReporter,

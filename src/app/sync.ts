@@ -3,7 +3,7 @@ import type { SyncJobConfig } from '../config/index.ts';
 import { Datastore } from '../datastore/index.ts';
 import { JobStateStore } from '../jobs/index.ts';
 import { TokenBucket, formatBytes, formatDuration, formatRate } from '../lib/index.ts';
-import { DatastoreSide, RemoteSide, encodeListing, groupKey, listDatastore, parseGroupFilter, parseIncludeFilter, planSync, runSync, checkDepth, type SyncPolicy, type SyncReport, type SyncSource, type SyncTarget, type ListingJson } from '../sync/index.ts';
+import { DatastoreSide, RemoteSide, decryptTransform, encryptTransform, encodeListing, groupKey, listDatastore, parseGroupFilter, parseIncludeFilter, planSync, runSync, checkDepth, type SyncPolicy, type SyncReport, type SyncSource, type SyncTarget, type ListingJson, type SideSnapshot, type SnapshotTransform } from '../sync/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { connectRemote } from './remotes.ts';
 import { listJobs } from './job-status.ts';
@@ -42,9 +42,11 @@ async function checkJob(ctx: AppContext, job: SyncJobConfig): Promise<void> {
   else await ctx.datastores.get(job.remoteStore);
   if (job.owner !== undefined) parseAuthId(job.owner);
   checkDepth({ sourceNs: parseNamespace(job.direction === 'pull' ? job.remoteNs : job.ns), targetNs: parseNamespace(job.direction === 'pull' ? job.ns : job.remoteNs), maxDepth: job.maxDepth });
-  if (job.encryptOnPush || job.associatedKeys.length > 0) {
-    throw new IbsError('UNSUPPORTED', 'Server-side encryption keys (--encrypt-on-push, --active-encryption-key, --associated-key) are not available yet; encrypted snapshots are synced as they are');
+  if (job.activeKey !== undefined) {
+    const info = await ctx.keys.info(job.activeKey);
+    if (info.archived && job.encryptOnPush) throw new IbsError('INVALID_ARGUMENT', `Server key "${job.activeKey}" is archived: it decrypts but never encrypts; create a new key for --active-encryption-key`);
   }
+  for (const k of job.associatedKeys) await ctx.keys.info(k);
 }
 
 export async function createSyncJob(ctx: AppContext, input: SyncJobInput): Promise<SyncJobConfig> {
@@ -62,6 +64,8 @@ export async function updateSyncJob(ctx: AppContext, id: string, change: Partial
     delete next[key];
   }
   const job = withDefaults(next as SyncJobInput);
+  // A new active key keeps the old one associated: what it encrypted stays readable.
+  if (current.activeKey !== undefined && job.activeKey !== current.activeKey && !job.associatedKeys.includes(current.activeKey)) job.associatedKeys = [...job.associatedKeys, current.activeKey];
   await checkJob(ctx, job);
   return ctx.jobs.sync.update(id, () => job);
 }
@@ -210,7 +214,6 @@ function summarize(r: SyncReport): string {
  */
 export async function runSyncJob(ctx: AppContext, input: { id: string; upid?: string; onBytes?: (bytes: number) => void; idleTimeoutMs?: number; resyncCorrupt?: boolean }): Promise<SyncRunResult> {
   const job = await ctx.jobs.sync.get(input.id);
-  if (job.encryptOnPush || job.associatedKeys.length > 0) throw new IbsError('UNSUPPORTED', `Sync job "${job.id}" uses server-side encryption keys, which are not available yet`);
   const open = await openJob(ctx, job, input.idleTimeoutMs !== undefined ? { idleTimeoutMs: input.idleTimeoutMs } : {});
   try {
     return await executeJob(ctx, job, open, input);
@@ -228,8 +231,9 @@ async function executeJob(ctx: AppContext, job: SyncJobConfig, open: OpenJob, in
     // Repair: copies found damaged count as failed verification, so the plan syncs them again.
     for (const t of targetList.snapshots) if (input.damaged.has(describe(t.ref))) t.manifest = { ...t.manifest, unprotected: { ...t.manifest.unprotected, verifyState: { state: 'failed', time: Math.floor(Date.now() / 1000) } } };
   }
-  const policy = policyOf(job, open, input.resyncCorrupt ? { resyncCorrupt: true } : {});
+  const policy = policyOf(job, open, { ...(input.resyncCorrupt ? { resyncCorrupt: true } : {}), encrypt: job.direction === 'push' && job.encryptOnPush });
   const plan = planSync(sourceList, targetList, policy);
+  const transformFor = await transforms(ctx, job);
   const rate = (job.direction === 'pull' ? job.rateIn : job.rateOut) ?? 0;
   const burst = job.direction === 'pull' ? job.burstIn : job.burstOut;
   const bucket = rate > 0 ? new TokenBucket(rate * MIB, burst !== undefined && burst > 0 ? burst * MIB : undefined) : undefined;
@@ -244,6 +248,7 @@ async function executeJob(ctx: AppContext, job: SyncJobConfig, open: OpenJob, in
     warn: (l) => reporter.warn(l),
     progress: (e) => reporter.progress(e),
     ...(input.onBytes ? { onBytes: input.onBytes } : {}),
+    ...(transformFor ? { transformFor } : {}),
   });
   const summary = summarize(report);
   reporter.info(`summary: ${summary}`);
@@ -252,6 +257,30 @@ async function executeJob(ctx: AppContext, job: SyncJobConfig, open: OpenJob, in
     throw new IbsError('UNAVAILABLE', `sync job ${job.id}: ${report.failed.length} group(s) failed: ${report.failed.map((f) => `${f.group}: ${f.error}`).join('; ')}`, { details: { ...result } });
   }
   return result;
+}
+
+/**
+ * The encryption changes of a job: a push with --encrypt-on-push encrypts plaintext snapshots with the active
+ * key (encrypted ones pass untouched); a pull decrypts snapshots whose key is one of the associated keys.
+ */
+async function transforms(ctx: AppContext, job: SyncJobConfig): Promise<((s: SideSnapshot) => SnapshotTransform | undefined) | undefined> {
+  if (job.direction === 'push' && job.encryptOnPush) {
+    const name = job.activeKey as string;
+    if ((await ctx.keys.info(name)).archived) throw new IbsError('INVALID_ARGUMENT', `Server key "${name}" is archived: it decrypts but never encrypts`);
+    const key = await ctx.keys.get(name);
+    ctx.reporter.info(`encrypt on push with server key ${name} (${key.fingerprint})`);
+    const t = encryptTransform(key);
+    return (s) => (s.manifest.files.every((f) => f.cryptMode === 'none') && s.manifest.keyFingerprint === undefined ? t : undefined);
+  }
+  if (job.direction === 'pull' && job.associatedKeys.length > 0) {
+    const byFingerprint = new Map<string, SnapshotTransform>();
+    for (const name of job.associatedKeys) {
+      const key = await ctx.keys.get(name);
+      byFingerprint.set(key.fingerprint, decryptTransform(key));
+    }
+    return (s) => (s.manifest.keyFingerprint !== undefined ? byFingerprint.get(s.manifest.keyFingerprint) : undefined);
+  }
+  return undefined;
 }
 
 export interface DiffRow {

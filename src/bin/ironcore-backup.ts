@@ -7,7 +7,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { AppContext } from '../app/index.ts';
 import { runCli, type Command } from '../cli/index.ts';
-import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, resolvePaths, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
+import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys, resolvePaths, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
 import { IbsError } from '../core/index.ts';
 import { silentReporter, type Reporter } from '../lib/index.ts';
 import { ConcurrencyBackend, RetryBackend, type StorageBackend } from '../storage/index.ts';
@@ -36,6 +36,7 @@ export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter 
     jobs: new JobsConfig(paths.configDir),
     notifications: new NotificationsConfig(paths.configDir),
     remotes: new RemotesConfig(paths.configDir),
+    keys: new ServerKeys(paths.configDir),
     openBackend,
     authId,
     reporter,

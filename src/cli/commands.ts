@@ -99,6 +99,12 @@ async function remoteSecret(args: ParsedArgs): Promise<string | undefined> {
   return undefined;
 }
 
+function requiredKeyName(args: ParsedArgs): string {
+  const name = str(args, 'name');
+  if (name === undefined) throw new IbsError('INVALID_ARGUMENT', 'Name the server key: --name NAME');
+  return name;
+}
+
 function requiredName(args: ParsedArgs): string {
   const name = str(args, 'name');
   if (name === undefined) throw new IbsError('INVALID_ARGUMENT', 'Name the sync job: --name NAME');
@@ -514,26 +520,69 @@ export const COMMANDS: Command[] = [
   // ---- keys --------------------------------------------------------------------------------------------
   {
     path: ['key', 'create'],
-    usage: 'key create FILE [--kdf scrypt|none] [--passphrase-file F]',
-    summary: 'create an encryption key file (AES-256, wrapped with a passphrase by scrypt)',
-    positionals: 1,
-    options: { kdf: { type: 'string', help: 'scrypt (default) or none (unprotected key)' }, 'passphrase-file': KEY_OPTIONS['passphrase-file'] },
-    run: async (_ctx, a) => {
+    usage: 'key create FILE [--kdf scrypt|none] [--passphrase-file F] | key create --name NAME [--from-keyfile F]',
+    summary: 'create an encryption key file (AES-256, wrapped with a passphrase by scrypt), or with --name a server key for sync jobs (new, or taken from a key file)',
+    positionals: [0, 1],
+    options: { kdf: { type: 'string', help: 'scrypt (default) or none (unprotected key)' }, 'passphrase-file': KEY_OPTIONS['passphrase-file'], name: { type: 'string', help: 'create a server key of this name (for --encrypt-on-push / --associated-key)' }, 'from-keyfile': { type: 'string', help: 'with --name: the key of this key file (clients restore with that file)' } },
+    run: async (ctx, a) => {
+      const name = str(a, 'name');
+      if (name !== undefined) {
+        if (a.positionals.length > 0) throw new IbsError('INVALID_ARGUMENT', 'key create --name NAME takes no FILE (use --from-keyfile FILE to store an existing key)');
+        const from = str(a, 'from-keyfile');
+        return app.createServerKey(ctx, { name, ...(from !== undefined ? { fromKeyfile: from, passphrase: () => readPassphrase({ file: str(a, 'passphrase-file'), envName: 'IBS_PASSPHRASE', prompt: 'Key passphrase: ' }) } : {}) });
+      }
+      if (a.positionals.length !== 1) throw new IbsError('INVALID_ARGUMENT', 'key create needs FILE, or --name NAME for a server key');
       const kdf = str(a, 'kdf') ?? 'scrypt';
       if (kdf !== 'scrypt' && kdf !== 'none') throw new IbsError('INVALID_ARGUMENT', `Invalid --kdf "${kdf}": expected scrypt or none`);
       const passphrase = kdf === 'none' ? undefined : await readPassphrase({ file: str(a, 'passphrase-file'), envName: 'IBS_PASSPHRASE', prompt: 'New key passphrase: ', confirm: true });
       const file = await app.createKeyFile({ path: pos(a, 0), passphrase });
       return { path: pos(a, 0), fingerprint: file.fingerprint, kdf: file.kdf.name, created: file.created };
     },
-    text: (r: { path: string; fingerprint: string }) => `Created key ${r.path}\nfingerprint: ${r.fingerprint}\nKeep a copy of it apart from the backups (see "key paperkey"): without it encrypted backups cannot be restored.`,
+    text: (r: { path?: string; name?: string; fingerprint: string }) =>
+      r.name !== undefined ? `Created server key ${r.name}\nfingerprint: ${r.fingerprint}` : `Created key ${r.path}\nfingerprint: ${r.fingerprint}\nKeep a copy of it apart from the backups (see "key paperkey"): without it encrypted backups cannot be restored.`,
   },
   {
     path: ['key', 'show'],
-    usage: 'key show FILE',
-    summary: 'show the fingerprint, KDF and dates of a key file',
-    positionals: 1,
-    run: (_ctx, a) => app.showKeyFile(pos(a, 0)),
-    text: (r: Record<string, unknown>) => keyValues(r),
+    usage: 'key show FILE | key show --name NAME',
+    summary: 'show the fingerprint, KDF and dates of a key file, or a server key with the jobs that use it',
+    positionals: [0, 1],
+    options: { name: { type: 'string', help: 'a server key' } },
+    run: async (ctx, a) => {
+      const name = str(a, 'name');
+      if (name !== undefined) return { ...(await ctx.keys.info(name)), usedBy: await app.keyUsers(ctx, name) };
+      if (a.positionals.length !== 1) throw new IbsError('INVALID_ARGUMENT', 'key show needs FILE, or --name NAME for a server key');
+      return app.showKeyFile(pos(a, 0));
+    },
+    text: (r: Record<string, unknown>) => keyValues(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') || '(none)' : v]))),
+  },
+  {
+    path: ['key', 'list'],
+    usage: 'key list',
+    summary: 'server keys: fingerprint, created, archived, the sync jobs that use each',
+    positionals: 0,
+    run: async (ctx) => Promise.all((await ctx.keys.list()).map(async (k) => ({ ...k, usedBy: (await app.keyUsers(ctx, k.name)).join(',') }))),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'fingerprint', 'created', 'archived', 'usedBy']),
+  },
+  {
+    path: ['key', 'archive'],
+    usage: 'key archive --name NAME',
+    summary: 'archive a server key: it still decrypts, never encrypts again',
+    positionals: 0,
+    options: { name: { type: 'string', help: 'the server key' } },
+    run: (ctx, a) => ctx.keys.archive(requiredKeyName(a)),
+    text: (r: { name: string }) => `Server key ${r.name} archived`,
+  },
+  {
+    path: ['key', 'remove'],
+    usage: 'key remove --name NAME',
+    summary: 'remove a server key (refused while a sync job uses it)',
+    positionals: 0,
+    options: { name: { type: 'string', help: 'the server key' } },
+    run: async (ctx, a) => {
+      await app.removeServerKey(ctx, requiredKeyName(a));
+      return { removed: requiredKeyName(a) };
+    },
+    text: (r: { removed: string }) => `Server key ${r.removed} removed`,
   },
   {
     path: ['key', 'change-passphrase'],

@@ -9,4 +9,5 @@ export { AccessConfig, type UserRecord, type TokenRecord } from './access.ts';
 export { JobsConfig, type VerifyJobConfig, type PruneJobConfig, type SyncJobConfig } from './jobs-config.ts';
 export { RemotesConfig, checkRemote, type RemoteConfig } from './remotes-config.ts';
 export { SecretsFile } from './secrets-file.ts';
+export { ServerKeys, type ServerKeyInfo } from './server-keys.ts';
 export { NotificationsConfig, type TargetType } from './notifications-config.ts';

@@ -2,7 +2,8 @@ import { IbsError, decodeIndex, formatSnapshot, indexChunks, sha256Hex, toIbsErr
 import { RateMeter, WorkQueue, abortableSleep, mapConcurrent, throwIfAborted, type ProgressEvent, type TokenBucket } from '../lib/index.ts';
 import { describeGroup } from './filters.ts';
 import { mapNamespace, type GroupPlan, type SyncPlan, type SyncPolicy } from './planner.ts';
-import type { SideSnapshot, SyncSource, SyncTarget, TargetSnapshot } from './types.ts';
+import type { SideSnapshot, SyncSource, SyncTarget } from './types.ts';
+import type { SnapshotTransform } from './transform.ts';
 
 export interface SyncOptions {
   signal?: AbortSignal | undefined;
@@ -19,6 +20,8 @@ export interface SyncOptions {
   log(line: string): void;
   warn(line: string): void;
   progress?(event: ProgressEvent): void;
+  /** A change of encryption for a snapshot (encrypt on push, decrypt on pull), or none. */
+  transformFor?(snapshot: SideSnapshot): SnapshotTransform | undefined;
   /** Wire bytes as they pass, for the per-minute bandwidth series. */
   onBytes?(bytes: number): void;
 }
@@ -49,7 +52,7 @@ const SNAPSHOT_ATTEMPTS = 3;
 /** Copies one snapshot: chunks the target lacks, a read-back verification of what arrived, files, manifest last. */
 async function copySnapshot(
   source: SyncSource,
-  target: SyncTarget,
+  targetSide: SyncTarget,
   snap: SideSnapshot,
   targetRef: SnapshotRef,
   owner: string,
@@ -62,8 +65,8 @@ async function copySnapshot(
   const name = formatSnapshot(snap.ref);
   const src = await source.open(snap.ref, { signal });
   try {
-    const manifest = src.manifest;
-    const files = new Map<string, Buffer>();
+    let manifest = src.manifest;
+    let files = new Map<string, Buffer>();
     const sizes = new Map<string, number>();
     for (const f of manifest.files) {
       const data = await src.readFile(f.filename, { signal });
@@ -71,20 +74,31 @@ async function copySnapshot(
       files.set(f.filename, data);
       if (/\.(didx|fidx)$/.test(f.filename)) for (const span of indexChunks(decodeIndex(data, `${f.filename} of ${name}`))) sizes.set(span.digest, span.end - span.start);
     }
-    const tgt = await target.begin(targetRef, { owner, keyFingerprint: manifest.keyFingerprint ?? null }, { signal });
+    // With a change of encryption, chunks get new digests: learn them first (a read of every chunk), then
+    // rewrite the indexes, so that what the target has is still asked by digest and never sent twice.
+    const transform = options.transformFor?.(snap);
+    const toTarget = new Map<string, string>();
+    if (transform) {
+      for await (const { digest, blob } of src.chunkBlobs([...sizes.keys()], { signal })) toTarget.set(digest, (await transform.chunk(digest, blob)).digest);
+      ({ manifest, files } = await transform.files(manifest, files, toTarget));
+      log(`${name}: ${transform.describe}`);
+    }
+    const target = (d: string): string => toTarget.get(d) ?? d;
+    const tgt = await targetSide.begin(targetRef, { owner, keyFingerprint: transform ? transform.keyFingerprint : (manifest.keyFingerprint ?? null) }, { signal });
     try {
       const digests = [...sizes.keys()];
-      const present = await tgt.present(digests, { signal });
+      const present = await tgt.present(digests.map(target), { signal });
       let presentLogical = 0;
-      for (const d of present) presentLogical += sizes.get(d) ?? 0;
+      for (const d of digests) if (present.has(target(d))) presentLogical += sizes.get(d) ?? 0;
       advance(presentLogical);
       report.chunksPresent += present.size;
-      const missing = digests.filter((d) => !present.has(d));
+      const missing = digests.filter((d) => !present.has(target(d)));
       let sent = 0;
       const transfer = async (list: readonly string[], resend: boolean): Promise<void> => {
         const queue = new WorkQueue(32, { maxWeight: INSERT_WINDOW });
-        for await (const { digest, blob } of src.chunkBlobs(list, { signal })) {
+        for await (const fetched of src.chunkBlobs(list, { signal })) {
           throwIfAborted(signal);
+          const { digest, blob } = transform ? await transform.chunk(fetched.digest, fetched.blob) : fetched;
           await options.bucket?.take(blob.length, signal);
           await queue.submit(async () => {
             await tgt.insertChunk(digest, blob);
@@ -94,7 +108,7 @@ async function copySnapshot(
             else {
               report.chunksSent++;
               sent += blob.length;
-              advance(sizes.get(digest) ?? 0);
+              advance(sizes.get(fetched.digest) ?? 0);
             }
           }, blob.length);
         }
@@ -109,7 +123,8 @@ async function copySnapshot(
         if (bad.length === 0) break;
         if (attempt >= retries) throw new IbsError('VERIFY_FAILED', `${name}: ${bad.length} chunk(s) still failed verification on the target after ${retries} re-sends (first: ${bad[0]})`);
         log(`${name}: ${bad.length} chunk(s) failed verification on arrival; sending them again (attempt ${attempt + 1} of ${retries})`);
-        await transfer(bad, true);
+        const back = new Map(digests.map((d) => [target(d), d]));
+        await transfer(bad.map((d) => back.get(d) ?? d), true);
       }
       for (const f of manifest.files) {
         const data = files.get(f.filename) as Buffer;

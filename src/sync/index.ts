@@ -5,3 +5,4 @@ export { planSync, mapNamespace, checkDepth, type SyncPolicy, type SyncPlan, typ
 export { runSync, type SyncOptions, type SyncReport } from './engine.ts';
 export { DatastoreSide, listDatastore } from './datastore-side.ts';
 export { RemoteSide, encodeListing, decodeListing, type ListingJson } from './remote-side.ts';
+export { encryptTransform, decryptTransform, type SnapshotTransform } from './transform.ts';

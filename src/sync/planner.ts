@@ -124,7 +124,8 @@ export function planSync(source: SideListing, target: SideListing, policy: SyncP
       const there = onTarget.get(s.ref.time);
       if (there) {
         const failed = there.manifest.unprotected.verifyState?.state === 'failed';
-        const differ = !sameFiles(s, there);
+        // Copies re-encrypted (or decrypted) on the way cannot be compared file by file.
+        const differ = (s.manifest.keyFingerprint ?? null) === (there.manifest.keyFingerprint ?? null) && !sameFiles(s, there);
         if (differ) differs.push({ source: s.ref, target: there.ref });
         if (policy.resyncCorrupt && (failed || differ) && !there.protected) {
           plan.copy.push({ snapshot: s, resync: failed ? 'failed verification' : 'content differs' });

@@ -1,0 +1,80 @@
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CryptKey, IbsError, parseKeyFile, unwrapKey, wrapKey } from '../core/index.ts';
+import { writeFileAtomic } from '../lib/index.ts';
+
+/**
+ * Server-side encryption keys (`keys/NAME.key` under the config directory, 0600, not passphrase-wrapped so
+ * that scheduled jobs can use them; `keys/NAME.state` marks an archived key). Sync jobs encrypt on push with
+ * their active key and decrypt on pull with associated keys. An archived key still decrypts but never
+ * encrypts.
+ */
+
+const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/;
+
+export interface ServerKeyInfo {
+  name: string;
+  fingerprint: string;
+  created: string;
+  archived: boolean;
+}
+
+export class ServerKeys {
+  readonly #dir: string;
+
+  constructor(configDir: string) {
+    this.#dir = join(configDir, 'keys');
+  }
+
+  #check(name: string): string {
+    if (!NAME_RE.test(name)) throw new IbsError('INVALID_ARGUMENT', `Invalid key name "${name}": expected 2 to 32 letters, digits, "_", "-", "."`);
+    return name;
+  }
+
+  async list(): Promise<ServerKeyInfo[]> {
+    const names = (await readdir(this.#dir).catch(() => [] as string[])).filter((f) => f.endsWith('.key')).map((f) => f.slice(0, -4));
+    return Promise.all(names.sort().map((n) => this.info(n)));
+  }
+
+  async info(name: string): Promise<ServerKeyInfo> {
+    const file = parseKeyFile(await this.#read(name), `${this.#dir}/${name}.key`);
+    const archived = await readFile(join(this.#dir, `${name}.state`), 'utf8').then((t) => t.trim() === 'archived', () => false);
+    return { name, fingerprint: file.fingerprint, created: file.created, archived };
+  }
+
+  async #read(name: string): Promise<string> {
+    try {
+      return await readFile(join(this.#dir, `${this.#check(name)}.key`), 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new IbsError('NOT_FOUND', `Server key "${name}" does not exist (see "ironcore-backup key list")`);
+      throw error;
+    }
+  }
+
+  async get(name: string): Promise<CryptKey> {
+    return unwrapKey(parseKeyFile(await this.#read(name), `${this.#dir}/${name}.key`), undefined);
+  }
+
+  /** Stores `key` (a new one when omitted) under `name`. */
+  async create(name: string, key: CryptKey = CryptKey.generate()): Promise<ServerKeyInfo> {
+    this.#check(name);
+    if ((await this.list()).some((k) => k.name === name)) throw new IbsError('EXISTS', `Server key "${name}" already exists`);
+    const clash = (await this.list()).find((k) => k.fingerprint === key.fingerprint);
+    if (clash) throw new IbsError('EXISTS', `That key is already stored as "${clash.name}"`);
+    await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(join(this.#dir, `${name}.key`), `${JSON.stringify(await wrapKey(key, undefined), null, 1)}\n`, { mode: 0o600 });
+    return this.info(name);
+  }
+
+  async archive(name: string): Promise<ServerKeyInfo> {
+    await this.#read(name);
+    await writeFileAtomic(join(this.#dir, `${name}.state`), 'archived\n', { mode: 0o600 });
+    return this.info(name);
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.#read(name);
+    await rm(join(this.#dir, `${name}.key`));
+    await rm(join(this.#dir, `${name}.state`), { force: true });
+  }
+}
