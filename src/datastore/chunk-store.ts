@@ -1,4 +1,4 @@
-import { checkBlobCrc, decodeBlob, assertDigest, isEncryptedBlob, sha256HexAsync, IbsError, type CryptKey } from '../core/index.ts';
+import { checkBlobCrc, readBlobHeader, decodeBlob, assertDigest, isEncryptedBlob, sha256HexAsync, IbsError, type CryptKey } from '../core/index.ts';
 import { mapConcurrent } from '../lib/index.ts';
 import { isStorageError, type StorageBackend, type OpOptions } from '../storage/index.ts';
 
@@ -94,7 +94,7 @@ export class ChunkStore {
   async check(digest: string, options: OpOptions & { key?: CryptKey | undefined } = {}): Promise<string | undefined> {
     try {
       const blob = await this.getBlob(digest, options);
-      const encrypted = isEncryptedBlob(checkBlobCrc(blob, `chunk ${digest}`));
+      const encrypted = isEncryptedBlob(readBlobHeader(blob, `chunk ${digest}`));
       if (!encrypted || options.key) await verifyChunkContent(digest, blob, options.key, encrypted);
       return undefined;
     } catch (error) {

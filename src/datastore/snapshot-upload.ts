@@ -7,6 +7,7 @@ import {
   indexChunks,
   parseIndexedName,
   sha256Hex,
+  sha256HexAsync,
   snapshotPath,
   type Manifest,
   type ManifestFile,
@@ -54,8 +55,8 @@ export class SnapshotUpload implements SnapshotSink {
   readonly #options: UploadOptions;
   readonly #lease: WriterLease;
   readonly #uploaded = new Set<string>();
-  /** Chunks this session stored that were not there before and have not been read back yet. */
-  readonly #unverified = new Set<string>();
+  /** Chunks this session stored that were not there before and have not been read back yet, with the SHA-256 of the blob as checked on receipt. */
+  readonly #unverified = new Map<string, Promise<string>>();
   readonly #files = new Map<string, ManifestFile>();
   #done = false;
 
@@ -123,21 +124,35 @@ export class SnapshotUpload implements SnapshotSink {
     throwIfAborted(this.#options.signal);
     const result = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal, ...(this.#options.verifyChunks ? { verify: {} } : {}) });
     this.#uploaded.add(digest);
-    if (!result.existed) this.#unverified.add(digest);
+    if (!result.existed) {
+      const hash = sha256HexAsync(blob);
+      hash.catch(() => {});
+      this.#unverified.set(digest, hash);
+    }
     return result;
   }
 
   /**
-   * Reads back the chunks this session newly stored since the last call and checks each (SHA-256 of
-   * plaintext, CRC of encrypted chunks). Returns those that failed, moved aside (`.bad`) so that sending them
-   * again rewrites them.
+   * Reads back the chunks this session newly stored since the last call and checks each: its CRC, and the
+   * SHA-256 of the stored blob against that of the blob whose content was checked on receipt (so what is on
+   * disk is exactly what was verified, without decompressing it again). Returns those that failed, moved
+   * aside (`.bad`) so that sending them again rewrites them.
    */
   async verifyReceived(options: OpOptions & { concurrency?: number } = {}): Promise<string[]> {
     this.#assertOpen();
-    const digests = [...this.#unverified];
+    const entries = [...this.#unverified];
     this.#unverified.clear();
-    const reasons = await mapConcurrent(digests, options.concurrency ?? 8, (d) => this.#ds.chunks.check(d, { signal: options.signal ?? this.#options.signal }));
-    const bad = digests.filter((_, i) => reasons[i] !== undefined);
+    const signal = options.signal ?? this.#options.signal;
+    const ok = await mapConcurrent(entries, options.concurrency ?? 8, async ([digest, received]) => {
+      try {
+        const stored = await this.#ds.chunks.getBlob(digest, { signal });
+        return (await sha256HexAsync(stored)) === (await received);
+      } catch (error) {
+        if (error instanceof IbsError && (error.code === 'NOT_FOUND' || error.code === 'CORRUPT')) return false;
+        throw error;
+      }
+    });
+    const bad = entries.filter((_, i) => !ok[i]).map(([d]) => d);
     for (const d of bad) await this.#ds.chunks.markBad(d, { signal: this.#options.signal });
     return bad;
   }
