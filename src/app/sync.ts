@@ -389,6 +389,25 @@ export async function listSyncJobs(ctx: AppContext): Promise<Array<SyncJobConfig
   }
 }
 
+/** Runs `fn` as a run of job `jobId` outside the scheduler, recording its start and result (for `sync list`). */
+export async function recordJobRun<T>(ctx: AppContext, jobId: string, fn: () => Promise<T>): Promise<T> {
+  const state = new JobStateStore(ctx.paths.stateDir);
+  try {
+    state.get(jobId, Date.now());
+    state.started(jobId, Date.now(), 'local (no server)');
+    try {
+      const result = await fn();
+      state.finished(jobId, Date.now(), 'ok', 'OK');
+      return result;
+    } catch (error) {
+      state.finished(jobId, Date.now(), 'error', (error as Error).message.slice(0, 500));
+      throw error;
+    }
+  } finally {
+    state.close();
+  }
+}
+
 /** Collects a running job's transferred bytes per minute and stores them (every 10 s and at the end). */
 export function bandwidthRecorder(ctx: AppContext, id: string): { add: (bytes: number) => void; close: () => void } {
   const state = new JobStateStore(ctx.paths.stateDir);

@@ -228,7 +228,8 @@ async function runJobTask(ctx: AppContext, id: string, what: 'run' | 'repair'): 
     upid = await client.request<string>('POST', `/admin/sync/${encodeURIComponent(id)}/${what}`);
   } catch (error) {
     if (!(error instanceof IbsError && error.code === 'UNAVAILABLE' && /not running/.test(error.message))) throw error;
-    return what === 'run' ? { ...(await app.runSyncJob(ctx, { id })) } : { ...(await app.syncRepair(ctx, { id })) };
+    // No server: run here, and record the run as the job's last run all the same.
+    return app.recordJobRun(ctx, `sync/${id}`, async () => (what === 'run' ? { ...(await app.runSyncJob(ctx, { id })) } : { ...(await app.syncRepair(ctx, { id })) }));
   }
   ctx.reporter.info(`task ${upid}`);
   const r = await followTask(client, upid, (t) => t.split('\n').filter(Boolean).forEach((l) => ctx.reporter.info(l.replace(/^\S+ /, ''))));
@@ -819,24 +820,11 @@ export const COMMANDS: Command[] = [
     options: { follow: { type: 'boolean', help: 'keep printing as the task logs, until it ends' } },
     run: async (ctx, a) => {
       const client = local(ctx);
-      const upid = encodeURIComponent(pos(a, 0));
-      let offset = 0;
-      let text = '';
-      for (;;) {
-        const chunk = await client.request<{ text: string; size: number }>('GET', `/nodes/localhost/tasks/${upid}/log`, { start: offset });
-        offset = chunk.size;
-        if (flag(a, 'follow')) process.stdout.write(chunk.text);
-        else text += chunk.text;
-        const { state } = await client.request<{ state: string }>('GET', `/nodes/localhost/tasks/${upid}/status`);
-        if (!flag(a, 'follow') || (state !== 'running' && state !== 'queued')) {
-          if (flag(a, 'follow') && state !== 'running' && state !== 'queued') {
-            const rest = await client.request<{ text: string; size: number }>('GET', `/nodes/localhost/tasks/${upid}/log`, { start: offset });
-            process.stdout.write(rest.text);
-          }
-          return { text };
-        }
-        await new Promise((r) => setTimeout(r, 500));
+      if (flag(a, 'follow')) {
+        await followTask(client, pos(a, 0), (t) => process.stdout.write(t));
+        return { text: '' };
       }
+      return { text: (await client.request<{ text: string }>('GET', `/nodes/localhost/tasks/${encodeURIComponent(pos(a, 0))}/log`, { start: 0 })).text };
     },
     text: (r: { text: string }) => r.text.trimEnd(),
   },
