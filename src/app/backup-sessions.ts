@@ -1,5 +1,6 @@
 import { IbsError, formatSnapshot, parseBackupId, parseBackupTime, parseBackupType, parseManifest, parseNamespace, type ManifestFile } from '../core/index.ts';
 import { parseChunkFrames } from '../client/index.ts';
+import { mapConcurrent } from '../lib/index.ts';
 import { Datastore, SnapshotUpload } from '../datastore/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
 import type { AppContext } from './context.ts';
@@ -86,7 +87,8 @@ export class BackupSessions {
   chunks(session: string, authId: string, body: Buffer): Promise<{ existed: boolean[] }> {
     return this.#use(session, authId, async (s) => {
       const frames = parseChunkFrames(body, 'Chunk batch');
-      const existed = await Promise.all(frames.map(async (f) => (await s.upload.insertChunk(f.digest, f.blob)).existed));
+      // A few chunks at a time: each is decompressed to be checked, and batches arrive several at once.
+      const existed = await mapConcurrent(frames, 4, async (f) => (await s.upload.insertChunk(f.digest, f.blob)).existed);
       this.#uploads.remember(authId, s.store, frames.map((f) => f.digest));
       return { existed };
     });

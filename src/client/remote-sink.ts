@@ -23,20 +23,23 @@ export class RemoteSnapshotSink {
   readonly known: ReadonlySet<string>;
   readonly #client: ApiClient;
   readonly #session: string;
+  /** Ask before each batch which chunks the server holds already (off when the caller asked beforehand). */
+  readonly #askKnown: boolean;
   #batch: Pending = { frames: [], bytes: 0, waiters: [] };
   readonly #inFlight = new Set<Promise<void>>();
   #failure: unknown;
   #timer: NodeJS.Timeout | undefined;
   sentBytes = 0;
 
-  private constructor(client: ApiClient, session: string, ref: SnapshotRef, known: Set<string>) {
+  private constructor(client: ApiClient, session: string, ref: SnapshotRef, known: Set<string>, askKnown: boolean) {
     this.#client = client;
+    this.#askKnown = askKnown;
     this.#session = session;
     this.ref = ref;
     this.known = known;
   }
 
-  static async start(client: ApiClient, input: { store: string; ref: SnapshotRef; keyFingerprint?: string | undefined }): Promise<RemoteSnapshotSink> {
+  static async start(client: ApiClient, input: { store: string; ref: SnapshotRef; keyFingerprint?: string | undefined; askKnown?: boolean }): Promise<RemoteSnapshotSink> {
     const r = await client.request<{ session: string; known: string[] }>('POST', '/backup/start', {
       store: input.store,
       ...(input.ref.ns.length ? { ns: input.ref.ns.join('/') } : {}),
@@ -45,7 +48,7 @@ export class RemoteSnapshotSink {
       'backup-time': input.ref.time,
       ...(input.keyFingerprint ? { 'key-fingerprint': input.keyFingerprint } : {}),
     });
-    return new RemoteSnapshotSink(client, r.session, input.ref, new Set(r.known));
+    return new RemoteSnapshotSink(client, r.session, input.ref, new Set(r.known), input.askKnown ?? true);
   }
 
   insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }> {
@@ -71,7 +74,7 @@ export class RemoteSnapshotSink {
     while (this.#inFlight.size >= IN_FLIGHT) await Promise.race(this.#inFlight);
     const p: Promise<void> = (async () => {
       // First ask which chunks the server already holds for us (an interrupted earlier run); send the rest.
-      const { known } = await retry(() => this.#client.request<{ known: string[] }>('POST', `/backup/${this.#session}/known`, { digests: batch.frames.map((f) => f.digest) }), RETRY);
+      const { known } = this.#askKnown ? await retry(() => this.#client.request<{ known: string[] }>('POST', `/backup/${this.#session}/known`, { digests: batch.frames.map((f) => f.digest) }), RETRY) : { known: [] as string[] };
       const have = new Set(known);
       const send = batch.frames.filter((f) => !have.has(f.digest));
       const existed = new Map<string, boolean>(known.map((d) => [d, true]));

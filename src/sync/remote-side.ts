@@ -92,7 +92,8 @@ export class RemoteSide implements SyncSource, SyncTarget {
   }
 
   async begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null }): Promise<TargetSnapshot> {
-    const sink = await RemoteSnapshotSink.start(this.client, { store: this.store, ref, keyFingerprint: input.keyFingerprint ?? undefined });
+    // The engine asks which chunks the target has before sending, so batches go without asking again.
+    const sink = await RemoteSnapshotSink.start(this.client, { store: this.store, ref, keyFingerprint: input.keyFingerprint ?? undefined, askKnown: false });
     return {
       present: async (digests) => {
         const out = new Set<string>();
