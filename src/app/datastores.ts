@@ -4,6 +4,7 @@ import { IbsError, parseStoreName, validateKeepOptions, type KeepOptions } from 
 import type { DatastoreConfig } from '../config/index.ts';
 import { Datastore, datastoreStats, readGcStatus, FORMAT_VERSION, type DatastoreStats } from '../datastore/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
+import { listSyncJobs } from './sync.ts';
 
 export async function createDatastore(ctx: AppContext, input: { name: string; path?: string; comment?: string; keep?: KeepOptions }): Promise<DatastoreConfig> {
   parseStoreName(input.name);
@@ -49,11 +50,20 @@ export function listDatastores(ctx: AppContext): Promise<DatastoreConfig[]> {
   return ctx.datastores.list();
 }
 
-export async function showDatastore(ctx: AppContext, name: string): Promise<DatastoreConfig & { id: string; format: number; quarantine?: { reason: string; since: string } }> {
+export async function showDatastore(ctx: AppContext, name: string): Promise<DatastoreConfig & { id: string; format: number; quarantine?: { reason: string; since: string }; lastSync?: Record<string, string> }> {
+  const lastSync = await lastSyncOf(ctx, name);
   return withDatastore(ctx, name, async (ds, config) => {
     const q = await ds.quarantineState();
-    return { ...config, id: ds.marker.id, format: ds.marker.format, ...(q ? { quarantine: q } : {}) };
+    return { ...config, id: ds.marker.id, format: ds.marker.format, ...(q ? { quarantine: q } : {}), ...(lastSync ? { lastSync } : {}) };
   });
+}
+
+/** The most recent run of any sync job of a datastore: job, direction, time, result, UPID. */
+async function lastSyncOf(ctx: AppContext, store: string): Promise<Record<string, string> | undefined> {
+  const runs = (await listSyncJobs(ctx)).filter((j) => j.store === store && j.lastRun !== undefined).sort((a, b) => ((a.lastRun as string) < (b.lastRun as string) ? 1 : -1));
+  const last = runs[0];
+  if (!last) return undefined;
+  return { job: last.id, direction: last.direction, time: last.lastRun as string, result: last.lastState ?? '', ...(last.lastUpid ? { upid: last.lastUpid } : {}), ...(last.lastStatus && last.lastState !== 'ok' ? { status: last.lastStatus } : {}) };
 }
 
 /** Removes the configuration; the data only with `destroyData`. */
