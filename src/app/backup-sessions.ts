@@ -70,7 +70,7 @@ export class BackupSessions {
     const backend = ctx.openBackend(config);
     try {
       const ds = await Datastore.open(backend, { signal: ctx.signal });
-      const upload = await SnapshotUpload.begin(ds, ref, { owner: ctx.authId, keyFingerprint: input.keyFingerprint ?? null, verifyChunks: true });
+      const upload = await SnapshotUpload.begin(ds, ref, { owner: ctx.authId, keyFingerprint: input.keyFingerprint ?? null, verifyChunks: true, pool: ctx.verifyPool });
       const session = this.#sessions.open(ctx.authId, { upload, backend, store: input.store });
       return { session, snapshot: formatSnapshot(ref), known: [...upload.known] };
     } catch (error) {

@@ -1,5 +1,5 @@
 import type { AccessConfig, DatastoreConfig, DatastoreRegistry, IbsPaths, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys } from '../config/index.ts';
-import { Datastore } from '../datastore/index.ts';
+import { Datastore, type VerifyPool } from '../datastore/index.ts';
 import type { Reporter } from '../lib/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
 
@@ -22,6 +22,8 @@ export interface AppContext {
   /** The acting identity (owner of new groups), e.g. "root@pam". */
   authId: string;
   reporter: Reporter;
+  /** Worker threads that check received chunks (created on first use by the composition root). */
+  readonly verifyPool?: VerifyPool | undefined;
   /** A remote link with no data moving for this long counts as broken (default 60 s). */
   linkIdleTimeoutMs?: number | undefined;
   signal?: AbortSignal | undefined;

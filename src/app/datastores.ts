@@ -51,15 +51,17 @@ export function listDatastores(ctx: AppContext): Promise<DatastoreConfig[]> {
 }
 
 export async function showDatastore(ctx: AppContext, name: string): Promise<DatastoreConfig & { id: string; format: number; quarantine?: { reason: string; since: string }; lastSync?: Record<string, string> }> {
-  const lastSync = await lastSyncOf(ctx, name);
   return withDatastore(ctx, name, async (ds, config) => {
     const q = await ds.quarantineState();
+    const lastSync = await lastSyncOf(ctx, name);
     return { ...config, id: ds.marker.id, format: ds.marker.format, ...(q ? { quarantine: q } : {}), ...(lastSync ? { lastSync } : {}) };
   });
 }
 
 /** The most recent run of any sync job of a datastore: job, direction, time, result, UPID. */
 async function lastSyncOf(ctx: AppContext, store: string): Promise<Record<string, string> | undefined> {
+  // Without sync jobs there is nothing to report (and no job state to open).
+  if (!(await ctx.jobs.sync.list()).some((j) => j.store === store)) return undefined;
   const runs = (await listSyncJobs(ctx)).filter((j) => j.store === store && j.lastRun !== undefined).sort((a, b) => ((a.lastRun as string) < (b.lastRun as string) ? 1 : -1));
   const last = runs[0];
   if (!last) return undefined;

@@ -9,6 +9,7 @@ import type { AppContext } from '../app/index.ts';
 import { runCli, type Command } from '../cli/index.ts';
 import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys, resolvePaths, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
 import { IbsError } from '../core/index.ts';
+import { VerifyPool } from '../datastore/index.ts';
 import { silentReporter, type Reporter } from '../lib/index.ts';
 import { ConcurrencyBackend, RetryBackend, type StorageBackend } from '../storage/index.ts';
 import { LocalBackend } from '../storage/local/index.ts';
@@ -24,6 +25,9 @@ export function openBackend(config: DatastoreConfig): StorageBackend {
 export function localAuthId(): string {
   return `${userInfo().username}@pam`;
 }
+
+/** One pool of chunk-checking worker threads per process, started when a receiver first needs it. */
+let pool: VerifyPool | undefined;
 
 export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter = silentReporter, signal?: AbortSignal): AppContext {
   // Tests shorten how long a stalled link is waited on; operators normally keep the default (60 s).
@@ -42,6 +46,9 @@ export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter 
     reporter,
     signal,
     ...(linkIdle !== undefined ? { linkIdleTimeoutMs: linkIdle } : {}),
+    get verifyPool(): VerifyPool {
+      return (pool ??= new VerifyPool());
+    },
   };
 }
 
@@ -91,5 +98,7 @@ if (import.meta.main) {
     makeContext: (reporter, signal) => makeContext(paths, localAuthId(), reporter, signal),
     extraCommands: [serverCommand(paths)],
   });
+  // The command is done (the server command returns only once stopped): end the checking threads.
+  await pool?.close();
   process.exitCode = code;
 }

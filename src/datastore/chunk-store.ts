@@ -1,5 +1,6 @@
 import { checkBlobCrc, readBlobHeader, decodeBlob, assertDigest, isEncryptedBlob, sha256HexAsync, IbsError, type CryptKey } from '../core/index.ts';
 import { mapConcurrent } from '../lib/index.ts';
+import type { VerifyPool } from './verify-pool.ts';
 import { isStorageError, type StorageBackend, type OpOptions } from '../storage/index.ts';
 
 export const CHUNK_PREFIX = '.chunks/';
@@ -39,12 +40,24 @@ export class ChunkStore {
    * CRC is always checked; with `verify` the plaintext digest is checked too (plain chunks always, encrypted
    * ones when `verify.key` is given). A mismatch throws CORRUPT and stores nothing.
    */
-  async insert(digest: string, blob: Uint8Array, options: OpOptions & { verify?: { key?: CryptKey | undefined } } = {}): Promise<{ existed: boolean }> {
+  async insert(digest: string, blob: Uint8Array, options: OpOptions & { verify?: { key?: CryptKey | undefined; pool?: VerifyPool | undefined } } = {}): Promise<{ existed: boolean; blobSha256?: string }> {
     assertDigest(digest, 'chunk digest');
-    const header = checkBlobCrc(blob, `chunk ${digest}`);
-    const encrypted = isEncryptedBlob(header);
-    // Encrypted chunks without their key: the CRC (checked above) is what the receiver can check.
-    if (options.verify && (!encrypted || options.verify.key)) await verifyChunkContent(digest, blob, options.verify.key, encrypted);
+    let blobSha256: string | undefined;
+    const pool = options.verify?.pool;
+    if (pool && !options.verify?.key) {
+      // CRC, plaintext digest (plain chunks) and the blob's own hash, on a worker thread.
+      blobSha256 = (await pool.check(digest, blob)).blobSha256;
+    } else {
+      const header = checkBlobCrc(blob, `chunk ${digest}`);
+      const encrypted = isEncryptedBlob(header);
+      // Encrypted chunks without their key: the CRC (checked above) is what the receiver can check.
+      if (options.verify && (!encrypted || options.verify.key)) await verifyChunkContent(digest, blob, options.verify.key, encrypted);
+    }
+    const stored = await this.#store(digest, blob, options);
+    return blobSha256 !== undefined ? { ...stored, blobSha256 } : stored;
+  }
+
+  async #store(digest: string, blob: Uint8Array, options: OpOptions): Promise<{ existed: boolean }> {
     const key = chunkKey(digest);
     if (await this.#backend.stat(key, options)) {
       await this.#touch(key, options);

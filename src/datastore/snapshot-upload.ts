@@ -18,6 +18,7 @@ import { isStorageError, type OpOptions } from '../storage/index.ts';
 import type { Datastore } from './datastore.ts';
 import { SnapshotReader } from './snapshot-reader.ts';
 import { WriterLease } from './writer-lease.ts';
+import type { VerifyPool } from './verify-pool.ts';
 
 /** Where a snapshot writer puts chunks and files: a datastore here, or one behind the API. */
 export interface SnapshotSink {
@@ -36,6 +37,8 @@ export interface UploadOptions extends OpOptions {
   keyFingerprint: string | null;
   /** Check plaintext chunks' digests on receipt (always for data from the network). */
   verifyChunks: boolean;
+  /** Worker threads for those checks (else they run on this thread). */
+  pool?: VerifyPool | undefined;
 }
 
 /**
@@ -122,10 +125,10 @@ export class SnapshotUpload implements SnapshotSink {
   async insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }> {
     this.#assertOpen();
     throwIfAborted(this.#options.signal);
-    const result = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal, ...(this.#options.verifyChunks ? { verify: {} } : {}) });
+    const result = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal, ...(this.#options.verifyChunks ? { verify: { pool: this.#options.pool } } : {}) });
     this.#uploaded.add(digest);
     if (!result.existed) {
-      const hash = sha256HexAsync(blob);
+      const hash = result.blobSha256 !== undefined ? Promise.resolve(result.blobSha256) : sha256HexAsync(blob);
       hash.catch(() => {});
       this.#unverified.set(digest, hash);
     }

@@ -1,5 +1,5 @@
 import { formatNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
-import { Datastore, SnapshotUpload, datastoreSource } from '../datastore/index.ts';
+import { Datastore, SnapshotUpload, datastoreSource, type VerifyPool } from '../datastore/index.ts';
 import { mapConcurrent } from '../lib/index.ts';
 import { prefetch } from './prefetch.ts';
 import { groupKey, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
@@ -24,10 +24,12 @@ export async function listDatastore(ds: Datastore, root: Namespace, maxDepth: nu
 export class DatastoreSide implements SyncSource, SyncTarget {
   readonly label: string;
   readonly ds: Datastore;
+  readonly #pool: VerifyPool | undefined;
 
-  constructor(ds: Datastore, label: string) {
+  constructor(ds: Datastore, label: string, options: { pool?: VerifyPool | undefined } = {}) {
     this.ds = ds;
     this.label = label;
+    this.#pool = options.pool;
   }
 
   list(root: Namespace, maxDepth: number | undefined, options: OpOptions = {}): Promise<SideListing> {
@@ -50,7 +52,7 @@ export class DatastoreSide implements SyncSource, SyncTarget {
   }
 
   async begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null }, options: OpOptions = {}): Promise<TargetSnapshot> {
-    const upload = await SnapshotUpload.begin(this.ds, ref, { owner: input.owner, keyFingerprint: input.keyFingerprint, verifyChunks: true, ...(options.signal ? { signal: options.signal } : {}) });
+    const upload = await SnapshotUpload.begin(this.ds, ref, { owner: input.owner, keyFingerprint: input.keyFingerprint, verifyChunks: true, pool: this.#pool, ...(options.signal ? { signal: options.signal } : {}) });
     return {
       // The sync job acts for the server itself: any chunk the datastore holds may be referenced.
       present: async (digests) => new Set(await upload.adopt(digests, () => true)),

@@ -46,7 +46,7 @@ export interface SyncReport {
   seconds: number;
 }
 
-const INSERT_WINDOW = 32 * 1024 * 1024;
+const INSERT_WINDOW = 16 * 1024 * 1024;
 const SNAPSHOT_ATTEMPTS = 3;
 
 /** Copies one snapshot: chunks the target lacks, a read-back verification of what arrived, files, manifest last. */

@@ -1,0 +1,39 @@
+/**
+ * Worker thread of the VerifyPool: checks a received chunk off the main thread (CRC, decompression, SHA-256
+ * of the plaintext for plain chunks) and hashes the blob as received, for the read-back check.
+ */
+import { createHash } from 'node:crypto';
+import { parentPort } from 'node:worker_threads';
+import { zstdDecompressSync } from 'node:zlib';
+// Only the blob codec and error helpers: a small module graph keeps each thread's memory low.
+import { MAX_BLOB_PLAINTEXT, checkBlobCrc, isEncryptedBlob } from '../core/blob.ts';
+import { toIbsError } from '../core/errors.ts';
+
+interface Job {
+  id: number;
+  digest: string;
+  blob: Uint8Array;
+}
+
+parentPort?.on('message', (job: Job) => {
+  try {
+    const what = `chunk ${job.digest}`;
+    const header = checkBlobCrc(job.blob, what);
+    if (!isEncryptedBlob(header)) {
+      let plain: Uint8Array = job.blob.subarray(header.headerSize);
+      if (header.encoding === 'zstd') {
+        try {
+          plain = zstdDecompressSync(plain, { maxOutputLength: MAX_BLOB_PLAINTEXT });
+        } catch {
+          throw Object.assign(new Error(`${what}: zstd payload does not decompress`), { code: 'CORRUPT' });
+        }
+      }
+      const actual = createHash('sha256').update(plain).digest('hex');
+      if (actual !== job.digest) throw Object.assign(new Error(`Chunk ${job.digest}: content digest is ${actual} (damaged chunk)`), { code: 'CORRUPT' });
+    }
+    parentPort?.postMessage({ id: job.id, blobSha256: createHash('sha256').update(job.blob).digest('hex') });
+  } catch (error) {
+    const e = error as Error & { code?: string };
+    parentPort?.postMessage({ id: job.id, error: { code: e.code === 'CORRUPT' ? 'CORRUPT' : toIbsError(error).code, message: e.message } });
+  }
+});
