@@ -44,10 +44,18 @@ export class ChunkStore {
     assertDigest(digest, 'chunk digest');
     let blobSha256: string | undefined;
     const pool = options.verify?.pool;
+    let checked = false;
     if (pool && !options.verify?.key) {
-      // CRC, plaintext digest (plain chunks) and the blob's own hash, on a worker thread.
-      blobSha256 = (await pool.check(digest, blob)).blobSha256;
-    } else {
+      // CRC, plaintext digest (plain chunks) and the blob's own hash, on a worker thread; if the threads
+      // themselves fail (not the chunk), the check runs here instead.
+      try {
+        blobSha256 = (await pool.check(digest, blob)).blobSha256;
+        checked = true;
+      } catch (error) {
+        if (error instanceof IbsError) throw error;
+      }
+    }
+    if (!checked) {
       const header = checkBlobCrc(blob, `chunk ${digest}`);
       const encrypted = isEncryptedBlob(header);
       // Encrypted chunks without their key: the CRC (checked above) is what the receiver can check.

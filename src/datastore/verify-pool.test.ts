@@ -1,0 +1,29 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { CryptKey, IbsError, encodeBlob, sha256Hex } from '../core/index.ts';
+import { VerifyPool } from './verify-pool.ts';
+
+test('the verify pool checks chunks on worker threads: CRC, plaintext digest, blob hash; encrypted ones by CRC', async () => {
+  const pool = new VerifyPool(2);
+  try {
+    const data = Buffer.concat([randomBytes(50_000), Buffer.alloc(200_000, 7)]);
+    const blob = await encodeBlob(data, { compress: true });
+    assert.deepEqual(await pool.check(sha256Hex(data), blob), { blobSha256: sha256Hex(blob) });
+    const corrupt = (e: unknown): boolean => e instanceof IbsError && e.code === 'CORRUPT';
+    await assert.rejects(pool.check(sha256Hex(Buffer.from('other')), blob), corrupt);
+    const flipped = Buffer.from(blob);
+    flipped[flipped.length - 5] = (flipped[flipped.length - 5] as number) ^ 1;
+    await assert.rejects(pool.check(sha256Hex(data), flipped), corrupt);
+    // A slice of a larger buffer (a request body) is checked as itself.
+    const body = Buffer.concat([Buffer.alloc(100, 1), blob, Buffer.alloc(100, 2)]);
+    assert.deepEqual(await pool.check(sha256Hex(data), body.subarray(100, 100 + blob.length)), { blobSha256: sha256Hex(blob) });
+    const key = CryptKey.generate();
+    const enc = await encodeBlob(data, { compress: true, key });
+    assert.deepEqual(await pool.check(key.chunkDigest(data), enc), { blobSha256: sha256Hex(enc) });
+    const checks = await Promise.all(Array.from({ length: 20 }, () => pool.check(sha256Hex(data), blob)));
+    assert.equal(checks.length, 20);
+  } finally {
+    await pool.close();
+  }
+});
