@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys, resolvePaths } from '../config/index.ts';
+import { AccessConfig, resolvePaths } from '../config/index.ts';
 import { TaskManager, TaskStore } from '../jobs/index.ts';
 import { silentReporter } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
 import type { AppContext } from '../app/index.ts';
-import { BackupSessions, ReaderSessions, createDatastore } from '../app/index.ts';
+import { BackupSessions, ReaderSessions, configStores, createDatastore } from '../app/index.ts';
 import { ROUTES } from './routes.ts';
 import { ApiDispatcher } from './server.ts';
 
@@ -28,13 +28,8 @@ before(async () => {
   const paths = resolvePaths({ IRONCORE_HOME: dir });
   const access = new AccessConfig(paths.configDir);
   const ctx = (authId: string, signal?: AbortSignal): AppContext => ({
-    paths,
-    datastores: new DatastoreRegistry(join(paths.configDir, 'datastore.cfg')),
+    ...configStores(paths),
     access,
-    jobs: new JobsConfig(paths.configDir),
-    notifications: new NotificationsConfig(paths.configDir),
-    remotes: new RemotesConfig(paths.configDir),
-    keys: new ServerKeys(paths.configDir),
     openBackend: () => backend,
     authId,
     reporter: silentReporter,

@@ -199,7 +199,7 @@ export const ROUTES: Route[] = [
     permission: { kind: 'handler', description: 'the privileges the job needs to run (pull: Datastore.Audit+Backup locally, Remote.Read; push: Remote.Audit+DatastoreBackup, Datastore.Read+Audit locally)' },
     handler: async (req, input) => {
       const job = app.syncJobInput(input) as app.SyncJobInput;
-      app.checkSyncPermissions(req.acl, req.authId, await app.previewSyncJob(req.ctx, job));
+      app.checkSyncPermissions(req.acl, req.authId, app.syncJobDefaults(job));
       return app.createSyncJob(req.ctx, job);
     },
   },

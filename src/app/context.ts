@@ -1,4 +1,5 @@
-import type { AccessConfig, DatastoreConfig, DatastoreRegistry, IbsPaths, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys } from '../config/index.ts';
+import { join } from 'node:path';
+import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
 import { Datastore, type VerifyPool } from '../datastore/index.ts';
 import type { Reporter } from '../lib/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
@@ -27,6 +28,19 @@ export interface AppContext {
   /** A remote link with no data moving for this long counts as broken (default 60 s). */
   linkIdleTimeoutMs?: number | undefined;
   signal?: AbortSignal | undefined;
+}
+
+/** The configuration stores of a context, all in the config directory of `paths`. */
+export function configStores(paths: IbsPaths): Pick<AppContext, 'paths' | 'datastores' | 'access' | 'jobs' | 'notifications' | 'remotes' | 'keys'> {
+  return {
+    paths,
+    datastores: new DatastoreRegistry(join(paths.configDir, 'datastore.cfg')),
+    access: new AccessConfig(paths.configDir),
+    jobs: new JobsConfig(paths.configDir),
+    notifications: new NotificationsConfig(paths.configDir),
+    remotes: new RemotesConfig(paths.configDir),
+    keys: new ServerKeys(paths.configDir),
+  };
 }
 
 /** Opens a configured datastore; closes its backend when `use` ends. */

@@ -3,7 +3,7 @@
  * and works through the context it is given (config, backends, reporter, abort signal). The CLI and, later,
  * the API are thin layers over these functions.
  */
-export type { AppContext } from './context.ts';
+export { configStores, type AppContext } from './context.ts';
 export * from './datastores.ts';
 export * from './snapshots.ts';
 export * from './keys.ts';

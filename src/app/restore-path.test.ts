@@ -4,12 +4,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys, resolvePaths, type DatastoreConfig } from '../config/index.ts';
+import { resolvePaths, type DatastoreConfig } from '../config/index.ts';
 import { silentReporter } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
 import type { ReadOptions, StorageBackend } from '../storage/index.ts';
 import { createBackup, createDatastore, restoreBackup, verifyStore } from './index.ts';
-import type { AppContext } from './context.ts';
+import { configStores, type AppContext } from './context.ts';
 
 /** A memory backend that counts chunk reads and is never closed for real (it outlives each command). */
 class CountingBackend extends MemoryBackend {
@@ -26,13 +26,7 @@ async function context(): Promise<{ ctx: AppContext; backend: CountingBackend; d
   const backend = new CountingBackend();
   const paths = resolvePaths({ IRONCORE_HOME: dir });
   const ctx: AppContext = {
-    paths,
-    datastores: new DatastoreRegistry(join(paths.configDir, 'datastore.cfg')),
-    access: new AccessConfig(paths.configDir),
-    jobs: new JobsConfig(paths.configDir),
-    notifications: new NotificationsConfig(paths.configDir),
-    remotes: new RemotesConfig(paths.configDir),
-    keys: new ServerKeys(paths.configDir),
+    ...configStores(paths),
     openBackend: (_config: DatastoreConfig): StorageBackend => backend,
     authId: 'test@pam',
     reporter: silentReporter,

@@ -13,7 +13,8 @@ const MIB = 1024 * 1024;
 /** What `sync create` accepts; unset options take the defaults of SyncJobConfig. */
 export type SyncJobInput = Partial<Omit<SyncJobConfig, 'id' | 'store' | 'remoteStore' | 'direction'>> & { id: string; store: string; remoteStore: string; direction: 'push' | 'pull'; bwlimit?: number };
 
-function withDefaults(input: SyncJobInput): SyncJobConfig {
+/** The job as it would be stored: defaults applied (also for permission checks before creating it). */
+export function syncJobDefaults(input: SyncJobInput): SyncJobConfig {
   const { bwlimit, ...rest } = input;
   return {
     ns: '',
@@ -50,7 +51,7 @@ async function checkJob(ctx: AppContext, job: SyncJobConfig): Promise<void> {
 }
 
 export async function createSyncJob(ctx: AppContext, input: SyncJobInput): Promise<SyncJobConfig> {
-  const job = withDefaults(input);
+  const job = syncJobDefaults(input);
   await checkJob(ctx, job);
   return ctx.jobs.sync.add(job);
 }
@@ -63,7 +64,7 @@ export async function updateSyncJob(ctx: AppContext, id: string, change: Partial
     if (['id', 'store', 'remoteStore', 'direction'].includes(key)) throw new IbsError('INVALID_ARGUMENT', `Cannot delete "${key}" of a sync job: it is required`);
     delete next[key];
   }
-  const job = withDefaults(next as SyncJobInput);
+  const job = syncJobDefaults(next as SyncJobInput);
   // A new active key keeps the old one associated: what it encrypted stays readable.
   if (current.activeKey !== undefined && job.activeKey !== current.activeKey && !job.associatedKeys.includes(current.activeKey)) job.associatedKeys = [...job.associatedKeys, current.activeKey];
   await checkJob(ctx, job);
@@ -227,11 +228,7 @@ async function executeJob(ctx: AppContext, job: SyncJobConfig, open: OpenJob, in
   reporter.info(`sync job ${job.id}: ${job.direction} from ${open.source.label} (${formatNamespace(open.sourceNs) || 'root'}) to ${open.target.label} (${formatNamespace(open.targetNs) || 'root'})`);
   const [sourceList, targetList] = await Promise.all([open.source.list(open.sourceNs, job.maxDepth, { signal: ctx.signal }), open.target.list(open.targetNs, job.maxDepth, { signal: ctx.signal })]);
   if (sourceList.namespaces.length === 0) throw new IbsError('NOT_FOUND', `Namespace "${formatNamespace(open.sourceNs)}" does not exist on ${open.source.label}`);
-  if (input.damaged) {
-    // Repair: copies found damaged count as failed verification, so the plan syncs them again.
-    for (const t of targetList.snapshots) if (input.damaged.has(describe(t.ref))) t.manifest = { ...t.manifest, unprotected: { ...t.manifest.unprotected, verifyState: { state: 'failed', time: Math.floor(Date.now() / 1000) } } };
-  }
-  const policy = policyOf(job, open, { ...(input.resyncCorrupt ? { resyncCorrupt: true } : {}), encrypt: job.direction === 'push' && job.encryptOnPush });
+  const policy = policyOf(job, open, { ...(input.resyncCorrupt ? { resyncCorrupt: true } : {}), ...(input.damaged ? { damaged: input.damaged } : {}), encrypt: job.direction === 'push' && job.encryptOnPush });
   const plan = planSync(sourceList, targetList, policy);
   const transformFor = await transforms(ctx, job);
   const rate = (job.direction === 'pull' ? job.rateIn : job.rateOut) ?? 0;
@@ -295,7 +292,7 @@ export interface DiffRow {
 export async function syncDiff(ctx: AppContext, input: { id?: string; store?: string; remote?: string; remoteStore?: string; ns?: string; remoteNs?: string; direction?: 'push' | 'pull' }): Promise<{ aligned: boolean; source: string; target: string; rows: DiffRow[] }> {
   const job: SyncJobConfig = input.id !== undefined
     ? await ctx.jobs.sync.get(input.id)
-    : withDefaults({ id: 'diff', store: input.store ?? '', remoteStore: input.remoteStore ?? '', direction: input.direction ?? 'push', ...(input.remote ? { remote: input.remote } : {}), ns: input.ns ?? '', remoteNs: input.remoteNs ?? '' });
+    : syncJobDefaults({ id: 'diff', store: input.store ?? '', remoteStore: input.remoteStore ?? '', direction: input.direction ?? 'push', ...(input.remote ? { remote: input.remote } : {}), ns: input.ns ?? '', remoteNs: input.remoteNs ?? '' });
   if (input.id === undefined) {
     if (!input.store || !input.remoteStore) throw new IbsError('INVALID_ARGUMENT', 'sync diff needs --name JOB, or --source STORE with --remote R and --remote-repository S');
     await ctx.datastores.get(job.store);
@@ -307,21 +304,17 @@ export async function syncDiff(ctx: AppContext, input: { id?: string; store?: st
     const plan = planSync(s, t, policy);
     const rows: DiffRow[] = [];
     for (const g of plan.groups) {
-      for (const c of g.copy) rows.push({ where: 'source only', snapshot: describe(c.snapshot.ref) });
-      for (const r of g.remove) rows.push({ where: 'target only', snapshot: describe(r) });
+      for (const c of g.copy) rows.push({ where: 'source only', snapshot: formatSnapshot(c.snapshot.ref) });
+      for (const r of g.remove) rows.push({ where: 'target only', snapshot: formatSnapshot(r) });
       for (const k of g.skip) if (k.reason === 'protected') rows.push({ where: 'target only', snapshot: `${k.snapshot} (protected)` });
     }
-    for (const d of plan.differs) rows.push({ where: 'differs', snapshot: describe(d.target) });
+    for (const d of plan.differs) rows.push({ where: 'differs', snapshot: formatSnapshot(d.target) });
     return { aligned: rows.length === 0, source: open.source.label, target: open.target.label, rows };
   } finally {
     await open.close();
   }
 }
 
-function describe(ref: { ns: Namespace; type: string; id: string; time: number }): string {
-  const ns = formatNamespace(ref.ns);
-  return `${ns ? `${ns}:` : ''}${formatSnapshot({ ...ref, ns: [] } as Parameters<typeof formatSnapshot>[0])}`;
-}
 
 /**
  * Full comparison and repair: every chunk every replica snapshot references is checked on the target
@@ -336,7 +329,7 @@ export async function syncRepair(ctx: AppContext, input: { id: string; upid?: st
     const targetList = await open.target.list(open.targetNs, job.maxDepth, { signal: ctx.signal });
     let checked = 0;
     for (const snap of targetList.snapshots) {
-      const name = describe(snap.ref);
+      const name = formatSnapshot(snap.ref);
       const digests = new Set<string>();
       try {
         const src = await open.target.open(snap.ref, { signal: ctx.signal });
@@ -455,10 +448,6 @@ export function syncJobInput(values: Record<string, unknown>): Partial<SyncJobIn
   return out as Partial<SyncJobInput>;
 }
 
-/** The job as it would be stored (defaults applied), for permission checks before creating it. */
-export async function previewSyncJob(_ctx: AppContext, input: SyncJobInput): Promise<SyncJobConfig> {
-  return withDefaults(input);
-}
 
 /** The sync listing a remote side asks for: only namespaces the caller may see; with only Datastore.Backup, its own groups. */
 export async function syncListing(ctx: AppContext, acl: AclEntry[], input: { store: string; ns: string; maxDepth?: number }): Promise<ListingJson> {
@@ -472,16 +461,23 @@ export async function syncListing(ctx: AppContext, acl: AclEntry[], input: { sto
       throw new IbsError('PERMISSION_DENIED', `Permission check failed: ${ctx.authId} lacks Datastore.Audit, Datastore.Read or Datastore.Backup on ${datastoreAclPath(input.store, root)}`);
     }
     const listing = await listDatastore(ds, root, input.maxDepth, { signal: ctx.signal });
-    const mayAll = (ns: Namespace): boolean => {
-      const p = effectivePrivileges(acl, ctx.authId, datastoreAclPath(input.store, ns));
-      return p.has('Datastore.Audit') || p.has('Datastore.Read');
+    // Privileges per namespace, computed once each (listings hold many snapshots per namespace).
+    const privs = new Map<string, ReturnType<typeof effectivePrivileges>>();
+    const privilegesOn = (ns: Namespace): ReturnType<typeof effectivePrivileges> => {
+      const path = datastoreAclPath(input.store, ns);
+      let p = privs.get(path);
+      if (!p) privs.set(path, (p = effectivePrivileges(acl, ctx.authId, path)));
+      return p;
     };
-    const mayOwn = (ns: Namespace): boolean => effectivePrivileges(acl, ctx.authId, datastoreAclPath(input.store, ns)).has('Datastore.Backup');
+    const mayAll = (ns: Namespace): boolean => privilegesOn(ns).has('Datastore.Audit') || privilegesOn(ns).has('Datastore.Read');
+    const mayOwn = (ns: Namespace): boolean => privilegesOn(ns).has('Datastore.Backup');
     const visible = (ref: SnapshotRef): boolean => mayAll(ref.ns) || (mayOwn(ref.ns) && listing.owners.get(groupKey(ref)) === ctx.authId);
+    const snapshots = listing.snapshots.filter((s) => visible(s.ref));
+    const groups = new Set(snapshots.map((s) => groupKey(s.ref)));
     return encodeListing({
       namespaces: listing.namespaces.filter((ns) => mayAll(ns) || mayOwn(ns)),
-      snapshots: listing.snapshots.filter((s) => visible(s.ref)),
-      owners: new Map([...listing.owners].filter(([key]) => listing.snapshots.some((s) => groupKey(s.ref) === key && visible(s.ref)))),
+      snapshots,
+      owners: new Map([...listing.owners].filter(([key]) => groups.has(key))),
     });
   } finally {
     await backend.close();

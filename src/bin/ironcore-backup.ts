@@ -5,9 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
-import type { AppContext } from '../app/index.ts';
+import { configStores, type AppContext } from '../app/index.ts';
 import { runCli, type Command } from '../cli/index.ts';
-import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys, resolvePaths, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
+import { resolvePaths, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
 import { IbsError } from '../core/index.ts';
 import { VerifyPool } from '../datastore/index.ts';
 import { silentReporter, type Reporter } from '../lib/index.ts';
@@ -34,13 +34,7 @@ export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter 
   const idleText = process.env.IBS_LINK_IDLE_TIMEOUT_MS;
   const linkIdle = idleText !== undefined && /^\d{3,7}$/.test(idleText) ? Number(idleText) : undefined;
   return {
-    paths,
-    datastores: new DatastoreRegistry(join(paths.configDir, 'datastore.cfg')),
-    access: new AccessConfig(paths.configDir),
-    jobs: new JobsConfig(paths.configDir),
-    notifications: new NotificationsConfig(paths.configDir),
-    remotes: new RemotesConfig(paths.configDir),
-    keys: new ServerKeys(paths.configDir),
+    ...configStores(paths),
     openBackend,
     authId,
     reporter,

@@ -1,7 +1,6 @@
 import { formatNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
 import { Datastore, SnapshotUpload, datastoreSource, type VerifyPool } from '../datastore/index.ts';
-import { mapConcurrent } from '../lib/index.ts';
-import { prefetch } from './prefetch.ts';
+import { mapConcurrent, prefetch } from '../lib/index.ts';
 import { groupKey, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
 
 /** Lists a datastore's namespace tree under `root` (root included) with snapshots and group owners. */

@@ -17,6 +17,8 @@ export interface SyncPolicy {
   resyncCorrupt: boolean;
   /** Owner of target groups: new ones get it; existing ones owned by someone else are skipped. */
   owner: string;
+  /** Copies found damaged (by `sync repair`, formatSnapshot of the target ref): synced again like failed ones. */
+  damaged?: ReadonlySet<string> | undefined;
   /** Encrypt unencrypted snapshots on the way (push with --encrypt-on-push); partly encrypted ones are skipped. */
   encrypt: boolean;
 }
@@ -46,6 +48,17 @@ export interface SyncPlan {
   removeNamespaces: Namespace[];
   /** Content that differs although both sides have the snapshot (reported by diff, fixed by repair). */
   differs: Array<{ source: SnapshotRef; target: SnapshotRef }>;
+}
+
+function byGroup(snapshots: readonly SideSnapshot[]): Map<string, SideSnapshot[]> {
+  const groups = new Map<string, SideSnapshot[]>();
+  for (const s of snapshots) {
+    const key = groupKey(s.ref);
+    const list = groups.get(key);
+    if (list) list.push(s);
+    else groups.set(key, [s]);
+  }
+  return groups;
 }
 
 /** Source namespace -> target namespace under the job's roots. */
@@ -89,10 +102,8 @@ export function planSync(source: SideListing, target: SideListing, policy: SyncP
     if (!targetNamespaces.has(formatNamespace(mapped))) createNamespaces.push(mapped);
   }
 
-  const bySourceGroup = new Map<string, SideSnapshot[]>();
-  for (const s of source.snapshots) bySourceGroup.set(groupKey(s.ref), [...(bySourceGroup.get(groupKey(s.ref)) ?? []), s]);
-  const byTargetGroup = new Map<string, SideSnapshot[]>();
-  for (const s of target.snapshots) byTargetGroup.set(groupKey(s.ref), [...(byTargetGroup.get(groupKey(s.ref)) ?? []), s]);
+  const bySourceGroup = byGroup(source.snapshots);
+  const byTargetGroup = byGroup(target.snapshots);
 
   const groups: GroupPlan[] = [];
   const differs: SyncPlan['differs'] = [];
@@ -123,7 +134,7 @@ export function planSync(source: SideListing, target: SideListing, policy: SyncP
       const name = formatSnapshot(s.ref);
       const there = onTarget.get(s.ref.time);
       if (there) {
-        const failed = there.manifest.unprotected.verifyState?.state === 'failed';
+        const failed = there.manifest.unprotected.verifyState?.state === 'failed' || policy.damaged?.has(formatSnapshot(there.ref)) === true;
         // Copies re-encrypted (or decrypted) on the way cannot be compared file by file.
         const differ = (s.manifest.keyFingerprint ?? null) === (there.manifest.keyFingerprint ?? null) && !sameFiles(s, there);
         if (differ) differs.push({ source: s.ref, target: there.ref });

@@ -1,7 +1,6 @@
 import { ApiClient, RemoteSnapshotSink, RemoteSnapshotSource } from '../client/index.ts';
 import { IbsError, formatGroup, formatNamespace, formatSnapshot, parseManifest, parseNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
-import { mapConcurrent, retry } from '../lib/index.ts';
-import { prefetch } from './prefetch.ts';
+import { mapConcurrent, prefetch, retry } from '../lib/index.ts';
 import { groupKey, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
 
 /** A listing as the API carries it. */
@@ -96,9 +95,9 @@ export class RemoteSide implements SyncSource, SyncTarget {
     const sink = await RemoteSnapshotSink.start(this.client, { store: this.store, ref, keyFingerprint: input.keyFingerprint ?? undefined, askKnown: false });
     return {
       present: async (digests) => {
-        const out = new Set<string>();
-        const ask: string[] = [];
-        for (const d of digests) (sink.known.has(d) ? out : { add: (x: string) => ask.push(x) }).add(d);
+        // The previous snapshot's chunks are known from the start; the server is asked about the rest.
+        const out = new Set(digests.filter((d) => sink.known.has(d)));
+        const ask = digests.filter((d) => !sink.known.has(d));
         const batches: string[][] = [];
         for (let i = 0; i < ask.length; i += KNOWN_BATCH) batches.push(ask.slice(i, i + KNOWN_BATCH));
         for (const known of await mapConcurrent(batches, 4, (b) => sink.queryKnown(b))) for (const d of known) out.add(d);
