@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decodeBlob, encodeBlob, readBlobHeader, checkBlobCrc } from './blob.ts';
+import { createZstdCompress, zstdCompressSync } from 'node:zlib';
+import { decodeBlob, decompressSync, encodeBlob, readBlobHeader, checkBlobCrc, zstdContentSize } from './blob.ts';
 import { CryptKey } from './crypt-key.ts';
 import { IbsError } from './errors.ts';
 
@@ -50,4 +51,31 @@ test('decodeBlob with the wrong key fails with WRONG_KEY; without a key it says 
 test('garbage input is refused as CORRUPT', async () => {
   await assert.rejects(decodeBlob(Buffer.from('not a blob at all'), undefined, 'x'), (e) => e instanceof IbsError && e.code === 'CORRUPT');
   await assert.rejects(decodeBlob(Buffer.alloc(3), undefined, 'x'), (e) => e instanceof IbsError && e.code === 'CORRUPT');
+});
+
+test('zstd frames declare their size; frames without it, or with a false one, still decode or fail as CORRUPT', async () => {
+  for (const size of [100, 255, 256, 70000, 4 * 1024 * 1024, 6 * 1024 * 1024 + 3]) {
+    const data = Buffer.alloc(size, 'ab');
+    const blob = await encodeBlob(data, { compress: true });
+    const payload = blob.subarray(readBlobHeader(blob, 't').headerSize);
+    assert.equal(zstdContentSize(payload), size, `size ${size}`);
+    assert.ok(decompressSync(payload, 't').equals(data));
+  }
+  // A frame written in pieces (older chunks) has no size: decoded all the same.
+  const data = Buffer.alloc(5 * 1024 * 1024, 'xyz');
+  const unsized = await new Promise<Buffer>((resolve, reject) => {
+    const z = createZstdCompress();
+    const out: Buffer[] = [];
+    z.on('data', (d: Buffer) => out.push(d)).on('end', () => resolve(Buffer.concat(out))).on('error', reject);
+    z.end(data);
+  });
+  assert.equal(zstdContentSize(unsized), undefined);
+  assert.ok(decompressSync(unsized, 't').equals(data));
+  // A header that lies about the size: the decoder refuses it, it never yields other bytes.
+  const sized = zstdCompressSync(Buffer.alloc(1000, 'q'));
+  assert.equal(zstdContentSize(sized), 1000);
+  const lying = Buffer.from(sized);
+  lying.writeUInt16LE(500 - 256, 5);
+  assert.throws(() => decompressSync(lying, 'lying'), (e: unknown) => e instanceof IbsError && e.code === 'CORRUPT');
+  assert.equal(zstdContentSize(Buffer.from('not zstd')), undefined);
 });

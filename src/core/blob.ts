@@ -1,4 +1,4 @@
-import { crc32, zstdCompress, zstdDecompress, constants } from 'node:zlib';
+import { crc32, zstdCompress, zstdDecompress, zstdDecompressSync, constants } from 'node:zlib';
 import { promisify } from 'node:util';
 import { IbsError } from './errors.ts';
 import type { CryptKey } from './crypt-key.ts';
@@ -23,6 +23,48 @@ export const MAX_BLOB_PLAINTEXT = 16 * 1024 * 1024;
 const compress = promisify(zstdCompress);
 const decompress = promisify(zstdDecompress);
 
+/**
+ * The decompressed size a zstd frame header declares (Frame_Content_Size, RFC 8878 section 3.1.1.1), or
+ * undefined when the frame does not say. Only a hint for sizing the output buffer: a payload that decodes
+ * to another size is still caught by the decoder or the digest.
+ */
+export function zstdContentSize(frame: Uint8Array): number | undefined {
+  if (frame.length < 6 || frame[0] !== 0x28 || frame[1] !== 0xb5 || frame[2] !== 0x2f || frame[3] !== 0xfd) return undefined;
+  const descriptor = frame[4] as number;
+  const fcsFlag = descriptor >> 6;
+  const singleSegment = (descriptor >> 5) & 1;
+  const fcsBytes = [singleSegment ? 1 : 0, 2, 4, 8][fcsFlag] as number;
+  if (fcsBytes === 0) return undefined;
+  const at = 5 + (singleSegment ? 0 : 1) + ([0, 1, 2, 4][descriptor & 3] as number);
+  if (frame.length < at + fcsBytes) return undefined;
+  const view = Buffer.from(frame.buffer, frame.byteOffset, frame.length);
+  if (fcsBytes === 1) return view[at] as number;
+  if (fcsBytes === 2) return view.readUInt16LE(at) + 256;
+  if (fcsBytes === 4) return view.readUInt32LE(at);
+  const size = view.readBigUInt64LE(at);
+  return size <= BigInt(MAX_BLOB_PLAINTEXT) ? Number(size) : undefined;
+}
+
+/**
+ * zlib options that decode a frame into one output buffer (zlib's default is 16 KiB pieces joined at the end,
+ * a copy of every plaintext): the declared size plus one byte (a full buffer makes zlib allocate another),
+ * or a fixed-size chunk's 4 MiB for frames written without a declared size.
+ */
+function decompressOptions(payload: Uint8Array): { maxOutputLength: number; chunkSize: number } {
+  const declared = zstdContentSize(payload);
+  const expected = declared !== undefined && declared <= MAX_BLOB_PLAINTEXT ? declared : 4 * 1024 * 1024;
+  return { maxOutputLength: MAX_BLOB_PLAINTEXT, chunkSize: Math.max(64, expected + 1) };
+}
+
+/** Decompresses a zstd payload on the calling thread; CORRUPT naming `what` when it does not decode. */
+export function decompressSync(payload: Uint8Array, what: string): Buffer {
+  try {
+    return zstdDecompressSync(payload, decompressOptions(payload));
+  } catch (error) {
+    throw new IbsError('CORRUPT', `${what}: zstd payload does not decompress`, { cause: error });
+  }
+}
+
 export interface EncodeOptions {
   compress: boolean;
   key?: CryptKey | undefined;
@@ -33,7 +75,8 @@ export async function encodeBlob(data: Uint8Array, options: EncodeOptions): Prom
   let payload: Uint8Array = data;
   let compressed = false;
   if (options.compress && data.length > 0) {
-    const packed = await compress(data, { chunkSize: Math.max(64 * 1024, data.length + 1024), params: { [constants.ZSTD_c_compressionLevel]: 1 } });
+    // pledgedSrcSize puts the size in the frame header, so that readers decode into one buffer of that size.
+    const packed = await compress(data, { chunkSize: Math.max(64 * 1024, data.length + 1024), pledgedSrcSize: data.length, params: { [constants.ZSTD_c_compressionLevel]: 1 } });
     if (packed.length < data.length) {
       payload = packed;
       compressed = true;
@@ -96,7 +139,7 @@ export async function decodeBlob(blob: Uint8Array, key: CryptKey | undefined, wh
   }
   if (header.encoding === 'zstd' || header.encoding === 'encrypted+zstd') {
     try {
-      payload = await decompress(payload, { maxOutputLength: MAX_BLOB_PLAINTEXT, chunkSize: 1024 * 1024 });
+      payload = await decompress(payload, decompressOptions(payload));
     } catch (error) {
       throw new IbsError('CORRUPT', `${what}: zstd payload does not decompress`, { cause: error });
     }

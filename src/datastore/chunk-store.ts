@@ -102,6 +102,21 @@ export class ChunkStore {
     return blob;
   }
 
+  /**
+   * The SHA-256 (hex) of the blob as stored, for comparing with what was received (no CRC check: the comparison
+   * subsumes it). Hashed on a thread of `pool` when given, which takes over the buffer read. NOT_FOUND when missing.
+   */
+  async storedSha256(digest: string, options: OpOptions & { pool?: VerifyPool | undefined } = {}): Promise<string> {
+    let blob: Buffer;
+    try {
+      blob = await this.#backend.read(chunkKey(assertDigest(digest)), options);
+    } catch (error) {
+      if (isStorageError(error, 'not-found')) throw new IbsError('NOT_FOUND', `Chunk ${digest} is missing from the datastore`);
+      throw error;
+    }
+    return options.pool ? options.pool.hash(blob, { handOver: true }) : sha256HexAsync(blob);
+  }
+
   /** The plaintext of a chunk, with its digest verified; never returns wrong bytes. */
   async get(digest: string, options: OpOptions & { key?: CryptKey | undefined } = {}): Promise<Buffer> {
     const blob = await this.getBlob(digest, options);

@@ -146,10 +146,9 @@ export class SnapshotUpload implements SnapshotSink {
     const entries = [...this.#unverified];
     this.#unverified.clear();
     const signal = options.signal ?? this.#options.signal;
-    const ok = await mapConcurrent(entries, options.concurrency ?? 8, async ([digest, received]) => {
+    const ok = await mapConcurrent(entries, options.concurrency ?? 4, async ([digest, received]) => {
       try {
-        const stored = await this.#ds.chunks.getBlob(digest, { signal });
-        return (await sha256HexAsync(stored)) === (await received);
+        return (await this.#ds.chunks.storedSha256(digest, { signal, pool: this.#options.pool })) === (await received);
       } catch (error) {
         if (error instanceof IbsError && (error.code === 'NOT_FOUND' || error.code === 'CORRUPT')) return false;
         throw error;

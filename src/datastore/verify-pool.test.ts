@@ -21,6 +21,13 @@ test('the verify pool checks chunks on worker threads: CRC, plaintext digest, bl
     const key = CryptKey.generate();
     const enc = await encodeBlob(data, { compress: true, key });
     assert.deepEqual(await pool.check(key.chunkDigest(data), enc), { blobSha256: sha256Hex(enc) });
+    // Hash only (a read-back): a slice is copied and stays usable, a whole buffer handed over moves.
+    const slice = body.subarray(100, 100 + blob.length);
+    assert.equal(await pool.hash(slice, { handOver: true }), sha256Hex(blob));
+    assert.equal(slice.length, blob.length);
+    const own = new Uint8Array(blob);
+    assert.equal(await pool.hash(own, { handOver: true }), sha256Hex(blob));
+    assert.equal(own.length, 0, 'a handed-over buffer moved to the thread');
     const checks = await Promise.all(Array.from({ length: 20 }, () => pool.check(sha256Hex(data), blob)));
     assert.equal(checks.length, 20);
   } finally {

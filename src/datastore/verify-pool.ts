@@ -9,8 +9,9 @@ interface Pending {
 }
 
 /**
- * Worker threads that check received chunks (CRC, plaintext digest) and hash them as received, so that a
- * receiver's checks run on every core instead of the main thread. Created by a composition root and passed
+ * Worker threads that check received chunks (CRC, plaintext digest) and hash them as received and as read
+ * back, so that a receiver's checks run on every core: one thread per core (up to 4), as the main thread
+ * mostly waits for I/O (measured on 2 cores, local sync of 335 MiB: one thread 5.8 s, two 4.3 s). Created by a composition root and passed
  * in; `close` ends the threads. Workers do not keep the process alive.
  */
 export class VerifyPool {
@@ -22,7 +23,7 @@ export class VerifyPool {
   /** Two jobs per thread at most: one running, one ready; callers wait beyond that (bounded memory). */
   readonly #slots: Semaphore;
 
-  constructor(size = Math.max(1, Math.min(4, availableParallelism() - 1))) {
+  constructor(size = Math.max(1, Math.min(4, availableParallelism()))) {
     for (let i = 0; i < size; i++) {
       // Small young generations: each job makes a few MiB of short-lived plaintext.
       const w = new Worker(new URL('./verify-worker.ts', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 96 } });
@@ -46,19 +47,31 @@ export class VerifyPool {
 
   /** Checks one chunk blob; resolves with the SHA-256 of the blob, rejects CORRUPT when damaged. */
   async check(digest: string, blob: Uint8Array): Promise<{ blobSha256: string }> {
-    return this.#slots.run(() => this.#check(digest, blob));
+    return this.#slots.run(() => this.#post(digest, blob, false));
   }
 
-  #check(digest: string, blob: Uint8Array): Promise<{ blobSha256: string }> {
+  /**
+   * The SHA-256 of `blob` (hex), computed on a thread. With `handOver` the caller gives up the buffer: when it
+   * is a whole ArrayBuffer it moves to the thread instead of being copied (and is unusable afterwards).
+   */
+  async hash(blob: Uint8Array, options: { handOver?: boolean } = {}): Promise<string> {
+    return (await this.#slots.run(() => this.#post(undefined, blob, options.handOver === true))).blobSha256;
+  }
+
+  #post(digest: string | undefined, blob: Uint8Array, handOver: boolean): Promise<{ blobSha256: string }> {
     if (this.#failure) return Promise.reject(this.#failure);
     const id = this.#next++;
     const worker = this.#workers[this.#turn++ % this.#workers.length] as Worker;
-    // A copy goes to the worker: the caller's buffer may be a slice of a larger one (a request body).
-    const copy = new Uint8Array(blob.length);
-    copy.set(blob);
+    // Otherwise a copy goes to the worker: the caller's buffer may be a slice of a larger one (a request body),
+    // and the caller still needs it.
+    let sent = blob;
+    if (!handOver || blob.byteOffset !== 0 || blob.byteLength !== blob.buffer.byteLength || !(blob.buffer instanceof ArrayBuffer)) {
+      sent = new Uint8Array(blob.length);
+      sent.set(blob);
+    }
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ id, digest, blob: copy }, [copy.buffer]);
+      worker.postMessage({ id, digest, blob: sent }, [sent.buffer as ArrayBuffer]);
     });
   }
 

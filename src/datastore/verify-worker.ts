@@ -4,30 +4,28 @@
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
-import { zstdDecompressSync } from 'node:zlib';
 // Only the blob codec and error helpers: a small module graph keeps each thread's memory low.
-import { MAX_BLOB_PLAINTEXT, checkBlobCrc, isEncryptedBlob } from '../core/blob.ts';
+import { checkBlobCrc, decompressSync, isEncryptedBlob } from '../core/blob.ts';
 import { toIbsError } from '../core/errors.ts';
 
 interface Job {
   id: number;
-  digest: string;
+  /** The chunk's digest to check the blob against; undefined: only hash the blob (a read-back). */
+  digest?: string;
   blob: Uint8Array;
 }
 
 parentPort?.on('message', (job: Job) => {
   try {
+    if (job.digest === undefined) {
+      parentPort?.postMessage({ id: job.id, blobSha256: createHash('sha256').update(job.blob).digest('hex') });
+      return;
+    }
     const what = `chunk ${job.digest}`;
     const header = checkBlobCrc(job.blob, what);
     if (!isEncryptedBlob(header)) {
       let plain: Uint8Array = job.blob.subarray(header.headerSize);
-      if (header.encoding === 'zstd') {
-        try {
-          plain = zstdDecompressSync(plain, { maxOutputLength: MAX_BLOB_PLAINTEXT });
-        } catch {
-          throw Object.assign(new Error(`${what}: zstd payload does not decompress`), { code: 'CORRUPT' });
-        }
-      }
+      if (header.encoding === 'zstd') plain = decompressSync(plain, what);
       const actual = createHash('sha256').update(plain).digest('hex');
       if (actual !== job.digest) throw Object.assign(new Error(`Chunk ${job.digest}: content digest is ${actual} (damaged chunk)`), { code: 'CORRUPT' });
     }

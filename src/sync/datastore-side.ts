@@ -41,7 +41,7 @@ export class DatastoreSide implements SyncSource, SyncTarget {
     return {
       manifest,
       readFile: (filename, o = options) => source.readFile(filename, o),
-      chunkBlobs: (digests, o = options) => prefetch(digests, 8, async (digest) => ({ digest, blob: await this.ds.chunks.getBlob(digest, o) })),
+      chunkBlobs: (digests, o = options) => prefetch(digests, 4, async (digest) => ({ digest, blob: await this.ds.chunks.getBlob(digest, o) })),
       close: async () => {},
     };
   }
