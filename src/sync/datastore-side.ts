@@ -23,9 +23,10 @@ export async function listDatastore(ds: Datastore, root: Namespace, maxDepth: nu
 export class DatastoreSide implements SyncSource, SyncTarget {
   readonly label: string;
   readonly ds: Datastore;
-  readonly #pool: VerifyPool | undefined;
+  readonly #pool: (() => VerifyPool | undefined) | undefined;
 
-  constructor(ds: Datastore, label: string, options: { pool?: VerifyPool | undefined } = {}) {
+  /** `pool` is asked for only when this side receives a snapshot: a source starts no threads. */
+  constructor(ds: Datastore, label: string, options: { pool?: (() => VerifyPool | undefined) | undefined } = {}) {
     this.ds = ds;
     this.label = label;
     this.#pool = options.pool;
@@ -51,7 +52,7 @@ export class DatastoreSide implements SyncSource, SyncTarget {
   }
 
   async begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null }, options: OpOptions = {}): Promise<TargetSnapshot> {
-    const upload = await SnapshotUpload.begin(this.ds, ref, { owner: input.owner, keyFingerprint: input.keyFingerprint, verifyChunks: true, pool: this.#pool, ...(options.signal ? { signal: options.signal } : {}) });
+    const upload = await SnapshotUpload.begin(this.ds, ref, { owner: input.owner, keyFingerprint: input.keyFingerprint, verifyChunks: true, pool: this.#pool?.(), ...(options.signal ? { signal: options.signal } : {}) });
     return {
       // The sync job acts for the server itself: any chunk the datastore holds may be referenced.
       present: async (digests) => new Set(await upload.adopt(digests, () => true)),
