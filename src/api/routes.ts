@@ -463,7 +463,7 @@ export const ROUTES: Route[] = [
     method: 'POST',
     path: '/admin/datastore/{store}/verify',
     summary: 'start a verification task',
-    input: { type: 'object', properties: { store: STORE, ns: NS, snapshot: { type: 'string', optional: true, maxLength: 300 }, 'ignore-verified': { type: 'boolean', optional: true }, 'outdated-after': { type: 'integer', minimum: 0, maximum: 36500, optional: true } } },
+    input: { type: 'object', properties: { store: STORE, ns: NS, snapshot: { type: 'string', optional: true, maxLength: 300 }, 'ignore-verified': { type: 'boolean', optional: true }, 'outdated-after': { type: 'integer', minimum: 0, maximum: 36500, optional: true }, 'max-concurrent-snapshots': { type: 'integer', minimum: 1, maximum: 32, optional: true } } },
     output: UPID,
     permission: privileged(['Datastore.Verify']),
     handler: (req, input) =>
@@ -474,6 +474,7 @@ export const ROUTES: Route[] = [
           ...(input.snapshot ? { snapshot: input.snapshot as string } : {}),
           ignoreVerified: input['ignore-verified'] === true,
           ...(input['outdated-after'] !== undefined ? { outdatedAfterDays: input['outdated-after'] as number } : {}),
+          ...(input['max-concurrent-snapshots'] !== undefined ? { maxConcurrentSnapshots: input['max-concurrent-snapshots'] as number } : {}),
         });
         if (!r.ok) throw new IbsError('VERIFY_FAILED', `verification failed: ${r.badChunks.map((b) => `chunk ${b.digest} (${b.snapshots.join(', ')})`).join('; ') || r.snapshots.filter((s) => s.state === 'failed').map((s) => s.snapshot).join(', ')}`);
         return { snapshots: r.snapshots.length, chunks: r.chunksChecked };

@@ -8,9 +8,9 @@ import { gcStore, verifyStore } from './maintenance.ts';
 import { taskReporter } from './task-reporter.ts';
 import { bandwidthRecorder, runSyncJob } from './sync.ts';
 
-export async function createVerifyJob(ctx: AppContext, input: { id: string; store: string; ns?: string; schedule: string; ignoreVerified?: boolean; outdatedAfterDays?: number; notificationMode?: 'always' | 'error' | 'never'; comment?: string }): Promise<VerifyJobConfig> {
+export async function createVerifyJob(ctx: AppContext, input: { id: string; store: string; ns?: string; schedule: string; ignoreVerified?: boolean; outdatedAfterDays?: number; maxConcurrentSnapshots?: number; notificationMode?: 'always' | 'error' | 'never'; comment?: string }): Promise<VerifyJobConfig> {
   await ctx.datastores.get(input.store);
-  return ctx.jobs.verify.add({ id: input.id, store: input.store, ns: input.ns ?? '', schedule: input.schedule, ignoreVerified: input.ignoreVerified ?? false, ...(input.outdatedAfterDays !== undefined ? { outdatedAfterDays: input.outdatedAfterDays } : {}), ...(input.notificationMode ? { notificationMode: input.notificationMode } : {}), ...(input.comment ? { comment: input.comment } : {}) });
+  return ctx.jobs.verify.add({ id: input.id, store: input.store, ns: input.ns ?? '', schedule: input.schedule, ignoreVerified: input.ignoreVerified ?? false, ...(input.outdatedAfterDays !== undefined ? { outdatedAfterDays: input.outdatedAfterDays } : {}), ...(input.maxConcurrentSnapshots !== undefined ? { maxConcurrentSnapshots: input.maxConcurrentSnapshots } : {}), ...(input.notificationMode ? { notificationMode: input.notificationMode } : {}), ...(input.comment ? { comment: input.comment } : {}) });
 }
 
 export async function createPruneJob(ctx: AppContext, input: { id: string; store: string; ns?: string; schedule: string; keep: KeepOptions; comment?: string }): Promise<PruneJobConfig> {
@@ -31,7 +31,7 @@ export async function scheduledJobs(ctx: AppContext): Promise<ScheduledJob[]> {
       authId: 'root@pam',
       ...(j.notificationMode ? { notify: j.notificationMode } : {}),
       run: async (task) => {
-        const r = await verifyStore(withTask(task), { store: j.store, ns: j.ns, ignoreVerified: j.ignoreVerified, ...(j.outdatedAfterDays !== undefined ? { outdatedAfterDays: j.outdatedAfterDays } : {}) });
+        const r = await verifyStore(withTask(task), { store: j.store, ns: j.ns, ignoreVerified: j.ignoreVerified, ...(j.outdatedAfterDays !== undefined ? { outdatedAfterDays: j.outdatedAfterDays } : {}), ...(j.maxConcurrentSnapshots !== undefined ? { maxConcurrentSnapshots: j.maxConcurrentSnapshots } : {}) });
         if (!r.ok) throw new IbsError('VERIFY_FAILED', `verification failed for ${r.snapshots.filter((s) => s.state === 'failed').map((s) => s.snapshot).join(', ')}`);
         return r;
       },

@@ -2,16 +2,18 @@ import { IbsError, parseGroup, parseNamespace, parseSnapshot, validateKeepOption
 import { collectGarbage, pruneGroup, readGcStatus, verifyDatastore, type GcResult, type PruneEntry, type VerifyResult } from '../datastore/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { listJobs } from './job-status.ts';
+import { checkConcurrentSnapshots } from '../config/index.ts';
 
 export async function verifyStore(
   ctx: AppContext,
-  input: { store: string; ns?: string; snapshot?: string; ignoreVerified?: boolean; outdatedAfterDays?: number; key?: CryptKey | undefined },
+  input: { store: string; ns?: string; snapshot?: string; ignoreVerified?: boolean; outdatedAfterDays?: number; maxConcurrentSnapshots?: number; key?: CryptKey | undefined },
 ): Promise<VerifyResult> {
   const ns = parseNamespace(input.ns ?? '');
   const snapshot = input.snapshot !== undefined ? parseSnapshot(input.snapshot, ns) : undefined;
   if (input.outdatedAfterDays !== undefined && (!Number.isInteger(input.outdatedAfterDays) || input.outdatedAfterDays < 0)) {
     throw new IbsError('INVALID_ARGUMENT', `Invalid --outdated-after ${input.outdatedAfterDays}: expected a whole number of days`);
   }
+  checkConcurrentSnapshots(input.maxConcurrentSnapshots);
   return withDatastore(ctx, input.store, async (ds) => {
     await ds.assertNamespace(ns);
     return verifyDatastore(ds, {
@@ -19,6 +21,8 @@ export async function verifyStore(
       ...(snapshot ? { snapshot } : {}),
       ignoreVerified: input.ignoreVerified ?? false,
       ...(input.outdatedAfterDays !== undefined ? { outdatedAfterDays: input.outdatedAfterDays } : {}),
+      ...(input.maxConcurrentSnapshots !== undefined ? { maxConcurrentSnapshots: input.maxConcurrentSnapshots } : {}),
+      pool: ctx.verifyPool,
       key: input.key,
       signal: ctx.signal,
       onLog: (m) => ctx.reporter.info(m),

@@ -51,6 +51,16 @@ function keepFrom(args: ParsedArgs): KeepOptions {
   return keep;
 }
 
+const CONCURRENT_SNAPSHOTS = { 'max-concurrent-snapshots': { type: 'string', help: 'snapshots verified at once, 1 to 32 (default 1)' } } as const satisfies Record<string, OptionSpec>;
+
+function concurrentSnapshots(args: ParsedArgs): { maxConcurrentSnapshots?: number } {
+  const value = str(args, 'max-concurrent-snapshots');
+  if (value === undefined) return {};
+  const n = wholeNumber(value, 'max-concurrent-snapshots', 32) as number;
+  if (n < 1) throw new IbsError('INVALID_ARGUMENT', `Invalid --max-concurrent-snapshots "${value}": expected a whole number from 1 to 32`);
+  return { maxConcurrentSnapshots: n };
+}
+
 const STORE_NS = { ns: { type: 'string', help: 'namespace (a/b/c); default the root' } } as const satisfies Record<string, OptionSpec>;
 const REMOTE_OPTIONS = {
   repository: { type: 'string', help: 'datastore on a server: USER@REALM!TOKEN@HOST[:PORT]:STORE (or IBS_REPOSITORY)' },
@@ -973,13 +983,13 @@ export const COMMANDS: Command[] = [
   // ---- scheduled jobs ---------------------------------------------------------------------------------
   {
     path: ['verify', 'job', 'create'],
-    usage: 'verify job create NAME --store S --schedule CAL [--ns NS] [--ignore-verified] [--outdated-after DAYS] [--comment TEXT]',
+    usage: 'verify job create NAME --store S --schedule CAL [--ns NS] [--ignore-verified] [--outdated-after DAYS] [--max-concurrent-snapshots N] [--notification-mode M] [--comment TEXT]',
     summary: 'schedule verification of a datastore (run by the server)',
     positionals: 1,
-    options: { store: { type: 'string', help: 'datastore' }, schedule: { type: 'string', help: 'calendar event' }, ...STORE_NS, 'ignore-verified': { type: 'boolean', help: 'skip snapshots verified ok recently' }, 'outdated-after': { type: 'string', help: 're-verify after this many days' }, 'notification-mode': { type: 'string', help: 'always (default), error or never' }, comment: { type: 'string', help: 'free text' } },
+    options: { store: { type: 'string', help: 'datastore' }, schedule: { type: 'string', help: 'calendar event' }, ...STORE_NS, 'ignore-verified': { type: 'boolean', help: 'skip snapshots verified ok recently' }, 'outdated-after': { type: 'string', help: 're-verify after this many days' }, ...CONCURRENT_SNAPSHOTS, 'notification-mode': { type: 'string', help: 'always (default), error or never' }, comment: { type: 'string', help: 'free text' } },
     run: (ctx, a) => {
       if (!str(a, 'store') || !str(a, 'schedule')) throw new IbsError('INVALID_ARGUMENT', 'Missing --store or --schedule: a verify job needs both');
-      return app.createVerifyJob(ctx, { id: pos(a, 0), store: str(a, 'store') as string, schedule: str(a, 'schedule') as string, ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), ignoreVerified: flag(a, 'ignore-verified'), ...(str(a, 'outdated-after') !== undefined ? { outdatedAfterDays: wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) as number } : {}), ...(str(a, 'notification-mode') ? { notificationMode: str(a, 'notification-mode') as 'always' } : {}), ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}) });
+      return app.createVerifyJob(ctx, { id: pos(a, 0), store: str(a, 'store') as string, schedule: str(a, 'schedule') as string, ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), ignoreVerified: flag(a, 'ignore-verified'), ...(str(a, 'outdated-after') !== undefined ? { outdatedAfterDays: wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) as number } : {}), ...concurrentSnapshots(a), ...(str(a, 'notification-mode') ? { notificationMode: str(a, 'notification-mode') as 'always' } : {}), ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}) });
     },
     text: (r: { id: string }) => `Created verify job ${r.id}`,
   },
@@ -989,7 +999,7 @@ export const COMMANDS: Command[] = [
     summary: 'list verify jobs',
     positionals: 0,
     run: (ctx) => ctx.jobs.verify.list(),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['id', 'store', 'ns', 'schedule', 'ignoreVerified', 'outdatedAfterDays']),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['id', 'store', 'ns', 'schedule', 'ignoreVerified', 'outdatedAfterDays', 'maxConcurrentSnapshots', 'notificationMode']),
   },
   {
     path: ['verify', 'job', 'remove'],
@@ -1221,7 +1231,7 @@ export const COMMANDS: Command[] = [
   // ---- verify, prune, gc -------------------------------------------------------------------------------
   {
     path: ['verify', 'start'],
-    usage: 'verify start STORE [--ns NS] [--snapshot SNAP] [--ignore-verified --outdated-after DAYS] [--keyfile F]',
+    usage: 'verify start STORE [--ns NS] [--snapshot SNAP] [--ignore-verified --outdated-after DAYS] [--max-concurrent-snapshots N] [--keyfile F]',
     summary: 'check every chunk of the selected snapshots; exits non-zero when anything is damaged',
     positionals: 1,
     options: {
@@ -1229,6 +1239,7 @@ export const COMMANDS: Command[] = [
       snapshot: { type: 'string', help: 'only this snapshot (TYPE/ID/TIME)' },
       'ignore-verified': { type: 'boolean', help: 'skip snapshots verified ok recently' },
       'outdated-after': { type: 'string', help: 'with --ignore-verified: re-verify after this many days' },
+      ...CONCURRENT_SNAPSHOTS,
       'notification-mode': { type: 'string', help: 'send the result to the notification matchers: always, error (only on failure) or never' },
       ...KEY_OPTIONS,
     },
@@ -1241,6 +1252,7 @@ export const COMMANDS: Command[] = [
         ...(str(a, 'snapshot') ? { snapshot: str(a, 'snapshot') as string } : {}),
         ignoreVerified: flag(a, 'ignore-verified'),
         ...(str(a, 'outdated-after') !== undefined ? { outdatedAfterDays: wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) as number } : {}),
+        ...concurrentSnapshots(a),
         key: await keyFrom(a),
       });
       const lines = r.badChunks.map((b) => `chunk ${b.digest}: ${b.reason}; used by ${b.snapshots.join(', ') || 'no snapshot'}`);

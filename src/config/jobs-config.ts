@@ -12,8 +12,15 @@ export interface VerifyJobConfig {
   schedule: string;
   ignoreVerified: boolean;
   outdatedAfterDays?: number;
+  /** Snapshots verified at once (1..32, default 1). */
+  maxConcurrentSnapshots?: number;
   notificationMode?: 'always' | 'error' | 'never';
   comment?: string;
+}
+
+/** Snapshots a verification may check at once: 1 to 32. */
+export function checkConcurrentSnapshots(n: number | undefined): void {
+  if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > 32)) throw new IbsError('INVALID_ARGUMENT', `Invalid max-concurrent-snapshots ${n}: expected a whole number from 1 to 32`);
 }
 
 export interface PruneJobConfig {
@@ -231,14 +238,16 @@ export class JobsConfig {
         schedule: s.props.schedule ?? '',
         ignoreVerified: s.props['ignore-verified'] === '1',
         ...(s.props['outdated-after'] ? { outdatedAfterDays: Number(s.props['outdated-after']) } : {}),
+        ...(s.props['max-concurrent-snapshots'] ? { maxConcurrentSnapshots: Number(s.props['max-concurrent-snapshots']) } : {}),
         ...(s.props['notification-mode'] ? { notificationMode: s.props['notification-mode'] as 'always' } : {}),
         ...(s.props.comment ? { comment: s.props.comment } : {}),
       }),
-      (j) => ({ store: j.store, ns: j.ns, schedule: j.schedule, 'ignore-verified': j.ignoreVerified ? '1' : '0', ...(j.outdatedAfterDays !== undefined ? { 'outdated-after': String(j.outdatedAfterDays) } : {}), ...(j.notificationMode ? { 'notification-mode': j.notificationMode } : {}), ...(j.comment ? { comment: j.comment } : {}) }),
+      (j) => ({ store: j.store, ns: j.ns, schedule: j.schedule, 'ignore-verified': j.ignoreVerified ? '1' : '0', ...(j.outdatedAfterDays !== undefined ? { 'outdated-after': String(j.outdatedAfterDays) } : {}), ...(j.maxConcurrentSnapshots !== undefined ? { 'max-concurrent-snapshots': String(j.maxConcurrentSnapshots) } : {}), ...(j.notificationMode ? { 'notification-mode': j.notificationMode } : {}), ...(j.comment ? { comment: j.comment } : {}) }),
       (j) => {
         checkCommon(j.id, j.store, j.ns, j.schedule, j.comment);
         if (j.notificationMode !== undefined && !['always', 'error', 'never'].includes(j.notificationMode)) throw new IbsError('INVALID_ARGUMENT', `Invalid notification mode "${j.notificationMode}": expected always, error or never`);
         if (j.outdatedAfterDays !== undefined && (!Number.isInteger(j.outdatedAfterDays) || j.outdatedAfterDays < 0)) throw new IbsError('INVALID_ARGUMENT', `Invalid outdated-after ${j.outdatedAfterDays}: expected whole days`);
+        checkConcurrentSnapshots(j.maxConcurrentSnapshots);
       },
     );
     this.prune = new JobFile<PruneJobConfig>(

@@ -10,6 +10,7 @@ import { collectGarbage } from './gc.ts';
 import { verifyDatastore } from './verify.ts';
 import { chunkKey } from './chunk-store.ts';
 import { pruneGroup } from './prune.ts';
+import { VerifyPool } from './verify-pool.ts';
 
 const small = { min: 4096, avg: 16384, max: 65536 };
 const ref = (time: number, id = 'web1'): SnapshotRef => ({ ns: [], type: 'host', id, time });
@@ -87,6 +88,34 @@ test('a flipped byte in a chunk: verify names the chunk and every snapshot using
   // The next backup of the same data re-uploads the chunk because the previous snapshot failed verification.
   await backup(ds, ref(4000), data);
   assert.ok((await readAll(ds, ref(4000), 'root.tar')).equals(data));
+});
+
+test('verify of several snapshots at once, on worker threads: a shared chunk is checked once, a bad one fails every user', async () => {
+  const backend = new MemoryBackend();
+  const ds = await Datastore.create(backend);
+  const shared = randomBytes(150_000);
+  for (let i = 1; i <= 5; i++) await backup(ds, ref(1000 * i), Buffer.concat([shared, randomBytes(20_000)]));
+  const clean = await verifyDatastore(ds, { maxConcurrentSnapshots: 3 });
+  assert.equal(clean.ok, true);
+  assert.equal(clean.snapshots.length, 5);
+  assert.deepEqual(clean.snapshots.map((s) => s.snapshot), (await ds.listSnapshots({ ns: [] })).map((s) => `host/web1/${new Date(s.ref.time * 1000).toISOString().replace('.000', '')}`), 'results in snapshot order');
+  const unique = new Set<string>();
+  for (let i = 1; i <= 5; i++) for (const span of await (await SnapshotReader.open(ds, ref(1000 * i))).chunkList('root.tar')) unique.add(span.digest);
+  assert.equal(clean.chunksChecked, unique.size, 'each chunk checked once across concurrent snapshots');
+  const victim = (await (await SnapshotReader.open(ds, ref(1000))).chunkList('root.tar'))[0]!.digest;
+  const blob = await backend.read(chunkKey(victim));
+  blob[blob.length - 3] = (blob[blob.length - 3] as number) ^ 0x40;
+  backend.tamper(chunkKey(victim), { data: blob });
+  const pool = new VerifyPool(2);
+  try {
+    const result = await verifyDatastore(ds, { maxConcurrentSnapshots: 4, pool });
+    assert.equal(result.ok, false);
+    assert.deepEqual(result.snapshots.map((s) => s.state), ['failed', 'failed', 'failed', 'failed', 'failed']);
+    assert.equal(result.badChunks.length, 1);
+    assert.equal(result.badChunks[0]!.snapshots.length, 5);
+  } finally {
+    await pool.close();
+  }
 });
 
 test('GC removes unreferenced old chunks but never those of a backup that is still writing', async () => {

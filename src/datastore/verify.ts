@@ -4,6 +4,7 @@ import type { OpOptions } from '../storage/index.ts';
 import { verifyChunkContent } from './chunk-store.ts';
 import type { Datastore, SnapshotInfo } from './datastore.ts';
 import { SnapshotReader } from './snapshot-reader.ts';
+import type { VerifyPool } from './verify-pool.ts';
 
 export interface VerifyOptions extends OpOptions {
   ns?: Namespace;
@@ -14,7 +15,12 @@ export interface VerifyOptions extends OpOptions {
   /** With a key, encrypted chunks are decrypted and their keyed digest checked; without, CRC only. */
   key?: CryptKey | undefined;
   upid?: string;
+  /** Chunks checked at once within a snapshot (default 4). */
   concurrency?: number;
+  /** Snapshots verified at once (default 1); a chunk shared by several is still checked once. */
+  maxConcurrentSnapshots?: number;
+  /** Threads for the checks of plaintext chunks (and of encrypted ones by CRC when no key is given). */
+  pool?: VerifyPool | undefined;
   onProgress?: (event: { snapshot: string; chunksDone: number; chunksTotal: number; bytes: number }) => void;
   onLog?: (message: string) => void;
 }
@@ -47,20 +53,34 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
   if (options.snapshot) targets = [await ds.snapshotInfo(options.snapshot, options)];
   else targets = await ds.listSnapshots({ ns: options.ns ?? [], recursive: true }, options);
   const result: VerifyResult = { ok: true, snapshots: [], chunksChecked: 0, bytesChecked: 0, badChunks: [] };
-  const good = new Set<string>();
   const bad = new Map<string, string>();
   const failedSnapshots = new Set<string>();
+  /** Each chunk's check, once: snapshots verified at the same time share it. */
+  const checks = new Map<string, Promise<void>>();
 
-  for (const info of targets) {
+  const checkChunk = async (digest: string): Promise<void> => {
+    try {
+      const blob = await ds.chunks.getBlob(digest, options);
+      const encrypted = isEncryptedBlob(checkBlobCrc(blob, `chunk ${digest}`));
+      if (options.pool && (!encrypted || !options.key)) await options.pool.check(digest, blob);
+      else if (!encrypted || options.key) await verifyChunkContent(digest, blob, options.key, encrypted);
+      result.bytesChecked += blob.length;
+    } catch (error) {
+      if (!(error instanceof IbsError) || !['CORRUPT', 'NOT_FOUND', 'WRONG_KEY'].includes(error.code)) throw error;
+      bad.set(digest, error.message);
+      if (error.code !== 'NOT_FOUND') await ds.chunks.markBad(digest, options);
+      log(`  bad chunk ${digest}: ${error.message}`);
+    }
+    result.chunksChecked++;
+  };
+
+  const verifyOne = async (info: SnapshotInfo): Promise<VerifyResult['snapshots'][number]> => {
     throwIfAborted(options.signal);
     const name = formatSnapshot(info.ref);
     const state = info.manifest.unprotected.verifyState;
     if (options.ignoreVerified && state?.state === 'ok') {
       const outdated = options.outdatedAfterDays !== undefined && now - state.time >= options.outdatedAfterDays * 86400;
-      if (!outdated) {
-        result.snapshots.push({ snapshot: name, state: 'skipped', problems: [] });
-        continue;
-      }
+      if (!outdated) return { snapshot: name, state: 'skipped', problems: [] };
     }
     log(`verify ${name}`);
     const problems: string[] = [];
@@ -86,21 +106,9 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
     const unique = [...new Set(digests)];
     let done = 0;
     await mapConcurrent(unique, options.concurrency ?? 4, async (digest) => {
-      if (!good.has(digest) && !bad.has(digest)) {
-        try {
-          const blob = await ds.chunks.getBlob(digest, options);
-          const encrypted = isEncryptedBlob(checkBlobCrc(blob, `chunk ${digest}`));
-          if (!encrypted || options.key) await verifyChunkContent(digest, blob, options.key, encrypted);
-          good.add(digest);
-          result.bytesChecked += blob.length;
-        } catch (error) {
-          if (!(error instanceof IbsError) || !['CORRUPT', 'NOT_FOUND', 'WRONG_KEY'].includes(error.code)) throw error;
-          bad.set(digest, error.message);
-          if (error.code !== 'NOT_FOUND') await ds.chunks.markBad(digest, options);
-          log(`  bad chunk ${digest}: ${error.message}`);
-        }
-        result.chunksChecked++;
-      }
+      let check = checks.get(digest);
+      if (!check) checks.set(digest, (check = checkChunk(digest)));
+      await check;
       done++;
       options.onProgress?.({ snapshot: name, chunksDone: done, chunksTotal: unique.length, bytes: result.bytesChecked });
     });
@@ -109,7 +117,6 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
       if (reason !== undefined) problems.push(`chunk ${digest}: ${reason}`);
     }
     if (problems.length > 0) failedSnapshots.add(name);
-    result.snapshots.push({ snapshot: name, state: problems.length > 0 ? 'failed' : 'ok', problems });
     await ds.updateUnprotected(info.ref, (u) => ({
       ...u,
       verifyState: {
@@ -121,7 +128,10 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
     }), options).catch((error: unknown) => {
       if (!(error instanceof IbsError && error.code === 'NOT_FOUND')) throw error;
     });
-  }
+    return { snapshot: name, state: problems.length > 0 ? 'failed' : 'ok', problems };
+  };
+
+  result.snapshots = await mapConcurrent(targets, Math.max(1, options.maxConcurrentSnapshots ?? 1), verifyOne);
 
   if (bad.size > 0) {
     // Name every snapshot that uses a bad chunk, not only the ones verified now, and mark them failed.
