@@ -2,12 +2,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { apiReference } from '../scripts/api-doc.ts';
 import { cliReference } from '../scripts/cli-doc.ts';
 import { ROOT } from './helpers.ts';
 
 test('docs/cli.md is the reference generated from the command table', async () => {
   const committed = await readFile(join(ROOT, 'docs', 'cli.md'), 'utf8');
   assert.equal(committed, cliReference(), 'run: node scripts/cli-doc.ts > docs/cli.md');
+});
+
+test('docs/api.md is the reference generated from the route table', async () => {
+  const committed = await readFile(join(ROOT, 'docs', 'api.md'), 'utf8');
+  assert.equal(committed, apiReference(), 'run: node scripts/api-doc.ts > docs/api.md');
 });
 
 test('every README walkthrough command names an existing command', async () => {

@@ -1,5 +1,5 @@
 import * as app from '../app/index.ts';
-import { IbsError, datastoreAclPath, effectivePrivileges, parseAuthId, parseNamespace, requirePrivilege, type Privilege } from '../core/index.ts';
+import { IbsError, KEEP_RULES, datastoreAclPath, effectivePrivileges, parseAuthId, parseNamespace, requirePrivilege, type KeepOptions, type Privilege } from '../core/index.ts';
 import type { Schema } from '../lib/index.ts';
 import type { ApiRequest, Route } from './route.ts';
 
@@ -31,6 +31,14 @@ async function asTask(req: ApiRequest, type: string, id: string, run: (ctx: app.
   });
   return upid;
 }
+
+const KEEP_INPUT: Record<string, Schema> = Object.fromEntries(KEEP_RULES.map((k) => [k, { type: 'integer', minimum: 0, maximum: 100000, optional: true } as Schema]));
+function keepInput(input: Record<string, unknown>): KeepOptions {
+  return Object.fromEntries(KEEP_RULES.filter((k) => input[k] !== undefined).map((k) => [k, input[k] as number]));
+}
+const USERID: Schema = { type: 'string', pattern: /^[A-Za-z0-9._-]{1,64}@[A-Za-z0-9._-]{1,32}$/, description: 'user@realm' };
+const KEY_NAME: Schema = { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/, description: 'server key name' };
+const NOTIFY_NAME: Schema = { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/ };
 
 const SESSION: Schema = { type: 'string', pattern: /^[0-9a-f-]{36}$/, description: 'session id' };
 const CSUM: Schema = { type: 'string', pattern: /^[0-9a-f]{64}$/ };
@@ -563,13 +571,13 @@ export const ROUTES: Route[] = [
         ns: NS,
         group: { type: 'string', pattern: /^(vm|ct|host)\/[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/ },
         'dry-run': { type: 'boolean', optional: true },
-        ...Object.fromEntries(['keep-last', 'keep-hourly', 'keep-daily', 'keep-weekly', 'keep-monthly', 'keep-yearly'].map((k) => [k, { type: 'integer', minimum: 0, maximum: 100000, optional: true } as Schema])),
+        ...KEEP_INPUT,
       },
     },
     output: { type: 'any', description: 'the marks (dry-run) or a UPID' },
     permission: privileged(['Datastore.Prune']),
     handler: (req, input) => {
-      const keep = Object.fromEntries(Object.entries(input).filter(([k]) => k.startsWith('keep-')));
+      const keep = keepInput(input);
       const run = (ctx: app.AppContext) => app.pruneStore(ctx, { store: input.store as string, group: input.group as string, keep, dryRun: input['dry-run'] === true, ...(input.ns ? { ns: input.ns as string } : {}) });
       return input['dry-run'] === true ? run(req.ctx) : asTask(req, 'prune', input.store as string, run);
     },
@@ -777,5 +785,392 @@ export const ROUTES: Route[] = [
     output: ANY_LIST,
     permission: { kind: 'privilege', path: () => '/system', privileges: ['Sys.Audit'] },
     handler: async (req) => req.tasks.workerStatus(),
+  },
+
+  // ---- datastore administration, snapshot details ------------------------------------------------------------
+  {
+    method: 'GET',
+    path: '/admin/datastore/{store}',
+    summary: 'a datastore: path, id, format, retention, GC schedule, quarantine, last sync',
+    input: { type: 'object', properties: { store: STORE } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'privilege', path: (input) => datastoreAclPath(input.store as string), privileges: ['Datastore.Audit'] },
+    handler: (req, input) => app.showDatastore(req.ctx, input.store as string),
+  },
+  {
+    method: 'PUT',
+    path: '/admin/datastore/{store}',
+    summary: 'change the comment, the retention settings or the GC schedule ("" removes it) of a datastore',
+    input: { type: 'object', properties: { store: STORE, comment: { type: 'string', maxLength: 1024, optional: true }, 'gc-schedule': { type: 'string', maxLength: 200, optional: true }, ...KEEP_INPUT } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'privilege', path: (input) => datastoreAclPath(input.store as string), privileges: ['Datastore.Modify'] },
+    handler: (req, input) => app.updateDatastore(req.ctx, { name: input.store as string, ...(input.comment !== undefined ? { comment: input.comment as string } : {}), keep: keepInput(input), ...(input['gc-schedule'] !== undefined ? { gcSchedule: input['gc-schedule'] as string } : {}) }),
+  },
+  {
+    method: 'GET',
+    path: '/admin/datastore/{store}/probe',
+    summary: 'is the datastore reachable, writable and of a supported format',
+    input: { type: 'object', properties: { store: STORE } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'privilege', path: (input) => datastoreAclPath(input.store as string), privileges: ['Datastore.Audit'] },
+    handler: (req, input) => app.probeDatastore(req.ctx, input.store as string),
+  },
+  {
+    method: 'PUT',
+    path: '/admin/datastore/{store}/quarantine',
+    summary: 'quarantine a datastore (refuses new writes and GC, says why) or lift the quarantine',
+    input: { type: 'object', properties: { store: STORE, quarantine: { type: 'boolean' }, reason: { type: 'string', maxLength: 1024, optional: true } } },
+    output: { type: 'object', properties: { name: { type: 'string' }, quarantined: { type: 'boolean' } } },
+    permission: { kind: 'privilege', path: (input) => datastoreAclPath(input.store as string), privileges: ['Datastore.Modify'] },
+    handler: async (req, input) => {
+      const name = input.store as string;
+      if (input.quarantine === true) await app.quarantineDatastore(req.ctx, { name, reason: (input.reason as string | undefined) ?? 'quarantined by an administrator' });
+      else await app.unquarantineDatastore(req.ctx, name);
+      return { name, quarantined: input.quarantine === true };
+    },
+  },
+  {
+    method: 'GET',
+    path: '/admin/datastore/{store}/snapshot',
+    summary: 'one snapshot: manifest, size, verify state, notes (with files: the catalog of unencrypted archives)',
+    input: { type: 'object', properties: { store: STORE, ns: NS, snapshot: { type: 'string', maxLength: 300 }, files: { type: 'boolean', optional: true } } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: privileged(['Datastore.Audit']),
+    handler: (req, input) => app.showSnapshot(req.ctx, { store: input.store as string, snapshot: input.snapshot as string, listFiles: input.files === true, ...(input.ns ? { ns: input.ns as string } : {}) }),
+  },
+  {
+    method: 'GET',
+    path: '/admin/datastore/{store}/notes',
+    summary: 'the notes of a snapshot',
+    input: { type: 'object', properties: { store: STORE, ns: NS, snapshot: { type: 'string', maxLength: 300 } } },
+    output: { type: 'string' },
+    permission: privileged(['Datastore.Audit']),
+    handler: (req, input) => app.snapshotNotes(req.ctx, { store: input.store as string, snapshot: input.snapshot as string, ...(input.ns ? { ns: input.ns as string } : {}) }),
+  },
+  {
+    method: 'GET',
+    path: '/admin/datastore/{store}/gc',
+    summary: 'the result of the last garbage collection',
+    input: { type: 'object', properties: { store: STORE } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'privilege', path: (input) => datastoreAclPath(input.store as string), privileges: ['Datastore.Audit'] },
+    handler: async (req, input) => (await app.gcStatus(req.ctx, input.store as string)) ?? { status: 'never run' },
+  },
+  {
+    method: 'GET',
+    path: '/admin/verify',
+    summary: 'per datastore: snapshots verified ok, failed and never; verify jobs with last and next run',
+    input: { type: 'object', properties: {} },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'handler', description: 'the datastores and jobs on which the caller has Datastore.Audit' },
+    handler: async (req) => {
+      const status = await app.verifyStatus(req.ctx);
+      const audit = (store: string): boolean => effectivePrivileges(req.acl, req.authId, datastoreAclPath(store)).has('Datastore.Audit');
+      const stores = new Map((await req.ctx.jobs.verify.list()).map((j) => [`verify/${j.id}`, j.store]));
+      return { datastores: status.datastores.filter((d) => audit(d.store)), jobs: status.jobs.filter((j) => audit(stores.get(j.job) ?? '')) };
+    },
+  },
+  // ---- verify and prune jobs ---------------------------------------------------------------------------------
+  {
+    method: 'GET',
+    path: '/config/verify',
+    summary: 'verify jobs',
+    input: { type: 'object', properties: {} },
+    output: ANY_LIST,
+    permission: { kind: 'handler', description: 'the jobs whose datastore the caller may audit' },
+    handler: async (req) => (await req.ctx.jobs.verify.list()).filter((j) => effectivePrivileges(req.acl, req.authId, datastoreAclPath(j.store)).has('Datastore.Audit')),
+  },
+  {
+    method: 'POST',
+    path: '/config/verify',
+    summary: 'schedule verification of a datastore (namespace)',
+    input: {
+      type: 'object',
+      properties: {
+        id: JOB_ID,
+        store: STORE,
+        ns: NS,
+        schedule: { type: 'string', maxLength: 200 },
+        'ignore-verified': { type: 'boolean', optional: true },
+        'outdated-after': { type: 'integer', minimum: 0, maximum: 36500, optional: true },
+        'max-concurrent-snapshots': { type: 'integer', minimum: 1, maximum: 32, optional: true },
+        'notification-mode': { type: 'string', enum: ['always', 'error', 'never'], optional: true },
+        comment: { type: 'string', maxLength: 1024, optional: true },
+      },
+    },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: privileged(['Datastore.Verify']),
+    handler: (req, input) =>
+      app.createVerifyJob(req.ctx, {
+        id: input.id as string,
+        store: input.store as string,
+        schedule: input.schedule as string,
+        ...(input.ns ? { ns: input.ns as string } : {}),
+        ignoreVerified: input['ignore-verified'] === true,
+        ...(input['outdated-after'] !== undefined ? { outdatedAfterDays: input['outdated-after'] as number } : {}),
+        ...(input['max-concurrent-snapshots'] !== undefined ? { maxConcurrentSnapshots: input['max-concurrent-snapshots'] as number } : {}),
+        ...(input['notification-mode'] ? { notificationMode: input['notification-mode'] as 'always' } : {}),
+        ...(input.comment ? { comment: input.comment as string } : {}),
+      }),
+  },
+  {
+    method: 'DELETE',
+    path: '/config/verify/{id}',
+    summary: 'remove a verify job',
+    input: { type: 'object', properties: { id: JOB_ID } },
+    output: { type: 'object', properties: { removed: { type: 'string' } } },
+    permission: { kind: 'handler', description: "Datastore.Verify on the job's datastore and namespace" },
+    handler: async (req, input) => {
+      const job = await req.ctx.jobs.verify.get(input.id as string);
+      requirePrivilege(req.acl, req.authId, datastoreAclPath(job.store, parseNamespace(job.ns)), 'Datastore.Verify');
+      await req.ctx.jobs.verify.remove(job.id);
+      return { removed: job.id };
+    },
+  },
+  {
+    method: 'GET',
+    path: '/config/prune',
+    summary: 'prune jobs',
+    input: { type: 'object', properties: {} },
+    output: ANY_LIST,
+    permission: { kind: 'handler', description: 'the jobs whose datastore the caller may audit' },
+    handler: async (req) => (await req.ctx.jobs.prune.list()).filter((j) => effectivePrivileges(req.acl, req.authId, datastoreAclPath(j.store)).has('Datastore.Audit')),
+  },
+  {
+    method: 'POST',
+    path: '/config/prune',
+    summary: 'schedule pruning of every group of a namespace',
+    input: { type: 'object', properties: { id: JOB_ID, store: STORE, ns: NS, schedule: { type: 'string', maxLength: 200 }, ...KEEP_INPUT, comment: { type: 'string', maxLength: 1024, optional: true } } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: privileged(['Datastore.Prune', 'Datastore.Modify']),
+    handler: (req, input) => app.createPruneJob(req.ctx, { id: input.id as string, store: input.store as string, schedule: input.schedule as string, ...(input.ns ? { ns: input.ns as string } : {}), keep: keepInput(input), ...(input.comment ? { comment: input.comment as string } : {}) }),
+  },
+  {
+    method: 'DELETE',
+    path: '/config/prune/{id}',
+    summary: 'remove a prune job',
+    input: { type: 'object', properties: { id: JOB_ID } },
+    output: { type: 'object', properties: { removed: { type: 'string' } } },
+    permission: { kind: 'handler', description: "Datastore.Prune and Datastore.Modify on the job's datastore and namespace" },
+    handler: async (req, input) => {
+      const job = await req.ctx.jobs.prune.get(input.id as string);
+      for (const privilege of ['Datastore.Prune', 'Datastore.Modify'] as const) requirePrivilege(req.acl, req.authId, datastoreAclPath(job.store, parseNamespace(job.ns)), privilege);
+      await req.ctx.jobs.prune.remove(job.id);
+      return { removed: job.id };
+    },
+  },
+  // ---- server keys (sync encryption) -------------------------------------------------------------------------
+  {
+    method: 'GET',
+    path: '/config/keys',
+    summary: 'server keys: fingerprint, created, archived, the sync jobs that use each (never key material)',
+    input: { type: 'object', properties: {} },
+    output: ANY_LIST,
+    permission: { kind: 'privilege', path: () => '/system/keys', privileges: ['Sys.Audit'] },
+    handler: async (req) => Promise.all((await req.ctx.keys.list()).map(async (k) => ({ ...k, usedBy: await app.keyUsers(req.ctx, k.name) }))),
+  },
+  {
+    method: 'POST',
+    path: '/config/keys',
+    summary: 'create a server key (random AES-256) for --encrypt-on-push / --associated-key',
+    input: { type: 'object', properties: { name: KEY_NAME } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'privilege', path: () => '/system/keys', privileges: ['Sys.Modify'] },
+    handler: (req, input) => app.createServerKey(req.ctx, { name: input.name as string }),
+  },
+  {
+    method: 'GET',
+    path: '/config/keys/{name}',
+    summary: 'one server key with the sync jobs that use it',
+    input: { type: 'object', properties: { name: KEY_NAME } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'privilege', path: () => '/system/keys', privileges: ['Sys.Audit'] },
+    handler: async (req, input) => ({ ...(await req.ctx.keys.info(input.name as string)), usedBy: await app.keyUsers(req.ctx, input.name as string) }),
+  },
+  {
+    method: 'POST',
+    path: '/config/keys/{name}/archive',
+    summary: 'archive a server key: it still decrypts, never encrypts again',
+    input: { type: 'object', properties: { name: KEY_NAME } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'privilege', path: () => '/system/keys', privileges: ['Sys.Modify'] },
+    handler: (req, input) => req.ctx.keys.archive(input.name as string),
+  },
+  {
+    method: 'DELETE',
+    path: '/config/keys/{name}',
+    summary: 'remove a server key (refused while a sync job uses it)',
+    input: { type: 'object', properties: { name: KEY_NAME } },
+    output: { type: 'object', properties: { removed: { type: 'string' } } },
+    permission: { kind: 'privilege', path: () => '/system/keys', privileges: ['Sys.Modify'] },
+    handler: async (req, input) => {
+      await app.removeServerKey(req.ctx, input.name as string);
+      return { removed: input.name as string };
+    },
+  },
+  // ---- users and tokens --------------------------------------------------------------------------------------
+  {
+    method: 'PUT',
+    path: '/access/users/{userid}',
+    summary: 'change a user (enable, expire, comment, email)',
+    input: { type: 'object', properties: { userid: USERID, enable: { type: 'boolean', optional: true }, expire: { type: 'integer', minimum: 0, maximum: 253402300799, optional: true }, comment: { type: 'string', maxLength: 1024, optional: true }, email: { type: 'string', maxLength: 256, optional: true } } },
+    output: { type: 'any' },
+    permission: { kind: 'privilege', path: () => '/access', privileges: ['Sys.Modify'] },
+    handler: (req, input) => app.updateUser(req.ctx, { userid: input.userid as string, ...(input.enable !== undefined ? { enable: input.enable as boolean } : {}), ...(input.expire !== undefined ? { expire: input.expire as number } : {}), ...(input.comment !== undefined ? { comment: input.comment as string } : {}), ...(input.email !== undefined ? { email: input.email as string } : {}) }),
+  },
+  {
+    method: 'DELETE',
+    path: '/access/users/{userid}',
+    summary: 'remove a user with its tokens and ACL entries',
+    input: { type: 'object', properties: { userid: USERID } },
+    output: { type: 'object', properties: { removed: { type: 'string' } } },
+    permission: { kind: 'privilege', path: () => '/access', privileges: ['Sys.Modify'] },
+    handler: async (req, input) => {
+      await app.removeUser(req.ctx, input.userid as string);
+      return { removed: input.userid as string };
+    },
+  },
+  {
+    method: 'PUT',
+    path: '/access/users/{userid}/password',
+    summary: "set a user's password (one's own, or any with Sys.Modify on /access)",
+    input: { type: 'object', properties: { userid: USERID, password: { type: 'string', minLength: 8, maxLength: 1024 } } },
+    output: { type: 'object', properties: { userid: { type: 'string' }, changed: { type: 'boolean' } } },
+    permission: { kind: 'handler', description: "one's own password (not with a token), or Sys.Modify on /access" },
+    handler: async (req, input) => {
+      if (input.userid !== req.authId) requirePrivilege(req.acl, req.authId, '/access', 'Sys.Modify');
+      await app.setPassword(req.ctx, { userid: input.userid as string, password: input.password as string });
+      return { userid: input.userid as string, changed: true };
+    },
+  },
+  {
+    method: 'GET',
+    path: '/access/tokens',
+    summary: "API tokens (never their secrets): one's own, or all (or one user's) with Sys.Audit on /access",
+    input: { type: 'object', properties: { userid: { ...USERID, optional: true } } },
+    output: ANY_LIST,
+    permission: { kind: 'handler', description: "one's own tokens, or any with Sys.Audit on /access" },
+    handler: async (req, input) => {
+      const user = req.authId.split('!')[0] as string;
+      const wanted = (input.userid as string | undefined) ?? (effectivePrivileges(req.acl, req.authId, '/access').has('Sys.Audit') ? undefined : user);
+      if (wanted !== user) requirePrivilege(req.acl, req.authId, '/access', 'Sys.Audit');
+      return app.listTokens(req.ctx, wanted);
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/access/tokens/{tokenid}',
+    summary: 'remove an API token and its ACL entries',
+    input: { type: 'object', properties: { tokenid: { type: 'string', maxLength: 200 } } },
+    output: { type: 'object', properties: { removed: { type: 'string' } } },
+    permission: { kind: 'handler', description: "one's own tokens, or any with Sys.Modify on /access" },
+    handler: async (req, input) => {
+      const { user } = parseAuthId(input.tokenid as string);
+      if (user !== req.authId.split('!')[0]) requirePrivilege(req.acl, req.authId, '/access', 'Sys.Modify');
+      await app.removeToken(req.ctx, input.tokenid as string);
+      return { removed: input.tokenid as string };
+    },
+  },
+  // ---- notifications -----------------------------------------------------------------------------------------
+  {
+    method: 'DELETE',
+    path: '/config/notifications/targets/{name}',
+    summary: 'remove a notification target and its secrets',
+    input: { type: 'object', properties: { name: NOTIFY_NAME } },
+    output: { type: 'object', properties: { removed: { type: 'string' } } },
+    permission: { kind: 'privilege', path: () => '/system/notifications', privileges: ['Sys.Modify'] },
+    handler: async (req, input) => {
+      await req.ctx.notifications.remove('target', input.name as string);
+      return { removed: input.name as string };
+    },
+  },
+  {
+    method: 'POST',
+    path: '/config/notifications/matchers',
+    summary: 'route events to targets: conditions combine by mode (all by default); invert negates',
+    input: {
+      type: 'object',
+      properties: {
+        name: NOTIFY_NAME,
+        target: { type: 'array', items: NOTIFY_NAME, maxItems: 32 },
+        'match-severity': { type: 'array', items: { type: 'string', maxLength: 32 }, maxItems: 8, optional: true },
+        'match-type': { type: 'array', items: { type: 'string', maxLength: 32 }, maxItems: 16, optional: true },
+        'match-datastore': { type: 'array', items: STORE, maxItems: 64, optional: true },
+        'match-job': { type: 'array', items: { type: 'string', maxLength: 64 }, maxItems: 64, optional: true },
+        'match-calendar': { type: 'string', maxLength: 200, optional: true },
+        mode: { type: 'string', enum: ['all', 'any'], optional: true },
+        invert: { type: 'boolean', optional: true },
+        comment: { type: 'string', maxLength: 1024, optional: true },
+      },
+    },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'privilege', path: () => '/system/notifications', privileges: ['Sys.Modify'] },
+    handler: (req, input) =>
+      app.createNotificationMatcher(req.ctx, {
+        name: input.name as string,
+        targets: input.target as string[],
+        ...(input['match-severity'] ? { severities: input['match-severity'] as string[] } : {}),
+        ...(input['match-type'] ? { types: input['match-type'] as string[] } : {}),
+        ...(input['match-datastore'] ? { datastores: input['match-datastore'] as string[] } : {}),
+        ...(input['match-job'] ? { jobs: input['match-job'] as string[] } : {}),
+        ...(input['match-calendar'] ? { calendar: input['match-calendar'] as string } : {}),
+        ...(input.mode ? { mode: input.mode as string } : {}),
+        invert: input.invert === true,
+        ...(input.comment ? { comment: input.comment as string } : {}),
+      }),
+  },
+  {
+    method: 'DELETE',
+    path: '/config/notifications/matchers/{name}',
+    summary: 'remove a matcher',
+    input: { type: 'object', properties: { name: NOTIFY_NAME } },
+    output: { type: 'object', properties: { removed: { type: 'string' } } },
+    permission: { kind: 'privilege', path: () => '/system/notifications', privileges: ['Sys.Modify'] },
+    handler: async (req, input) => {
+      await req.ctx.notifications.remove('matcher', input.name as string);
+      return { removed: input.name as string };
+    },
+  },
+  // ---- remotes and sync jobs, one at a time ------------------------------------------------------------------
+  {
+    method: 'GET',
+    path: '/config/remote/{name}',
+    summary: 'one remote (never its secret)',
+    input: { type: 'object', properties: { name: REMOTE } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'privilege', path: (input) => `/remote/${input.name as string}`, privileges: ['Remote.Audit'] },
+    handler: (req, input) => req.ctx.remotes.get(input.name as string),
+  },
+  {
+    method: 'GET',
+    path: '/admin/sync/{id}',
+    summary: 'one sync job with its options and last run',
+    input: { type: 'object', properties: { id: JOB_ID } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'handler', description: "Datastore.Audit on the job's local datastore" },
+    handler: async (req, input) => {
+      const job = await req.ctx.jobs.sync.get(input.id as string);
+      requirePrivilege(req.acl, req.authId, datastoreAclPath(job.store), 'Datastore.Audit');
+      return (await app.listSyncJobs(req.ctx)).find((j) => j.id === job.id) ?? job;
+    },
+  },
+  // ---- the node ----------------------------------------------------------------------------------------------
+  {
+    method: 'GET',
+    path: '/nodes/localhost/services',
+    summary: "the server's services and their states",
+    input: { type: 'object', properties: {} },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'privilege', path: () => '/system', privileges: ['Sys.Audit'] },
+    handler: (req) => app.servicesStatus(req.ctx),
+  },
+  {
+    method: 'GET',
+    path: '/nodes/localhost/certificate',
+    summary: 'the server certificate: subject, validity, SANs and SHA-256 fingerprint',
+    input: { type: 'object', properties: {} },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'authenticated' },
+    handler: (req) => app.certificateInfo(req.ctx.paths.configDir),
   },
 ];

@@ -159,17 +159,29 @@ export class ApiDispatcher {
       const text = binary ? '' : (body ?? (rawBody as Buffer).toString('utf8'));
       if ((method === 'POST' || method === 'PUT') && !binary) {
         if (text.trim() !== '') {
+          let parsedBody: unknown;
           try {
-            raw = JSON.parse(text) as Record<string, unknown>;
+            parsedBody = JSON.parse(text);
           } catch {
             throw new IbsError('INVALID_ARGUMENT', 'The request body is not JSON: expected a JSON object');
           }
+          if (parsedBody === null || typeof parsedBody !== 'object' || Array.isArray(parsedBody)) {
+            throw new IbsError('INVALID_ARGUMENT', `The request body is ${parsedBody === null ? 'null' : Array.isArray(parsedBody) ? 'a list' : `a ${typeof parsedBody}`}: expected a JSON object`);
+          }
+          raw = parsedBody as Record<string, unknown>;
         }
       }
       if (method === 'GET' || method === 'DELETE' || binary) {
         for (const [k, v] of parsed.searchParams) raw[k] = raw[k] === undefined ? v : ([] as string[]).concat(raw[k] as string, v);
       }
-      params.forEach((name, i) => (raw[name] = decodeURIComponent(hit.m?.[i + 1] ?? '')));
+      params.forEach((name, i) => {
+        const value = hit.m?.[i + 1] ?? '';
+        try {
+          raw[name] = decodeURIComponent(value);
+        } catch {
+          throw new IbsError('INVALID_ARGUMENT', `Invalid ${name} "${value.slice(0, 100)}" in the path: malformed %-escape`);
+        }
+      });
       let input: Record<string, unknown>;
       try {
         input = validate(route.input, raw, 'input', method === 'GET' || method === 'DELETE' || binary) as Record<string, unknown>;

@@ -27,7 +27,6 @@ export class VerifyPool {
     for (let i = 0; i < size; i++) {
       // Small young generations: each job makes a few MiB of short-lived plaintext.
       const w = new Worker(new URL('./verify-worker.ts', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 96 } });
-      w.unref();
       w.on('message', (m: { id: number; blobSha256?: string; error?: { code: ErrorCode; message: string } }) => {
         const p = this.#pending.get(m.id);
         if (!p) return;
@@ -40,6 +39,8 @@ export class VerifyPool {
         for (const p of this.#pending.values()) p.reject(error);
         this.#pending.clear();
       });
+      // After the listeners: adding a 'message' listener refs the worker's port again.
+      w.unref();
       this.#workers.push(w);
     }
     this.#slots = new Semaphore(size * 2);
