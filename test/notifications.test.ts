@@ -76,3 +76,37 @@ test('notification target test sends through sendmail to the given recipient; ba
     assert.match(bad.stderr, pattern);
   }
 });
+
+test('target and matcher update: given values replace stored ones, secrets and the rest stay; a bad change changes nothing', async () => {
+  const run = async (args: string[]): Promise<string> => {
+    const r = await ibs(home, args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  await run(['notification', 'target', 'create', 'upd-hook', '--type', 'webhook', '--url', 'http://127.0.0.1:9/a', '--header', 'X-A=1', '--secret-header', 'Authorization=Bearer keep-me']);
+  await run(['notification', 'target', 'create', 'upd-other', '--type', 'webhook', '--url', 'http://127.0.0.1:9/b']);
+  await run(['notification', 'target', 'update', 'upd-hook', '--url', hookUrl, '--comment', 'moved']);
+  const targets = JSON.parse(await run(['notification', 'target', 'list', '--output', 'json'])) as Array<Record<string, unknown>>;
+  const t = targets.find((x) => x.name === 'upd-hook') as Record<string, unknown>;
+  assert.equal(t.url, hookUrl);
+  assert.equal(t.comment, 'moved');
+  assert.deepEqual(t.headers, { 'X-A': '1' }, 'headers not given: kept');
+  assert.match(await readFile(join(home, 'etc', 'notifications.secrets'), 'utf8'), /keep-me/, 'secret header kept');
+  const before = await readFile(join(home, 'etc', 'notifications.cfg'), 'utf8');
+  const bad = await ibs(home, ['notification', 'target', 'update', 'upd-hook', '--url', 'ftp://nope']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /Invalid --url "ftp:\/\/nope"/);
+  assert.equal((await ibs(home, ['notification', 'target', 'update', 'no-such', '--url', hookUrl])).code, 3);
+  assert.equal(await readFile(join(home, 'etc', 'notifications.cfg'), 'utf8'), before, 'refused changes leave the file as it was');
+
+  await run(['notification', 'matcher', 'create', 'upd-match', '--target', 'upd-hook', '--match-type', 'verify', '--comment', 'first']);
+  await run(['notification', 'matcher', 'update', 'upd-match', '--target', 'upd-other', '--mode', 'any']);
+  const m = (JSON.parse(await run(['notification', 'matcher', 'list', '--output', 'json'])) as Array<Record<string, unknown>>).find((x) => x.name === 'upd-match') as Record<string, unknown>;
+  assert.deepEqual(m.targets, ['upd-other']);
+  assert.equal(m.mode, 'any');
+  assert.deepEqual(m.types, ['verify'], 'types not given: kept');
+  assert.equal(m.comment, 'first');
+  const missing = await ibs(home, ['notification', 'matcher', 'update', 'upd-match', '--target', 'nowhere']);
+  assert.equal(missing.code, 3);
+  assert.match(missing.stderr, /no notification target "nowhere"/);
+});

@@ -40,6 +40,48 @@ const USERID: Schema = { type: 'string', pattern: /^[A-Za-z0-9._-]{1,64}@[A-Za-z
 const KEY_NAME: Schema = { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/, description: 'server key name' };
 const NOTIFY_NAME: Schema = { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/ };
 
+const TARGET_FIELDS: Record<string, Schema> = {
+  url: { type: 'string', maxLength: 2048, optional: true },
+  method: { type: 'string', enum: ['POST', 'PUT', 'GET'], optional: true },
+  headers: { type: 'array', items: { type: 'string', maxLength: 1024 }, maxItems: 32, optional: true },
+  'secret-headers': { type: 'array', items: { type: 'string', maxLength: 4096 }, maxItems: 32, optional: true },
+  body: { type: 'string', maxLength: 65536, optional: true },
+  mailto: { type: 'array', items: { type: 'string', maxLength: 256 }, maxItems: 64, optional: true },
+  from: { type: 'string', maxLength: 256, optional: true },
+  path: { type: 'string', maxLength: 1024, optional: true },
+  server: { type: 'string', maxLength: 256, optional: true },
+  port: { type: 'integer', minimum: 1, maximum: 65535, optional: true },
+  mode: { type: 'string', enum: ['starttls', 'tls', 'insecure'], optional: true },
+  username: { type: 'string', maxLength: 256, optional: true },
+  password: { type: 'string', maxLength: 1024, optional: true },
+  comment: { type: 'string', maxLength: 1024, optional: true },
+};
+
+const MATCHER_FIELDS: Record<string, Schema> = {
+  target: { type: 'array', items: NOTIFY_NAME, maxItems: 32 },
+  'match-severity': { type: 'array', items: { type: 'string', maxLength: 32 }, maxItems: 8, optional: true },
+  'match-type': { type: 'array', items: { type: 'string', maxLength: 32 }, maxItems: 16, optional: true },
+  'match-datastore': { type: 'array', items: STORE, maxItems: 64, optional: true },
+  'match-job': { type: 'array', items: { type: 'string', maxLength: 64 }, maxItems: 64, optional: true },
+  'match-calendar': { type: 'string', maxLength: 200, optional: true },
+  mode: { type: 'string', enum: ['all', 'any'], optional: true },
+  invert: { type: 'boolean', optional: true },
+  comment: { type: 'string', maxLength: 1024, optional: true },
+};
+
+function matcherInput(input: Record<string, unknown>): Partial<app.MatcherInput> {
+  return {
+    ...(input['match-severity'] ? { severities: input['match-severity'] as string[] } : {}),
+    ...(input['match-type'] ? { types: input['match-type'] as string[] } : {}),
+    ...(input['match-datastore'] ? { datastores: input['match-datastore'] as string[] } : {}),
+    ...(input['match-job'] ? { jobs: input['match-job'] as string[] } : {}),
+    ...(input['match-calendar'] ? { calendar: input['match-calendar'] as string } : {}),
+    ...(input.mode ? { mode: input.mode as string } : {}),
+    ...(input.invert !== undefined ? { invert: input.invert === true } : {}),
+    ...(input.comment ? { comment: input.comment as string } : {}),
+  };
+}
+
 const SESSION: Schema = { type: 'string', pattern: /^[0-9a-f-]{36}$/, description: 'session id' };
 const CSUM: Schema = { type: 'string', pattern: /^[0-9a-f]{64}$/ };
 
@@ -667,20 +709,7 @@ export const ROUTES: Route[] = [
       properties: {
         type: { type: 'string', enum: ['webhook', 'sendmail', 'smtp'] },
         name: { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/ },
-        url: { type: 'string', maxLength: 2048, optional: true },
-        method: { type: 'string', enum: ['POST', 'PUT', 'GET'], optional: true },
-        headers: { type: 'array', items: { type: 'string', maxLength: 1024 }, maxItems: 32, optional: true },
-        'secret-headers': { type: 'array', items: { type: 'string', maxLength: 4096 }, maxItems: 32, optional: true },
-        body: { type: 'string', maxLength: 65536, optional: true },
-        mailto: { type: 'array', items: { type: 'string', maxLength: 256 }, maxItems: 64, optional: true },
-        from: { type: 'string', maxLength: 256, optional: true },
-        path: { type: 'string', maxLength: 1024, optional: true },
-        server: { type: 'string', maxLength: 256, optional: true },
-        port: { type: 'integer', minimum: 1, maximum: 65535, optional: true },
-        mode: { type: 'string', enum: ['starttls', 'tls', 'insecure'], optional: true },
-        username: { type: 'string', maxLength: 256, optional: true },
-        password: { type: 'string', maxLength: 1024, optional: true },
-        comment: { type: 'string', maxLength: 1024, optional: true },
+        ...TARGET_FIELDS,
       },
     },
     output: { type: 'object', properties: { type: { type: 'string' }, name: { type: 'string' } } },
@@ -1092,32 +1121,13 @@ export const ROUTES: Route[] = [
       type: 'object',
       properties: {
         name: NOTIFY_NAME,
-        target: { type: 'array', items: NOTIFY_NAME, maxItems: 32 },
-        'match-severity': { type: 'array', items: { type: 'string', maxLength: 32 }, maxItems: 8, optional: true },
-        'match-type': { type: 'array', items: { type: 'string', maxLength: 32 }, maxItems: 16, optional: true },
-        'match-datastore': { type: 'array', items: STORE, maxItems: 64, optional: true },
-        'match-job': { type: 'array', items: { type: 'string', maxLength: 64 }, maxItems: 64, optional: true },
-        'match-calendar': { type: 'string', maxLength: 200, optional: true },
-        mode: { type: 'string', enum: ['all', 'any'], optional: true },
-        invert: { type: 'boolean', optional: true },
-        comment: { type: 'string', maxLength: 1024, optional: true },
+        ...MATCHER_FIELDS,
       },
     },
     output: { type: 'object', additional: true, properties: {} },
     permission: { kind: 'privilege', path: () => '/system/notifications', privileges: ['Sys.Modify'] },
     handler: (req, input) =>
-      app.createNotificationMatcher(req.ctx, {
-        name: input.name as string,
-        targets: input.target as string[],
-        ...(input['match-severity'] ? { severities: input['match-severity'] as string[] } : {}),
-        ...(input['match-type'] ? { types: input['match-type'] as string[] } : {}),
-        ...(input['match-datastore'] ? { datastores: input['match-datastore'] as string[] } : {}),
-        ...(input['match-job'] ? { jobs: input['match-job'] as string[] } : {}),
-        ...(input['match-calendar'] ? { calendar: input['match-calendar'] as string } : {}),
-        ...(input.mode ? { mode: input.mode as string } : {}),
-        invert: input.invert === true,
-        ...(input.comment ? { comment: input.comment as string } : {}),
-      }),
+      app.createNotificationMatcher(req.ctx, { name: input.name as string, targets: input.target as string[], ...matcherInput(input) }),
   },
   {
     method: 'DELETE',
@@ -1130,6 +1140,27 @@ export const ROUTES: Route[] = [
       await req.ctx.notifications.remove('matcher', input.name as string);
       return { removed: input.name as string };
     },
+  },
+  {
+    method: 'PUT',
+    path: '/config/notifications/targets/{name}',
+    summary: 'change a notification target: given values replace the stored ones, secrets stay unless given',
+    input: { type: 'object', properties: { name: NOTIFY_NAME, ...TARGET_FIELDS } },
+    output: { type: 'object', properties: { type: { type: 'string' }, name: { type: 'string' } } },
+    permission: { kind: 'privilege', path: () => '/system/notifications', privileges: ['Sys.Modify'] },
+    handler: (req, input) => {
+      const { name, 'secret-headers': secretHeaders, headers, ...rest } = input as Record<string, unknown>;
+      return app.updateNotificationTarget(req.ctx, name as string, { ...(rest as Partial<app.TargetInput>), ...(headers ? { headers: headers as string[] } : {}), ...(secretHeaders ? { secretHeaders: secretHeaders as string[] } : {}) });
+    },
+  },
+  {
+    method: 'PUT',
+    path: '/config/notifications/matchers/{name}',
+    summary: 'change a matcher: given values replace the stored ones (lists as a whole)',
+    input: { type: 'object', properties: { name: NOTIFY_NAME, ...MATCHER_FIELDS, target: { type: 'array', items: NOTIFY_NAME, maxItems: 32, optional: true } } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'privilege', path: () => '/system/notifications', privileges: ['Sys.Modify'] },
+    handler: (req, input) => app.updateNotificationMatcher(req.ctx, input.name as string, { ...(input.target ? { targets: input.target as string[] } : {}), ...matcherInput(input) }),
   },
   // ---- remotes and sync jobs, one at a time ------------------------------------------------------------------
   {

@@ -2,6 +2,7 @@ import { IbsError, parseCalendarEvent } from '../core/index.ts';
 import { Notifier, validateMatcher, type DeliveryReport, type MatcherConfig, type NotificationEvent, type TargetConfig } from '../notify/index.ts';
 import type { TaskRecord } from '../jobs/index.ts';
 import type { AppContext } from './context.ts';
+import type { Section } from '../config/index.ts';
 
 const EMAIL_RE = /^[^\s@,]+@[^\s@,]+$/;
 
@@ -53,8 +54,8 @@ function headerPairs(list: string[] | undefined, what: string): Record<string, s
   return out;
 }
 
-/** Adds a notification target after checking every value for its type; secrets go to the 0600 file. */
-export async function createNotificationTarget(ctx: AppContext, input: TargetInput): Promise<{ type: string; name: string }> {
+/** A target's stored form from its input, every value checked for its type. */
+function targetSection(input: TargetInput): { section: Section; secrets?: { password?: string; headers?: Record<string, string> } } {
   const props: Record<string, string> = {};
   let secrets: { password?: string; headers?: Record<string, string> } | undefined;
   if (input.comment) props.comment = input.comment;
@@ -100,11 +101,50 @@ export async function createNotificationTarget(ctx: AppContext, input: TargetInp
     default:
       throw new IbsError('INVALID_ARGUMENT', `Invalid target type "${input.type}": expected webhook, sendmail or smtp`);
   }
-  await ctx.notifications.add({ type: input.type, name: input.name, props }, secrets);
+  return { section: { type: input.type, name: input.name, props }, ...(secrets ? { secrets } : {}) };
+}
+
+/** Adds a notification target after checking every value for its type; secrets go to the 0600 file. */
+export async function createNotificationTarget(ctx: AppContext, input: TargetInput): Promise<{ type: string; name: string }> {
+  const { section, secrets } = targetSection(input);
+  await ctx.notifications.add(section, secrets);
   return { type: input.type, name: input.name };
 }
 
-export async function createNotificationMatcher(ctx: AppContext, input: { name: string; targets: string[]; severities?: string[]; types?: string[]; datastores?: string[]; jobs?: string[]; calendar?: string; mode?: string; invert?: boolean; comment?: string }): Promise<{ name: string }> {
+/**
+ * Changes a target: the given values replace the stored ones, the rest (secrets included) stay; the result is
+ * checked like a new target. Lists (headers, recipients) are replaced as a whole when given.
+ */
+export async function updateNotificationTarget(ctx: AppContext, name: string, change: Partial<Omit<TargetInput, 'type' | 'name'>>): Promise<{ type: string; name: string }> {
+  const current = (await ctx.notifications.targets()).find((t) => t.name === name);
+  if (!current) throw new IbsError('NOT_FOUND', `No notification target "${name}" (see "ironcore-backup notification target list")`);
+  const stored = await ctx.notifications.secrets(name);
+  const pairs = (m: unknown): string[] => Object.entries((m ?? {}) as Record<string, string>).map(([k, v]) => `${k}=${v}`);
+  const { type: _type, name: _name, headers, ...rest } = current;
+  const base: TargetInput = { ...(rest as Partial<TargetInput>), type: current.type, name, headers: pairs(headers), secretHeaders: pairs(stored.headers), ...(stored.password !== undefined ? { password: stored.password } : {}) };
+  const defined = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)) as Partial<TargetInput>;
+  const { section, secrets } = targetSection({ ...base, ...defined });
+  await ctx.notifications.replace(section, secrets ?? {});
+  return { type: current.type, name };
+}
+
+
+
+export interface MatcherInput {
+  name: string;
+  targets: string[];
+  severities?: string[];
+  types?: string[];
+  datastores?: string[];
+  jobs?: string[];
+  calendar?: string;
+  mode?: string;
+  invert?: boolean;
+  comment?: string;
+}
+
+/** A matcher's stored form from its input, checked (targets exist, calendar parses, severities known). */
+async function matcherSection(ctx: AppContext, input: MatcherInput): Promise<Section> {
   const known = new Set((await ctx.notifications.targets()).map((t) => t.name));
   for (const t of input.targets) if (!known.has(t)) throw new IbsError('NOT_FOUND', `Matcher ${input.name}: no notification target "${t}"`);
   if (input.calendar) parseCalendarEvent(input.calendar);
@@ -116,9 +156,24 @@ export async function createNotificationMatcher(ctx: AppContext, input: { name: 
   if (input.jobs?.length) props['match-job'] = input.jobs.join(',');
   if (input.calendar) props['match-calendar'] = input.calendar;
   if (input.comment) props.comment = input.comment;
-  await ctx.notifications.add({ type: 'matcher', name: input.name, props });
+  return { type: 'matcher', name: input.name, props };
+}
+
+export async function createNotificationMatcher(ctx: AppContext, input: MatcherInput): Promise<{ name: string }> {
+  await ctx.notifications.add(await matcherSection(ctx, input));
   return { name: input.name };
 }
+
+/** Changes a matcher: the given values replace the stored ones (lists as a whole), the rest stay. */
+export async function updateNotificationMatcher(ctx: AppContext, name: string, change: Partial<Omit<MatcherInput, 'name'>>): Promise<{ name: string }> {
+  const current = (await ctx.notifications.matchers()).find((x) => x.name === name);
+  if (!current) throw new IbsError('NOT_FOUND', `No notification matcher "${name}" (see "ironcore-backup notification matcher list")`);
+  const defined = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)) as Partial<MatcherInput>;
+  await ctx.notifications.replace(await matcherSection(ctx, { ...(current as unknown as MatcherInput), ...defined, name }));
+  return { name };
+}
+
+
 
 /** Sends a test notification to one target, optionally to another recipient. */
 export async function testNotificationTarget(ctx: AppContext, input: { name: string; recipient?: string }): Promise<DeliveryReport> {

@@ -61,6 +61,72 @@ function concurrentSnapshots(args: ParsedArgs): { maxConcurrentSnapshots?: numbe
   return { maxConcurrentSnapshots: n };
 }
 
+const TARGET_OPTIONS = {
+      url: { type: 'string', help: 'webhook URL ({{title}}, {{severity}}, … may appear in it)' },
+      method: { type: 'string', help: 'webhook method: POST (default), PUT or GET' },
+      header: { type: 'string', multiple: true, help: 'webhook header NAME=VALUE (repeatable)' },
+      'secret-header': { type: 'string', multiple: true, help: 'webhook header kept secret, e.g. Authorization=Bearer … (repeatable)' },
+      body: { type: 'string', help: 'webhook body template with {{title}}, {{message}}, {{severity}}, {{type}}, {{time}}, {{fields.NAME}}' },
+      mailto: { type: 'string', multiple: true, help: 'recipient (repeatable)' },
+      from: { type: 'string', help: 'sender address' },
+      path: { type: 'string', help: 'sendmail program (default /usr/sbin/sendmail)' },
+      server: { type: 'string', help: 'SMTP server' },
+      port: { type: 'string', help: 'SMTP port (default 587, or 465 with --mode tls)' },
+      mode: { type: 'string', help: 'SMTP: starttls (default), tls or insecure' },
+      username: { type: 'string', help: 'SMTP user' },
+      'password-file': { type: 'string', help: 'SMTP password from this file (or IBS_SMTP_PASSWORD)' },
+      comment: { type: 'string', help: 'free text' },
+} as const satisfies Record<string, OptionSpec>;
+
+/** The target values given on the command line (only those: `update` keeps the rest). */
+async function targetChange(a: ParsedArgs): Promise<Partial<app.TargetInput>> {
+  const password = str(a, 'password-file') !== undefined || process.env.IBS_SMTP_PASSWORD !== undefined ? await readPassphrase({ file: str(a, 'password-file'), envName: 'IBS_SMTP_PASSWORD', prompt: '' }) : undefined;
+  const given = (name: string): boolean => a.values[name] !== undefined;
+  return {
+    ...(str(a, 'url') !== undefined ? { url: str(a, 'url') as string } : {}),
+    ...(str(a, 'method') !== undefined ? { method: str(a, 'method') as string } : {}),
+    ...(given('header') ? { headers: list(a, 'header') } : {}),
+    ...(given('secret-header') ? { secretHeaders: list(a, 'secret-header') } : {}),
+    ...(str(a, 'body') !== undefined ? { body: str(a, 'body') as string } : {}),
+    ...(given('mailto') ? { mailto: list(a, 'mailto') } : {}),
+    ...(str(a, 'from') !== undefined ? { from: str(a, 'from') as string } : {}),
+    ...(str(a, 'path') !== undefined ? { path: str(a, 'path') as string } : {}),
+    ...(str(a, 'server') !== undefined ? { server: str(a, 'server') as string } : {}),
+    ...(str(a, 'port') !== undefined ? { port: wholeNumber(str(a, 'port'), 'port', 65535) as number } : {}),
+    ...(str(a, 'mode') !== undefined ? { mode: str(a, 'mode') as string } : {}),
+    ...(str(a, 'username') !== undefined ? { username: str(a, 'username') as string } : {}),
+    ...(password !== undefined ? { password } : {}),
+    ...(str(a, 'comment') !== undefined ? { comment: str(a, 'comment') as string } : {}),
+  };
+}
+
+const MATCHER_OPTIONS = {
+      target: { type: 'string', multiple: true, help: 'target to notify (repeatable)' },
+      'match-severity': { type: 'string', help: 'comma-separated: info, notice, warning, error' },
+      'match-type': { type: 'string', help: 'comma-separated event types' },
+      'match-datastore': { type: 'string', help: 'comma-separated datastores' },
+      'match-job': { type: 'string', help: 'comma-separated job ids (verify/NAME, prune/NAME, gc/STORE)' },
+      'match-calendar': { type: 'string', help: 'only events inside this calendar window, e.g. "mon..fri 08..17:*"' },
+      mode: { type: 'string', help: 'all (default) or any' },
+      invert: { type: 'boolean', help: 'notify when the conditions do not hold' },
+      comment: { type: 'string', help: 'free text' },
+} as const satisfies Record<string, OptionSpec>;
+
+/** The matcher values given on the command line (targets apart). */
+function matcherChange(a: ParsedArgs): Partial<app.MatcherInput> {
+  const csv = (name: string): string[] | undefined => str(a, name)?.split(',').map((x) => x.trim()).filter(Boolean);
+  return {
+    ...(csv('match-severity') ? { severities: csv('match-severity') as string[] } : {}),
+    ...(csv('match-type') ? { types: csv('match-type') as string[] } : {}),
+    ...(csv('match-datastore') ? { datastores: csv('match-datastore') as string[] } : {}),
+    ...(csv('match-job') ? { jobs: csv('match-job') as string[] } : {}),
+    ...(str(a, 'match-calendar') ? { calendar: str(a, 'match-calendar') as string } : {}),
+    ...(str(a, 'mode') ? { mode: str(a, 'mode') as string } : {}),
+    ...(a.values.invert !== undefined ? { invert: flag(a, 'invert') } : {}),
+    ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}),
+  };
+}
+
 const STORE_NS = { ns: { type: 'string', help: 'namespace (a/b/c); default the root' } } as const satisfies Record<string, OptionSpec>;
 const REMOTE_OPTIONS = {
   repository: { type: 'string', help: 'datastore on a server: USER@REALM!TOKEN@HOST[:PORT]:STORE (or IBS_REPOSITORY)' },
@@ -860,45 +926,18 @@ export const COMMANDS: Command[] = [
     usage: 'notification target create NAME --type webhook|sendmail|smtp [--url U --method POST --header K=V … --secret-header K=V … --body TEMPLATE] [--mailto ADDR … --from ADDR] [--path SENDMAIL] [--server HOST --port N --mode starttls|tls|insecure --username U --password-file F]',
     summary: 'add a notification target; secrets (SMTP password, secret headers) are stored apart, 0600, never shown',
     positionals: 1,
-    options: {
-      type: { type: 'string', help: 'webhook, sendmail or smtp' },
-      url: { type: 'string', help: 'webhook URL ({{title}}, {{severity}}, … may appear in it)' },
-      method: { type: 'string', help: 'webhook method: POST (default), PUT or GET' },
-      header: { type: 'string', multiple: true, help: 'webhook header NAME=VALUE (repeatable)' },
-      'secret-header': { type: 'string', multiple: true, help: 'webhook header kept secret, e.g. Authorization=Bearer … (repeatable)' },
-      body: { type: 'string', help: 'webhook body template with {{title}}, {{message}}, {{severity}}, {{type}}, {{time}}, {{fields.NAME}}' },
-      mailto: { type: 'string', multiple: true, help: 'recipient (repeatable)' },
-      from: { type: 'string', help: 'sender address' },
-      path: { type: 'string', help: 'sendmail program (default /usr/sbin/sendmail)' },
-      server: { type: 'string', help: 'SMTP server' },
-      port: { type: 'string', help: 'SMTP port (default 587, or 465 with --mode tls)' },
-      mode: { type: 'string', help: 'SMTP: starttls (default), tls or insecure' },
-      username: { type: 'string', help: 'SMTP user' },
-      'password-file': { type: 'string', help: 'SMTP password from this file (or IBS_SMTP_PASSWORD)' },
-      comment: { type: 'string', help: 'free text' },
-    },
-    run: async (ctx, a) => {
-      const password = str(a, 'password-file') !== undefined || process.env.IBS_SMTP_PASSWORD !== undefined ? await readPassphrase({ file: str(a, 'password-file'), envName: 'IBS_SMTP_PASSWORD', prompt: '' }) : undefined;
-      return app.createNotificationTarget(ctx, {
-        type: str(a, 'type') ?? '',
-        name: pos(a, 0),
-        ...(str(a, 'url') !== undefined ? { url: str(a, 'url') as string } : {}),
-        ...(str(a, 'method') !== undefined ? { method: str(a, 'method') as string } : {}),
-        headers: list(a, 'header'),
-        secretHeaders: list(a, 'secret-header'),
-        ...(str(a, 'body') !== undefined ? { body: str(a, 'body') as string } : {}),
-        mailto: list(a, 'mailto'),
-        ...(str(a, 'from') !== undefined ? { from: str(a, 'from') as string } : {}),
-        ...(str(a, 'path') !== undefined ? { path: str(a, 'path') as string } : {}),
-        ...(str(a, 'server') !== undefined ? { server: str(a, 'server') as string } : {}),
-        ...(str(a, 'port') !== undefined ? { port: wholeNumber(str(a, 'port'), 'port', 65535) as number } : {}),
-        ...(str(a, 'mode') !== undefined ? { mode: str(a, 'mode') as string } : {}),
-        ...(str(a, 'username') !== undefined ? { username: str(a, 'username') as string } : {}),
-        ...(password !== undefined ? { password } : {}),
-        ...(str(a, 'comment') !== undefined ? { comment: str(a, 'comment') as string } : {}),
-      });
-    },
+    options: { type: { type: 'string', help: 'webhook, sendmail or smtp' }, ...TARGET_OPTIONS },
+    run: async (ctx, a) => app.createNotificationTarget(ctx, { type: str(a, 'type') ?? '', name: pos(a, 0), ...(await targetChange(a)) }),
     text: (r: { type: string; name: string }) => `Created ${r.type} target ${r.name}`,
+  },
+  {
+    path: ['notification', 'target', 'update'],
+    usage: 'notification target update NAME [the options of create, except --type]',
+    summary: 'change a notification target: given values replace the stored ones (repeatable ones as a whole), secrets stay unless given',
+    positionals: 1,
+    options: TARGET_OPTIONS,
+    run: async (ctx, a) => app.updateNotificationTarget(ctx, pos(a, 0), await targetChange(a)),
+    text: (r: { name: string }) => `Updated target ${r.name}`,
   },
   {
     path: ['notification', 'target', 'list'],
@@ -933,33 +972,18 @@ export const COMMANDS: Command[] = [
     usage: 'notification matcher create NAME --target T … [--match-severity error,warning] [--match-type verify,gc,prune,backup,sync] [--match-datastore S] [--match-job J] [--match-calendar CAL] [--mode all|any] [--invert]',
     summary: 'route events to targets: conditions combine with --mode (all by default); --invert negates',
     positionals: 1,
-    options: {
-      target: { type: 'string', multiple: true, help: 'target to notify (repeatable)' },
-      'match-severity': { type: 'string', help: 'comma-separated: info, notice, warning, error' },
-      'match-type': { type: 'string', help: 'comma-separated event types' },
-      'match-datastore': { type: 'string', help: 'comma-separated datastores' },
-      'match-job': { type: 'string', help: 'comma-separated job ids (verify/NAME, prune/NAME, gc/STORE)' },
-      'match-calendar': { type: 'string', help: 'only events inside this calendar window, e.g. "mon..fri 08..17:*"' },
-      mode: { type: 'string', help: 'all (default) or any' },
-      invert: { type: 'boolean', help: 'notify when the conditions do not hold' },
-      comment: { type: 'string', help: 'free text' },
-    },
-    run: (ctx, a) => {
-      const csv = (name: string): string[] | undefined => str(a, name)?.split(',').map((x) => x.trim()).filter(Boolean);
-      return app.createNotificationMatcher(ctx, {
-        name: pos(a, 0),
-        targets: list(a, 'target'),
-        ...(csv('match-severity') ? { severities: csv('match-severity') as string[] } : {}),
-        ...(csv('match-type') ? { types: csv('match-type') as string[] } : {}),
-        ...(csv('match-datastore') ? { datastores: csv('match-datastore') as string[] } : {}),
-        ...(csv('match-job') ? { jobs: csv('match-job') as string[] } : {}),
-        ...(str(a, 'match-calendar') ? { calendar: str(a, 'match-calendar') as string } : {}),
-        ...(str(a, 'mode') ? { mode: str(a, 'mode') as string } : {}),
-        invert: flag(a, 'invert'),
-        ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}),
-      });
-    },
+    options: MATCHER_OPTIONS,
+    run: (ctx, a) => app.createNotificationMatcher(ctx, { name: pos(a, 0), targets: list(a, 'target'), ...matcherChange(a) }),
     text: (r: { name: string }) => `Created matcher ${r.name}`,
+  },
+  {
+    path: ['notification', 'matcher', 'update'],
+    usage: 'notification matcher update NAME [the options of create]',
+    summary: 'change a matcher: given values replace the stored ones (lists as a whole)',
+    positionals: 1,
+    options: MATCHER_OPTIONS,
+    run: (ctx, a) => app.updateNotificationMatcher(ctx, pos(a, 0), { ...(a.values.target !== undefined ? { targets: list(a, 'target') } : {}), ...matcherChange(a) }),
+    text: (r: { name: string }) => `Updated matcher ${r.name}`,
   },
   {
     path: ['notification', 'matcher', 'list'],

@@ -52,6 +52,7 @@ export class NotificationsConfig {
         mode: s.props.mode === 'any' ? 'any' : 'all',
         invert: s.props['invert-match'] === '1',
         ...(s.props.disable === '1' ? { disable: true } : {}),
+        ...(s.props.comment ? { comment: s.props.comment } : {}),
       }));
   }
 
@@ -66,6 +67,21 @@ export class NotificationsConfig {
       sections.push(section);
     });
     if (secrets && (secrets.password !== undefined || secrets.headers !== undefined)) await this.#secrets.update((m) => (m[section.name] = secrets));
+  }
+
+  /**
+   * Replaces an existing target or matcher of the same name (its type stays); the secrets are replaced only
+   * when given. NOT_FOUND when there is none.
+   */
+  async replace(section: Section, secrets?: { password?: string; headers?: Record<string, string> }): Promise<void> {
+    const matcher = section.type === 'matcher';
+    await this.#file.update((sections) => {
+      const i = sections.findIndex((s) => s.name === section.name && (s.type === 'matcher') === matcher);
+      if (i < 0) throw new IbsError('NOT_FOUND', `No notification ${matcher ? 'matcher' : 'target'} "${section.name}"`);
+      if ((sections[i] as Section).type !== section.type) throw new IbsError('INVALID_ARGUMENT', `Target "${section.name}" is a ${(sections[i] as Section).type} target: its type cannot change (remove it and create it anew)`);
+      sections[i] = section;
+    });
+    if (secrets) await this.#secrets.update((m) => (m[section.name] = secrets));
   }
 
   async remove(kind: 'target' | 'matcher', name: string): Promise<void> {

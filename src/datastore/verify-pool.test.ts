@@ -2,6 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { CryptKey, IbsError, encodeBlob, sha256Hex } from '../core/index.ts';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { VerifyPool } from './verify-pool.ts';
 
 test('the verify pool checks chunks on worker threads: CRC, plaintext digest, blob hash; encrypted ones by CRC', async () => {
@@ -33,4 +37,17 @@ test('the verify pool checks chunks on worker threads: CRC, plaintext digest, bl
   } finally {
     await pool.close();
   }
+});
+
+test('a pending check keeps the process alive; idle threads do not (a command ends without closing the pool)', () => {
+  const script = `import { VerifyPool } from ${JSON.stringify(new URL('./verify-pool.ts', import.meta.url).href)};
+const pool = new VerifyPool(2);
+console.log(await pool.hash(new Uint8Array(8)));`;
+  const dir = mkdtempSync(join(tmpdir(), 'ibs-pool-'));
+  const file = join(dir, 'main.mjs');
+  writeFileSync(file, script);
+  const r = spawnSync(process.execPath, ['--no-warnings', file], { encoding: 'utf8', timeout: 20_000 });
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(r.status, 0, `exit ${r.status} (13: the awaited check did not hold the process), signal ${r.signal}: ${r.stderr}`);
+  assert.equal(r.stdout.trim(), sha256Hex(new Uint8Array(8)));
 });

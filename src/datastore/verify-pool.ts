@@ -31,6 +31,7 @@ export class VerifyPool {
         const p = this.#pending.get(m.id);
         if (!p) return;
         this.#pending.delete(m.id);
+        if (this.#pending.size === 0) this.#hold(false);
         if (m.error) p.reject(new IbsError(m.error.code, m.error.message));
         else p.resolve({ blobSha256: m.blobSha256 as string });
       });
@@ -38,8 +39,9 @@ export class VerifyPool {
         this.#failure = error;
         for (const p of this.#pending.values()) p.reject(error);
         this.#pending.clear();
+        this.#hold(false);
       });
-      // After the listeners: adding a 'message' listener refs the worker's port again.
+      // Idle threads do not keep the process alive (after the listeners: adding one refs the port again).
       w.unref();
       this.#workers.push(w);
     }
@@ -71,9 +73,18 @@ export class VerifyPool {
       sent.set(blob);
     }
     return new Promise((resolve, reject) => {
+      if (this.#pending.size === 0) this.#hold(true);
       this.#pending.set(id, { resolve, reject });
       worker.postMessage({ id, digest, blob: sent }, [sent.buffer as ArrayBuffer]);
     });
+  }
+
+  /** While a check is pending the threads keep the process alive (something waits for their answer). */
+  #hold(on: boolean): void {
+    for (const w of this.#workers) {
+      if (on) w.ref();
+      else w.unref();
+    }
   }
 
   async close(): Promise<void> {
