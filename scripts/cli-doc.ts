@@ -1,5 +1,5 @@
 /** Prints docs/cli.md from the command table, so the reference cannot drift from the code (a test checks it). */
-import { COMMANDS } from '../src/cli/index.ts';
+import { COMMANDS, REMOTE_OPTIONS, usageOf, type OptionSpec } from '../src/cli/index.ts';
 import { serverCommand } from '../src/bin/ironcore-backup.ts';
 import { resolvePaths } from '../src/config/index.ts';
 import { ERROR_CODES } from '../src/core/index.ts';
@@ -19,8 +19,8 @@ export function cliReference(): string {
     '',
   ];
   for (const c of [serverCommand(resolvePaths({ IRONCORE_HOME: '/' })), ...COMMANDS]) {
-    out.push(`## ${c.path.join(' ')}`, '', c.summary, '', '```', `ironcore-backup ${c.usage}`, '```', '');
-    const options = Object.entries(c.options ?? {});
+    out.push(`## ${c.path.join(' ')}`, '', c.summary, '', '```', `ironcore-backup ${usageOf(c)}`, '```', '');
+    const options: Array<[string, OptionSpec]> = Object.entries({ ...(c.remote ? REMOTE_OPTIONS : {}), ...(c.options ?? {}) });
     if (options.length > 0) {
       out.push('| option | meaning |', '| --- | --- |');
       for (const [name, spec] of options) out.push(`| \`--${name}${spec.type === 'string' ? ' VALUE' : ''}\`${spec.multiple ? ' (repeatable)' : ''} | ${spec.help} |`);

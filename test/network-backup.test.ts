@@ -160,3 +160,52 @@ test('a client killed in the middle of an upload leaves no snapshot; the next ru
   assert.equal(JSON.parse((await ibs(serverHome, ['snapshot', 'list', 'store1', 'host/killed', '--output', 'json'])).stdout).length, 1);
   assert.equal((await ibs(serverHome, ['verify', 'start', 'store1', '--snapshot', JSON.parse((await ibs(serverHome, ['snapshot', 'list', 'store1', 'host/killed', '--output', 'json'])).stdout)[0].snapshot])).code, 0);
 });
+
+test('snapshot, namespace, group, stats, verify, prune and GC commands work on a server with --repository (or IBS_REPOSITORY)', async () => {
+  assert.equal((await ibs(serverHome, ['user', 'create', 'ops@ibs'])).code, 0);
+  const token = JSON.parse((await ibs(serverHome, ['token', 'create', 'ops@ibs!cli', '--output', 'json'])).stdout) as { secret: string };
+  for (const authId of ['ops@ibs', 'ops@ibs!cli']) assert.equal((await ibs(serverHome, ['acl', 'update', '/datastore/store1', 'DatastoreAdmin', '--auth-id', authId])).code, 0);
+  const opsRepo = repository.replace('client@ibs!backup', 'ops@ibs!cli');
+  const env = { IBS_REPOSITORY: opsRepo, IBS_FINGERPRINT: fingerprint, IBS_SECRET: token.secret };
+  const on = async (args: string[]): Promise<string> => {
+    const r = await ibs(clientHome, args, env);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  // The datastore comes from the repository: no STORE argument.
+  const snaps = JSON.parse(await on(['snapshot', 'list', '--output', 'json'])) as Array<{ snapshot: string }>;
+  assert.ok(snaps.length >= 2, JSON.stringify(snaps));
+  const snap = (snaps[0] as { snapshot: string }).snapshot;
+  assert.match(await on(['snapshot', 'list', 'host/client1']), /host\/client1\//);
+  assert.match(await on(['snapshot', 'show', snap]), new RegExp(snap.replaceAll('/', '\\/')));
+  await on(['snapshot', 'notes', snap, '--set', 'checked over the API']);
+  assert.equal((await on(['snapshot', 'notes', snap])).trim(), 'checked over the API');
+  assert.match(await on(['snapshot', 'protect', snap]), /is protected/);
+  assert.match(await on(['group', 'list']), /host\/client1/);
+  assert.match(await on(['datastore', 'stats', '--repository', opsRepo]), /dedup factor/);
+  await on(['namespace', 'create', 'remote-made']);
+  assert.match(await on(['namespace', 'list']), /remote-made/);
+  await on(['namespace', 'remove', 'remote-made']);
+  // Long work runs as a task on the server; its log is followed, its result printed like a local run's.
+  const verified = await ibs(clientHome, ['verify', 'start', '--max-concurrent-snapshots', '2'], env);
+  assert.equal(verified.code, 0, verified.stderr);
+  assert.match(verified.stdout, /Verified \d+ snapshots .*all ok/);
+  assert.match(verified.stderr, /task UPID:/);
+  const dry = await on(['prune', 'host/client1', '--keep-last', '1', '--dry-run']);
+  assert.match(dry, /keep \(keep-last\)/);
+  assert.match(dry, /protected|keep/);
+  const pruned = await on(['prune', 'host/client1', '--keep-last', '1']);
+  assert.match(pruned, /keep \(keep-last\)/);
+  assert.match(await on(['gc', 'start']), /removed chunks/);
+  assert.match(await on(['gc', 'status']), /removed/i);
+  // The protected snapshot survived the prune; forget refuses it until unprotected.
+  assert.notEqual((await ibs(clientHome, ['snapshot', 'forget', snap], env)).code, 0);
+  await on(['snapshot', 'unprotect', snap]);
+  // Both a STORE argument and --repository: refused, nothing done.
+  const both = await ibs(clientHome, ['snapshot', 'list', 'store1', '--repository', opsRepo], env);
+  assert.notEqual(both.code, 0);
+  // A token that may only back up is refused naming the privilege.
+  const denied = await ibs(clientHome, ['snapshot', 'notes', snap, '--set', 'x', ...remoteArgs()]);
+  assert.equal(denied.code, 5, denied.stderr);
+  assert.match(denied.stderr, /lacks Datastore\.Modify on \/datastore\/store1/);
+});

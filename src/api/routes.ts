@@ -504,10 +504,10 @@ export const ROUTES: Route[] = [
     method: 'GET',
     path: '/admin/datastore/{store}/snapshots',
     summary: 'snapshots of a namespace or group',
-    input: { type: 'object', properties: { store: STORE, ns: NS, group: { type: 'string', pattern: /^(vm|ct|host)\/[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/, optional: true } } },
+    input: { type: 'object', properties: { store: STORE, ns: NS, group: { type: 'string', pattern: /^(vm|ct|host)\/[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/, optional: true }, recursive: { type: 'boolean', optional: true, description: 'include child namespaces' } } },
     output: ANY_LIST,
     permission: privileged(['Datastore.Audit']),
-    handler: (req, input) => app.listSnapshots(req.ctx, { store: input.store as string, ...(input.ns ? { ns: input.ns as string } : {}), ...(input.group ? { group: input.group as string } : {}) }),
+    handler: (req, input) => app.listSnapshots(req.ctx, { store: input.store as string, ...(input.ns ? { ns: input.ns as string } : {}), ...(input.group ? { group: input.group as string } : {}), recursive: input.recursive === true }),
   },
   {
     method: 'POST',
@@ -527,7 +527,7 @@ export const ROUTES: Route[] = [
           ...(input['max-concurrent-snapshots'] !== undefined ? { maxConcurrentSnapshots: input['max-concurrent-snapshots'] as number } : {}),
         });
         if (!r.ok) throw new IbsError('VERIFY_FAILED', `verification failed: ${r.badChunks.map((b) => `chunk ${b.digest} (${b.snapshots.join(', ')})`).join('; ') || r.snapshots.filter((s) => s.state === 'failed').map((s) => s.snapshot).join(', ')}`);
-        return { snapshots: r.snapshots.length, chunks: r.chunksChecked };
+        return r;
       }),
   },
   {

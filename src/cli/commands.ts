@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LocalApiClient } from '../client/index.ts';
-import { IbsError, KEEP_RULES, type CryptKey, type KeepOptions } from '../core/index.ts';
+import { IbsError, KEEP_RULES, type CryptKey, type ErrorCode, type KeepOptions } from '../core/index.ts';
 import { formatBytes, formatDuration, formatRate } from '../lib/index.ts';
 import * as app from '../app/index.ts';
 import type { AppContext } from '../app/index.ts';
@@ -27,7 +27,71 @@ export interface Command {
   exitCode?(result: never): number;
   /** Text output; JSON output is the result itself. */
   text?(result: never): string;
+  /**
+   * The same command against a server (`--repository USER@REALM!TOKEN@HOST[:PORT]:STORE`, which then takes the
+   * place of the STORE argument): the API call whose answer `text` shows like a local result.
+   */
+  remote?(args: ParsedArgs): RemoteCall;
 }
+
+/** One API call that does a command's work on a server. */
+export interface RemoteCall {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  path: string;
+  params?: Record<string, unknown>;
+  /** The call answers a task's UPID: its log is followed to the end; a failed task exits with this code. */
+  task?: ErrorCode;
+  /** The answer (for a task: the result it logged) in the shape `text` takes; default as it is. */
+  result?(data: unknown): unknown;
+}
+
+/** The usage line, with how a command that also runs on a server is given one. */
+export function usageOf(command: Command): string {
+  return command.remote ? `${command.usage}   (on a server: --repository USER@REALM!TOKEN@HOST[:PORT]:STORE in place of STORE)` : command.usage;
+}
+
+interface JsonClient {
+  request<T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, params?: Record<string, unknown>): Promise<T>;
+}
+
+/**
+ * Runs a command's remote call on the server of `repository`: a task is followed (its log on the reporter), its
+ * logged result is the command's result; a failed task throws with the call's error code.
+ */
+export async function runRemote(ctx: AppContext, command: Command, args: ParsedArgs, repository: string): Promise<unknown> {
+  const call = (command.remote as (a: ParsedArgs) => RemoteCall)(args);
+  const { client } = await app.connectRepository({ repository, fingerprint: str(args, 'fingerprint') ?? process.env.IBS_FINGERPRINT, secretFile: str(args, 'secret-file'), secret: process.env.IBS_SECRET });
+  try {
+    const data = await client.request(call.method, call.path, call.params ?? {});
+    if (!call.task) return call.result ? call.result(data) : data;
+    const upid = data as string;
+    ctx.reporter.info(`task ${upid}`);
+    const r = await followTask(client, upid, (t) => t.split('\n').filter(Boolean).forEach((l) => ctx.reporter.info(l.replace(/^\S+ /, ''))));
+    if (r.state !== 'ok' && r.state !== 'warnings') throw new IbsError(call.task, `${command.path.join(' ')} failed on the server: ${r.status ?? r.state} (task ${upid})`, { details: { upid } });
+    const logged = /^\S+ result: (.*)$/m.exec(r.text)?.[1];
+    const result = logged !== undefined ? (JSON.parse(logged) as unknown) : { upid, state: r.state };
+    return call.result ? call.result(result) : result;
+  } finally {
+    await client.close();
+  }
+}
+
+/**
+ * The repository a command runs on: `--repository`, or IBS_REPOSITORY when the STORE argument is left out.
+ * Its datastore becomes the STORE argument.
+ */
+export function remoteRepository(command: Command, args: ParsedArgs, minPositionals: number): string | undefined {
+  if (!command.remote) return undefined;
+  // STORE is left out when an argument is missing, or when the first one cannot be a datastore name (a group).
+  const storeLeftOut = args.positionals.length === minPositionals - 1 || (args.positionals[0]?.includes('/') ?? false);
+  const repository = str(args, 'repository') ?? (process.env.IBS_REPOSITORY && storeLeftOut ? process.env.IBS_REPOSITORY : undefined);
+  if (repository !== undefined) args.positionals.unshift(app.parseRepository(repository).store);
+  return repository;
+}
+
+/** The datastore path below /admin/datastore of the STORE argument (position 0). */
+const storeApi = (a: ParsedArgs, sub = ''): string => `/admin/datastore/${encodeURIComponent(a.positionals[0] as string)}${sub}`;
+const nsParam = (a: ParsedArgs): Record<string, string> => (str(a, 'ns') ? { ns: str(a, 'ns') as string } : {});
 
 const str = (args: ParsedArgs, name: string): string | undefined => args.values[name] as string | undefined;
 const list = (args: ParsedArgs, name: string): string[] => (args.values[name] as string[] | undefined) ?? [];
@@ -62,20 +126,20 @@ function concurrentSnapshots(args: ParsedArgs): { maxConcurrentSnapshots?: numbe
 }
 
 const TARGET_OPTIONS = {
-      url: { type: 'string', help: 'webhook URL ({{title}}, {{severity}}, … may appear in it)' },
-      method: { type: 'string', help: 'webhook method: POST (default), PUT or GET' },
-      header: { type: 'string', multiple: true, help: 'webhook header NAME=VALUE (repeatable)' },
-      'secret-header': { type: 'string', multiple: true, help: 'webhook header kept secret, e.g. Authorization=Bearer … (repeatable)' },
-      body: { type: 'string', help: 'webhook body template with {{title}}, {{message}}, {{severity}}, {{type}}, {{time}}, {{fields.NAME}}' },
-      mailto: { type: 'string', multiple: true, help: 'recipient (repeatable)' },
-      from: { type: 'string', help: 'sender address' },
-      path: { type: 'string', help: 'sendmail program (default /usr/sbin/sendmail)' },
-      server: { type: 'string', help: 'SMTP server' },
-      port: { type: 'string', help: 'SMTP port (default 587, or 465 with --mode tls)' },
-      mode: { type: 'string', help: 'SMTP: starttls (default), tls or insecure' },
-      username: { type: 'string', help: 'SMTP user' },
-      'password-file': { type: 'string', help: 'SMTP password from this file (or IBS_SMTP_PASSWORD)' },
-      comment: { type: 'string', help: 'free text' },
+  url: { type: 'string', help: 'webhook URL ({{title}}, {{severity}}, … may appear in it)' },
+  method: { type: 'string', help: 'webhook method: POST (default), PUT or GET' },
+  header: { type: 'string', multiple: true, help: 'webhook header NAME=VALUE (repeatable)' },
+  'secret-header': { type: 'string', multiple: true, help: 'webhook header kept secret, e.g. Authorization=Bearer … (repeatable)' },
+  body: { type: 'string', help: 'webhook body template with {{title}}, {{message}}, {{severity}}, {{type}}, {{time}}, {{fields.NAME}}' },
+  mailto: { type: 'string', multiple: true, help: 'recipient (repeatable)' },
+  from: { type: 'string', help: 'sender address' },
+  path: { type: 'string', help: 'sendmail program (default /usr/sbin/sendmail)' },
+  server: { type: 'string', help: 'SMTP server' },
+  port: { type: 'string', help: 'SMTP port (default 587, or 465 with --mode tls)' },
+  mode: { type: 'string', help: 'SMTP: starttls (default), tls or insecure' },
+  username: { type: 'string', help: 'SMTP user' },
+  'password-file': { type: 'string', help: 'SMTP password from this file (or IBS_SMTP_PASSWORD)' },
+  comment: { type: 'string', help: 'free text' },
 } as const satisfies Record<string, OptionSpec>;
 
 /** The target values given on the command line (only those: `update` keeps the rest). */
@@ -101,15 +165,15 @@ async function targetChange(a: ParsedArgs): Promise<Partial<app.TargetInput>> {
 }
 
 const MATCHER_OPTIONS = {
-      target: { type: 'string', multiple: true, help: 'target to notify (repeatable)' },
-      'match-severity': { type: 'string', help: 'comma-separated: info, notice, warning, error' },
-      'match-type': { type: 'string', help: 'comma-separated event types' },
-      'match-datastore': { type: 'string', help: 'comma-separated datastores' },
-      'match-job': { type: 'string', help: 'comma-separated job ids (verify/NAME, prune/NAME, gc/STORE)' },
-      'match-calendar': { type: 'string', help: 'only events inside this calendar window, e.g. "mon..fri 08..17:*"' },
-      mode: { type: 'string', help: 'all (default) or any' },
-      invert: { type: 'boolean', help: 'notify when the conditions do not hold' },
-      comment: { type: 'string', help: 'free text' },
+  target: { type: 'string', multiple: true, help: 'target to notify (repeatable)' },
+  'match-severity': { type: 'string', help: 'comma-separated: info, notice, warning, error' },
+  'match-type': { type: 'string', help: 'comma-separated event types' },
+  'match-datastore': { type: 'string', help: 'comma-separated datastores' },
+  'match-job': { type: 'string', help: 'comma-separated job ids (verify/NAME, prune/NAME, gc/STORE)' },
+  'match-calendar': { type: 'string', help: 'only events inside this calendar window, e.g. "mon..fri 08..17:*"' },
+  mode: { type: 'string', help: 'all (default) or any' },
+  invert: { type: 'boolean', help: 'notify when the conditions do not hold' },
+  comment: { type: 'string', help: 'free text' },
 } as const satisfies Record<string, OptionSpec>;
 
 /** The matcher values given on the command line (targets apart). */
@@ -128,7 +192,7 @@ function matcherChange(a: ParsedArgs): Partial<app.MatcherInput> {
 }
 
 const STORE_NS = { ns: { type: 'string', help: 'namespace (a/b/c); default the root' } } as const satisfies Record<string, OptionSpec>;
-const REMOTE_OPTIONS = {
+export const REMOTE_OPTIONS = {
   repository: { type: 'string', help: 'datastore on a server: USER@REALM!TOKEN@HOST[:PORT]:STORE (or IBS_REPOSITORY)' },
   fingerprint: { type: 'string', help: "the server certificate's SHA-256 fingerprint (or IBS_FINGERPRINT)" },
   'secret-file': { type: 'string', help: "file with the API token's secret (or IBS_SECRET)" },
@@ -277,7 +341,7 @@ function syncArgs(args: ParsedArgs, creating: boolean): Record<string, unknown> 
 }
 
 /** Prints a task's log as it grows until it ends; returns its final state and status. */
-async function followTask(client: LocalApiClient, upid: string, write: (text: string) => void): Promise<{ state: string; status?: string; text: string }> {
+async function followTask(client: JsonClient, upid: string, write: (text: string) => void): Promise<{ state: string; status?: string; text: string }> {
   const path = `/nodes/localhost/tasks/${encodeURIComponent(upid)}`;
   let offset = 0;
   let text = '';
@@ -367,6 +431,7 @@ export const COMMANDS: Command[] = [
     summary: 'snapshots, groups, chunks, logical and stored bytes, dedup factor, free space and inodes',
     positionals: 1,
     run: (ctx, a) => app.statsDatastore(ctx, pos(a, 0)),
+    remote: (a) => ({ method: 'GET', path: storeApi(a, '/status') }),
     text: (r: Awaited<ReturnType<typeof app.statsDatastore>>) =>
       keyValues({
         snapshots: r.snapshots,
@@ -424,6 +489,7 @@ export const COMMANDS: Command[] = [
     positionals: 2,
     options: { parents: { type: 'boolean', help: 'create missing parent namespaces' } },
     run: async (ctx, a) => ({ store: pos(a, 0), namespace: await app.createNamespace(ctx, { store: pos(a, 0), ns: pos(a, 1), parents: flag(a, 'parents') }) }),
+    remote: (a) => ({ method: 'POST', path: storeApi(a, '/namespace'), params: { ns: pos(a, 1), parents: flag(a, 'parents') }, result: (d) => ({ store: pos(a, 0), namespace: d }) }),
     text: (r: { namespace: string }) => `Created namespace ${r.namespace}`,
   },
   {
@@ -433,6 +499,7 @@ export const COMMANDS: Command[] = [
     positionals: 1,
     options: { ...STORE_NS, 'max-depth': { type: 'string', help: 'levels below the parent' } },
     run: (ctx, a) => app.listNamespaces(ctx, { store: pos(a, 0), ...(str(a, 'ns') ? { parent: str(a, 'ns') as string } : {}), ...(str(a, 'max-depth') !== undefined ? { maxDepth: wholeNumber(str(a, 'max-depth'), 'max-depth', 7) as number } : {}) }),
+    remote: (a) => ({ method: 'GET', path: storeApi(a, '/namespace'), params: { ...nsParam(a), ...(str(a, 'max-depth') !== undefined ? { 'max-depth': wholeNumber(str(a, 'max-depth'), 'max-depth', 7) } : {}) } }),
     text: (r: string[]) => (r.length === 0 ? '(none)' : r.join('\n')),
   },
   {
@@ -445,6 +512,7 @@ export const COMMANDS: Command[] = [
       await app.removeNamespace(ctx, { store: pos(a, 0), ns: pos(a, 1), deleteGroups: flag(a, 'delete-groups') });
       return { namespace: pos(a, 1), removed: true };
     },
+    remote: (a) => ({ method: 'DELETE', path: storeApi(a, '/namespace'), params: { ns: pos(a, 1), ...(flag(a, 'delete-groups') ? { 'delete-groups': true } : {}) }, result: () => ({ namespace: pos(a, 1), removed: true }) }),
     text: (r: { namespace: string }) => `Removed namespace ${r.namespace}`,
   },
   // ---- groups and snapshots ----------------------------------------------------------------------------
@@ -455,6 +523,7 @@ export const COMMANDS: Command[] = [
     positionals: 1,
     options: STORE_NS,
     run: (ctx, a) => app.listGroups(ctx, { store: pos(a, 0), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}) }),
+    remote: (a) => ({ method: 'GET', path: storeApi(a, '/groups'), params: nsParam(a) }),
     text: (r: Array<Record<string, unknown>>) => table(r, ['group', 'snapshots', 'last', 'owner']),
   },
   {
@@ -464,6 +533,7 @@ export const COMMANDS: Command[] = [
     positionals: [1, 2],
     options: { ...STORE_NS, recursive: { type: 'boolean', help: 'include child namespaces' } },
     run: (ctx, a) => app.listSnapshots(ctx, { store: pos(a, 0), ...(a.positionals[1] ? { group: pos(a, 1) } : {}), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), recursive: flag(a, 'recursive') }),
+    remote: (a) => ({ method: 'GET', path: storeApi(a, '/snapshots'), params: { ...nsParam(a), ...(a.positionals[1] ? { group: pos(a, 1) } : {}), ...(flag(a, 'recursive') ? { recursive: true } : {}) } }),
     text: (r: app.SnapshotRow[]) => table(r.map((s) => ({ ...s, size: formatBytes(s.size), encrypted: s.encrypted ? 'yes' : 'no', protected: s.protected ? 'yes' : '' })), ['snapshot', 'size', 'encrypted', 'protected', 'verifyState', 'files']),
   },
   {
@@ -473,6 +543,7 @@ export const COMMANDS: Command[] = [
     positionals: 2,
     options: { ...STORE_NS, files: { type: 'boolean', help: 'list the files of each archive' }, ...KEY_OPTIONS },
     run: async (ctx, a) => app.showSnapshot(ctx, { store: pos(a, 0), snapshot: pos(a, 1), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), listFiles: flag(a, 'files'), key: await keyFrom(a) }),
+    remote: (a) => ({ method: 'GET', path: storeApi(a, '/snapshot'), params: { ...nsParam(a), snapshot: pos(a, 1), ...(flag(a, 'files') ? { files: true } : {}) } }),
     text: (r: Record<string, unknown>) => JSON.stringify(r, null, 2),
   },
   {
@@ -482,6 +553,7 @@ export const COMMANDS: Command[] = [
     positionals: 2,
     options: STORE_NS,
     run: async (ctx, a) => ({ removed: await app.forgetSnapshot(ctx, { store: pos(a, 0), snapshot: pos(a, 1), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}) }) }),
+    remote: (a) => ({ method: 'DELETE', path: storeApi(a, '/snapshots'), params: { ...nsParam(a), snapshot: pos(a, 1) } }),
     text: (r: { removed: string }) => `Removed snapshot ${r.removed}`,
   },
   ...(['protect', 'unprotect'] as const).map(
@@ -495,6 +567,7 @@ export const COMMANDS: Command[] = [
         await app.protectSnapshot(ctx, { store: pos(a, 0), snapshot: pos(a, 1), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), protect: verb === 'protect' });
         return { snapshot: pos(a, 1), protected: verb === 'protect' };
       },
+      remote: (a) => ({ method: 'PUT', path: storeApi(a, '/protected'), params: { ...nsParam(a), snapshot: pos(a, 1), protected: verb === 'protect' }, result: () => ({ snapshot: pos(a, 1), protected: verb === 'protect' }) }),
       text: (r: { snapshot: string; protected: boolean }) => `Snapshot ${r.snapshot} is ${r.protected ? 'protected' : 'no longer protected'}`,
     }),
   ),
@@ -505,6 +578,7 @@ export const COMMANDS: Command[] = [
     positionals: 2,
     options: { ...STORE_NS, set: { type: 'string', help: 'new notes' } },
     run: async (ctx, a) => ({ notes: await app.snapshotNotes(ctx, { store: pos(a, 0), snapshot: pos(a, 1), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), ...(str(a, 'set') !== undefined ? { set: str(a, 'set') as string } : {}) }) }),
+    remote: (a) => ({ method: str(a, 'set') !== undefined ? 'PUT' : 'GET', path: storeApi(a, '/notes'), params: { ...nsParam(a), snapshot: pos(a, 1), ...(str(a, 'set') !== undefined ? { notes: str(a, 'set') } : {}) }, result: (d) => ({ notes: d }) }),
     text: (r: { notes: string }) => r.notes,
   },
   // ---- backup and restore ------------------------------------------------------------------------------
@@ -1292,6 +1366,7 @@ export const COMMANDS: Command[] = [
       }
       return r;
     },
+    remote: (a) => ({ method: 'POST', path: storeApi(a, '/verify'), params: { ...nsParam(a), ...(str(a, 'snapshot') ? { snapshot: str(a, 'snapshot') } : {}), ...(flag(a, 'ignore-verified') ? { 'ignore-verified': true } : {}), ...(str(a, 'outdated-after') !== undefined ? { 'outdated-after': wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) } : {}), ...(concurrentSnapshots(a).maxConcurrentSnapshots !== undefined ? { 'max-concurrent-snapshots': concurrentSnapshots(a).maxConcurrentSnapshots } : {}) }, task: 'VERIFY_FAILED' }),
     text: (r: Awaited<ReturnType<typeof app.verifyStore>>) =>
       `Verified ${r.snapshots.filter((s) => s.state === 'ok').length} snapshots (${r.snapshots.filter((s) => s.state === 'skipped').length} skipped): ${r.chunksChecked} chunks, ${formatBytes(r.bytesChecked)}, all ok`,
   },
@@ -1311,6 +1386,7 @@ export const COMMANDS: Command[] = [
     positionals: 2,
     options: { ...STORE_NS, ...KEEP_OPTIONS, 'dry-run': { type: 'boolean', help: 'only show what would be kept and removed' } },
     run: (ctx, a) => app.pruneStore(ctx, { store: pos(a, 0), group: pos(a, 1), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), keep: keepFrom(a), dryRun: flag(a, 'dry-run') }),
+    remote: (a) => ({ method: 'POST', path: storeApi(a, '/prune'), params: { ...nsParam(a), group: pos(a, 1), ...keepFrom(a), ...(flag(a, 'dry-run') ? { 'dry-run': true } : {}) }, ...(flag(a, 'dry-run') ? {} : { task: 'UNAVAILABLE' as const }) }),
     text: (r: Awaited<ReturnType<typeof app.pruneStore>>) =>
       table(
         r.map((e) => ({ snapshot: e.snapshot, action: e.mark.action === 'keep' ? `keep (${e.mark.rule})` : e.mark.action, note: e.error ?? '' })),
@@ -1324,6 +1400,7 @@ export const COMMANDS: Command[] = [
     positionals: 1,
     options: { 'margin-minutes': { type: 'string', help: 'safety margin before the oldest running writer (default 5)' } },
     run: (ctx, a) => app.gcStore(ctx, { store: pos(a, 0), ...(str(a, 'margin-minutes') !== undefined ? { marginMinutes: wholeNumber(str(a, 'margin-minutes'), 'margin-minutes', 10080) as number } : {}) }),
+    remote: (a) => ({ method: 'POST', path: storeApi(a, '/gc'), task: 'UNAVAILABLE' }),
     text: (r: Awaited<ReturnType<typeof app.gcStore>>) =>
       keyValues({
         'removed chunks': `${r.removedChunks} (${formatBytes(r.removedBytes)})`,
@@ -1339,6 +1416,7 @@ export const COMMANDS: Command[] = [
     summary: 'the result of the last garbage collection',
     positionals: 1,
     run: async (ctx, a) => (await app.gcStatus(ctx, pos(a, 0))) ?? { status: 'never run' },
+    remote: (a) => ({ method: 'GET', path: storeApi(a, '/gc') }),
     text: (r: Record<string, unknown>) => keyValues(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, /Bytes$/.test(k) ? bytesOr(v) : v]))),
   },
 ];

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { IbsError, toIbsError, ERROR_CODES } from '../core/index.ts';
 import type { AppContext } from '../app/index.ts';
 import type { Reporter } from '../lib/index.ts';
-import { COMMANDS, type Command, type ParsedArgs } from './commands.ts';
+import { COMMANDS, REMOTE_OPTIONS, remoteRepository, runRemote, usageOf, type Command, type ParsedArgs } from './commands.ts';
 import { TerminalReporter } from './render.ts';
 
 export interface CliDeps {
@@ -21,7 +21,7 @@ const GLOBAL_OPTIONS = {
 } as const;
 
 function usage(commands: Command[]): string {
-  const lines = commands.map((c) => `  ${c.usage}\n      ${c.summary}`);
+  const lines = commands.map((c) => `  ${usageOf(c)}\n      ${c.summary}`);
   return [
     'Usage: ironcore-backup COMMAND [ARGS] [--output text|json] [--quiet]',
     '',
@@ -70,7 +70,7 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
       throw new IbsError('INVALID_ARGUMENT', `Unknown command "${argv.slice(0, 2).join(' ')}": expected one of ${groups} (see "ironcore-backup help")`);
     }
     const { command, rest } = found;
-    const options = { ...GLOBAL_OPTIONS, ...(command.options ?? {}) };
+    const options = { ...GLOBAL_OPTIONS, ...(command.remote ? REMOTE_OPTIONS : {}), ...(command.options ?? {}) };
     let parsed: ParsedArgs;
     try {
       const r = parseArgs({
@@ -87,17 +87,18 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
     if (output !== 'text' && output !== 'json') throw new IbsError('INVALID_ARGUMENT', `Invalid --output "${output}": expected text or json`);
     json = output === 'json';
     if (parsed.values.help) {
-      stdout.write(`Usage: ironcore-backup ${command.usage}\n${command.summary}\n${Object.entries(options).map(([k, v]) => `  --${k}  ${v.help}`).join('\n')}\n`);
+      stdout.write(`Usage: ironcore-backup ${usageOf(command)}\n${command.summary}\n${Object.entries(options).map(([k, v]) => `  --${k}  ${v.help}`).join('\n')}\n`);
       return 0;
     }
     const [min, max] = typeof command.positionals === 'number' ? [command.positionals, command.positionals] : command.positionals;
+    const repository = remoteRepository(command, parsed, min);
     if (parsed.positionals.length < min || parsed.positionals.length > max) {
       throw new IbsError('INVALID_ARGUMENT', `"${command.path.join(' ')}" takes ${min === max ? min : `${min} to ${max}`} argument(s), got ${parsed.positionals.length} (usage: ironcore-backup ${command.usage})`);
     }
     const quiet = parsed.values.quiet === true || json;
     const activeReporter = quiet ? new TerminalReporter(stderr, { quiet: true }) : reporter;
     const ctx = deps.makeContext(activeReporter, controller.signal);
-    const result = await command.run(ctx, parsed);
+    const result = repository !== undefined ? await runRemote(ctx, command, parsed, repository) : await command.run(ctx, parsed);
     activeReporter instanceof TerminalReporter && activeReporter.finish();
     if (json) stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else if (command.text) {
