@@ -74,6 +74,16 @@ test('a backup over HTTPS arrives complete, restores identically, and the next o
   const s2 = JSON.parse(second.stdout).archives[0];
   assert.ok(s2.newChunks <= 2, `only the chunk with the changed file is new: ${JSON.stringify(s2)}`);
   assert.ok(s2.reusedChunks >= stats.chunks - 2);
+  // Change detection over the network: most of the unchanged files (10 MiB) were taken from the previous snapshot
+  // unread (the chunk around the changed file is read again).
+  assert.ok(s2.copiedBytes >= 5 * 1024 * 1024, `unchanged files taken over unread: ${JSON.stringify(s2)}`);
+  assert.equal(stats.copiedBytes, 0);
+  // And the result is right: the second snapshot restores identically.
+  const again = join(work.path, 'restored-2');
+  const r2 = await ibs(clientHome, ['backup', 'restore', 'host/client1/2026-11-02T00:00:00Z', 'root.tar', again, ...remoteArgs()]);
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.equal(await readFile(join(again, 'hello.txt'), 'utf8'), 'changed\n');
+  for (let i = 0; i < 10; i++) assert.deepEqual(await readFile(join(again, 'sub', `f${i}.bin`)), await readFile(join(src, 'sub', `f${i}.bin`)));
 });
 
 test('a restore over HTTPS returns identical bytes (whole archive, one path, a tar stream)', async () => {

@@ -387,7 +387,7 @@ export const ROUTES: Route[] = [
         'key-fingerprint': { type: 'string', pattern: /^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/, optional: true },
       },
     },
-    output: { type: 'object', properties: { session: SESSION, snapshot: { type: 'string' }, known: { type: 'array', items: CSUM, maxItems: 10_000_000 } } },
+    output: { type: 'object', properties: { session: SESSION, snapshot: { type: 'string' }, known: { type: 'array', items: CSUM, maxItems: 10_000_000 }, previous: { type: 'string', optional: true, description: 'the previous snapshot of the group (TYPE/ID/TIME), whose chunks may be referenced' } } },
     permission: { kind: 'privilege', path: backupPath, privileges: ['Datastore.Backup'] },
     handler: (req, input) =>
       req.backups.start(req.ctx, {

@@ -186,8 +186,23 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
   if (input.repository) {
     const { client, store } = input.repository;
     const sink = await RemoteSnapshotSink.start(client, { store, ref, keyFingerprint: input.key?.fingerprint });
-    const result = await run(SnapshotWriter.over(sink, { key: input.key, compress: input.compress ?? true, signal: ctx.signal }), `datastore ${store} on the server`);
-    return { ...result, sentBytes: sink.sentBytes };
+    // Change detection over the network: the previous snapshot is read through a reader session (its catalogs,
+    // indexes and only the chunks at the edges of reused ranges). Without it every file is read.
+    const source = sink.previous ? await RemoteSnapshotSource.open(client, { store, ref: sink.previous }).catch(() => undefined) : undefined;
+    try {
+      let previous: SnapshotReader | undefined;
+      if (source && sink.previous) {
+        try {
+          previous = SnapshotReader.from(source, sink.previous, source.manifest, { key: input.key, signal: ctx.signal });
+        } catch {
+          previous = undefined; // another key, or a manifest that does not check: no change detection
+        }
+      }
+      const result = await run(SnapshotWriter.over(sink, { key: input.key, compress: input.compress ?? true, signal: ctx.signal }, previous), `datastore ${store} on the server`);
+      return { ...result, sentBytes: sink.sentBytes };
+    } finally {
+      await source?.close();
+    }
   }
   return withDatastore(ctx, input.store, async (ds) => {
     if (input.time === undefined) {

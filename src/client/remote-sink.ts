@@ -1,4 +1,4 @@
-import { IbsError, formatSnapshot, type Manifest, type ManifestFile, type SnapshotRef } from '../core/index.ts';
+import { IbsError, formatSnapshot, parseSnapshot, type Manifest, type ManifestFile, type SnapshotRef } from '../core/index.ts';
 import type { ApiClient } from './api-client.ts';
 import { retry } from '../lib/index.ts';
 
@@ -30,6 +30,8 @@ export class RemoteSnapshotSink {
   #failure: unknown;
   #timer: NodeJS.Timeout | undefined;
   sentBytes = 0;
+  /** The previous snapshot of the group on the server, whose chunks this session may reference. */
+  previous: SnapshotRef | undefined;
 
   private constructor(client: ApiClient, session: string, ref: SnapshotRef, known: Set<string>, askKnown: boolean) {
     this.#client = client;
@@ -40,7 +42,7 @@ export class RemoteSnapshotSink {
   }
 
   static async start(client: ApiClient, input: { store: string; ref: SnapshotRef; keyFingerprint?: string | undefined; askKnown?: boolean }): Promise<RemoteSnapshotSink> {
-    const r = await client.request<{ session: string; known: string[] }>('POST', '/backup/start', {
+    const r = await client.request<{ session: string; known: string[]; previous?: string }>('POST', '/backup/start', {
       store: input.store,
       ...(input.ref.ns.length ? { ns: input.ref.ns.join('/') } : {}),
       'backup-type': input.ref.type,
@@ -48,7 +50,9 @@ export class RemoteSnapshotSink {
       'backup-time': input.ref.time,
       ...(input.keyFingerprint ? { 'key-fingerprint': input.keyFingerprint } : {}),
     });
-    return new RemoteSnapshotSink(client, r.session, input.ref, new Set(r.known), input.askKnown ?? true);
+    const sink = new RemoteSnapshotSink(client, r.session, input.ref, new Set(r.known), input.askKnown ?? true);
+    if (r.previous !== undefined) sink.previous = parseSnapshot(r.previous, input.ref.ns);
+    return sink;
   }
 
   insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }> {
