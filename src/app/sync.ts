@@ -235,10 +235,12 @@ async function executeJob(ctx: AppContext, job: SyncJobConfig, open: OpenJob, in
   const burst = job.direction === 'pull' ? job.burstIn : job.burstOut;
   const bucket = rate > 0 ? new TokenBucket(rate * MIB, burst !== undefined && burst > 0 ? burst * MIB : undefined) : undefined;
   if (bucket) reporter.info(`bandwidth limit: ${rate} MiB/s`);
+  if (job.ioWeight === 'low') reporter.info('I/O weight low: at most 2 chunk writes in flight per group');
   const report = await runSync(open.source, open.target, plan, policy, {
     signal: ctx.signal,
     bucket,
     workerThreads: job.workerThreads,
+    ioWeight: job.ioWeight,
     upid: input.upid,
     origin: open.origin,
     log: (l) => reporter.info(l),

@@ -80,6 +80,44 @@ test('after 3 re-sends the snapshot fails, nothing appears on the target, and th
   assert.deepEqual(again.copied, ['host/web1/1970-01-01T00:16:40Z']);
 });
 
+/** A target that counts chunk writes in flight (each takes a little while, like a disk). */
+function counting(target: DatastoreSide): { side: SyncTarget; peak: () => number } {
+  let now = 0;
+  let peak = 0;
+  const side = Object.assign(Object.create(target) as DatastoreSide, {
+    begin: async (...args: Parameters<DatastoreSide['begin']>): Promise<TargetSnapshot> => {
+      const t = await target.begin(...args);
+      return {
+        ...t,
+        insertChunk: async (digest: string, blob: Uint8Array) => {
+          peak = Math.max(peak, ++now);
+          await new Promise((r) => setTimeout(r, 2));
+          try {
+            await t.insertChunk(digest, blob);
+          } finally {
+            now--;
+          }
+        },
+      };
+    },
+  });
+  return { side, peak: () => peak };
+}
+
+test('--io-weight low keeps at most two chunk writes in flight per group; normal runs many', async () => {
+  const { ds, data } = await source();
+  const src = new DatastoreSide(ds, 'source');
+  for (const [weight, check] of [['low', (p: number) => p <= 2 && p >= 1], ['normal', (p: number) => p > 2]] as const) {
+    const dst = new DatastoreSide(await Datastore.create(new MemoryBackend()), 'target');
+    const { side, peak } = counting(dst);
+    const plan = planSync(await src.list([], undefined), await dst.list([], undefined), policy);
+    const report = await runSync(src, side, plan, policy, { ...quiet, ioWeight: weight });
+    assert.deepEqual(report.failed, []);
+    assert.ok(check(peak()), `${weight}: ${peak()} writes in flight at most`);
+    assert.ok((await (await SnapshotReader.open(dst.ds, ref(1000))).readAll('root.tar')).equals(data));
+  }
+});
+
 test('the token bucket holds a shared rate and lets big requests through in slices', async () => {
   let now = 0;
   const bucket = new TokenBucket(1000, 100, () => now);

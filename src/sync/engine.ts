@@ -24,6 +24,11 @@ export interface SyncOptions {
   transformFor?(snapshot: SideSnapshot): SnapshotTransform | undefined;
   /** Wire bytes as they pass, for the per-minute bandwidth series. */
   onBytes?(bytes: number): void;
+  /**
+   * `low` keeps the job's I/O light on shared disks and links: per group at most two chunk writes in flight and
+   * 4 MiB queued (normal: 32 and 16 MiB), so other work on the same storage keeps its share.
+   */
+  ioWeight?: 'low' | 'normal';
 }
 
 export interface SyncReport {
@@ -46,7 +51,8 @@ export interface SyncReport {
   seconds: number;
 }
 
-const INSERT_WINDOW = 16 * 1024 * 1024;
+/** Chunk writes in flight per group, and the bytes they may hold, by I/O weight. */
+const INSERT_LIMITS = { normal: { writes: 32, bytes: 16 * 1024 * 1024 }, low: { writes: 2, bytes: 4 * 1024 * 1024 } } as const;
 const SNAPSHOT_ATTEMPTS = 3;
 
 /** Copies one snapshot: chunks the target lacks, a read-back verification of what arrived, files, manifest last. */
@@ -95,7 +101,8 @@ async function copySnapshot(
       const missing = digests.filter((d) => !present.has(target(d)));
       let sent = 0;
       const transfer = async (list: readonly string[], resend: boolean): Promise<void> => {
-        const queue = new WorkQueue(32, { maxWeight: INSERT_WINDOW });
+        const limits = INSERT_LIMITS[options.ioWeight ?? 'normal'];
+        const queue = new WorkQueue(limits.writes, { maxWeight: limits.bytes });
         for await (const fetched of src.chunkBlobs(list, { signal })) {
           throwIfAborted(signal);
           const { digest, blob } = transform ? await transform.chunk(fetched.digest, fetched.blob) : fetched;
