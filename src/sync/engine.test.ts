@@ -89,7 +89,7 @@ function counting(target: DatastoreSide): { side: SyncTarget; peak: () => number
       const t = await target.begin(...args);
       return {
         ...t,
-        insertChunk: async (digest: string, blob: Uint8Array) => {
+        insertChunk: async (digest: string, blob: Buffer) => {
           peak = Math.max(peak, ++now);
           await new Promise((r) => setTimeout(r, 2));
           try {

@@ -82,3 +82,18 @@ test('resync-corrupt copies again a copy whose verification failed or whose cont
   assert.deepEqual(planSync(src, bad, policy()).groups[0]?.copy, []);
   assert.equal(planSync(src, bad, policy({ resyncCorrupt: true })).groups[0]?.copy[0]?.resync, 'failed verification');
 });
+
+test('the newest common snapshot is synced again when it changed on the source (a log added); older differing ones are left to repair', () => {
+  const withLog = (x: SideSnapshot): SideSnapshot => ({ ...x, manifest: { ...x.manifest, files: [...x.manifest.files, { filename: 'client.log.blob', size: 5, csum: 'log', cryptMode: 'none' }] } });
+  const src = listing([withLog(snap('', 'host/a', '2026-11-01')), withLog(snap('', 'host/a', '2026-11-02'))]);
+  const dst = listing([snap('', 'host/a', '2026-11-01'), snap('', 'host/a', '2026-11-02')]);
+  const plan = planSync(src, dst, policy());
+  assert.deepEqual(plan.groups[0]?.copy.map((c) => [new Date(c.snapshot.ref.time * 1000).toISOString().slice(0, 10), c.resync]), [['2026-11-02', 'changed on the source since it was copied']]);
+  assert.equal(plan.differs.length, 2, 'both reported by diff');
+  // A protected copy is left alone, with the reason.
+  const kept = planSync(src, listing([snap('', 'host/a', '2026-11-01'), snap('', 'host/a', '2026-11-02', {}, 'none', true)]), policy());
+  assert.deepEqual(kept.groups[0]?.copy, []);
+  assert.ok(kept.groups[0]?.skip.some((x) => x.reason === 'differs, but the copy is protected'));
+  // Unchanged: nothing to do.
+  assert.deepEqual(copied(planSync(src, src, policy())), []);
+});

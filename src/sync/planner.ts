@@ -23,13 +23,13 @@ export interface SyncPolicy {
   encrypt: boolean;
 }
 
-export type SkipReason = 'filtered' | 'already present' | 'transfer-last' | 'not verified' | 'not encrypted' | 'partly encrypted' | 'protected';
+export type SkipReason = 'filtered' | 'already present' | 'transfer-last' | 'not verified' | 'not encrypted' | 'partly encrypted' | 'protected' | 'differs, but the copy is protected';
 
 export interface GroupPlan {
   source: GroupRef;
   target: GroupRef;
   /** Snapshots to copy, oldest first; `resync` ones replace a copy whose verification failed or whose content differs. */
-  copy: Array<{ snapshot: SideSnapshot; resync?: 'failed verification' | 'content differs' | undefined }>;
+  copy: Array<{ snapshot: SideSnapshot; resync?: 'failed verification' | 'content differs' | 'changed on the source since it was copied' | undefined }>;
   skip: Array<{ snapshot: string; reason: SkipReason }>;
   /** Target snapshots the source no longer has (remove-vanished). */
   remove: SnapshotRef[];
@@ -138,8 +138,12 @@ export function planSync(source: SideListing, target: SideListing, policy: SyncP
         // Copies re-encrypted (or decrypted) on the way cannot be compared file by file.
         const differ = (s.manifest.keyFingerprint ?? null) === (there.manifest.keyFingerprint ?? null) && !sameFiles(s, there);
         if (differ) differs.push({ source: s.ref, target: there.ref });
-        if (policy.resyncCorrupt && (failed || differ) && !there.protected) {
-          plan.copy.push({ snapshot: s, resync: failed ? 'failed verification' : 'content differs' });
+        // The newest common snapshot may have changed on the source since it was copied (a client log added
+        // afterwards, say): it is brought over again. Older copies that differ are left to repair.
+        const changedSinceCopy = differ && s === newestCommon;
+        if ((policy.resyncCorrupt && (failed || differ)) || (changedSinceCopy && !failed)) {
+          if (there.protected) plan.skip.push({ snapshot: name, reason: 'differs, but the copy is protected' });
+          else plan.copy.push({ snapshot: s, resync: failed ? 'failed verification' : changedSinceCopy ? 'changed on the source since it was copied' : 'content differs' });
         } else plan.skip.push({ snapshot: name, reason: 'already present' });
         return;
       }
