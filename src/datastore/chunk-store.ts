@@ -89,15 +89,19 @@ export class ChunkStore {
     }
   }
 
-  /** The stored blob, CRC-checked. NOT_FOUND when missing, CORRUPT when damaged. */
-  async getBlob(digest: string, options: OpOptions = {}): Promise<Buffer> {
-    let blob: Buffer;
+  /** The stored blob as it is; NOT_FOUND when missing. */
+  async #read(digest: string, options: OpOptions): Promise<Buffer> {
     try {
-      blob = await this.#backend.read(chunkKey(assertDigest(digest)), options);
+      return await this.#backend.read(chunkKey(assertDigest(digest)), options);
     } catch (error) {
       if (isStorageError(error, 'not-found')) throw new IbsError('NOT_FOUND', `Chunk ${digest} is missing from the datastore`);
       throw error;
     }
+  }
+
+  /** The stored blob, CRC-checked. NOT_FOUND when missing, CORRUPT when damaged. */
+  async getBlob(digest: string, options: OpOptions = {}): Promise<Buffer> {
+    const blob = await this.#read(digest, options);
     checkBlobCrc(blob, `chunk ${digest}`);
     return blob;
   }
@@ -107,20 +111,14 @@ export class ChunkStore {
    * subsumes it). Hashed on a thread of `pool` when given, which takes over the buffer read. NOT_FOUND when missing.
    */
   async storedSha256(digest: string, options: OpOptions & { pool?: VerifyPool | undefined } = {}): Promise<string> {
-    let blob: Buffer;
-    try {
-      blob = await this.#backend.read(chunkKey(assertDigest(digest)), options);
-    } catch (error) {
-      if (isStorageError(error, 'not-found')) throw new IbsError('NOT_FOUND', `Chunk ${digest} is missing from the datastore`);
-      throw error;
-    }
+    const blob = await this.#read(digest, options);
     return options.pool ? options.pool.hash(blob, { handOver: true }) : sha256HexAsync(blob);
   }
 
   /** The plaintext of a chunk, with its digest verified; never returns wrong bytes. */
   async get(digest: string, options: OpOptions & { key?: CryptKey | undefined } = {}): Promise<Buffer> {
     const blob = await this.getBlob(digest, options);
-    return verifyChunkContent(digest, blob, options.key, isEncryptedBlob(checkBlobCrc(blob, `chunk ${digest}`)));
+    return verifyChunkContent(digest, blob, options.key, isEncryptedBlob(readBlobHeader(blob, `chunk ${digest}`)));
   }
 
   /**
