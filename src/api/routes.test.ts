@@ -174,3 +174,27 @@ test('datastores, notification targets and calendar previews through the API', a
   assert.deepEqual((cal.body as { data: { next: string[] } }).data.next, ['2026-11-22T04:30:00Z', '2026-11-29T04:30:00Z']);
   assert.equal((await call('DELETE', '/admin/datastore/store1', readerSecret)).status, 403);
 });
+
+test('an own certificate is installed through the API only as a matching PEM pair', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { readFile } = await import('node:fs/promises');
+  const pem = async (name: string): Promise<{ cert: string; key: string }> => {
+    const certFile = join(dir, `${name}.crt`);
+    const keyFile = join(dir, `${name}.key`);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${name}`, '-days', '2', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
+    return { cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') };
+  };
+  const a = await pem('acme-a');
+  const b = await pem('acme-b');
+  const put = (body: unknown, secret = adminSecret) => call('PUT', '/nodes/localhost/certificate', secret, JSON.stringify(body));
+  assert.equal((await put({ certificate: a.cert, key: a.key }, readerSecret)).status, 403);
+  const mismatch = await put({ certificate: a.cert, key: b.key });
+  assert.equal(mismatch.status, 400);
+  assert.match((mismatch.body as { message: string }).message, /does not belong to the certificate/);
+  assert.equal((await put({ certificate: 'not pem', key: a.key })).status, 400);
+  const ok = await put({ certificate: a.cert, key: a.key });
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  const info = await call('GET', '/nodes/localhost/certificate', readerSecret);
+  assert.match(JSON.stringify(info.body), /acme-a/);
+  assert.equal(await readFile(join(dir, 'etc', 'proxy.pem'), 'utf8'), a.cert, 'installed where the server reads it at start');
+});

@@ -1196,6 +1196,15 @@ export const ROUTES: Route[] = [
     handler: (req) => app.servicesStatus(req.ctx),
   },
   {
+    method: 'PUT',
+    path: '/nodes/localhost/certificate',
+    summary: 'install an own certificate and its key (PEM; checked to be a pair); used from the next server start',
+    input: { type: 'object', properties: { certificate: { type: 'string', maxLength: 65536 }, key: { type: 'string', maxLength: 65536 } } },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'privilege', path: () => '/system/certificates', privileges: ['Sys.Modify'] },
+    handler: (req, input) => app.installCertificate(req.ctx.paths.configDir, { cert: Buffer.from(input.certificate as string), key: Buffer.from(input.key as string) }),
+  },
+  {
     method: 'GET',
     path: '/nodes/localhost/certificate',
     summary: 'the server certificate: subject, validity, SANs and SHA-256 fingerprint',

@@ -78,20 +78,31 @@ export async function updateCertificate(configDir: string, input: { certFile: st
   const key = await readFile(input.keyFile).catch((e: Error) => {
     throw new IbsError('NOT_FOUND', `Cannot read key "${input.keyFile}": ${e.message}`);
   });
+  return installCertificate(configDir, { cert, key, certName: `"${input.certFile}"`, keyName: `"${input.keyFile}"` });
+}
+
+/**
+ * Installs a PEM certificate and its private key (checked to be a pair) as the server's; the server uses them
+ * from its next start. `certName` / `keyName` say in errors where they came from.
+ */
+export async function installCertificate(configDir: string, input: { cert: Buffer; key: Buffer; certName?: string; keyName?: string }): Promise<CertificateInfo> {
+  const { cert, key } = input;
+  const certName = input.certName ?? 'the certificate';
+  const keyName = input.keyName ?? 'the key';
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);
   } catch {
-    throw new IbsError('INVALID_ARGUMENT', `"${input.certFile}" is not a PEM certificate`);
+    throw new IbsError('INVALID_ARGUMENT', `${certName} is not a PEM certificate`);
   }
   const { createPrivateKey } = await import('node:crypto');
   let matches = false;
   try {
     matches = x509.checkPrivateKey(createPrivateKey(key));
   } catch {
-    throw new IbsError('INVALID_ARGUMENT', `"${input.keyFile}" is not a PEM private key`);
+    throw new IbsError('INVALID_ARGUMENT', `${keyName} is not a PEM private key`);
   }
-  if (!matches) throw new IbsError('INVALID_ARGUMENT', `The key "${input.keyFile}" does not belong to the certificate "${input.certFile}"`);
+  if (!matches) throw new IbsError('INVALID_ARGUMENT', `The key ${keyName} does not belong to the certificate ${certName}`);
   await mkdir(configDir, { recursive: true });
   await writeFileAtomic(join(configDir, KEY_FILE), key, { mode: 0o600 });
   await writeFileAtomic(join(configDir, CERT_FILE), cert);
