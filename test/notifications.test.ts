@@ -110,3 +110,56 @@ test('target and matcher update: given values replace stored ones, secrets and t
   assert.equal(missing.code, 3);
   assert.match(missing.stderr, /no notification target "nowhere"/);
 });
+
+test('smtp targets deliver to a real SMTP server over STARTTLS and implicit TLS with authentication; a wrong password fails clearly', async () => {
+  const { SMTPServer } = await import('smtp-server');
+  const { execFileSync } = await import('node:child_process');
+  // A certificate for 127.0.0.1 that the CLI trusts through NODE_EXTRA_CA_CERTS (it is its own CA).
+  const certFile = join(work.path, 'smtp.crt');
+  const keyFile = join(work.path, 'smtp.key');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
+  const tls = { key: await readFile(keyFile), cert: await readFile(certFile) };
+  const mails: Array<{ user: string; secure: boolean; to: string[]; text: string }> = [];
+  const start = (secure: boolean): Promise<{ port: number; close: () => void }> => {
+    const server = new SMTPServer({
+      ...tls,
+      secure,
+      authMethods: ['PLAIN', 'LOGIN'],
+      onAuth: (auth, _session, cb) => (auth.username === 'ibs' && auth.password === 'mail secret' ? cb(null, { user: auth.username }) : cb(new Error('Invalid username or password'))),
+      onData: (stream, session, cb) => {
+        let text = '';
+        stream.on('data', (d: Buffer) => (text += d.toString()));
+        stream.on('end', () => {
+          mails.push({ user: String(session.user), secure: session.secure, to: session.envelope.rcptTo.map((r) => r.address), text });
+          cb();
+        });
+      },
+    });
+    return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ port: (server.server.address() as AddressInfo).port, close: () => server.close() })));
+  };
+  const starttls = await start(false);
+  const implicit = await start(true);
+  try {
+    const password = join(work.path, 'smtp-password');
+    await writeFile(password, 'mail secret\n', { mode: 0o600 });
+    const env = { NODE_EXTRA_CA_CERTS: certFile };
+    for (const [name, mode, port] of [['mail-starttls', 'starttls', starttls.port], ['mail-tls', 'tls', implicit.port]] as const) {
+      const created = await ibs(home, ['notification', 'target', 'create', name, '--type', 'smtp', '--server', '127.0.0.1', '--port', String(port), '--mode', mode, '--username', 'ibs', '--password-file', password, '--mailto', 'ops@example.test', '--from', 'ibs@example.test']);
+      assert.equal(created.code, 0, created.stderr);
+      const sent = await ibs(home, ['notification', 'target', 'test', name], env);
+      assert.equal(sent.code, 0, sent.stderr);
+    }
+    assert.deepEqual(mails.map((m) => [m.user, m.secure, m.to]), [['ibs', true, ['ops@example.test']], ['ibs', true, ['ops@example.test']]]);
+    assert.match(mails[0]?.text ?? '', /Subject: ironcore-backup test notification/);
+    assert.doesNotMatch(await readFile(join(home, 'etc', 'notifications.cfg'), 'utf8'), /mail secret/, 'the password is kept apart');
+    // A wrong password: the target is refused by the server and the command says so.
+    await writeFile(password, 'wrong\n');
+    assert.equal((await ibs(home, ['notification', 'target', 'update', 'mail-starttls', '--password-file', password])).code, 0);
+    const refused = await ibs(home, ['notification', 'target', 'test', 'mail-starttls'], env);
+    assert.equal(refused.code, 11);
+    assert.match(refused.stderr, /Test notification to mail-starttls failed: .*(Invalid login|535|Invalid username or password)/);
+  } finally {
+    starttls.close();
+    implicit.close();
+  }
+});
