@@ -30,6 +30,8 @@ export class RemoteSnapshotSink {
   #failure: unknown;
   #timer: NodeJS.Timeout | undefined;
   sentBytes = 0;
+  /** Bytes of chunks it keeps in flight at most: every batch it may have outstanding, full. */
+  static readonly WINDOW = BATCH_BYTES * IN_FLIGHT;
   /** The previous snapshot of the group on the server, whose chunks this session may reference. */
   previous: SnapshotRef | undefined;
 

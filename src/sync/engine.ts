@@ -26,7 +26,7 @@ export interface SyncOptions {
   onBytes?(bytes: number): void;
   /**
    * `low` keeps the job's I/O light on shared disks and links: per group at most two chunk writes in flight and
-   * 4 MiB queued (normal: 32 and 16 MiB), so other work on the same storage keeps its share.
+   * 4 MiB queued (normal: 64 and 16 MiB, or what a remote target asks for), so other work on the same storage keeps its share.
    */
   ioWeight?: 'low' | 'normal';
 }
@@ -52,7 +52,7 @@ export interface SyncReport {
 }
 
 /** Chunk writes in flight per group, and the bytes they may hold, by I/O weight. */
-const INSERT_LIMITS = { normal: { writes: 32, bytes: 16 * 1024 * 1024 }, low: { writes: 2, bytes: 4 * 1024 * 1024 } } as const;
+const INSERT_LIMITS = { normal: { writes: 64, bytes: 16 * 1024 * 1024 }, low: { writes: 2, bytes: 4 * 1024 * 1024 } } as const;
 const SNAPSHOT_ATTEMPTS = 3;
 
 /** Copies one snapshot: chunks the target lacks, a read-back verification of what arrived, files, manifest last. */
@@ -102,7 +102,8 @@ async function copySnapshot(
       let sent = 0;
       const transfer = async (list: readonly string[], resend: boolean): Promise<void> => {
         const limits = INSERT_LIMITS[options.ioWeight ?? 'normal'];
-        const queue = new WorkQueue(limits.writes, { maxWeight: limits.bytes });
+        const window = options.ioWeight === 'low' ? limits.bytes : (tgt.window ?? limits.bytes);
+        const queue = new WorkQueue(limits.writes, { maxWeight: window });
         for await (const fetched of src.chunkBlobs(list, { signal })) {
           throwIfAborted(signal);
           const { digest, blob } = transform ? await transform.chunk(fetched.digest, fetched.blob) : fetched;

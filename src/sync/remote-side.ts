@@ -107,6 +107,7 @@ export class RemoteSide implements SyncSource, SyncTarget {
         await sink.insertChunk(digest, blob);
       },
       flush: () => sink.flush(),
+      window: RemoteSnapshotSink.WINDOW,
       verifyReceived: () => sink.verifyReceived(),
       putFile: (file, data) => sink.putFile(file, data),
       commit: (manifest) => sink.commit(manifest),

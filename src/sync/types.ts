@@ -58,6 +58,11 @@ export interface TargetSnapshot {
   /** Waits until every chunk handed to insertChunk is stored. */
   flush(): Promise<void>;
   /**
+   * Bytes of chunks worth having in flight to this target at normal I/O weight (default 16 MiB): a target
+   * across a link wants enough to cover its round trips.
+   */
+  readonly window?: number;
+  /**
    * Reads back every chunk this writer newly stored and checks it (SHA-256 for plaintext, CRC for encrypted);
    * returns the digests that failed, already moved aside so that inserting them again rewrites them.
    */
