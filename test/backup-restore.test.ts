@@ -112,6 +112,19 @@ test('a tree with every file type, backed up and restored, is identical in bytes
   }
 });
 
+test('restored into a set-group-id directory, files keep the group the archive says (as root)', { skip: !isRoot && 'needs root' }, async () => {
+  // The first test made the snapshot. A set-group-id target hands its group to new files: restore must chown them.
+  const target = join(work.path, 'restored-setgid');
+  await mkdir(target);
+  await chown(target, 0, 4242);
+  await chmod(target, 0o2775);
+  const r = await ibs(home, ['backup', 'restore', 'host/files/2026-11-01T00:00:00Z', 'root.tar', target, '--store', 'store1']);
+  assert.equal(r.code, 0, r.stderr);
+  const expected = await snapshotTree(src);
+  const actual = await snapshotTree(target);
+  for (const [path, meta] of expected) assert.deepEqual([actual.get(path)?.uid, actual.get(path)?.gid, actual.get(path)?.mode], [meta.uid, meta.gid, meta.mode], path);
+});
+
 test('the --to - stream is a tar that GNU tar lists and compares identically', async () => {
   const stream = await sh(`${JSON.stringify(process.execPath)} --no-warnings src/bin/ironcore-backup.ts backup restore host/files/2026-11-01T00:00:00Z root.tar - --store store1 | tar -tf - | LC_ALL=C sort`, { env: { IRONCORE_HOME: home } });
   assert.equal(stream.code, 0, stream.stderr);

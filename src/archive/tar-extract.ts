@@ -30,20 +30,23 @@ function fsCall<T>(fn: (cb: (error: NodeJS.ErrnoException | null, value?: T) => 
  * because chown clears them. Callback-style fs: per-file promise and FileHandle overhead shows with many
  * small files.
  */
-async function writeSmallFile(path: string, body: Buffer, meta: { mode: number; uid: number; gid: number; mtime: number; owners: boolean }): Promise<void> {
+async function writeSmallFile(path: string, body: Buffer, meta: { mode: number; uid: number; gid: number; mtime: number; chown: boolean; createMode?: number }): Promise<void> {
+  // With createMode the file is created with its final permissions (the umask leaves them whole and there
+  // are no set-id bits), so no chmod is needed afterwards.
+  const createMode = meta.createMode ?? 0o600;
   let fd: number;
   try {
-    fd = await fsCall<number>((cb) => fs.open(path, 'wx', 0o600, cb));
+    fd = await fsCall<number>((cb) => fs.open(path, 'wx', createMode, cb));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     await rm(path, { force: true });
-    fd = await fsCall<number>((cb) => fs.open(path, 'wx', 0o600, cb));
+    fd = await fsCall<number>((cb) => fs.open(path, 'wx', createMode, cb));
   }
   try {
     let written = 0;
     while (written < body.length) written += await fsCall<number>((cb) => fs.write(fd, body, written, body.length - written, null, cb));
-    if (meta.owners) await fsCall((cb) => fs.fchown(fd, meta.uid, meta.gid, cb));
-    await fsCall((cb) => fs.fchmod(fd, meta.mode, cb));
+    if (meta.chown) await fsCall((cb) => fs.fchown(fd, meta.uid, meta.gid, cb));
+    if (meta.createMode === undefined) await fsCall((cb) => fs.fchmod(fd, meta.mode, cb));
     await fsCall((cb) => fs.futimes(fd, meta.mtime, meta.mtime, cb));
   } finally {
     await fsCall((cb) => fs.close(fd, cb));
@@ -67,6 +70,16 @@ async function writeNew(path: string, fill: (handle: FileHandle) => Promise<void
   }
 }
 
+/** The process's umask, from /proc (reading it with process.umask() is deprecated); 0o077 when unknown. */
+function currentUmask(): number {
+  try {
+    const m = /^Umask:\s+([0-7]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    return m ? parseInt(m[1] as string, 8) : 0o077;
+  } catch {
+    return 0o077;
+  }
+}
+
 function safeRelative(path: string): string {
   const norm = normalize(path).replace(/^(\.\/)+/, '');
   if (norm === '' || norm === '.' || norm.startsWith('/') || norm === '..' || norm.startsWith(`..${sep}`) || norm.includes('\0')) {
@@ -87,6 +100,13 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
   const symlinks = new Set<string>();
   const result: ExtractResult = { entries: 0, bytes: 0 };
   await mkdir(target, { recursive: true });
+  // A new file already has the process's owner and group unless a set-group-id directory hands down its group:
+  // owners equal to ours need no chown while every directory files land in was made here below a target
+  // without that bit (a directory that existed before might have it).
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  let ownDirs = ((await lstat(target)).mode & 0o2000) === 0;
+  const umask = currentUmask();
   const writes = new WorkQueue(16);
   const madeDirs = new Set<string>([target]);
   const finish = async (path: string, meta: { mode: number; uid: number; gid: number; mtime: number }): Promise<void> => {
@@ -107,13 +127,13 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
     const full = join(target, rel);
     const parent = dirname(full);
     if (!madeDirs.has(parent)) {
-      await mkdir(parent, { recursive: true });
+      if ((await mkdir(parent, { recursive: true })) === undefined) ownDirs = false;
       madeDirs.add(parent);
     }
     const mtime = entry.mtime + entry.mtimeNs / 1e9;
     switch (entry.type) {
       case 'dir':
-        await mkdir(full, { recursive: true, mode: 0o700 });
+        if ((await mkdir(full, { recursive: true, mode: 0o700 })) === undefined) ownDirs = false;
         madeDirs.add(full);
         dirs.push({ path: full, mode: entry.mode, mtime: entry.mtime, mtimeNs: entry.mtimeNs, uid: entry.uid, gid: entry.gid });
         break;
@@ -124,9 +144,11 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
           const pieces: Buffer[] = [];
           for await (const piece of data) pieces.push(piece);
           const body = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
-          const meta = { mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime };
+          const chown = owners && !(ownDirs && entry.uid === uid && entry.gid === gid);
+          const plainMode = (entry.mode & 0o7777) === (entry.mode & 0o777 & ~umask);
+          const meta = { mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime, chown, ...(plainMode ? { createMode: entry.mode & 0o777 } : {}) };
           await writes.submit(async () => {
-            await writeSmallFile(full, body, { ...meta, owners });
+            await writeSmallFile(full, body, meta);
             result.bytes += body.length;
             options.onBytes?.(body.length);
           });
