@@ -61,10 +61,10 @@ export interface BackupResult {
 }
 
 /** Bytes of the regular files under `root`, for progress and ETA (stat-ed many at a time). */
-async function treeSize(root: string): Promise<number> {
+async function treeSize(root: string, stopped: () => boolean = () => false): Promise<number> {
   let total = 0;
   const stack = [root];
-  while (stack.length > 0) {
+  while (stack.length > 0 && !stopped()) {
     const dir = stack.pop() as string;
     const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
     const files: string[] = [];
@@ -129,8 +129,15 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
     ctx.reporter.warn(message);
   };
   const started = Date.now();
-  let total = 0;
-  for (const spec of specs) total += spec.name.endsWith('.img') ? (await stat(spec.path)).size : await treeSize(spec.path);
+  // The size of what is backed up (for percent and ETA) is summed while the backup runs: walking a large tree
+  // first took seconds before the first byte was read. Until it is known, progress shows bytes and rate.
+  let total: number | undefined;
+  let backupEnded = false;
+  const sizing = (async () => {
+    let sum = 0;
+    for (const spec of specs) sum += spec.name.endsWith('.img') ? (await stat(spec.path)).size : await treeSize(spec.path, () => backupEnded);
+    if (!backupEnded) total = sum;
+  })().catch(() => {});
   let done = 0;
   const report = (bytes: number): void => {
     done += bytes;
@@ -183,39 +190,45 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
       encrypted: input.key !== undefined,
     };
   };
-  if (input.repository) {
-    const { client, store } = input.repository;
-    const sink = await RemoteSnapshotSink.start(client, { store, ref, keyFingerprint: input.key?.fingerprint });
-    // Change detection over the network: the previous snapshot is read through a reader session (its catalogs,
-    // indexes and only the chunks at the edges of reused ranges). Without it every file is read.
-    const source = sink.previous ? await RemoteSnapshotSource.open(client, { store, ref: sink.previous }).catch(() => undefined) : undefined;
-    try {
-      let previous: SnapshotReader | undefined;
-      if (source && sink.previous) {
-        try {
-          previous = SnapshotReader.from(source, sink.previous, source.manifest, { key: input.key, signal: ctx.signal });
-        } catch {
-          previous = undefined; // another key, or a manifest that does not check: no change detection
+  try {
+    if (input.repository) {
+      const { client, store } = input.repository;
+      const sink = await RemoteSnapshotSink.start(client, { store, ref, keyFingerprint: input.key?.fingerprint });
+      // Change detection over the network: the previous snapshot is read through a reader session (its catalogs,
+      // indexes and only the chunks at the edges of reused ranges). Without it every file is read.
+      const source = sink.previous ? await RemoteSnapshotSource.open(client, { store, ref: sink.previous }).catch(() => undefined) : undefined;
+      try {
+        let previous: SnapshotReader | undefined;
+        if (source && sink.previous) {
+          try {
+            previous = SnapshotReader.from(source, sink.previous, source.manifest, { key: input.key, signal: ctx.signal });
+          } catch {
+            previous = undefined; // another key, or a manifest that does not check: no change detection
+          }
+        }
+        const result = await run(SnapshotWriter.over(sink, { key: input.key, compress: input.compress ?? true, signal: ctx.signal }, previous), `datastore ${store} on the server`);
+        return { ...result, sentBytes: sink.sentBytes };
+      } finally {
+        await source?.close();
+      }
+    }
+    return withDatastore(ctx, input.store, async (ds) => {
+      if (input.time === undefined) {
+        // Snapshot times have a resolution of one second: a second backup within the same second waits.
+        const newest = (await ds.listSnapshots({ ns, group: { ns, type: ref.type, id: ref.id } }))[0];
+        if (newest && newest.ref.time >= ref.time) {
+          await abortableSleep((newest.ref.time + 1) * 1000 - Date.now(), ctx.signal);
+          ref = { ...ref, time: Math.max(newest.ref.time + 1, Math.floor(Date.now() / 1000)) };
         }
       }
-      const result = await run(SnapshotWriter.over(sink, { key: input.key, compress: input.compress ?? true, signal: ctx.signal }, previous), `datastore ${store} on the server`);
-      return { ...result, sentBytes: sink.sentBytes };
-    } finally {
-      await source?.close();
-    }
+      const writer = await SnapshotWriter.begin(ds, ref, { owner: ctx.authId, key: input.key, compress: input.compress ?? true, signal: ctx.signal });
+      return run(writer, `datastore ${input.store}`);
+    });
+  } finally {
+    // A backup that failed before it began (no server, no datastore) stops the sizing walk too.
+    backupEnded = true;
+    await sizing;
   }
-  return withDatastore(ctx, input.store, async (ds) => {
-    if (input.time === undefined) {
-      // Snapshot times have a resolution of one second: a second backup within the same second waits.
-      const newest = (await ds.listSnapshots({ ns, group: { ns, type: ref.type, id: ref.id } }))[0];
-      if (newest && newest.ref.time >= ref.time) {
-        await abortableSleep((newest.ref.time + 1) * 1000 - Date.now(), ctx.signal);
-        ref = { ...ref, time: Math.max(newest.ref.time + 1, Math.floor(Date.now() / 1000)) };
-      }
-    }
-    const writer = await SnapshotWriter.begin(ds, ref, { owner: ctx.authId, key: input.key, compress: input.compress ?? true, signal: ctx.signal });
-    return run(writer, `datastore ${input.store}`);
-  });
 }
 
 export interface RestoreInput {
