@@ -996,7 +996,7 @@ export const ROUTES: Route[] = [
     input: { type: 'object', properties: {} },
     output: ANY_LIST,
     permission: { kind: 'privilege', path: () => '/system/keys', privileges: ['Sys.Audit'] },
-    handler: async (req) => Promise.all((await req.ctx.keys.list()).map(async (k) => ({ ...k, usedBy: await app.keyUsers(req.ctx, k.name) }))),
+    handler: (req) => app.listServerKeys(req.ctx),
   },
   {
     method: 'POST',
@@ -1014,7 +1014,7 @@ export const ROUTES: Route[] = [
     input: { type: 'object', properties: { name: KEY_NAME } },
     output: { type: 'object', additional: true, properties: {} },
     permission: { kind: 'privilege', path: () => '/system/keys', privileges: ['Sys.Audit'] },
-    handler: async (req, input) => ({ ...(await req.ctx.keys.info(input.name as string)), usedBy: await app.keyUsers(req.ctx, input.name as string) }),
+    handler: (req, input) => app.serverKeyInfo(req.ctx, input.name as string),
   },
   {
     method: 'POST',
@@ -1182,7 +1182,7 @@ export const ROUTES: Route[] = [
     handler: async (req, input) => {
       const job = await req.ctx.jobs.sync.get(input.id as string);
       requirePrivilege(req.acl, req.authId, datastoreAclPath(job.store), 'Datastore.Audit');
-      return (await app.listSyncJobs(req.ctx)).find((j) => j.id === job.id) ?? job;
+      return app.showSyncJob(req.ctx, job.id);
     },
   },
   // ---- the node ----------------------------------------------------------------------------------------------

@@ -68,6 +68,27 @@ export async function keyUsers(ctx: AppContext, name: string): Promise<string[]>
   return (await ctx.jobs.sync.list()).filter((j) => j.activeKey === name || j.associatedKeys.includes(name)).map((j) => j.id);
 }
 
+/** One server key with the sync jobs that use it (never key material). */
+export async function serverKeyInfo(ctx: AppContext, name: string): Promise<ServerKeyInfo & { usedBy: string[] }> {
+  return { ...(await ctx.keys.info(name)), usedBy: await keyUsers(ctx, name) };
+}
+
+/** Every server key with the sync jobs that use it (the jobs read once). */
+export async function listServerKeys(ctx: AppContext): Promise<Array<ServerKeyInfo & { usedBy: string[] }>> {
+  const jobs = await ctx.jobs.sync.list();
+  return (await ctx.keys.list()).map((k) => ({ ...k, usedBy: jobs.filter((j) => j.activeKey === k.name || j.associatedKeys.includes(k.name)).map((j) => j.id) }));
+}
+
+/**
+ * The key a job encrypts with: it must exist and not be archived (an archived key still decrypts, never
+ * encrypts).
+ */
+export async function encryptingKey(ctx: AppContext, name: string): Promise<ServerKeyInfo> {
+  const info = await ctx.keys.info(name);
+  if (info.archived) throw new IbsError('INVALID_ARGUMENT', `Server key "${name}" is archived: it decrypts but never encrypts; create a new key for --active-encryption-key`);
+  return info;
+}
+
 export async function removeServerKey(ctx: AppContext, name: string): Promise<void> {
   await ctx.keys.info(name);
   const users = await keyUsers(ctx, name);

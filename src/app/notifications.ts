@@ -122,13 +122,16 @@ export async function updateNotificationTarget(ctx: AppContext, name: string, ch
   const pairs = (m: unknown): string[] => Object.entries((m ?? {}) as Record<string, string>).map(([k, v]) => `${k}=${v}`);
   const { type: _type, name: _name, headers, ...rest } = current;
   const base: TargetInput = { ...(rest as Partial<TargetInput>), type: current.type, name, headers: pairs(headers), secretHeaders: pairs(stored.headers), ...(stored.password !== undefined ? { password: stored.password } : {}) };
-  const defined = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)) as Partial<TargetInput>;
-  const { section, secrets } = targetSection({ ...base, ...defined });
-  await ctx.notifications.replace(section, secrets ?? {});
+  // The secrets are part of the merged input: the stored ones stay unless the change gives new ones.
+  const { section, secrets } = targetSection({ ...base, ...given(change) });
+  await ctx.notifications.replace(section, secrets);
   return { type: current.type, name };
 }
 
-
+/** The entries of a change that carry a value (an update keeps the rest). */
+function given<T extends object>(change: T): Partial<T> {
+  return Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
 
 export interface MatcherInput {
   name: string;
@@ -168,12 +171,9 @@ export async function createNotificationMatcher(ctx: AppContext, input: MatcherI
 export async function updateNotificationMatcher(ctx: AppContext, name: string, change: Partial<Omit<MatcherInput, 'name'>>): Promise<{ name: string }> {
   const current = (await ctx.notifications.matchers()).find((x) => x.name === name);
   if (!current) throw new IbsError('NOT_FOUND', `No notification matcher "${name}" (see "ironcore-backup notification matcher list")`);
-  const defined = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)) as Partial<MatcherInput>;
-  await ctx.notifications.replace(await matcherSection(ctx, { ...(current as unknown as MatcherInput), ...defined, name }));
+  await ctx.notifications.replace(await matcherSection(ctx, { ...(current as unknown as MatcherInput), ...given(change), name }));
   return { name };
 }
-
-
 
 /** Sends a test notification to one target, optionally to another recipient. */
 export async function testNotificationTarget(ctx: AppContext, input: { name: string; recipient?: string }): Promise<DeliveryReport> {

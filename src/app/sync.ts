@@ -6,6 +6,7 @@ import { TokenBucket, formatBytes, formatDuration, formatRate } from '../lib/ind
 import { DatastoreSide, RemoteSide, decryptTransform, encryptTransform, encodeListing, groupKey, listDatastore, parseGroupFilter, parseIncludeFilter, planSync, runSync, checkDepth, type SyncPolicy, type SyncReport, type SyncSource, type SyncTarget, type ListingJson, type SideSnapshot, type SnapshotTransform } from '../sync/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { connectRemote } from './remotes.ts';
+import { encryptingKey } from './keys.ts';
 import { listJobs } from './job-status.ts';
 
 const MIB = 1024 * 1024;
@@ -43,10 +44,7 @@ async function checkJob(ctx: AppContext, job: SyncJobConfig): Promise<void> {
   else await ctx.datastores.get(job.remoteStore);
   if (job.owner !== undefined) parseAuthId(job.owner);
   checkDepth({ sourceNs: parseNamespace(job.direction === 'pull' ? job.remoteNs : job.ns), targetNs: parseNamespace(job.direction === 'pull' ? job.ns : job.remoteNs), maxDepth: job.maxDepth });
-  if (job.activeKey !== undefined) {
-    const info = await ctx.keys.info(job.activeKey);
-    if (info.archived && job.encryptOnPush) throw new IbsError('INVALID_ARGUMENT', `Server key "${job.activeKey}" is archived: it decrypts but never encrypts; create a new key for --active-encryption-key`);
-  }
+  if (job.activeKey !== undefined) await (job.encryptOnPush ? encryptingKey(ctx, job.activeKey) : ctx.keys.info(job.activeKey));
   for (const k of job.associatedKeys) await ctx.keys.info(k);
 }
 
@@ -265,7 +263,7 @@ async function executeJob(ctx: AppContext, job: SyncJobConfig, open: OpenJob, in
 async function transforms(ctx: AppContext, job: SyncJobConfig): Promise<((s: SideSnapshot) => SnapshotTransform | undefined) | undefined> {
   if (job.direction === 'push' && job.encryptOnPush) {
     const name = job.activeKey as string;
-    if ((await ctx.keys.info(name)).archived) throw new IbsError('INVALID_ARGUMENT', `Server key "${name}" is archived: it decrypts but never encrypts`);
+    await encryptingKey(ctx, name); // archived since the job was made: refused at run time too
     const key = await ctx.keys.get(name);
     ctx.reporter.info(`encrypt on push with server key ${name} (${key.fingerprint})`);
     const t = encryptTransform(key);
@@ -382,6 +380,13 @@ export async function listSyncJobs(ctx: AppContext): Promise<Array<SyncJobConfig
   } finally {
     state.close();
   }
+}
+
+/** One sync job with its last and next run. */
+export async function showSyncJob(ctx: AppContext, id: string): Promise<Awaited<ReturnType<typeof listSyncJobs>>[number]> {
+  const job = (await listSyncJobs(ctx)).find((j) => j.id === id);
+  if (!job) throw new IbsError('NOT_FOUND', `Sync job "${id}" does not exist (see "ironcore-backup sync list")`);
+  return job;
 }
 
 /** Runs `fn` as a run of job `jobId` outside the scheduler, recording its start and result (for `sync list`). */

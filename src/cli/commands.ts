@@ -117,12 +117,10 @@ function keepFrom(args: ParsedArgs): KeepOptions {
 
 const CONCURRENT_SNAPSHOTS = { 'max-concurrent-snapshots': { type: 'string', help: 'snapshots verified at once, 1 to 32 (default 1)' } } as const satisfies Record<string, OptionSpec>;
 
+/** --max-concurrent-snapshots as a number (its range, 1 to 32, is checked where verifications start). */
 function concurrentSnapshots(args: ParsedArgs): { maxConcurrentSnapshots?: number } {
-  const value = str(args, 'max-concurrent-snapshots');
-  if (value === undefined) return {};
-  const n = wholeNumber(value, 'max-concurrent-snapshots', 32) as number;
-  if (n < 1) throw new IbsError('INVALID_ARGUMENT', `Invalid --max-concurrent-snapshots "${value}": expected a whole number from 1 to 32`);
-  return { maxConcurrentSnapshots: n };
+  const n = wholeNumber(str(args, 'max-concurrent-snapshots'), 'max-concurrent-snapshots', 32);
+  return n !== undefined ? { maxConcurrentSnapshots: n } : {};
 }
 
 const TARGET_OPTIONS = {
@@ -700,7 +698,7 @@ export const COMMANDS: Command[] = [
     options: { name: { type: 'string', help: 'a server key' } },
     run: async (ctx, a) => {
       const name = str(a, 'name');
-      if (name !== undefined) return { ...(await ctx.keys.info(name)), usedBy: await app.keyUsers(ctx, name) };
+      if (name !== undefined) return app.serverKeyInfo(ctx, name);
       if (a.positionals.length !== 1) throw new IbsError('INVALID_ARGUMENT', 'key show needs FILE, or --name NAME for a server key');
       return app.showKeyFile(pos(a, 0));
     },
@@ -711,7 +709,7 @@ export const COMMANDS: Command[] = [
     usage: 'key list',
     summary: 'server keys: fingerprint, created, archived, the sync jobs that use each',
     positionals: 0,
-    run: async (ctx) => Promise.all((await ctx.keys.list()).map(async (k) => ({ ...k, usedBy: (await app.keyUsers(ctx, k.name)).join(',') }))),
+    run: (ctx) => app.listServerKeys(ctx),
     text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'fingerprint', 'created', 'archived', 'usedBy']),
   },
   {
@@ -1262,10 +1260,7 @@ export const COMMANDS: Command[] = [
     positionals: 0,
     options: { name: { type: 'string', help: 'the job' } },
     run: async (ctx, a) => {
-      const id = requiredName(a);
-      const job = (await app.listSyncJobs(ctx)).find((j) => j.id === id);
-      if (!job) throw new IbsError('NOT_FOUND', `Sync job "${id}" does not exist (see "ironcore-backup sync list")`);
-      return job;
+      return app.showSyncJob(ctx, requiredName(a));
     },
     text: (r: Record<string, unknown>) => keyValues(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Array.isArray(v) ? v.join(' ') : v]))),
   },
@@ -1366,7 +1361,7 @@ export const COMMANDS: Command[] = [
       }
       return r;
     },
-    remote: (a) => ({ method: 'POST', path: storeApi(a, '/verify'), params: { ...nsParam(a), ...(str(a, 'snapshot') ? { snapshot: str(a, 'snapshot') } : {}), ...(flag(a, 'ignore-verified') ? { 'ignore-verified': true } : {}), ...(str(a, 'outdated-after') !== undefined ? { 'outdated-after': wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) } : {}), ...(concurrentSnapshots(a).maxConcurrentSnapshots !== undefined ? { 'max-concurrent-snapshots': concurrentSnapshots(a).maxConcurrentSnapshots } : {}) }, task: 'VERIFY_FAILED' }),
+    remote: (a) => ({ method: 'POST', path: storeApi(a, '/verify'), params: { ...nsParam(a), ...(str(a, 'snapshot') ? { snapshot: str(a, 'snapshot') } : {}), ...(flag(a, 'ignore-verified') ? { 'ignore-verified': true } : {}), ...(str(a, 'outdated-after') !== undefined ? { 'outdated-after': wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) } : {}), ...(str(a, 'max-concurrent-snapshots') !== undefined ? { 'max-concurrent-snapshots': concurrentSnapshots(a).maxConcurrentSnapshots } : {}) }, task: 'VERIFY_FAILED' }),
     text: (r: Awaited<ReturnType<typeof app.verifyStore>>) =>
       `Verified ${r.snapshots.filter((s) => s.state === 'ok').length} snapshots (${r.snapshots.filter((s) => s.state === 'skipped').length} skipped): ${r.chunksChecked} chunks, ${formatBytes(r.bytesChecked)}, all ok`,
   },

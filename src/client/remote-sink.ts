@@ -33,9 +33,10 @@ export class RemoteSnapshotSink {
   /** Bytes of chunks it keeps in flight at most: every batch it may have outstanding, full. */
   static readonly WINDOW = BATCH_BYTES * IN_FLIGHT;
   /** The previous snapshot of the group on the server, whose chunks this session may reference. */
-  previous: SnapshotRef | undefined;
+  readonly previous: SnapshotRef | undefined;
 
-  private constructor(client: ApiClient, session: string, ref: SnapshotRef, known: Set<string>, askKnown: boolean) {
+  private constructor(client: ApiClient, session: string, ref: SnapshotRef, known: Set<string>, askKnown: boolean, previous: SnapshotRef | undefined) {
+    this.previous = previous;
     this.#client = client;
     this.#askKnown = askKnown;
     this.#session = session;
@@ -52,9 +53,8 @@ export class RemoteSnapshotSink {
       'backup-time': input.ref.time,
       ...(input.keyFingerprint ? { 'key-fingerprint': input.keyFingerprint } : {}),
     });
-    const sink = new RemoteSnapshotSink(client, r.session, input.ref, new Set(r.known), input.askKnown ?? true);
-    if (r.previous !== undefined) sink.previous = parseSnapshot(r.previous, input.ref.ns);
-    return sink;
+    const previous = r.previous !== undefined ? parseSnapshot(r.previous, input.ref.ns) : undefined;
+    return new RemoteSnapshotSink(client, r.session, input.ref, new Set(r.known), input.askKnown ?? true, previous);
   }
 
   insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }> {

@@ -70,8 +70,8 @@ export class NotificationsConfig {
   }
 
   /**
-   * Replaces an existing target or matcher of the same name (its type stays); the secrets are replaced only
-   * when given. NOT_FOUND when there is none.
+   * Replaces an existing target or matcher of the same name (its type stays). A target's secrets become
+   * `secrets` (none given: it has none). NOT_FOUND when there is none.
    */
   async replace(section: Section, secrets?: { password?: string; headers?: Record<string, string> }): Promise<void> {
     const matcher = section.type === 'matcher';
@@ -81,7 +81,11 @@ export class NotificationsConfig {
       if ((sections[i] as Section).type !== section.type) throw new IbsError('INVALID_ARGUMENT', `Target "${section.name}" is a ${(sections[i] as Section).type} target: its type cannot change (remove it and create it anew)`);
       sections[i] = section;
     });
-    if (secrets) await this.#secrets.update((m) => (m[section.name] = secrets));
+    if (matcher) return;
+    await this.#secrets.update((m) => {
+      if (secrets && (secrets.password !== undefined || secrets.headers !== undefined)) m[section.name] = secrets;
+      else delete m[section.name];
+    });
   }
 
   async remove(kind: 'target' | 'matcher', name: string): Promise<void> {

@@ -58,8 +58,9 @@ export class ServerKeys {
   /** Stores `key` (a new one when omitted) under `name`. */
   async create(name: string, key: CryptKey = CryptKey.generate()): Promise<ServerKeyInfo> {
     this.#check(name);
-    if ((await this.list()).some((k) => k.name === name)) throw new IbsError('EXISTS', `Server key "${name}" already exists`);
-    const clash = (await this.list()).find((k) => k.fingerprint === key.fingerprint);
+    const existing = await this.list();
+    if (existing.some((k) => k.name === name)) throw new IbsError('EXISTS', `Server key "${name}" already exists`);
+    const clash = existing.find((k) => k.fingerprint === key.fingerprint);
     if (clash) throw new IbsError('EXISTS', `That key is already stored as "${clash.name}"`);
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     await writeFileAtomic(join(this.#dir, `${name}.key`), `${JSON.stringify(await wrapKey(key, undefined), null, 1)}\n`, { mode: 0o600 });

@@ -136,9 +136,9 @@ export class SnapshotUpload implements SnapshotSink {
   }
 
   /**
-   * Reads back the chunks this session newly stored since the last call and checks each: its CRC, and the
-   * SHA-256 of the stored blob against that of the blob whose content was checked on receipt (so what is on
-   * disk is exactly what was verified, without decompressing it again). Returns those that failed, moved
+   * Reads back the chunks this session newly stored since the last call and compares the SHA-256 of each
+   * stored blob with that of the blob whose content was checked on receipt (so what is on disk is exactly what
+   * was verified, without decompressing it again). Returns those that failed, moved
    * aside (`.bad`) so that sending them again rewrites them.
    */
   async verifyReceived(options: OpOptions & { concurrency?: number } = {}): Promise<string[]> {

@@ -11,8 +11,8 @@ interface Pending {
 /**
  * Worker threads that check received chunks (CRC, plaintext digest) and hash them as received and as read
  * back, so that a receiver's checks run on every core: one thread per core (up to 4), as the main thread
- * mostly waits for I/O (measured on 2 cores, local sync of 335 MiB: one thread 5.8 s, two 4.3 s). Created by a composition root and passed
- * in; `close` ends the threads. Workers do not keep the process alive.
+ * mostly waits for I/O (measured on 2 cores, local sync of 335 MiB: one thread 5.8 s, two 4.3 s). Created by
+ * a composition root and passed in; `close` ends the threads. Idle threads do not keep the process alive.
  */
 export class VerifyPool {
   readonly #workers: Worker[] = [];

@@ -1,4 +1,4 @@
-import { IbsError, checkBlobCrc, formatSnapshot, isEncryptedBlob, type CryptKey, type SnapshotRef, type Namespace } from '../core/index.ts';
+import { IbsError, checkBlobCrc, formatSnapshot, readBlobHeader, isEncryptedBlob, type CryptKey, type SnapshotRef, type Namespace } from '../core/index.ts';
 import { mapConcurrent, throwIfAborted } from '../lib/index.ts';
 import type { OpOptions } from '../storage/index.ts';
 import { verifyChunkContent } from './chunk-store.ts';
@@ -19,7 +19,7 @@ export interface VerifyOptions extends OpOptions {
   concurrency?: number;
   /** Snapshots verified at once (default 1); a chunk shared by several is still checked once. */
   maxConcurrentSnapshots?: number;
-  /** Threads for the checks of plaintext chunks (and of encrypted ones by CRC when no key is given). */
+  /** Threads for the digest checks of plaintext chunks. */
   pool?: VerifyPool | undefined;
   onProgress?: (event: { snapshot: string; chunksDone: number; chunksTotal: number; bytes: number }) => void;
   onLog?: (message: string) => void;
@@ -60,9 +60,10 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
 
   const checkChunk = async (digest: string): Promise<void> => {
     try {
+      // getBlob checks the CRC: all there is to check of an encrypted chunk without its key.
       const blob = await ds.chunks.getBlob(digest, options);
-      const encrypted = isEncryptedBlob(checkBlobCrc(blob, `chunk ${digest}`));
-      if (options.pool && (!encrypted || !options.key)) await options.pool.check(digest, blob);
+      const encrypted = isEncryptedBlob(readBlobHeader(blob, `chunk ${digest}`));
+      if (!encrypted && options.pool) await options.pool.check(digest, blob);
       else if (!encrypted || options.key) await verifyChunkContent(digest, blob, options.key, encrypted);
       result.bytesChecked += blob.length;
     } catch (error) {
