@@ -38,31 +38,31 @@ export class ChunkStore {
   /**
    * Stores `blob` under `digest` unless present; reports whether it existed (then it is touched). The blob's
    * CRC is always checked; with `verify` the plaintext digest is checked too (plain chunks always, encrypted
-   * ones when `verify.key` is given). A mismatch throws CORRUPT and stores nothing.
+   * ones when `verify.key` is given). A mismatch throws CORRUPT and stores nothing. With `verify.pool` the
+   * blob may move to a thread: use `stored` (the same bytes) afterwards, never `blob`.
    */
-  async insert(digest: string, blob: Uint8Array, options: OpOptions & { verify?: { key?: CryptKey | undefined; pool?: VerifyPool | undefined } } = {}): Promise<{ existed: boolean; blobSha256?: string }> {
+  async insert(digest: string, blob: Uint8Array, options: OpOptions & { verify?: { key?: CryptKey | undefined; pool?: VerifyPool | undefined } } = {}): Promise<{ existed: boolean; stored: Uint8Array }> {
     assertDigest(digest, 'chunk digest');
-    let blobSha256: string | undefined;
+    let stored = blob;
     const pool = options.verify?.pool;
     let checked = false;
     if (pool && !options.verify?.key) {
-      // CRC, plaintext digest (plain chunks) and the blob's own hash, on a worker thread; if the threads
-      // themselves fail (not the chunk), the check runs here instead.
+      // CRC and plaintext digest (plain chunks) on a worker thread; if the threads themselves fail (not the
+      // chunk), the check runs here instead.
       try {
-        blobSha256 = (await pool.check(digest, blob)).blobSha256;
+        stored = await pool.check(digest, blob);
         checked = true;
       } catch (error) {
         if (error instanceof IbsError) throw error;
       }
     }
     if (!checked) {
-      const header = checkBlobCrc(blob, `chunk ${digest}`);
+      const header = checkBlobCrc(stored, `chunk ${digest}`);
       const encrypted = isEncryptedBlob(header);
       // Encrypted chunks without their key: the CRC (checked above) is what the receiver can check.
-      if (options.verify && (!encrypted || options.verify.key)) await verifyChunkContent(digest, blob, options.verify.key, encrypted);
+      if (options.verify && (!encrypted || options.verify.key)) await verifyChunkContent(digest, stored, options.verify.key, encrypted);
     }
-    const stored = await this.#store(digest, blob, options);
-    return blobSha256 !== undefined ? { ...stored, blobSha256 } : stored;
+    return { ...(await this.#store(digest, stored, options)), stored };
   }
 
   async #store(digest: string, blob: Uint8Array, options: OpOptions): Promise<{ existed: boolean }> {
@@ -106,13 +106,14 @@ export class ChunkStore {
     return blob;
   }
 
-  /**
-   * The SHA-256 (hex) of the blob as stored, for comparing with what was received (no CRC check: the comparison
-   * subsumes it). Hashed on a thread of `pool` when given, which takes over the buffer read. NOT_FOUND when missing.
-   */
-  async storedSha256(digest: string, options: OpOptions & { pool?: VerifyPool | undefined } = {}): Promise<string> {
-    const blob = await this.#read(digest, options);
-    return options.pool ? options.pool.hash(blob, { handOver: true }) : sha256HexAsync(blob);
+  /** Whether the stored blob is byte for byte `expected` (a read-back after writing). NOT_FOUND when missing. */
+  async storedEquals(digest: string, expected: Uint8Array, options: OpOptions = {}): Promise<boolean> {
+    return (await this.#read(digest, options)).equals(expected);
+  }
+
+  /** The stored blob unchecked, for a receiver that checks it (a sync target checks the CRC and more). */
+  async rawBlob(digest: string, options: OpOptions = {}): Promise<Buffer> {
+    return this.#read(digest, options);
   }
 
   /** The plaintext of a chunk, with its digest verified; never returns wrong bytes. */

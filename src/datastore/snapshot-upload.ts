@@ -7,7 +7,6 @@ import {
   indexChunks,
   parseIndexedName,
   sha256Hex,
-  sha256HexAsync,
   snapshotPath,
   type Manifest,
   type ManifestFile,
@@ -35,7 +34,7 @@ export interface UploadOptions extends OpOptions {
   owner: string;
   /** Fingerprint of the key the snapshot is encrypted with (null: not encrypted); the previous snapshot is used for dedup only when it matches. */
   keyFingerprint: string | null;
-  /** Check plaintext chunks' digests on receipt (always for data from the network). */
+  /** Check plaintext chunks' digests on receipt and read back what was stored (data from elsewhere: always). */
   verifyChunks: boolean;
   /** Worker threads for those checks (else they run on this thread). */
   pool?: VerifyPool | undefined;
@@ -58,8 +57,8 @@ export class SnapshotUpload implements SnapshotSink {
   readonly #options: UploadOptions;
   readonly #lease: WriterLease;
   readonly #uploaded = new Set<string>();
-  /** Chunks this session stored that were not there before and have not been read back yet, with the SHA-256 of the blob as checked on receipt. */
-  readonly #unverified = new Map<string, Promise<string>>();
+  /** Chunks received from elsewhere that this session stored and has not reported yet: whether the read-back matched. */
+  readonly #unverified = new Map<string, Promise<boolean>>();
   readonly #files = new Map<string, ManifestFile>();
   #done = false;
 
@@ -122,38 +121,44 @@ export class SnapshotUpload implements SnapshotSink {
     return [...digests.filter((d) => this.known.has(d) || this.#uploaded.has(d))];
   }
 
+  /**
+   * Checks and stores one chunk. With a pool the blob may move to a thread and back: the caller must not use
+   * `blob` afterwards. A chunk received from elsewhere (verifyChunks) that was not stored before is read back
+   * at once and compared byte for byte with what was checked; verifyReceived reports the outcome.
+   */
   async insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }> {
     this.#assertOpen();
     throwIfAborted(this.#options.signal);
-    const result = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal, ...(this.#options.verifyChunks ? { verify: { pool: this.#options.pool } } : {}) });
+    const { existed, stored } = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal, ...(this.#options.verifyChunks ? { verify: { pool: this.#options.pool } } : {}) });
     this.#uploaded.add(digest);
-    if (!result.existed) {
-      const hash = result.blobSha256 !== undefined ? Promise.resolve(result.blobSha256) : sha256HexAsync(blob);
-      hash.catch(() => {});
-      this.#unverified.set(digest, hash);
+    if (!existed && this.#options.verifyChunks) {
+      const same = this.#ds.chunks.storedEquals(digest, stored, { signal: this.#options.signal });
+      same.catch(() => {});
+      this.#unverified.set(digest, same);
     }
-    return result;
+    return { existed };
   }
 
   /**
-   * Reads back the chunks this session newly stored since the last call and compares the SHA-256 of each
-   * stored blob with that of the blob whose content was checked on receipt (so what is on disk is exactly what
-   * was verified, without decompressing it again). Returns those that failed, moved
-   * aside (`.bad`) so that sending them again rewrites them.
+   * The outcome of reading back the chunks this session newly stored since the last call (each compared byte
+   * for byte with the blob whose content was checked on receipt, so what is on disk is exactly what was
+   * verified, without decompressing it again). Returns those that failed, moved aside (`.bad`) so that
+   * sending them again rewrites them.
    */
-  async verifyReceived(options: OpOptions & { concurrency?: number } = {}): Promise<string[]> {
+  async verifyReceived(): Promise<string[]> {
     this.#assertOpen();
     const entries = [...this.#unverified];
     this.#unverified.clear();
-    const signal = options.signal ?? this.#options.signal;
-    const ok = await mapConcurrent(entries, options.concurrency ?? 4, async ([digest, received]) => {
-      try {
-        return (await this.#ds.chunks.storedSha256(digest, { signal, pool: this.#options.pool })) === (await received);
-      } catch (error) {
-        if (error instanceof IbsError && (error.code === 'NOT_FOUND' || error.code === 'CORRUPT')) return false;
-        throw error;
-      }
-    });
+    const ok = await Promise.all(
+      entries.map(async ([, same]) => {
+        try {
+          return await same;
+        } catch (error) {
+          if (error instanceof IbsError && (error.code === 'NOT_FOUND' || error.code === 'CORRUPT')) return false;
+          throw error;
+        }
+      }),
+    );
     const bad = entries.filter((_, i) => !ok[i]).map(([d]) => d);
     for (const d of bad) await this.#ds.chunks.markBad(d, { signal: this.#options.signal });
     return bad;

@@ -4,15 +4,16 @@ import { IbsError, type ErrorCode } from '../core/index.ts';
 import { Semaphore } from '../lib/index.ts';
 
 interface Pending {
-  resolve: (r: { blobSha256: string }) => void;
+  resolve: (blob: Uint8Array) => void;
   reject: (e: unknown) => void;
 }
 
 /**
- * Worker threads that check received chunks (CRC, plaintext digest) and hash them as received and as read
- * back, so that a receiver's checks run on every core: one thread per core (up to 4), as the main thread
- * mostly waits for I/O (measured on 2 cores, local sync of 335 MiB: one thread 5.8 s, two 4.3 s). Created by
- * a composition root and passed in; `close` ends the threads. Idle threads do not keep the process alive.
+ * Worker threads that check received chunks (CRC, plaintext digest), so that a receiver's checks run on every
+ * core: one thread per core (up to 4), as the main thread mostly waits for I/O (measured on 2 cores, local
+ * sync of 335 MiB: one thread 5.8 s, two 4.3 s). A whole buffer travels to the thread and back without a copy.
+ * Created by a composition root and passed in; `close` ends the threads. Idle threads do not keep the process
+ * alive.
  */
 export class VerifyPool {
   readonly #workers: Worker[] = [];
@@ -27,13 +28,13 @@ export class VerifyPool {
     for (let i = 0; i < size; i++) {
       // Small young generations: each job makes a few MiB of short-lived plaintext.
       const w = new Worker(new URL('./verify-worker.ts', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 96 } });
-      w.on('message', (m: { id: number; blobSha256?: string; error?: { code: ErrorCode; message: string } }) => {
+      w.on('message', (m: { id: number; blob?: Uint8Array; error?: { code: ErrorCode; message: string } }) => {
         const p = this.#pending.get(m.id);
         if (!p) return;
         this.#pending.delete(m.id);
         if (this.#pending.size === 0) this.#hold(false);
         if (m.error) p.reject(new IbsError(m.error.code, m.error.message));
-        else p.resolve({ blobSha256: m.blobSha256 as string });
+        else p.resolve(m.blob as Uint8Array);
       });
       w.on('error', (error) => {
         this.#failure = error;
@@ -48,34 +49,24 @@ export class VerifyPool {
     this.#slots = new Semaphore(size * 2);
   }
 
-  /** Checks one chunk blob; resolves with the SHA-256 of the blob, rejects CORRUPT when damaged. */
-  async check(digest: string, blob: Uint8Array): Promise<{ blobSha256: string }> {
-    return this.#slots.run(() => this.#post(digest, blob, false));
-  }
-
   /**
-   * The SHA-256 of `blob` (hex), computed on a thread. With `handOver` the caller gives up the buffer: when it
-   * is a whole ArrayBuffer it moves to the thread instead of being copied (and is unusable afterwards).
+   * Checks one chunk blob; rejects CORRUPT when damaged. Resolves with the blob to use from then on: a whole
+   * buffer (readFile's) moves to the thread and comes back, and the one passed in is then empty; a slice of a
+   * larger buffer (a request body) is copied for the thread and comes back as itself.
    */
-  async hash(blob: Uint8Array, options: { handOver?: boolean } = {}): Promise<string> {
-    return (await this.#slots.run(() => this.#post(undefined, blob, options.handOver === true))).blobSha256;
-  }
-
-  #post(digest: string | undefined, blob: Uint8Array, handOver: boolean): Promise<{ blobSha256: string }> {
-    if (this.#failure) return Promise.reject(this.#failure);
-    const id = this.#next++;
-    const worker = this.#workers[this.#turn++ % this.#workers.length] as Worker;
-    // Otherwise a copy goes to the worker: the caller's buffer may be a slice of a larger one (a request body),
-    // and the caller still needs it.
-    let sent = blob;
-    if (!handOver || blob.byteOffset !== 0 || blob.byteLength !== blob.buffer.byteLength || !(blob.buffer instanceof ArrayBuffer)) {
-      sent = new Uint8Array(blob.length);
-      sent.set(blob);
-    }
-    return new Promise((resolve, reject) => {
-      if (this.#pending.size === 0) this.#hold(true);
-      this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ id, digest, blob: sent }, [sent.buffer as ArrayBuffer]);
+  async check(digest: string, blob: Uint8Array): Promise<Uint8Array> {
+    return this.#slots.run(async () => {
+      if (this.#failure) throw this.#failure;
+      const whole = blob.byteOffset === 0 && blob.byteLength === blob.buffer.byteLength && blob.buffer instanceof ArrayBuffer;
+      const sent = whole ? blob : new Uint8Array(blob);
+      const id = this.#next++;
+      const worker = this.#workers[this.#turn++ % this.#workers.length] as Worker;
+      const back = await new Promise<Uint8Array>((resolve, reject) => {
+        if (this.#pending.size === 0) this.#hold(true);
+        this.#pending.set(id, { resolve, reject });
+        worker.postMessage({ id, digest, blob: sent }, [sent.buffer as ArrayBuffer]);
+      });
+      return whole ? back : blob;
     });
   }
 

@@ -1,6 +1,6 @@
 /**
- * Worker thread of the VerifyPool: checks a received chunk off the main thread (CRC, decompression, SHA-256
- * of the plaintext for plain chunks) and hashes the blob as received, for the read-back check.
+ * Worker thread of the VerifyPool: checks a received chunk off the main thread (CRC, then decompression and
+ * SHA-256 of the plaintext for plain chunks) and sends the blob back (moved, not copied) for storing.
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
@@ -10,17 +10,13 @@ import { toIbsError } from '../core/errors.ts';
 
 interface Job {
   id: number;
-  /** The chunk's digest to check the blob against; undefined: only hash the blob (a read-back). */
-  digest?: string;
+  /** The chunk's digest to check the blob against. */
+  digest: string;
   blob: Uint8Array;
 }
 
 parentPort?.on('message', (job: Job) => {
   try {
-    if (job.digest === undefined) {
-      parentPort?.postMessage({ id: job.id, blobSha256: createHash('sha256').update(job.blob).digest('hex') });
-      return;
-    }
     const what = `chunk ${job.digest}`;
     const header = checkBlobCrc(job.blob, what);
     if (!isEncryptedBlob(header)) {
@@ -29,7 +25,7 @@ parentPort?.on('message', (job: Job) => {
       const actual = createHash('sha256').update(plain).digest('hex');
       if (actual !== job.digest) throw Object.assign(new Error(`Chunk ${job.digest}: content digest is ${actual} (damaged chunk)`), { code: 'CORRUPT' });
     }
-    parentPort?.postMessage({ id: job.id, blobSha256: createHash('sha256').update(job.blob).digest('hex') });
+    parentPort?.postMessage({ id: job.id, blob: job.blob }, [job.blob.buffer as ArrayBuffer]);
   } catch (error) {
     const e = error as Error & { code?: string };
     parentPort?.postMessage({ id: job.id, error: { code: e.code === 'CORRUPT' ? 'CORRUPT' : toIbsError(error).code, message: e.message } });

@@ -108,17 +108,18 @@ async function copySnapshot(
           throwIfAborted(signal);
           const { digest, blob } = transform ? await transform.chunk(fetched.digest, fetched.blob) : fetched;
           await options.bucket?.take(blob.length, signal);
+          const length = blob.length;
           await queue.submit(async () => {
             await tgt.insertChunk(digest, blob);
-            report.bytesSent += blob.length;
-            options.onBytes?.(blob.length);
+            report.bytesSent += length;
+            options.onBytes?.(length);
             if (resend) report.chunksResent++;
             else {
               report.chunksSent++;
-              sent += blob.length;
+              sent += length;
               advance(sizes.get(fetched.digest) ?? 0);
             }
-          }, blob.length);
+          }, length);
         }
         await queue.drain();
         await tgt.flush();

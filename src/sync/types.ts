@@ -53,7 +53,10 @@ export interface SyncSource extends SyncSide {
 export interface TargetSnapshot {
   /** Of `digests`, those the target already holds and this writer may reference (asked in batches). */
   present(digests: readonly string[], options?: OpOptions): Promise<Set<string>>;
-  /** Stores one chunk; the target checks it (CRC, and the digest of plaintext chunks) before storing. */
+  /**
+   * Stores one chunk; the target checks it (CRC, and the digest of plaintext chunks) before storing. The target
+   * may take over `blob` (move it to a thread): the caller must not use it afterwards.
+   */
   insertChunk(digest: string, blob: Buffer): Promise<void>;
   /** Waits until every chunk handed to insertChunk is stored. */
   flush(): Promise<void>;
@@ -63,8 +66,8 @@ export interface TargetSnapshot {
    */
   readonly window?: number;
   /**
-   * Reads back every chunk this writer newly stored and checks it (SHA-256 for plaintext, CRC for encrypted);
-   * returns the digests that failed, already moved aside so that inserting them again rewrites them.
+   * Every chunk this writer newly stored is read back and compared with what was checked on receipt; returns
+   * the digests that failed since the last call, already moved aside so that inserting them again rewrites them.
    */
   verifyReceived(options?: OpOptions): Promise<string[]>;
   putFile(file: ManifestFile, data: Buffer): Promise<void>;
