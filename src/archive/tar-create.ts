@@ -47,7 +47,7 @@ export type TarPiece = Buffer | CopySegment;
 interface Pending {
   entry: TarEntry;
   full: string;
-  data?: Promise<Buffer | { error: string }>;
+  data?: Promise<SmallRecord | { error: string }>;
   same?: CatalogEntry;
   ctime?: string;
   inode?: string;
@@ -57,24 +57,36 @@ function errorCode(error: unknown): string {
   return (error as NodeJS.ErrnoException).code ?? (error as Error).message;
 }
 
+/** A small file read ahead, already laid out as its archive record: header, data, zero padding. */
+interface SmallRecord {
+  record: Buffer;
+  headerLength: number;
+  /** Bytes the file gave, up to its stat-ed size plus one (more means it grew). */
+  read: number;
+}
+
 /**
- * Reads a small file whole (one byte more than its stat-ed size, to notice growth). Uses plain descriptors
- * rather than FileHandle objects: for thousands of small files their creation and cleanup cost shows.
+ * Reads a small file whole into the record it becomes (header, then data, then room for the padding), so that
+ * the stream does not copy it again; asks one byte more than its stat-ed size, to notice growth (that byte
+ * lands in the padding, or in one spare byte). Uses plain descriptors rather than FileHandle objects: for
+ * thousands of small files their creation and cleanup cost shows.
  */
-function readSmall(full: string, size: number): Promise<Buffer | { error: string }> {
+function readSmall(full: string, size: number, header: Buffer): Promise<SmallRecord | { error: string }> {
   return new Promise((resolve) => {
     fs.open(full, 'r', (openError, fd) => {
       if (openError) {
         resolve({ error: `cannot open (${errorCode(openError)})` });
         return;
       }
-      const buffer = Buffer.allocUnsafe(size + 1);
-      let filled = 0;
+      const record = Buffer.allocUnsafe(header.length + size + Math.max(1, padding(size)));
+      header.copy(record, 0);
+      const end = header.length + size + 1;
+      let filled = header.length;
       const step = (): void => {
-        fs.read(fd, buffer, filled, buffer.length - filled, null, (readError, bytesRead) => {
-          if (readError || bytesRead === 0 || filled + bytesRead === buffer.length) {
+        fs.read(fd, record, filled, end - filled, null, (readError, bytesRead) => {
+          if (readError || bytesRead === 0 || filled + bytesRead === end) {
             if (!readError) filled += bytesRead;
-            fs.close(fd, () => resolve(readError ? { error: `cannot read (${errorCode(readError)})` } : buffer.subarray(0, filled)));
+            fs.close(fd, () => resolve(readError ? { error: `cannot read (${errorCode(readError)})` } : { record, headerLength: header.length, read: filled - header.length }));
             return;
           }
           filled += bytesRead;
@@ -183,7 +195,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
         const extra = { ctime: `${st.ctimeNs / 1_000_000_000n}.${String(st.ctimeNs % 1_000_000_000n).padStart(9, '0')}`, inode };
         const same = unchanged(entry, extra);
         if (same) yield { entry, full, same, ...extra };
-        else yield { entry, full, ...extra, ...(size <= SMALL_FILE ? { data: readSmall(full, size) } : {}) };
+        else yield { entry, full, ...extra, ...(size <= SMALL_FILE ? { data: readSmall(full, size, encodeHeader(entry)) } : {}) };
       } else {
         warn(`${path}: ${st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device node'} not supported; skipped`);
       }
@@ -208,22 +220,20 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
     });
   }
 
-  function* emitData(entry: TarEntry, data: Buffer): Generator<Buffer> {
-    let body = data;
-    if (data.length > entry.size) {
-      warn(`${entry.path}: file grew while being read; archived its first ${entry.size} bytes`);
-      body = data.subarray(0, entry.size);
-    } else if (data.length < entry.size) {
+  function* emitData(entry: TarEntry, small: SmallRecord): Generator<Buffer> {
+    const { record, headerLength, read } = small;
+    const dataEnd = headerLength + entry.size;
+    if (read > entry.size) warn(`${entry.path}: file grew while being read; archived its first ${entry.size} bytes`);
+    else if (read < entry.size) {
       warn(`${entry.path}: file shrank while being read; padded with zeros to ${entry.size} bytes`);
-      body = Buffer.concat([data, Buffer.alloc(entry.size - data.length)]);
+      record.fill(0, headerLength + read, dataEnd);
     }
-    const header = encodeHeader(entry);
-    const pad = padding(entry.size);
-    const out = Buffer.concat(pad > 0 ? [header, body, Buffer.alloc(pad)] : [header, body]);
-    offset += out.length;
+    const end = dataEnd + padding(entry.size);
+    record.fill(0, dataEnd, end);
+    offset += end;
     options.onBytes?.(entry.size);
     result.bytes += entry.size;
-    yield out;
+    yield record.subarray(0, end);
   }
 
   async function* emitLarge(entry: TarEntry, full: string, extra: { ctime?: string | undefined; inode?: string | undefined }): AsyncGenerator<Buffer> {
@@ -290,7 +300,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
       record(entry, start, extra);
     } else if (entry.type === 'file' && p.data) {
       const data = await p.data;
-      if (!Buffer.isBuffer(data)) {
+      if ('error' in data) {
         warn(`${entry.path}: ${data.error}; skipped`);
         return;
       }

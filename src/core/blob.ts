@@ -65,6 +65,28 @@ export function decompressSync(payload: Uint8Array, what: string): Buffer {
   }
 }
 
+/**
+ * `data` compressed with zstd (level 1), or undefined when that does not make it smaller: compression stops as
+ * soon as the output reaches the input's size. Output goes into pieces of a quarter of the input (one piece
+ * for text, which packs to a fifth or less) rather than one buffer of the input's size, most of which stayed
+ * unused and still counted towards the garbage collector's limits. pledgedSrcSize puts the size in the frame
+ * header, so that readers decode into one buffer of that size.
+ */
+async function compressSmaller(data: Uint8Array): Promise<Buffer | undefined> {
+  try {
+    const packed = await compress(data, {
+      chunkSize: Math.max(64 * 1024, (data.length >>> 2) + 1024),
+      maxOutputLength: Math.max(1, data.length - 1),
+      pledgedSrcSize: data.length,
+      params: { [constants.ZSTD_c_compressionLevel]: 1 },
+    });
+    return packed.length < data.length ? packed : undefined;
+  } catch (error) {
+    if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
+    throw error;
+  }
+}
+
 export interface EncodeOptions {
   compress: boolean;
   key?: CryptKey | undefined;
@@ -75,9 +97,8 @@ export async function encodeBlob(data: Uint8Array, options: EncodeOptions): Prom
   let payload: Uint8Array = data;
   let compressed = false;
   if (options.compress && data.length > 0) {
-    // pledgedSrcSize puts the size in the frame header, so that readers decode into one buffer of that size.
-    const packed = await compress(data, { chunkSize: Math.max(64 * 1024, data.length + 1024), pledgedSrcSize: data.length, params: { [constants.ZSTD_c_compressionLevel]: 1 } });
-    if (packed.length < data.length) {
+    const packed = await compressSmaller(data);
+    if (packed) {
       payload = packed;
       compressed = true;
     }

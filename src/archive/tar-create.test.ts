@@ -1,0 +1,78 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { createTarStream, parseTar, type TarPiece } from './index.ts';
+
+async function* bytes(stream: AsyncIterable<TarPiece>): AsyncGenerator<Uint8Array> {
+  for await (const piece of stream) {
+    if (!(piece instanceof Uint8Array)) throw new Error('no previous snapshot here: only bytes expected');
+    yield piece;
+  }
+}
+
+/** Archives `dir` and returns the warnings and, per file, the archived bytes (GNU tar reads the same stream). */
+async function archive(dir: string): Promise<{ warnings: string[]; files: Map<string, Buffer>; tar: Buffer }> {
+  const warnings: string[] = [];
+  const { stream } = createTarStream(dir, { onWarning: (w) => warnings.push(w) });
+  const pieces: Buffer[] = [];
+  for await (const piece of bytes(stream)) pieces.push(Buffer.from(piece));
+  const tar = Buffer.concat(pieces);
+  const files = new Map<string, Buffer>();
+  for await (const { entry, data } of parseTar((async function* () {
+    yield tar;
+  })())) {
+    const parts: Buffer[] = [];
+    for await (const d of data) parts.push(d);
+    if (entry.type === 'file') files.set(entry.path, Buffer.concat(parts));
+  }
+  return { warnings, files, tar };
+}
+
+// Kernel files whose stat-ed size is not what a read gives: the archive keeps each header's size consistent.
+const sysfs = '/sys/kernel/mm/transparent_hugepage';
+test('files that give fewer bytes than their stat-ed size are padded with zeros, with a warning', { skip: !existsSync(join(sysfs, 'enabled')) && 'no sysfs here' }, async () => {
+  const { warnings, files, tar } = await archive(sysfs);
+  const name = 'enabled';
+  const stated = statSync(join(sysfs, name)).size;
+  const content = readFileSync(join(sysfs, name));
+  assert.ok(content.length < stated, `${name}: ${content.length} bytes read of ${stated} stat-ed`);
+  const archived = files.get(name) as Buffer;
+  assert.equal(archived.length, stated);
+  assert.deepEqual(archived.subarray(0, content.length), content);
+  assert.ok(archived.subarray(content.length).every((b) => b === 0), 'the rest is zeros');
+  assert.ok(warnings.some((w) => w.startsWith(`${name}: file shrank while being read; padded with zeros to ${stated} bytes`)), warnings.join('\n'));
+  const listed = spawnSync('tar', ['-tvf', '-'], { input: tar, encoding: 'utf8' });
+  assert.equal(listed.status, 0, listed.stderr);
+  assert.match(listed.stdout, new RegExp(`${stated} .* ${name}\\n`));
+});
+
+const procfs = '/proc/sys/kernel';
+test('files that give more bytes than their stat-ed size are cut at that size, with a warning', { skip: !existsSync(join(procfs, 'ostype')) && 'no procfs here' }, async () => {
+  // Only a few entries: a copy of the directory would take its many unreadable files too.
+  const { warnings, files } = await archive(join(procfs, 'random'));
+  const name = readdirSync(join(procfs, 'random')).find((n) => statSync(join(procfs, 'random', n)).size === 0 && readFileSync(join(procfs, 'random', n)).length > 0);
+  assert.ok(name, 'a procfs file stat-ed empty that has content');
+  assert.equal(files.get(name)?.length, 0);
+  assert.ok(warnings.some((w) => w === `${name}: file grew while being read; archived its first 0 bytes`), warnings.join('\n'));
+});
+
+test('records are padded with zeros to whole blocks, so that the same tree always gives the same stream', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'ibs-tar-'));
+  try {
+    writeFileSync(join(dir, 'a'), 'x');
+    // Leave non-zero bytes in the buffer pool that small reads are carved from.
+    for (let i = 0; i < 64; i++) Buffer.allocUnsafe(2048).fill(0xff);
+    const first = await archive(dir);
+    const x = first.tar.lastIndexOf('x');
+    assert.ok(x > 0 && first.tar.subarray(x + 1).every((b) => b === 0), 'padding and end of archive are zeros');
+    assert.equal(first.tar.length % 512, 0);
+    for (let i = 0; i < 64; i++) Buffer.allocUnsafe(2048).fill(0xee);
+    assert.deepEqual((await archive(dir)).tar, first.tar);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
