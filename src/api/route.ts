@@ -12,8 +12,8 @@ export interface ApiRequest {
   readers: ReaderSessions;
   /** Starts a configured job now through the scheduler (so its state and notifications follow); returns a UPID. */
   runJob?: (jobId: string) => Promise<string>;
-  /** The raw request body, for routes with `body: 'binary'`. */
-  body?: Buffer;
+  /** The raw request body, for routes with `body: 'binary'`, in the pieces it arrived in. */
+  body?: readonly Buffer[];
   signal: AbortSignal;
 }
 

@@ -408,7 +408,7 @@ export const ROUTES: Route[] = [
     permission: { kind: 'handler', description: 'the identity that started the session' },
     body: 'binary',
     maxBodyBytes: 64 * 1024 * 1024,
-    handler: (req, input) => req.backups.chunks(input.session as string, req.authId, req.body ?? Buffer.alloc(0)),
+    handler: (req, input) => req.backups.chunks(input.session as string, req.authId, req.body ?? []),
   },
   {
     method: 'POST',
@@ -451,7 +451,7 @@ export const ROUTES: Route[] = [
           ...(input['archive-size'] !== undefined ? { archiveSize: input['archive-size'] as number } : {}),
           ...(input['source-stamp'] !== undefined ? { sourceStamp: input['source-stamp'] as string } : {}),
         },
-        req.body ?? Buffer.alloc(0),
+        Buffer.concat(req.body ?? []),
       ),
   },
   {

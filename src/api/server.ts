@@ -119,14 +119,17 @@ export class ApiDispatcher {
     return { status: 200, body: { data: { username: input.username, ticket, CSRFPreventionToken: csrf } }, setCookie: `${TICKET_COOKIE}=${encodeURIComponent(ticket)}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=${TICKET_LIFETIME_S}` };
   }
 
-  async dispatch(method: string, url: string, headers: Record<string, string | string[] | undefined>, rawBody: string | Buffer, signal: AbortSignal, trustedAuthId?: string): Promise<ApiResponse> {
+  /** `rawBody` may come as the pieces it arrived in: binary routes take them as they are (no copy into one buffer). */
+  async dispatch(method: string, url: string, headers: Record<string, string | string[] | undefined>, rawBody: string | Buffer | readonly Buffer[], signal: AbortSignal, trustedAuthId?: string): Promise<ApiResponse> {
+    const pieces = typeof rawBody === 'string' ? [Buffer.from(rawBody)] : Buffer.isBuffer(rawBody) ? [rawBody] : rawBody;
     const body = typeof rawBody === 'string' ? rawBody : undefined;
+    const asText = (): string => body ?? Buffer.concat(pieces).toString('utf8');
     try {
       const parsed = new URL(url, 'https://localhost');
       if (!parsed.pathname.startsWith(API_PREFIX)) throw new IbsError('NOT_FOUND', `No such API path ${parsed.pathname}: the API lives under ${API_PREFIX}`);
       const path = parsed.pathname.slice(API_PREFIX.length) || '/';
       if (method === 'GET' && path === '/openapi') return { status: 200, body: { data: this.openApi() } };
-      if (method === 'POST' && path === '/access/ticket') return await this.#login(body ?? (rawBody as Buffer).toString('utf8'));
+      if (method === 'POST' && path === '/access/ticket') return await this.#login(asText());
       const candidates = this.#routes.map((c) => ({ c, m: c.re.exec(path) })).filter((x) => x.m);
       if (candidates.length === 0) throw new IbsError('NOT_FOUND', `No such API path ${path}`);
       const hit = candidates.find((x) => x.c.route.method === method);
@@ -156,7 +159,7 @@ export class ApiDispatcher {
       }
       let raw: Record<string, unknown> = {};
       const binary = route.body === 'binary';
-      const text = binary ? '' : (body ?? (rawBody as Buffer).toString('utf8'));
+      const text = binary ? '' : asText();
       if ((method === 'POST' || method === 'PUT') && !binary) {
         if (text.trim() !== '') {
           let parsedBody: unknown;
@@ -200,7 +203,7 @@ export class ApiDispatcher {
         readers: this.#options.readers,
         ...(this.#options.runJob ? { runJob: this.#options.runJob } : {}),
         signal,
-        ...(binary ? { body: typeof rawBody === 'string' ? Buffer.from(rawBody) : rawBody } : {}),
+        ...(binary ? { body: pieces } : {}),
       };
       const data = await route.handler(request, input);
       if (route.response === 'binary') return { status: 200, body: null, binary: data as Buffer };
@@ -254,7 +257,7 @@ export function createApiServer(options: ApiServerOptions & { key: string | Buff
       if (refused) return;
       const started = Date.now();
       dispatcher
-        .dispatch(req.method ?? 'GET', req.url ?? '/', req.headers, Buffer.concat(pieces), controller.signal, trustedAuthId)
+        .dispatch(req.method ?? 'GET', req.url ?? '/', req.headers, pieces, controller.signal, trustedAuthId)
         .then((response) => {
           options.log?.('info', 'request', { method: req.method, path: (req.url ?? '').split('?')[0], status: response.status, ms: Date.now() - started, proto: trustedAuthId ? 'admin-socket' : req.httpVersion });
           if (response.binary) {

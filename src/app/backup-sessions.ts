@@ -85,7 +85,7 @@ export class BackupSessions {
   }
 
   /** Stores a batch of chunks: frames of digest (32 bytes) | blob length (u32 LE) | blob. */
-  chunks(session: string, authId: string, body: Buffer): Promise<{ existed: boolean[] }> {
+  chunks(session: string, authId: string, body: Buffer | readonly Buffer[]): Promise<{ existed: boolean[] }> {
     return this.#use(session, authId, async (s) => {
       const frames = parseChunkFrames(body, 'Chunk batch');
       // A few chunks at a time: each is decompressed to be checked, and batches arrive several at once.

@@ -141,21 +141,26 @@ export class ApiClient {
     });
   }
 
-  /** Sends a binary body to a path (below /api2/json) with `query` parameters; returns `data`. */
-  requestBinary<T = unknown>(path: string, query: Record<string, unknown>, body: Uint8Array): Promise<T> {
-    return transport(`POST ${path}`, () => this.#requestBinary<T>(path, query, body));
+  /**
+   * Sends a binary body to a path (below /api2/json) with `query` parameters; returns `data`. The body may be
+   * given in pieces, which are written one after another (no copy into one buffer).
+   */
+  requestBinary<T = unknown>(path: string, query: Record<string, unknown>, body: Uint8Array | readonly Uint8Array[]): Promise<T> {
+    const pieces = body instanceof Uint8Array ? [body] : body;
+    return transport(`POST ${path}`, () => this.#requestBinary<T>(path, query, pieces));
   }
 
-  async #requestBinary<T>(path: string, query: Record<string, unknown>, body: Uint8Array): Promise<T> {
+  async #requestBinary<T>(path: string, query: Record<string, unknown>, pieces: readonly Uint8Array[]): Promise<T> {
     const stream = (await this.#live()).request({
       ':method': 'POST',
       ':path': apiPath(path, query),
       authorization: `IBSAPIToken=${this.#options.authId}:${this.#options.secret}`,
       'content-type': 'application/octet-stream',
-      'content-length': body.length,
+      'content-length': pieces.reduce((n, p) => n + p.length, 0),
     });
     this.#watch(stream, `POST ${path}`);
-    stream.end(body);
+    for (const piece of pieces) stream.write(piece);
+    stream.end();
     const r = await exchange(stream, `POST ${path}`);
     return decodeApiResponse<T>(r.status, r.body.toString('utf8'), `POST ${path}`);
   }

@@ -85,10 +85,10 @@ export class RemoteSnapshotSink {
       const send = batch.frames.filter((f) => !have.has(f.digest));
       const existed = new Map<string, boolean>(known.map((d) => [d, true]));
       if (send.length > 0) {
-        const body = Buffer.concat(send.flatMap((f) => [f.header, f.blob]));
+        const body = send.flatMap((f) => [f.header, f.blob]);
         // A batch is idempotent (chunks are content-addressed): retry it when a transfer fails on the way.
         const r = await retry(() => this.#client.requestBinary<{ existed: boolean[] }>(`/backup/${this.#session}/chunks`, {}, body), RETRY);
-        this.sentBytes += body.length;
+        this.sentBytes += body.reduce((n, p) => n + p.length, 0);
         send.forEach((f, i) => existed.set(f.digest, r.existed[i] ?? false));
       }
       return existed;
