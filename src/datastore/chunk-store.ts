@@ -48,12 +48,14 @@ export class ChunkStore {
     let checked = false;
     if (pool && !options.verify?.key) {
       // CRC and plaintext digest (plain chunks) on a worker thread; if the threads themselves fail (not the
-      // chunk), the check runs here instead.
+      // chunk), the check runs here instead, unless the blob went down with its thread.
+      const length = blob.length;
       try {
         stored = await pool.check(digest, blob);
         checked = true;
       } catch (error) {
         if (error instanceof IbsError) throw error;
+        if (blob.length !== length) throw new IbsError('UNAVAILABLE', `Chunk ${digest}: the thread checking it failed (${(error as Error).message}); send it again`, { cause: error });
       }
     }
     if (!checked) {
