@@ -8,8 +8,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ibs, startServer, tempDir, type ServerProcess } from './helpers.ts';
-import { decodeIndex, indexChunks } from '../src/core/index.ts';
+import { addSnapshotFile, ibs, startServer, tempDir, type ServerProcess } from './helpers.ts';
+import { Datastore } from '../src/datastore/index.ts';
+import { LocalBackend } from '../src/storage/local/index.ts';
+import { decodeIndex, indexChunks, parseSnapshot } from '../src/core/index.ts';
 
 let work: { path: string; cleanup: () => Promise<void> };
 let homeA: string; // primary site
@@ -144,6 +146,18 @@ test('push with remove-vanished: copies owned by the remote identity, vanished o
   const run = await json<{ summary: string }>(homeA, ['sync', 'run', '--name', 'primary-to-backup-archival']);
   assert.match(run.summary, /removed vanished 1/);
   assert.deepEqual(await snapshots(homeB, 'ibs-archival', 'pushed'), ['host/web1/2026-11-04T03:00:00Z', 'host/web1/2026-11-08T03:00:00Z', 'host/web1/2026-11-10T03:00:00Z', 'host/web1/2026-11-15T03:00:00Z']);
+  // A client log added to the newest snapshot after it was pushed: the copy on the remote is amended over
+  // HTTPS (it stays whole until the new manifest replaces it), and no chunk travels again.
+  const primary = await Datastore.open(new LocalBackend({ root: join(homeA, 'data', 'ibs-primary') }));
+  await addSnapshotFile(primary, parseSnapshot('host/web1/2026-11-15T03:00:00Z'), 'client.log.blob', 'backup finished');
+  const amended = await ibs(homeA, ['sync', 'run', '--name', 'primary-to-backup-archival']);
+  assert.equal(amended.code, 0, amended.stderr);
+  const said = amended.stdout + amended.stderr;
+  assert.match(said, / in 0 chunks .*copied 1 snapshot/);
+  assert.match(said, /changed on the source since it was copied; syncing it again \(the copy stays until the new one is complete\)/);
+  const shown = await json<{ manifest: { files: Array<{ filename: string }> } }>(homeB, ['snapshot', 'show', 'ibs-archival', 'host/web1/2026-11-15T03:00:00Z', '--ns', 'pushed']);
+  assert.deepEqual(shown.manifest.files.map((f) => f.filename).sort(), ['client.log.blob', 'root.tar.catalog.didx', 'root.tar.didx']);
+  await ok(homeB, ['verify', 'start', 'ibs-archival', '--ns', 'pushed']);
 });
 
 test('a certificate other than the registered one is refused, both fingerprints shown', async () => {

@@ -385,6 +385,7 @@ export const ROUTES: Route[] = [
         'backup-id': { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/ },
         'backup-time': { type: 'integer', minimum: 0, maximum: 2 ** 40 },
         'key-fingerprint': { type: 'string', pattern: /^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/, optional: true },
+        amend: { type: 'boolean', optional: true, description: 'replace the existing snapshot at commit, keeping its files and adding new ones (it stays as it was if the upload fails)' },
       },
     },
     output: { type: 'object', properties: { session: SESSION, snapshot: { type: 'string' }, known: { type: 'array', items: CSUM, maxItems: 10_000_000 }, previous: { type: 'string', optional: true, description: 'the previous snapshot of the group (TYPE/ID/TIME), whose chunks may be referenced' } } },
@@ -397,6 +398,7 @@ export const ROUTES: Route[] = [
         id: input['backup-id'] as string,
         time: input['backup-time'] as number,
         ...(input['key-fingerprint'] ? { keyFingerprint: input['key-fingerprint'] as string } : {}),
+        ...(input.amend === true ? { amend: true } : {}),
       }),
   },
   {

@@ -64,13 +64,13 @@ export class BackupSessions {
     });
   }
 
-  async start(ctx: AppContext, input: { store: string; ns?: string; type: string; id: string; time: number; keyFingerprint?: string }): Promise<{ session: string; snapshot: string; known: string[]; previous?: string }> {
+  async start(ctx: AppContext, input: { store: string; ns?: string; type: string; id: string; time: number; keyFingerprint?: string; amend?: boolean }): Promise<{ session: string; snapshot: string; known: string[]; previous?: string }> {
     const ref = { ns: parseNamespace(input.ns ?? ''), type: parseBackupType(input.type), id: parseBackupId(input.id), time: parseBackupTime(String(input.time)) };
     const config = await ctx.datastores.get(input.store);
     const backend = ctx.openBackend(config);
     try {
       const ds = await Datastore.open(backend, { signal: ctx.signal });
-      const upload = await SnapshotUpload.begin(ds, ref, { owner: ctx.authId, keyFingerprint: input.keyFingerprint ?? null, verifyChunks: true, pool: ctx.verifyPool });
+      const upload = await SnapshotUpload.begin(ds, ref, { owner: ctx.authId, keyFingerprint: input.keyFingerprint ?? null, verifyChunks: true, pool: ctx.verifyPool, amend: input.amend === true });
       const session = this.#sessions.open(ctx.authId, { upload, backend, store: input.store });
       // The previous snapshot (when its chunks may be referenced): the client reads its catalog for change detection.
       return { session, snapshot: formatSnapshot(ref), known: [...upload.known], ...(upload.previous ? { previous: formatSnapshot({ ...upload.previous.ref, ns: [] }) } : {}) };

@@ -44,7 +44,7 @@ export class RemoteSnapshotSink {
     this.known = known;
   }
 
-  static async start(client: ApiClient, input: { store: string; ref: SnapshotRef; keyFingerprint?: string | undefined; askKnown?: boolean }): Promise<RemoteSnapshotSink> {
+  static async start(client: ApiClient, input: { store: string; ref: SnapshotRef; keyFingerprint?: string | undefined; askKnown?: boolean; amend?: boolean }): Promise<RemoteSnapshotSink> {
     const r = await client.request<{ session: string; known: string[]; previous?: string }>('POST', '/backup/start', {
       store: input.store,
       ...(input.ref.ns.length ? { ns: input.ref.ns.join('/') } : {}),
@@ -52,6 +52,7 @@ export class RemoteSnapshotSink {
       'backup-id': input.ref.id,
       'backup-time': input.ref.time,
       ...(input.keyFingerprint ? { 'key-fingerprint': input.keyFingerprint } : {}),
+      ...(input.amend ? { amend: true } : {}),
     });
     const previous = r.previous !== undefined ? parseSnapshot(r.previous, input.ref.ns) : undefined;
     return new RemoteSnapshotSink(client, r.session, input.ref, new Set(r.known), input.askKnown ?? true, previous);

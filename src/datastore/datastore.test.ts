@@ -302,3 +302,21 @@ test('a received chunk is read back once stored: one stored damaged is reported,
     await pool.close();
   }
 });
+
+test('amending a snapshot keeps its key and files: another key or other content for a file it has is refused, an abort leaves it whole', async () => {
+  const { SnapshotUpload } = await import('./snapshot-upload.ts');
+  const ds = await Datastore.create(new MemoryBackend());
+  const data = randomBytes(30_000);
+  await backup(ds, ref(4000), data);
+  await assert.rejects(SnapshotUpload.begin(ds, ref(4000), { owner: 'root@pam', keyFingerprint: null, verifyChunks: false }), (e) => e instanceof IbsError && e.code === 'EXISTS');
+  const other = CryptKey.generate().fingerprint;
+  await assert.rejects(SnapshotUpload.begin(ds, ref(4000), { owner: 'root@pam', keyFingerprint: other, verifyChunks: false, amend: true }), (e) => e instanceof IbsError && e.code === 'INVALID_ARGUMENT' && /not encrypted/.test(e.message));
+  const upload = await SnapshotUpload.begin(ds, ref(4000), { owner: 'root@pam', keyFingerprint: null, verifyChunks: false, amend: true });
+  const [index] = (await ds.readManifest(ref(4000))).files;
+  const changed = Buffer.from('not the index');
+  const { sha256Hex } = await import('../core/index.ts');
+  await assert.rejects(upload.putFile({ ...(index as NonNullable<typeof index>), size: changed.length, csum: sha256Hex(changed) }, changed), (e) => e instanceof IbsError && e.code === 'EXISTS');
+  await upload.putFile(index as NonNullable<typeof index>, await ds.backend.read(`${snapshotPath(ref(4000))}${index?.filename}`));
+  await upload.abort();
+  assert.ok((await readAll(ds, ref(4000), 'root.tar')).equals(data), 'an aborted amendment leaves the snapshot whole');
+});

@@ -38,11 +38,19 @@ export interface UploadOptions extends OpOptions {
   verifyChunks: boolean;
   /** Worker threads for those checks (else they run on this thread). */
   pool?: VerifyPool | undefined;
+  /**
+   * Replace an existing snapshot of the same key whose files stay as they are, adding files (a client log
+   * added on the source after the snapshot was copied): the old manifest stays valid until `commit` replaces
+   * it, and `abort` leaves the snapshot as it was. A file the snapshot has is accepted again only with the same
+   * content. Without an existing snapshot this is a plain upload.
+   */
+  amend?: boolean;
 }
 
 /**
  * Receives one snapshot into a datastore and enforces what a writer may do (DESIGN invariants 1, 2, 5):
- * - the datastore must accept writes, the namespace exist, the group be the writer's own, the snapshot new;
+ * - the datastore must accept writes, the namespace exist, the group be the writer's own, the snapshot new
+ *   (or, amending one, its files kept as they are);
  * - chunks are checked before they are stored (CRC always; the digest of plaintext chunks with verifyChunks);
  * - an index may reference only chunks uploaded in this session or belonging to the previous snapshot of the
  *   group (a forged index cannot reach anybody else's chunks);
@@ -60,10 +68,15 @@ export class SnapshotUpload implements SnapshotSink {
   /** Chunks received from elsewhere that this session stored and has not reported yet: whether the read-back matched. */
   readonly #unverified = new Map<string, Promise<boolean>>();
   readonly #files = new Map<string, ManifestFile>();
+  /** With `amend`: the files of the snapshot being replaced, which stay valid until commit. */
+  readonly #existing: Map<string, ManifestFile>;
+  readonly #amending: boolean;
   #done = false;
 
-  private constructor(ds: Datastore, ref: SnapshotRef, options: UploadOptions, lease: WriterLease, known: Set<string>, previous: SnapshotReader | undefined) {
+  private constructor(ds: Datastore, ref: SnapshotRef, options: UploadOptions, lease: WriterLease, known: Set<string>, previous: SnapshotReader | undefined, existing: Manifest | undefined) {
     this.#ds = ds;
+    this.#existing = new Map((existing?.files ?? []).map((f) => [f.filename, f]));
+    this.#amending = existing !== undefined;
     this.ref = ref;
     this.#options = options;
     this.#lease = lease;
@@ -79,8 +92,13 @@ export class SnapshotUpload implements SnapshotSink {
     if (owner !== undefined && owner !== options.owner) {
       throw new IbsError('PERMISSION_DENIED', `Backup group ${ref.type}/${ref.id} is owned by "${owner}", not by "${options.owner}"`);
     }
+    let existing: Manifest | undefined;
     if (await ds.backend.stat(`${snapshotPath(ref)}${MANIFEST_NAME}`, options)) {
-      throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(ref)} already exists`);
+      if (!options.amend) throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(ref)} already exists`);
+      existing = await ds.readManifest(ref, options);
+      if ((existing.keyFingerprint ?? null) !== options.keyFingerprint) {
+        throw new IbsError('INVALID_ARGUMENT', `Snapshot ${formatSnapshot(ref)} is ${existing.keyFingerprint ? `encrypted with key ${existing.keyFingerprint}` : 'not encrypted'}: an amendment must keep that`);
+      }
     }
     const newest = (await ds.listSnapshots({ ns: ref.ns, group }, options)).find((s) => s.ref.time < ref.time && s.manifest.unprotected.verifyState?.state !== 'failed');
     const base = newest && (newest.manifest.keyFingerprint ?? null) === options.keyFingerprint ? newest : undefined;
@@ -93,11 +111,16 @@ export class SnapshotUpload implements SnapshotSink {
         previous = await SnapshotReader.open(ds, base.ref, { signal: options.signal });
         for (const name of previous.indexedNames()) for (const span of await previous.chunkList(name)) known.add(span.digest);
       }
+      if (existing) {
+        // The snapshot being amended keeps its indexes: their chunks may be referenced again.
+        const current = await SnapshotReader.open(ds, ref, { signal: options.signal });
+        for (const name of current.indexedNames()) for (const span of await current.chunkList(name)) known.add(span.digest);
+      }
     } catch (error) {
       await lease.release().catch(() => {});
       throw error;
     }
-    return new SnapshotUpload(ds, ref, options, lease, known, previous);
+    return new SnapshotUpload(ds, ref, options, lease, known, previous, existing);
   }
 
   #assertOpen(): void {
@@ -172,6 +195,9 @@ export class SnapshotUpload implements SnapshotSink {
     else if (!/^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}\.blob$/.test(file.filename)) throw new IbsError('INVALID_ARGUMENT', `Invalid snapshot file name "${file.filename}": expected NAME.didx, NAME.fidx or NAME.blob`);
     if (file.filename === MANIFEST_NAME || this.#files.has(file.filename)) throw new IbsError('EXISTS', `${what} was already uploaded`);
     if (data.length !== file.size || sha256Hex(data) !== file.csum) throw new IbsError('CORRUPT', `${what}: content does not match its size and checksum`);
+    const before = this.#existing.get(file.filename);
+    // Rewriting a file with the same content keeps the old manifest valid; other content would break it.
+    if (before && (before.size !== file.size || before.csum !== file.csum)) throw new IbsError('EXISTS', `${what}: the snapshot already has this file with other content; an amendment may only add files`);
     if (indexed) {
       for (const span of indexChunks(decodeIndex(data, what))) {
         if (!this.#uploaded.has(span.digest) && !this.known.has(span.digest)) {
@@ -197,7 +223,9 @@ export class SnapshotUpload implements SnapshotSink {
       if (!uploaded || uploaded.size !== f.size || uploaded.csum !== f.csum) throw new IbsError('INVALID_ARGUMENT', `Manifest of ${what}: file ${f.filename} was not uploaded as listed`);
     }
     try {
-      await this.#ds.backend.write(`${snapshotPath(this.ref)}${MANIFEST_NAME}`, encodeManifest(manifest), { signal: this.#options.signal, ifNotExists: true });
+      // An amendment replaces the manifest in one step (the local backend renames over it).
+      await this.#ds.backend.write(`${snapshotPath(this.ref)}${MANIFEST_NAME}`, encodeManifest(manifest), { signal: this.#options.signal, ifNotExists: !this.#amending });
+      for (const name of this.#existing.keys()) if (!this.#files.has(name)) await this.#ds.backend.delete(`${snapshotPath(this.ref)}${name}`).catch(() => {});
     } catch (error) {
       if (isStorageError(error, 'exists')) throw new IbsError('EXISTS', `Snapshot ${what} was created by someone else meanwhile`);
       throw error;
@@ -207,12 +235,15 @@ export class SnapshotUpload implements SnapshotSink {
     }
   }
 
-  /** Gives up: the snapshot never appears; its files are removed (chunks stay for reuse and GC). */
+  /**
+   * Gives up: the snapshot never appears (an amended one stays as it was); the files it added are removed
+   * (chunks stay for reuse and GC).
+   */
   async abort(): Promise<void> {
     if (this.#done) return;
     this.#done = true;
     try {
-      for (const name of this.#files.keys()) await this.#ds.backend.delete(`${snapshotPath(this.ref)}${name}`);
+      for (const name of this.#files.keys()) if (!this.#existing.has(name)) await this.#ds.backend.delete(`${snapshotPath(this.ref)}${name}`);
     } finally {
       await this.#lease.release().catch(() => {});
     }

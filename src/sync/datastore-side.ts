@@ -52,8 +52,8 @@ export class DatastoreSide implements SyncSource, SyncTarget {
     if (ns.length > 0) await this.ds.createNamespace(ns, { ...options, parents: true });
   }
 
-  async begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null }, options: OpOptions = {}): Promise<TargetSnapshot> {
-    const upload = await SnapshotUpload.begin(this.ds, ref, { owner: input.owner, keyFingerprint: input.keyFingerprint, verifyChunks: true, pool: this.#pool?.(), ...(options.signal ? { signal: options.signal } : {}) });
+  async begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null; amend?: boolean }, options: OpOptions = {}): Promise<TargetSnapshot> {
+    const upload = await SnapshotUpload.begin(this.ds, ref, { owner: input.owner, keyFingerprint: input.keyFingerprint, verifyChunks: true, pool: this.#pool?.(), amend: input.amend === true, ...(options.signal ? { signal: options.signal } : {}) });
     return {
       // The sync job acts for the server itself: any chunk the datastore holds may be referenced.
       present: async (digests) => new Set(await upload.adopt(digests, () => true)),

@@ -1,12 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { SnapshotRef } from '../core/index.ts';
+import { IbsError, snapshotPath, type SnapshotRef } from '../core/index.ts';
 import { Datastore, SnapshotWriter, SnapshotReader } from '../datastore/index.ts';
 import { TokenBucket } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
 import { DatastoreSide } from './datastore-side.ts';
 import { runSync } from './engine.ts';
+import { addSnapshotFile } from '../../test/helpers.ts';
 import { planSync, type SyncPolicy } from './planner.ts';
 import type { SyncTarget, TargetSnapshot } from './types.ts';
 
@@ -133,4 +134,54 @@ test('the token bucket holds a shared rate and lets big requests through in slic
   assert.equal(new TokenBucket(0).unlimited, true);
   assert.throws(() => new TokenBucket(-1), /Invalid rate/);
   await assert.rejects(new TokenBucket(1, 1).take(10, AbortSignal.abort()), (e: unknown) => e instanceof Error);
+});
+
+test('a copy whose source gained a file (a client log) is amended: a failed run leaves the old copy, the next run adds the file', async () => {
+  const { ds, data } = await source();
+  const src = new DatastoreSide(ds, 'source');
+  const dst = new DatastoreSide(await Datastore.create(new MemoryBackend()), 'target');
+  await runSync(src, dst, planSync(await src.list([], undefined), await dst.list([], undefined), policy), policy, quiet);
+  await addSnapshotFile(ds, ref(1000), 'client.log.blob', 'backup finished');
+  const plan = (): Promise<ReturnType<typeof planSync>> => Promise.all([src.list([], undefined), dst.list([], undefined)]).then(([a, b]) => planSync(a, b, policy));
+  // The target fails just before the new manifest would replace the copy.
+  const failing = Object.assign(Object.create(dst) as DatastoreSide, {
+    begin: async (...args: Parameters<DatastoreSide['begin']>): Promise<TargetSnapshot> => ({ ...(await dst.begin(...args)), commit: async () => Promise.reject(new IbsError('NO_SPACE', 'target full')) }),
+  });
+  const failed = await runSync(src, failing, await plan(), policy, quiet);
+  assert.match(failed.failed[0]?.error ?? '', /target full/);
+  const old = await SnapshotReader.open(dst.ds, ref(1000));
+  assert.deepEqual(old.manifest.files.map((f) => f.filename).sort(), ['root.tar.didx']);
+  assert.ok((await old.readAll('root.tar')).equals(data), 'the old copy is whole');
+  assert.equal(await dst.ds.backend.stat(`${snapshotPath(ref(1000))}client.log.blob`), undefined, 'the failed amendment left nothing behind');
+  const lines: string[] = [];
+  const done = await runSync(src, dst, await plan(), policy, { ...quiet, log: (l: string) => lines.push(l) });
+  assert.deepEqual(done.copied, ['host/web1/1970-01-01T00:16:40Z']);
+  assert.ok(lines.some((l) => l.includes('the copy stays until the new one is complete')), lines.join('\n'));
+  assert.equal(done.chunksSent, 0, 'no chunk travels again');
+  const copy = await SnapshotReader.open(dst.ds, ref(1000));
+  assert.deepEqual(copy.manifest.files.map((f) => f.filename).sort(), ['client.log.blob', 'root.tar.didx']);
+  assert.ok((await copy.readAll('root.tar')).equals(data));
+  assert.deepEqual((await runSync(src, dst, await plan(), policy, quiet)).copied, [], 'aligned afterwards');
+});
+
+test('a copy whose file changed on the source (not only files added) is replaced whole', async () => {
+  const { ds } = await source();
+  const src = new DatastoreSide(ds, 'source');
+  const dst = new DatastoreSide(await Datastore.create(new MemoryBackend()), 'target');
+  await addSnapshotFile(ds, ref(1000), 'client.log.blob', 'first words');
+  await runSync(src, dst, planSync(await src.list([], undefined), await dst.list([], undefined), policy), policy, quiet);
+  // The source's log is rewritten in place (an amendment may only add files).
+  const { encodeBlob, encodeManifest, sha256Hex, MANIFEST_NAME } = await import('../core/index.ts');
+  const other = await encodeBlob(Buffer.from('other words'), { compress: false });
+  const manifest = await ds.readManifest(ref(1000));
+  await ds.backend.write(`${snapshotPath(ref(1000))}client.log.blob`, other);
+  const files = manifest.files.map((f) => (f.filename === 'client.log.blob' ? { ...f, size: other.length, csum: sha256Hex(other) } : f));
+  await ds.backend.write(`${snapshotPath(ref(1000))}${MANIFEST_NAME}`, encodeManifest({ ...manifest, files }));
+  const lines: string[] = [];
+  const report = await runSync(src, dst, planSync(await src.list([], undefined), await dst.list([], undefined), policy), policy, { ...quiet, log: (l: string) => lines.push(l) });
+  assert.deepEqual(report.failed, []);
+  assert.ok(lines.some((l) => /already has this file with other content.*replacing the copy/.test(l)), lines.join('\n'));
+  const copy = await SnapshotReader.open(dst.ds, ref(1000));
+  const srcManifest = await ds.readManifest(ref(1000));
+  assert.deepEqual(copy.manifest.files, srcManifest.files);
 });

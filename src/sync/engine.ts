@@ -66,6 +66,7 @@ async function copySnapshot(
   report: SyncReport,
   advance: (logical: number) => void,
   log: (line: string) => void,
+  amend = false,
 ): Promise<void> {
   const signal = options.signal;
   const name = formatSnapshot(snap.ref);
@@ -90,7 +91,7 @@ async function copySnapshot(
       log(`${name}: ${transform.describe}`);
     }
     const target = (d: string): string => toTarget.get(d) ?? d;
-    const tgt = await targetSide.begin(targetRef, { owner, keyFingerprint: transform ? transform.keyFingerprint : (manifest.keyFingerprint ?? null) }, { signal });
+    const tgt = await targetSide.begin(targetRef, { owner, keyFingerprint: transform ? transform.keyFingerprint : (manifest.keyFingerprint ?? null), amend }, { signal });
     try {
       const digests = [...sizes.keys()];
       const present = await tgt.present(digests.map(target), { signal });
@@ -217,18 +218,26 @@ export async function runSync(source: SyncSource, target: SyncTarget, plan: Sync
       for (const c of g.copy) {
         throwIfAborted(signal);
         const targetRef: SnapshotRef = { ...c.snapshot.ref, ns: mapNamespace(c.snapshot.ref.ns, policy.sourceNs, policy.targetNs) };
-        if (c.resync) {
-          log(`${formatSnapshot(targetRef)}: copy on the target ${c.resync}; syncing it again`);
-          await target.forget(targetRef, { signal });
-        }
+        // A good copy whose source gained files (a client log) is amended: it stays as it was until the new
+        // manifest replaces it. A copy that failed verification or differs otherwise is forgotten first.
+        let amend = c.resync === 'changed on the source since it was copied';
+        if (c.resync) log(`${formatSnapshot(targetRef)}: copy on the target ${c.resync}; syncing it again${amend ? ' (the copy stays until the new one is complete)' : ''}`);
+        if (c.resync && !amend) await target.forget(targetRef, { signal });
         // A lost connection or session (the peer restarted) is retried on a fresh session: chunks that
         // arrived are not sent again.
         for (let attempt = 1; ; attempt++) {
           try {
-            await copySnapshot(source, target, c.snapshot, targetRef, policy.owner, options, report, advance, log);
+            await copySnapshot(source, target, c.snapshot, targetRef, policy.owner, options, report, advance, log, amend);
             break;
           } catch (error) {
             const e = toIbsError(error);
+            if (amend && e.code === 'EXISTS') {
+              // A file of the copy changed on the source, not only files added: replace the copy whole.
+              log(`${formatSnapshot(targetRef)}: ${e.message}; replacing the copy`);
+              await target.forget(targetRef, { signal });
+              amend = false;
+              continue;
+            }
             const transient = e.code === 'UNAVAILABLE' || (e.code === 'NOT_FOUND' && /No (backup|reader) session/.test(e.message));
             if (!transient || attempt >= SNAPSHOT_ATTEMPTS) throw error;
             log(`${formatSnapshot(targetRef)}: ${e.message}; trying again (attempt ${attempt + 1} of ${SNAPSHOT_ATTEMPTS})`);

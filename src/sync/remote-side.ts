@@ -90,9 +90,9 @@ export class RemoteSide implements SyncSource, SyncTarget {
     await this.client.request('POST', this.#path('/namespace'), { ns: formatNamespace(ns), parents: true });
   }
 
-  async begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null }): Promise<TargetSnapshot> {
+  async begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null; amend?: boolean }): Promise<TargetSnapshot> {
     // The engine asks which chunks the target has before sending, so batches go without asking again.
-    const sink = await RemoteSnapshotSink.start(this.client, { store: this.store, ref, keyFingerprint: input.keyFingerprint ?? undefined, askKnown: false });
+    const sink = await RemoteSnapshotSink.start(this.client, { store: this.store, ref, keyFingerprint: input.keyFingerprint ?? undefined, askKnown: false, amend: input.amend === true });
     return {
       present: async (digests) => {
         // The previous snapshot's chunks are known from the start; the server is asked about the rest.

@@ -78,8 +78,12 @@ export interface TargetSnapshot {
 export interface SyncTarget extends SyncSide {
   /** Creates a namespace (and missing parents). */
   createNamespace(ns: Namespace, options?: OpOptions): Promise<void>;
-  /** Starts writing a snapshot into a group owned by `owner` (pull) or by the remote identity (push). */
-  begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null }, options?: OpOptions): Promise<TargetSnapshot>;
+  /**
+   * Starts writing a snapshot into a group owned by `owner` (pull) or by the remote identity (push). With
+   * `amend` an existing copy is replaced only at commit (it may gain files; a file it has with other content is
+   * refused with EXISTS), and stays as it was when the copy fails.
+   */
+  begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null; amend?: boolean }, options?: OpOptions): Promise<TargetSnapshot>;
   forget(ref: SnapshotRef, options?: OpOptions): Promise<void>;
   /** Removes an empty namespace (fails when it still holds anything). */
   removeNamespace(ns: Namespace, options?: OpOptions): Promise<void>;
