@@ -102,19 +102,3 @@ export async function startServer(home: string, port = 0, env: Record<string, st
   };
   return { child, port: Number(listening), fingerprint, output: () => output, stop: end('SIGTERM'), kill: end('SIGKILL') };
 }
-
-/**
- * Adds a `.blob` file to an existing snapshot the way a client log arrives after the backup (an amendment
- * that keeps the snapshot's files), in a datastore opened here.
- */
-export async function addSnapshotFile(ds: import('../src/datastore/index.ts').Datastore, ref: import('../src/core/index.ts').SnapshotRef, filename: string, content: string): Promise<void> {
-  const { SnapshotUpload } = await import('../src/datastore/index.ts');
-  const { encodeBlob, sha256Hex, snapshotPath } = await import('../src/core/index.ts');
-  const manifest = await ds.readManifest(ref);
-  const upload = await SnapshotUpload.begin(ds, ref, { owner: (await ds.getOwner(ref)) ?? 'root@pam', keyFingerprint: manifest.keyFingerprint ?? null, verifyChunks: false, amend: true });
-  for (const f of manifest.files) await upload.putFile(f, await ds.backend.read(`${snapshotPath(ref)}${f.filename}`));
-  const data = await encodeBlob(Buffer.from(content), { compress: false });
-  const file = { filename, size: data.length, csum: sha256Hex(data), cryptMode: 'none' as const };
-  await upload.putFile(file, data);
-  await upload.commit({ ...manifest, files: [...manifest.files, file] });
-}

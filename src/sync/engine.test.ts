@@ -7,7 +7,7 @@ import { TokenBucket } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
 import { DatastoreSide } from './datastore-side.ts';
 import { runSync } from './engine.ts';
-import { addSnapshotFile } from '../../test/helpers.ts';
+import { addSnapshotFile } from '../datastore/test-support.ts';
 import { planSync, type SyncPolicy } from './planner.ts';
 import type { SyncTarget, TargetSnapshot } from './types.ts';
 
