@@ -1,6 +1,7 @@
 import { crc32, zstdCompress, zstdDecompress, zstdDecompressSync, constants } from 'node:zlib';
 import { promisify } from 'node:util';
 import { IbsError } from './errors.ts';
+import { release } from '../lib/release.ts';
 import type { CryptKey } from './crypt-key.ts';
 
 /**
@@ -111,13 +112,19 @@ export async function encodeBlob(data: Uint8Array, options: EncodeOptions): Prom
     header.writeUInt32LE(crc32(ciphertext), 8);
     iv.copy(header, 12);
     tag.copy(header, 24);
-    return Buffer.concat([header, ciphertext]);
+    const blob = Buffer.concat([header, ciphertext]);
+    // The compressed and the encrypted bytes were made here and are copied into the blob: freed now.
+    release(ciphertext);
+    if (compressed) release(payload);
+    return blob;
   }
   const header = Buffer.alloc(PLAIN_HEADER);
   MAGIC_PREFIX.copy(header);
   header[7] = compressed ? 1 : 0;
   header.writeUInt32LE(crc32(payload), 8);
-  return Buffer.concat([header, payload]);
+  const blob = Buffer.concat([header, payload]);
+  if (compressed) release(payload);
+  return blob;
 }
 
 export interface BlobHeader {
@@ -159,11 +166,14 @@ export async function decodeBlob(blob: Uint8Array, key: CryptKey | undefined, wh
     payload = await key.decryptAsync(blob.subarray(12, 24), blob.subarray(24, 40), payload);
   }
   if (header.encoding === 'zstd' || header.encoding === 'encrypted+zstd') {
+    const packed = payload;
     try {
-      payload = await decompress(payload, decompressOptions(payload));
+      payload = await decompress(packed, decompressOptions(packed));
     } catch (error) {
       throw new IbsError('CORRUPT', `${what}: zstd payload does not decompress`, { cause: error });
     }
+    // Decrypted here, and decompressed since: freed now.
+    if (header.encoding === 'encrypted+zstd') release(packed);
   }
   return payload;
 }

@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, webcrypto, type ScryptOptions } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { IbsError } from './errors.ts';
+import { release } from '../lib/release.ts';
 
 /**
  * Encryption keys. A key is 32 random bytes used for AES-256-GCM; from it we derive, with HMAC-SHA-256 and
@@ -60,7 +61,12 @@ export class CryptKey {
   /** `decrypt` on the thread pool; WRONG_KEY when authentication fails. */
   async decryptAsync(iv: Uint8Array, tag: Uint8Array, ciphertext: Uint8Array): Promise<Buffer> {
     try {
-      return Buffer.from(await webcrypto.subtle.decrypt({ name: 'AES-GCM', iv, tagLength: 128 }, await this.#aesKey(), Buffer.concat([ciphertext, tag])));
+      const sealed = Buffer.concat([ciphertext, tag]);
+      try {
+        return Buffer.from(await webcrypto.subtle.decrypt({ name: 'AES-GCM', iv, tagLength: 128 }, await this.#aesKey(), sealed));
+      } finally {
+        release(sealed);
+      }
     } catch (error) {
       throw new IbsError('WRONG_KEY', `Decryption with key ${this.fingerprint} failed: wrong key, or the data was altered`, { cause: error });
     }

@@ -1,5 +1,5 @@
 import { checkBlobCrc, readBlobHeader, decodeBlob, assertDigest, isEncryptedBlob, sha256HexAsync, IbsError, type CryptKey } from '../core/index.ts';
-import { mapConcurrent } from '../lib/index.ts';
+import { mapConcurrent, release } from '../lib/index.ts';
 import type { VerifyPool } from './verify-pool.ts';
 import { isStorageError, type StorageBackend, type OpOptions } from '../storage/index.ts';
 
@@ -110,7 +110,10 @@ export class ChunkStore {
 
   /** Whether the stored blob is byte for byte `expected` (a read-back after writing). NOT_FOUND when missing. */
   async storedEquals(digest: string, expected: Uint8Array, options: OpOptions = {}): Promise<boolean> {
-    return (await this.#read(digest, options)).equals(expected);
+    const stored = await this.#read(digest, options);
+    const same = stored.equals(expected);
+    release(stored);
+    return same;
   }
 
   /** The stored blob unchecked, for a receiver that checks it (a sync target checks the CRC and more). */

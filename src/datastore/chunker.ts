@@ -39,6 +39,8 @@ export class Chunker {
   #pending: Buffer[] = [];
   #length = 0;
   #hash = 0;
+  /** Chunks gathered from several pieces into a buffer of their own (the others are views of a piece). */
+  readonly #gathered = new WeakSet<Buffer>();
 
   constructor(options: ChunkerOptions = DEFAULT_CHUNKER) {
     const { min, avg, max } = options;
@@ -78,8 +80,15 @@ export class Chunker {
     return this.#length > 0 || this.#pending.length > 0 ? this.#take() : undefined;
   }
 
+  /** Whether `chunk` was gathered into a buffer of its own, which nothing else refers to. */
+  owns(chunk: Buffer): boolean {
+    return this.#gathered.has(chunk);
+  }
+
   #take(): Buffer {
-    const chunk = this.#pending.length === 1 ? (this.#pending[0] as Buffer) : Buffer.concat(this.#pending);
+    const single = this.#pending.length === 1;
+    const chunk = single ? (this.#pending[0] as Buffer) : Buffer.concat(this.#pending);
+    if (!single) this.#gathered.add(chunk);
     this.#pending = [];
     this.#length = 0;
     this.#hash = 0;

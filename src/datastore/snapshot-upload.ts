@@ -12,7 +12,7 @@ import {
   type ManifestFile,
   type SnapshotRef,
 } from '../core/index.ts';
-import { mapConcurrent, throwIfAborted } from '../lib/index.ts';
+import { release, throwIfAborted } from '../lib/index.ts';
 import { isStorageError, type OpOptions } from '../storage/index.ts';
 import type { Datastore } from './datastore.ts';
 import { SnapshotReader } from './snapshot-reader.ts';
@@ -24,6 +24,7 @@ export interface SnapshotSink {
   readonly ref: SnapshotRef;
   /** Chunks the writer may reference without sending them: those of the previous snapshot of the group. */
   readonly known: ReadonlySet<string>;
+  /** Stores (or sends) one chunk; keeps no reference to `blob` once the promise settles. */
   insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }>;
   putFile(file: ManifestFile, data: Buffer): Promise<void>;
   commit(manifest: Manifest): Promise<void>;
@@ -154,11 +155,13 @@ export class SnapshotUpload implements SnapshotSink {
     throwIfAborted(this.#options.signal);
     const { existed, stored } = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal, ...(this.#options.verifyChunks ? { verify: { pool: this.#options.pool } } : {}) });
     this.#uploaded.add(digest);
+    // A blob that came back from a check thread is this upload's alone: freed once it is no longer needed.
+    const owned = stored !== blob;
     if (!existed && this.#options.verifyChunks) {
       const same = this.#ds.chunks.storedEquals(digest, stored, { signal: this.#options.signal });
-      same.catch(() => {});
+      same.catch(() => {}).finally(() => owned && release(stored));
       this.#unverified.set(digest, same);
-    }
+    } else if (owned) release(stored);
     return { existed };
   }
 

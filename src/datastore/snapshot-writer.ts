@@ -18,7 +18,7 @@ import {
   type SnapshotRef,
   type Unprotected,
 } from '../core/index.ts';
-import { throwIfAborted, WorkQueue } from '../lib/index.ts';
+import { release, throwIfAborted, WorkQueue } from '../lib/index.ts';
 import type { OpOptions } from '../storage/index.ts';
 import { Chunker, DEFAULT_CHUNKER, type ChunkerOptions } from './chunker.ts';
 import type { Datastore } from './datastore.ts';
@@ -131,7 +131,7 @@ export class SnapshotWriter {
    * queued) to a holder of the promise of the chunk's digest. Chunks seen before in this session or in the previous
    * snapshot are not stored again.
    */
-  async #storeChunk(queue: WorkQueue, chunk: Buffer, stats: ArchiveStats): Promise<{ digest: Promise<string> }> {
+  async #storeChunk(queue: WorkQueue, chunk: Buffer, stats: ArchiveStats, owned: boolean): Promise<{ digest: Promise<string> }> {
     const key = this.#options.key;
     stats.chunks++;
     const digest = Promise.withResolvers<string>();
@@ -147,16 +147,22 @@ export class SnapshotWriter {
         }
         this.#known.add(d);
         const blob = await encodeBlob(chunk, { compress: this.#options.compress ?? true, key });
+        const stored = blob.length;
         const { existed } = await this.#sink.insertChunk(d, blob);
+        // The sink has stored (or sent) it: the encoded copy is freed now, not by a collection later.
+        release(blob);
         if (existed) stats.reusedChunks++;
         else {
           stats.newChunks++;
-          stats.storedBytes += blob.length;
+          stats.storedBytes += stored;
         }
         this.#options.onChunk?.({ size: chunk.length, reused: existed });
       } catch (error) {
         digest.reject(error);
         throw error;
+      } finally {
+        // A chunk gathered for this writer alone is done with once digested and stored: freed now.
+        if (owned) release(chunk);
       }
     }, chunk.length);
     return { digest: digest.promise };
@@ -185,8 +191,9 @@ export class SnapshotWriter {
     const stats = this.#newStats(name);
     const pending: Array<{ end: number; digest: Promise<string> }> = [];
     const take = async (chunk: Buffer): Promise<void> => {
-      const { digest } = await this.#storeChunk(queue, chunk, stats);
-      stats.size += chunk.length;
+      const length = chunk.length;
+      const { digest } = await this.#storeChunk(queue, chunk, stats, chunker.owns(chunk));
+      stats.size += length;
       pending.push({ end: stats.size, digest });
     };
     let old: { spans: ChunkSpan[]; byStart: Map<number, ChunkSpan> } | undefined;
@@ -268,11 +275,13 @@ export class SnapshotWriter {
     let pending: Buffer[] = [];
     let pendingSize = 0;
     const flush = async (): Promise<void> => {
-      const chunk = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending);
+      const gathered = pending.length > 1;
+      const chunk = gathered ? Buffer.concat(pending) : (pending[0] as Buffer);
       pending = [];
       pendingSize = 0;
-      digestPromises.push((await this.#storeChunk(queue, chunk, stats)).digest);
-      stats.size += chunk.length;
+      const length = chunk.length;
+      digestPromises.push((await this.#storeChunk(queue, chunk, stats, gathered)).digest);
+      stats.size += length;
     };
     for await (const piece of stream) {
       throwIfAborted(this.#options.signal);

@@ -7,6 +7,7 @@ import { parentPort } from 'node:worker_threads';
 // Only the blob codec and error helpers: a small module graph keeps each thread's memory low.
 import { checkBlobCrc, decompressSync, isEncryptedBlob } from '../core/blob.ts';
 import { toIbsError } from '../core/errors.ts';
+import { release } from '../lib/release.ts';
 
 interface Job {
   id: number;
@@ -23,6 +24,8 @@ parentPort?.on('message', (job: Job) => {
       let plain: Uint8Array = job.blob.subarray(header.headerSize);
       if (header.encoding === 'zstd') plain = decompressSync(plain, what);
       const actual = createHash('sha256').update(plain).digest('hex');
+      // Decompressed here and seen by nobody else: freed now rather than by a collection later.
+      if (plain.buffer !== job.blob.buffer) release(plain);
       if (actual !== job.digest) throw Object.assign(new Error(`Chunk ${job.digest}: content digest is ${actual} (damaged chunk)`), { code: 'CORRUPT' });
     }
     parentPort?.postMessage({ id: job.id, blob: job.blob }, [job.blob.buffer as ArrayBuffer]);

@@ -22,7 +22,8 @@ export interface StorageBackend {
 
   /**
    * The whole object, or `range` [start, end) of it. not-found when missing; a range beyond the end yields the
-   * bytes that exist (a short read is not an error here: callers check lengths). Idempotent.
+   * bytes that exist (a short read is not an error here: callers check lengths). Idempotent. The buffer is the
+   * caller's alone (never one the backend keeps or hands out again): the caller may change or free it.
    */
   read(key: string, options?: ReadOptions): Promise<Buffer>;
 
@@ -30,7 +31,8 @@ export interface StorageBackend {
    * Stores `source` under `key` atomically: readers see the old object or the complete new one, never a part.
    * `source` is replayable (a function is called again on retry). With `ifNotExists` an existing key fails
    * with `exists` and is left alone. With `expectedSha256` the bytes are hashed on the way and, on mismatch,
-   * the write fails with `corrupt` and leaves nothing behind. Durable once it resolves.
+   * the write fails with `corrupt` and leaves nothing behind. Durable once it resolves. The backend keeps no
+   * reference to the source's bytes once the promise settles: the caller may change or free them.
    */
   write(key: string, source: WriteSource, options?: WriteOptions): Promise<void>;
 

@@ -18,6 +18,7 @@ export interface ConformanceFixture {
 
 export type ConformanceCase =
   | 'round-trip'
+  | 'ownership'
   | 'missing-key'
   | 'overwrite'
   | 'conditional-create'
@@ -71,6 +72,19 @@ export function runConformanceSuite(
       assert.equal((await backend.stat(`${p}a/b.bin`))?.size, 1000);
       await backend.write(`${p}empty`, Buffer.alloc(0));
       assert.equal((await backend.read(`${p}empty`)).length, 0);
+    });
+
+    test('ownership', 'a read buffer is the caller\'s, and a written source is not kept: changing either changes nothing stored', async () => {
+      const p = fresh();
+      const data = randomBytes(20_000);
+      const source = Buffer.from(data);
+      await backend.write(`${p}k`, source);
+      source.fill(0);
+      const first = await backend.read(`${p}k`);
+      assert.deepEqual(first, data);
+      first.fill(1);
+      assert.deepEqual(await backend.read(`${p}k`), data);
+      assert.deepEqual(await backend.read(`${p}k`, { range: { start: 10, end: 30 } }), data.subarray(10, 30));
     });
 
     test('missing-key', 'a missing key: read() fails not-found, stat() is undefined, delete() succeeds, touch() fails not-found', async () => {
