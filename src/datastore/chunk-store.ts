@@ -116,7 +116,7 @@ export class ChunkStore {
     return same;
   }
 
-  /** The stored blob unchecked, for a receiver that checks it (a sync target checks the CRC and more). */
+  /** The stored blob unchecked, for a caller that checks it itself (a sync target, verify's threads). */
   async rawBlob(digest: string, options: OpOptions = {}): Promise<Buffer> {
     return this.#read(digest, options);
   }

@@ -102,12 +102,23 @@ test('verify of several snapshots at once, on worker threads: a shared chunk is 
   const unique = new Set<string>();
   for (let i = 1; i <= 5; i++) for (const span of await (await SnapshotReader.open(ds, ref(1000 * i))).chunkList('root.tar')) unique.add(span.digest);
   assert.equal(clean.chunksChecked, unique.size, 'each chunk checked once across concurrent snapshots');
-  const victim = (await (await SnapshotReader.open(ds, ref(1000))).chunkList('root.tar'))[0]!.digest;
-  const blob = await backend.read(chunkKey(victim));
-  blob[blob.length - 3] = (blob[blob.length - 3] as number) ^ 0x40;
-  backend.tamper(chunkKey(victim), { data: blob });
   const pool = new VerifyPool(2);
   try {
+    // Chunks large enough to have buffers of their own, which the check threads take over.
+    const large = await Datastore.create(new MemoryBackend());
+    const w = await SnapshotWriter.begin(large, ref(1000), { owner: 'root@pam', chunker: { min: 65_536, avg: 131_072, max: 262_144 } });
+    await w.addDynamicArchive('root.tar', pieces(randomBytes(1_000_000)));
+    await w.commit();
+    let stored = 0;
+    for await (const c of large.chunks.list()) stored += c.size;
+    const pooled = await verifyDatastore(large, { pool });
+    assert.equal(pooled.ok, true);
+    assert.equal(pooled.bytesChecked, stored, 'bytes counted when the check threads take the buffers over');
+    assert.equal((await verifyDatastore(large)).bytesChecked, stored);
+    const victim = (await (await SnapshotReader.open(ds, ref(1000))).chunkList('root.tar'))[0]!.digest;
+    const blob = await backend.read(chunkKey(victim));
+    blob[blob.length - 3] = (blob[blob.length - 3] as number) ^ 0x40;
+    backend.tamper(chunkKey(victim), { data: blob });
     const result = await verifyDatastore(ds, { maxConcurrentSnapshots: 4, pool });
     assert.equal(result.ok, false);
     assert.deepEqual(result.snapshots.map((s) => s.state), ['failed', 'failed', 'failed', 'failed', 'failed']);
