@@ -63,9 +63,14 @@ export async function createServerKey(ctx: AppContext, input: { name: string; fr
   return ctx.keys.create(input.name, key);
 }
 
+/** Of `jobs`, the ids of those that use server key `name` (as active key or associated key). */
+function usersOf(jobs: ReadonlyArray<{ id: string; activeKey?: string | undefined; associatedKeys: readonly string[] }>, name: string): string[] {
+  return jobs.filter((j) => j.activeKey === name || j.associatedKeys.includes(name)).map((j) => j.id);
+}
+
 /** Jobs that use a server key (as active key or associated key). */
 export async function keyUsers(ctx: AppContext, name: string): Promise<string[]> {
-  return (await ctx.jobs.sync.list()).filter((j) => j.activeKey === name || j.associatedKeys.includes(name)).map((j) => j.id);
+  return usersOf(await ctx.jobs.sync.list(), name);
 }
 
 /** One server key with the sync jobs that use it (never key material). */
@@ -76,7 +81,7 @@ export async function serverKeyInfo(ctx: AppContext, name: string): Promise<Serv
 /** Every server key with the sync jobs that use it (the jobs read once). */
 export async function listServerKeys(ctx: AppContext): Promise<Array<ServerKeyInfo & { usedBy: string[] }>> {
   const jobs = await ctx.jobs.sync.list();
-  return (await ctx.keys.list()).map((k) => ({ ...k, usedBy: jobs.filter((j) => j.activeKey === k.name || j.associatedKeys.includes(k.name)).map((j) => j.id) }));
+  return (await ctx.keys.list()).map((k) => ({ ...k, usedBy: usersOf(jobs, k.name) }));
 }
 
 /**
