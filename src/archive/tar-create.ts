@@ -112,6 +112,9 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
   const warn = options.onWarning ?? (() => {});
   const seenInodes = new Map<string, string>();
   const previous = new Map((options.previous ?? []).map((e) => [e.path, e]));
+  // Where the previous archive's entries end and its end-of-archive marker starts.
+  let previousEnd = 0;
+  for (const e of options.previous ?? []) previousEnd = Math.max(previousEnd, e.end);
   let offset = 0;
 
   /** The previous catalog entry when this entry's header and data would be byte-identical to it. */
@@ -318,7 +321,11 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
     }
   }
 
-  /** Merges references to adjacent ranges of the previous archive into one. */
+  /**
+   * Merges references to adjacent ranges of the previous archive into one, and ends the archive. When the
+   * stream ends on a range that ends where the previous archive's entries did, the end-of-archive marker is
+   * taken from the previous archive too, so that its last chunk is reused like the others.
+   */
   async function* merged(source: AsyncGenerator<TarPiece>): AsyncGenerator<TarPiece> {
     let run: { start: number; end: number } | undefined;
     for await (const piece of source) {
@@ -336,7 +343,14 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
       }
       yield piece;
     }
+    offset += END_OF_ARCHIVE.length;
+    if (run && run.end === previousEnd) {
+      run.end += END_OF_ARCHIVE.length;
+      yield { copyFrom: run };
+      return;
+    }
     if (run) yield { copyFrom: run };
+    yield END_OF_ARCHIVE;
   }
 
   async function* entries(): AsyncGenerator<TarPiece> {
@@ -360,8 +374,6 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
       }
     }
     for (const p of window) yield* emit(p);
-    offset += END_OF_ARCHIVE.length;
-    yield END_OF_ARCHIVE;
   }
 
   return { stream: merged(entries()), result };
