@@ -151,7 +151,8 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
         if (spec.name.endsWith('.tar')) {
           const previousCatalogEntries = await previousCatalog(writer, spec.name);
           const tar = createTarStream(spec.path, { excludes: input.excludes ?? [], signal: ctx.signal, onWarning: warn, onBytes: report, previous: previousCatalogEntries });
-          await writer.addDynamicArchive(spec.name, tar.stream);
+          // The tar stream's buffers are freed as soon as they are chunked (not left to the collector).
+          await writer.addDynamicArchive(spec.name, tar.stream, { handOver: true });
           await writer.addDynamicArchive(`${spec.name}.catalog`, tar.result.catalog.pieces());
           ctx.reporter.info(`${spec.name}: ${tar.result.files} entries, ${tar.result.bytes} bytes of file data`);
         } else {

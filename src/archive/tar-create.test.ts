@@ -59,15 +59,21 @@ test('files that give more bytes than their stat-ed size are cut at that size, w
 });
 
 test('records are padded with zeros to whole blocks, so that the same tree always gives the same stream', async () => {
-  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { mkdtempSync, writeFileSync, rmSync, utimesSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const dir = mkdtempSync(join(tmpdir(), 'ibs-tar-'));
   try {
     writeFileSync(join(dir, 'a'), 'x');
+    // And one with a whole-second mtime: its header is a plain 512-byte ustar block (no pax record), a buffer of
+    // its own that is copied into the file's record and freed.
+    writeFileSync(join(dir, 'b'), 'y');
+    utimesSync(join(dir, 'b'), 1_700_000_000, 1_700_000_000);
     // Leave non-zero bytes in the buffer pool that small reads are carved from.
     for (let i = 0; i < 64; i++) Buffer.allocUnsafe(2048).fill(0xff);
     const first = await archive(dir);
-    const x = first.tar.lastIndexOf('x');
+    assert.deepEqual([...first.files.keys()], ['a', 'b']);
+    assert.equal(first.files.get('b')?.toString(), 'y');
+    const x = first.tar.lastIndexOf('y');
     assert.ok(x > 0 && first.tar.subarray(x + 1).every((b) => b === 0), 'padding and end of archive are zeros');
     assert.equal(first.tar.length % 512, 0);
     for (let i = 0; i < 64; i++) Buffer.allocUnsafe(2048).fill(0xee);

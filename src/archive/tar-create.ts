@@ -2,7 +2,7 @@ import { lstat, open, readdir, readlink, type FileHandle } from 'node:fs/promise
 import fs, { type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { IbsError } from '../core/index.ts';
-import { mapConcurrent, throwIfAborted } from '../lib/index.ts';
+import { mapConcurrent, release, throwIfAborted } from '../lib/index.ts';
 import { compileExcludes } from './glob.ts';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntry } from './tar-format.ts';
 import { CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
@@ -78,15 +78,19 @@ function readSmall(full: string, size: number, header: Buffer): Promise<SmallRec
         resolve({ error: `cannot open (${errorCode(openError)})` });
         return;
       }
-      const record = Buffer.allocUnsafe(header.length + size + Math.max(1, padding(size)));
+      // A buffer of its own (not a slice of Node's pool, even when small), so that it can be freed once chunked;
+      // the header is copied into it and freed (its length is read first: a freed buffer reads as empty).
+      const headerLength = header.length;
+      const record = Buffer.allocUnsafeSlow(headerLength + size + Math.max(1, padding(size)));
       header.copy(record, 0);
-      const end = header.length + size + 1;
-      let filled = header.length;
+      release(header);
+      const end = headerLength + size + 1;
+      let filled = headerLength;
       const step = (): void => {
         fs.read(fd, record, filled, end - filled, null, (readError, bytesRead) => {
           if (readError || bytesRead === 0 || filled + bytesRead === end) {
             if (!readError) filled += bytesRead;
-            fs.close(fd, () => resolve(readError ? { error: `cannot read (${errorCode(readError)})` } : { record, headerLength: header.length, read: filled - header.length }));
+            fs.close(fd, () => resolve(readError ? { error: `cannot read (${errorCode(readError)})` } : { record, headerLength, read: filled - headerLength }));
             return;
           }
           filled += bytesRead;
@@ -103,7 +107,8 @@ function readSmall(full: string, size: number, header: Buffer): Promise<SmallRec
  * contents, names sorted so that unchanged trees give identical streams and dedup well). Regular files,
  * directories, symlinks and hard links are archived with mode, owner and mtime; sockets, FIFOs and devices are
  * skipped with a warning, as are files that cannot be opened. Small files are read ahead concurrently, so the
- * stream is not held up by one open/read/close after another. `result` is filled when the stream ends.
+ * stream is not held up by one open/read/close after another. `result` is filled when the stream ends. Every
+ * buffer the stream yields is made for it and kept by nobody else: the consumer may free it once done.
  */
 export function createTarStream(root: string, options: TarCreateOptions = {}): { stream: AsyncGenerator<TarPiece>; result: TarCreateResult } {
   const catalog = new CatalogBuilder();
@@ -350,7 +355,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
       return;
     }
     if (run) yield { copyFrom: run };
-    yield END_OF_ARCHIVE;
+    yield Buffer.from(END_OF_ARCHIVE);
   }
 
   async function* entries(): AsyncGenerator<TarPiece> {

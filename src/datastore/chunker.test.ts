@@ -55,3 +55,26 @@ test('a stream of zeros is cut at max size', () => {
   const chunks = chunkAll(Buffer.alloc(100_000), [], small);
   assert.ok(chunks.slice(0, -1).every((c) => c.length === small.max));
 });
+
+test('every chunk is a buffer of its own: the pieces pushed can be freed at once without changing any chunk', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 200_000 }), fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 5 }), (size, sizes) => {
+      const data = randomBytes(size);
+      const chunker = new Chunker(small);
+      const chunks: Buffer[] = [];
+      for (let pos = 0, i = 0; pos < data.length; i++) {
+        const end = Math.min(data.length, pos + (sizes[i % sizes.length] as number));
+        const piece = Buffer.allocUnsafeSlow(end - pos); // memory of its own, not a slice of Node's pool
+        data.copy(piece, 0, pos, end);
+        pos = end;
+        chunks.push(...chunker.push(piece));
+        piece.buffer.transfer(0); // the pusher frees its piece
+      }
+      const last = chunker.finish();
+      if (last) chunks.push(last);
+      assert.ok(Buffer.concat(chunks).equals(data));
+      for (const c of chunks) assert.equal(c.buffer.byteLength, c.length, 'the chunk is all of its memory');
+    }),
+    { numRuns: 40 },
+  );
+});

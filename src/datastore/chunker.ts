@@ -30,17 +30,22 @@ function topMask(bits: number): number {
   return bits >= 32 ? -1 : ~((1 << (32 - bits)) - 1) | 0;
 }
 
+/**
+ * Cuts a stream into chunks. Every chunk comes out as a buffer of its own, exactly its size, which nothing else
+ * refers to (its holder may free it); the chunker keeps no reference to the data pushed once `push` is done
+ * with it: the bytes after the last cut are copied aside, into one buffer reused for every chunk. So whoever
+ * pushed a piece may free it then, and no chunk keeps a larger piece alive.
+ */
 export class Chunker {
   readonly #min: number;
   readonly #avg: number;
   readonly #max: number;
   readonly #maskS: number;
   readonly #maskL: number;
-  #pending: Buffer[] = [];
+  /** The bytes since the last cut, copied aside (grown as needed, up to `max`). */
+  #aside = Buffer.alloc(0);
   #length = 0;
   #hash = 0;
-  /** Chunks gathered from several pieces into a buffer of their own (the others are views of a piece). */
-  readonly #gathered = new WeakSet<Buffer>();
 
   constructor(options: ChunkerOptions = DEFAULT_CHUNKER) {
     const { min, avg, max } = options;
@@ -57,46 +62,52 @@ export class Chunker {
 
   /** Bytes fed since the last cut; 0 means the chunker stands at a chunk boundary. */
   get pendingLength(): number {
-    return this.#pending.reduce((n, b) => n + b.length, 0);
+    return this.#length;
   }
 
   /** Feeds bytes; yields every chunk completed by them. */
-  *push(data: Buffer): Generator<Buffer> {
+  *push(data: Uint8Array): Generator<Buffer> {
     let pos = 0;
     while (pos < data.length) {
+      const before = this.#length;
       const cut = this.#scan(data, pos);
       if (cut < 0) {
-        this.#pending.push(data.subarray(pos));
+        this.#setAside(data.subarray(pos), before);
         return;
       }
-      this.#pending.push(data.subarray(pos, cut));
-      yield this.#take();
+      yield this.#take(data.subarray(pos, cut), before);
       pos = cut;
     }
   }
 
   /** The last, possibly short, chunk; undefined when nothing is pending. */
   finish(): Buffer | undefined {
-    return this.#length > 0 || this.#pending.length > 0 ? this.#take() : undefined;
+    return this.#length > 0 ? this.#take(new Uint8Array(0), this.#length) : undefined;
   }
 
-  /** Whether `chunk` was gathered into a buffer of its own, which nothing else refers to. */
-  owns(chunk: Buffer): boolean {
-    return this.#gathered.has(chunk);
+  /** Copies `tail` after the `kept` bytes already set aside (the scan has counted it in #length already). */
+  #setAside(tail: Uint8Array, kept: number): void {
+    const need = kept + tail.length;
+    if (need > this.#aside.length) {
+      const grown = Buffer.allocUnsafeSlow(Math.min(this.#max, Math.max(need, 2 * this.#aside.length, 64 * 1024)));
+      this.#aside.copy(grown, 0, 0, kept);
+      this.#aside = grown;
+    }
+    this.#aside.set(tail, kept);
   }
 
-  #take(): Buffer {
-    const single = this.#pending.length === 1;
-    const chunk = single ? (this.#pending[0] as Buffer) : Buffer.concat(this.#pending);
-    if (!single) this.#gathered.add(chunk);
-    this.#pending = [];
+  /** A chunk of the `kept` bytes set aside followed by `rest`, in a buffer of its own. */
+  #take(rest: Uint8Array, kept: number): Buffer {
+    const chunk = Buffer.allocUnsafeSlow(kept + rest.length);
+    this.#aside.copy(chunk, 0, 0, kept);
+    chunk.set(rest, kept);
     this.#length = 0;
     this.#hash = 0;
     return chunk;
   }
 
   /** Index in `data` just past the next cut point, or -1 when the chunk continues past `data`. */
-  #scan(data: Buffer, pos: number): number {
+  #scan(data: Uint8Array, pos: number): number {
     let i = pos;
     let length = this.#length;
     const end = data.length;

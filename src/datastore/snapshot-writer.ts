@@ -182,8 +182,10 @@ export class SnapshotWriter {
    * the previous snapshot's archive are fed from it; while the chunker stands at a cut that the previous
    * archive also has, whole previous chunks inside such a piece are taken over without reading them: cut
    * points depend only on the bytes since the last cut, so the same bytes give the same chunks.
+   * With `handOver`, the stream's buffers become the writer's: each is freed as soon as it is chunked (for
+   * streams that make a buffer for each piece and keep none, such as a tar of a tree).
    */
-  async addDynamicArchive(name: string, stream: AsyncIterable<ArchivePiece> | Iterable<ArchivePiece>): Promise<ArchiveStats> {
+  async addDynamicArchive(name: string, stream: AsyncIterable<ArchivePiece> | Iterable<ArchivePiece>, options: { handOver?: boolean } = {}): Promise<ArchiveStats> {
     this.#assertOpen();
     parseIndexedName(name);
     const chunker = new Chunker(this.#options.chunker ?? DEFAULT_CHUNKER);
@@ -192,7 +194,8 @@ export class SnapshotWriter {
     const pending: Array<{ end: number; digest: Promise<string> }> = [];
     const take = async (chunk: Buffer): Promise<void> => {
       const length = chunk.length;
-      const { digest } = await this.#storeChunk(queue, chunk, stats, chunker.owns(chunk));
+      // The chunker's chunks are buffers of their own.
+      const { digest } = await this.#storeChunk(queue, chunk, stats, true);
       stats.size += length;
       pending.push({ end: stats.size, digest });
     };
@@ -230,7 +233,9 @@ export class SnapshotWriter {
     for await (const piece of stream) {
       throwIfAborted(this.#options.signal);
       if (piece instanceof Uint8Array) {
-        for (const chunk of chunker.push(Buffer.from(piece.buffer, piece.byteOffset, piece.length))) await take(chunk);
+        for (const chunk of chunker.push(piece)) await take(chunk);
+        // The chunker has copied what it keeps: a piece handed over is done with.
+        if (options.handOver) release(piece);
       } else {
         await copy(piece.copyFrom);
       }

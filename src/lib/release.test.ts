@@ -14,4 +14,8 @@ test('release frees a buffer owned alone at once, and leaves small buffers from 
   release(small);
   assert.equal(small.toString(), 'pooled');
   assert.equal(neighbour.toString(), 'neighbour');
+  // A small buffer of its own is freed too.
+  const own = Buffer.allocUnsafeSlow(600);
+  release(own.subarray(0, 512));
+  assert.equal(own.length, 0);
 });
