@@ -37,8 +37,8 @@ function flaky(target: DatastoreSide, failures: number): SyncTarget {
       const t = await target.begin(...args);
       return {
         ...t,
-        verifyReceived: async (o) => {
-          const bad = await t.verifyReceived(o);
+        verifyReceived: async () => {
+          const bad = await t.verifyReceived();
           if (rounds++ >= failures) return bad;
           // Pretend the first received chunk arrived damaged: move it aside as the real check would.
           let first: { digest: string } | undefined;

@@ -129,7 +129,7 @@ async function copySnapshot(
       // What arrived is read back on the target and checked; damaged chunks are sent again, a few times.
       const retries = options.verifyRetries ?? 3;
       for (let attempt = 0; ; attempt++) {
-        const bad = await tgt.verifyReceived({ signal });
+        const bad = await tgt.verifyReceived();
         if (bad.length === 0) break;
         if (attempt >= retries) throw new IbsError('VERIFY_FAILED', `${name}: ${bad.length} chunk(s) still failed verification on the target after ${retries} re-sends (first: ${bad[0]})`);
         log(`${name}: ${bad.length} chunk(s) failed verification on arrival; sending them again (attempt ${attempt + 1} of ${retries})`);

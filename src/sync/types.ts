@@ -69,7 +69,7 @@ export interface TargetSnapshot {
    * Every chunk this writer newly stored is read back and compared with what was checked on receipt; returns
    * the digests that failed since the last call, already moved aside so that inserting them again rewrites them.
    */
-  verifyReceived(options?: OpOptions): Promise<string[]>;
+  verifyReceived(): Promise<string[]>;
   putFile(file: ManifestFile, data: Buffer): Promise<void>;
   commit(manifest: Manifest): Promise<void>;
   abort(): Promise<void>;
