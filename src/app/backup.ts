@@ -16,7 +16,7 @@ import {
 } from '../core/index.ts';
 import { SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
 import { RemoteSnapshotSink, RemoteSnapshotSource, type ApiClient } from '../client/index.ts';
-import { catalogRanges, createTarStream, decodeCatalog, extractTar, selectCatalog, type CatalogEntry } from '../archive/index.ts';
+import { catalogRanges, createTarStreamInWorker, decodeCatalog, extractTar, selectCatalog, type CatalogEntry } from '../archive/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { abortableSleep, mapConcurrent } from '../lib/index.ts';
 
@@ -85,12 +85,16 @@ export async function readCatalog(reader: SnapshotReader, archive: string): Prom
   return decodeCatalog(await reader.readAll(name), name);
 }
 
-/** The catalog of archive `name` in the snapshot the writer deduplicates against, for change detection. */
-async function previousCatalog(writer: SnapshotWriter, name: string): Promise<CatalogEntry[] | undefined> {
+/**
+ * The catalog of archive `name` in the snapshot the writer deduplicates against, as stored, for change
+ * detection (decoded by the thread that reads the tree).
+ */
+async function previousCatalog(writer: SnapshotWriter, name: string): Promise<Buffer | undefined> {
   const previous = writer.previous;
-  if (!previous || !previous.archiveNames().includes(name)) return undefined;
+  const catalog = `${name}.catalog`;
+  if (!previous || !previous.archiveNames().includes(name) || !previous.indexedNames().includes(catalog)) return undefined;
   try {
-    return await readCatalog(previous, name);
+    return await previous.readAll(catalog);
   } catch {
     return undefined; // a missing or damaged catalog only costs speed: every file is read
   }
@@ -149,8 +153,7 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
     try {
       for (const spec of specs) {
         if (spec.name.endsWith('.tar')) {
-          const previousCatalogEntries = await previousCatalog(writer, spec.name);
-          const tar = createTarStream(spec.path, { excludes: input.excludes ?? [], signal: ctx.signal, onWarning: warn, onBytes: report, previous: previousCatalogEntries });
+          const tar = createTarStreamInWorker(spec.path, { excludes: input.excludes ?? [], signal: ctx.signal, onWarning: warn, onBytes: report, previousCatalog: await previousCatalog(writer, spec.name) });
           // The tar stream's buffers are freed as soon as they are chunked (not left to the collector).
           await writer.addDynamicArchive(spec.name, tar.stream, { handOver: true });
           await writer.addDynamicArchive(`${spec.name}.catalog`, tar.result.catalog.pieces());

@@ -4,7 +4,7 @@
  * local storage backend that touches the local filesystem, because backup sources and restore targets are
  * local. Layer: may import core and lib (see docs/architecture.md).
  */
-export { createTarStream, type TarCreateOptions, type TarCreateResult, type TarPiece, type CopySegment } from './tar-create.ts';
+export { createTarStream, createTarStreamInWorker, type TarCreateOptions, type TarCreateResult, type TarPiece, type CopySegment } from './tar-create.ts';
 export { parseTar, type ParsedEntry } from './tar-parse.ts';
 export { extractTar, type ExtractOptions, type ExtractResult } from './tar-extract.ts';
 export { encodeCatalog, decodeCatalog, selectCatalog, catalogRanges, CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { createTarStream, parseTar, type TarPiece } from './index.ts';
+import { createTarStream, createTarStreamInWorker, decodeCatalog, parseTar, type TarPiece } from './index.ts';
 
 async function* bytes(stream: AsyncIterable<TarPiece>): AsyncGenerator<Uint8Array> {
   for await (const piece of stream) {
@@ -12,10 +12,13 @@ async function* bytes(stream: AsyncIterable<TarPiece>): AsyncGenerator<Uint8Arra
   }
 }
 
-/** Archives `dir` and returns the warnings and, per file, the archived bytes (GNU tar reads the same stream). */
+/**
+ * Archives `dir` (on a thread of its own, as a backup does) and returns the warnings and, per file, the archived
+ * bytes (GNU tar reads the same stream).
+ */
 async function archive(dir: string): Promise<{ warnings: string[]; files: Map<string, Buffer>; tar: Buffer }> {
   const warnings: string[] = [];
-  const { stream } = createTarStream(dir, { onWarning: (w) => warnings.push(w) });
+  const { stream } = createTarStreamInWorker(dir, { onWarning: (w) => warnings.push(w) });
   const pieces: Buffer[] = [];
   for await (const piece of bytes(stream)) pieces.push(Buffer.from(piece));
   const tar = Buffer.concat(pieces);
@@ -78,6 +81,91 @@ test('records are padded with zeros to whole blocks, so that the same tree alway
     assert.equal(first.tar.length % 512, 0);
     for (let i = 0; i < 64; i++) Buffer.allocUnsafe(2048).fill(0xee);
     assert.deepEqual((await archive(dir)).tar, first.tar);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A stream as runs of bytes and references, adjacent bytes joined (how it is cut into pieces does not matter). */
+async function runs(stream: AsyncIterable<TarPiece> | Iterable<TarPiece>): Promise<Array<Buffer | { copyFrom: { start: number; end: number } }>> {
+  const out: Array<Buffer | { copyFrom: { start: number; end: number } }> = [];
+  for await (const piece of stream) {
+    const last = out.at(-1);
+    if (!Buffer.isBuffer(piece)) out.push(piece);
+    else if (Buffer.isBuffer(last)) out[out.length - 1] = Buffer.concat([last, piece]);
+    else out.push(Buffer.from(piece));
+  }
+  return out;
+}
+
+test('on its own thread, the stream, catalog, counts and warnings are those of the same stream made here, with and without a previous catalog', async () => {
+  const { mkdtempSync, writeFileSync, rmSync, mkdirSync, linkSync, symlinkSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { randomBytes } = await import('node:crypto');
+  const dir = mkdtempSync(join(tmpdir(), 'ibs-tar-'));
+  try {
+    for (let i = 0; i < 300; i++) writeFileSync(join(dir, `small-${i}`), randomBytes(i * 37));
+    mkdirSync(join(dir, 'sub', 'empty'), { recursive: true });
+    // Larger than a batch (4 MiB) and than a read block (1 MiB), not a multiple of either.
+    writeFileSync(join(dir, 'sub', 'large'), randomBytes(9 * 1024 * 1024 + 123));
+    linkSync(join(dir, 'sub', 'large'), join(dir, 'sub', 'hard'));
+    symlinkSync('sub/large', join(dir, 'link'));
+    const here = createTarStream(dir);
+    const expected = await runs(here.stream);
+    const there = createTarStreamInWorker(dir);
+    assert.deepEqual(await runs(there.stream), expected);
+    assert.deepEqual(Buffer.concat(there.result.catalog.pieces()), Buffer.concat(here.result.catalog.pieces()));
+    assert.deepEqual([there.result.files, there.result.bytes, there.result.catalog.count], [here.result.files, here.result.bytes, here.result.catalog.count]);
+
+    // A second run against the first's catalog: unchanged entries become references to the previous archive.
+    const stored = Buffer.concat(here.result.catalog.pieces());
+    writeFileSync(join(dir, 'small-150'), 'changed');
+    const again = await runs(createTarStream(dir, { previous: decodeCatalog(stored, 'test') }).stream);
+    const warnings: string[] = [];
+    let progress = 0;
+    const changed = createTarStreamInWorker(dir, { previousCatalog: stored, onWarning: (w) => warnings.push(w), onBytes: (n) => (progress += n) });
+    const got = await runs(changed.stream);
+    assert.deepEqual(got, again);
+    assert.ok(got.filter((p) => !Buffer.isBuffer(p)).length >= 2, 'references before and after the changed file');
+    assert.ok(got.filter(Buffer.isBuffer).reduce((n, b) => n + b.length, 0) < 8192, 'only the changed file is read');
+    assert.equal(progress, changed.result.bytes);
+    assert.deepEqual(warnings, []);
+
+    // A damaged previous catalog costs speed only: everything is read again.
+    const damaged = createTarStreamInWorker(dir, { previousCatalog: Buffer.from('{"path": ') });
+    const all = await runs(damaged.stream);
+    assert.equal(all.length, 1);
+    assert.deepEqual(all, await runs(createTarStream(dir).stream));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('on its own thread: a root that is not a directory fails with its error; an abort or a consumer that stops early ends the thread', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'ibs-tar-'));
+  try {
+    writeFileSync(join(dir, 'file'), 'x');
+    await assert.rejects(runs(createTarStreamInWorker(join(dir, 'file')).stream), { name: 'IbsError', code: 'INVALID_ARGUMENT', message: new RegExp(`Cannot back up ".*file" as a file archive: it is not a directory`) });
+    await assert.rejects(runs(createTarStreamInWorker(join(dir, 'missing')).stream), { name: 'IbsError', code: 'NOT_FOUND' });
+    for (let i = 0; i < 20; i++) writeFileSync(join(dir, `f${i}`), Buffer.alloc(1024 * 1024, i));
+    const controller = new AbortController();
+    const reason = new Error('stopped by the test');
+    await assert.rejects(
+      (async () => {
+        for await (const piece of createTarStreamInWorker(dir, { signal: controller.signal }).stream) {
+          assert.ok(Buffer.isBuffer(piece));
+          controller.abort(reason);
+        }
+      })(),
+      reason,
+    );
+    for await (const piece of createTarStreamInWorker(dir).stream) {
+      assert.ok(Buffer.isBuffer(piece));
+      break;
+    }
+    // Were a thread left running, it would hold the test process open and the run would time out.
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

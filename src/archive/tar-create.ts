@@ -1,18 +1,15 @@
-import { lstat, open, readdir, readlink, type FileHandle } from 'node:fs/promises';
 import fs, { type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import { IbsError } from '../core/index.ts';
-import { mapConcurrent, release, throwIfAborted } from '../lib/index.ts';
+import { Worker } from 'node:worker_threads';
+import { IbsError, type ErrorCode } from '../core/index.ts';
+import { release, throwIfAborted } from '../lib/index.ts';
 import { compileExcludes } from './glob.ts';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntry } from './tar-format.ts';
 import { CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
 
 const READ_BLOCK = 1024 * 1024;
-/** Files up to this size are read whole, ahead of the stream, many at a time. */
+/** Files up to this size are read whole, in one record with their header. */
 const SMALL_FILE = 1024 * 1024;
-const READ_AHEAD_FILES = 64;
-const READ_AHEAD_BYTES = 16 * 1024 * 1024;
-const STAT_CONCURRENCY = 32;
 
 export interface TarCreateOptions {
   excludes?: readonly string[];
@@ -43,11 +40,10 @@ export interface CopySegment {
 
 export type TarPiece = Buffer | CopySegment;
 
-/** An entry found by the walk; regular files carry their data (read ahead), or are unchanged (`same`). */
+/** An entry found by the walk; unchanged ones (`same`) are not read again. */
 interface Pending {
   entry: TarEntry;
   full: string;
-  data?: Promise<SmallRecord | { error: string }>;
   same?: CatalogEntry;
   ctime?: string;
   inode?: string;
@@ -57,7 +53,7 @@ function errorCode(error: unknown): string {
   return (error as NodeJS.ErrnoException).code ?? (error as Error).message;
 }
 
-/** A small file read ahead, already laid out as its archive record: header, data, zero padding. */
+/** A small file laid out as its archive record: header, data, zero padding. */
 interface SmallRecord {
   record: Buffer;
   headerLength: number;
@@ -68,49 +64,46 @@ interface SmallRecord {
 /**
  * Reads a small file whole into the record it becomes (header, then data, then room for the padding), so that
  * the stream does not copy it again; asks one byte more than its stat-ed size, to notice growth (that byte
- * lands in the padding, or in one spare byte). Uses plain descriptors rather than FileHandle objects: for
- * thousands of small files their creation and cleanup cost shows.
+ * lands in the padding, or in one spare byte).
  */
-function readSmall(full: string, size: number, header: Buffer): Promise<SmallRecord | { error: string }> {
-  return new Promise((resolve) => {
-    fs.open(full, 'r', (openError, fd) => {
-      if (openError) {
-        resolve({ error: `cannot open (${errorCode(openError)})` });
-        return;
-      }
-      // A buffer of its own (not a slice of Node's pool, even when small), so that it can be freed once chunked;
-      // the header is copied into it and freed (its length is read first: a freed buffer reads as empty).
-      const headerLength = header.length;
-      const record = Buffer.allocUnsafeSlow(headerLength + size + Math.max(1, padding(size)));
-      header.copy(record, 0);
-      release(header);
-      const end = headerLength + size + 1;
-      let filled = headerLength;
-      const step = (): void => {
-        fs.read(fd, record, filled, end - filled, null, (readError, bytesRead) => {
-          if (readError || bytesRead === 0 || filled + bytesRead === end) {
-            if (!readError) filled += bytesRead;
-            fs.close(fd, () => resolve(readError ? { error: `cannot read (${errorCode(readError)})` } : { record, headerLength, read: filled - headerLength }));
-            return;
-          }
-          filled += bytesRead;
-          step();
-        });
-      };
-      step();
-    });
-  });
+function readSmall(full: string, size: number, header: Buffer): SmallRecord | { error: string } {
+  let fd: number;
+  try {
+    fd = fs.openSync(full, 'r');
+  } catch (error) {
+    return { error: `cannot open (${errorCode(error)})` };
+  }
+  try {
+    // A buffer of its own (not a slice of Node's pool, even when small), so that it can be freed once consumed;
+    // the header is copied into it and freed (its length is read first: a freed buffer reads as empty).
+    const headerLength = header.length;
+    const record = Buffer.allocUnsafeSlow(headerLength + size + Math.max(1, padding(size)));
+    header.copy(record, 0);
+    release(header);
+    const end = headerLength + size + 1;
+    let filled = headerLength;
+    for (let n = -1; n !== 0 && filled < end; filled += n) n = fs.readSync(fd, record, filled, end - filled, null);
+    return { record, headerLength, read: filled - headerLength };
+  } catch (error) {
+    return { error: `cannot read (${errorCode(error)})` };
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**
  * Streams the tree under `root` as a POSIX pax tar (entries relative to root, directories before their
  * contents, names sorted so that unchanged trees give identical streams and dedup well). Regular files,
  * directories, symlinks and hard links are archived with mode, owner and mtime; sockets, FIFOs and devices are
- * skipped with a warning, as are files that cannot be opened. Small files are read ahead concurrently, so the
- * stream is not held up by one open/read/close after another. `result` is filled when the stream ends. Every
+ * skipped with a warning, as are files that cannot be opened. `result` is filled when the stream ends. Every
  * buffer the stream yields is made for it and kept by nobody else: the consumer may free it once done.
+ *
+ * The file system calls are synchronous: they block the calling thread, so a program that has other work
+ * runs this on a thread of its own (`createTarStreamInWorker`). Measured on a source tree of 83,731 entries
+ * (1.3 GB), on such a thread: a backup took 11 s with synchronous calls and 14-16 s with asynchronous
+ * ones (each call a hand-off to the thread pool and back); from a cold cache both took 15 s.
  */
-export function createTarStream(root: string, options: TarCreateOptions = {}): { stream: AsyncGenerator<TarPiece>; result: TarCreateResult } {
+export function createTarStream(root: string, options: TarCreateOptions = {}): { stream: Generator<TarPiece>; result: TarCreateResult } {
   const catalog = new CatalogBuilder();
   const result: TarCreateResult = { catalog, files: 0, bytes: 0 };
   const excluded = compileExcludes(options.excludes ?? []);
@@ -146,30 +139,25 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
     };
   }
 
-  /** Entries in archive order, stat-ed many at a time per directory. */
-  async function* walk(dir: string, rel: string): AsyncGenerator<Pending> {
+  /** Entries in archive order. */
+  function* walk(dir: string, rel: string): Generator<Pending> {
     throwIfAborted(options.signal);
     let names: string[];
     try {
-      names = (await readdir(dir)).sort();
+      names = fs.readdirSync(dir).sort();
     } catch (error) {
       if (rel === '') throw new IbsError('INVALID_ARGUMENT', `Cannot read directory "${dir}": ${(error as Error).message}`, { cause: error });
       warn(`${rel}: cannot read directory (${errorCode(error)}); skipped`);
       return;
     }
-    const stats = await mapConcurrent(names, STAT_CONCURRENCY, async (name) => {
-      try {
-        return await lstat(join(dir, name), { bigint: true });
-      } catch (error) {
-        return { error: errorCode(error) };
-      }
-    });
-    for (const [i, name] of names.entries()) {
+    for (const name of names) {
       const full = join(dir, name);
       const path = rel === '' ? name : `${rel}/${name}`;
-      const st = stats[i] as BigIntStats | { error: string };
-      if ('error' in st) {
-        warn(`${path}: cannot stat (${st.error}); skipped`);
+      let st: BigIntStats;
+      try {
+        st = fs.lstatSync(full, { bigint: true });
+      } catch (error) {
+        warn(`${path}: cannot stat (${errorCode(error)}); skipped`);
         continue;
       }
       const isDir = st.isDirectory();
@@ -182,7 +170,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
         yield* walk(full, path);
       } else if (st.isSymbolicLink()) {
         try {
-          const entry: TarEntry = { ...base, type: 'symlink', linkname: await readlink(full) };
+          const entry: TarEntry = { ...base, type: 'symlink', linkname: fs.readlinkSync(full) };
           const same = unchanged(entry, {});
           yield { entry, full, ...(same ? { same } : {}) };
         } catch (error) {
@@ -198,12 +186,10 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
           continue;
         }
         if (st.nlink > 1n) seenInodes.set(inode, path);
-        const size = Number(st.size);
-        const entry: TarEntry = { ...base, type: 'file', size };
+        const entry: TarEntry = { ...base, type: 'file', size: Number(st.size) };
         const extra = { ctime: `${st.ctimeNs / 1_000_000_000n}.${String(st.ctimeNs % 1_000_000_000n).padStart(9, '0')}`, inode };
         const same = unchanged(entry, extra);
-        if (same) yield { entry, full, same, ...extra };
-        else yield { entry, full, ...extra, ...(size <= SMALL_FILE ? { data: readSmall(full, size, encodeHeader(entry)) } : {}) };
+        yield { entry, full, ...extra, ...(same ? { same } : {}) };
       } else {
         warn(`${path}: ${st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device node'} not supported; skipped`);
       }
@@ -228,7 +214,12 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
     });
   }
 
-  function* emitData(entry: TarEntry, small: SmallRecord): Generator<Buffer> {
+  function* emitSmall(entry: TarEntry, full: string): Generator<Buffer> {
+    const small = readSmall(full, entry.size, encodeHeader(entry));
+    if ('error' in small) {
+      warn(`${entry.path}: ${small.error}; skipped`);
+      return;
+    }
     const { record, headerLength, read } = small;
     const dataEnd = headerLength + entry.size;
     if (read > entry.size) warn(`${entry.path}: file grew while being read; archived its first ${entry.size} bytes`);
@@ -244,15 +235,14 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
     yield record.subarray(0, end);
   }
 
-  async function* emitLarge(entry: TarEntry, full: string, extra: { ctime?: string | undefined; inode?: string | undefined }): AsyncGenerator<Buffer> {
-    let handle: FileHandle;
+  function* emitLarge(entry: TarEntry, full: string): Generator<Buffer> {
+    let fd: number;
     try {
-      handle = await open(full, 'r');
+      fd = fs.openSync(full, 'r');
     } catch (error) {
       warn(`${entry.path}: cannot open (${errorCode(error)}); skipped`);
       return;
     }
-    const start = offset;
     try {
       const header = encodeHeader(entry);
       offset += header.length;
@@ -263,7 +253,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
         const buffer = Buffer.allocUnsafe(Math.min(READ_BLOCK, remaining));
         let bytesRead: number;
         try {
-          ({ bytesRead } = await handle.read(buffer, 0, buffer.length, null));
+          bytesRead = fs.readSync(fd, buffer, 0, buffer.length, null);
         } catch (error) {
           // The header is already out: the stream cannot go on consistently.
           throw new IbsError('INVALID_ARGUMENT', `Reading "${entry.path}" failed midway: ${(error as Error).message}`, { cause: error });
@@ -282,48 +272,37 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
         options.onBytes?.(bytesRead);
         yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
       }
-      if ((await handle.read(Buffer.alloc(1), 0, 1, null)).bytesRead > 0) warn(`${entry.path}: file grew while being read; archived its first ${entry.size} bytes`);
+      if (fs.readSync(fd, Buffer.alloc(1), 0, 1, null) > 0) warn(`${entry.path}: file grew while being read; archived its first ${entry.size} bytes`);
     } finally {
-      await handle.close();
+      fs.closeSync(fd);
     }
     const pad = padding(entry.size);
     if (pad > 0) {
       offset += pad;
       yield Buffer.alloc(pad);
     }
-    record(entry, start, extra);
   }
 
-  async function* emit(p: Pending): AsyncGenerator<TarPiece> {
+  function* emit(p: Pending): Generator<TarPiece> {
     const { entry } = p;
-    const extra = { ctime: p.ctime, inode: p.inode };
+    const start = offset;
     if (p.same) {
-      const start = offset;
       offset += p.same.end - p.same.start;
       if (entry.type === 'file') {
         result.bytes += entry.size;
         options.onBytes?.(entry.size);
       }
       yield { copyFrom: { start: p.same.start, end: p.same.end } };
-      record(entry, start, extra);
-    } else if (entry.type === 'file' && p.data) {
-      const data = await p.data;
-      if ('error' in data) {
-        warn(`${entry.path}: ${data.error}; skipped`);
-        return;
-      }
-      const start = offset;
-      yield* emitData(entry, data);
-      record(entry, start, extra);
     } else if (entry.type === 'file') {
-      yield* emitLarge(entry, p.full, extra);
+      yield* entry.size <= SMALL_FILE ? emitSmall(entry, p.full) : emitLarge(entry, p.full);
+      // Nothing was written: the file could not be opened (warned).
+      if (offset === start) return;
     } else {
-      const start = offset;
       const header = encodeHeader(entry);
       offset += header.length;
       yield header;
-      record(entry, start);
     }
+    record(entry, start, { ctime: p.ctime, inode: p.inode });
   }
 
   /**
@@ -331,9 +310,9 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
    * stream ends on a range that ends where the previous archive's entries did, the end-of-archive marker is
    * taken from the previous archive too, so that its last chunk is reused like the others.
    */
-  async function* merged(source: AsyncGenerator<TarPiece>): AsyncGenerator<TarPiece> {
+  function* merged(source: Generator<TarPiece>): Generator<TarPiece> {
     let run: { start: number; end: number } | undefined;
-    for await (const piece of source) {
+    for (const piece of source) {
       if (!Buffer.isBuffer(piece)) {
         if (run && run.end === piece.copyFrom.start) run.end = piece.copyFrom.end;
         else {
@@ -358,28 +337,99 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
     yield Buffer.from(END_OF_ARCHIVE);
   }
 
-  async function* entries(): AsyncGenerator<TarPiece> {
+  function* entries(): Generator<TarPiece> {
     let st;
     try {
-      st = await lstat(root);
+      st = fs.lstatSync(root);
     } catch (error) {
       throw new IbsError('NOT_FOUND', `Cannot back up "${root}": ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (error as Error).message}`);
     }
     if (!st.isDirectory()) throw new IbsError('INVALID_ARGUMENT', `Cannot back up "${root}" as a file archive: it is not a directory (use NAME.img for an image)`);
-    // A window of entries whose small-file reads are already under way.
-    const window: Pending[] = [];
-    let windowBytes = 0;
-    for await (const p of walk(root, '')) {
-      window.push(p);
-      if (p.data) windowBytes += p.entry.size;
-      while (window.length > READ_AHEAD_FILES || windowBytes > READ_AHEAD_BYTES || (window.length > 0 && !window[0]?.data && window[0]?.entry.type === 'file')) {
-        const next = window.shift() as Pending;
-        if (next.data) windowBytes -= next.entry.size;
-        yield* emit(next);
-      }
-    }
-    for (const p of window) yield* emit(p);
+    for (const p of walk(root, '')) yield* emit(p);
   }
 
   return { stream: merged(entries()), result };
+}
+
+/** What `createTarStreamInWorker` gives its thread. */
+export interface TarWorkerData {
+  root: string;
+  excludes: string[];
+  /** The previous snapshot's catalog of the same archive, as stored (JSON lines). */
+  previousCatalog?: Uint8Array | undefined;
+}
+
+/** What the thread sends back: batches of the stream, warnings, then the end or an error. */
+export type TarWorkerMessage =
+  | { type: 'pieces'; pieces: Array<Uint8Array | CopySegment>; bytes: number; weight: number }
+  | { type: 'warning'; message: string }
+  | { type: 'end'; files: number; bytes: number; count: number; catalog: Uint8Array[] }
+  | { type: 'error'; code: ErrorCode; message: string };
+
+/**
+ * `createTarStream` run on a thread of its own: the same stream, in a few large buffers. A backup of a source
+ * tree spends most of its time on work per file (stat, open, read, close, headers, catalog); on the calling
+ * thread, that work and the chunking took turns. `previousCatalog` is the previous catalog as stored (decoded by
+ * the thread; a damaged one means no change detection). Warnings and progress come back as the thread makes
+ * them; an abort of `signal`, or the consumer stopping early, ends the thread.
+ */
+export function createTarStreamInWorker(
+  root: string,
+  options: Omit<TarCreateOptions, 'previous'> & { previousCatalog?: Uint8Array | undefined } = {},
+): { stream: AsyncGenerator<TarPiece>; result: TarCreateResult } {
+  const result: TarCreateResult = { catalog: { count: 0, pieces: () => [] }, files: 0, bytes: 0 };
+  async function* stream(): AsyncGenerator<TarPiece> {
+    throwIfAborted(options.signal);
+    const data: TarWorkerData = { root, excludes: [...(options.excludes ?? [])], previousCatalog: options.previousCatalog };
+    // Its young generation small like the main thread's: it makes a buffer per small file.
+    const worker = new Worker(new URL('./tar-worker.ts', import.meta.url), { workerData: data, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
+    const inbox: Array<Exclude<TarWorkerMessage, { type: 'warning' }>> = [];
+    let failure: Error | undefined;
+    let wake: (() => void) | undefined;
+    const notify = (): void => {
+      wake?.();
+      wake = undefined;
+    };
+    worker.on('message', (m: TarWorkerMessage) => {
+      if (m.type === 'warning') options.onWarning?.(m.message);
+      else inbox.push(m);
+      notify();
+    });
+    worker.on('error', (error) => {
+      failure ??= error;
+      notify();
+    });
+    worker.on('exit', (code) => {
+      failure ??= new IbsError('INTERNAL', `The thread reading "${root}" stopped (exit code ${code}) before the end of the archive`);
+      notify();
+    });
+    options.signal?.addEventListener('abort', notify, { once: true });
+    try {
+      for (;;) {
+        throwIfAborted(options.signal);
+        const m = inbox.shift();
+        if (!m) {
+          if (failure) throw failure;
+          await new Promise<void>((resolve) => (wake = resolve));
+          continue;
+        }
+        if (m.type === 'error') throw new IbsError(m.code, m.message);
+        if (m.type === 'end') {
+          const pieces = m.catalog.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength));
+          result.catalog = { count: m.count, pieces: () => pieces };
+          result.files = m.files;
+          result.bytes = m.bytes;
+          return;
+        }
+        if (m.bytes > 0) options.onBytes?.(m.bytes);
+        for (const piece of m.pieces) yield piece instanceof Uint8Array ? Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength) : piece;
+        worker.postMessage({ ack: m.weight });
+      }
+    } finally {
+      options.signal?.removeEventListener('abort', notify);
+      worker.removeAllListeners('exit');
+      await worker.terminate();
+    }
+  }
+  return { stream: stream(), result };
 }

@@ -1,0 +1,107 @@
+/**
+ * Worker thread of `createTarStreamInWorker`: runs `createTarStream` over a tree and sends its bytes to the
+ * parent in batches of a few large buffers, each moved (not copied) to the parent. The parent acknowledges each
+ * batch once it has consumed it; this thread waits while more than `MAX_IN_FLIGHT` bytes are unacknowledged.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { IbsError } from '../core/index.ts';
+import { release } from '../lib/index.ts';
+import { decodeCatalog, type CatalogEntry } from './catalog.ts';
+import { createTarStream, type TarWorkerData, type TarWorkerMessage } from './tar-create.ts';
+
+/** Bytes of a batch buffer: the stream's many small records are packed into buffers of this size. */
+const BATCH = 2 * 1024 * 1024;
+/** Unacknowledged bytes at most (a reference to the previous archive weighs as much as a small record). */
+const MAX_IN_FLIGHT = 8 * 1024 * 1024;
+const PIECE_WEIGHT = 4096;
+
+const port = parentPort;
+if (!port) throw new Error('tar-worker.ts runs as a worker thread');
+const input = workerData as TarWorkerData;
+
+let inFlight = 0;
+let waiting: (() => void) | undefined;
+port.on('message', (m: { ack: number }) => {
+  inFlight -= m.ack;
+  if (waiting && inFlight <= MAX_IN_FLIGHT) {
+    waiting();
+    waiting = undefined;
+  }
+});
+
+function post(message: TarWorkerMessage, transfer: ArrayBuffer[] = []): void {
+  port?.postMessage(message, transfer);
+}
+
+async function run(): Promise<void> {
+  let previous: CatalogEntry[] | undefined;
+  if (input.previousCatalog) {
+    try {
+      previous = decodeCatalog(Buffer.from(input.previousCatalog), 'of the previous snapshot');
+    } catch {
+      previous = undefined; // a damaged catalog only costs speed: every file is read
+    }
+  }
+  let read = 0;
+  const tar = createTarStream(input.root, {
+    excludes: input.excludes,
+    previous,
+    onWarning: (message) => post({ type: 'warning', message }),
+    onBytes: (bytes) => {
+      read += bytes;
+    },
+  });
+  let pieces: Array<Uint8Array | { copyFrom: { start: number; end: number } }> = [];
+  let weight = 0;
+  let current: Buffer | undefined;
+  let used = 0;
+
+  /** Ends the batch buffer being filled (shrunk to what it holds) and adds it to the batch. */
+  const seal = (): void => {
+    if (!current || used === 0) return;
+    const memory = (current.buffer as ArrayBuffer).transfer(used);
+    pieces.push(new Uint8Array(memory));
+    current = undefined;
+    used = 0;
+  };
+  const send = async (): Promise<void> => {
+    seal();
+    if (pieces.length === 0) return;
+    inFlight += weight;
+    post({ type: 'pieces', pieces, bytes: read, weight }, pieces.flatMap((p) => (p instanceof Uint8Array ? [p.buffer as ArrayBuffer] : [])));
+    pieces = [];
+    weight = 0;
+    read = 0;
+    if (inFlight > MAX_IN_FLIGHT) await new Promise<void>((resolve) => (waiting = resolve));
+  };
+
+  for (const piece of tar.stream) {
+    if (!Buffer.isBuffer(piece)) {
+      seal();
+      pieces.push(piece);
+      weight += PIECE_WEIGHT;
+      if (weight >= BATCH) await send();
+      continue;
+    }
+    let from = 0;
+    while (from < piece.length) {
+      current ??= Buffer.allocUnsafeSlow(BATCH);
+      const n = piece.copy(current, used, from);
+      used += n;
+      from += n;
+      weight += n;
+      if (used === current.length) {
+        seal();
+        if (weight >= BATCH) await send();
+      }
+    }
+    release(piece);
+  }
+  await send();
+  const catalog = tar.result.catalog.pieces().map((p) => new Uint8Array(p));
+  post({ type: 'end', files: tar.result.files, bytes: tar.result.bytes, count: tar.result.catalog.count, catalog }, catalog.map((p) => p.buffer));
+}
+
+run().catch((error: unknown) => {
+  post({ type: 'error', code: error instanceof IbsError ? error.code : 'INTERNAL', message: (error as Error).message });
+});
