@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { Chunker } from './chunker.ts';
+import { Chunker, DEFAULT_CHUNKER, type ChunkerOptions } from './chunker.ts';
 
 const small = { min: 2048, avg: 8192, max: 32768 };
 
@@ -32,6 +32,28 @@ test('chunks concatenate to the input, respect min/max, and do not depend on how
     }),
     { numRuns: 60 },
   );
+});
+
+/** A fixed pseudo-random stream (xorshift32), the same on every machine and in every version. */
+function fixedStream(size: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let x = seed;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+test('cut points never change between versions (chunks already stored must dedup with new backups)', () => {
+  const data = fixedStream(24 * 1024 * 1024, 12345);
+  // A low-entropy region, like text.
+  for (let i = 8 << 20; i < 10 << 20; i++) data[i] = 97 + ((data[i] as number) % 4);
+  const sizes = (options: ChunkerOptions, size: number): number[] => chunkAll(data.subarray(0, size), [1_000_003], options).map((c) => c.length);
+  assert.deepEqual(sizes(DEFAULT_CHUNKER, data.length), [2359464, 2549728, 2316135, 2318052, 2251912, 2213261, 3518627, 3087388, 1711011, 1542165, 1298081]);
+  assert.deepEqual(sizes(small, 200_000), [10224, 9645, 3377, 9383, 3672, 10152, 8541, 8755, 9242, 12978, 8903, 8297, 3520, 9740, 12114, 8542, 8255, 6482, 10397, 8613, 12216, 10088, 6864]);
 });
 
 test('an insertion near the start changes only the first chunks (content-defined boundaries resynchronise)', () => {
