@@ -16,7 +16,7 @@ import {
 } from '../core/index.ts';
 import { SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
 import { RemoteSnapshotSink, RemoteSnapshotSource, type ApiClient } from '../client/index.ts';
-import { catalogRanges, createTarStreamInWorker, decodeCatalog, extractTar, selectCatalog, type CatalogEntry } from '../archive/index.ts';
+import { catalogRanges, createTarStreamInWorker, decodeCatalog, extractTarInWorker, selectCatalog, type CatalogEntry } from '../archive/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { abortableSleep, mapConcurrent } from '../lib/index.ts';
 
@@ -337,7 +337,7 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
       return { snapshot: formatSnapshot(ref), archive, target, bytes, seconds: (Date.now() - started) / 1000, warnings };
     }
     await assertEmptyTarget(target);
-    const result = await extractTar(stream, target, {
+    const result = await extractTarInWorker(stream, target, {
       signal: ctx.signal,
       onBytes: report,
       onWarning: (m) => {

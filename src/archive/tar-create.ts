@@ -1,11 +1,11 @@
 import fs, { type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
-import { IbsError, type ErrorCode } from '../core/index.ts';
+import { IbsError } from '../core/index.ts';
 import { release, throwIfAborted } from '../lib/index.ts';
 import { compileExcludes } from './glob.ts';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntry } from './tar-format.ts';
 import { CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
+import { Thread } from './thread.ts';
 
 const READ_BLOCK = 1024 * 1024;
 /** Files up to this size are read whole, in one record with their header. */
@@ -359,12 +359,11 @@ export interface TarWorkerData {
   previousCatalog?: Uint8Array | undefined;
 }
 
-/** What the thread sends back: batches of the stream, warnings, then the end or an error. */
+/** What the thread sends back: batches of the stream, warnings, then the end (or a `ThreadError`). */
 export type TarWorkerMessage =
   | { type: 'pieces'; pieces: Array<Uint8Array | CopySegment>; bytes: number; weight: number }
   | { type: 'warning'; message: string }
-  | { type: 'end'; files: number; bytes: number; count: number; catalog: Uint8Array[] }
-  | { type: 'error'; code: ErrorCode; message: string };
+  | { type: 'end'; files: number; bytes: number; count: number; catalog: Uint8Array[] };
 
 /**
  * `createTarStream` run on a thread of its own: the same stream, in a few large buffers. A backup of a source
@@ -379,41 +378,16 @@ export function createTarStreamInWorker(
 ): { stream: AsyncGenerator<TarPiece>; result: TarCreateResult } {
   const result: TarCreateResult = { catalog: { count: 0, pieces: () => [] }, files: 0, bytes: 0 };
   async function* stream(): AsyncGenerator<TarPiece> {
-    throwIfAborted(options.signal);
     const data: TarWorkerData = { root, excludes: [...(options.excludes ?? [])], previousCatalog: options.previousCatalog };
-    // Its young generation small like the main thread's: it makes a buffer per small file.
-    const worker = new Worker(new URL('./tar-worker.ts', import.meta.url), { workerData: data, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
     const inbox: Array<Exclude<TarWorkerMessage, { type: 'warning' }>> = [];
-    let failure: Error | undefined;
-    let wake: (() => void) | undefined;
-    const notify = (): void => {
-      wake?.();
-      wake = undefined;
-    };
-    worker.on('message', (m: TarWorkerMessage) => {
+    const thread = new Thread<TarWorkerMessage>('./tar-worker.ts', data, `The thread reading "${root}"`, options.signal, (m) => {
       if (m.type === 'warning') options.onWarning?.(m.message);
       else inbox.push(m);
-      notify();
     });
-    worker.on('error', (error) => {
-      failure ??= error;
-      notify();
-    });
-    worker.on('exit', (code) => {
-      failure ??= new IbsError('INTERNAL', `The thread reading "${root}" stopped (exit code ${code}) before the end of the archive`);
-      notify();
-    });
-    options.signal?.addEventListener('abort', notify, { once: true });
     try {
       for (;;) {
-        throwIfAborted(options.signal);
-        const m = inbox.shift();
-        if (!m) {
-          if (failure) throw failure;
-          await new Promise<void>((resolve) => (wake = resolve));
-          continue;
-        }
-        if (m.type === 'error') throw new IbsError(m.code, m.message);
+        await thread.until(() => inbox.length > 0);
+        const m = inbox.shift() as (typeof inbox)[number];
         if (m.type === 'end') {
           const pieces = m.catalog.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength));
           result.catalog = { count: m.count, pieces: () => pieces };
@@ -423,12 +397,10 @@ export function createTarStreamInWorker(
         }
         if (m.bytes > 0) options.onBytes?.(m.bytes);
         for (const piece of m.pieces) yield piece instanceof Uint8Array ? Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength) : piece;
-        worker.postMessage({ ack: m.weight });
+        thread.post({ ack: m.weight });
       }
     } finally {
-      options.signal?.removeEventListener('abort', notify);
-      worker.removeAllListeners('exit');
-      await worker.terminate();
+      await thread.close();
     }
   }
   return { stream: stream(), result };

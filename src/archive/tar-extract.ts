@@ -1,9 +1,9 @@
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
-import { IbsError } from '../core/index.ts';
-import { throwIfAborted, WorkQueue } from '../lib/index.ts';
 import fs from 'node:fs';
+import { IbsError } from '../core/index.ts';
+import { movable, throwIfAborted } from '../lib/index.ts';
 import { parseTar } from './tar-parse.ts';
+import { Thread } from './thread.ts';
 
 export interface ExtractOptions {
   /** Restore owners (uid/gid); only possible as root. Default: when running as root. */
@@ -18,55 +18,17 @@ export interface ExtractResult {
   bytes: number;
 }
 
-const SMALL_FILE = 1024 * 1024;
-
-function fsCall<T>(fn: (cb: (error: NodeJS.ErrnoException | null, value?: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => fn((error, value) => (error ? reject(error) : resolve(value as T))));
-}
-
 /**
- * Writes a small file through one descriptor: create (exclusive, so an earlier symlink at that path is never
- * followed), write, owner, times, close; mode bits beyond the permissions (set-id, sticky) are applied last
- * because chown clears them. Callback-style fs: per-file promise and FileHandle overhead shows with many
- * small files.
+ * Creates a new file for writing (exclusive, so that a symlink an earlier entry put at that path is never
+ * followed; whatever is there is removed first).
  */
-async function writeSmallFile(path: string, body: Buffer, meta: { mode: number; uid: number; gid: number; mtime: number; chown: boolean; createMode?: number }): Promise<void> {
-  // With createMode the file is created with its final permissions (the umask leaves them whole and there
-  // are no set-id bits), so no chmod is needed afterwards.
-  const createMode = meta.createMode ?? 0o600;
-  let fd: number;
+function createFile(path: string, mode: number): number {
   try {
-    fd = await fsCall<number>((cb) => fs.open(path, 'wx', createMode, cb));
+    return fs.openSync(path, 'wx', mode);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    await rm(path, { force: true });
-    fd = await fsCall<number>((cb) => fs.open(path, 'wx', createMode, cb));
-  }
-  try {
-    let written = 0;
-    while (written < body.length) written += await fsCall<number>((cb) => fs.write(fd, body, written, body.length - written, null, cb));
-    if (meta.chown) await fsCall((cb) => fs.fchown(fd, meta.uid, meta.gid, cb));
-    if (meta.createMode === undefined) await fsCall((cb) => fs.fchmod(fd, meta.mode, cb));
-    await fsCall((cb) => fs.futimes(fd, meta.mtime, meta.mtime, cb));
-  } finally {
-    await fsCall((cb) => fs.close(fd, cb));
-  }
-}
-
-/** Creates a new file (never following a symlink an earlier entry put at that path) and fills it. */
-async function writeNew(path: string, fill: (handle: FileHandle) => Promise<void>): Promise<void> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, 'wx', 0o600);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    await rm(path, { force: true });
-    handle = await open(path, 'wx', 0o600);
-  }
-  try {
-    await fill(handle);
-  } finally {
-    await handle.close();
+    fs.rmSync(path, { force: true });
+    return fs.openSync(path, 'wx', mode);
   }
 }
 
@@ -92,6 +54,9 @@ function safeRelative(path: string): string {
  * Writes the entries of a tar stream under `target`: files with their data, directories, symlinks, hard links;
  * then modes and mtimes (directories last, deepest first), and owners when root. Entries that would land
  * outside `target`, or below a symlink the archive itself created, are refused.
+ *
+ * The file system calls are synchronous: they block the calling thread, so a program that has other work
+ * runs this on a thread of its own (`extractTarInWorker`).
  */
 export async function extractTar(source: AsyncIterable<Uint8Array>, target: string, options: ExtractOptions = {}): Promise<ExtractResult> {
   const owners = options.owners ?? process.getuid?.() === 0;
@@ -99,21 +64,15 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
   const dirs: Array<{ path: string; mode: number; mtime: number; mtimeNs: number; uid: number; gid: number }> = [];
   const symlinks = new Set<string>();
   const result: ExtractResult = { entries: 0, bytes: 0 };
-  await mkdir(target, { recursive: true });
+  fs.mkdirSync(target, { recursive: true });
   // A new file already has the process's owner and group unless a set-group-id directory hands down its group:
   // owners equal to ours need no chown while every directory files land in was made here below a target
   // without that bit (a directory that existed before might have it).
   const uid = process.getuid?.();
   const gid = process.getgid?.();
-  let ownDirs = ((await lstat(target)).mode & 0o2000) === 0;
+  let ownDirs = (fs.lstatSync(target).mode & 0o2000) === 0;
   const umask = currentUmask();
-  const writes = new WorkQueue(16);
   const madeDirs = new Set<string>([target]);
-  const finish = async (path: string, meta: { mode: number; uid: number; gid: number; mtime: number }): Promise<void> => {
-    if (owners) await lchown(path, meta.uid, meta.gid);
-    await chmod(path, meta.mode);
-    await utimes(path, meta.mtime, meta.mtime);
-  };
   for await (const { entry, data, unsupported } of parseTar(source)) {
     throwIfAborted(options.signal);
     if (unsupported) {
@@ -127,73 +86,116 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
     const full = join(target, rel);
     const parent = dirname(full);
     if (!madeDirs.has(parent)) {
-      if ((await mkdir(parent, { recursive: true })) === undefined) ownDirs = false;
+      if (fs.mkdirSync(parent, { recursive: true }) === undefined) ownDirs = false;
       madeDirs.add(parent);
     }
     const mtime = entry.mtime + entry.mtimeNs / 1e9;
     switch (entry.type) {
       case 'dir':
-        if ((await mkdir(full, { recursive: true, mode: 0o700 })) === undefined) ownDirs = false;
+        if (fs.mkdirSync(full, { recursive: true, mode: 0o700 }) === undefined) ownDirs = false;
         madeDirs.add(full);
         dirs.push({ path: full, mode: entry.mode, mtime: entry.mtime, mtimeNs: entry.mtimeNs, uid: entry.uid, gid: entry.gid });
         break;
       case 'file': {
-        if (entry.size <= SMALL_FILE) {
-          // Gather small files and write them many at a time: one file's open/write/chmod/utimes need not wait
-          // for the previous file's.
-          const pieces: Buffer[] = [];
-          for await (const piece of data) pieces.push(piece);
-          const body = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
-          const chown = owners && !(ownDirs && entry.uid === uid && entry.gid === gid);
-          const plainMode = (entry.mode & 0o7777) === (entry.mode & 0o777 & ~umask);
-          const meta = { mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime, chown, ...(plainMode ? { createMode: entry.mode & 0o777 } : {}) };
-          await writes.submit(async () => {
-            await writeSmallFile(full, body, meta);
-            result.bytes += body.length;
-            options.onBytes?.(body.length);
-          });
-          break;
-        }
-        await writeNew(full, async (handle) => {
+        // One descriptor for all of it: create, write, owner, mode, times, close. A file whose mode the umask
+        // leaves whole and that has no set-id bits is created with its final permissions (no chmod); otherwise
+        // the mode is set after the owner, because chown clears set-id bits.
+        const chown = owners && !(ownDirs && entry.uid === uid && entry.gid === gid);
+        const plainMode = (entry.mode & 0o7777) === (entry.mode & 0o777 & ~umask);
+        const fd = createFile(full, plainMode ? entry.mode & 0o777 : 0o600);
+        try {
           for await (const piece of data) {
             throwIfAborted(options.signal);
-            await handle.writeFile(piece);
+            for (let written = 0; written < piece.length; ) written += fs.writeSync(fd, piece, written);
             result.bytes += piece.length;
             options.onBytes?.(piece.length);
           }
-        });
-        await finish(full, { mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime });
+          if (chown) fs.fchownSync(fd, entry.uid, entry.gid);
+          if (!plainMode) fs.fchmodSync(fd, entry.mode);
+          fs.futimesSync(fd, mtime, mtime);
+        } finally {
+          fs.closeSync(fd);
+        }
         break;
       }
       case 'symlink':
-        await rm(full, { force: true });
-        await symlink(entry.linkname, full);
+        fs.rmSync(full, { force: true });
+        fs.symlinkSync(entry.linkname, full);
         symlinks.add(rel);
-        if (owners) await lchown(full, entry.uid, entry.gid);
-        await lutimes(full, mtime, mtime);
+        if (owners) fs.lchownSync(full, entry.uid, entry.gid);
+        fs.lutimesSync(full, mtime, mtime);
         break;
       case 'hardlink': {
-        await writes.drain(); // the target may still be in flight
         const linkTarget = join(target, safeRelative(entry.linkname));
-        const st = await lstat(linkTarget).catch(() => undefined);
-        if (!st) {
+        if (!fs.lstatSync(linkTarget, { throwIfNoEntry: false })) {
           warn(`${entry.path}: hard link target "${entry.linkname}" is not in the restored set; skipped`);
           continue;
         }
-        await rm(full, { force: true });
-        await link(linkTarget, full);
+        fs.rmSync(full, { force: true });
+        fs.linkSync(linkTarget, full);
         break;
       }
     }
     result.entries++;
   }
-  await writes.drain();
   dirs.sort((a, b) => b.path.length - a.path.length);
   for (const dir of dirs) {
-    if (owners) await lchown(dir.path, dir.uid, dir.gid);
-    await chmod(dir.path, dir.mode);
+    if (owners) fs.lchownSync(dir.path, dir.uid, dir.gid);
+    fs.chmodSync(dir.path, dir.mode);
     const mtime = dir.mtime + dir.mtimeNs / 1e9;
-    await utimes(dir.path, mtime, mtime);
+    fs.utimesSync(dir.path, mtime, mtime);
   }
   return result;
+}
+
+/** What `extractTarInWorker` gives its thread. */
+export interface ExtractWorkerData {
+  target: string;
+  owners?: boolean | undefined;
+}
+
+/** What the thread sends back: acknowledgements (with file bytes written, for progress), warnings, the end (or a `ThreadError`). */
+export type ExtractWorkerMessage =
+  | { type: 'ack'; bytes: number; written: number }
+  | { type: 'warning'; message: string }
+  | { type: 'done'; result: ExtractResult; written: number };
+
+/** Bytes of the stream sent to the thread and not yet parsed, at most. */
+const EXTRACT_IN_FLIGHT = 8 * 1024 * 1024;
+
+/**
+ * `extractTar` run on a thread of its own: the pieces of `source` move to it (whole buffers without a copy;
+ * the caller must not use them afterwards). A restore of a source tree spends most of its time on work per file
+ * (create, write, owner, mode, times, close); on the calling thread, that work and the reading and decoding
+ * of chunks took turns. Measured on the bench tree (83,731 entries, 1.3 GB, encrypted, to /dev/shm, 2-core
+ * VM): 7-9.5 s this way, 14.6-15.6 s with asynchronous calls on the calling thread. Warnings and progress
+ * come back as the thread makes them; an abort of `signal`, a failure of `source` or of the thread ends the
+ * thread.
+ */
+export async function extractTarInWorker(source: AsyncIterable<Uint8Array>, target: string, options: ExtractOptions = {}): Promise<ExtractResult> {
+  const data: ExtractWorkerData = { target, owners: options.owners };
+  let inFlight = 0;
+  let result: ExtractResult | undefined;
+  const thread = new Thread<ExtractWorkerMessage>('./tar-extract-worker.ts', data, `The thread restoring into "${target}"`, options.signal, (m) => {
+    if (m.type === 'warning') {
+      options.onWarning?.(m.message);
+      return;
+    }
+    if (m.written > 0) options.onBytes?.(m.written);
+    if (m.type === 'ack') inFlight -= m.bytes;
+    else result = m.result;
+  });
+  try {
+    for await (const piece of source) {
+      await thread.until(() => inFlight <= EXTRACT_IN_FLIGHT);
+      const sent = movable(piece);
+      inFlight += sent.length;
+      thread.post({ piece: sent }, [sent.buffer]);
+    }
+    thread.post({});
+    await thread.until(() => result !== undefined);
+    return result as ExtractResult;
+  } finally {
+    await thread.close();
+  }
 }

@@ -4,10 +4,10 @@
  * batch once it has consumed it; this thread waits while more than `MAX_IN_FLIGHT` bytes are unacknowledged.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { IbsError } from '../core/index.ts';
 import { release } from '../lib/index.ts';
 import { decodeCatalog, type CatalogEntry } from './catalog.ts';
 import { createTarStream, type TarWorkerData, type TarWorkerMessage } from './tar-create.ts';
+import { threadError } from './thread.ts';
 
 /** Bytes of a batch buffer: the stream's many small records are packed into buffers of this size. */
 const BATCH = 2 * 1024 * 1024;
@@ -102,6 +102,4 @@ async function run(): Promise<void> {
   post({ type: 'end', files: tar.result.files, bytes: tar.result.bytes, count: tar.result.catalog.count, catalog }, catalog.map((p) => p.buffer));
 }
 
-run().catch((error: unknown) => {
-  post({ type: 'error', code: error instanceof IbsError ? error.code : 'INTERNAL', message: (error as Error).message });
-});
+run().catch((error: unknown) => port.postMessage(threadError(error)));

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { IbsError, type ErrorCode } from '../core/index.ts';
-import { Semaphore } from '../lib/index.ts';
+import { movable, Semaphore } from '../lib/index.ts';
 
 interface Pending {
   resolve: (blob: Uint8Array) => void;
@@ -57,16 +57,15 @@ export class VerifyPool {
   async check(digest: string, blob: Uint8Array): Promise<Uint8Array> {
     return this.#slots.run(async () => {
       if (this.#failure) throw this.#failure;
-      const whole = blob.byteOffset === 0 && blob.byteLength === blob.buffer.byteLength && blob.buffer instanceof ArrayBuffer;
-      const sent = whole ? blob : new Uint8Array(blob);
+      const sent = movable(blob);
       const id = this.#next++;
       const worker = this.#workers[this.#turn++ % this.#workers.length] as Worker;
       const back = await new Promise<Uint8Array>((resolve, reject) => {
         if (this.#pending.size === 0) this.#hold(true);
         this.#pending.set(id, { resolve, reject });
-        worker.postMessage({ id, digest, blob: sent }, [sent.buffer as ArrayBuffer]);
+        worker.postMessage({ id, digest, blob: sent }, [sent.buffer]);
       });
-      return whole ? back : blob;
+      return sent === blob ? back : blob;
     });
   }
 

@@ -12,4 +12,5 @@ export { silentReporter, RateMeter, type Reporter, type ProgressEvent } from './
 export { validate, schemaToJson, SchemaError, type Schema } from './schema.ts';
 export { TokenBucket } from './token-bucket.ts';
 export { release } from './release.ts';
+export { movable } from './transfer.ts';
 export { jsonFileLog, type JsonLog, type LogLevel } from './json-log.ts';
