@@ -30,33 +30,34 @@ async function main(): Promise<void> {
     const r = await ibs(args);
     if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
   }
-  const rows: Array<{ step: string; ibs?: Run; restic?: Run }> = [];
-  const ib = await ibs(['backup', 'create', '--quiet', '--store', 'bench', '--id', 'bench', '--keyfile', keyfile, `root.tar:${corpus.tree}`, `disk.img:${corpus.image}`]);
+  const haveRestic = await measure('restic', ['version']).then((r) => r.code === 0, () => false);
+  let restic: ((args: string[]) => Promise<Run>) | undefined;
+  if (haveRestic) {
+    const repo = join(work, 'restic-repo');
+    await rm(repo, { recursive: true, force: true });
+    await rm(join(work, 'restore-restic'), { recursive: true, force: true });
+    const renv = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: passphrase, RESTIC_CACHE_DIR: join(work, 'restic-cache') };
+    restic = (args: string[]): Promise<Run> => measure('restic', ['--quiet', ...args], renv);
+    await restic(['init']);
+  }
+  // Each step runs restic's counterpart right after ours, so that both meet the same machine: on a shared VM
+  // the speed drifts by tens of percent within minutes (restic's initial backup took 18 s in one run, 47 s in
+  // the next).
+  const backup = ['backup', 'create', '--quiet', '--store', 'bench', '--id', 'bench', '--keyfile', keyfile, `root.tar:${corpus.tree}`, `disk.img:${corpus.image}`];
+  const ib = await ibs(backup);
   if (ib.code !== 0) throw new Error(ib.stderr);
+  const rows: Array<{ step: string; ibs?: Run; restic?: Run | undefined }> = [{ step: 'backup (initial)', ibs: ib, restic: await restic?.(['backup', corpus.tree, corpus.image]) }];
   const snap = JSON.parse((await new Promise<string>((r) => {
     const c = spawn(launcher, ['snapshot', 'list', 'bench', '--output', 'json'], { env: { ...process.env, ...env } });
     let out = '';
     c.stdout.on('data', (d: Buffer) => (out += d.toString()));
     c.on('exit', () => r(out));
   })))[0].snapshot as string;
-  const ibIncr = await ibs(['backup', 'create', '--quiet', '--store', 'bench', '--id', 'bench', '--keyfile', keyfile, `root.tar:${corpus.tree}`, `disk.img:${corpus.image}`]);
+  rows.push({ step: 'backup (unchanged)', ibs: await ibs(backup), restic: await restic?.(['backup', corpus.tree, corpus.image]) });
   const ibRestoreTree = await ibs(['backup', 'restore', snap, 'root.tar', join(work, 'restore-ibs'), '--quiet', '--store', 'bench', '--keyfile', keyfile]);
   const ibRestoreImg = await ibs(['backup', 'restore', snap, 'disk.img', join(work, 'restore-ibs.img'), '--quiet', '--store', 'bench', '--keyfile', keyfile]);
   const ibRestore: Run = { seconds: ibRestoreTree.seconds + ibRestoreImg.seconds, peakRssMiB: Math.max(ibRestoreTree.peakRssMiB, ibRestoreImg.peakRssMiB), code: ibRestoreTree.code || ibRestoreImg.code, stderr: ibRestoreTree.stderr + ibRestoreImg.stderr };
-  rows.push({ step: 'backup (initial)', ibs: ib }, { step: 'backup (unchanged)', ibs: ibIncr }, { step: 'restore', ibs: ibRestore });
-
-  const haveRestic = await measure('restic', ['version']).then((r) => r.code === 0, () => false);
-  if (haveRestic) {
-    const repo = join(work, 'restic-repo');
-    await rm(repo, { recursive: true, force: true });
-    await rm(join(work, 'restore-restic'), { recursive: true, force: true });
-    const renv = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: passphrase, RESTIC_CACHE_DIR: join(work, 'restic-cache') };
-    const restic = (args: string[]): Promise<Run> => measure('restic', ['--quiet', ...args], renv);
-    await restic(['init']);
-    rows[0]!.restic = await restic(['backup', corpus.tree, corpus.image]);
-    rows[1]!.restic = await restic(['backup', corpus.tree, corpus.image]);
-    rows[2]!.restic = await restic(['restore', 'latest', '--target', join(work, 'restore-restic')]);
-  }
+  rows.push({ step: 'restore', ibs: ibRestore, restic: await restic?.(['restore', 'latest', '--target', join(work, 'restore-restic')]) });
   console.log('');
   console.log(`${'step'.padEnd(20)} ${'ironcore-backup'.padEnd(36)} ${'restic'.padEnd(36)} ratio (restic time / ours)`);
   for (const row of rows) {
