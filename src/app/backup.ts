@@ -337,7 +337,10 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
       return { snapshot: formatSnapshot(ref), archive, target, bytes, seconds: (Date.now() - started) / 1000, warnings };
     }
     await assertEmptyTarget(target);
+    // The reader decodes each chunk into a buffer of its own, kept by nobody else: they move to the restoring
+    // thread without a copy.
     const result = await extractTarInWorker(stream, target, {
+      handOver: true,
       signal: ctx.signal,
       onBytes: report,
       onWarning: (m) => {

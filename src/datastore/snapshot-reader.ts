@@ -157,7 +157,8 @@ export class SnapshotReader {
 
   /**
    * The bytes of an archive, or of the byte ranges given, as a stream of verified chunk data. Up to
-   * `readAhead` chunks are fetched and verified in parallel ahead of the consumer.
+   * `readAhead` chunks are fetched and verified in parallel ahead of the consumer. Each piece is (a view of) a
+   * buffer decoded for this stream and kept by nobody else: the consumer may move or free its memory.
    */
   async *stream(name: string, options: OpOptions & { ranges?: Array<{ start: number; end: number }>; readAhead?: number } = {}): AsyncGenerator<Buffer> {
     this.#requireKey(`Archive ${name}`);
