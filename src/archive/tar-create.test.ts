@@ -170,3 +170,24 @@ test('on its own thread: a root that is not a directory fails with its error; an
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a previous record whose length is not whole header blocks plus the data is not taken over: the file is read again', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'ibs-tar-'));
+  try {
+    writeFileSync(join(dir, 'a'), 'first file');
+    writeFileSync(join(dir, 'b'), 'second file');
+    const first = createTarStream(dir);
+    const tar = Buffer.concat([...first.stream].map((p) => p as Buffer));
+    const catalog = decodeCatalog(Buffer.concat(first.result.catalog.pieces()), 'test');
+    assert.deepEqual((await runs(createTarStream(dir, { previous: catalog }).stream)).map((p) => Buffer.isBuffer(p)), [false], 'an unchanged tree is one reference');
+    // A damaged record for "b": 512 bytes short (no room left for its header).
+    const damaged = catalog.map((e) => (e.path === 'b' ? { ...e, end: e.end - 512 } : e));
+    const again = await runs(createTarStream(dir, { previous: damaged }).stream);
+    assert.ok(Buffer.isBuffer(again[1]) && again[1].includes('second file'), 'b is read again');
+    assert.deepEqual(Buffer.concat(again.map((p) => (Buffer.isBuffer(p) ? p : tar.subarray(p.copyFrom.start, p.copyFrom.end)))), tar);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

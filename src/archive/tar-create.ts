@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { IbsError } from '../core/index.ts';
 import { release, throwIfAborted } from '../lib/index.ts';
 import { compileExcludes } from './glob.ts';
-import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntry } from './tar-format.ts';
+import { encodeHeader, END_OF_ARCHIVE, headerLength, padding, type TarEntry } from './tar-format.ts';
 import { CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
 import { Thread } from './thread.ts';
 
@@ -115,14 +115,18 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
   for (const e of options.previous ?? []) previousEnd = Math.max(previousEnd, e.end);
   let offset = 0;
 
-  /** The previous catalog entry when this entry's header and data would be byte-identical to it. */
+  /**
+   * The previous catalog entry when this entry's record would be byte-identical to its record: same metadata,
+   * for files same ctime and inode, and a record of the length this entry's would have (its header's length is
+   * computed, not encoded: encoding every header took a sixth of an unchanged backup's time).
+   */
   function unchanged(entry: TarEntry, extra: { ctime?: string; inode?: string }): CatalogEntry | undefined {
     const prev = previous.get(entry.path);
     if (!prev || prev.type !== entry.type || prev.size !== (entry.type === 'file' ? entry.size : 0) || prev.mode !== entry.mode) return undefined;
     if (prev.mtime !== entry.mtime || prev.mtimeNs !== entry.mtimeNs || prev.uid !== entry.uid || prev.gid !== entry.gid) return undefined;
     if ((entry.type === 'symlink' || entry.type === 'hardlink') && prev.link !== entry.linkname) return undefined;
     if (entry.type === 'file' && (prev.ctime === undefined || prev.ctime !== extra.ctime || prev.inode !== extra.inode)) return undefined;
-    const length = encodeHeader(entry).length + (entry.type === 'file' ? entry.size + padding(entry.size) : 0);
+    const length = headerLength(entry) + (entry.type === 'file' ? entry.size + padding(entry.size) : 0);
     return prev.end - prev.start === length ? prev : undefined;
   }
 

@@ -59,19 +59,37 @@ function ustarHeader(fields: { name: string; mode: number; uid: number; gid: num
   return h;
 }
 
-/** The header block(s) of an entry: an optional pax extended header, then the ustar header. */
-export function encodeHeader(entry: TarEntry): Buffer {
-  const name = entry.type === 'dir' && !entry.path.endsWith('/') ? `${entry.path}/` : entry.path;
-  const pax: string[] = [];
-  if (!fitsAscii(name, 100)) pax.push(paxRecord('path', name));
-  if (entry.linkname && !fitsAscii(entry.linkname, 100)) pax.push(paxRecord('linkpath', entry.linkname));
-  if (entry.size > 0o77777777777) pax.push(paxRecord('size', String(entry.size)));
-  if (entry.uid > 0o7777777) pax.push(paxRecord('uid', String(entry.uid)));
-  if (entry.gid > 0o7777777) pax.push(paxRecord('gid', String(entry.gid)));
+/** The name an entry has in its header (directories end in "/"). */
+function headerName(entry: TarEntry): string {
+  return entry.type === 'dir' && !entry.path.endsWith('/') ? `${entry.path}/` : entry.path;
+}
+
+/** The records of an entry's pax extended header: "" when its ustar header holds all of its metadata. */
+function paxRecords(entry: TarEntry, name: string): string {
+  let pax = '';
+  if (!fitsAscii(name, 100)) pax += paxRecord('path', name);
+  if (entry.linkname && !fitsAscii(entry.linkname, 100)) pax += paxRecord('linkpath', entry.linkname);
+  if (entry.size > 0o77777777777) pax += paxRecord('size', String(entry.size));
+  if (entry.uid > 0o7777777) pax += paxRecord('uid', String(entry.uid));
+  if (entry.gid > 0o7777777) pax += paxRecord('gid', String(entry.gid));
   const seconds = Math.floor(entry.mtime);
   if (entry.mtimeNs !== 0 || seconds < 0 || seconds > 0o77777777777) {
-    pax.push(paxRecord('mtime', entry.mtimeNs !== 0 ? `${seconds}.${String(entry.mtimeNs).padStart(9, '0')}` : String(seconds)));
+    pax += paxRecord('mtime', entry.mtimeNs !== 0 ? `${seconds}.${String(entry.mtimeNs).padStart(9, '0')}` : String(seconds));
   }
+  return pax;
+}
+
+/** The length of `encodeHeader(entry)`, without encoding it. */
+export function headerLength(entry: TarEntry): number {
+  const pax = Buffer.byteLength(paxRecords(entry, headerName(entry)));
+  return pax === 0 ? BLOCK : BLOCK + pax + padding(pax) + BLOCK;
+}
+
+/** The header block(s) of an entry: an optional pax extended header, then the ustar header. */
+export function encodeHeader(entry: TarEntry): Buffer {
+  const name = headerName(entry);
+  const pax = paxRecords(entry, name);
+  const seconds = Math.floor(entry.mtime);
   const main = ustarHeader({
     name: fitsAscii(name, 100) ? name : Buffer.from(name).subarray(0, 99).toString('latin1').replace(/[^\x20-\x7e]/g, '_'),
     mode: entry.mode,
@@ -82,8 +100,8 @@ export function encodeHeader(entry: TarEntry): Buffer {
     type: TYPE_FLAGS[entry.type],
     linkname: entry.linkname && fitsAscii(entry.linkname, 100) ? entry.linkname : '',
   });
-  if (pax.length === 0) return main;
-  const data = Buffer.from(pax.join(''));
+  if (pax === '') return main;
+  const data = Buffer.from(pax);
   const base = name.replace(/\/$/, '').split('/').pop() ?? 'entry';
   const paxName = `PaxHeaders.0/${base}`.slice(0, 99).replace(/[^\x20-\x7e]/g, '_');
   const paxHeader = ustarHeader({ name: paxName, mode: 0o644, uid: 0, gid: 0, size: data.length, mtime: Math.max(seconds, 0), type: 'x', linkname: '' });
