@@ -1,9 +1,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createTarStream, createTarStreamInWorker, decodeCatalog, parseTar, type TarPiece } from './index.ts';
+
+/** Runs `fn` in a new temporary directory, removed afterwards. */
+async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ibs-tar-'));
+  try {
+    await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 async function* bytes(stream: AsyncIterable<TarPiece>): AsyncGenerator<Uint8Array> {
   for await (const piece of stream) {
@@ -62,10 +74,7 @@ test('files that give more bytes than their stat-ed size are cut at that size, w
 });
 
 test('records are padded with zeros to whole blocks, so that the same tree always gives the same stream', async () => {
-  const { mkdtempSync, writeFileSync, rmSync, utimesSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(join(tmpdir(), 'ibs-tar-'));
-  try {
+  await inTempDir(async (dir) => {
     writeFileSync(join(dir, 'a'), 'x');
     // And one with a whole-second mtime: its header is a plain 512-byte ustar block (no pax record), a buffer of
     // its own that is copied into the file's record and freed.
@@ -81,9 +90,7 @@ test('records are padded with zeros to whole blocks, so that the same tree alway
     assert.equal(first.tar.length % 512, 0);
     for (let i = 0; i < 64; i++) Buffer.allocUnsafe(2048).fill(0xee);
     assert.deepEqual((await archive(dir)).tar, first.tar);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 /** A stream as runs of bytes and references, adjacent bytes joined (how it is cut into pieces does not matter). */
@@ -99,14 +106,10 @@ async function runs(stream: AsyncIterable<TarPiece> | Iterable<TarPiece>): Promi
 }
 
 test('on its own thread, the stream, catalog, counts and warnings are those of the same stream made here, with and without a previous catalog', async () => {
-  const { mkdtempSync, writeFileSync, rmSync, mkdirSync, linkSync, symlinkSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { randomBytes } = await import('node:crypto');
-  const dir = mkdtempSync(join(tmpdir(), 'ibs-tar-'));
-  try {
+  await inTempDir(async (dir) => {
     for (let i = 0; i < 300; i++) writeFileSync(join(dir, `small-${i}`), randomBytes(i * 37));
     mkdirSync(join(dir, 'sub', 'empty'), { recursive: true });
-    // Larger than a batch (4 MiB) and than a read block (1 MiB), not a multiple of either.
+    // Larger than a batch (2 MiB) and than a read block (1 MiB), not a multiple of either.
     writeFileSync(join(dir, 'sub', 'large'), randomBytes(9 * 1024 * 1024 + 123));
     linkSync(join(dir, 'sub', 'large'), join(dir, 'sub', 'hard'));
     symlinkSync('sub/large', join(dir, 'link'));
@@ -136,16 +139,11 @@ test('on its own thread, the stream, catalog, counts and warnings are those of t
     const all = await runs(damaged.stream);
     assert.equal(all.length, 1);
     assert.deepEqual(all, await runs(createTarStream(dir).stream));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('on its own thread: a root that is not a directory fails with its error; an abort or a consumer that stops early ends the thread', async () => {
-  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(join(tmpdir(), 'ibs-tar-'));
-  try {
+  await inTempDir(async (dir) => {
     writeFileSync(join(dir, 'file'), 'x');
     await assert.rejects(runs(createTarStreamInWorker(join(dir, 'file')).stream), { name: 'IbsError', code: 'INVALID_ARGUMENT', message: new RegExp(`Cannot back up ".*file" as a file archive: it is not a directory`) });
     await assert.rejects(runs(createTarStreamInWorker(join(dir, 'missing')).stream), { name: 'IbsError', code: 'NOT_FOUND' });
@@ -166,16 +164,11 @@ test('on its own thread: a root that is not a directory fails with its error; an
       break;
     }
     // Were a thread left running, it would hold the test process open and the run would time out.
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a previous record whose length is not whole header blocks plus the data is not taken over: the file is read again', async () => {
-  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const dir = mkdtempSync(join(tmpdir(), 'ibs-tar-'));
-  try {
+  await inTempDir(async (dir) => {
     writeFileSync(join(dir, 'a'), 'first file');
     writeFileSync(join(dir, 'b'), 'second file');
     const first = createTarStream(dir);
@@ -187,7 +180,5 @@ test('a previous record whose length is not whole header blocks plus the data is
     const again = await runs(createTarStream(dir, { previous: damaged }).stream);
     assert.ok(Buffer.isBuffer(again[1]) && again[1].includes('second file'), 'b is read again');
     assert.deepEqual(Buffer.concat(again.map((p) => (Buffer.isBuffer(p) ? p : tar.subarray(p.copyFrom.start, p.copyFrom.end)))), tar);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
