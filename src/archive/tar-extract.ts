@@ -166,12 +166,12 @@ const EXTRACT_IN_FLIGHT = 8 * 1024 * 1024;
 /**
  * `extractTar` run on a thread of its own: the pieces of `source` move to it without a copy when they are
  * whole buffers, or with `handOver` when the source makes a buffer for each piece and keeps none (the caller
- * must not use them afterwards); others are copied. A restore of a source tree spends most of its time on work per file
- * (create, write, owner, mode, times, close); on the calling thread, that work and the reading and decoding
- * of chunks took turns. Measured on the bench tree (83,731 entries, 1.3 GB, encrypted, to /dev/shm, 2-core
- * VM): 7-9.5 s this way, 14.6-15.6 s with asynchronous calls on the calling thread. Warnings and progress
- * come back as the thread makes them; an abort of `signal`, a failure of `source` or of the thread ends the
- * thread.
+ * must not use them afterwards); others are copied. A restore of a source tree spends most of its time on
+ * work per file (create, write, owner, mode, times, close); on the calling thread, that work and the reading
+ * and decoding of chunks took turns. Measured on the bench tree (83,731 entries, 1.3 GB, encrypted, to
+ * /dev/shm, 2-core VM): about 6 s this way, 14.6-15.6 s with asynchronous calls on the calling thread.
+ * Warnings and progress come back as the thread makes them; an abort of `signal`, a failure of `source` or of
+ * the thread ends the thread.
  */
 export async function extractTarInWorker(source: AsyncIterable<Uint8Array>, target: string, options: ExtractOptions & { handOver?: boolean } = {}): Promise<ExtractResult> {
   const data: ExtractWorkerData = { target, owners: options.owners };
