@@ -67,6 +67,21 @@ export class CatalogBuilder implements CatalogPieces {
   }
 }
 
+/** Whether a parsed catalog line has what every entry needs: a path and a byte range. */
+function wellFormed(e: CatalogEntry): boolean {
+  return e !== null && typeof e === 'object' && typeof e.path === 'string' && Number.isSafeInteger(e.start) && Number.isSafeInteger(e.end) && e.end >= e.start;
+}
+
+/** A catalog line's entry, or undefined when it is not JSON or not well formed. */
+function parseLine(line: string): CatalogEntry | undefined {
+  try {
+    const e = JSON.parse(line) as CatalogEntry;
+    return wellFormed(e) ? e : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function decodeCatalog(data: Buffer, what: string): CatalogEntry[] {
   const text = data.toString('utf8');
   if (text === '') return [];
@@ -77,11 +92,47 @@ export function decodeCatalog(data: Buffer, what: string): CatalogEntry[] {
     } catch {
       throw new IbsError('CORRUPT', `Catalog ${what}: line ${i + 1} is not JSON`);
     }
-    if (typeof e.path !== 'string' || !Number.isSafeInteger(e.start) || !Number.isSafeInteger(e.end) || e.end < e.start) {
-      throw new IbsError('CORRUPT', `Catalog ${what}: line ${i + 1} is malformed`);
-    }
+    if (!wellFormed(e)) throw new IbsError('CORRUPT', `Catalog ${what}: line ${i + 1} is malformed`);
     return e;
   });
+}
+
+const LINE_START = '{"path":"';
+
+/**
+ * A stored catalog (as `encodeCatalog` or `CatalogBuilder` wrote it) looked up by path, for change detection.
+ * It keeps the text and, per path, where its line is; a line is parsed when its path is asked for. Decoding
+ * every line at once held 83,731 entries (a source tree) as objects: most of a backup thread's 55 MB heap.
+ * A line that does not parse is as if absent (its file is read again).
+ */
+export class CatalogIndex {
+  readonly #lines = new Map<string, string>();
+  /** Where the last entry ends: the offset of the archive's end-of-archive marker (0 when unknown). */
+  readonly end: number;
+
+  constructor(stored: Uint8Array) {
+    const text = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength).toString('utf8');
+    let last = '';
+    for (let at = 0; at < text.length; ) {
+      const nl = text.indexOf('\n', at);
+      const line = text.slice(at, nl < 0 ? text.length : nl);
+      at = nl < 0 ? text.length : nl + 1;
+      // Lines start with the path (the builder writes it first); one without a backslash is taken as it is: in
+      // JSON text every quote inside a string is escaped, so the first `","type":` ends it.
+      const close = line.startsWith(LINE_START) ? line.indexOf('","type":', LINE_START.length) : -1;
+      const raw = close > 0 ? line.slice(LINE_START.length, close) : undefined;
+      const path = raw !== undefined && !raw.includes('\\') ? raw : parseLine(line)?.path;
+      if (path !== undefined) this.#lines.set(path, line);
+      last = line;
+    }
+    this.end = parseLine(last)?.end ?? 0;
+  }
+
+  get(path: string): CatalogEntry | undefined {
+    const line = this.#lines.get(path);
+    const entry = line === undefined ? undefined : parseLine(line);
+    return entry?.path === path ? entry : undefined;
+  }
 }
 
 /**

@@ -7,6 +7,6 @@
 export { createTarStream, createTarStreamInWorker, type TarCreateOptions, type TarCreateResult, type TarPiece, type CopySegment } from './tar-create.ts';
 export { parseTar, type ParsedEntry } from './tar-parse.ts';
 export { extractTar, extractTarInWorker, type ExtractOptions, type ExtractResult } from './tar-extract.ts';
-export { encodeCatalog, decodeCatalog, selectCatalog, catalogRanges, CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
+export { encodeCatalog, decodeCatalog, CatalogIndex, selectCatalog, catalogRanges, CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
 export { compileExcludes, type ExcludeMatcher } from './glob.ts';
 export type { TarEntry, EntryType } from './tar-format.ts';

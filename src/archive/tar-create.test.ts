@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { createTarStream, createTarStreamInWorker, decodeCatalog, parseTar, type TarPiece } from './index.ts';
+import { CatalogIndex, createTarStream, createTarStreamInWorker, decodeCatalog, encodeCatalog, parseTar, type TarPiece } from './index.ts';
 
 /** Runs `fn` in a new temporary directory, removed afterwards. */
 async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -123,7 +123,7 @@ test('on its own thread, the stream, catalog, counts and warnings are those of t
     // A second run against the first's catalog: unchanged entries become references to the previous archive.
     const stored = Buffer.concat(here.result.catalog.pieces());
     writeFileSync(join(dir, 'small-150'), 'changed');
-    const again = await runs(createTarStream(dir, { previous: decodeCatalog(stored, 'test') }).stream);
+    const again = await runs(createTarStream(dir, { previous: new CatalogIndex(stored) }).stream);
     const warnings: string[] = [];
     let progress = 0;
     const changed = createTarStreamInWorker(dir, { previousCatalog: stored, onWarning: (w) => warnings.push(w), onBytes: (n) => (progress += n) });
@@ -174,10 +174,10 @@ test('a previous record whose length is not whole header blocks plus the data is
     const first = createTarStream(dir);
     const tar = Buffer.concat([...first.stream].map((p) => p as Buffer));
     const catalog = decodeCatalog(Buffer.concat(first.result.catalog.pieces()), 'test');
-    assert.deepEqual((await runs(createTarStream(dir, { previous: catalog }).stream)).map((p) => Buffer.isBuffer(p)), [false], 'an unchanged tree is one reference');
+    assert.deepEqual((await runs(createTarStream(dir, { previous: new CatalogIndex(encodeCatalog(catalog)) }).stream)).map((p) => Buffer.isBuffer(p)), [false], 'an unchanged tree is one reference');
     // A damaged record for "b": 512 bytes short (no room left for its header).
     const damaged = catalog.map((e) => (e.path === 'b' ? { ...e, end: e.end - 512 } : e));
-    const again = await runs(createTarStream(dir, { previous: damaged }).stream);
+    const again = await runs(createTarStream(dir, { previous: new CatalogIndex(encodeCatalog(damaged)) }).stream);
     assert.ok(Buffer.isBuffer(again[1]) && again[1].includes('second file'), 'b is read again');
     assert.deepEqual(Buffer.concat(again.map((p) => (Buffer.isBuffer(p) ? p : tar.subarray(p.copyFrom.start, p.copyFrom.end)))), tar);
   });

@@ -4,7 +4,7 @@ import { IbsError } from '../core/index.ts';
 import { release, throwIfAborted } from '../lib/index.ts';
 import { compileExcludes } from './glob.ts';
 import { encodeHeader, END_OF_ARCHIVE, headerLength, padding, type TarEntry } from './tar-format.ts';
-import { CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
+import { CatalogBuilder, type CatalogEntry, type CatalogIndex, type CatalogPieces } from './catalog.ts';
 import { Thread } from './thread.ts';
 
 const READ_BLOCK = 1024 * 1024;
@@ -18,7 +18,7 @@ export interface TarCreateOptions {
    * size, mtime, mode, owner, link target, and for files ctime and inode) are not read: the stream carries a
    * reference to their byte range in the previous archive instead (`CopySegment`).
    */
-  previous?: readonly CatalogEntry[] | undefined;
+  previous?: CatalogIndex | undefined;
   signal?: AbortSignal | undefined;
   /** Warnings (file changed while read, unsupported file type, unreadable entry) go here. */
   onWarning?: (message: string) => void;
@@ -109,10 +109,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
   const excluded = compileExcludes(options.excludes ?? []);
   const warn = options.onWarning ?? (() => {});
   const seenInodes = new Map<string, string>();
-  const previous = new Map((options.previous ?? []).map((e) => [e.path, e]));
-  // Where the previous archive's entries end and its end-of-archive marker starts.
-  let previousEnd = 0;
-  for (const e of options.previous ?? []) previousEnd = Math.max(previousEnd, e.end);
+  const previous = options.previous;
   let offset = 0;
 
   /**
@@ -121,7 +118,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
    * computed, not encoded: encoding every header took a sixth of an unchanged backup's time).
    */
   function unchanged(entry: TarEntry, extra: { ctime?: string; inode?: string }): CatalogEntry | undefined {
-    const prev = previous.get(entry.path);
+    const prev = previous?.get(entry.path);
     if (!prev || prev.type !== entry.type || prev.size !== (entry.type === 'file' ? entry.size : 0) || prev.mode !== entry.mode) return undefined;
     if (prev.mtime !== entry.mtime || prev.mtimeNs !== entry.mtimeNs || prev.uid !== entry.uid || prev.gid !== entry.gid) return undefined;
     if ((entry.type === 'symlink' || entry.type === 'hardlink') && prev.link !== entry.linkname) return undefined;
@@ -332,7 +329,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
       yield piece;
     }
     offset += END_OF_ARCHIVE.length;
-    if (run && run.end === previousEnd) {
+    if (run && run.end === previous?.end) {
       run.end += END_OF_ARCHIVE.length;
       yield { copyFrom: run };
       return;
@@ -372,8 +369,8 @@ export type TarWorkerMessage =
 /**
  * `createTarStream` run on a thread of its own: the same stream, in a few large buffers. A backup of a source
  * tree spends most of its time on work per file (stat, open, read, close, headers, catalog); on the calling
- * thread, that work and the chunking took turns. `previousCatalog` is the previous catalog as stored (decoded by
- * the thread; a damaged one means no change detection). Warnings and progress come back as the thread makes
+ * thread, that work and the chunking took turns. `previousCatalog` is the previous catalog as stored (indexed by
+ * the thread; lines that do not parse mean their files are read again). Warnings and progress come back as the thread makes
  * them; an abort of `signal`, or the consumer stopping early, ends the thread.
  */
 export function createTarStreamInWorker(

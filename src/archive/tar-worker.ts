@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { release } from '../lib/index.ts';
-import { decodeCatalog, type CatalogEntry } from './catalog.ts';
+import { CatalogIndex } from './catalog.ts';
 import { createTarStream, type TarWorkerData, type TarWorkerMessage } from './tar-create.ts';
 import { threadError } from './thread.ts';
 
@@ -34,18 +34,10 @@ function post(message: TarWorkerMessage, transfer: ArrayBuffer[] = []): void {
 }
 
 async function run(): Promise<void> {
-  let previous: CatalogEntry[] | undefined;
-  if (input.previousCatalog) {
-    try {
-      previous = decodeCatalog(Buffer.from(input.previousCatalog), 'of the previous snapshot');
-    } catch {
-      previous = undefined; // a damaged catalog only costs speed: every file is read
-    }
-  }
   let read = 0;
   const tar = createTarStream(input.root, {
     excludes: input.excludes,
-    previous,
+    previous: input.previousCatalog ? new CatalogIndex(input.previousCatalog) : undefined,
     onWarning: (message) => post({ type: 'warning', message }),
     onBytes: (bytes) => {
       read += bytes;
