@@ -169,13 +169,7 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
             continue;
           }
           const stream = createReadStream(spec.path, { highWaterMark: 1024 * 1024, signal: ctx.signal });
-          async function* counted(): AsyncGenerator<Buffer> {
-            for await (const piece of stream) {
-              report((piece as Buffer).length);
-              yield piece as Buffer;
-            }
-          }
-          await writer.addFixedArchive(spec.name, counted(), { sourceStamp: stamp });
+          await writer.addFixedArchive(spec.name, counted(stream as AsyncIterable<Buffer>, report), { sourceStamp: stamp });
         }
       }
       await writer.commit(warnings.length > 0 ? { notes: `${warnings.length} warnings during backup` } : {});
@@ -261,6 +255,14 @@ export interface RestoreResult {
   warnings: string[];
 }
 
+/** `source`, reporting each piece's length before passing it on (for progress). */
+async function* counted(source: AsyncIterable<Buffer>, report: (bytes: number) => void): AsyncGenerator<Buffer> {
+  for await (const piece of source) {
+    report(piece.length);
+    yield piece;
+  }
+}
+
 async function assertEmptyTarget(target: string): Promise<void> {
   const st = await stat(target).catch(() => undefined);
   if (!st) return;
@@ -339,16 +341,17 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
     await assertEmptyTarget(target);
     // The reader decodes each chunk into a buffer of its own, kept by nobody else: they move to the restoring
     // thread without a copy.
-    const result = await extractTarInWorker(stream, target, {
+    // Progress counts the archive's bytes as they go to the thread, like its total (file bytes alone stopped
+    // short of it, by the headers and padding); the summary gives the file bytes written.
+    const result = await extractTarInWorker(counted(stream, report), target, {
       handOver: true,
       signal: ctx.signal,
-      onBytes: report,
       onWarning: (m) => {
         warnings.push(m);
         ctx.reporter.warn(m);
       },
     });
-    return { snapshot: formatSnapshot(ref), archive, target, bytes: done, entries: result.entries, seconds: (Date.now() - started) / 1000, warnings };
+    return { snapshot: formatSnapshot(ref), archive, target, bytes: result.bytes, entries: result.entries, seconds: (Date.now() - started) / 1000, warnings };
   };
   if (input.repository) {
     const source = await RemoteSnapshotSource.open(input.repository.client, { store: input.repository.store, ref });

@@ -78,3 +78,24 @@ test('verify --ignore-verified skips snapshots verified recently and re-checks o
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('restore progress of a tree, whole or one path, ends at its total; the summary counts the file bytes written', async () => {
+  const { ctx, dir } = await context();
+  try {
+    const src = join(dir, 'src');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    for (let i = 0; i < 20; i++) await writeFile(join(src, 'sub', `f${i}`), randomBytes(1000 + i));
+    await createDatastore(ctx, { name: 'store1', path: join(dir, 'unused') });
+    await createBackup(ctx, { store: 'store1', type: 'host', id: 'h', time: '2026-01-01T00:00:00Z', archives: [`root.tar:${src}`] });
+    for (const [target, path] of [['all', undefined], ['one', 'sub/f3']] as const) {
+      const events: Array<{ done: number; total?: number | undefined }> = [];
+      const reporting: AppContext = { ...ctx, reporter: { ...silentReporter, progress: (e) => events.push(e) } };
+      const result = await restoreBackup(reporting, { store: 'store1', snapshot: 'host/h/2026-01-01T00:00:00Z', archive: 'root.tar', target: join(dir, target), ...(path ? { path } : {}) });
+      const last = events.at(-1);
+      assert.ok(last && last.total !== undefined && last.done === last.total, `progress ended at ${last?.done} of ${last?.total}`);
+      assert.equal(result.bytes, path ? 1003 : 20 * 1000 + 190);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
