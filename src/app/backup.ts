@@ -87,7 +87,7 @@ export async function readCatalog(reader: SnapshotReader, archive: string): Prom
 
 /**
  * The catalog of archive `name` in the snapshot the writer deduplicates against, as stored, for change
- * detection (decoded by the thread that reads the tree).
+ * detection (indexed by the thread that reads the tree).
  */
 async function previousCatalog(writer: SnapshotWriter, name: string): Promise<Buffer | undefined> {
   const previous = writer.previous;
@@ -340,9 +340,8 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
     }
     await assertEmptyTarget(target);
     // The reader decodes each chunk into a buffer of its own, kept by nobody else: they move to the restoring
-    // thread without a copy.
-    // Progress counts the archive's bytes as they go to the thread, like its total (file bytes alone stopped
-    // short of it, by the headers and padding); the summary gives the file bytes written.
+    // thread without a copy. Progress counts the archive's bytes as they go there, like its total (file bytes
+    // alone stopped short of it, by the headers and padding); the summary gives the file bytes written.
     const result = await extractTarInWorker(counted(stream, report), target, {
       handOver: true,
       signal: ctx.signal,

@@ -355,7 +355,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
 /** What `createTarStreamInWorker` gives its thread. */
 export interface TarWorkerData {
   root: string;
-  excludes: string[];
+  excludes: readonly string[];
   /** The previous snapshot's catalog of the same archive, as stored (JSON lines). */
   previousCatalog?: Uint8Array | undefined;
 }
@@ -379,7 +379,7 @@ export function createTarStreamInWorker(
 ): { stream: AsyncGenerator<TarPiece>; result: TarCreateResult } {
   const result: TarCreateResult = { catalog: { count: 0, pieces: () => [] }, files: 0, bytes: 0 };
   async function* stream(): AsyncGenerator<TarPiece> {
-    const data: TarWorkerData = { root, excludes: [...(options.excludes ?? [])], previousCatalog: options.previousCatalog };
+    const data: TarWorkerData = { root, excludes: options.excludes ?? [], previousCatalog: options.previousCatalog };
     const inbox: Array<Exclude<TarWorkerMessage, { type: 'warning' }>> = [];
     const thread = new Thread<TarWorkerMessage>('./tar-worker.ts', data, `The thread reading "${root}"`, options.signal, (m) => {
       if (m.type === 'warning') options.onWarning?.(m.message);

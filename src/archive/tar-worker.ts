@@ -4,9 +4,9 @@
  * batch once it has consumed it; this thread waits while more than `MAX_IN_FLIGHT` bytes are unacknowledged.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { release } from '../lib/index.ts';
+import { movable, release } from '../lib/index.ts';
 import { CatalogIndex } from './catalog.ts';
-import { createTarStream, type TarWorkerData, type TarWorkerMessage } from './tar-create.ts';
+import { createTarStream, type CopySegment, type TarWorkerData, type TarWorkerMessage } from './tar-create.ts';
 import { threadError } from './thread.ts';
 
 /** Bytes of a batch buffer: the stream's many small records are packed into buffers of this size. */
@@ -43,7 +43,7 @@ async function run(): Promise<void> {
       read += bytes;
     },
   });
-  let pieces: Array<Uint8Array | { copyFrom: { start: number; end: number } }> = [];
+  let pieces: Array<Uint8Array | CopySegment> = [];
   let weight = 0;
   let current: Buffer | undefined;
   let used = 0;
@@ -90,7 +90,8 @@ async function run(): Promise<void> {
     release(piece);
   }
   await send();
-  const catalog = tar.result.catalog.pieces().map((p) => new Uint8Array(p));
+  // The catalog's buffers are this thread's alone: they move, unused tails and all, rather than being copied.
+  const catalog = tar.result.catalog.pieces().map((p) => movable(p, true));
   post({ type: 'end', files: tar.result.files, bytes: tar.result.bytes, count: tar.result.catalog.count, catalog }, catalog.map((p) => p.buffer));
 }
 

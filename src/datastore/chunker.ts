@@ -80,7 +80,7 @@ let gearHash = 0;
 
 /**
  * Index in `data` just past the first byte of [i, end) after which `hash & mask` is 0 (the hash going on from
- * `hash`), or -1 when there is none; the hash where it stopped is then in `gearHash`.
+ * `hash`), or -1 when there is none (an empty range included); the hash at `end` is then in `gearHash`.
  */
 function gearScan(data: Uint8Array, i: number, end: number, hash: number, mask: number): number {
   while (i < end) {
@@ -191,24 +191,14 @@ export class Chunker {
         return -1;
       }
     }
-    const hashStart = i;
-    let hash = this.#hash;
+    // The stricter mask up to the average size, the looser one after it, up to `max` (normalized chunking).
     const limit = Math.min(end, i + (this.#max - length));
     const normalEnd = Math.min(limit, i + Math.max(0, this.#avg - length));
-    if (i < normalEnd) {
-      const cut = gearScan(data, i, normalEnd, hash, this.#maskS);
-      if (cut >= 0) return cut;
-      hash = gearHash;
-      i = normalEnd;
-    }
-    if (i < limit) {
-      const cut = gearScan(data, i, limit, hash, this.#maskL);
-      if (cut >= 0) return cut;
-      hash = gearHash;
-      i = limit;
-    }
-    this.#length = length + (i - hashStart);
-    this.#hash = hash;
-    return this.#length >= this.#max ? i : -1;
+    let cut = gearScan(data, i, normalEnd, this.#hash, this.#maskS);
+    if (cut < 0) cut = gearScan(data, normalEnd, limit, gearHash, this.#maskL);
+    if (cut >= 0) return cut;
+    this.#length = length + (limit - i);
+    this.#hash = gearHash;
+    return this.#length >= this.#max ? limit : -1;
   }
 }

@@ -11,6 +11,5 @@ export { formatBytes, formatRate, formatDuration } from './format.ts';
 export { silentReporter, RateMeter, type Reporter, type ProgressEvent } from './progress.ts';
 export { validate, schemaToJson, SchemaError, type Schema } from './schema.ts';
 export { TokenBucket } from './token-bucket.ts';
-export { release } from './release.ts';
-export { movable } from './transfer.ts';
+export { release, movable } from './release.ts';
 export { jsonFileLog, type JsonLog, type LogLevel } from './json-log.ts';
