@@ -94,6 +94,26 @@ test('on its own thread, a tree is restored whole from pieces cut anywhere: cont
   }
 });
 
+test('restored mtimes keep their second, millisecond and microsecond, even where a double cannot hold the nanoseconds', async () => {
+  const work = mkdtempSync(join(tmpdir(), 'ibs-extract-'));
+  try {
+    // 999999999 ns: the nearest double is the next second; 1000100 ns sits just above a millisecond.
+    const times = [0, 1, 1_000_100, 62_000_100, 999_999_999];
+    const tar = tarFrom([
+      ...times.map((ns) => ({ path: `f${ns}`, type: 'file' as const, mtime: 1_795_360_165, mtimeNs: ns, data: Buffer.from('x') })),
+      { path: 'd', type: 'dir', mtime: 1_795_360_165, mtimeNs: 999_999_999 },
+      { path: 'l', type: 'symlink', linkname: 'f1', mtime: 1_795_360_165, mtimeNs: 999_999_999 },
+    ]);
+    await extractTarInWorker(cut(tar), join(work, 'out'));
+    for (const [path, ns] of [...times.map((ns) => [`f${ns}`, ns] as const), ['d', 999_999_999] as const, ['l', 999_999_999] as const]) {
+      const restored = lstatSync(join(work, 'out', path), { bigint: true }).mtimeNs;
+      assert.equal(restored / 1000n, (1_795_360_165n * 1_000_000_000n + BigInt(ns)) / 1000n, `${path}: ${restored}`);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
 test('on its own thread, entries that would land outside the target or below a symlink of the archive are refused, with nothing written there', async () => {
   const work = mkdtempSync(join(tmpdir(), 'ibs-extract-'));
   try {

@@ -32,6 +32,16 @@ function createFile(path: string, mode: number): number {
   }
 }
 
+/**
+ * An mtime as the seconds Node's utimes functions take. A double cannot hold nanoseconds at today's dates (its
+ * step is 238 ns): the nearest one to x.999999999 s is x+1, and one just above a millisecond can fall below
+ * it. The middle of the entry's microsecond is passed instead, so that the restored time has the right
+ * second, millisecond and microsecond; whole seconds are exact as they are.
+ */
+function utimeSeconds(mtime: number, mtimeNs: number): number {
+  return mtimeNs === 0 ? mtime : mtime + (Math.floor(mtimeNs / 1000) * 1000 + 500) / 1e9;
+}
+
 /** The process's umask, from /proc (reading it with process.umask() is deprecated); 0o077 when unknown. */
 function currentUmask(): number {
   try {
@@ -89,7 +99,7 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
       if (fs.mkdirSync(parent, { recursive: true }) === undefined) ownDirs = false;
       madeDirs.add(parent);
     }
-    const mtime = entry.mtime + entry.mtimeNs / 1e9;
+    const mtime = utimeSeconds(entry.mtime, entry.mtimeNs);
     switch (entry.type) {
       case 'dir':
         if (fs.mkdirSync(full, { recursive: true, mode: 0o700 }) === undefined) ownDirs = false;
@@ -142,7 +152,7 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
   for (const dir of dirs) {
     if (owners) fs.lchownSync(dir.path, dir.uid, dir.gid);
     fs.chmodSync(dir.path, dir.mode);
-    const mtime = dir.mtime + dir.mtimeNs / 1e9;
+    const mtime = utimeSeconds(dir.mtime, dir.mtimeNs);
     fs.utimesSync(dir.path, mtime, mtime);
   }
   return result;
