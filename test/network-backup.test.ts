@@ -118,7 +118,7 @@ test('readers see only what they may: another user is refused; a chunk outside t
   const client = await ApiClient.connect({ host: '127.0.0.1', port, fingerprint, authId: 'client@ibs!backup', secret: (await readFile(secretFile, 'utf8')).trim() });
   try {
     const { session } = await client.request<{ session: string }>('POST', '/reader/start', { store: 'store1', snapshot: 'host/client1/2026-11-01T00:00:00Z' });
-    const otherIndex = await readFile(join(serverHome, 'data', 'store1', 'host', 'other', '2026-11-01T00:00:00Z', 'root.tar.didx'));
+    const otherIndex = await readFile(join(serverHome, 'data', 'store1', 'host', 'other', '2026-11-01T00:00:00Z', 'root.tar.payload.didx'));
     const foreign = otherIndex.subarray(64 + 8, 64 + 40).toString('hex');
     await assert.rejects(client.requestBytes(`/reader/${session}/chunk`, { digest: foreign }), /not part of the snapshot this reader opened/);
   } finally {

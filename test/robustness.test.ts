@@ -192,7 +192,7 @@ test('a flipped byte in a chunk: verify names the chunk and every snapshot using
   }
   const show = await ibs(home, ['snapshot', 'show', 'store1', 'host/flip/2026-09-01T00:00:00Z', '--output', 'json']);
   assert.equal(show.code, 0, show.stderr);
-  const didx = await readFile(join(storePath, 'host/flip/2026-09-01T00:00:00Z/root.tar.didx'));
+  const didx = await readFile(join(storePath, 'host/flip/2026-09-01T00:00:00Z/root.tar.payload.didx'));
   const digest = didx.subarray(64 + 8, 64 + 40).toString('hex');
   const chunkFile = join(storePath, '.chunks', digest.slice(0, 4), digest);
   const blob = await readFile(chunkFile);

@@ -157,7 +157,7 @@ test('push with remove-vanished: copies owned by the remote identity, vanished o
   assert.match(said, / in 0 chunks .*copied 1 snapshot/);
   assert.match(said, /changed on the source since it was copied; syncing it again \(the copy stays until the new one is complete\)/);
   const shown = await json<{ manifest: { files: Array<{ filename: string }> } }>(homeB, ['snapshot', 'show', 'ibs-archival', 'host/web1/2026-11-15T03:00:00Z', '--ns', 'pushed']);
-  assert.deepEqual(shown.manifest.files.map((f) => f.filename).sort(), ['client.log.blob', 'root.tar.catalog.didx', 'root.tar.didx']);
+  assert.deepEqual(shown.manifest.files.map((f) => f.filename).sort(), ['client.log.blob', 'root.tar.catalog.didx', 'root.tar.payload.didx']);
   await ok(homeB, ['verify', 'start', 'ibs-archival', '--ns', 'pushed']);
 });
 
@@ -187,7 +187,7 @@ test('a remote token without Datastore.Read: the job fails naming the privilege 
 test('a corrupted chunk on the target: verify finds it, sync repair fixes it from the source', async () => {
   const store = (await json<{ path: string }>(homeB, ['datastore', 'show', 'ibs-archival'])).path;
   // A chunk the copy of host/web1 references (unreferenced leftovers would not be noticed by verify).
-  const index = decodeIndex(await readFile(join(store, 'host', 'web1', '2026-11-15T03:00:00Z', 'root.tar.didx')), 'root.tar.didx');
+  const index = decodeIndex(await readFile(join(store, 'host', 'web1', '2026-11-15T03:00:00Z', 'root.tar.payload.didx')), 'root.tar.payload.didx');
   const digest = indexChunks(index)[0]?.digest as string;
   const file = join(store, '.chunks', digest.slice(0, 4), digest);
   const data = await readFile(file);

@@ -16,7 +16,7 @@ import {
 } from '../core/index.ts';
 import { SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
 import { RemoteSnapshotSink, RemoteSnapshotSource, type ApiClient } from '../client/index.ts';
-import { catalogRanges, createTarStreamInWorker, decodeCatalog, extractTarInWorker, selectCatalog, type CatalogEntry } from '../archive/index.ts';
+import { assembleTar, assembledSize, catalogRanges, createArchiveStreamInWorker, decodeCatalog, extractTarInWorker, selectCatalog, type CatalogEntry } from '../archive/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { abortableSleep, mapConcurrent } from '../lib/index.ts';
 
@@ -86,15 +86,16 @@ export async function readCatalog(reader: SnapshotReader, archive: string): Prom
 }
 
 /**
- * The catalog of archive `name` in the snapshot the writer deduplicates against, as stored, for change
- * detection (indexed by the thread that reads the tree).
+ * File archive `name` of the snapshot the writer deduplicates against, for change detection: its catalog as
+ * stored (indexed by the thread that reads the tree) and the chunk ends of its payload. Undefined when there is
+ * none, or it has the older layout (one tar stream: nothing to take over chunk by chunk).
  */
-async function previousCatalog(writer: SnapshotWriter, name: string): Promise<Buffer | undefined> {
+async function previousArchive(writer: SnapshotWriter, name: string): Promise<{ catalog: Buffer; payloadChunkEnds: number[] } | undefined> {
   const previous = writer.previous;
-  const catalog = `${name}.catalog`;
-  if (!previous || !previous.archiveNames().includes(name) || !previous.indexedNames().includes(catalog)) return undefined;
+  if (!previous || !previous.hasPayload(name) || !previous.indexedNames().includes(`${name}.catalog`)) return undefined;
   try {
-    return await previous.readAll(catalog);
+    const catalog = await previous.readAll(`${name}.catalog`);
+    return { catalog, payloadChunkEnds: (await previous.chunkList(`${name}.payload`)).map((s) => s.end) };
   } catch {
     return undefined; // a missing or damaged catalog only costs speed: every file is read
   }
@@ -153,9 +154,9 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
     try {
       for (const spec of specs) {
         if (spec.name.endsWith('.tar')) {
-          const tar = createTarStreamInWorker(spec.path, { excludes: input.excludes ?? [], signal: ctx.signal, onWarning: warn, onBytes: report, previousCatalog: await previousCatalog(writer, spec.name) });
-          // The tar stream's buffers are freed as soon as they are chunked (not left to the collector).
-          await writer.addDynamicArchive(spec.name, tar.stream, { handOver: true });
+          const tar = createArchiveStreamInWorker(spec.path, { excludes: input.excludes ?? [], signal: ctx.signal, onWarning: warn, onBytes: report, previous: await previousArchive(writer, spec.name) });
+          // The payload's buffers are freed as soon as they are chunked (not left to the collector).
+          await writer.addDynamicArchive(`${spec.name}.payload`, tar.stream, { handOver: true });
           await writer.addDynamicArchive(`${spec.name}.catalog`, tar.result.catalog.pieces());
           ctx.reporter.info(`${spec.name}: ${tar.result.files} entries, ${tar.result.bytes} bytes of file data`);
         } else {
@@ -263,6 +264,12 @@ async function* counted(source: AsyncIterable<Buffer>, report: (bytes: number) =
   }
 }
 
+/** The part of an older-layout tar stream holding some entries, ended like a tar archive. */
+async function* withEnd(stream: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  yield* stream;
+  yield Buffer.alloc(1024);
+}
+
 async function assertEmptyTarget(target: string): Promise<void> {
   const st = await stat(target).catch(() => undefined);
   if (!st) return;
@@ -293,28 +300,31 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
     if (reader.encrypted && !input.key) {
       throw new IbsError('WRONG_KEY', `Snapshot ${formatSnapshot(ref)} is encrypted with key ${reader.manifest.keyFingerprint}: pass --keyfile with that key`);
     }
-    const size = await reader.archiveSize(archive);
-    let ranges: Array<{ start: number; end: number }> | undefined;
-    let total = size;
-    if (input.path !== undefined) {
-      if (!archive.endsWith('.tar')) throw new IbsError('INVALID_ARGUMENT', `--path applies to file archives (.tar), not to ${archive}`);
+    if (input.path !== undefined && !archive.endsWith('.tar')) throw new IbsError('INVALID_ARGUMENT', `--path applies to file archives (.tar), not to ${archive}`);
+    let stream: AsyncIterable<Buffer>;
+    let total: number;
+    if (archive.endsWith('.tar') && reader.hasPayload(archive)) {
+      // Stored as catalog and payload: the tar stream is made from the two (only the selected entries' contents are read).
       const catalog = await readCatalog(reader, archive);
-      ranges = catalogRanges(selectCatalog(catalog, input.path));
-      total = ranges.reduce((n, r) => n + r.end - r.start, 0);
+      const entries = input.path !== undefined ? selectCatalog(catalog, input.path) : catalog;
+      total = assembledSize(entries);
+      stream = assembleTar(entries, (ranges) => reader.streamRanges(`${archive}.payload`, ranges, { signal: ctx.signal }), `${archive}.catalog of ${formatSnapshot(ref)}`);
+    } else if (input.path !== undefined) {
+      const ranges = catalogRanges(selectCatalog(await readCatalog(reader, archive), input.path));
+      total = ranges.reduce((n, r) => n + r.end - r.start, 0) + 1024;
+      stream = withEnd(reader.stream(archive, { signal: ctx.signal, ranges }));
+    } else {
+      total = await reader.archiveSize(archive);
+      stream = reader.stream(archive, { signal: ctx.signal });
     }
     let done = 0;
     const report = (n: number): void => {
       done += n;
       ctx.reporter.progress({ phase: 'restore', done, total, unit: 'bytes' });
     };
-    const stream = reader.stream(archive, { signal: ctx.signal, ...(ranges ? { ranges } : {}) });
     if (input.target === '-') {
       const out = input.stdout ?? process.stdout;
-      async function* withEnd(): AsyncGenerator<Buffer> {
-        yield* stream;
-        if (ranges) yield Buffer.alloc(1024); // a subset stream still ends like a tar archive
-      }
-      const bytes = await writeAll(out, withEnd(), report);
+      const bytes = await writeAll(out, stream, report);
       return { snapshot: formatSnapshot(ref), archive, target: '-', bytes, seconds: (Date.now() - started) / 1000, warnings };
     }
     const target = resolve(input.target);
@@ -339,8 +349,8 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
       return { snapshot: formatSnapshot(ref), archive, target, bytes, seconds: (Date.now() - started) / 1000, warnings };
     }
     await assertEmptyTarget(target);
-    // The reader decodes each chunk into a buffer of its own, kept by nobody else: they move to the restoring
-    // thread without a copy. Progress counts the archive's bytes as they go there, like its total (file bytes
+    // The stream's buffers are its own, kept by nobody else (decoded chunks, or the buffers the tar stream is
+    // made into): they move to the restoring thread without a copy. Progress counts the archive's bytes as they go there, like its total (file bytes
     // alone stopped short of it, by the headers and padding); the summary gives the file bytes written.
     const result = await extractTarInWorker(counted(stream, report), target, {
       handOver: true,

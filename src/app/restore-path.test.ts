@@ -4,6 +4,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { PassThrough } from 'node:stream';
+import { decodeCatalog, encodeCatalog } from '../archive/index.ts';
+import { parseSnapshot } from '../core/index.ts';
+import { Datastore, SnapshotReader, SnapshotWriter } from '../datastore/index.ts';
 import { resolvePaths, type DatastoreConfig } from '../config/index.ts';
 import { silentReporter } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
@@ -95,6 +100,49 @@ test('restore progress of a tree, whole or one path, ends at its total; the summ
       assert.ok(last && last.total !== undefined && last.done === last.total, `progress ended at ${last?.done} of ${last?.total}`);
       assert.equal(result.bytes, path ? 1003 : 20 * 1000 + 190);
     }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('an archive of the older layout (its tar stream stored whole) restores whole, by path and as a stream; the next backup reads every file and writes catalog and payload', async () => {
+  const { ctx, backend, dir } = await context();
+  try {
+    const src = join(dir, 'src');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    for (let i = 0; i < 5; i++) await writeFile(join(src, 'sub', `f${i}`), randomBytes(100_000 + i));
+    await writeFile(join(src, 'top.txt'), 'top');
+    await createDatastore(ctx, { name: 'store1', path: join(dir, 'unused') });
+    await createBackup(ctx, { store: 'store1', type: 'host', id: 'made', time: '2026-01-01T00:00:00Z', archives: [`root.tar:${src}`] });
+    const toBuffer = async (snapshot: string, path?: string): Promise<Buffer> => {
+      const out = new PassThrough();
+      const parts: Buffer[] = [];
+      out.on('data', (d: Buffer) => parts.push(d));
+      await restoreBackup(ctx, { store: 'store1', snapshot, archive: 'root.tar', target: '-', stdout: out, ...(path ? { path } : {}) });
+      return Buffer.concat(parts);
+    };
+    // The same tree as the older layout stored it: the tar stream itself, and a catalog without payload offsets.
+    const tar = await toBuffer('host/made/2026-01-01T00:00:00Z');
+    const ds = await Datastore.open(backend);
+    const made = await SnapshotReader.open(ds, parseSnapshot('host/made/2026-01-01T00:00:00Z'));
+    const entries = decodeCatalog(await made.readAll('root.tar.catalog'), 'test').map(({ data: _, ...e }) => e);
+    const writer = await SnapshotWriter.begin(ds, parseSnapshot('host/old/2026-01-02T00:00:00Z'), { owner: 'test@pam' });
+    await writer.addDynamicArchive('root.tar', [tar]);
+    await writer.addDynamicArchive('root.tar.catalog', [encodeCatalog(entries)]);
+    await writer.commit();
+
+    assert.deepEqual(await toBuffer('host/old/2026-01-02T00:00:00Z'), tar);
+    const listed = spawnSync('tar', ['-tf', '-'], { input: await toBuffer('host/old/2026-01-02T00:00:00Z', 'sub/f3'), encoding: 'utf8' });
+    assert.equal(listed.status, 0, listed.stderr);
+    assert.deepEqual(listed.stdout.trim().split('\n'), ['sub/f3']);
+    await restoreBackup(ctx, { store: 'store1', snapshot: 'host/old/2026-01-02T00:00:00Z', archive: 'root.tar', target: join(dir, 'out') });
+    assert.deepEqual(await readFile(join(dir, 'out', 'sub', 'f4')), await readFile(join(src, 'sub', 'f4')));
+
+    // Nothing to take over chunk by chunk from a tar stream: the next backup reads the tree.
+    const next = await createBackup(ctx, { store: 'store1', type: 'host', id: 'old', time: '2026-01-03T00:00:00Z', archives: [`root.tar:${src}`] });
+    assert.deepEqual(next.archives.map((a) => [a.name, a.copiedBytes]), [['root.tar.payload', 0], ['root.tar.catalog', 0]]);
+    assert.deepEqual(await toBuffer('host/old/2026-01-03T00:00:00Z'), tar);
+    assert.equal((await verifyStore(ctx, { store: 'store1' })).snapshots.every((s) => s.state === 'ok'), true);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

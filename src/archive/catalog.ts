@@ -2,9 +2,11 @@ import { IbsError } from '../core/index.ts';
 import type { EntryType } from './tar-format.ts';
 
 /**
- * The catalog of a file archive: one record per entry with its byte range in the tar stream, so that a single
- * file or subtree can be listed and restored without reading unrelated chunks. Stored as a blob
- * (`NAME.tar.catalog`, JSON lines, chunked like an archive so that large trees and dedup work).
+ * The catalog of a file archive: one record per entry, in archive order. A file archive is stored as two
+ * streams, this catalog and the payload (the contents of its regular files, at the offsets the catalog gives);
+ * the tar stream the archive stands for is made from the two. The catalog also lets a single file or subtree
+ * be listed and restored without reading unrelated chunks. Stored chunked like an archive
+ * (`NAME.tar.catalog`, JSON lines) so that large trees and dedup work.
  */
 export interface CatalogEntry {
   path: string;
@@ -12,19 +14,23 @@ export interface CatalogEntry {
   size: number;
   mtime: number;
   mode: number;
-  /** Offset of the entry's first header block (its pax header when it has one). */
+  /** Offset of the entry's first header block (its pax header when it has one) in the tar stream. */
   start: number;
-  /** Offset just past its data and padding. */
+  /** Offset just past its data and padding in the tar stream. */
   end: number;
   /** For hard links: the path of the entry holding the data; for symlinks: the link target. */
   link?: string;
-  /** Change detection against the next backup (absent in older catalogs: such entries count as changed). */
   mtimeNs?: number;
   uid?: number;
   gid?: number;
-  /** "seconds.nanoseconds" of the inode change time, and "device:inode", for regular files. */
+  /** "seconds.nanoseconds" of the inode change time, and "device:inode", for regular files (change detection). */
   ctime?: string;
   inode?: string;
+  /**
+   * Offset of a regular file's contents in the payload stream (files of size 0 have none). Absent in archives
+   * of the older layout, whose tar stream is stored whole (`NAME.tar`).
+   */
+  data?: number;
 }
 
 export function encodeCatalog(entries: readonly CatalogEntry[]): Buffer {
@@ -33,16 +39,16 @@ export function encodeCatalog(entries: readonly CatalogEntry[]): Buffer {
   return Buffer.concat(builder.pieces());
 }
 
-/**
- * Collects catalog lines compactly (JSON lines in 1 MiB buffers) while a tree is archived: a tree of 100k
- * entries would otherwise hold 100k objects and then one large string at once.
- */
 /** A catalog as bytes (JSON lines), in pieces. */
 export interface CatalogPieces {
   count: number;
   pieces(): Buffer[];
 }
 
+/**
+ * Collects catalog lines compactly (JSON lines in 1 MiB buffers) while a tree is archived: a tree of 100k
+ * entries would otherwise hold 100k objects and then one large string at once.
+ */
 export class CatalogBuilder implements CatalogPieces {
   readonly #full: Buffer[] = [];
   #current = Buffer.allocUnsafe(1024 * 1024);
@@ -67,9 +73,17 @@ export class CatalogBuilder implements CatalogPieces {
   }
 }
 
-/** Whether a parsed catalog line has what every entry needs: a path and a byte range. */
+/** Whether a parsed catalog line has what every entry needs: a path, a byte range and, if any, a payload offset. */
 function wellFormed(e: CatalogEntry): boolean {
-  return e !== null && typeof e === 'object' && typeof e.path === 'string' && Number.isSafeInteger(e.start) && Number.isSafeInteger(e.end) && e.end >= e.start;
+  return (
+    e !== null &&
+    typeof e === 'object' &&
+    typeof e.path === 'string' &&
+    Number.isSafeInteger(e.start) &&
+    Number.isSafeInteger(e.end) &&
+    e.end >= e.start &&
+    (e.data === undefined || (Number.isSafeInteger(e.data) && e.data >= 0))
+  );
 }
 
 /** A catalog line's entry, or undefined when it is not JSON or not well formed. */
@@ -107,12 +121,9 @@ const LINE_START = '{"path":"';
  */
 export class CatalogIndex {
   readonly #lines = new Map<string, string>();
-  /** Where the last entry ends: the offset of the archive's end-of-archive marker (0 when unknown). */
-  readonly end: number;
 
   constructor(stored: Uint8Array) {
     const text = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength).toString('utf8');
-    let last = '';
     for (let at = 0; at < text.length; ) {
       const nl = text.indexOf('\n', at);
       const line = text.slice(at, nl < 0 ? text.length : nl);
@@ -123,15 +134,28 @@ export class CatalogIndex {
       const raw = close > 0 ? line.slice(LINE_START.length, close) : undefined;
       const path = raw !== undefined && !raw.includes('\\') ? raw : parseLine(line)?.path;
       if (path !== undefined) this.#lines.set(path, line);
-      last = line;
     }
-    this.end = parseLine(last)?.end ?? 0;
   }
 
   get(path: string): CatalogEntry | undefined {
     const line = this.#lines.get(path);
     const entry = line === undefined ? undefined : parseLine(line);
     return entry?.path === path ? entry : undefined;
+  }
+
+  /**
+   * The payload bytes the entries refer to, as [offset, size] pairs in a flat list. Values are read with
+   * patterns, not by parsing every line: in JSON text a quote inside a string is escaped, so `"size":` and
+   * `"data":` only match keys.
+   */
+  payloadRanges(): Float64Array {
+    const out: number[] = [];
+    for (const line of this.#lines.values()) {
+      const data = /"data":(\d+)/.exec(line);
+      const size = data ? /"size":(\d+)/.exec(line) : null;
+      if (data && size) out.push(Number(data[1]), Number(size[1]));
+    }
+    return Float64Array.from(out);
   }
 }
 

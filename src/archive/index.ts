@@ -1,10 +1,12 @@
 /**
- * archive: the client side of file archives. Turns a directory tree into a POSIX pax tar stream with a catalog
- * of byte ranges, parses tar streams, and extracts them into a directory. This is the one place besides the
+ * archive: the client side of file archives. Turns a directory tree into a payload stream (the contents of its
+ * files) and a catalog (its entries, with their offsets in the payload); makes the POSIX pax tar stream an
+ * archive stands for from the two; parses tar streams and extracts them into a directory. This is the one place besides the
  * local storage backend that touches the local filesystem, because backup sources and restore targets are
  * local. Layer: may import core and lib (see docs/architecture.md).
  */
-export { createTarStream, createTarStreamInWorker, type TarCreateOptions, type TarCreateResult, type TarPiece, type CopySegment } from './tar-create.ts';
+export { createArchiveStream, createArchiveStreamInWorker, type TarCreateOptions, type TarCreateResult, type PayloadPiece, type ReusePiece, type PreviousArchive } from './tar-create.ts';
+export { assembleTar, assembledSize, type PayloadReader } from './tar-assemble.ts';
 export { parseTar, type ParsedEntry } from './tar-parse.ts';
 export { extractTar, extractTarInWorker, type ExtractOptions, type ExtractResult } from './tar-extract.ts';
 export { encodeCatalog, decodeCatalog, CatalogIndex, selectCatalog, catalogRanges, CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';

@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { CatalogIndex, createTarStream, createTarStreamInWorker, decodeCatalog, encodeCatalog, parseTar, type TarPiece } from './index.ts';
+import { Chunker } from '../datastore/index.ts';
+import { assembleTar, CatalogIndex, createArchiveStream, createArchiveStreamInWorker, decodeCatalog, parseTar, type CatalogEntry, type PayloadPiece } from './index.ts';
 
 /** Runs `fn` in a new temporary directory, removed afterwards. */
 async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -17,23 +18,102 @@ async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
-async function* bytes(stream: AsyncIterable<TarPiece>): AsyncGenerator<Uint8Array> {
+/** A payload as a writer stores it: its bytes, its chunk ends, and how many of its bytes were new. */
+interface Stored {
+  payload: Buffer;
+  ends: number[];
+  catalog: Buffer;
+  newBytes: number;
+  reusePieces: number;
+}
+
+/**
+ * Stores a payload stream as the snapshot writer does: new bytes are cut by a (small) content-defined chunker,
+ * cut short where previous chunks are taken over, which must be whole chunks of `previous`.
+ */
+async function store(stream: AsyncIterable<PayloadPiece> | Iterable<PayloadPiece>, catalog: () => Buffer[], previous?: Stored): Promise<Stored> {
+  const chunker = new Chunker({ min: 256, avg: 1024, max: 4096 });
+  const parts: Buffer[] = [];
+  const ends: number[] = [];
+  let size = 0;
+  let newBytes = 0;
+  let reusePieces = 0;
+  const add = (chunk: Buffer): void => {
+    parts.push(Buffer.from(chunk));
+    size += chunk.length;
+    ends.push(size);
+  };
   for await (const piece of stream) {
-    if (!(piece instanceof Uint8Array)) throw new Error('no previous snapshot here: only bytes expected');
-    yield piece;
+    if (Buffer.isBuffer(piece)) {
+      newBytes += piece.length;
+      for (const chunk of chunker.push(piece)) add(chunk);
+      continue;
+    }
+    assert.ok(previous, 'chunks taken over only with a previous payload');
+    reusePieces++;
+    const cut = chunker.finish();
+    if (cut) add(cut);
+    const { start, end } = piece.reuse;
+    assert.ok(start === 0 || previous.ends.includes(start), `reuse starts at a chunk boundary: ${start}`);
+    assert.ok(previous.ends.includes(end), `reuse ends at a chunk boundary: ${end}`);
+    for (let at = start; at < end; ) {
+      const next = previous.ends.find((e) => e > at) as number;
+      add(previous.payload.subarray(at, next));
+      at = next;
+    }
+  }
+  const last = chunker.finish();
+  if (last) add(last);
+  return { payload: Buffer.concat(parts), ends, catalog: Buffer.concat(catalog()), newBytes, reusePieces };
+}
+
+/** Backs up `dir` (on a thread of its own, as a backup does) against `previous`, stored as a writer would. */
+async function backupOf(dir: string, previous?: Stored, warnings: string[] = []): Promise<Stored & { entries: CatalogEntry[] }> {
+  const { stream, result } = createArchiveStreamInWorker(dir, { onWarning: (w) => warnings.push(w), previous: previous ? { catalog: previous.catalog, payloadChunkEnds: previous.ends } : undefined });
+  const stored = await store(stream, () => result.catalog.pieces(), previous);
+  return { ...stored, entries: decodeCatalog(stored.catalog, 'test') };
+}
+
+/** The tar stream of a stored archive, as a restore makes it. */
+async function tarOf(stored: Stored & { entries: CatalogEntry[] }): Promise<Buffer> {
+  const pieces: Buffer[] = [];
+  const read = async function* (ranges: Array<{ start: number; end: number }>): AsyncGenerator<Uint8Array> {
+    for (const r of ranges) yield stored.payload.subarray(r.start, r.end);
+  };
+  for await (const piece of assembleTar(stored.entries, read, 'test')) pieces.push(piece);
+  return Buffer.concat(pieces);
+}
+
+/** Every file of `dir`, as a path -> contents map (as an archive of it must hold them). */
+function filesOf(dir: string, rel = ''): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  for (const name of readdirSync(join(dir, rel)).sort()) {
+    const path = rel ? `${rel}/${name}` : name;
+    const st = statSync(join(dir, path), { throwIfNoEntry: false });
+    if (st?.isDirectory()) for (const [k, v] of filesOf(dir, path)) out.set(k, v);
+    else if (st?.isFile()) out.set(path, readFileSync(join(dir, path)));
+  }
+  return out;
+}
+
+/** Checks that each regular file's contents lie in the payload at the offset its catalog entry gives. */
+function assertPayloadHolds(dir: string, stored: Stored & { entries: CatalogEntry[] }): void {
+  for (const e of stored.entries) {
+    if (e.type !== 'file') continue;
+    const want = readFileSync(join(dir, e.path));
+    assert.equal(e.size, want.length, e.path);
+    if (e.size === 0) assert.equal(e.data, undefined);
+    else assert.deepEqual(stored.payload.subarray(e.data as number, (e.data as number) + e.size), want, `contents of ${e.path} at ${e.data}`);
   }
 }
 
 /**
  * Archives `dir` (on a thread of its own, as a backup does) and returns the warnings and, per file, the archived
- * bytes (GNU tar reads the same stream).
+ * bytes of the tar stream a restore makes (GNU tar reads the same stream).
  */
 async function archive(dir: string): Promise<{ warnings: string[]; files: Map<string, Buffer>; tar: Buffer }> {
   const warnings: string[] = [];
-  const { stream } = createTarStreamInWorker(dir, { onWarning: (w) => warnings.push(w) });
-  const pieces: Buffer[] = [];
-  for await (const piece of bytes(stream)) pieces.push(Buffer.from(piece));
-  const tar = Buffer.concat(pieces);
+  const tar = await tarOf(await backupOf(dir, undefined, warnings));
   const files = new Map<string, Buffer>();
   for await (const { entry, data } of parseTar((async function* () {
     yield tar;
@@ -93,19 +173,7 @@ test('records are padded with zeros to whole blocks, so that the same tree alway
   });
 });
 
-/** A stream as runs of bytes and references, adjacent bytes joined (how it is cut into pieces does not matter). */
-async function runs(stream: AsyncIterable<TarPiece> | Iterable<TarPiece>): Promise<Array<Buffer | { copyFrom: { start: number; end: number } }>> {
-  const out: Array<Buffer | { copyFrom: { start: number; end: number } }> = [];
-  for await (const piece of stream) {
-    const last = out.at(-1);
-    if (!Buffer.isBuffer(piece)) out.push(piece);
-    else if (Buffer.isBuffer(last)) out[out.length - 1] = Buffer.concat([last, piece]);
-    else out.push(Buffer.from(piece));
-  }
-  return out;
-}
-
-test('on its own thread, the stream, catalog, counts and warnings are those of the same stream made here, with and without a previous catalog', async () => {
+test('on its own thread, the payload, catalog, counts and warnings are those of the same stream made here, with and without a previous snapshot', async () => {
   await inTempDir(async (dir) => {
     for (let i = 0; i < 300; i++) writeFileSync(join(dir, `small-${i}`), randomBytes(i * 37));
     mkdirSync(join(dir, 'sub', 'empty'), { recursive: true });
@@ -113,72 +181,92 @@ test('on its own thread, the stream, catalog, counts and warnings are those of t
     writeFileSync(join(dir, 'sub', 'large'), randomBytes(9 * 1024 * 1024 + 123));
     linkSync(join(dir, 'sub', 'large'), join(dir, 'sub', 'hard'));
     symlinkSync('sub/large', join(dir, 'link'));
-    const here = createTarStream(dir);
-    const expected = await runs(here.stream);
-    const there = createTarStreamInWorker(dir);
-    assert.deepEqual(await runs(there.stream), expected);
-    assert.deepEqual(Buffer.concat(there.result.catalog.pieces()), Buffer.concat(here.result.catalog.pieces()));
-    assert.deepEqual([there.result.files, there.result.bytes, there.result.catalog.count], [here.result.files, here.result.bytes, here.result.catalog.count]);
+    const here = createArchiveStream(dir);
+    const expected = await store(here.stream, () => here.result.catalog.pieces());
+    const first = await backupOf(dir);
+    assert.deepEqual([first.payload, first.catalog], [expected.payload, expected.catalog]);
+    assertPayloadHolds(dir, first);
 
-    // A second run against the first's catalog: unchanged entries become references to the previous archive.
-    const stored = Buffer.concat(here.result.catalog.pieces());
     writeFileSync(join(dir, 'small-150'), 'changed');
-    const again = await runs(createTarStream(dir, { previous: new CatalogIndex(stored) }).stream);
-    const warnings: string[] = [];
+    const previous = { catalog: first.catalog, payloadChunkEnds: first.ends };
+    const made = createArchiveStream(dir, { previous: { ...previous, catalog: new CatalogIndex(first.catalog) } });
+    const again = await store(made.stream, () => made.result.catalog.pieces(), first);
     let progress = 0;
-    const changed = createTarStreamInWorker(dir, { previousCatalog: stored, onWarning: (w) => warnings.push(w), onBytes: (n) => (progress += n) });
-    const got = await runs(changed.stream);
-    assert.deepEqual(got, again);
-    assert.ok(got.filter((p) => !Buffer.isBuffer(p)).length >= 2, 'references before and after the changed file');
-    assert.ok(got.filter(Buffer.isBuffer).reduce((n, b) => n + b.length, 0) < 8192, 'only the changed file is read');
-    assert.equal(progress, changed.result.bytes);
+    const warnings: string[] = [];
+    const there = createArchiveStreamInWorker(dir, { previous, onWarning: (w) => warnings.push(w), onBytes: (n) => (progress += n) });
+    const got = await store(there.stream, () => there.result.catalog.pieces(), first);
+    assert.deepEqual([got.payload, got.catalog, got.newBytes], [again.payload, again.catalog, again.newBytes]);
+    assert.equal(got.newBytes, 'changed'.length, 'only the changed file is read');
+    assert.equal(progress, there.result.bytes);
     assert.deepEqual(warnings, []);
+    assertPayloadHolds(dir, { ...got, entries: decodeCatalog(got.catalog, 'test') });
 
     // A damaged previous catalog costs speed only: everything is read again.
-    const damaged = createTarStreamInWorker(dir, { previousCatalog: Buffer.from('{"path": ') });
-    const all = await runs(damaged.stream);
-    assert.equal(all.length, 1);
-    assert.deepEqual(all, await runs(createTarStream(dir).stream));
+    const damaged = await backupOf(dir, { ...first, catalog: Buffer.from('{"path": ') });
+    assert.equal(damaged.reusePieces, 0);
+    assert.deepEqual(damaged.payload, (await backupOf(dir)).payload);
   });
 });
 
-test('on its own thread: a root that is not a directory fails with its error; an abort or a consumer that stops early ends the thread', async () => {
+test('change detection: an unchanged tree takes over every chunk in place, generation after generation of edits; each payload holds every file where its catalog says', async () => {
   await inTempDir(async (dir) => {
-    writeFileSync(join(dir, 'file'), 'x');
-    await assert.rejects(runs(createTarStreamInWorker(join(dir, 'file')).stream), { name: 'IbsError', code: 'INVALID_ARGUMENT', message: new RegExp(`Cannot back up ".*file" as a file archive: it is not a directory`) });
-    await assert.rejects(runs(createTarStreamInWorker(join(dir, 'missing')).stream), { name: 'IbsError', code: 'NOT_FOUND' });
-    for (let i = 0; i < 20; i++) writeFileSync(join(dir, `f${i}`), Buffer.alloc(1024 * 1024, i));
-    const controller = new AbortController();
-    const reason = new Error('stopped by the test');
-    await assert.rejects(
-      (async () => {
-        for await (const piece of createTarStreamInWorker(dir, { signal: controller.signal }).stream) {
-          assert.ok(Buffer.isBuffer(piece));
-          controller.abort(reason);
-        }
-      })(),
-      reason,
-    );
-    for await (const piece of createTarStreamInWorker(dir).stream) {
-      assert.ok(Buffer.isBuffer(piece));
-      break;
+    for (let d = 0; d < 4; d++) {
+      mkdirSync(join(dir, `d${d}`));
+      for (let f = 0; f < 30; f++) writeFileSync(join(dir, `d${d}`, `f${f}`), randomBytes(50 + ((d * 30 + f) * 211) % 3000));
     }
-    // Were a thread left running, it would hold the test process open and the run would time out.
+    writeFileSync(join(dir, 'big'), randomBytes(40_000));
+    let previous = await backupOf(dir);
+    assertPayloadHolds(dir, previous);
+    for (let g = 0; g < 8; g++) {
+      // Edits: rewrite, append, delete, add; every other generation changes nothing.
+      if (g % 2 === 1) {
+        for (let k = 0; k < 4; k++) {
+          const d = Math.floor(Math.random() * 4);
+          const f = Math.floor(Math.random() * 30);
+          const path = join(dir, `d${d}`, `f${f}`);
+          if (k === 0) writeFileSync(path, randomBytes(500));
+          else if (k === 1 && existsSync(path)) writeFileSync(path, 'appended', { flag: 'a' });
+          else if (k === 2) rmSync(path, { force: true });
+          else writeFileSync(join(dir, `d${d}`, `new-${g}`), randomBytes(300));
+        }
+      }
+      const next = await backupOf(dir, previous);
+      assertPayloadHolds(dir, next);
+      const tar = await tarOf(next);
+      const listed = spawnSync('tar', ['-df', '-', '-C', dir], { input: tar, encoding: 'utf8' });
+      assert.equal(listed.status, 0, `generation ${g}: GNU tar finds the tree as archived: ${listed.stdout}${listed.stderr}`);
+      if (g % 2 === 1) assert.ok(next.newBytes < 6000, `generation ${g}: only changed files are read (${next.newBytes} bytes)`);
+      else {
+        // The first run after edits may read files again whose chunks now hold mostly old contents (with these
+        // small chunks, one changed file can be most of one); a run after it changes nothing.
+        const again = await backupOf(dir, next);
+        assert.equal(again.newBytes, 0, `generation ${g}: an unchanged tree reads nothing`);
+        assert.equal(again.reusePieces, 1, `generation ${g}: one run of chunks`);
+        assert.deepEqual([again.payload, again.ends, again.catalog], [next.payload, next.ends, next.catalog], `generation ${g}: the same chunks in the same places, the same catalog`);
+      }
+      previous = next;
+    }
   });
 });
 
-test('a previous record whose length is not whole header blocks plus the data is not taken over: the file is read again', async () => {
+test('a previous chunk mostly holding old contents of changed files is not taken over again: its unchanged files are read again', async () => {
   await inTempDir(async (dir) => {
-    writeFileSync(join(dir, 'a'), 'first file');
-    writeFileSync(join(dir, 'b'), 'second file');
-    const first = createTarStream(dir);
-    const tar = Buffer.concat([...first.stream].map((p) => p as Buffer));
-    const catalog = decodeCatalog(Buffer.concat(first.result.catalog.pieces()), 'test');
-    assert.deepEqual((await runs(createTarStream(dir, { previous: new CatalogIndex(encodeCatalog(catalog)) }).stream)).map((p) => Buffer.isBuffer(p)), [false], 'an unchanged tree is one reference');
-    // A damaged record for "b": 512 bytes short (no room left for its header).
-    const damaged = catalog.map((e) => (e.path === 'b' ? { ...e, end: e.end - 512 } : e));
-    const again = await runs(createTarStream(dir, { previous: new CatalogIndex(encodeCatalog(damaged)) }).stream);
-    assert.ok(Buffer.isBuffer(again[1]) && again[1].includes('second file'), 'b is read again');
-    assert.deepEqual(Buffer.concat(again.map((p) => (Buffer.isBuffer(p) ? p : tar.subarray(p.copyFrom.start, p.copyFrom.end)))), tar);
+    // Forty files of 100 bytes: about ten in each chunk (the chunker cuts at about 1 KiB).
+    const name = (f: number): string => join(dir, `f${String(f).padStart(2, '0')}`);
+    for (let f = 0; f < 40; f++) writeFileSync(name(f), randomBytes(100));
+    const first = await backupOf(dir);
+    for (let f = 1; f < 40; f++) writeFileSync(name(f), randomBytes(100));
+    // f00's chunk is taken over: the first backup's files fill it.
+    const second = await backupOf(dir, first);
+    assertPayloadHolds(dir, second);
+    assert.equal(second.newBytes, 3900);
+    assert.ok(second.payload.length > 4000, 'the chunk taken over holds the old contents of changed files');
+    // Against the second backup, that chunk is mostly old contents: f00 is read again and the chunk dropped.
+    const third = await backupOf(dir, second);
+    assertPayloadHolds(dir, third);
+    assert.equal(third.newBytes, 100);
+    assert.equal(third.payload.length, 4000, 'the payload holds only the files');
+    const fourth = await backupOf(dir, third);
+    assert.equal(fourth.newBytes, 0);
   });
 });

@@ -1,46 +1,60 @@
 import fs, { type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
-import { IbsError } from '../core/index.ts';
-import { release, throwIfAborted } from '../lib/index.ts';
+import { chunkAt, IbsError } from '../core/index.ts';
+import { throwIfAborted } from '../lib/index.ts';
 import { compileExcludes } from './glob.ts';
-import { encodeHeader, END_OF_ARCHIVE, headerLength, padding, type TarEntry } from './tar-format.ts';
+import { headerLength, padding, type TarEntry } from './tar-format.ts';
 import { CatalogBuilder, type CatalogEntry, type CatalogIndex, type CatalogPieces } from './catalog.ts';
 import { Thread } from './thread.ts';
 
 const READ_BLOCK = 1024 * 1024;
-/** Files up to this size are read whole, in one record with their header. */
+/** Files up to this size are read whole, into one buffer. */
 const SMALL_FILE = 1024 * 1024;
+/**
+ * A previous payload chunk is taken over only while at least this share of its bytes belongs to files of the
+ * previous snapshot; below it, its unchanged files are read again, so that a payload never carries much more
+ * than the files it holds (old contents of changed files stay in a chunk that is taken over).
+ */
+const MIN_CHUNK_USE = 0.7;
+
+/** The previous snapshot's stored archive, for change detection. */
+export interface PreviousArchive {
+  catalog: CatalogIndex;
+  /** End offsets of the chunks of its payload stream. */
+  payloadChunkEnds: readonly number[];
+}
 
 export interface TarCreateOptions {
   excludes?: readonly string[];
   /**
-   * The catalog of the same archive in the previous snapshot. Entries whose metadata is unchanged (type,
-   * size, mtime, mode, owner, link target, and for files ctime and inode) are not read: the stream carries a
-   * reference to their byte range in the previous archive instead (`CopySegment`).
+   * The same archive in the previous snapshot. Files whose metadata is unchanged (type, size, mtime, mode,
+   * owner, and ctime and inode) are not read: the payload takes over the previous payload's chunks that hold
+   * them (`ReusePiece`).
    */
-  previous?: CatalogIndex | undefined;
+  previous?: PreviousArchive | undefined;
   signal?: AbortSignal | undefined;
   /** Warnings (file changed while read, unsupported file type, unreadable entry) go here. */
   onWarning?: (message: string) => void;
-  /** Called as file data is read, for progress. */
+  /** Called as file data is read or taken over, for progress. */
   onBytes?: (bytes: number) => void;
 }
 
 export interface TarCreateResult {
-  /** The catalog of what was archived, filled as the stream is read. */
+  /** The catalog of what was archived, complete when the stream ends. */
   catalog: CatalogPieces;
   files: number;
+  /** Bytes of file contents archived. */
   bytes: number;
 }
 
-/** Bytes [start, end) of the previous snapshot's archive, identical to what this stream would carry here. */
-export interface CopySegment {
-  copyFrom: { start: number; end: number };
+/** Whole chunks [start, end) of the previous snapshot's payload stream, taken over as they are. */
+export interface ReusePiece {
+  reuse: { start: number; end: number };
 }
 
-export type TarPiece = Buffer | CopySegment;
+export type PayloadPiece = Buffer | ReusePiece;
 
-/** An entry found by the walk; unchanged ones (`same`) are not read again. */
+/** An entry found by the walk; unchanged files (`same`) are not read again. */
 interface Pending {
   entry: TarEntry;
   full: string;
@@ -53,20 +67,12 @@ function errorCode(error: unknown): string {
   return (error as NodeJS.ErrnoException).code ?? (error as Error).message;
 }
 
-/** A small file laid out as its archive record: header, data, zero padding. */
-interface SmallRecord {
-  record: Buffer;
-  headerLength: number;
-  /** Bytes the file gave, up to its stat-ed size plus one (more means it grew). */
-  read: number;
-}
-
 /**
- * Reads a small file whole into the record it becomes (header, then data, then room for the padding), so that
- * the stream does not copy it again; asks one byte more than its stat-ed size, to notice growth (that byte
- * lands in the padding, or in one spare byte).
+ * Reads a small file whole, into a buffer of its own (not a slice of Node's pool, so that it can be freed once
+ * consumed); asks one byte more than its stat-ed size, to notice growth. Returns its data, exactly `size`
+ * bytes (zero-padded when it shrank), and how much it gave.
  */
-function readSmall(full: string, size: number, header: Buffer): SmallRecord | { error: string } {
+function readSmall(full: string, size: number): { data: Buffer; read: number } | { error: string } {
   let fd: number;
   try {
     fd = fs.openSync(full, 'r');
@@ -74,16 +80,11 @@ function readSmall(full: string, size: number, header: Buffer): SmallRecord | { 
     return { error: `cannot open (${errorCode(error)})` };
   }
   try {
-    // A buffer of its own (not a slice of Node's pool, even when small), so that it can be freed once consumed;
-    // the header is copied into it and freed (its length is read first: a freed buffer reads as empty).
-    const headerLength = header.length;
-    const record = Buffer.allocUnsafeSlow(headerLength + size + Math.max(1, padding(size)));
-    header.copy(record, 0);
-    release(header);
-    const end = headerLength + size + 1;
-    let filled = headerLength;
-    for (let n = -1; n !== 0 && filled < end; filled += n) n = fs.readSync(fd, record, filled, end - filled, null);
-    return { record, headerLength, read: filled - headerLength };
+    const buffer = Buffer.allocUnsafeSlow(size + 1);
+    let filled = 0;
+    for (let n = -1; n !== 0 && filled < size + 1; filled += n) n = fs.readSync(fd, buffer, filled, size + 1 - filled, null);
+    if (filled < size) buffer.fill(0, filled, size);
+    return { data: buffer.subarray(0, size), read: filled };
   } catch (error) {
     return { error: `cannot read (${errorCode(error)})` };
   } finally {
@@ -92,39 +93,112 @@ function readSmall(full: string, size: number, header: Buffer): SmallRecord | { 
 }
 
 /**
- * Streams the tree under `root` as a POSIX pax tar (entries relative to root, directories before their
- * contents, names sorted so that unchanged trees give identical streams and dedup well). Regular files,
- * directories, symlinks and hard links are archived with mode, owner and mtime; sockets, FIFOs and devices are
- * skipped with a warning, as are files that cannot be opened. `result` is filled when the stream ends. Every
- * buffer the stream yields is made for it and kept by nobody else: the consumer may free it once done.
+ * Which chunks of a previous payload may be taken over: those at least `MIN_CHUNK_USE` of whose bytes belong
+ * to files all of whose chunks may be (a file with a chunk that may not is read again, so it does not count for
+ * its other chunks either). Decided until nothing changes, so that the next backup of an unchanged tree finds
+ * every chunk it takes over still as used, and takes over everything.
+ */
+function usableChunks(chunkEnds: readonly number[], files: Float64Array): Uint8Array {
+  const usable = new Uint8Array(chunkEnds.length).fill(1);
+  const spans: Array<{ first: number; last: number; from: number; to: number }> = [];
+  for (let i = 0; i < files.length; i += 2) {
+    const from = files[i] as number;
+    const to = from + (files[i + 1] as number);
+    if (to > from) spans.push({ first: chunkAt(chunkEnds, from), last: chunkAt(chunkEnds, to - 1), from, to });
+  }
+  for (let changed = true; changed; ) {
+    changed = false;
+    const used = new Float64Array(chunkEnds.length);
+    for (const { first, last, from, to } of spans) {
+      if (last >= chunkEnds.length || usable.subarray(first, last + 1).includes(0)) continue;
+      for (let i = first; i <= last; i++) used[i] = (used[i] as number) + Math.min(to, chunkEnds[i] as number) - Math.max(from, i > 0 ? (chunkEnds[i - 1] as number) : 0);
+    }
+    for (let i = 0; i < chunkEnds.length; i++) {
+      const size = (chunkEnds[i] as number) - (i > 0 ? (chunkEnds[i - 1] as number) : 0);
+      if (usable[i] === 1 && (used[i] as number) < MIN_CHUNK_USE * size) {
+        usable[i] = 0;
+        changed = true;
+      }
+    }
+  }
+  return usable;
+}
+
+/**
+ * How a payload is laid out: first every usable chunk of the previous payload, in its order (taken over unread),
+ * then the contents of files read from disk. So every offset is known when its entry is written, and the
+ * payload of an unchanged tree is the previous one, chunk for chunk. A chunk whose files all changed since is
+ * carried once more (it costs nothing: the datastore has it), then dropped as unused.
+ */
+class PayloadLayout {
+  /** Bytes of the payload so far. */
+  length = 0;
+  /** The pieces that take the previous chunks over, to emit first. */
+  readonly pieces: ReusePiece[] = [];
+  readonly #chunkEnds: readonly number[];
+  /** Where each previous chunk starts in this payload (-1: not taken over). */
+  readonly #placed: Float64Array;
+
+  constructor(previous: PreviousArchive | undefined) {
+    this.#chunkEnds = previous?.payloadChunkEnds ?? [];
+    const usable = usableChunks(this.#chunkEnds, previous ? previous.catalog.payloadRanges() : new Float64Array(0));
+    this.#placed = new Float64Array(this.#chunkEnds.length).fill(-1);
+    for (let i = 0; i < this.#chunkEnds.length; i++) {
+      if (usable[i] === 0) continue;
+      const start = i > 0 ? (this.#chunkEnds[i - 1] as number) : 0;
+      const end = this.#chunkEnds[i] as number;
+      this.#placed[i] = this.length;
+      this.length += end - start;
+      const last = this.pieces.at(-1);
+      if (last && last.reuse.end === start) last.reuse.end = end;
+      else this.pieces.push({ reuse: { start, end } });
+    }
+  }
+
+  /** The offset in this payload of previous bytes [from, from + size), or undefined when not all taken over. */
+  offsetOf(from: number, size: number): number | undefined {
+    const first = chunkAt(this.#chunkEnds, from);
+    const last = chunkAt(this.#chunkEnds, from + size - 1);
+    if (last >= this.#chunkEnds.length) return undefined;
+    for (let i = first; i <= last; i++) if ((this.#placed[i] as number) < 0) return undefined;
+    return (this.#placed[first] as number) + from - (first > 0 ? (this.#chunkEnds[first - 1] as number) : 0);
+  }
+}
+
+/**
+ * Archives the tree under `root`: its entries (relative to root, directories before their contents, names
+ * sorted, so that unchanged trees give identical streams and dedup well) go to the catalog, the contents of its
+ * regular files to the payload stream this returns. Regular files, directories, symlinks and hard links are
+ * archived with mode, owner and mtime; sockets, FIFOs and devices are skipped with a warning, as are files that
+ * cannot be opened. `result` is complete when the stream ends. Every buffer the stream yields is made for it
+ * and kept by nobody else: the consumer may free it once done.
  *
  * The file system calls are synchronous: they block the calling thread, so a program that has other work
- * runs this on a thread of its own (`createTarStreamInWorker`). Measured on a source tree of 83,731 entries
- * (1.3 GB), on such a thread: a backup took 11 s with synchronous calls and 14-16 s with asynchronous
+ * runs this on a thread of its own (`createArchiveStreamInWorker`). Measured on a source tree of 83,731
+ * entries (1.3 GB), on such a thread: a backup took 11 s with synchronous calls and 14-16 s with asynchronous
  * ones (each call a hand-off to the thread pool and back); from a cold cache both took 15 s.
  */
-export function createTarStream(root: string, options: TarCreateOptions = {}): { stream: Generator<TarPiece>; result: TarCreateResult } {
+export function createArchiveStream(root: string, options: TarCreateOptions = {}): { stream: Generator<PayloadPiece>; result: TarCreateResult } {
   const catalog = new CatalogBuilder();
   const result: TarCreateResult = { catalog, files: 0, bytes: 0 };
   const excluded = compileExcludes(options.excludes ?? []);
   const warn = options.onWarning ?? (() => {});
   const seenInodes = new Map<string, string>();
   const previous = options.previous;
+  const layout = new PayloadLayout(previous);
+  /** Offset in the tar stream the archive stands for (header, data, padding per entry). */
   let offset = 0;
 
-  /**
-   * The previous catalog entry when this entry's record would be byte-identical to its record: same metadata,
-   * for files same ctime and inode, and a record of the length this entry's would have (its header's length is
-   * computed, not encoded: encoding every header took a sixth of an unchanged backup's time).
-   */
+  /** The previous catalog entry when this entry is unchanged: same metadata, and for files same ctime and inode. */
   function unchanged(entry: TarEntry, extra: { ctime?: string; inode?: string }): CatalogEntry | undefined {
-    const prev = previous?.get(entry.path);
+    const prev = previous?.catalog.get(entry.path);
     if (!prev || prev.type !== entry.type || prev.size !== (entry.type === 'file' ? entry.size : 0) || prev.mode !== entry.mode) return undefined;
     if (prev.mtime !== entry.mtime || prev.mtimeNs !== entry.mtimeNs || prev.uid !== entry.uid || prev.gid !== entry.gid) return undefined;
     if ((entry.type === 'symlink' || entry.type === 'hardlink') && prev.link !== entry.linkname) return undefined;
     if (entry.type === 'file' && (prev.ctime === undefined || prev.ctime !== extra.ctime || prev.inode !== extra.inode)) return undefined;
-    const length = headerLength(entry) + (entry.type === 'file' ? entry.size + padding(entry.size) : 0);
-    return prev.end - prev.start === length ? prev : undefined;
+    // A file with contents is taken over only from a payload (not from an archive of the older layout).
+    if (entry.type === 'file' && entry.size > 0 && prev.data === undefined) return undefined;
+    return prev;
   }
 
   function toEntry(path: string, st: BigIntStats): Omit<TarEntry, 'type'> {
@@ -165,15 +239,11 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
       if (excluded(path, isDir)) continue;
       const base = toEntry(path, st);
       if (isDir) {
-        const entry: TarEntry = { ...base, type: 'dir' };
-        const same = unchanged(entry, {});
-        yield { entry, full, ...(same ? { same } : {}) };
+        yield { entry: { ...base, type: 'dir' }, full };
         yield* walk(full, path);
       } else if (st.isSymbolicLink()) {
         try {
-          const entry: TarEntry = { ...base, type: 'symlink', linkname: fs.readlinkSync(full) };
-          const same = unchanged(entry, {});
-          yield { entry, full, ...(same ? { same } : {}) };
+          yield { entry: { ...base, type: 'symlink', linkname: fs.readlinkSync(full) }, full };
         } catch (error) {
           warn(`${path}: cannot read link (${errorCode(error)}); skipped`);
         }
@@ -181,9 +251,7 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
         const inode = `${st.dev}:${st.ino}`;
         const first = st.nlink > 1n ? seenInodes.get(inode) : undefined;
         if (first !== undefined) {
-          const entry: TarEntry = { ...base, type: 'hardlink', linkname: first };
-          const same = unchanged(entry, {});
-          yield { entry, full, ...(same ? { same } : {}) };
+          yield { entry: { ...base, type: 'hardlink', linkname: first }, full };
           continue;
         }
         if (st.nlink > 1n) seenInodes.set(inode, path);
@@ -197,7 +265,11 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
     }
   }
 
-  function record(entry: TarEntry, start: number, extra: { ctime?: string | undefined; inode?: string | undefined } = {}): void {
+  /** Adds the entry to the catalog, with its payload offset when it has contents. */
+  function record(p: Pending, data: number | undefined): void {
+    const { entry } = p;
+    const begin = offset;
+    offset += headerLength(entry) + (entry.type === 'file' ? entry.size + padding(entry.size) : 0);
     result.files++;
     catalog.add({
       path: entry.path,
@@ -208,137 +280,88 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
       mode: entry.mode,
       uid: entry.uid,
       gid: entry.gid,
-      start,
+      start: begin,
       end: offset,
       ...(entry.type === 'hardlink' || entry.type === 'symlink' ? { link: entry.linkname } : {}),
-      ...(extra.ctime !== undefined ? { ctime: extra.ctime, inode: extra.inode } : {}),
+      ...(p.ctime !== undefined ? { ctime: p.ctime, inode: p.inode } : {}),
+      ...(data !== undefined ? { data } : {}),
     });
   }
 
-  function* emitSmall(entry: TarEntry, full: string): Generator<Buffer> {
-    const small = readSmall(full, entry.size, encodeHeader(entry));
-    if ('error' in small) {
-      warn(`${entry.path}: ${small.error}; skipped`);
-      return;
+  /** A changed file's contents, read from disk; undefined when it cannot be opened (warned, skipped). */
+  function* read(entry: TarEntry, full: string): Generator<Buffer, boolean> {
+    if (entry.size <= SMALL_FILE) {
+      const small = readSmall(full, entry.size);
+      if ('error' in small) {
+        warn(`${entry.path}: ${small.error}; skipped`);
+        return false;
+      }
+      if (small.read > entry.size) warn(`${entry.path}: file grew while being read; archived its first ${entry.size} bytes`);
+      else if (small.read < entry.size) warn(`${entry.path}: file shrank while being read; padded with zeros to ${entry.size} bytes`);
+      yield small.data;
+      return true;
     }
-    const { record, headerLength, read } = small;
-    const dataEnd = headerLength + entry.size;
-    if (read > entry.size) warn(`${entry.path}: file grew while being read; archived its first ${entry.size} bytes`);
-    else if (read < entry.size) {
-      warn(`${entry.path}: file shrank while being read; padded with zeros to ${entry.size} bytes`);
-      record.fill(0, headerLength + read, dataEnd);
-    }
-    const end = dataEnd + padding(entry.size);
-    record.fill(0, dataEnd, end);
-    offset += end;
-    options.onBytes?.(entry.size);
-    result.bytes += entry.size;
-    yield record.subarray(0, end);
-  }
-
-  function* emitLarge(entry: TarEntry, full: string): Generator<Buffer> {
     let fd: number;
     try {
       fd = fs.openSync(full, 'r');
     } catch (error) {
       warn(`${entry.path}: cannot open (${errorCode(error)}); skipped`);
-      return;
+      return false;
     }
     try {
-      const header = encodeHeader(entry);
-      offset += header.length;
-      yield header;
       let remaining = entry.size;
       while (remaining > 0) {
         throwIfAborted(options.signal);
-        const buffer = Buffer.allocUnsafe(Math.min(READ_BLOCK, remaining));
+        const buffer = Buffer.allocUnsafeSlow(Math.min(READ_BLOCK, remaining));
         let bytesRead: number;
         try {
           bytesRead = fs.readSync(fd, buffer, 0, buffer.length, null);
         } catch (error) {
-          // The header is already out: the stream cannot go on consistently.
+          // Part of it is out: the payload cannot go on consistently.
           throw new IbsError('INVALID_ARGUMENT', `Reading "${entry.path}" failed midway: ${(error as Error).message}`, { cause: error });
         }
         if (bytesRead === 0) {
           warn(`${entry.path}: file shrank while being read; padded with zeros to ${entry.size} bytes`);
-          const filler = Buffer.alloc(remaining);
-          offset += filler.length;
-          remaining = 0;
-          yield filler;
+          yield Buffer.alloc(remaining);
           break;
         }
         remaining -= bytesRead;
-        offset += bytesRead;
-        result.bytes += bytesRead;
-        options.onBytes?.(bytesRead);
         yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
       }
       if (fs.readSync(fd, Buffer.alloc(1), 0, 1, null) > 0) warn(`${entry.path}: file grew while being read; archived its first ${entry.size} bytes`);
     } finally {
       fs.closeSync(fd);
     }
-    const pad = padding(entry.size);
-    if (pad > 0) {
-      offset += pad;
-      yield Buffer.alloc(pad);
-    }
+    return true;
   }
 
-  function* emit(p: Pending): Generator<TarPiece> {
+  function* emit(p: Pending): Generator<PayloadPiece> {
     const { entry } = p;
-    const start = offset;
-    if (p.same) {
-      offset += p.same.end - p.same.start;
-      if (entry.type === 'file') {
-        result.bytes += entry.size;
-        options.onBytes?.(entry.size);
-      }
-      yield { copyFrom: { start: p.same.start, end: p.same.end } };
-    } else if (entry.type === 'file') {
-      yield* entry.size <= SMALL_FILE ? emitSmall(entry, p.full) : emitLarge(entry, p.full);
-      // Nothing was written: the file could not be opened (warned).
-      if (offset === start) return;
-    } else {
-      const header = encodeHeader(entry);
-      offset += header.length;
-      yield header;
-    }
-    record(entry, start, { ctime: p.ctime, inode: p.inode });
-  }
-
-  /**
-   * Merges references to adjacent ranges of the previous archive into one, and ends the archive. When the
-   * stream ends on a range that ends where the previous archive's entries did, the end-of-archive marker is
-   * taken from the previous archive too, so that its last chunk is reused like the others.
-   */
-  function* merged(source: Generator<TarPiece>): Generator<TarPiece> {
-    let run: { start: number; end: number } | undefined;
-    for (const piece of source) {
-      if (!Buffer.isBuffer(piece)) {
-        if (run && run.end === piece.copyFrom.start) run.end = piece.copyFrom.end;
-        else {
-          if (run) yield { copyFrom: run };
-          run = { ...piece.copyFrom };
-        }
-        continue;
-      }
-      if (run) {
-        yield { copyFrom: run };
-        run = undefined;
-      }
-      yield piece;
-    }
-    offset += END_OF_ARCHIVE.length;
-    if (run && run.end === previous?.end) {
-      run.end += END_OF_ARCHIVE.length;
-      yield { copyFrom: run };
+    if (entry.type !== 'file') {
+      record(p, undefined);
       return;
     }
-    if (run) yield { copyFrom: run };
-    yield Buffer.from(END_OF_ARCHIVE);
+    const taken = p.same?.data !== undefined && entry.size > 0 ? layout.offsetOf(p.same.data, entry.size) : undefined;
+    if (taken !== undefined) {
+      result.bytes += entry.size;
+      options.onBytes?.(entry.size);
+      record(p, taken);
+      return;
+    }
+    // Files of size 0 are opened all the same: one that cannot be is skipped, one that has contents is warned about.
+    const data = layout.length;
+    const contents = read(entry, p.full);
+    let step = contents.next();
+    for (; !step.done; step = contents.next()) {
+      result.bytes += step.value.length;
+      options.onBytes?.(step.value.length);
+      layout.length += step.value.length;
+      if (step.value.length > 0) yield step.value;
+    }
+    if (step.value) record(p, entry.size > 0 ? data : undefined);
   }
 
-  function* entries(): Generator<TarPiece> {
+  function* entries(): Generator<PayloadPiece> {
     let st;
     try {
       st = fs.lstatSync(root);
@@ -346,40 +369,41 @@ export function createTarStream(root: string, options: TarCreateOptions = {}): {
       throw new IbsError('NOT_FOUND', `Cannot back up "${root}": ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (error as Error).message}`);
     }
     if (!st.isDirectory()) throw new IbsError('INVALID_ARGUMENT', `Cannot back up "${root}" as a file archive: it is not a directory (use NAME.img for an image)`);
+    yield* layout.pieces;
     for (const p of walk(root, '')) yield* emit(p);
   }
 
-  return { stream: merged(entries()), result };
+  return { stream: entries(), result };
 }
 
-/** What `createTarStreamInWorker` gives its thread. */
+/** What `createArchiveStreamInWorker` gives its thread. */
 export interface TarWorkerData {
   root: string;
   excludes: readonly string[];
-  /** The previous snapshot's catalog of the same archive, as stored (JSON lines). */
-  previousCatalog?: Uint8Array | undefined;
+  /** The same archive in the previous snapshot: its catalog as stored (JSON lines) and its payload's chunk ends. */
+  previous?: { catalog: Uint8Array; payloadChunkEnds: number[] } | undefined;
 }
 
 /** What the thread sends back: batches of the stream, warnings, then the end (or a `ThreadError`). */
 export type TarWorkerMessage =
-  | { type: 'pieces'; pieces: Array<Uint8Array | CopySegment>; bytes: number; weight: number }
+  | { type: 'pieces'; pieces: Array<Uint8Array | ReusePiece>; bytes: number; weight: number }
   | { type: 'warning'; message: string }
   | { type: 'end'; files: number; bytes: number; count: number; catalog: Uint8Array[] };
 
 /**
- * `createTarStream` run on a thread of its own: the same stream, in a few large buffers. A backup of a source
- * tree spends most of its time on work per file (stat, open, read, close, headers, catalog); on the calling
- * thread, that work and the chunking took turns. `previousCatalog` is the previous catalog as stored (indexed by
- * the thread; lines that do not parse mean their files are read again). Warnings and progress come back as the thread makes
- * them; an abort of `signal`, or the consumer stopping early, ends the thread.
+ * `createArchiveStream` run on a thread of its own: the same stream, in a few large buffers. A backup of a
+ * source tree spends most of its time on work per file (stat, open, read, close, catalog); on the calling
+ * thread, that work and the chunking took turns. `previous.catalog` is the previous catalog as stored (indexed
+ * by the thread; lines that do not parse mean their files are read again). Warnings and progress come back as
+ * the thread makes them; an abort of `signal`, or the consumer stopping early, ends the thread.
  */
-export function createTarStreamInWorker(
+export function createArchiveStreamInWorker(
   root: string,
-  options: Omit<TarCreateOptions, 'previous'> & { previousCatalog?: Uint8Array | undefined } = {},
-): { stream: AsyncGenerator<TarPiece>; result: TarCreateResult } {
+  options: Omit<TarCreateOptions, 'previous'> & { previous?: TarWorkerData['previous'] } = {},
+): { stream: AsyncGenerator<PayloadPiece>; result: TarCreateResult } {
   const result: TarCreateResult = { catalog: { count: 0, pieces: () => [] }, files: 0, bytes: 0 };
-  async function* stream(): AsyncGenerator<TarPiece> {
-    const data: TarWorkerData = { root, excludes: options.excludes ?? [], previousCatalog: options.previousCatalog };
+  async function* stream(): AsyncGenerator<PayloadPiece> {
+    const data: TarWorkerData = { root, excludes: options.excludes ?? [], previous: options.previous };
     const inbox: Array<Exclude<TarWorkerMessage, { type: 'warning' }>> = [];
     const thread = new Thread<TarWorkerMessage>('./tar-worker.ts', data, `The thread reading "${root}"`, options.signal, (m) => {
       if (m.type === 'warning') options.onWarning?.(m.message);

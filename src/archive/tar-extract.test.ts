@@ -4,12 +4,19 @@ import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, rea
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTarStream, extractTarInWorker, type TarPiece } from './index.ts';
+import { assembleTar, createArchiveStream, decodeCatalog, extractTarInWorker } from './index.ts';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntry } from './tar-format.ts';
 
-/** The tar stream of `dir` in one buffer. */
-function tarOf(dir: string): Buffer {
-  return Buffer.concat([...createTarStream(dir).stream].map((p: TarPiece) => p as Buffer));
+/** The tar stream of `dir` in one buffer, as a restore makes it from an archive's catalog and payload. */
+async function tarOf(dir: string): Promise<Buffer> {
+  const { stream, result } = createArchiveStream(dir);
+  const payload = Buffer.concat([...stream].map((p) => p as Buffer));
+  const entries = decodeCatalog(Buffer.concat(result.catalog.pieces()), 'test');
+  const pieces: Buffer[] = [];
+  for await (const piece of assembleTar(entries, async function* (ranges) {
+    for (const r of ranges) yield payload.subarray(r.start, r.end);
+  }, 'test')) pieces.push(piece);
+  return Buffer.concat(pieces);
 }
 
 /**
@@ -64,7 +71,7 @@ test('on its own thread, a tree is restored whole from pieces cut anywhere: cont
     linkSync(join(src, 'a', 'b', 'large'), join(src, 'hard'));
     symlinkSync('a/b/large', join(src, 'link'));
     utimesSync(join(src, 'a'), 1_600_000_000, 1_600_000_000);
-    const tar = tarOf(src);
+    const tar = await tarOf(src);
     let progress = 0;
     const warnings: string[] = [];
     const result = await extractTarInWorker(cut(tar), join(work, 'out'), { onBytes: (n) => (progress += n), onWarning: (w) => warnings.push(w) });

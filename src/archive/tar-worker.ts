@@ -1,17 +1,17 @@
 /**
- * Worker thread of `createTarStreamInWorker`: runs `createTarStream` over a tree and sends its bytes to the
+ * Worker thread of `createArchiveStreamInWorker`: runs `createArchiveStream` over a tree and sends its bytes to the
  * parent in batches of a few large buffers, each moved (not copied) to the parent. The parent acknowledges each
  * batch once it has consumed it; this thread waits while more than `MAX_IN_FLIGHT` bytes are unacknowledged.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { movable, release } from '../lib/index.ts';
 import { CatalogIndex } from './catalog.ts';
-import { createTarStream, type CopySegment, type TarWorkerData, type TarWorkerMessage } from './tar-create.ts';
+import { createArchiveStream, type ReusePiece, type TarWorkerData, type TarWorkerMessage } from './tar-create.ts';
 import { threadError } from './thread.ts';
 
 /** Bytes of a batch buffer: the stream's many small records are packed into buffers of this size. */
 const BATCH = 2 * 1024 * 1024;
-/** Unacknowledged bytes at most (a reference to the previous archive weighs as much as a small record). */
+/** Unacknowledged bytes at most (a reference to previous chunks weighs as much as a small file). */
 const MAX_IN_FLIGHT = 8 * 1024 * 1024;
 const PIECE_WEIGHT = 4096;
 
@@ -35,15 +35,15 @@ function post(message: TarWorkerMessage, transfer: ArrayBuffer[] = []): void {
 
 async function run(): Promise<void> {
   let read = 0;
-  const tar = createTarStream(input.root, {
+  const tar = createArchiveStream(input.root, {
     excludes: input.excludes,
-    previous: input.previousCatalog ? new CatalogIndex(input.previousCatalog) : undefined,
+    previous: input.previous ? { catalog: new CatalogIndex(input.previous.catalog), payloadChunkEnds: input.previous.payloadChunkEnds } : undefined,
     onWarning: (message) => post({ type: 'warning', message }),
     onBytes: (bytes) => {
       read += bytes;
     },
   });
-  let pieces: Array<Uint8Array | CopySegment> = [];
+  let pieces: Array<Uint8Array | ReusePiece> = [];
   let weight = 0;
   let current: Buffer | undefined;
   let used = 0;
@@ -70,6 +70,12 @@ async function run(): Promise<void> {
   for (const piece of tar.stream) {
     if (!Buffer.isBuffer(piece)) {
       seal();
+      // Chunks taken over one file at a time mostly follow each other: one reference for all of them.
+      const last = pieces.at(-1);
+      if (last && !(last instanceof Uint8Array) && last.reuse.end === piece.reuse.start) {
+        last.reuse.end = piece.reuse.end;
+        continue;
+      }
       pieces.push(piece);
       weight += PIECE_WEIGHT;
       if (weight >= BATCH) await send();

@@ -141,16 +141,22 @@ export function indexSize(index: ArchiveIndex): number {
   return index.kind === 'fixed' ? index.size : (index.entries.at(-1)?.end ?? 0);
 }
 
-/** The chunks that overlap the byte range [start, end), found by binary search. */
-export function chunksInRange(index: ArchiveIndex, start: number, end: number): ChunkSpan[] {
-  const spans = indexChunks(index);
+/** Index of the chunk that holds byte `offset`, given the chunks' end offsets (increasing); their count when past the end. */
+export function chunkAt(chunkEnds: ArrayLike<number>, offset: number): number {
   let lo = 0;
-  let hi = spans.length;
+  let hi = chunkEnds.length;
   while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if ((spans[mid] as ChunkSpan).end <= start) lo = mid + 1;
+    const mid = (lo + hi) >>> 1;
+    if ((chunkEnds[mid] as number) <= offset) lo = mid + 1;
     else hi = mid;
   }
+  return lo;
+}
+
+/** The chunks that overlap the byte range [start, end). */
+export function chunksInRange(index: ArchiveIndex, start: number, end: number): ChunkSpan[] {
+  const spans = indexChunks(index);
+  const lo = chunkAt(spans.map((s) => s.end), start);
   const out: ChunkSpan[] = [];
   for (let i = lo; i < spans.length && (spans[i] as ChunkSpan).start < end; i++) out.push(spans[i] as ChunkSpan);
   return out;

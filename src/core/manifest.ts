@@ -92,7 +92,7 @@ export function encodeManifest(manifest: Manifest): Buffer {
 }
 
 const CSUM_RE = /^[0-9a-f]{64}$/;
-const FILE_RE = /^(.+\.(?:tar|img|tar\.catalog))\.(didx|fidx)$|^([A-Za-z0-9_][A-Za-z0-9._-]{0,99})\.blob$/;
+const FILE_RE = /^(.+\.(?:tar|img|tar\.catalog|tar\.payload))\.(didx|fidx)$|^([A-Za-z0-9_][A-Za-z0-9._-]{0,99})\.blob$/;
 
 export function parseManifest(data: Uint8Array, what: string): Manifest {
   const bad = (problem: string): IbsError => new IbsError('CORRUPT', `Manifest of ${what}: ${problem}`);

@@ -62,11 +62,12 @@ export function parseBackupId(value: string): string {
 }
 
 /**
- * The name of anything stored with an index: an archive (`NAME.tar`, `NAME.img`) or the catalog of a file
- * archive (`NAME.tar.catalog`, written by backups, chunked like an archive).
+ * The name of anything stored with an index: an archive (`NAME.tar`, `NAME.img`), or one of the two streams a
+ * file archive is stored as: its catalog (`NAME.tar.catalog`) and its payload (`NAME.tar.payload`).
  */
 export function parseIndexedName(value: string): string {
-  parseArchiveName(value.endsWith('.tar.catalog') ? value.slice(0, -'.catalog'.length) : value);
+  const part = /\.tar\.(catalog|payload)$/.exec(value);
+  parseArchiveName(part ? value.slice(0, -(part[1] as string).length - 1) : value);
   return value;
 }
 

@@ -6,6 +6,7 @@ import {
   indexChunks,
   indexSize,
   chunksInRange,
+  chunkAt,
   checkBlobCrc,
   isEncryptedBlob,
   sha256Hex,
@@ -17,7 +18,7 @@ import {
   type Manifest,
   type SnapshotRef,
 } from '../core/index.ts';
-import { throwIfAborted } from '../lib/index.ts';
+import { release, throwIfAborted } from '../lib/index.ts';
 import { isStorageError, type OpOptions } from '../storage/index.ts';
 import type { Datastore } from './datastore.ts';
 import { verifyChunkContent } from './chunk-store.ts';
@@ -135,9 +136,18 @@ export class SnapshotReader {
     return this.manifest.files.filter((f) => /\.(didx|fidx)$/.test(f.filename)).map((f) => f.filename.replace(/\.(didx|fidx)$/, ''));
   }
 
-  /** Names of the archives a user can restore (`NAME.tar`, `NAME.img`). */
+  /**
+   * Names of the archives a user can restore (`NAME.tar`, `NAME.img`): a file archive is stored either as its
+   * catalog and payload (`NAME.tar.payload`) or, in the older layout, as its tar stream (`NAME.tar`).
+   */
   archiveNames(): string[] {
-    return this.indexedNames().filter((n) => /\.(tar|img)$/.test(n));
+    const names = this.indexedNames().map((n) => n.replace(/\.tar\.payload$/, '.tar'));
+    return [...new Set(names.filter((n) => /\.(tar|img)$/.test(n)))];
+  }
+
+  /** Whether file archive `name` is stored as catalog and payload (else as one tar stream, the older layout). */
+  hasPayload(name: string): boolean {
+    return this.manifest.files.some((f) => f.filename === `${name}.payload.didx`);
   }
 
   /** A whole indexed stream in memory (for catalogs; archives should be streamed). */
@@ -153,6 +163,84 @@ export class SnapshotReader {
 
   async archiveSize(name: string, options: OpOptions = {}): Promise<number> {
     return indexSize(await this.index(name, options));
+  }
+
+  /**
+   * The bytes of the given ranges of an indexed stream, in the order given (ranges may repeat, overlap or go
+   * back), as pieces each within one range. Every chunk is fetched and verified once: it is kept while a later
+   * range still needs it, and up to `readAhead` chunks are fetched ahead of the consumer. A piece is a view of a
+   * decoded chunk, valid until the consumer asks for the next piece (it is freed after its last use).
+   */
+  async *streamRanges(name: string, ranges: ReadonlyArray<{ start: number; end: number }>, options: OpOptions & { readAhead?: number } = {}): AsyncGenerator<Buffer> {
+    this.#requireKey(`Archive ${name}`);
+    const index = await this.index(name, options);
+    const spans = indexChunks(index);
+    const size = spans.at(-1)?.end ?? 0;
+    const ends = spans.map((s) => s.end);
+    // The chunks in the order they are used (a chunk used by consecutive ranges counts once), and how many
+    // (range, chunk) pairs use each: a chunk is freed when the last one is done.
+    const uses: number[] = [];
+    const left = new Map<number, number>();
+    const each = function* (): Generator<{ r: { start: number; end: number }; chunk: number }> {
+      for (const r of ranges) for (let i = chunkAt(ends, r.start); i < spans.length && (spans[i] as ChunkSpan).start < r.end; i++) yield { r, chunk: i };
+    };
+    for (const r of ranges) {
+      if (!(Number.isSafeInteger(r.start) && Number.isSafeInteger(r.end) && r.start >= 0 && r.start <= r.end && r.end <= size)) {
+        throw new IbsError('CORRUPT', `${name} of ${formatSnapshot(this.ref)}: range ${r.start}-${r.end} is outside its ${size} bytes`);
+      }
+    }
+    for (const { chunk } of each()) {
+      if (uses.at(-1) !== chunk) uses.push(chunk);
+      left.set(chunk, (left.get(chunk) ?? 0) + 1);
+    }
+    const cache = new Map<number, Promise<Buffer>>();
+    const readAhead = options.readAhead ?? 8;
+    let ahead = 0;
+    let at = -1;
+    let done: Buffer | undefined;
+    try {
+      for (const { r, chunk } of each()) {
+        throwIfAborted(options.signal);
+        if (uses[at] !== chunk) at++;
+        for (; ahead < uses.length && ahead <= at + readAhead; ahead++) {
+          const next = uses[ahead] as number;
+          if (!cache.has(next)) cache.set(next, this.#fetchChunk(name, spans[next] as ChunkSpan, options));
+        }
+        const span = spans[chunk] as ChunkSpan;
+        const data = await (cache.get(chunk) as Promise<Buffer>);
+        // The consumer has asked for this piece: the one before it is done with.
+        if (done) release(done);
+        done = undefined;
+        const remaining = (left.get(chunk) as number) - 1;
+        left.set(chunk, remaining);
+        if (remaining === 0) {
+          cache.delete(chunk);
+          done = data;
+        }
+        yield data.subarray(Math.max(r.start, span.start) - span.start, Math.min(r.end, span.end) - span.start);
+      }
+    } finally {
+      for (const p of cache.values()) p.catch(() => {});
+    }
+  }
+
+  /** A chunk of an indexed stream, verified; a damaged or missing one fails naming the stream and the bytes. */
+  #fetchChunk(name: string, span: ChunkSpan, options: OpOptions): Promise<Buffer> {
+    const p = this.#source
+      .chunkBlob(span.digest, { signal: options.signal })
+      .then((blob) => verifyChunkContent(span.digest, blob, this.#key, isEncryptedBlob(checkBlobCrc(blob, `chunk ${span.digest}`))))
+      .then((data) => {
+        if (data.length !== span.end - span.start) throw new IbsError('CORRUPT', `Chunk ${span.digest} of ${name}: ${data.length} bytes, index says ${span.end - span.start}`);
+        return data;
+      })
+      .catch((error: unknown) => {
+        if (error instanceof IbsError && (error.code === 'CORRUPT' || error.code === 'NOT_FOUND')) {
+          throw new IbsError('CORRUPT', `Cannot read ${name} of ${formatSnapshot(this.ref)} at bytes ${span.start}-${span.end}: ${error.message}`, { cause: error });
+        }
+        throw error;
+      });
+    p.catch(() => {}); // observed when awaited
+    return p;
   }
 
   /**
@@ -203,3 +291,4 @@ export class SnapshotReader {
     }
   }
 }
+

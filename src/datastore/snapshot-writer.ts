@@ -9,7 +9,6 @@ import {
   sha256Hex,
   sha256HexAsync,
   signManifest,
-  chunksInRange,
   type ChunkSpan,
   type CryptKey,
   type IndexEntry,
@@ -28,10 +27,10 @@ import { SnapshotReader } from './snapshot-reader.ts';
 export const FIXED_CHUNK_SIZE = 4 * 1024 * 1024;
 
 /**
- * What a dynamic archive is made of: bytes, or a reference to a byte range of the same archive in the
- * previous snapshot (the producer vouches that those bytes would be identical here).
+ * What a dynamic archive is made of: bytes, or whole chunks [start, end) of the same stream in the previous
+ * snapshot, taken over as they are (a file archive's payload: the catalog says which of their bytes are used).
  */
-export type ArchivePiece = Uint8Array | { copyFrom: { start: number; end: number } };
+export type ArchivePiece = Uint8Array | { reuse: { start: number; end: number } };
 
 export interface ArchiveStats {
   name: string;
@@ -43,7 +42,7 @@ export interface ArchiveStats {
   storedBytes: number;
   /** Chunks found in the previous snapshot or already in the store. */
   reusedChunks: number;
-  /** Bytes taken over from the previous snapshot without reading their source. */
+  /** Bytes of chunks taken over from the previous snapshot without reading their source. */
   copiedBytes: number;
 }
 
@@ -178,12 +177,11 @@ export class SnapshotWriter {
   }
 
   /**
-   * Adds a file archive (`NAME.tar`) from a byte stream cut into content-defined chunks. Pieces that refer to
-   * the previous snapshot's archive are fed from it; while the chunker stands at a cut that the previous
-   * archive also has, whole previous chunks inside such a piece are taken over without reading them: cut
-   * points depend only on the bytes since the last cut, so the same bytes give the same chunks.
+   * Adds a stream cut into content-defined chunks (a file archive's payload or catalog). A piece that takes
+   * over whole chunks of the same stream in the previous snapshot ends the chunk being cut there (it comes out
+   * shorter) and adds those chunks to the index unread.
    * With `handOver`, the stream's buffers become the writer's: each is freed as soon as it is chunked (for
-   * streams that make a buffer for each piece and keep none, such as a tar of a tree).
+   * streams that make a buffer for each piece and keep none, such as a tree's payload).
    */
   async addDynamicArchive(name: string, stream: AsyncIterable<ArchivePiece> | Iterable<ArchivePiece>, options: { handOver?: boolean } = {}): Promise<ArchiveStats> {
     this.#assertOpen();
@@ -199,35 +197,23 @@ export class SnapshotWriter {
       stats.size += length;
       pending.push({ end: stats.size, digest });
     };
-    let old: { spans: ChunkSpan[]; byStart: Map<number, ChunkSpan> } | undefined;
-    const copy = async (region: { start: number; end: number }): Promise<void> => {
+    let byStart: Map<number, ChunkSpan> | undefined;
+    const reuse = async (region: { start: number; end: number }): Promise<void> => {
       const previous = this.#previous;
-      if (!previous) throw new RangeError(`addDynamicArchive: ${name} refers to a previous snapshot, but there is none`);
-      if (!old) {
-        const spans = await previous.chunkList(name, { signal: this.#options.signal });
-        old = { spans, byStart: new Map(spans.map((s) => [s.start, s])) };
-      }
-      let pos = region.start;
-      while (pos < region.end) {
-        throwIfAborted(this.#options.signal);
-        const aligned = chunker.pendingLength === 0 ? old.byStart.get(pos) : undefined;
-        if (aligned && aligned.end <= region.end) {
-          stats.chunks++;
-          stats.reusedChunks++;
-          stats.copiedBytes += aligned.end - aligned.start;
-          stats.size += aligned.end - aligned.start;
-          pending.push({ end: stats.size, digest: Promise.resolve(aligned.digest) });
-          this.#options.onChunk?.({ size: aligned.end - aligned.start, reused: true });
-          pos = aligned.end;
-          continue;
-        }
-        const span = chunksInRange(await previous.index(name), pos, pos + 1)[0];
-        if (!span) throw new IbsError('CORRUPT', `Previous archive ${name} has no byte ${pos}`);
-        const to = Math.min(span.end, region.end);
-        for await (const bytes of previous.stream(name, { ranges: [{ start: pos, end: to }], signal: this.#options.signal })) {
-          for (const chunk of chunker.push(bytes)) await take(chunk);
-        }
-        pos = to;
+      if (!previous) throw new RangeError(`addDynamicArchive: ${name} takes over chunks of a previous snapshot, but there is none`);
+      byStart ??= new Map((await previous.chunkList(name, { signal: this.#options.signal })).map((s) => [s.start, s]));
+      const cut = chunker.finish();
+      if (cut) await take(cut);
+      for (let pos = region.start; pos < region.end; ) {
+        const span = byStart.get(pos);
+        if (!span || span.end > region.end) throw new IbsError('CORRUPT', `Previous ${name} of ${formatSnapshot(previous.ref)} has no chunk boundaries at bytes ${pos} and ${region.end}`);
+        stats.chunks++;
+        stats.reusedChunks++;
+        stats.copiedBytes += span.end - span.start;
+        stats.size += span.end - span.start;
+        pending.push({ end: stats.size, digest: Promise.resolve(span.digest) });
+        this.#options.onChunk?.({ size: span.end - span.start, reused: true });
+        pos = span.end;
       }
     };
     for await (const piece of stream) {
@@ -237,7 +223,7 @@ export class SnapshotWriter {
         // The chunker has copied what it keeps: a piece handed over is done with.
         if (options.handOver) release(piece);
       } else {
-        await copy(piece.copyFrom);
+        await reuse(piece.reuse);
       }
     }
     const last = chunker.finish();
