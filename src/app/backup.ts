@@ -11,12 +11,27 @@ import {
   parseBackupType,
   parseNamespace,
   parseSnapshot,
+  planRanges,
   type CryptKey,
   type SnapshotRef,
 } from '../core/index.ts';
 import { SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
 import { RemoteSnapshotSink, RemoteSnapshotSource, type ApiClient } from '../client/index.ts';
-import { assembleTar, assembledSize, catalogRanges, createArchiveStreamInWorker, decodeCatalog, extractTarInWorker, selectCatalog, type CatalogEntry } from '../archive/index.ts';
+import {
+  assembleTar,
+  assembledSize,
+  catalogEntries,
+  catalogPayloadRanges,
+  catalogRanges,
+  createArchiveStreamInWorker,
+  decodeCatalog,
+  encodeCatalog,
+  extractArchiveInWorker,
+  extractTarInWorker,
+  selectCatalog,
+  type CatalogEntry,
+  type PayloadChunk,
+} from '../archive/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { abortableSleep, mapConcurrent } from '../lib/index.ts';
 
@@ -264,6 +279,48 @@ async function* counted(source: AsyncIterable<Buffer>, report: (bytes: number) =
   }
 }
 
+/**
+ * A file archive stored as catalog and payload, ready to restore: the catalog's text as bytes (all of it, or
+ * the entries under `path` with the targets of hard links among them), the payload's chunk ends, and its
+ * chunks in the order the restore first needs them (`planRanges`), each fetched once.
+ */
+async function storedArchive(ctx: AppContext, reader: SnapshotReader, archive: string, path: string | undefined): Promise<{ catalog: Buffer; chunkEnds: number[]; ranges: Float64Array; chunks: () => AsyncIterable<PayloadChunk>; what: string }> {
+  const payload = `${archive}.payload`;
+  let catalog = await reader.readAll(`${archive}.catalog`, { signal: ctx.signal });
+  if (path !== undefined) catalog = encodeCatalog(selectCatalog(decodeCatalog(catalog, `${archive}.catalog`), path));
+  const chunkEnds = (await reader.chunkList(payload, { signal: ctx.signal })).map((s) => s.end);
+  const ranges = catalogPayloadRanges(catalog.toString('utf8'));
+  const { order } = planRanges(chunkEnds, ranges);
+  return { catalog, chunkEnds, ranges, chunks: () => reader.fetchChunks(payload, order, { signal: ctx.signal }), what: `${archive}.catalog of ${formatSnapshot(reader.ref)}` };
+}
+
+/**
+ * Restores a file archive stored as catalog and payload into a directory: the restoring thread writes the
+ * entries straight from the catalog and the payload chunks (each fetched once, in the order first needed, and
+ * moved there without a copy). Progress counts file bytes written.
+ */
+async function restoreTree(ctx: AppContext, stored: Awaited<ReturnType<typeof storedArchive>>, input: RestoreInput & { started: number; warnings: string[] }): Promise<RestoreResult> {
+  const { ranges } = stored;
+  let total = 0;
+  for (let i = 0; i < ranges.length; i += 2) total += (ranges[i + 1] as number) - (ranges[i] as number);
+  const target = resolve(input.target);
+  await assertEmptyTarget(target);
+  let done = 0;
+  const result = await extractArchiveInWorker(stored.catalog, stored.chunkEnds, stored.chunks(), target, {
+    what: stored.what,
+    signal: ctx.signal,
+    onBytes: (n) => {
+      done += n;
+      ctx.reporter.progress({ phase: 'restore', done, total, unit: 'bytes' });
+    },
+    onWarning: (m) => {
+      input.warnings.push(m);
+      ctx.reporter.warn(m);
+    },
+  });
+  return { snapshot: input.snapshot, archive: input.archive, target, bytes: result.bytes, entries: result.entries, seconds: (Date.now() - input.started) / 1000, warnings: input.warnings };
+}
+
 /** The part of an older-layout tar stream holding some entries, ended like a tar archive. */
 async function* withEnd(stream: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   yield* stream;
@@ -301,14 +358,14 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
       throw new IbsError('WRONG_KEY', `Snapshot ${formatSnapshot(ref)} is encrypted with key ${reader.manifest.keyFingerprint}: pass --keyfile with that key`);
     }
     if (input.path !== undefined && !archive.endsWith('.tar')) throw new IbsError('INVALID_ARGUMENT', `--path applies to file archives (.tar), not to ${archive}`);
+    const stored = archive.endsWith('.tar') && reader.hasPayload(archive) ? await storedArchive(ctx, reader, archive, input.path) : undefined;
+    if (stored && input.target !== '-') return restoreTree(ctx, stored, { ...input, snapshot: formatSnapshot(ref), archive, started, warnings });
     let stream: AsyncIterable<Buffer>;
     let total: number;
-    if (archive.endsWith('.tar') && reader.hasPayload(archive)) {
-      // Stored as catalog and payload: the tar stream is made from the two (only the selected entries' contents are read).
-      const catalog = await readCatalog(reader, archive);
-      const entries = input.path !== undefined ? selectCatalog(catalog, input.path) : catalog;
-      total = assembledSize(entries);
-      stream = assembleTar(entries, (ranges) => reader.streamRanges(`${archive}.payload`, ranges, { signal: ctx.signal }), `${archive}.catalog of ${formatSnapshot(ref)}`);
+    if (stored) {
+      // The tar stream is made from catalog and payload (only the selected entries' contents are read).
+      total = assembledSize(stored.catalog.toString('utf8'));
+      stream = assembleTar(catalogEntries(stored.catalog.toString('utf8'), stored.chunkEnds, stored.chunks()[Symbol.asyncIterator](), stored.what));
     } else if (input.path !== undefined) {
       const ranges = catalogRanges(selectCatalog(await readCatalog(reader, archive), input.path));
       total = ranges.reduce((n, r) => n + r.end - r.start, 0) + 1024;

@@ -143,20 +143,38 @@ export class CatalogIndex {
     return entry?.path === path ? entry : undefined;
   }
 
-  /**
-   * The payload bytes the entries refer to, as [offset, size] pairs in a flat list. Values are read with
-   * patterns, not by parsing every line: in JSON text a quote inside a string is escaped, so `"size":` and
-   * `"data":` only match keys.
-   */
+  /** The payload ranges the entries' contents lie in (see `catalogPayloadRanges`), in no particular order. */
   payloadRanges(): Float64Array {
     const out: number[] = [];
-    for (const line of this.#lines.values()) {
-      const data = /"data":(\d+)/.exec(line);
-      const size = data ? /"size":(\d+)/.exec(line) : null;
-      if (data && size) out.push(Number(data[1]), Number(size[1]));
-    }
+    for (const line of this.#lines.values()) lineRange(line, out);
     return Float64Array.from(out);
   }
+}
+
+/**
+ * Appends the payload range `start, end` of a catalog line's contents to `out`, if it has contents. Values are
+ * read with patterns, not by parsing the line: in JSON text a quote inside a string is escaped, so `"size":`
+ * and `"data":` only match keys.
+ */
+function lineRange(line: string, out: number[]): void {
+  const data = /"data":(\d+)/.exec(line);
+  const size = data ? /"size":(\d+)/.exec(line) : null;
+  if (data && size && size[1] !== '0') out.push(Number(data[1]), Number(data[1]) + Number(size[1]));
+}
+
+/**
+ * The payload ranges of a stored catalog's files with contents, in catalog order, as `[start, end, start,
+ * end, …]`: what a restore of it reads, and in which order. A line whose parsed entry disagrees with it is
+ * damaged (`catalogEntries` refuses it).
+ */
+export function catalogPayloadRanges(text: string): Float64Array {
+  const out: number[] = [];
+  for (let at = 0; at < text.length; ) {
+    const nl = text.indexOf('\n', at);
+    lineRange(text.slice(at, nl < 0 ? text.length : nl), out);
+    at = nl < 0 ? text.length : nl + 1;
+  }
+  return Float64Array.from(out);
 }
 
 /**

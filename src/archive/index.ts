@@ -6,9 +6,9 @@
  * local. Layer: may import core and lib (see docs/architecture.md).
  */
 export { createArchiveStream, createArchiveStreamInWorker, type TarCreateOptions, type TarCreateResult, type PayloadPiece, type ReusePiece, type PreviousArchive } from './tar-create.ts';
-export { assembleTar, assembledSize, type PayloadReader } from './tar-assemble.ts';
+export { assembleTar, assembledSize, catalogEntries, type PayloadChunk } from './tar-assemble.ts';
 export { parseTar, type ParsedEntry } from './tar-parse.ts';
-export { extractTar, extractTarInWorker, type ExtractOptions, type ExtractResult } from './tar-extract.ts';
-export { encodeCatalog, decodeCatalog, CatalogIndex, selectCatalog, catalogRanges, CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
+export { extractArchiveInWorker, extractEntries, extractTar, extractTarInWorker, type ExtractOptions, type ExtractResult } from './tar-extract.ts';
+export { encodeCatalog, decodeCatalog, catalogPayloadRanges, CatalogIndex, selectCatalog, catalogRanges, CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
 export { compileExcludes, type ExcludeMatcher } from './glob.ts';
 export type { TarEntry, EntryType } from './tar-format.ts';

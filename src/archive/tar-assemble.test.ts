@@ -2,20 +2,28 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
-import { assembleTar, assembledSize, parseTar, type CatalogEntry } from './index.ts';
+import { planRanges } from '../core/index.ts';
+import { assembleTar, assembledSize, catalogEntries, catalogPayloadRanges, encodeCatalog, parseTar, type CatalogEntry, type PayloadChunk } from './index.ts';
 import { headerLength, padding } from './tar-format.ts';
-
-/** Reads ranges of an in-memory payload, in pieces of at most `piece` bytes. */
-function reader(payload: Buffer, piece = 1 << 20) {
-  return async function* (ranges: Array<{ start: number; end: number }>): AsyncGenerator<Uint8Array> {
-    for (const r of ranges) for (let at = r.start; at < r.end; at += piece) yield payload.subarray(at, Math.min(r.end, at + piece));
-  };
-}
 
 async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const pieces: Buffer[] = [];
   for await (const p of stream) pieces.push(Buffer.from(p));
   return Buffer.concat(pieces);
+}
+
+/** Payload chunks of `payload` cut at `ends`, in the order `planRanges` gives for the catalog's ranges. */
+async function* planned(payload: Buffer, ends: number[], catalog: string, fetched: number[] = []): AsyncGenerator<PayloadChunk> {
+  for (const index of planRanges(ends, catalogPayloadRanges(catalog)).order) {
+    fetched.push(index);
+    // A buffer of its own, as a decoded chunk is (it is freed after its last use).
+    yield { index, data: Buffer.from(payload.subarray(index === 0 ? 0 : ends[index - 1], ends[index])) };
+  }
+}
+
+/** The tar stream of a catalog's text and a payload cut at `ends`. */
+function tarOf(catalog: string, payload: Buffer, ends: number[]): AsyncGenerator<Buffer> {
+  return assembleTar(catalogEntries(catalog, ends, planned(payload, ends, catalog), 'test'));
 }
 
 /** Catalog entries for the given files (path, contents at an offset of `payload`), laid out one after another. */
@@ -36,7 +44,7 @@ test('the tar stream made of a catalog and a payload holds every entry with its 
     fc.asyncProperty(
       fc.uniqueArray(fc.stringMatching(/^[a-z0-9_]{1,12}(\/[a-zé0-9_]{1,120})?$/), { minLength: 1, maxLength: 12 }),
       fc.array(fc.nat({ max: 5000 }), { minLength: 12, maxLength: 12 }),
-      fc.integer({ min: 1, max: 4096 }),
+      fc.integer({ min: 512, max: 30_000 }),
       async (paths, sizes, piece) => {
         const payload = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7919) % 251));
         const files = paths.map((path, i) => {
@@ -45,8 +53,12 @@ test('the tar stream made of a catalog and a payload holds every entry with its 
           return size > 0 ? { path, type: 'file' as const, size, data: (i * 9973) % (payload.length - size) } : { path, type: 'file' as const };
         });
         const entries = layout([{ path: 'dir', type: 'dir' }, ...files, { path: 'sym', type: 'symlink', link: paths[0] as string }]);
-        const tar = await collect(assembleTar(entries, reader(payload, piece), 'test'));
-        assert.equal(tar.length, assembledSize(entries));
+        const ends: number[] = [];
+        for (let at = piece; at < payload.length; at += piece) ends.push(at);
+        ends.push(payload.length);
+        const catalog = encodeCatalog(entries).toString();
+        const tar = await collect(tarOf(catalog, payload, ends));
+        assert.equal(tar.length, assembledSize(catalog));
         const seen: Array<[string, Buffer]> = [];
         for await (const { entry, data } of parseTar((async function* () {
           yield tar;
@@ -68,7 +80,7 @@ test('the tar stream made of a catalog and a payload holds every entry with its 
   );
 });
 
-test('a damaged catalog or a short payload fails with CORRUPT, naming the entry, before a wrong byte of it is out', async () => {
+test('a damaged catalog entry fails with CORRUPT, naming the entry, before a wrong byte of it is out', async () => {
   const payload = Buffer.alloc(100, 7);
   const good = layout([{ path: 'a', type: 'file', size: 10, data: 0 }]);
   const e = good[0] as CatalogEntry;
@@ -81,10 +93,47 @@ test('a damaged catalog or a short payload fails with CORRUPT, naming the entry,
     ['symlink without target', { ...e, type: 'symlink', size: 0, data: undefined }, /"a" has no link target/],
   ];
   for (const [what, bad, message] of cases) {
-    await assert.rejects(collect(assembleTar([bad], reader(payload), 'cat')), { name: 'IbsError', code: 'CORRUPT', message }, what);
+    const catalog = encodeCatalog([bad]).toString();
+    await assert.rejects(collect(assembleTar(catalogEntries(catalog, [100], planned(payload, [100], catalog), 'cat'))), { name: 'IbsError', code: 'CORRUPT', message }, what);
   }
-  const short = async function* (): AsyncGenerator<Uint8Array> {
-    yield payload.subarray(0, 4);
+});
+
+test('catalog entries come with their contents sliced from chunks fetched once each, whatever order the contents lie in', async () => {
+  const payload = Buffer.from(Array.from({ length: 50_000 }, (_, i) => (i * 31) % 256));
+  const ends = [7000, 15000, 30000, 31000, 50000];
+  // Contents going back and forth across chunks, some spanning several.
+  const files = [
+    { path: 'a', type: 'file' as const, size: 2000, data: 40_000 },
+    { path: 'b', type: 'file' as const, size: 100, data: 100 },
+    { path: 'c', type: 'file' as const, size: 20_000, data: 6_000 },
+    { path: 'd', type: 'file' as const, size: 500, data: 41_000 },
+    { path: 'e', type: 'file' as const, size: 0 },
+    { path: 'f', type: 'file' as const, size: 300, data: 200 },
+  ];
+  const catalog = encodeCatalog(layout([{ path: 'dir', type: 'dir' }, ...files])).toString();
+  const fetched: number[] = [];
+  const seen: Array<[string, Buffer]> = [];
+  for await (const { entry, data } of catalogEntries(catalog, ends, planned(payload, ends, catalog, fetched), 'test')) {
+    const parts: Buffer[] = [];
+    for await (const d of data) parts.push(Buffer.from(d));
+    seen.push([entry.path, Buffer.concat(parts)]);
+  }
+  assert.deepEqual(seen, [['dir', Buffer.alloc(0)], ...files.map((f) => [f.path, f.data !== undefined ? payload.subarray(f.data, f.data + f.size) : Buffer.alloc(0)] as [string, Buffer])]);
+  assert.deepEqual(fetched, [4, 0, 1, 2], 'each chunk once, in the order first needed (chunk 3 holds no file)');
+});
+
+test('catalog entries: a damaged line or a missing chunk fails with CORRUPT', async () => {
+  const payload = Buffer.alloc(10_000, 1);
+  const ends = [5000, 10_000];
+  const good = layout([{ path: 'a', type: 'file', size: 100, data: 6000 }]);
+  const drain = async (catalog: string, chunks: AsyncIterator<PayloadChunk>): Promise<void> => {
+    for await (const { data } of catalogEntries(catalog, ends, chunks, 'cat')) for await (const _ of data);
   };
-  await assert.rejects(collect(assembleTar(good, short, 'cat')), { code: 'CORRUPT', message: /Payload of cat ends before the contents of "a"/ });
+  await assert.rejects(drain('{"path":', planned(payload, ends, '')), { code: 'CORRUPT', message: /Catalog cat: line 1 is not JSON/ });
+  await assert.rejects(drain('{"path":"a"}', planned(payload, ends, '')), { code: 'CORRUPT', message: /Catalog cat: line 1 is malformed/ });
+  // The plan says where the contents lie; a line whose parsed offset differs (a repeated key, say) is refused.
+  const twice = encodeCatalog(good).toString().replace('"data":6000', '"data":6000,"data":6001');
+  await assert.rejects(drain(twice, planned(payload, ends, twice)), { code: 'CORRUPT', message: /line 1 \("a"\) is damaged/ });
+  const none = (async function* (): AsyncGenerator<PayloadChunk> {})();
+  await assert.rejects(drain(encodeCatalog(good).toString(), none), { code: 'CORRUPT', message: /Payload of cat: chunk 1 is missing/ });
 });

@@ -1,13 +1,12 @@
-import { IbsError } from '../core/index.ts';
-import type { CatalogEntry } from './catalog.ts';
+import { chunkAt, IbsError, planRanges } from '../core/index.ts';
+import { release } from '../lib/index.ts';
+import { catalogPayloadRanges, type CatalogEntry } from './catalog.ts';
 import { BLOCK, END_OF_ARCHIVE, encodeHeader, headerLength, padding, type EntryType, type TarEntry } from './tar-format.ts';
+import type { ParsedEntry } from './tar-parse.ts';
 
 /** Bytes of each buffer the stream yields (the last one of a stream may be shorter). */
 const BATCH = 2 * 1024 * 1024;
 const TYPES: ReadonlySet<string> = new Set<EntryType>(['file', 'dir', 'symlink', 'hardlink']);
-
-/** Reads the payload bytes of the given ranges, in the order given, as consecutive pieces (each within one range). */
-export type PayloadReader = (ranges: Array<{ start: number; end: number }>) => AsyncIterable<Uint8Array>;
 
 /** The header fields of a catalog entry; CORRUPT when the entry lacks one or is inconsistent. */
 function tarEntry(e: CatalogEntry, what: string): TarEntry {
@@ -26,25 +25,26 @@ function tarEntry(e: CatalogEntry, what: string): TarEntry {
   return entry;
 }
 
-/** Bytes of the tar stream `assembleTar` makes of these entries. */
-export function assembledSize(entries: readonly CatalogEntry[]): number {
-  return entries.reduce((n, e) => n + e.end - e.start, 0) + END_OF_ARCHIVE.length;
+/**
+ * Bytes of the tar stream a catalog's entries make (its text: all of it or the selected entries), read off
+ * each line's `start` and `end` (for progress; `catalogEntries` checks every entry).
+ */
+export function assembledSize(catalog: string): number {
+  let size = END_OF_ARCHIVE.length;
+  for (const m of catalog.matchAll(/"start":(\d+),"end":(\d+)/g)) size += Number(m[2]) - Number(m[1]);
+  return size;
 }
 
 /**
- * The POSIX pax tar stream a file archive stored as catalog and payload stands for (or the part of it holding
- * the given entries): for each entry its header, made from the entry's fields, then its contents read from
- * the payload and zero padding; then the end-of-archive marker. The stream is byte for byte the one GNU tar
- * would read from the tree when it was archived. Entries are checked as they come (fields, length in the tar
- * stream, contents present): a damaged catalog fails with CORRUPT, never with a wrong stream.
+ * The POSIX pax tar stream of entries (`catalogEntries`: the archive a catalog and payload stand for, or the
+ * part of it holding the selected entries): for each entry its header, made from its fields, then its contents
+ * and zero padding; then the end-of-archive marker. The stream is byte for byte the one GNU tar would read
+ * from the tree when it was archived.
  *
  * Yields buffers of about 2 MiB, each made for the stream and kept by nobody else (the consumer may move or
  * free them).
  */
-export async function* assembleTar(entries: readonly CatalogEntry[], readPayload: PayloadReader, what: string): AsyncGenerator<Buffer> {
-  const ranges: Array<{ start: number; end: number }> = [];
-  for (const e of entries) if (e.type === 'file' && e.size > 0 && e.data !== undefined) ranges.push({ start: e.data, end: e.data + e.size });
-  const payload = readPayload(ranges)[Symbol.asyncIterator]();
+export async function* assembleTar(entries: AsyncIterable<ParsedEntry>): AsyncGenerator<Buffer> {
   let batch = Buffer.allocUnsafeSlow(BATCH);
   let used = 0;
   /** Room for at least one byte in the batch; yields the full one. */
@@ -72,24 +72,90 @@ export async function* assembleTar(entries: readonly CatalogEntry[], readPayload
       left -= n;
     }
   }
-  let piece: Uint8Array = new Uint8Array(0);
-  for (const e of entries) {
-    const entry = tarEntry(e, what);
+  for await (const { entry, data } of entries) {
     yield* put(encodeHeader(entry));
-    if (entry.type !== 'file' || entry.size === 0) continue;
-    for (let left = entry.size; left > 0; ) {
-      if (piece.length === 0) {
-        const next = await payload.next();
-        if (next.done) throw new IbsError('CORRUPT', `Payload of ${what} ends before the contents of "${e.path}"`);
-        piece = next.value;
-      }
-      const n = Math.min(left, piece.length);
-      yield* put(piece.subarray(0, n));
-      piece = piece.subarray(n);
-      left -= n;
-    }
-    yield* zeros(padding(entry.size));
+    for await (const piece of data) yield* put(piece);
+    yield* zeros(entry.type === 'file' ? padding(entry.size) : 0);
   }
   yield* zeros(2 * BLOCK);
   if (used > 0) yield batch.subarray(0, used);
+}
+
+/** A payload chunk as it reaches a restore: its index in the payload's index, and its decoded bytes. */
+export interface PayloadChunk {
+  index: number;
+  data: Buffer;
+}
+
+/**
+ * The entries of a file archive stored as catalog and payload, for `extractEntries` or `assembleTar`, each
+ * with its contents
+ * as pieces of payload chunks (views, each valid until the next is asked for). `catalog` is the catalog's
+ * text (all of it, or the selected entries); `chunks` brings the payload's chunks in the order `planRanges`
+ * gives for its `catalogPayloadRanges`, each once: a chunk is kept until its last use, then freed. `onFirstUse`
+ * is told when a chunk is first used (for flow control). Lines are parsed one at a time; a damaged line, or
+ * one whose contents are not where the plan says, fails with CORRUPT.
+ */
+export async function* catalogEntries(catalog: string, chunkEnds: readonly number[], chunks: AsyncIterator<PayloadChunk>, what: string, onFirstUse: (chunk: PayloadChunk) => void = () => {}): AsyncGenerator<ParsedEntry> {
+  const ranges = catalogPayloadRanges(catalog);
+  const { uses } = planRanges(chunkEnds, ranges);
+  const held = new Map<number, Buffer>();
+  const used = new Uint8Array(chunkEnds.length);
+  let next = 0;
+  let line = 0;
+  let done: Buffer | undefined;
+  async function* contents(start: number, end: number): AsyncGenerator<Buffer> {
+    for (let i = chunkAt(chunkEnds, start); i < chunkEnds.length && (i === 0 ? 0 : (chunkEnds[i - 1] as number)) < end; i++) {
+      while (!held.has(i)) {
+        const got = await chunks.next();
+        if (got.done) throw new IbsError('CORRUPT', `Payload of ${what}: chunk ${i} is missing`);
+        held.set(got.value.index, got.value.data);
+      }
+      const data = held.get(i) as Buffer;
+      if (used[i] === 0) {
+        used[i] = 1;
+        onFirstUse({ index: i, data });
+      }
+      // The consumer has asked for this piece: the one before it is written.
+      if (done) release(done);
+      done = undefined;
+      uses[i] = (uses[i] as number) - 1;
+      if (uses[i] === 0) {
+        held.delete(i);
+        done = data;
+      }
+      const from = i === 0 ? 0 : (chunkEnds[i - 1] as number);
+      yield data.subarray(Math.max(start, from) - from, Math.min(end, chunkEnds[i] as number) - from);
+    }
+  }
+  for (let at = 0; at < catalog.length; ) {
+    const nl = catalog.indexOf('\n', at);
+    const text = catalog.slice(at, nl < 0 ? catalog.length : nl);
+    at = nl < 0 ? catalog.length : nl + 1;
+    line++;
+    let e: CatalogEntry;
+    try {
+      e = JSON.parse(text) as CatalogEntry;
+    } catch {
+      throw new IbsError('CORRUPT', `Catalog ${what}: line ${line} is not JSON`);
+    }
+    if (e === null || typeof e !== 'object' || typeof e.path !== 'string' || !Number.isSafeInteger(e.start) || !Number.isSafeInteger(e.end)) {
+      throw new IbsError('CORRUPT', `Catalog ${what}: line ${line} is malformed`);
+    }
+    const entry = tarEntry(e, what);
+    if (entry.type !== 'file' || entry.size === 0) {
+      yield { entry, data: (async function* () {})() };
+      continue;
+    }
+    const start = ranges[2 * next] ?? -1;
+    const end = ranges[2 * next + 1] ?? -1;
+    next++;
+    if (start !== e.data || end !== (e.data as number) + e.size) throw new IbsError('CORRUPT', `Catalog ${what}: line ${line} ("${e.path}") is damaged`);
+    const data = contents(start, end);
+    yield { entry, data };
+    for await (const _ of data) {
+      /* what the consumer left */
+    }
+  }
+  if (done) release(done);
 }

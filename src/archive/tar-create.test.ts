@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Chunker } from '../datastore/index.ts';
-import { assembleTar, CatalogIndex, createArchiveStream, createArchiveStreamInWorker, decodeCatalog, parseTar, type CatalogEntry, type PayloadPiece } from './index.ts';
+import { planRanges } from '../core/index.ts';
+import { assembleTar, CatalogIndex, catalogEntries, catalogPayloadRanges, createArchiveStream, createArchiveStreamInWorker, decodeCatalog, parseTar, type CatalogEntry, type PayloadChunk, type PayloadPiece } from './index.ts';
 
 /** Runs `fn` in a new temporary directory, removed afterwards. */
 async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -75,12 +76,14 @@ async function backupOf(dir: string, previous?: Stored, warnings: string[] = [])
 }
 
 /** The tar stream of a stored archive, as a restore makes it. */
-async function tarOf(stored: Stored & { entries: CatalogEntry[] }): Promise<Buffer> {
+async function tarOf(stored: Stored): Promise<Buffer> {
+  const catalog = stored.catalog.toString();
+  const order = planRanges(stored.ends, catalogPayloadRanges(catalog)).order;
+  const chunks = (async function* (): AsyncGenerator<PayloadChunk> {
+    for (const index of order) yield { index, data: Buffer.from(stored.payload.subarray(index === 0 ? 0 : stored.ends[index - 1], stored.ends[index])) };
+  })();
   const pieces: Buffer[] = [];
-  const read = async function* (ranges: Array<{ start: number; end: number }>): AsyncGenerator<Uint8Array> {
-    for (const r of ranges) yield stored.payload.subarray(r.start, r.end);
-  };
-  for await (const piece of assembleTar(stored.entries, read, 'test')) pieces.push(piece);
+  for await (const piece of assembleTar(catalogEntries(catalog, stored.ends, chunks, 'test'))) pieces.push(piece);
   return Buffer.concat(pieces);
 }
 

@@ -98,13 +98,13 @@ function readSmall(full: string, size: number): { data: Buffer; read: number } |
  * its other chunks either). Decided until nothing changes, so that the next backup of an unchanged tree finds
  * every chunk it takes over still as used, and takes over everything.
  */
-function usableChunks(chunkEnds: readonly number[], files: Float64Array): Uint8Array {
+function usableChunks(chunkEnds: readonly number[], files: Float64Array /* [start, end, …] */): Uint8Array {
   const usable = new Uint8Array(chunkEnds.length).fill(1);
   const spans: Array<{ first: number; last: number; from: number; to: number }> = [];
   for (let i = 0; i < files.length; i += 2) {
     const from = files[i] as number;
-    const to = from + (files[i + 1] as number);
-    if (to > from) spans.push({ first: chunkAt(chunkEnds, from), last: chunkAt(chunkEnds, to - 1), from, to });
+    const to = files[i + 1] as number;
+    spans.push({ first: chunkAt(chunkEnds, from), last: chunkAt(chunkEnds, to - 1), from, to });
   }
   for (let changed = true; changed; ) {
     changed = false;
@@ -341,14 +341,19 @@ export function createArchiveStream(root: string, options: TarCreateOptions = {}
       record(p, undefined);
       return;
     }
-    const taken = p.same?.data !== undefined && entry.size > 0 ? layout.offsetOf(p.same.data, entry.size) : undefined;
+    if (p.same && entry.size === 0) {
+      record(p, undefined);
+      return;
+    }
+    const taken = p.same?.data !== undefined ? layout.offsetOf(p.same.data, entry.size) : undefined;
     if (taken !== undefined) {
       result.bytes += entry.size;
       options.onBytes?.(entry.size);
       record(p, taken);
       return;
     }
-    // Files of size 0 are opened all the same: one that cannot be is skipped, one that has contents is warned about.
+    // Files read: changed ones, and new empty ones too (one that cannot be opened is skipped, one that has
+    // contents after all is warned about).
     const data = layout.length;
     const contents = read(entry, p.full);
     let step = contents.next();

@@ -4,18 +4,19 @@ import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, rea
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assembleTar, createArchiveStream, decodeCatalog, extractTarInWorker } from './index.ts';
+import { assembleTar, catalogEntries, createArchiveStream, extractTarInWorker } from './index.ts';
 import { encodeHeader, END_OF_ARCHIVE, padding, type TarEntry } from './tar-format.ts';
 
 /** The tar stream of `dir` in one buffer, as a restore makes it from an archive's catalog and payload. */
 async function tarOf(dir: string): Promise<Buffer> {
   const { stream, result } = createArchiveStream(dir);
   const payload = Buffer.concat([...stream].map((p) => p as Buffer));
-  const entries = decodeCatalog(Buffer.concat(result.catalog.pieces()), 'test');
+  const catalog = Buffer.concat(result.catalog.pieces()).toString();
+  const chunks = (async function* () {
+    yield { index: 0, data: payload };
+  })();
   const pieces: Buffer[] = [];
-  for await (const piece of assembleTar(entries, async function* (ranges) {
-    for (const r of ranges) yield payload.subarray(r.start, r.end);
-  }, 'test')) pieces.push(piece);
+  for await (const piece of assembleTar(catalogEntries(catalog, [payload.length], chunks, 'test'))) pieces.push(piece);
   return Buffer.concat(pieces);
 }
 

@@ -2,7 +2,8 @@ import { dirname, join, normalize, sep } from 'node:path';
 import fs from 'node:fs';
 import { IbsError } from '../core/index.ts';
 import { movable, throwIfAborted } from '../lib/index.ts';
-import { parseTar } from './tar-parse.ts';
+import { parseTar, type ParsedEntry } from './tar-parse.ts';
+import type { PayloadChunk } from './tar-assemble.ts';
 import { Thread } from './thread.ts';
 
 export interface ExtractOptions {
@@ -60,15 +61,20 @@ function safeRelative(path: string): string {
   return norm;
 }
 
+/** Writes the entries of a tar stream under `target` (see `extractEntries`). */
+export function extractTar(source: AsyncIterable<Uint8Array>, target: string, options: ExtractOptions = {}): Promise<ExtractResult> {
+  return extractEntries(parseTar(source), target, options);
+}
+
 /**
- * Writes the entries of a tar stream under `target`: files with their data, directories, symlinks, hard links;
- * then modes and mtimes (directories last, deepest first), and owners when root. Entries that would land
- * outside `target`, or below a symlink the archive itself created, are refused.
+ * Writes entries (of a tar stream, or of a catalog and payload) under `target`: files with their data,
+ * directories, symlinks, hard links; then modes and mtimes (directories last, deepest first), and owners when
+ * root. Entries that would land outside `target`, or below a symlink the archive itself created, are refused.
  *
  * The file system calls are synchronous: they block the calling thread, so a program that has other work
- * runs this on a thread of its own (`extractTarInWorker`).
+ * runs this on a thread of its own (`extractTarInWorker`, `extractArchiveInWorker`).
  */
-export async function extractTar(source: AsyncIterable<Uint8Array>, target: string, options: ExtractOptions = {}): Promise<ExtractResult> {
+export async function extractEntries(entries: AsyncIterable<ParsedEntry>, target: string, options: ExtractOptions = {}): Promise<ExtractResult> {
   const owners = options.owners ?? process.getuid?.() === 0;
   const warn = options.onWarning ?? (() => {});
   const dirs: Array<{ path: string; mode: number; mtime: number; mtimeNs: number; uid: number; gid: number }> = [];
@@ -83,7 +89,7 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
   let ownDirs = (fs.lstatSync(target).mode & 0o2000) === 0;
   const umask = currentUmask();
   const madeDirs = new Set<string>([target]);
-  for await (const { entry, data, unsupported } of parseTar(source)) {
+  for await (const { entry, data, unsupported } of entries) {
     throwIfAborted(options.signal);
     if (unsupported) {
       warn(`${entry.path}: ${unsupported} not supported; skipped`);
@@ -158,11 +164,17 @@ export async function extractTar(source: AsyncIterable<Uint8Array>, target: stri
   return result;
 }
 
-/** What `extractTarInWorker` gives its thread. */
+/** What `extractTarInWorker` and `extractArchiveInWorker` give their thread. */
 export interface ExtractWorkerData {
   target: string;
   owners?: boolean | undefined;
 }
+
+/**
+ * What the thread gets: pieces of a tar stream, or an archive's catalog (its text as bytes, the chunk ends of
+ * its payload) followed by its payload chunks; then an empty message (the end).
+ */
+export type ExtractInput = { piece: Uint8Array } | { catalog: Uint8Array; chunkEnds: number[]; what: string } | { chunk: number; data: Uint8Array } | Record<string, never>;
 
 /** What the thread sends back: acknowledgements (with file bytes written, for progress), warnings, the end (or a `ThreadError`). */
 export type ExtractWorkerMessage =
@@ -170,20 +182,15 @@ export type ExtractWorkerMessage =
   | { type: 'warning'; message: string }
   | { type: 'done'; result: ExtractResult; written: number };
 
-/** Bytes of the stream sent to the thread and not yet parsed, at most. */
+/** Bytes sent to the thread and not yet taken up (parsed, or a chunk used for the first time), at most. */
 const EXTRACT_IN_FLIGHT = 8 * 1024 * 1024;
 
 /**
- * `extractTar` run on a thread of its own: the pieces of `source` move to it without a copy when they are
- * whole buffers, or with `handOver` when the source makes a buffer for each piece and keeps none (the caller
- * must not use them afterwards); others are copied. A restore of a source tree spends most of its time on
- * work per file (create, write, owner, mode, times, close); on the calling thread, that work and the reading
- * and decoding of chunks took turns. Measured on the bench tree (83,731 entries, 1.3 GB, encrypted, to
- * /dev/shm, 2-core VM): about 6 s this way, 14.6-15.6 s with asynchronous calls on the calling thread.
- * Warnings and progress come back as the thread makes them; an abort of `signal`, a failure of `source` or of
- * the thread ends the thread.
+ * Runs the restoring thread over `inputs` (each sent once the thread has taken up all but `EXTRACT_IN_FLIGHT`
+ * bytes of those before): the buffers move to it, without a copy. Warnings and progress (file bytes written)
+ * come back as the thread makes them; an abort of `signal`, a failure of `inputs` or of the thread ends it.
  */
-export async function extractTarInWorker(source: AsyncIterable<Uint8Array>, target: string, options: ExtractOptions & { handOver?: boolean } = {}): Promise<ExtractResult> {
+async function extractInWorker(inputs: AsyncIterable<{ input: ExtractInput; bytes: number; transfer: ArrayBuffer[] }>, target: string, options: ExtractOptions): Promise<ExtractResult> {
   const data: ExtractWorkerData = { target, owners: options.owners };
   let inFlight = 0;
   let result: ExtractResult | undefined;
@@ -197,11 +204,10 @@ export async function extractTarInWorker(source: AsyncIterable<Uint8Array>, targ
     else result = m.result;
   });
   try {
-    for await (const piece of source) {
+    for await (const { input, bytes, transfer } of inputs) {
       await thread.until(() => inFlight <= EXTRACT_IN_FLIGHT);
-      const sent = movable(piece, options.handOver);
-      inFlight += sent.length;
-      thread.post({ piece: sent }, [sent.buffer]);
+      inFlight += bytes;
+      thread.post(input, transfer);
     }
     thread.post({});
     await thread.until(() => result !== undefined);
@@ -209,4 +215,41 @@ export async function extractTarInWorker(source: AsyncIterable<Uint8Array>, targ
   } finally {
     await thread.close();
   }
+}
+
+/**
+ * `extractTar` run on a thread of its own: the pieces of `source` move to it without a copy when they are
+ * whole buffers, or with `handOver` when the source makes a buffer for each piece and keeps none (the caller
+ * must not use them afterwards); others are copied. A restore of a source tree spends most of its time on
+ * work per file (create, write, owner, mode, times, close); on the calling thread, that work and the reading
+ * and decoding of chunks took turns. Measured on the bench tree (83,731 entries, 1.3 GB, encrypted, to
+ * /dev/shm, 2-core VM): about 6 s this way, 14.6-15.6 s with asynchronous calls on the calling thread.
+ */
+export function extractTarInWorker(source: AsyncIterable<Uint8Array>, target: string, options: ExtractOptions & { handOver?: boolean } = {}): Promise<ExtractResult> {
+  async function* inputs(): AsyncGenerator<{ input: ExtractInput; bytes: number; transfer: ArrayBuffer[] }> {
+    for await (const piece of source) {
+      const sent = movable(piece, options.handOver);
+      yield { input: { piece: sent }, bytes: sent.length, transfer: [sent.buffer as ArrayBuffer] };
+    }
+  }
+  return extractInWorker(inputs(), target, options);
+}
+
+/**
+ * Restores a file archive stored as catalog and payload on a thread of its own, which writes the entries
+ * straight from the two (`catalogEntries`; no tar stream is made or parsed). `catalog` is its text as bytes
+ * (all of it, or the selected entries); `chunks` must bring the payload's chunks in the order `planRanges`
+ * gives for the catalog's `catalogPayloadRanges`. Both move to the thread without a copy: the caller gives
+ * them up. `what` names the archive in errors.
+ */
+export function extractArchiveInWorker(catalog: Uint8Array, chunkEnds: number[], chunks: AsyncIterable<PayloadChunk>, target: string, options: ExtractOptions & { what: string }): Promise<ExtractResult> {
+  async function* inputs(): AsyncGenerator<{ input: ExtractInput; bytes: number; transfer: ArrayBuffer[] }> {
+    const text = movable(catalog, true);
+    yield { input: { catalog: text, chunkEnds, what: options.what }, bytes: 0, transfer: [text.buffer as ArrayBuffer] };
+    for await (const { index, data } of chunks) {
+      const sent = movable(data, true);
+      yield { input: { chunk: index, data: sent }, bytes: sent.length, transfer: [sent.buffer as ArrayBuffer] };
+    }
+  }
+  return extractInWorker(inputs(), target, options);
 }

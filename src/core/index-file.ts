@@ -153,6 +153,24 @@ export function chunkAt(chunkEnds: ArrayLike<number>, offset: number): number {
   return lo;
 }
 
+/**
+ * Which chunks serve byte ranges of a stream (flat `[start, end, start, end, …]`, in the order they are read;
+ * they may repeat, overlap or go back): `order`, each chunk once, in the order it is first needed, and `uses`,
+ * per chunk, how many ranges need it (so that a reader can keep a chunk exactly until its last use).
+ */
+export function planRanges(chunkEnds: ArrayLike<number>, ranges: ArrayLike<number>): { order: number[]; uses: Uint32Array } {
+  const uses = new Uint32Array(chunkEnds.length);
+  const order: number[] = [];
+  for (let r = 0; r < ranges.length; r += 2) {
+    const end = ranges[r + 1] as number;
+    for (let i = chunkAt(chunkEnds, ranges[r] as number); i < chunkEnds.length && (i === 0 ? 0 : (chunkEnds[i - 1] as number)) < end; i++) {
+      if (uses[i] === 0) order.push(i);
+      uses[i] = (uses[i] as number) + 1;
+    }
+  }
+  return { order, uses };
+}
+
 /** The chunks that overlap the byte range [start, end). */
 export function chunksInRange(index: ArchiveIndex, start: number, end: number): ChunkSpan[] {
   const spans = indexChunks(index);

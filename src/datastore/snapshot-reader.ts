@@ -6,7 +6,6 @@ import {
   indexChunks,
   indexSize,
   chunksInRange,
-  chunkAt,
   checkBlobCrc,
   isEncryptedBlob,
   sha256Hex,
@@ -166,61 +165,32 @@ export class SnapshotReader {
   }
 
   /**
-   * The bytes of the given ranges of an indexed stream, in the order given (ranges may repeat, overlap or go
-   * back), as pieces each within one range. Every chunk is fetched and verified once: it is kept while a later
-   * range still needs it, and up to `readAhead` chunks are fetched ahead of the consumer. A piece is a view of a
-   * decoded chunk, valid until the consumer asks for the next piece (it is freed after its last use).
+   * Chunks of an indexed stream, verified, in the order given, as `{ index, data }`; up to `readAhead` are
+   * fetched ahead of the consumer. Each `data` is decoded for this stream and kept by nobody else: the consumer
+   * may move or free it.
    */
-  async *streamRanges(name: string, ranges: ReadonlyArray<{ start: number; end: number }>, options: OpOptions & { readAhead?: number } = {}): AsyncGenerator<Buffer> {
+  async *fetchChunks(name: string, order: readonly number[], options: OpOptions & { readAhead?: number } = {}): AsyncGenerator<{ index: number; data: Buffer }> {
     this.#requireKey(`Archive ${name}`);
-    const index = await this.index(name, options);
-    const spans = indexChunks(index);
-    const size = spans.at(-1)?.end ?? 0;
-    const ends = spans.map((s) => s.end);
-    // The chunks in the order they are used (a chunk used by consecutive ranges counts once), and how many
-    // (range, chunk) pairs use each: a chunk is freed when the last one is done.
-    const uses: number[] = [];
-    const left = new Map<number, number>();
-    const each = function* (): Generator<{ r: { start: number; end: number }; chunk: number }> {
-      for (const r of ranges) for (let i = chunkAt(ends, r.start); i < spans.length && (spans[i] as ChunkSpan).start < r.end; i++) yield { r, chunk: i };
-    };
-    for (const r of ranges) {
-      if (!(Number.isSafeInteger(r.start) && Number.isSafeInteger(r.end) && r.start >= 0 && r.start <= r.end && r.end <= size)) {
-        throw new IbsError('CORRUPT', `${name} of ${formatSnapshot(this.ref)}: range ${r.start}-${r.end} is outside its ${size} bytes`);
-      }
-    }
-    for (const { chunk } of each()) {
-      if (uses.at(-1) !== chunk) uses.push(chunk);
-      left.set(chunk, (left.get(chunk) ?? 0) + 1);
-    }
-    const cache = new Map<number, Promise<Buffer>>();
+    const spans = indexChunks(await this.index(name, options));
+    const pending: Array<Promise<Buffer>> = [];
     const readAhead = options.readAhead ?? 8;
-    let ahead = 0;
-    let at = -1;
-    let done: Buffer | undefined;
+    let next = 0;
+    const more = (): void => {
+      for (; next < order.length && pending.length < readAhead; next++) {
+        const span = spans[order[next] as number];
+        if (!span) throw new RangeError(`fetchChunks: ${name} has no chunk ${order[next]}`);
+        pending.push(this.#fetchChunk(name, span, options));
+      }
+    };
     try {
-      for (const { r, chunk } of each()) {
+      for (const index of order) {
         throwIfAborted(options.signal);
-        if (uses[at] !== chunk) at++;
-        for (; ahead < uses.length && ahead <= at + readAhead; ahead++) {
-          const next = uses[ahead] as number;
-          if (!cache.has(next)) cache.set(next, this.#fetchChunk(name, spans[next] as ChunkSpan, options));
-        }
-        const span = spans[chunk] as ChunkSpan;
-        const data = await (cache.get(chunk) as Promise<Buffer>);
-        // The consumer has asked for this piece: the one before it is done with.
-        if (done) release(done);
-        done = undefined;
-        const remaining = (left.get(chunk) as number) - 1;
-        left.set(chunk, remaining);
-        if (remaining === 0) {
-          cache.delete(chunk);
-          done = data;
-        }
-        yield data.subarray(Math.max(r.start, span.start) - span.start, Math.min(r.end, span.end) - span.start);
+        more();
+        const data = await (pending.shift() as Promise<Buffer>);
+        yield { index, data };
       }
     } finally {
-      for (const p of cache.values()) p.catch(() => {});
+      for (const p of pending) p.catch(() => {});
     }
   }
 
