@@ -1,9 +1,9 @@
 /**
  * archive: the client side of file archives. Turns a directory tree into a payload stream (the contents of its
- * files) and a catalog (its entries, with their offsets in the payload); makes the POSIX pax tar stream an
- * archive stands for from the two; parses tar streams and extracts them into a directory. This is the one place besides the
- * local storage backend that touches the local filesystem, because backup sources and restore targets are
- * local. Layer: may import core and lib (see docs/architecture.md).
+ * files) and a catalog (its entries, with their offsets in the payload); restores a tree from the two, or makes
+ * the POSIX pax tar stream the archive stands for; parses tar streams (the older layout) and extracts them.
+ * This is the one place besides the local storage backend that touches the local filesystem, because backup
+ * sources and restore targets are local. Layer: may import core and lib (see docs/architecture.md).
  */
 export { createArchiveStream, createArchiveStreamInWorker, type TarCreateOptions, type TarCreateResult, type PayloadPiece, type ReusePiece, type PreviousArchive } from './tar-create.ts';
 export { assembleTar, assembledSize, catalogEntries, type PayloadChunk } from './tar-assemble.ts';
