@@ -284,14 +284,20 @@ async function* counted(source: AsyncIterable<Buffer>, report: (bytes: number) =
  * the entries under `path` with the targets of hard links among them), the payload's chunk ends, and its
  * chunks in the order the restore first needs them (`planRanges`), each fetched once.
  */
-async function storedArchive(ctx: AppContext, reader: SnapshotReader, archive: string, path: string | undefined): Promise<{ catalog: Buffer; chunkEnds: number[]; ranges: Float64Array; chunks: () => AsyncIterable<PayloadChunk>; what: string }> {
+async function storedArchive(
+  ctx: AppContext,
+  reader: SnapshotReader,
+  archive: string,
+  path: string | undefined,
+): Promise<{ catalog: Buffer; text: string; chunkEnds: number[]; ranges: Float64Array; chunks: AsyncGenerator<PayloadChunk>; what: string }> {
   const payload = `${archive}.payload`;
   let catalog = await reader.readAll(`${archive}.catalog`, { signal: ctx.signal });
   if (path !== undefined) catalog = encodeCatalog(selectCatalog(decodeCatalog(catalog, `${archive}.catalog`), path));
+  const text = catalog.toString('utf8');
   const chunkEnds = (await reader.chunkList(payload, { signal: ctx.signal })).map((s) => s.end);
-  const ranges = catalogPayloadRanges(catalog.toString('utf8'));
+  const ranges = catalogPayloadRanges(text);
   const { order } = planRanges(chunkEnds, ranges);
-  return { catalog, chunkEnds, ranges, chunks: () => reader.fetchChunks(payload, order, { signal: ctx.signal }), what: `${archive}.catalog of ${formatSnapshot(reader.ref)}` };
+  return { catalog, text, chunkEnds, ranges, chunks: reader.fetchChunks(payload, order, { signal: ctx.signal }), what: `${archive}.catalog of ${formatSnapshot(reader.ref)}` };
 }
 
 /**
@@ -306,7 +312,7 @@ async function restoreTree(ctx: AppContext, stored: Awaited<ReturnType<typeof st
   const target = resolve(input.target);
   await assertEmptyTarget(target);
   let done = 0;
-  const result = await extractArchiveInWorker(stored.catalog, stored.chunkEnds, stored.chunks(), target, {
+  const result = await extractArchiveInWorker(stored.catalog, stored.chunkEnds, stored.chunks, target, {
     what: stored.what,
     signal: ctx.signal,
     onBytes: (n) => {
@@ -364,8 +370,8 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
     let total: number;
     if (stored) {
       // The tar stream is made from catalog and payload (only the selected entries' contents are read).
-      total = assembledSize(stored.catalog.toString('utf8'));
-      stream = assembleTar(catalogEntries(stored.catalog.toString('utf8'), stored.chunkEnds, stored.chunks()[Symbol.asyncIterator](), stored.what));
+      total = assembledSize(stored.text);
+      stream = assembleTar(catalogEntries(stored.text, stored.chunkEnds, stored.chunks, stored.what));
     } else if (input.path !== undefined) {
       const ranges = catalogRanges(selectCatalog(await readCatalog(reader, archive), input.path));
       total = ranges.reduce((n, r) => n + r.end - r.start, 0) + 1024;
@@ -406,9 +412,10 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
       return { snapshot: formatSnapshot(ref), archive, target, bytes, seconds: (Date.now() - started) / 1000, warnings };
     }
     await assertEmptyTarget(target);
-    // The stream's buffers are its own, kept by nobody else (decoded chunks, or the buffers the tar stream is
-    // made into): they move to the restoring thread without a copy. Progress counts the archive's bytes as they go there, like its total (file bytes
-    // alone stopped short of it, by the headers and padding); the summary gives the file bytes written.
+    // An archive of the older layout: the reader decodes each chunk into a buffer of its own, kept by nobody
+    // else: they move to the restoring thread without a copy. Progress counts the archive's bytes as they go
+    // there, like its total (file bytes alone stopped short of it, by the headers and padding); the summary
+    // gives the file bytes written.
     const result = await extractTarInWorker(counted(stream, report), target, {
       handOver: true,
       signal: ctx.signal,

@@ -96,19 +96,31 @@ function parseLine(line: string): CatalogEntry | undefined {
   }
 }
 
+/** Line `number` (from 1) of catalog `what` as an entry; CORRUPT when it is not JSON or not well formed. */
+export function decodeCatalogLine(line: string, what: string, number: number): CatalogEntry {
+  let e: CatalogEntry;
+  try {
+    e = JSON.parse(line) as CatalogEntry;
+  } catch {
+    throw new IbsError('CORRUPT', `Catalog ${what}: line ${number} is not JSON`);
+  }
+  if (!wellFormed(e)) throw new IbsError('CORRUPT', `Catalog ${what}: line ${number} is malformed`);
+  return e;
+}
+
 export function decodeCatalog(data: Buffer, what: string): CatalogEntry[] {
   const text = data.toString('utf8');
   if (text === '') return [];
-  return text.split('\n').map((line, i) => {
-    let e: CatalogEntry;
-    try {
-      e = JSON.parse(line) as CatalogEntry;
-    } catch {
-      throw new IbsError('CORRUPT', `Catalog ${what}: line ${i + 1} is not JSON`);
-    }
-    if (!wellFormed(e)) throw new IbsError('CORRUPT', `Catalog ${what}: line ${i + 1} is malformed`);
-    return e;
-  });
+  return text.split('\n').map((line, i) => decodeCatalogLine(line, what, i + 1));
+}
+
+/** The lines of a catalog's text, one at a time (a large catalog is not split into an array at once). */
+export function* catalogLines(text: string): Generator<string> {
+  for (let at = 0; at < text.length; ) {
+    const nl = text.indexOf('\n', at);
+    yield text.slice(at, nl < 0 ? text.length : nl);
+    at = nl < 0 ? text.length : nl + 1;
+  }
 }
 
 const LINE_START = '{"path":"';
@@ -124,10 +136,7 @@ export class CatalogIndex {
 
   constructor(stored: Uint8Array) {
     const text = Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength).toString('utf8');
-    for (let at = 0; at < text.length; ) {
-      const nl = text.indexOf('\n', at);
-      const line = text.slice(at, nl < 0 ? text.length : nl);
-      at = nl < 0 ? text.length : nl + 1;
+    for (const line of catalogLines(text)) {
       // Lines start with the path (the builder writes it first); one without a backslash is taken as it is: in
       // JSON text every quote inside a string is escaped, so the first `","type":` ends it.
       const close = line.startsWith(LINE_START) ? line.indexOf('","type":', LINE_START.length) : -1;
@@ -169,11 +178,7 @@ function lineRange(line: string, out: number[]): void {
  */
 export function catalogPayloadRanges(text: string): Float64Array {
   const out: number[] = [];
-  for (let at = 0; at < text.length; ) {
-    const nl = text.indexOf('\n', at);
-    lineRange(text.slice(at, nl < 0 ? text.length : nl), out);
-    at = nl < 0 ? text.length : nl + 1;
-  }
+  for (const line of catalogLines(text)) lineRange(line, out);
   return Float64Array.from(out);
 }
 

@@ -1,6 +1,6 @@
 import { chunkAt, IbsError, planRanges } from '../core/index.ts';
 import { release } from '../lib/index.ts';
-import { catalogPayloadRanges, type CatalogEntry } from './catalog.ts';
+import { catalogLines, catalogPayloadRanges, decodeCatalogLine, type CatalogEntry } from './catalog.ts';
 import { BLOCK, END_OF_ARCHIVE, encodeHeader, headerLength, padding, type EntryType, type TarEntry } from './tar-format.ts';
 import type { ParsedEntry } from './tar-parse.ts';
 
@@ -128,20 +128,8 @@ export async function* catalogEntries(catalog: string, chunkEnds: readonly numbe
       yield data.subarray(Math.max(start, from) - from, Math.min(end, chunkEnds[i] as number) - from);
     }
   }
-  for (let at = 0; at < catalog.length; ) {
-    const nl = catalog.indexOf('\n', at);
-    const text = catalog.slice(at, nl < 0 ? catalog.length : nl);
-    at = nl < 0 ? catalog.length : nl + 1;
-    line++;
-    let e: CatalogEntry;
-    try {
-      e = JSON.parse(text) as CatalogEntry;
-    } catch {
-      throw new IbsError('CORRUPT', `Catalog ${what}: line ${line} is not JSON`);
-    }
-    if (e === null || typeof e !== 'object' || typeof e.path !== 'string' || !Number.isSafeInteger(e.start) || !Number.isSafeInteger(e.end)) {
-      throw new IbsError('CORRUPT', `Catalog ${what}: line ${line} is malformed`);
-    }
+  for (const text of catalogLines(catalog)) {
+    const e = decodeCatalogLine(text, what, ++line);
     const entry = tarEntry(e, what);
     if (entry.type !== 'file' || entry.size === 0) {
       yield { entry, data: (async function* () {})() };

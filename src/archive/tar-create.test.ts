@@ -87,18 +87,6 @@ async function tarOf(stored: Stored): Promise<Buffer> {
   return Buffer.concat(pieces);
 }
 
-/** Every file of `dir`, as a path -> contents map (as an archive of it must hold them). */
-function filesOf(dir: string, rel = ''): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
-  for (const name of readdirSync(join(dir, rel)).sort()) {
-    const path = rel ? `${rel}/${name}` : name;
-    const st = statSync(join(dir, path), { throwIfNoEntry: false });
-    if (st?.isDirectory()) for (const [k, v] of filesOf(dir, path)) out.set(k, v);
-    else if (st?.isFile()) out.set(path, readFileSync(join(dir, path)));
-  }
-  return out;
-}
-
 /** Checks that each regular file's contents lie in the payload at the offset its catalog entry gives. */
 function assertPayloadHolds(dir: string, stored: Stored & { entries: CatalogEntry[] }): void {
   for (const e of stored.entries) {

@@ -196,8 +196,6 @@ export function createArchiveStream(root: string, options: TarCreateOptions = {}
     if (prev.mtime !== entry.mtime || prev.mtimeNs !== entry.mtimeNs || prev.uid !== entry.uid || prev.gid !== entry.gid) return undefined;
     if ((entry.type === 'symlink' || entry.type === 'hardlink') && prev.link !== entry.linkname) return undefined;
     if (entry.type === 'file' && (prev.ctime === undefined || prev.ctime !== extra.ctime || prev.inode !== extra.inode)) return undefined;
-    // A file with contents is taken over only from a payload (not from an archive of the older layout).
-    if (entry.type === 'file' && entry.size > 0 && prev.data === undefined) return undefined;
     return prev;
   }
 
@@ -288,7 +286,7 @@ export function createArchiveStream(root: string, options: TarCreateOptions = {}
     });
   }
 
-  /** A changed file's contents, read from disk; undefined when it cannot be opened (warned, skipped). */
+  /** A file's contents, read from disk; returns false when it cannot be opened or read (warned, skipped). */
   function* read(entry: TarEntry, full: string): Generator<Buffer, boolean> {
     if (entry.size <= SMALL_FILE) {
       const small = readSmall(full, entry.size);

@@ -1,7 +1,8 @@
 /**
- * Worker thread of `createArchiveStreamInWorker`: runs `createArchiveStream` over a tree and sends its bytes to the
- * parent in batches of a few large buffers, each moved (not copied) to the parent. The parent acknowledges each
- * batch once it has consumed it; this thread waits while more than `MAX_IN_FLIGHT` bytes are unacknowledged.
+ * Worker thread of `createArchiveStreamInWorker`: runs `createArchiveStream` over a tree and sends its payload
+ * to the parent in batches of a few large buffers, each moved (not copied) to the parent. The parent
+ * acknowledges each batch once it has consumed it; this thread waits while more than `MAX_IN_FLIGHT` bytes are
+ * unacknowledged.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { movable, release } from '../lib/index.ts';
@@ -70,12 +71,6 @@ async function run(): Promise<void> {
   for (const piece of tar.stream) {
     if (!Buffer.isBuffer(piece)) {
       seal();
-      // Chunks taken over one file at a time mostly follow each other: one reference for all of them.
-      const last = pieces.at(-1);
-      if (last && !(last instanceof Uint8Array) && last.reuse.end === piece.reuse.start) {
-        last.reuse.end = piece.reuse.end;
-        continue;
-      }
       pieces.push(piece);
       weight += PIECE_WEIGHT;
       if (weight >= BATCH) await send();

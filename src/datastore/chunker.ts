@@ -130,11 +130,6 @@ export class Chunker {
     this.#maskL = topMask(bits - 2);
   }
 
-  /** Bytes fed since the last cut; 0 means the chunker stands at a chunk boundary. */
-  get pendingLength(): number {
-    return this.#length;
-  }
-
   /** Feeds bytes; yields every chunk completed by them. */
   *push(data: Uint8Array): Generator<Buffer> {
     let pos = 0;

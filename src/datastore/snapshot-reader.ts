@@ -17,7 +17,7 @@ import {
   type Manifest,
   type SnapshotRef,
 } from '../core/index.ts';
-import { release, throwIfAborted } from '../lib/index.ts';
+import { throwIfAborted } from '../lib/index.ts';
 import { isStorageError, type OpOptions } from '../storage/index.ts';
 import type { Datastore } from './datastore.ts';
 import { verifyChunkContent } from './chunk-store.ts';
@@ -228,32 +228,11 @@ export class SnapshotReader {
       const spans = chunksInRange(index, range.start, Math.min(range.end, size));
       const pending: Array<Promise<Buffer>> = [];
       let next = 0;
-      const fetch = (span: ChunkSpan): Promise<Buffer> => {
-        const p = this.#source
-          .chunkBlob(span.digest, { signal: options.signal })
-          .then((blob) => verifyChunkContent(span.digest, blob, this.#key, isEncryptedBlob(checkBlobCrc(blob, `chunk ${span.digest}`))))
-          .then((data) => {
-            if (data.length !== span.end - span.start) {
-              throw new IbsError('CORRUPT', `Chunk ${span.digest} of ${name}: ${data.length} bytes, index says ${span.end - span.start}`);
-            }
-            return data;
-          });
-        p.catch(() => {}); // observed when awaited below
-        return p;
-      };
-      while (next < spans.length && pending.length < readAhead) pending.push(fetch(spans[next++] as ChunkSpan));
+      while (next < spans.length && pending.length < readAhead) pending.push(this.#fetchChunk(name, spans[next++] as ChunkSpan, options));
       for (const span of spans) {
         throwIfAborted(options.signal);
-        let data: Buffer;
-        try {
-          data = await (pending.shift() as Promise<Buffer>);
-        } catch (error) {
-          if (error instanceof IbsError && (error.code === 'CORRUPT' || error.code === 'NOT_FOUND')) {
-            throw new IbsError('CORRUPT', `Cannot read ${name} of ${formatSnapshot(this.ref)} at bytes ${span.start}-${span.end}: ${error.message}`, { cause: error });
-          }
-          throw error;
-        }
-        if (next < spans.length) pending.push(fetch(spans[next++] as ChunkSpan));
+        const data = await (pending.shift() as Promise<Buffer>);
+        if (next < spans.length) pending.push(this.#fetchChunk(name, spans[next++] as ChunkSpan, options));
         const from = Math.max(range.start, span.start) - span.start;
         const to = Math.min(range.end, span.end) - span.start;
         yield from === 0 && to === data.length ? data : data.subarray(from, to);
@@ -261,4 +240,3 @@ export class SnapshotReader {
     }
   }
 }
-
