@@ -136,6 +136,10 @@ test('push with remove-vanished: copies owned by the remote identity, vanished o
   await ok(homeA, ['sync', 'create', '--name', 'primary-to-backup-archival', '--store', 'ibs-primary', '--remote', 'backup-site', '--remote-store', 'ibs-archival', '--direction', 'push', '--remote-ns', 'pushed', '--max-depth', '0', '--remove-vanished', '--group-filter', 'type:host']);
   await ok(homeA, ['sync', 'run', '--name', 'primary-to-backup-archival']);
   assert.equal((await snapshots(homeB, 'ibs-archival', 'pushed')).length, 5);
+  // Which chunks the remote has was asked along with opening each upload: no separate query per snapshot.
+  const requests = (await readFile(join(homeB, 'log', 'api.log'), 'utf8')).split('\n').filter((l) => l.includes('"path":"/api2/json/backup/'));
+  assert.equal(requests.filter((l) => l.includes('/start"')).length >= 5, true, 'uploads were opened');
+  assert.deepEqual(requests.filter((l) => l.includes('/known"')), []);
   const groups = await json<Array<{ group: string; owner: string }>>(homeB, ['group', 'list', 'ibs-archival', '--ns', 'pushed']);
   assert.deepEqual(groups.map((g) => g.owner), ['push@ibs!replication']);
   await ok(homeA, ['snapshot', 'forget', 'ibs-primary', 'host/web1/2026-11-02T03:00:00Z']);

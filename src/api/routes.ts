@@ -375,7 +375,7 @@ export const ROUTES: Route[] = [
   {
     method: 'POST',
     path: '/backup/start',
-    summary: 'start uploading a snapshot: returns a session and the chunks of the previous snapshot of the group',
+    summary: 'start uploading a snapshot: returns a session and the chunks of the previous snapshot of the group (and of `digests`, those the session may reference)',
     input: {
       type: 'object',
       properties: {
@@ -386,9 +386,19 @@ export const ROUTES: Route[] = [
         'backup-time': { type: 'integer', minimum: 0, maximum: 2 ** 40 },
         'key-fingerprint': { type: 'string', pattern: /^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/, optional: true },
         amend: { type: 'boolean', optional: true, description: 'replace the existing snapshot at commit, keeping its files and adding new ones (it stays as it was if the upload fails)' },
+        digests: { type: 'array', items: CSUM, maxItems: 10_000, optional: true, description: 'chunks to ask about at once, as with /known (answered in `present`): saves a round trip' },
       },
     },
-    output: { type: 'object', properties: { session: SESSION, snapshot: { type: 'string' }, known: { type: 'array', items: CSUM, maxItems: 10_000_000 }, previous: { type: 'string', optional: true, description: 'the previous snapshot of the group (TYPE/ID/TIME), whose chunks may be referenced' } } },
+    output: {
+      type: 'object',
+      properties: {
+        session: SESSION,
+        snapshot: { type: 'string' },
+        known: { type: 'array', items: CSUM, maxItems: 10_000_000 },
+        previous: { type: 'string', optional: true, description: 'the previous snapshot of the group (TYPE/ID/TIME), whose chunks may be referenced' },
+        present: { type: 'array', items: CSUM, maxItems: 10_000, optional: true, description: 'of `digests`, those the session may reference without sending them' },
+      },
+    },
     permission: { kind: 'privilege', path: backupPath, privileges: ['Datastore.Backup'] },
     handler: (req, input) =>
       req.backups.start(req.ctx, {
@@ -399,6 +409,7 @@ export const ROUTES: Route[] = [
         time: input['backup-time'] as number,
         ...(input['key-fingerprint'] ? { keyFingerprint: input['key-fingerprint'] as string } : {}),
         ...(input.amend === true ? { amend: true } : {}),
+        ...(input.digests ? { digests: input.digests as string[] } : {}),
       }),
   },
   {

@@ -1,4 +1,4 @@
-import { IbsError, formatSnapshot, parseBackupId, parseBackupTime, parseBackupType, parseManifest, parseNamespace, type ManifestFile } from '../core/index.ts';
+import { formatSnapshot, parseBackupId, parseBackupTime, parseBackupType, parseManifest, parseNamespace, type ManifestFile } from '../core/index.ts';
 import { parseChunkFrames } from '../client/index.ts';
 import { mapConcurrent } from '../lib/index.ts';
 import { Datastore, SnapshotUpload } from '../datastore/index.ts';
@@ -64,20 +64,39 @@ export class BackupSessions {
     });
   }
 
-  async start(ctx: AppContext, input: { store: string; ns?: string; type: string; id: string; time: number; keyFingerprint?: string; amend?: boolean }): Promise<{ session: string; snapshot: string; known: string[]; previous?: string }> {
+  async start(
+    ctx: AppContext,
+    input: { store: string; ns?: string; type: string; id: string; time: number; keyFingerprint?: string; amend?: boolean; digests?: string[] },
+  ): Promise<{ session: string; snapshot: string; known: string[]; previous?: string; present?: string[] }> {
     const ref = { ns: parseNamespace(input.ns ?? ''), type: parseBackupType(input.type), id: parseBackupId(input.id), time: parseBackupTime(String(input.time)) };
     const config = await ctx.datastores.get(input.store);
     const backend = ctx.openBackend(config);
+    let session: string;
+    let upload: SnapshotUpload;
     try {
       const ds = await Datastore.open(backend, { signal: ctx.signal });
-      const upload = await SnapshotUpload.begin(ds, ref, { owner: ctx.authId, keyFingerprint: input.keyFingerprint ?? null, verifyChunks: true, pool: ctx.verifyPool, amend: input.amend === true });
-      const session = this.#sessions.open(ctx.authId, { upload, backend, store: input.store });
-      // The previous snapshot (when its chunks may be referenced): the client reads its catalog for change detection.
-      return { session, snapshot: formatSnapshot(ref), known: [...upload.known], ...(upload.previous ? { previous: formatSnapshot({ ...upload.previous.ref, ns: [] }) } : {}) };
+      upload = await SnapshotUpload.begin(ds, ref, { owner: ctx.authId, keyFingerprint: input.keyFingerprint ?? null, verifyChunks: true, pool: ctx.verifyPool, amend: input.amend === true });
+      session = this.#sessions.open(ctx.authId, { upload, backend, store: input.store });
     } catch (error) {
       await backend.close();
       throw error;
     }
+    let present: string[] | undefined;
+    try {
+      // Chunks asked about along with opening: the same answer as a first /known query, one round trip sooner.
+      if (input.digests) present = (await this.known(session, ctx.authId, input.digests)).known;
+    } catch (error) {
+      await this.abort(session, ctx.authId).catch(() => {});
+      throw error;
+    }
+    // The previous snapshot (when its chunks may be referenced): the client reads its catalog for change detection.
+    return {
+      session,
+      snapshot: formatSnapshot(ref),
+      known: [...upload.known],
+      ...(upload.previous ? { previous: formatSnapshot({ ...upload.previous.ref, ns: [] }) } : {}),
+      ...(present ? { present } : {}),
+    };
   }
 
   #use<T>(session: string, authId: string, fn: (s: Session) => Promise<T>): Promise<T> {

@@ -49,8 +49,15 @@ export class RemoteSnapshotSink {
     this.known = known;
   }
 
-  static async start(client: ApiClient, input: { store: string; ref: SnapshotRef; keyFingerprint?: string | undefined; askKnown?: boolean; amend?: boolean }): Promise<RemoteSnapshotSink> {
-    const r = await client.request<{ session: string; known: string[]; previous?: string }>('POST', '/backup/start', {
+  /** Of the `digests` given to `start`, those the server holds for this session (undefined when none were given). */
+  present: ReadonlySet<string> | undefined;
+
+  /** Opens an upload session; `digests` (at most 10,000) are asked about at once, answered in `present`. */
+  static async start(
+    client: ApiClient,
+    input: { store: string; ref: SnapshotRef; keyFingerprint?: string | undefined; askKnown?: boolean; amend?: boolean; digests?: readonly string[] },
+  ): Promise<RemoteSnapshotSink> {
+    const r = await client.request<{ session: string; known: string[]; previous?: string; present?: string[] }>('POST', '/backup/start', {
       store: input.store,
       ...(input.ref.ns.length ? { ns: input.ref.ns.join('/') } : {}),
       'backup-type': input.ref.type,
@@ -58,9 +65,12 @@ export class RemoteSnapshotSink {
       'backup-time': input.ref.time,
       ...(input.keyFingerprint ? { 'key-fingerprint': input.keyFingerprint } : {}),
       ...(input.amend ? { amend: true } : {}),
+      ...(input.digests?.length ? { digests: input.digests } : {}),
     });
     const previous = r.previous !== undefined ? parseSnapshot(r.previous, input.ref.ns) : undefined;
-    return new RemoteSnapshotSink(client, r.session, input.ref, new Set(r.known), input.askKnown ?? true, previous);
+    const sink = new RemoteSnapshotSink(client, r.session, input.ref, new Set(r.known), input.askKnown ?? true, previous);
+    if (input.digests?.length && Array.isArray(r.present)) sink.present = new Set(r.present);
+    return sink;
   }
 
   insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }> {

@@ -1,7 +1,7 @@
 import { formatNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
 import { Datastore, SnapshotUpload, datastoreSource, type VerifyPool } from '../datastore/index.ts';
 import { mapConcurrent, prefetch } from '../lib/index.ts';
-import { groupKey, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
+import { groupKey, type BeginInput, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
 
 /** Lists a datastore's namespace tree under `root` (root included) with snapshots and group owners. */
 export async function listDatastore(ds: Datastore, root: Namespace, maxDepth: number | undefined, options: OpOptions = {}): Promise<SideListing> {
@@ -52,7 +52,7 @@ export class DatastoreSide implements SyncSource, SyncTarget {
     if (ns.length > 0) await this.ds.createNamespace(ns, { ...options, parents: true });
   }
 
-  async begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null; amend?: boolean }, options: OpOptions = {}): Promise<TargetSnapshot> {
+  async begin(ref: SnapshotRef, input: BeginInput, options: OpOptions = {}): Promise<TargetSnapshot> {
     const upload = await SnapshotUpload.begin(this.ds, ref, { owner: input.owner, keyFingerprint: input.keyFingerprint, verifyChunks: true, pool: this.#pool?.(), amend: input.amend === true, ...(options.signal ? { signal: options.signal } : {}) });
     return {
       // The sync job acts for the server itself: any chunk the datastore holds may be referenced.

@@ -77,6 +77,7 @@ test('after 3 re-sends the snapshot fails, nothing appears on the target, and th
   assert.equal(report.failed.length, 1);
   assert.match(report.failed[0]?.error ?? '', /still failed verification on the target after 3 re-sends/);
   assert.deepEqual(await dst.ds.listSnapshots({ ns: [] }), []);
+  assert.deepEqual(await Array.fromAsync(dst.ds.backend.list(snapshotPath(ref(1000)))), [], 'the files sent beside the verification were removed');
   const again = await runSync(src, dst, planSync(await src.list([], undefined), await dst.list([], undefined), policy), policy, quiet);
   assert.deepEqual(again.copied, ['host/web1/1970-01-01T00:16:40Z']);
 });
@@ -184,4 +185,54 @@ test('a copy whose file changed on the source (not only files added) is replaced
   const copy = await SnapshotReader.open(dst.ds, ref(1000));
   const srcManifest = await ds.readManifest(ref(1000));
   assert.deepEqual(copy.manifest.files, srcManifest.files);
+});
+
+/** Resolves once `count` callers have arrived; rejects them all with `message` if that takes longer than 2 s. */
+function gate(count: number, message: string): () => Promise<void> {
+  let arrived = 0;
+  let open: () => void = () => {};
+  let fail: (e: Error) => void = () => {};
+  const all = new Promise<void>((resolve, reject) => {
+    open = resolve;
+    fail = reject;
+  });
+  const timer = setTimeout(() => fail(new Error(message)), 2000);
+  return () => {
+    if (++arrived >= count) {
+      clearTimeout(timer);
+      open();
+    }
+    return all;
+  };
+}
+
+test('over a link each step costs a round trip: the files are read together, and sent together with the verification', async () => {
+  const { ds, data } = await source();
+  await addSnapshotFile(ds, ref(1000), 'client.log.blob', 'backup finished');
+  const files = (await ds.readManifest(ref(1000))).files.length;
+  const src = new DatastoreSide(ds, 'source');
+  const dst = new DatastoreSide(await Datastore.create(new MemoryBackend()), 'target');
+  // Each read (and each file sent, and the verification) is held until all of them are under way: done one
+  // after another, the first would wait in vain and fail.
+  const reads = gate(files, 'the files were read one after another');
+  const slowSource = Object.assign(Object.create(src) as DatastoreSide, {
+    open: async (...args: Parameters<DatastoreSide['open']>) => {
+      const s = await src.open(...args);
+      return { ...s, readFile: async (name: string) => (await reads(), s.readFile(name)) };
+    },
+  });
+  const sends = gate(files + 1, 'the files waited for the verification, or the verification for the files');
+  const slowTarget = Object.assign(Object.create(dst) as DatastoreSide, {
+    begin: async (...args: Parameters<DatastoreSide['begin']>): Promise<TargetSnapshot> => {
+      const t = await dst.begin(...args);
+      return { ...t, verifyReceived: async () => (await sends(), t.verifyReceived()), putFile: async (f, d) => (await sends(), t.putFile(f, d)) };
+    },
+  });
+  const plan = planSync(await src.list([], undefined), await dst.list([], undefined), policy);
+  const report = await runSync(slowSource, slowTarget, plan, policy, quiet);
+  assert.deepEqual(report.failed, []);
+  assert.deepEqual(report.copied, ['host/web1/1970-01-01T00:16:40Z']);
+  const copy = await SnapshotReader.open(dst.ds, ref(1000));
+  assert.ok((await copy.readAll('root.tar')).equals(data));
+  assert.equal(copy.manifest.files.length, files);
 });

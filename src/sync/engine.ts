@@ -1,4 +1,4 @@
-import { IbsError, decodeIndex, formatSnapshot, indexChunks, sha256Hex, toIbsError, type Manifest, type SnapshotRef } from '../core/index.ts';
+import { IbsError, decodeIndex, formatSnapshot, indexChunks, sha256Hex, toIbsError, type Manifest, type ManifestFile, type SnapshotRef } from '../core/index.ts';
 import { RateMeter, WorkQueue, abortableSleep, mapConcurrent, throwIfAborted, type ProgressEvent, type TokenBucket } from '../lib/index.ts';
 import { describeGroup } from './filters.ts';
 import { mapNamespace, type GroupPlan, type SyncPlan, type SyncPolicy } from './planner.ts';
@@ -75,12 +75,14 @@ async function copySnapshot(
     let manifest = src.manifest;
     let files = new Map<string, Buffer>();
     const sizes = new Map<string, number>();
-    for (const f of manifest.files) {
-      const data = await src.readFile(f.filename, { signal });
+    // All files at once: from a server each read is a round trip.
+    const contents = await Promise.all(manifest.files.map((f) => src.readFile(f.filename, { signal })));
+    manifest.files.forEach((f, i) => {
+      const data = contents[i] as Buffer;
       if (data.length !== f.size || sha256Hex(data) !== f.csum) throw new IbsError('CORRUPT', `${name}: file ${f.filename} does not match the size and checksum its manifest lists`);
       files.set(f.filename, data);
       if (/\.(didx|fidx)$/.test(f.filename)) for (const span of indexChunks(decodeIndex(data, `${f.filename} of ${name}`))) sizes.set(span.digest, span.end - span.start);
-    }
+    });
     // With a change of encryption, chunks get new digests: learn them first (a read of every chunk), then
     // rewrite the indexes, so that what the target has is still asked by digest and never sent twice.
     const transform = options.transformFor?.(snap);
@@ -91,9 +93,9 @@ async function copySnapshot(
       log(`${name}: ${transform.describe}`);
     }
     const target = (d: string): string => toTarget.get(d) ?? d;
-    const tgt = await targetSide.begin(targetRef, { owner, keyFingerprint: transform ? transform.keyFingerprint : (manifest.keyFingerprint ?? null), amend }, { signal });
+    const digests = [...sizes.keys()];
+    const tgt = await targetSide.begin(targetRef, { owner, keyFingerprint: transform ? transform.keyFingerprint : (manifest.keyFingerprint ?? null), amend, chunks: digests.map(target) }, { signal });
     try {
-      const digests = [...sizes.keys()];
       const present = await tgt.present(digests.map(target), { signal });
       let presentLogical = 0;
       for (const d of digests) if (present.has(target(d))) presentLogical += sizes.get(d) ?? 0;
@@ -127,22 +129,29 @@ async function copySnapshot(
       };
       await transfer(missing, false);
       // What arrived is read back on the target and checked; damaged chunks are sent again, a few times.
-      const retries = options.verifyRetries ?? 3;
-      for (let attempt = 0; ; attempt++) {
-        const bad = await tgt.verifyReceived();
-        if (bad.length === 0) break;
-        if (attempt >= retries) throw new IbsError('VERIFY_FAILED', `${name}: ${bad.length} chunk(s) still failed verification on the target after ${retries} re-sends (first: ${bad[0]})`);
-        log(`${name}: ${bad.length} chunk(s) failed verification on arrival; sending them again (attempt ${attempt + 1} of ${retries})`);
-        const back = new Map(digests.map((d) => [target(d), d]));
-        await transfer(bad.map((d) => back.get(d) ?? d), true);
-      }
-      for (const f of manifest.files) {
+      const verify = async (): Promise<void> => {
+        const retries = options.verifyRetries ?? 3;
+        for (let attempt = 0; ; attempt++) {
+          const bad = await tgt.verifyReceived();
+          if (bad.length === 0) return;
+          if (attempt >= retries) throw new IbsError('VERIFY_FAILED', `${name}: ${bad.length} chunk(s) still failed verification on the target after ${retries} re-sends (first: ${bad[0]})`);
+          log(`${name}: ${bad.length} chunk(s) failed verification on arrival; sending them again (attempt ${attempt + 1} of ${retries})`);
+          const back = new Map(digests.map((d) => [target(d), d]));
+          await transfer(bad.map((d) => back.get(d) ?? d), true);
+        }
+      };
+      const putFile = async (f: ManifestFile): Promise<void> => {
         const data = files.get(f.filename) as Buffer;
         await options.bucket?.take(data.length, signal);
         await tgt.putFile(f, data);
         report.bytesSent += data.length;
         options.onBytes?.(data.length);
-      }
+      };
+      // The verification and the files go together (over a link: one round trip for all); the manifest only
+      // after both, and after every one of them has settled, so that an abort leaves nothing behind.
+      const settled = await Promise.allSettled([verify(), ...manifest.files.map(putFile)]);
+      const failure = settled.find((r) => r.status === 'rejected');
+      if (failure) throw failure.reason;
       const now = Math.floor(Date.now() / 1000);
       const { verifyState: _sourceState, ...rest } = manifest.unprotected;
       const copy: Manifest = { ...manifest, unprotected: { ...rest, verifyState: { state: 'ok', time: now, ...(options.upid ? { upid: options.upid } : {}) }, syncOrigin: { source: options.origin, time: now } } };

@@ -1,7 +1,7 @@
 import { ApiClient, RemoteSnapshotSink, RemoteSnapshotSource } from '../client/index.ts';
 import { IbsError, formatGroup, formatNamespace, formatSnapshot, parseManifest, parseNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
 import { mapConcurrent, prefetch, retry } from '../lib/index.ts';
-import { groupKey, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
+import { groupKey, type BeginInput, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
 
 /** A listing as the API carries it. */
 export interface ListingJson {
@@ -90,14 +90,18 @@ export class RemoteSide implements SyncSource, SyncTarget {
     await this.client.request('POST', this.#path('/namespace'), { ns: formatNamespace(ns), parents: true });
   }
 
-  async begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null; amend?: boolean }): Promise<TargetSnapshot> {
-    // The engine asks which chunks the target has before sending, so batches go without asking again.
-    const sink = await RemoteSnapshotSink.start(this.client, { store: this.store, ref, keyFingerprint: input.keyFingerprint ?? undefined, askKnown: false, amend: input.amend === true });
+  async begin(ref: SnapshotRef, input: BeginInput): Promise<TargetSnapshot> {
+    // The engine asks which chunks the target has before sending, so batches go without asking again. The first
+    // of those questions travels with the request that opens the session.
+    const first = input.chunks?.slice(0, KNOWN_BATCH);
+    const sink = await RemoteSnapshotSink.start(this.client, { store: this.store, ref, keyFingerprint: input.keyFingerprint ?? undefined, askKnown: false, amend: input.amend === true, ...(first ? { digests: first } : {}) });
+    const answered = new Set(sink.present ? first : []);
     return {
       present: async (digests) => {
-        // The previous snapshot's chunks are known from the start; the server is asked about the rest.
-        const out = new Set(digests.filter((d) => sink.known.has(d)));
-        const ask = digests.filter((d) => !sink.known.has(d));
+        // The previous snapshot's chunks are known from the start, and those asked about at opening are
+        // answered; the server is asked about the rest.
+        const out = new Set(digests.filter((d) => sink.known.has(d) || sink.present?.has(d)));
+        const ask = digests.filter((d) => !out.has(d) && !answered.has(d));
         const batches: string[][] = [];
         for (let i = 0; i < ask.length; i += KNOWN_BATCH) batches.push(ask.slice(i, i + KNOWN_BATCH));
         for (const known of await mapConcurrent(batches, 4, (b) => sink.queryKnown(b))) for (const d of known) out.add(d);

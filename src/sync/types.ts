@@ -75,6 +75,17 @@ export interface TargetSnapshot {
   abort(): Promise<void>;
 }
 
+export interface BeginInput {
+  owner: string;
+  keyFingerprint: string | null;
+  amend?: boolean;
+  /**
+   * The chunks the snapshot references, which `present` will be asked about: a target across a link may ask
+   * about them along with opening the snapshot, a round trip sooner.
+   */
+  chunks?: readonly string[];
+}
+
 export interface SyncTarget extends SyncSide {
   /** Creates a namespace (and missing parents). */
   createNamespace(ns: Namespace, options?: OpOptions): Promise<void>;
@@ -83,7 +94,7 @@ export interface SyncTarget extends SyncSide {
    * `amend` an existing copy is replaced only at commit (it may gain files; a file it has with other content is
    * refused with EXISTS), and stays as it was when the copy fails.
    */
-  begin(ref: SnapshotRef, input: { owner: string; keyFingerprint: string | null; amend?: boolean }, options?: OpOptions): Promise<TargetSnapshot>;
+  begin(ref: SnapshotRef, input: BeginInput, options?: OpOptions): Promise<TargetSnapshot>;
   forget(ref: SnapshotRef, options?: OpOptions): Promise<void>;
   /** Removes an empty namespace (fails when it still holds anything). */
   removeNamespace(ns: Namespace, options?: OpOptions): Promise<void>;
