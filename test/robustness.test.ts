@@ -48,6 +48,8 @@ test('bad input: every malformed command prints one clear line, exits non-zero a
     [['datastore', 'create'], /takes 1 to 2 argument/],
     [['datastore', 'list', '--bogus'], /Unknown option '--bogus'/],
     [['backup', 'create', '--store', 'nosuch', `root.tar:${src}`], /Datastore "nosuch" is not configured/],
+    // A tree big enough that the sizing walk is still running when the store name is refused.
+    [['backup', 'create', '--store', 'p', `root.tar:${join(import.meta.dirname, '..', 'node_modules')}`], /Invalid datastore name "p": expected 2 to 32 characters/],
     [['backup', 'create', '--store', 'store1', '--id', 'a/b', `root.tar:${src}`], /Invalid backup id "a\/b"/],
     [['backup', 'create', '--store', 'store1', '--type', 'server', `root.tar:${src}`], /Invalid backup type "server": expected one of vm, ct, host/],
     [['backup', 'create', '--store', 'store1', '--time', 'yesterday', `root.tar:${src}`], /Invalid backup time "yesterday"/],

@@ -147,3 +147,23 @@ test('an archive of the older layout (its tar stream stored whole) restores whol
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a local backup reports its progress against the size of the tree (percent and ETA), summed while it runs', async () => {
+  const { ctx, dir } = await context();
+  try {
+    const src = join(dir, 'src');
+    let size = 0;
+    for (let i = 0; i < 100; i++) {
+      await mkdir(join(src, `d${i % 10}`), { recursive: true });
+      const data = randomBytes(i % 10 === 0 ? 4 * 1024 * 1024 : 1000 + i);
+      await writeFile(join(src, `d${i % 10}`, `f${i}`), data);
+      size += data.length;
+    }
+    const totals: Array<number | undefined> = [];
+    await createDatastore(ctx, { name: 'store1', path: join(dir, 'unused') });
+    await createBackup({ ...ctx, reporter: { ...silentReporter, progress: (e) => totals.push(e.total) } }, { store: 'store1', type: 'host', id: 'h', archives: [`root.tar:${src}`] });
+    assert.ok(totals.includes(size), `progress totals seen: ${[...new Set(totals)].join(', ')}; expected ${size}`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

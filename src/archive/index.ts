@@ -11,4 +11,5 @@ export { parseTar, type ParsedEntry } from './tar-parse.ts';
 export { extractArchiveInWorker, extractEntries, extractTar, extractTarInWorker, type ExtractOptions, type ExtractResult } from './tar-extract.ts';
 export { encodeCatalog, decodeCatalog, catalogPayloadRanges, CatalogIndex, selectCatalog, catalogRanges, CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
 export { compileExcludes, type ExcludeMatcher } from './glob.ts';
+export { treeSizeInWorker } from './tree-size.ts';
 export type { TarEntry, EntryType } from './tar-format.ts';
