@@ -75,7 +75,7 @@ export class BackupSessions {
     let upload: SnapshotUpload;
     try {
       const ds = await Datastore.open(backend, { signal: ctx.signal });
-      upload = await SnapshotUpload.begin(ds, ref, { owner: ctx.authId, keyFingerprint: input.keyFingerprint ?? null, verifyChunks: true, pool: ctx.verifyPool, amend: input.amend === true });
+      upload = await SnapshotUpload.begin(ds, ref, { owner: ctx.authId, keyFingerprint: input.keyFingerprint ?? null, verifyChunks: true, pool: ctx.chunkPool, amend: input.amend === true });
       session = this.#sessions.open(ctx.authId, { upload, backend, store: input.store });
     } catch (error) {
       await backend.close();

@@ -210,7 +210,7 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
             previous = undefined; // another key, or a manifest that does not check: no change detection
           }
         }
-        const result = await run(SnapshotWriter.over(sink, { key: input.key, compress: input.compress ?? true, signal: ctx.signal }, previous), `datastore ${store} on the server`);
+        const result = await run(SnapshotWriter.over(sink, { key: input.key, compress: input.compress ?? true, signal: ctx.signal, pool: ctx.chunkPool }, previous), `datastore ${store} on the server`);
         return { ...result, sentBytes: sink.sentBytes };
       } finally {
         await source?.close();
@@ -227,7 +227,7 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
           ref = { ...ref, time: Math.max(newest.ref.time + 1, Math.floor(Date.now() / 1000)) };
         }
       }
-      const writer = await SnapshotWriter.begin(ds, ref, { owner: ctx.authId, key: input.key, compress: input.compress ?? true, signal: ctx.signal });
+      const writer = await SnapshotWriter.begin(ds, ref, { owner: ctx.authId, key: input.key, compress: input.compress ?? true, signal: ctx.signal, pool: ctx.chunkPool });
       return run(writer, `datastore ${input.store}`);
     });
   } finally {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
-import { Datastore, type VerifyPool } from '../datastore/index.ts';
+import { Datastore, type ChunkPool } from '../datastore/index.ts';
 import type { Reporter } from '../lib/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
 
@@ -23,8 +23,8 @@ export interface AppContext {
   /** The acting identity (owner of new groups), e.g. "root@pam". */
   authId: string;
   reporter: Reporter;
-  /** Worker threads that check received chunks (created on first use by the composition root). */
-  readonly verifyPool?: VerifyPool | undefined;
+  /** Worker threads that check received chunks and encode a backup's (created on first use by the composition root). */
+  readonly chunkPool?: ChunkPool | undefined;
   /** A remote link with no data moving for this long counts as broken (default 60 s). */
   linkIdleTimeoutMs?: number | undefined;
   signal?: AbortSignal | undefined;

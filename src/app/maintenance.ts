@@ -22,7 +22,7 @@ export async function verifyStore(
       ignoreVerified: input.ignoreVerified ?? false,
       ...(input.outdatedAfterDays !== undefined ? { outdatedAfterDays: input.outdatedAfterDays } : {}),
       ...(input.maxConcurrentSnapshots !== undefined ? { maxConcurrentSnapshots: input.maxConcurrentSnapshots } : {}),
-      pool: ctx.verifyPool,
+      pool: ctx.chunkPool,
       key: input.key,
       signal: ctx.signal,
       onLog: (m) => ctx.reporter.info(m),

@@ -118,7 +118,7 @@ async function openDatastoreSide(ctx: AppContext, name: string): Promise<{ side:
   const backend = ctx.openBackend(config);
   try {
     const ds = await Datastore.open(backend, { signal: ctx.signal });
-    return { side: new DatastoreSide(ds, `datastore ${name}`, { pool: () => ctx.verifyPool }), close: () => backend.close() };
+    return { side: new DatastoreSide(ds, `datastore ${name}`, { pool: () => ctx.chunkPool }), close: () => backend.close() };
   } catch (error) {
     await backend.close();
     throw error;

@@ -9,7 +9,7 @@ import { configStores, type AppContext } from '../app/index.ts';
 import { runCli, type Command } from '../cli/index.ts';
 import { resolvePaths, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
 import { IbsError } from '../core/index.ts';
-import { VerifyPool } from '../datastore/index.ts';
+import { ChunkPool } from '../datastore/index.ts';
 import { silentReporter, type Reporter } from '../lib/index.ts';
 import { ConcurrencyBackend, RetryBackend, type StorageBackend } from '../storage/index.ts';
 import { LocalBackend } from '../storage/local/index.ts';
@@ -26,8 +26,8 @@ export function localAuthId(): string {
   return `${userInfo().username}@pam`;
 }
 
-/** One pool of chunk-checking worker threads per process, started when a receiver first needs it. */
-let pool: VerifyPool | undefined;
+/** One pool of chunk worker threads per process (checks for receivers, encoding for backups), started when first needed. */
+let pool: ChunkPool | undefined;
 
 export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter = silentReporter, signal?: AbortSignal): AppContext {
   // Tests shorten how long a stalled link is waited on; operators normally keep the default (60 s).
@@ -40,8 +40,8 @@ export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter 
     reporter,
     signal,
     ...(linkIdle !== undefined ? { linkIdleTimeoutMs: linkIdle } : {}),
-    get verifyPool(): VerifyPool {
-      return (pool ??= new VerifyPool());
+    get chunkPool(): ChunkPool {
+      return (pool ??= new ChunkPool());
     },
   };
 }

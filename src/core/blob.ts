@@ -1,4 +1,4 @@
-import { crc32, zstdCompress, zstdDecompress, zstdDecompressSync, constants } from 'node:zlib';
+import { crc32, zstdCompress, zstdCompressSync, zstdDecompress, zstdDecompressSync, constants, type ZstdOptions } from 'node:zlib';
 import { promisify } from 'node:util';
 import { IbsError } from './errors.ts';
 import { release } from '../lib/release.ts';
@@ -67,25 +67,31 @@ export function decompressSync(payload: Uint8Array, what: string): Buffer {
 }
 
 /**
- * `data` compressed with zstd (level 1), or undefined when that does not make it smaller: compression stops as
- * soon as the output reaches the input's size. Output goes into pieces of a quarter of the input (one piece
- * for text, which packs to a fifth or less) rather than one buffer of the input's size, most of which stayed
- * unused and still counted towards the garbage collector's limits. pledgedSrcSize puts the size in the frame
- * header, so that readers decode into one buffer of that size.
+ * zstd options (level 1) for `data`: the output goes into one buffer large enough for any input (zstd's bound:
+ * the input plus 1/128 plus a little). Pieces of a quarter of the input, joined at the end, left every piece
+ * behind as garbage (tens of MiB on each encoding thread, since their collector runs rarely); the one buffer
+ * is freed as soon as the blob is framed, or at once when compression did not make the data smaller.
+ * pledgedSrcSize puts the size in the frame header, so that readers decode into one buffer of that size.
  */
+function compressOptions(data: Uint8Array): ZstdOptions {
+  return { chunkSize: data.length + (data.length >>> 7) + 1024, pledgedSrcSize: data.length, params: { [constants.ZSTD_c_compressionLevel]: 1 } };
+}
+
+/** The compressed data when smaller than `data`; otherwise it is freed and the answer is undefined. */
+function smaller(packed: Buffer, data: Uint8Array): Buffer | undefined {
+  if (packed.length < data.length) return packed;
+  release(packed);
+  return undefined;
+}
+
+/** `data` compressed with zstd, or undefined when that does not make it smaller. */
 async function compressSmaller(data: Uint8Array): Promise<Buffer | undefined> {
-  try {
-    const packed = await compress(data, {
-      chunkSize: Math.max(64 * 1024, (data.length >>> 2) + 1024),
-      maxOutputLength: Math.max(1, data.length - 1),
-      pledgedSrcSize: data.length,
-      params: { [constants.ZSTD_c_compressionLevel]: 1 },
-    });
-    return packed.length < data.length ? packed : undefined;
-  } catch (error) {
-    if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
-    throw error;
-  }
+  return smaller(await compress(data, compressOptions(data)), data);
+}
+
+/** `compressSmaller` on the calling thread. */
+function compressSmallerSync(data: Uint8Array): Buffer | undefined {
+  return smaller(zstdCompressSync(data, compressOptions(data)), data);
 }
 
 export interface EncodeOptions {
@@ -93,28 +99,22 @@ export interface EncodeOptions {
   key?: CryptKey | undefined;
 }
 
-export async function encodeBlob(data: Uint8Array, options: EncodeOptions): Promise<Buffer> {
+function checkPlaintextSize(data: Uint8Array): void {
   if (data.length > MAX_BLOB_PLAINTEXT) throw new RangeError(`Blob of ${data.length} bytes exceeds ${MAX_BLOB_PLAINTEXT}`);
-  let payload: Uint8Array = data;
-  let compressed = false;
-  if (options.compress && data.length > 0) {
-    const packed = await compressSmaller(data);
-    if (packed) {
-      payload = packed;
-      compressed = true;
-    }
-  }
-  if (options.key) {
-    const { iv, tag, ciphertext } = await options.key.encryptAsync(payload);
+}
+
+/** The blob of a payload, compressed or not, encrypted when `sealed` is given; frees what it copies. */
+function frame(payload: Uint8Array, compressed: boolean, sealed: { iv: Buffer; tag: Buffer; ciphertext: Buffer } | undefined): Buffer {
+  if (sealed) {
     const header = Buffer.alloc(CRYPT_HEADER);
     MAGIC_PREFIX.copy(header);
     header[7] = compressed ? 3 : 2;
-    header.writeUInt32LE(crc32(ciphertext), 8);
-    iv.copy(header, 12);
-    tag.copy(header, 24);
-    const blob = Buffer.concat([header, ciphertext]);
+    header.writeUInt32LE(crc32(sealed.ciphertext), 8);
+    sealed.iv.copy(header, 12);
+    sealed.tag.copy(header, 24);
+    const blob = Buffer.concat([header, sealed.ciphertext]);
     // The compressed and the encrypted bytes were made here and are copied into the blob: freed now.
-    release(ciphertext);
+    release(sealed.ciphertext);
     if (compressed) release(payload);
     return blob;
   }
@@ -125,6 +125,21 @@ export async function encodeBlob(data: Uint8Array, options: EncodeOptions): Prom
   const blob = Buffer.concat([header, payload]);
   if (compressed) release(payload);
   return blob;
+}
+
+export async function encodeBlob(data: Uint8Array, options: EncodeOptions): Promise<Buffer> {
+  checkPlaintextSize(data);
+  const packed = options.compress && data.length > 0 ? await compressSmaller(data) : undefined;
+  const payload = packed ?? data;
+  return frame(payload, packed !== undefined, options.key ? await options.key.encryptAsync(payload) : undefined);
+}
+
+/** `encodeBlob` on the calling thread (a worker's: see ChunkPool). */
+export function encodeBlobSync(data: Uint8Array, options: EncodeOptions): Buffer {
+  checkPlaintextSize(data);
+  const packed = options.compress && data.length > 0 ? compressSmallerSync(data) : undefined;
+  const payload = packed ?? data;
+  return frame(payload, packed !== undefined, options.key ? options.key.encrypt(payload) : undefined);
 }
 
 export interface BlobHeader {

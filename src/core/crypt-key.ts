@@ -85,8 +85,10 @@ export class CryptKey {
   encrypt(plaintext: Uint8Array): { iv: Buffer; tag: Buffer; ciphertext: Buffer } {
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', this.#key, iv);
-    const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-    return { iv, tag: cipher.getAuthTag(), ciphertext };
+    const ciphertext = cipher.update(plaintext);
+    // GCM's final part is empty: joining it would only copy the ciphertext.
+    const rest = cipher.final();
+    return { iv, tag: cipher.getAuthTag(), ciphertext: rest.length === 0 ? ciphertext : Buffer.concat([ciphertext, rest]) };
   }
 
   /** Throws WRONG_KEY when authentication fails (wrong key or tampered data). */

@@ -1,6 +1,6 @@
 import { checkBlobCrc, readBlobHeader, decodeBlob, assertDigest, isEncryptedBlob, sha256HexAsync, IbsError, type CryptKey } from '../core/index.ts';
 import { mapConcurrent, release } from '../lib/index.ts';
-import type { VerifyPool } from './verify-pool.ts';
+import type { ChunkPool } from './chunk-pool.ts';
 import { isStorageError, type StorageBackend, type OpOptions } from '../storage/index.ts';
 
 export const CHUNK_PREFIX = '.chunks/';
@@ -41,7 +41,7 @@ export class ChunkStore {
    * ones when `verify.key` is given). A mismatch throws CORRUPT and stores nothing. With `verify.pool` the
    * blob may move to a thread: use `stored` (the same bytes) afterwards, never `blob`.
    */
-  async insert(digest: string, blob: Uint8Array, options: OpOptions & { verify?: { key?: CryptKey | undefined; pool?: VerifyPool | undefined } } = {}): Promise<{ existed: boolean; stored: Uint8Array }> {
+  async insert(digest: string, blob: Uint8Array, options: OpOptions & { verify?: { key?: CryptKey | undefined; pool?: ChunkPool | undefined } } = {}): Promise<{ existed: boolean; stored: Uint8Array }> {
     assertDigest(digest, 'chunk digest');
     let stored = blob;
     const pool = options.verify?.pool;

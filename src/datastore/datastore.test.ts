@@ -10,7 +10,7 @@ import { collectGarbage } from './gc.ts';
 import { verifyDatastore } from './verify.ts';
 import { chunkKey } from './chunk-store.ts';
 import { pruneGroup } from './prune.ts';
-import { VerifyPool } from './verify-pool.ts';
+import { ChunkPool } from './chunk-pool.ts';
 
 const small = { min: 4096, avg: 16384, max: 65536 };
 const ref = (time: number, id = 'web1'): SnapshotRef => ({ ns: [], type: 'host', id, time });
@@ -102,7 +102,7 @@ test('verify of several snapshots at once, on worker threads: a shared chunk is 
   const unique = new Set<string>();
   for (let i = 1; i <= 5; i++) for (const span of await (await SnapshotReader.open(ds, ref(1000 * i))).chunkList('root.tar')) unique.add(span.digest);
   assert.equal(clean.chunksChecked, unique.size, 'each chunk checked once across concurrent snapshots');
-  const pool = new VerifyPool(2);
+  const pool = new ChunkPool(2);
   try {
     // Chunks large enough to have buffers of their own, which the check threads take over.
     const large = await Datastore.create(new MemoryBackend());
@@ -293,7 +293,7 @@ test('a received chunk is read back once stored: one stored damaged is reported,
   }
   const backend = new Damaging();
   const ds = await Datastore.create(backend);
-  const pool = new VerifyPool(1);
+  const pool = new ChunkPool(1);
   try {
     const upload = await SnapshotUpload.begin(ds, ref(3000), { owner: 'root@pam', keyFingerprint: null, verifyChunks: true, pool });
     const data = randomBytes(40_000);

@@ -21,4 +21,4 @@ export { pruneGroup, type PruneEntry } from './prune.ts';
 export { collectGarbage, readGcStatus, GC_DEFAULT_MARGIN_MS, type GcResult, type GcOptions } from './gc.ts';
 export { datastoreStats, type DatastoreStats } from './stats.ts';
 export { WriterLease, readLeases, type LeaseRecord } from './writer-lease.ts';
-export { VerifyPool } from './verify-pool.ts';
+export { ChunkPool } from './chunk-pool.ts';

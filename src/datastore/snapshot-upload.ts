@@ -17,7 +17,7 @@ import { isStorageError, type OpOptions } from '../storage/index.ts';
 import type { Datastore } from './datastore.ts';
 import { SnapshotReader } from './snapshot-reader.ts';
 import { WriterLease } from './writer-lease.ts';
-import type { VerifyPool } from './verify-pool.ts';
+import type { ChunkPool } from './chunk-pool.ts';
 
 /** Where a snapshot writer puts chunks and files: a datastore here, or one behind the API. */
 export interface SnapshotSink {
@@ -38,7 +38,7 @@ export interface UploadOptions extends OpOptions {
   /** Check plaintext chunks' digests on receipt and read back what was stored (data from elsewhere: always). */
   verifyChunks: boolean;
   /** Worker threads for those checks (else they run on this thread). */
-  pool?: VerifyPool | undefined;
+  pool?: ChunkPool | undefined;
   /**
    * Replace an existing snapshot of the same key whose files stay as they are, adding files (a client log
    * added on the source after the snapshot was copied): the old manifest stays valid until `commit` replaces

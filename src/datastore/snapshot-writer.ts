@@ -20,6 +20,7 @@ import {
 import { release, throwIfAborted, WorkQueue } from '../lib/index.ts';
 import type { OpOptions } from '../storage/index.ts';
 import { Chunker, DEFAULT_CHUNKER, type ChunkerOptions } from './chunker.ts';
+import type { ChunkPool } from './chunk-pool.ts';
 import type { Datastore } from './datastore.ts';
 import { SnapshotUpload, type SnapshotSink } from './snapshot-upload.ts';
 import { SnapshotReader } from './snapshot-reader.ts';
@@ -53,6 +54,8 @@ export interface BeginOptions extends OpOptions {
   chunker?: ChunkerOptions;
   /** Parallel chunk encodes and writes. */
   concurrency?: number;
+  /** Threads that digest and encode the chunks (else the main thread and Node's thread pool do). */
+  pool?: ChunkPool | undefined;
   /** Called for every chunk decided (bytes of the archive stream consumed). */
   onChunk?: (event: { size: number; reused: boolean }) => void;
 }
@@ -135,17 +138,33 @@ export class SnapshotWriter {
     stats.chunks++;
     const digest = Promise.withResolvers<string>();
     digest.promise.catch(() => {}); // the queue reports the failure
+    const compress = this.#options.compress ?? true;
+    const pool = this.#options.pool;
+    const length = chunk.length;
+    // Whether a chunk of this digest is to be stored (not seen before in this session or the previous snapshot).
+    const wanted = (d: string): boolean => {
+      digest.resolve(d);
+      if (this.#known.has(d)) return false;
+      this.#known.add(d);
+      return true;
+    };
     await queue.submit(async () => {
       try {
-        const d = key ? await key.chunkDigestAsync(chunk) : await sha256HexAsync(chunk);
-        digest.resolve(d);
-        if (this.#known.has(d)) {
+        let blob: Buffer | undefined;
+        if (pool) {
+          // Digested on a thread, then encoded there only if wanted. A chunk of the writer's own moves there;
+          // another is copied (its memory stays the caller's).
+          blob = (await pool.encode(owned ? chunk : new Uint8Array(chunk), { compress, key }, wanted)).blob;
+        } else {
+          const d = key ? await key.chunkDigestAsync(chunk) : await sha256HexAsync(chunk);
+          if (wanted(d)) blob = await encodeBlob(chunk, { compress, key });
+        }
+        const d = await digest.promise;
+        if (!blob) {
           stats.reusedChunks++;
-          this.#options.onChunk?.({ size: chunk.length, reused: true });
+          this.#options.onChunk?.({ size: length, reused: true });
           return;
         }
-        this.#known.add(d);
-        const blob = await encodeBlob(chunk, { compress: this.#options.compress ?? true, key });
         const stored = blob.length;
         const { existed } = await this.#sink.insertChunk(d, blob);
         // The sink has stored (or sent) it: the encoded copy is freed now, not by a collection later.
@@ -155,7 +174,7 @@ export class SnapshotWriter {
           stats.newChunks++;
           stats.storedBytes += stored;
         }
-        this.#options.onChunk?.({ size: chunk.length, reused: existed });
+        this.#options.onChunk?.({ size: length, reused: existed });
       } catch (error) {
         digest.reject(error);
         throw error;

@@ -4,7 +4,7 @@ import type { OpOptions } from '../storage/index.ts';
 import { verifyChunkContent } from './chunk-store.ts';
 import type { Datastore, SnapshotInfo } from './datastore.ts';
 import { SnapshotReader } from './snapshot-reader.ts';
-import type { VerifyPool } from './verify-pool.ts';
+import type { ChunkPool } from './chunk-pool.ts';
 
 export interface VerifyOptions extends OpOptions {
   ns?: Namespace;
@@ -20,7 +20,7 @@ export interface VerifyOptions extends OpOptions {
   /** Snapshots verified at once (default 1); a chunk shared by several is still checked once. */
   maxConcurrentSnapshots?: number;
   /** Threads for the digest checks of plaintext chunks. */
-  pool?: VerifyPool | undefined;
+  pool?: ChunkPool | undefined;
   onProgress?: (event: { snapshot: string; chunksDone: number; chunksTotal: number; bytes: number }) => void;
   onLog?: (message: string) => void;
 }

@@ -1,5 +1,5 @@
 import { formatNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
-import { Datastore, SnapshotUpload, datastoreSource, type VerifyPool } from '../datastore/index.ts';
+import { Datastore, SnapshotUpload, datastoreSource, type ChunkPool } from '../datastore/index.ts';
 import { mapConcurrent, prefetch } from '../lib/index.ts';
 import { groupKey, type BeginInput, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
 
@@ -23,10 +23,10 @@ export async function listDatastore(ds: Datastore, root: Namespace, maxDepth: nu
 export class DatastoreSide implements SyncSource, SyncTarget {
   readonly label: string;
   readonly ds: Datastore;
-  readonly #pool: (() => VerifyPool | undefined) | undefined;
+  readonly #pool: (() => ChunkPool | undefined) | undefined;
 
   /** `pool` is asked for only when this side receives a snapshot: a source starts no threads. */
-  constructor(ds: Datastore, label: string, options: { pool?: (() => VerifyPool | undefined) | undefined } = {}) {
+  constructor(ds: Datastore, label: string, options: { pool?: (() => ChunkPool | undefined) | undefined } = {}) {
     this.ds = ds;
     this.label = label;
     this.#pool = options.pool;

@@ -1,15 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { CryptKey, IbsError, encodeBlob, sha256Hex } from '../core/index.ts';
+import { CryptKey, IbsError, decodeBlob, encodeBlob, readBlobHeader, sha256Hex } from '../core/index.ts';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VerifyPool } from './verify-pool.ts';
+import { ChunkPool } from './chunk-pool.ts';
 
-test('the verify pool checks chunks on worker threads: CRC and plaintext digest; encrypted ones by CRC', async () => {
-  const pool = new VerifyPool(2);
+test('the chunk pool checks chunks on worker threads: CRC and plaintext digest; encrypted ones by CRC', async () => {
+  const pool = new ChunkPool(2);
   try {
     const data = Buffer.concat([randomBytes(50_000), Buffer.alloc(200_000, 7)]);
     const blob = await encodeBlob(data, { compress: true });
@@ -39,9 +39,9 @@ test('the verify pool checks chunks on worker threads: CRC and plaintext digest;
 });
 
 test('a pending check keeps the process alive; idle threads do not (a command ends without closing the pool)', () => {
-  const script = `import { VerifyPool } from ${JSON.stringify(new URL('./verify-pool.ts', import.meta.url).href)};
+  const script = `import { ChunkPool } from ${JSON.stringify(new URL('./chunk-pool.ts', import.meta.url).href)};
 import { encodeBlob, sha256Hex } from ${JSON.stringify(new URL('../core/index.ts', import.meta.url).href)};
-const pool = new VerifyPool(2);
+const pool = new ChunkPool(2);
 const blob = await encodeBlob(Buffer.from('x'), { compress: false });
 console.log((await pool.check(sha256Hex(Buffer.from('x')), blob)).length);`;
   const dir = mkdtempSync(join(tmpdir(), 'ibs-pool-'));
@@ -51,4 +51,43 @@ console.log((await pool.check(sha256Hex(Buffer.from('x')), blob)).length);`;
   rmSync(dir, { recursive: true, force: true });
   assert.equal(r.status, 0, `exit ${r.status} (13: the awaited check did not hold the process), signal ${r.signal}: ${r.stderr}`);
   assert.match(r.stdout.trim(), /^\d+$/);
+});
+
+test('the chunk pool digests chunks on its threads and encodes only those wanted: plain, compressed, encrypted', async () => {
+  const pool = new ChunkPool(2);
+  try {
+    const key = CryptKey.generate();
+    const text = Buffer.alloc(300_000, 'abc');
+    const noise = randomBytes(200_000);
+    for (const [data, options, encoding] of [
+      [text, { compress: true }, 'zstd'],
+      [noise, { compress: true }, 'raw'],
+      [text, { compress: false }, 'raw'],
+      [text, { compress: true, key }, 'encrypted+zstd'],
+      [noise, { compress: true, key }, 'encrypted'],
+      [Buffer.from('tiny'), { compress: true, key }, 'encrypted'],
+    ] as const) {
+      const own = new Uint8Array(data);
+      const seen: string[] = [];
+      const r = await pool.encode(own, options, (d) => (seen.push(d), true));
+      const expected = 'key' in options ? key.chunkDigest(data) : sha256Hex(data);
+      assert.deepEqual(seen, [expected]);
+      assert.equal(r.digest, expected);
+      assert.equal(own.length, 0, 'a whole buffer moved to the thread');
+      const blob = r.blob as Buffer;
+      assert.equal(readBlobHeader(blob, 'blob').encoding, encoding);
+      assert.deepEqual(await decodeBlob(blob, 'key' in options ? key : undefined, 'blob'), data);
+    }
+    // Not wanted (stored before): digested, dropped on the thread, no blob.
+    const skipped = await pool.encode(new Uint8Array(text), { compress: true }, () => false);
+    assert.deepEqual(skipped, { digest: sha256Hex(text) });
+    // Many at once, with checks among them: each answer goes to its own caller.
+    const many = await Promise.all(Array.from({ length: 24 }, (_, i) => pool.encode(Buffer.alloc(10_000 + i, i), { compress: true, key }, () => i % 2 === 0)));
+    many.forEach((r, i) => {
+      assert.equal(r.digest, key.chunkDigest(Buffer.alloc(10_000 + i, i)));
+      assert.equal(r.blob !== undefined, i % 2 === 0);
+    });
+  } finally {
+    await pool.close();
+  }
 });

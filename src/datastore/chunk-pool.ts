@@ -1,0 +1,129 @@
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { IbsError, type CryptKey, type ErrorCode } from '../core/index.ts';
+import { movable, Semaphore } from '../lib/index.ts';
+
+/** What a thread answers: a blob (checked or encoded), a digest, or a failure. */
+interface Answer {
+  id: number;
+  blob?: Uint8Array;
+  digest?: string;
+  error?: { code: ErrorCode; message: string };
+}
+
+interface Pending {
+  resolve: (answer: Answer) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * Worker threads for the per-chunk work that needs the CPU, so that it runs on every core while the main
+ * thread reads, chunks, writes and sends: a receiver's checks (CRC, plaintext digest) and a backup's encoding
+ * (digest, compression, encryption). One thread per core (up to 4): measured on 2 cores, local sync of
+ * 335 MiB: one thread 5.8 s, two 4.3 s. A whole buffer travels to a thread and back without a copy. Created by
+ * a composition root and passed in; `close` ends the threads. Idle threads do not keep the process alive.
+ */
+export class ChunkPool {
+  readonly #workers: Worker[] = [];
+  readonly #pending = new Map<number, Pending>();
+  #next = 0;
+  #turn = 0;
+  #failure: Error | undefined;
+  /** Two jobs per thread at most: one running, one ready; callers wait beyond that (bounded memory). */
+  readonly #slots: Semaphore;
+  /** The raw bytes of each key the threads have been given, by fingerprint. */
+  readonly #keys = new Map<string, Uint8Array>();
+
+  constructor(size = Math.max(1, Math.min(4, availableParallelism()))) {
+    for (let i = 0; i < size; i++) {
+      // Small young generations: each job makes a few MiB of short-lived plaintext.
+      const w = new Worker(new URL('./chunk-worker.ts', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 96 } });
+      w.on('message', (m: Answer) => {
+        const p = this.#pending.get(m.id);
+        if (!p) return;
+        this.#pending.delete(m.id);
+        if (this.#pending.size === 0) this.#hold(false);
+        if (m.error) p.reject(new IbsError(m.error.code, m.error.message));
+        else p.resolve(m);
+      });
+      w.on('error', (error) => {
+        this.#failure = error;
+        for (const p of this.#pending.values()) p.reject(error);
+        this.#pending.clear();
+        this.#hold(false);
+      });
+      // Idle threads do not keep the process alive (after the listeners: adding one refs the port again).
+      w.unref();
+      this.#workers.push(w);
+    }
+    this.#slots = new Semaphore(size * 2);
+  }
+
+  /** Posts one message to a thread and waits for its answer. */
+  #ask(worker: Worker, message: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<Answer> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    const id = this.#next++;
+    return new Promise<Answer>((resolve, reject) => {
+      if (this.#pending.size === 0) this.#hold(true);
+      this.#pending.set(id, { resolve, reject });
+      worker.postMessage({ ...message, id }, transfer);
+    });
+  }
+
+  #worker(): Worker {
+    return this.#workers[this.#turn++ % this.#workers.length] as Worker;
+  }
+
+  /**
+   * Checks one chunk blob; rejects CORRUPT when damaged. Resolves with the blob to use from then on: a whole
+   * buffer (readFile's) moves to the thread and comes back, and the one passed in is then empty; a slice of a
+   * larger buffer (a request body) is copied for the thread and comes back as itself.
+   */
+  async check(digest: string, blob: Uint8Array): Promise<Uint8Array> {
+    return this.#slots.run(async () => {
+      const sent = movable(blob);
+      const back = await this.#ask(this.#worker(), { type: 'check', digest, blob: sent }, [sent.buffer]);
+      return sent === blob ? (back.blob as Uint8Array) : blob;
+    });
+  }
+
+  /**
+   * Digests a chunk (SHA-256, or the key's keyed digest) on a thread; when `wanted(digest)` says so, encodes
+   * it there too (compression, encryption) and returns the blob; otherwise the thread drops it. `chunk` moves
+   * to the thread when it is a whole buffer (the caller must not use it afterwards), else it is copied.
+   */
+  async encode(chunk: Uint8Array, options: { compress: boolean; key?: CryptKey | undefined }, wanted: (digest: string) => boolean): Promise<{ digest: string; blob?: Buffer }> {
+    return this.#slots.run(async () => {
+      const worker = this.#worker();
+      const sent = movable(chunk);
+      const key = options.key ? this.#keyBytes(options.key) : undefined;
+      const { digest, id } = await this.#ask(worker, { type: 'digest', chunk: sent, key }, [sent.buffer]);
+      const held = id;
+      if (!wanted(digest as string)) {
+        worker.postMessage({ type: 'drop', held });
+        return { digest: digest as string };
+      }
+      const { blob } = await this.#ask(worker, { type: 'encode', held, compress: options.compress });
+      const out = blob as Uint8Array;
+      return { digest: digest as string, blob: Buffer.from(out.buffer, out.byteOffset, out.length) };
+    });
+  }
+
+  #keyBytes(key: CryptKey): Uint8Array {
+    let raw = this.#keys.get(key.fingerprint);
+    if (!raw) this.#keys.set(key.fingerprint, (raw = key.exportRaw()));
+    return raw;
+  }
+
+  /** While a job is pending the threads keep the process alive (something waits for their answer). */
+  #hold(on: boolean): void {
+    for (const w of this.#workers) {
+      if (on) w.ref();
+      else w.unref();
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#workers.map((w) => w.terminate()));
+  }
+}
