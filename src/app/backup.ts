@@ -418,13 +418,17 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
     });
     return { snapshot: formatSnapshot(ref), archive, target, bytes: result.bytes, entries: result.entries, seconds: (Date.now() - started) / 1000, warnings };
   };
+  // An image's chunks are decoded on the chunk pool's threads (the main thread only reads and writes: 256 MiB in
+  // 0.9 s instead of 1.2 s). A tree's are not: there the thread writing files sets the pace, and the pool's
+  // threads and buffers only took the peak RSS past 300 MiB (tree restore 3.9-4.6 s either way).
+  const pool = archive.endsWith('.img') ? ctx.chunkPool : undefined;
   if (input.repository) {
     const source = await RemoteSnapshotSource.open(input.repository.client, { store: input.repository.store, ref });
     try {
-      return await restoreFrom(SnapshotReader.from(source, ref, source.manifest, { key: input.key, signal: ctx.signal }));
+      return await restoreFrom(SnapshotReader.from(source, ref, source.manifest, { key: input.key, signal: ctx.signal, pool }));
     } finally {
       await source.close();
     }
   }
-  return withDatastore(ctx, input.store, async (ds) => restoreFrom(await SnapshotReader.open(ds, ref, { key: input.key, signal: ctx.signal })));
+  return withDatastore(ctx, input.store, async (ds) => restoreFrom(await SnapshotReader.open(ds, ref, { key: input.key, signal: ctx.signal, pool })));
 }

@@ -62,7 +62,7 @@ export function decompressSync(payload: Uint8Array, what: string): Buffer {
   try {
     return zstdDecompressSync(payload, decompressOptions(payload));
   } catch (error) {
-    throw new IbsError('CORRUPT', `${what}: zstd payload does not decompress`, { cause: error });
+    throw undecodable(what, error);
   }
 }
 
@@ -172,23 +172,44 @@ export function checkBlobCrc(blob: Uint8Array, what: string): BlobHeader {
   return header;
 }
 
+/** The encrypted fields and payload of a checked blob, or the plain payload; WRONG_KEY when encrypted and no key. */
+function sealedParts(blob: Uint8Array, key: CryptKey | undefined, what: string): { header: BlobHeader; payload: Buffer; sealed?: { iv: Uint8Array; tag: Uint8Array } } {
+  const header = checkBlobCrc(blob, what);
+  const payload = Buffer.from(blob.buffer, blob.byteOffset + header.headerSize, blob.length - header.headerSize);
+  if (!isEncryptedBlob(header)) return { header, payload };
+  if (!key) throw new IbsError('WRONG_KEY', `${what} is encrypted: a key is needed to read it`);
+  return { header, payload, sealed: { iv: blob.subarray(12, 24), tag: blob.subarray(24, 40) } };
+}
+
+function undecodable(what: string, error: unknown): IbsError {
+  return new IbsError('CORRUPT', `${what}: zstd payload does not decompress`, { cause: error });
+}
+
 /** Decodes a blob to its plaintext; CORRUPT on a bad CRC, WRONG_KEY when it is encrypted and no key fits. */
 export async function decodeBlob(blob: Uint8Array, key: CryptKey | undefined, what: string): Promise<Buffer> {
-  const header = checkBlobCrc(blob, what);
-  let payload: Buffer = Buffer.from(blob.buffer, blob.byteOffset + header.headerSize, blob.length - header.headerSize);
-  if (isEncryptedBlob(header)) {
-    if (!key) throw new IbsError('WRONG_KEY', `${what} is encrypted: a key is needed to read it`);
-    payload = await key.decryptAsync(blob.subarray(12, 24), blob.subarray(24, 40), payload);
-  }
+  const { header, payload: stored, sealed } = sealedParts(blob, key, what);
+  let payload = sealed && key ? await key.decryptAsync(sealed.iv, sealed.tag, stored) : stored;
   if (header.encoding === 'zstd' || header.encoding === 'encrypted+zstd') {
     const packed = payload;
     try {
       payload = await decompress(packed, decompressOptions(packed));
     } catch (error) {
-      throw new IbsError('CORRUPT', `${what}: zstd payload does not decompress`, { cause: error });
+      throw undecodable(what, error);
     }
     // Decrypted here, and decompressed since: freed now.
-    if (header.encoding === 'encrypted+zstd') release(packed);
+    if (sealed) release(packed);
+  }
+  return payload;
+}
+
+/** `decodeBlob` on the calling thread (a worker's: see ChunkPool). */
+export function decodeBlobSync(blob: Uint8Array, key: CryptKey | undefined, what: string): Buffer {
+  const { header, payload: stored, sealed } = sealedParts(blob, key, what);
+  let payload = sealed && key ? key.decrypt(sealed.iv, sealed.tag, stored) : stored;
+  if (header.encoding === 'zstd' || header.encoding === 'encrypted+zstd') {
+    const packed = payload;
+    payload = decompressSync(packed, what);
+    if (sealed) release(packed);
   }
   return payload;
 }

@@ -96,7 +96,10 @@ export class CryptKey {
     try {
       const decipher = createDecipheriv('aes-256-gcm', this.#key, iv);
       decipher.setAuthTag(tag);
-      return Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+      const plaintext = decipher.update(ciphertext);
+      // Checks the tag; GCM's final part is empty (joining it would only copy the plaintext).
+      const rest = decipher.final();
+      return rest.length === 0 ? plaintext : Buffer.concat([plaintext, rest]);
     } catch (error) {
       throw new IbsError('WRONG_KEY', `Decryption with key ${this.fingerprint} failed: wrong key, or the data was altered`, { cause: error });
     }

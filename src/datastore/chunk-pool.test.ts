@@ -91,3 +91,33 @@ test('the chunk pool digests chunks on its threads and encodes only those wanted
     await pool.close();
   }
 });
+
+test('the chunk pool decodes stored chunks on its threads and checks their digest; damage and wrong keys fail', async () => {
+  const pool = new ChunkPool(2);
+  try {
+    const key = CryptKey.generate();
+    const data = Buffer.concat([randomBytes(30_000), Buffer.alloc(300_000, 'xyz')]);
+    for (const options of [{ compress: true }, { compress: false }, { compress: true, key }, { compress: false, key }]) {
+      const blob = await encodeBlob(data, options);
+      const digest = 'key' in options ? key.chunkDigest(data) : sha256Hex(data);
+      const whole = new Uint8Array(blob);
+      assert.deepEqual(await pool.decode(digest, whole, options.key), data);
+      assert.equal(whole.length, 0, 'a whole buffer moved to the thread');
+      // A slice of a larger buffer is copied and stays the caller's.
+      const body = Buffer.concat([Buffer.alloc(10), blob]);
+      assert.deepEqual(await pool.decode(digest, body.subarray(10), options.key), data);
+      assert.equal(body.length, 10 + blob.length);
+      const code = (c: string) => (e: unknown) => e instanceof IbsError && e.code === c;
+      await assert.rejects(pool.decode(sha256Hex(Buffer.from('other')), new Uint8Array(blob), options.key), code('CORRUPT'));
+      const flipped = Buffer.from(blob);
+      flipped[flipped.length - 3] = (flipped[flipped.length - 3] as number) ^ 4;
+      await assert.rejects(pool.decode(digest, flipped, options.key), code('CORRUPT'));
+      if ('key' in options) {
+        await assert.rejects(pool.decode(digest, new Uint8Array(blob), CryptKey.generate()), code('WRONG_KEY'));
+        await assert.rejects(pool.decode(digest, new Uint8Array(blob), undefined), code('WRONG_KEY'));
+      }
+    }
+  } finally {
+    await pool.close();
+  }
+});

@@ -88,6 +88,21 @@ export class ChunkPool {
   }
 
   /**
+   * Decodes a stored chunk on a thread (CRC, decryption, decompression) and checks its digest; resolves with the
+   * plaintext. CORRUPT when damaged, WRONG_KEY when encrypted and `key` does not fit (or is missing). A whole
+   * buffer moves to the thread (the one passed in is then empty), else it is copied.
+   */
+  async decode(digest: string, blob: Uint8Array, key: CryptKey | undefined): Promise<Buffer> {
+    return this.#slots.run(async () => {
+      const sent = movable(blob);
+      const raw = key ? this.#keyBytes(key) : undefined;
+      const { blob: plain } = await this.#ask(this.#worker(), { type: 'decode', digest, blob: sent, key: raw }, [sent.buffer]);
+      const out = plain as Uint8Array;
+      return Buffer.from(out.buffer, out.byteOffset, out.length);
+    });
+  }
+
+  /**
    * Digests a chunk (SHA-256, or the key's keyed digest) on a thread; when `wanted(digest)` says so, encodes
    * it there too (compression, encryption) and returns the blob; otherwise the thread drops it. `chunk` moves
    * to the thread when it is a whole buffer (the caller must not use it afterwards), else it is copied.

@@ -6,13 +6,14 @@
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 // Only the blob codec, the key and error helpers: a small module graph keeps each thread's memory low.
-import { checkBlobCrc, decompressSync, encodeBlobSync, isEncryptedBlob } from '../core/blob.ts';
+import { checkBlobCrc, decodeBlobSync, decompressSync, encodeBlobSync, isEncryptedBlob, readBlobHeader } from '../core/blob.ts';
 import { CryptKey } from '../core/crypt-key.ts';
 import { toIbsError } from '../core/errors.ts';
 import { movable, release } from '../lib/release.ts';
 
 type Job =
   | { type: 'check'; id: number; digest: string; blob: Uint8Array }
+  | { type: 'decode'; id: number; digest: string; blob: Uint8Array; key?: Uint8Array }
   | { type: 'digest'; id: number; chunk: Uint8Array; key?: Uint8Array }
   | { type: 'encode'; id: number; held: number; compress: boolean }
   | { type: 'drop'; held: number };
@@ -35,13 +36,32 @@ function check(job: Extract<Job, { type: 'check' }>): void {
   parentPort?.postMessage({ id: job.id, blob: job.blob }, [job.blob.buffer as ArrayBuffer]);
 }
 
+/** The key whose raw bytes a job carries (made once per thread and key). */
+function keyOf(raw: Uint8Array | undefined): CryptKey | undefined {
+  if (!raw) return undefined;
+  const hex = Buffer.from(raw).toString('hex');
+  let key = keys.get(hex);
+  if (!key) keys.set(hex, (key = new CryptKey(raw)));
+  return key;
+}
+
+/** Decodes a stored chunk (CRC, decryption, decompression) and checks its digest; sends the plaintext. */
+function decode(job: Extract<Job, { type: 'decode' }>): void {
+  const what = `chunk ${job.digest}`;
+  const key = keyOf(job.key);
+  const encrypted = isEncryptedBlob(readBlobHeader(job.blob, what));
+  const plain = decodeBlobSync(job.blob, key, what);
+  const actual = encrypted && key ? key.chunkDigest(plain) : createHash('sha256').update(plain).digest('hex');
+  if (actual !== job.digest) throw Object.assign(new Error(`Chunk ${job.digest}: content digest is ${actual} (damaged chunk)`), { code: 'CORRUPT' });
+  // Decoded into memory of its own (moved with it), or a view of a raw blob (copied).
+  const own = plain.buffer !== job.blob.buffer;
+  const out = movable(plain, own);
+  parentPort?.postMessage({ id: job.id, blob: out }, [out.buffer]);
+  release(job.blob);
+}
+
 function digest(job: Extract<Job, { type: 'digest' }>): void {
-  let key: CryptKey | undefined;
-  if (job.key) {
-    const hex = Buffer.from(job.key).toString('hex');
-    key = keys.get(hex);
-    if (!key) keys.set(hex, (key = new CryptKey(job.key)));
-  }
+  const key = keyOf(job.key);
   const d = key ? key.chunkDigest(job.chunk) : createHash('sha256').update(job.chunk).digest('hex');
   held.set(job.id, { chunk: job.chunk, key });
   parentPort?.postMessage({ id: job.id, digest: d });
@@ -69,6 +89,7 @@ parentPort?.on('message', (job: Job) => {
   }
   try {
     if (job.type === 'check') check(job);
+    else if (job.type === 'decode') decode(job);
     else if (job.type === 'digest') digest(job);
     else encode(job);
   } catch (error) {

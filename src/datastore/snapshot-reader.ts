@@ -20,10 +20,13 @@ import {
 import { throwIfAborted } from '../lib/index.ts';
 import { isStorageError, type OpOptions } from '../storage/index.ts';
 import type { Datastore } from './datastore.ts';
+import type { ChunkPool } from './chunk-pool.ts';
 import { verifyChunkContent } from './chunk-store.ts';
 
 export interface ReaderOptions extends OpOptions {
   key?: CryptKey | undefined;
+  /** Threads that decode and check the chunks (else the main thread and Node's thread pool do). */
+  pool?: ChunkPool | undefined;
 }
 
 /** Where a reader gets a snapshot's bytes: a datastore here, or a server through the API. */
@@ -59,13 +62,15 @@ export class SnapshotReader {
   readonly manifest: Manifest;
   readonly #source: SnapshotSource;
   readonly #key: CryptKey | undefined;
+  readonly #pool: ChunkPool | undefined;
   readonly #indexes = new Map<string, ArchiveIndex>();
 
-  private constructor(source: SnapshotSource, ref: SnapshotRef, manifest: Manifest, key: CryptKey | undefined) {
+  private constructor(source: SnapshotSource, ref: SnapshotRef, manifest: Manifest, options: ReaderOptions) {
     this.#source = source;
     this.ref = ref;
     this.manifest = manifest;
-    this.#key = key;
+    this.#key = options.key;
+    this.#pool = options.pool;
   }
 
   static async open(ds: Datastore, ref: SnapshotRef, options: ReaderOptions = {}): Promise<SnapshotReader> {
@@ -75,7 +80,7 @@ export class SnapshotReader {
   /** A reader over any source, given the snapshot's (already parsed) manifest. */
   static from(source: SnapshotSource, ref: SnapshotRef, manifest: Manifest, options: ReaderOptions = {}): SnapshotReader {
     if (manifest.keyFingerprint !== undefined && options.key) verifyManifestSignature(manifest, options.key, `Snapshot ${formatSnapshot(ref)}`);
-    return new SnapshotReader(source, ref, manifest, options.key);
+    return new SnapshotReader(source, ref, manifest, options);
   }
 
   get encrypted(): boolean {
@@ -196,9 +201,10 @@ export class SnapshotReader {
 
   /** A chunk of an indexed stream, verified; a damaged or missing one fails naming the stream and the bytes. */
   #fetchChunk(name: string, span: ChunkSpan, options: OpOptions): Promise<Buffer> {
+    const pool = this.#pool;
     const p = this.#source
       .chunkBlob(span.digest, { signal: options.signal })
-      .then((blob) => verifyChunkContent(span.digest, blob, this.#key, isEncryptedBlob(checkBlobCrc(blob, `chunk ${span.digest}`))))
+      .then((blob) => (pool ? pool.decode(span.digest, blob, this.#key) : verifyChunkContent(span.digest, blob, this.#key, isEncryptedBlob(checkBlobCrc(blob, `chunk ${span.digest}`)))))
       .then((data) => {
         if (data.length !== span.end - span.start) throw new IbsError('CORRUPT', `Chunk ${span.digest} of ${name}: ${data.length} bytes, index says ${span.end - span.start}`);
         return data;
