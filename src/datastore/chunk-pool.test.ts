@@ -121,3 +121,31 @@ test('the chunk pool decodes stored chunks on its threads and checks their diges
     await pool.close();
   }
 });
+
+test('a writer hands its chunks to the pool after its first 32 MiB; the snapshot reads back whole, image chunks decoded by the pool', async () => {
+  const { Datastore, SnapshotWriter, SnapshotReader } = await import('./index.ts');
+  const { MemoryBackend } = await import('../storage/memory/index.ts');
+  const pool = new ChunkPool(2);
+  try {
+    const ds = await Datastore.create(new MemoryBackend());
+    const key = CryptKey.generate();
+    // 48 MiB: noise, text and a repeated block (dedup within the stream).
+    const block = randomBytes(4 * 1024 * 1024);
+    const data = Buffer.concat([randomBytes(20 * 1024 * 1024), Buffer.alloc(16 * 1024 * 1024, 'log line\n'), block, block, block]);
+    let asked = 0;
+    const ref = { ns: [], type: 'host' as const, id: 'pool', time: 1000 };
+    const writer = await SnapshotWriter.begin(ds, ref, { owner: 'root@pam', key, pool: () => (asked++, pool) });
+    await writer.addDynamicArchive('root.tar', [data.subarray(0, 30 * 1024 * 1024), data.subarray(30 * 1024 * 1024)]);
+    const image = await writer.addFixedArchive('disk.img', (async function* () { yield data; })());
+    await writer.commit();
+    assert.ok(asked > 0, 'the pool was asked for');
+    assert.equal(image.chunks, 12);
+    assert.equal(image.newChunks + image.reusedChunks, 12);
+    assert.ok(image.reusedChunks >= 2, 'the repeated block is stored once');
+    const reader = await SnapshotReader.open(ds, ref, { key, pool });
+    assert.ok((await reader.readAll('root.tar')).equals(data));
+    assert.ok((await reader.readAll('disk.img')).equals(data));
+  } finally {
+    await pool.close();
+  }
+});
