@@ -223,3 +223,31 @@ test('excludes leave matching files and directories out', async () => {
   assert.ok(!names.includes('dir') && !names.some((n) => n.startsWith('ddd')), names.join(','));
   assert.ok(names.includes('small.txt'));
 });
+
+test('an encrypted backup past 32 MiB (chunks encoded on the pool threads) restores identical, image decoded there too; verify passes', async () => {
+  const keyfile = join(work.path, 'pool-key.json');
+  const env = { IBS_PASSPHRASE: 'pool passphrase' };
+  assert.equal((await ibs(home, ['key', 'create', keyfile], env)).code, 0);
+  const big = join(work.path, 'pool-src');
+  await mkdir(join(big, 'd'), { recursive: true });
+  const block = randomBytes(3 << 20);
+  for (let i = 0; i < 12; i++) await writeFile(join(big, 'd', `f${i}`), i % 3 === 0 ? block : i % 3 === 1 ? randomBytes(3 << 20) : Buffer.alloc(3 << 20, `line ${i}\n`));
+  const image = join(work.path, 'pool.img');
+  await writeFile(image, Buffer.concat([randomBytes(20 << 20), Buffer.alloc(16 << 20), block, block]));
+  const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'pool', '--time', '2026-11-02T00:00:00Z', '--keyfile', keyfile, '--output', 'json', `root.tar:${big}`, `disk.img:${image}`], env);
+  assert.equal(b.code, 0, b.stderr);
+  const archives = JSON.parse(b.stdout).archives as Array<{ name: string; reusedChunks: number }>;
+  assert.ok((archives.find((a) => a.name === 'disk.img')?.reusedChunks ?? 0) >= 1, 'the repeated block of the image is stored once');
+  const snap = 'host/pool/2026-11-02T00:00:00Z';
+  const tree = await ibs(home, ['backup', 'restore', snap, 'root.tar', join(work.path, 'pool-out'), '--store', 'store1', '--keyfile', keyfile], env);
+  assert.equal(tree.code, 0, tree.stderr);
+  for (let i = 0; i < 12; i++) assert.ok((await readFile(join(work.path, 'pool-out', 'd', `f${i}`))).equals(await readFile(join(big, 'd', `f${i}`))), `f${i}`);
+  const img = await ibs(home, ['backup', 'restore', snap, 'disk.img', join(work.path, 'pool-out.img'), '--store', 'store1', '--keyfile', keyfile], env);
+  assert.equal(img.code, 0, img.stderr);
+  assert.ok((await readFile(join(work.path, 'pool-out.img'))).equals(await readFile(image)));
+  const wrong = join(work.path, 'pool-other.json');
+  await ibs(home, ['key', 'create', wrong, '--kdf', 'none']);
+  const refused = await ibs(home, ['backup', 'restore', snap, 'disk.img', join(work.path, 'pool-wrong.img'), '--store', 'store1', '--keyfile', wrong]);
+  assert.notEqual(refused.code, 0);
+  assert.equal((await ibs(home, ['verify', 'start', 'store1', '--snapshot', snap])).code, 0);
+});
