@@ -21,6 +21,7 @@ import {
   assembleTar,
   assembledSize,
   catalogEntries,
+  catalogContentBytes,
   catalogPayloadRanges,
   catalogRanges,
   createArchiveStreamInWorker,
@@ -164,7 +165,7 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
       const parts = specs.map((spec): Promise<number | undefined> => {
         if (spec.name.endsWith('.img')) return stat(spec.path).then((st) => st.size);
         const catalog = previous.get(spec.name)?.catalog;
-        if (catalog) return Promise.resolve(catalogPayloadRanges(catalog.toString('utf8')).reduce((n, v, i) => (i % 2 === 1 ? n + v : n - v), 0));
+        if (catalog) return Promise.resolve(catalogContentBytes(catalog.toString('utf8')));
         const walk = treeSizeInWorker(spec.path);
         walks.push(walk);
         return walk.size;

@@ -39,9 +39,18 @@ async function context(): Promise<{ ctx: AppContext; backend: CountingBackend; d
   return { ctx, backend, dir };
 }
 
-test('restore --path reads only the chunks that hold the selected entries', async () => {
-  const { ctx, backend, dir } = await context();
+/** Runs `fn` with a fresh context (app context over a counting memory backend, a temporary directory), then removes the directory. */
+async function inContext(fn: (c: { ctx: AppContext; backend: CountingBackend; dir: string }) => Promise<void>): Promise<void> {
+  const c = await context();
   try {
+    await fn(c);
+  } finally {
+    await rm(c.dir, { recursive: true, force: true });
+  }
+}
+
+test('restore --path reads only the chunks that hold the selected entries', async () => {
+  await inContext(async ({ ctx, backend, dir }) => {
     const src = join(dir, 'src');
     for (let i = 0; i < 8; i++) {
       await mkdir(join(src, `d${i}`), { recursive: true });
@@ -60,14 +69,11 @@ test('restore --path reads only the chunks that hold the selected entries', asyn
     await restoreBackup(ctx, { store: 'store1', snapshot: 'host/h/2026-01-01T00:00:00Z', archive: 'root.tar', target: join(dir, 'out2'), path: 'd5' });
     assert.ok(backend.chunkReads < total / 2, `read ${backend.chunkReads} of ${total} chunks for one of eight directories`);
     assert.deepEqual(await readFile(join(dir, 'out2', 'd5', 'data.bin')), await readFile(join(src, 'd5', 'data.bin')));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('verify --ignore-verified skips snapshots verified recently and re-checks outdated ones', async () => {
-  const { ctx, dir } = await context();
-  try {
+  await inContext(async ({ ctx, dir }) => {
     const src = join(dir, 'src');
     await mkdir(src);
     await writeFile(join(src, 'a'), 'a');
@@ -79,14 +85,11 @@ test('verify --ignore-verified skips snapshots verified recently and re-checks o
     assert.deepEqual(again.snapshots.map((s) => s.state), ['skipped']);
     const outdated = await verifyStore(ctx, { store: 'store1', ignoreVerified: true, outdatedAfterDays: 0 });
     assert.deepEqual(outdated.snapshots.map((s) => s.state), ['ok']);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('restore progress of a tree, whole or one path, ends at its total; the summary counts the file bytes written', async () => {
-  const { ctx, dir } = await context();
-  try {
+  await inContext(async ({ ctx, dir }) => {
     const src = join(dir, 'src');
     await mkdir(join(src, 'sub'), { recursive: true });
     for (let i = 0; i < 20; i++) await writeFile(join(src, 'sub', `f${i}`), randomBytes(1000 + i));
@@ -100,14 +103,11 @@ test('restore progress of a tree, whole or one path, ends at its total; the summ
       assert.ok(last && last.total !== undefined && last.done === last.total, `progress ended at ${last?.done} of ${last?.total}`);
       assert.equal(result.bytes, path ? 1003 : 20 * 1000 + 190);
     }
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('an archive of the older layout (its tar stream stored whole) restores whole, by path and as a stream; the next backup reads every file and writes catalog and payload', async () => {
-  const { ctx, backend, dir } = await context();
-  try {
+  await inContext(async ({ ctx, backend, dir }) => {
     const src = join(dir, 'src');
     await mkdir(join(src, 'sub'), { recursive: true });
     for (let i = 0; i < 5; i++) await writeFile(join(src, 'sub', `f${i}`), randomBytes(100_000 + i));
@@ -143,14 +143,11 @@ test('an archive of the older layout (its tar stream stored whole) restores whol
     assert.deepEqual(next.archives.map((a) => [a.name, a.copiedBytes]), [['root.tar.payload', 0], ['root.tar.catalog', 0]]);
     assert.deepEqual(await toBuffer('host/old/2026-01-03T00:00:00Z'), tar);
     assert.equal((await verifyStore(ctx, { store: 'store1' })).snapshots.every((s) => s.state === 'ok'), true);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a local backup reports its progress against the size of the tree (percent and ETA), summed while it runs', async () => {
-  const { ctx, dir } = await context();
-  try {
+  await inContext(async ({ ctx, dir }) => {
     const src = join(dir, 'src');
     let size = 0;
     for (let i = 0; i < 100; i++) {
@@ -174,7 +171,5 @@ test('a local backup reports its progress against the size of the tree (percent 
     assert.ok(second.length > 0);
     for (const e of second) assert.equal(e.total, size, `total ${e.total} at ${e.done}`);
     assert.ok((second.at(-1)?.done ?? 0) < size);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });

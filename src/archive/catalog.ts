@@ -182,6 +182,14 @@ export function catalogPayloadRanges(text: string): Float64Array {
   return Float64Array.from(out);
 }
 
+/** The bytes of a stored catalog's file contents: the sum of its files' sizes. */
+export function catalogContentBytes(text: string): number {
+  const ranges = catalogPayloadRanges(text);
+  let total = 0;
+  for (let i = 0; i < ranges.length; i += 2) total += (ranges[i + 1] as number) - (ranges[i] as number);
+  return total;
+}
+
 /**
  * The entries under `path` ("" or "." for everything): the entry itself and, for a directory, everything
  * below it. Hard links whose data lives outside the selection bring their target entry along.

@@ -9,7 +9,7 @@ export { createArchiveStream, createArchiveStreamInWorker, type TarCreateOptions
 export { assembleTar, assembledSize, catalogEntries, type PayloadChunk } from './tar-assemble.ts';
 export { parseTar, type ParsedEntry } from './tar-parse.ts';
 export { extractArchiveInWorker, extractEntries, extractTar, extractTarInWorker, type ExtractOptions, type ExtractResult } from './tar-extract.ts';
-export { encodeCatalog, decodeCatalog, catalogPayloadRanges, CatalogIndex, selectCatalog, catalogRanges, CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
+export { encodeCatalog, decodeCatalog, catalogPayloadRanges, catalogContentBytes, CatalogIndex, selectCatalog, catalogRanges, CatalogBuilder, type CatalogEntry, type CatalogPieces } from './catalog.ts';
 export { compileExcludes, type ExcludeMatcher } from './glob.ts';
 export { treeSizeInWorker } from './tree-size.ts';
 export type { TarEntry, EntryType } from './tar-format.ts';

@@ -112,8 +112,8 @@ export class ChunkPool {
       const worker = this.#worker();
       const sent = movable(chunk);
       const key = options.key ? this.#keyBytes(options.key) : undefined;
-      const { digest, id } = await this.#ask(worker, { type: 'digest', chunk: sent, key }, [sent.buffer]);
-      const held = id;
+      // The thread holds the chunk under the id of its digest job until told what to do with it.
+      const { digest, id: held } = await this.#ask(worker, { type: 'digest', chunk: sent, key }, [sent.buffer]);
       if (!wanted(digest as string)) {
         worker.postMessage({ type: 'drop', held });
         return { digest: digest as string };

@@ -101,13 +101,6 @@ export class ChunkStore {
     }
   }
 
-  /** The stored blob, CRC-checked. NOT_FOUND when missing, CORRUPT when damaged. */
-  async getBlob(digest: string, options: OpOptions = {}): Promise<Buffer> {
-    const blob = await this.#read(digest, options);
-    checkBlobCrc(blob, `chunk ${digest}`);
-    return blob;
-  }
-
   /** Whether the stored blob is byte for byte `expected` (a read-back after writing). NOT_FOUND when missing. */
   async storedEquals(digest: string, expected: Uint8Array, options: OpOptions = {}): Promise<boolean> {
     const stored = await this.#read(digest, options);
@@ -116,14 +109,15 @@ export class ChunkStore {
     return same;
   }
 
-  /** The stored blob unchecked, for a caller that checks it itself (a sync target, verify's threads). */
+  /** The stored blob unchecked, for a caller that checks it itself (a reader or a sync target decoding it, verify's threads). */
   async rawBlob(digest: string, options: OpOptions = {}): Promise<Buffer> {
     return this.#read(digest, options);
   }
 
   /** The plaintext of a chunk, with its digest verified; never returns wrong bytes. */
   async get(digest: string, options: OpOptions & { key?: CryptKey | undefined } = {}): Promise<Buffer> {
-    const blob = await this.getBlob(digest, options);
+    // Decoding checks the CRC.
+    const blob = await this.#read(digest, options);
     return verifyChunkContent(digest, blob, options.key, isEncryptedBlob(readBlobHeader(blob, `chunk ${digest}`)));
   }
 
@@ -133,9 +127,11 @@ export class ChunkStore {
    */
   async check(digest: string, options: OpOptions & { key?: CryptKey | undefined } = {}): Promise<string | undefined> {
     try {
-      const blob = await this.getBlob(digest, options);
+      const blob = await this.#read(digest, options);
       const encrypted = isEncryptedBlob(readBlobHeader(blob, `chunk ${digest}`));
+      // Decoding checks the CRC; without the key, the CRC is what can be checked.
       if (!encrypted || options.key) await verifyChunkContent(digest, blob, options.key, encrypted);
+      else checkBlobCrc(blob, `chunk ${digest}`);
       return undefined;
     } catch (error) {
       if (error instanceof IbsError && (error.code === 'NOT_FOUND' || error.code === 'CORRUPT' || error.code === 'WRONG_KEY')) return error.message;

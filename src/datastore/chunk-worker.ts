@@ -6,9 +6,9 @@
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 // Only the blob codec, the key and error helpers: a small module graph keeps each thread's memory low.
-import { checkBlobCrc, decodeBlobSync, decompressSync, encodeBlobSync, isEncryptedBlob, readBlobHeader } from '../core/blob.ts';
+import { checkBlobCrc, decodeBlobSync, encodeBlobSync, isEncryptedBlob, readBlobHeader } from '../core/blob.ts';
 import { CryptKey } from '../core/crypt-key.ts';
-import { toIbsError } from '../core/errors.ts';
+import { IbsError, toIbsError } from '../core/errors.ts';
 import { movable, release } from '../lib/release.ts';
 
 type Job =
@@ -22,20 +22,6 @@ type Job =
 const held = new Map<number, { chunk: Uint8Array; key: CryptKey | undefined }>();
 const keys = new Map<string, CryptKey>();
 
-function check(job: Extract<Job, { type: 'check' }>): void {
-  const what = `chunk ${job.digest}`;
-  const header = checkBlobCrc(job.blob, what);
-  if (!isEncryptedBlob(header)) {
-    let plain: Uint8Array = job.blob.subarray(header.headerSize);
-    if (header.encoding === 'zstd') plain = decompressSync(plain, what);
-    const actual = createHash('sha256').update(plain).digest('hex');
-    // Decompressed here and seen by nobody else: freed now rather than by a collection later.
-    if (plain.buffer !== job.blob.buffer) release(plain);
-    if (actual !== job.digest) throw Object.assign(new Error(`Chunk ${job.digest}: content digest is ${actual} (damaged chunk)`), { code: 'CORRUPT' });
-  }
-  parentPort?.postMessage({ id: job.id, blob: job.blob }, [job.blob.buffer as ArrayBuffer]);
-}
-
 /** The key whose raw bytes a job carries (made once per thread and key). */
 function keyOf(raw: Uint8Array | undefined): CryptKey | undefined {
   if (!raw) return undefined;
@@ -45,24 +31,46 @@ function keyOf(raw: Uint8Array | undefined): CryptKey | undefined {
   return key;
 }
 
-/** Decodes a stored chunk (CRC, decryption, decompression) and checks its digest; sends the plaintext. */
-function decode(job: Extract<Job, { type: 'decode' }>): void {
+/** The digest a chunk of this plaintext is stored under: the key's keyed digest, else SHA-256. */
+function digestOf(plain: Uint8Array, key: CryptKey | undefined): string {
+  return key ? key.chunkDigest(plain) : createHash('sha256').update(plain).digest('hex');
+}
+
+/** The plaintext of a stored chunk: decoded (CRC, decryption, decompression) and checked against its digest. */
+function verifiedPlaintext(blob: Uint8Array, digest: string, key: CryptKey | undefined): Buffer {
+  const what = `chunk ${digest}`;
+  const encrypted = isEncryptedBlob(readBlobHeader(blob, what));
+  const plain = decodeBlobSync(blob, key, what);
+  const actual = digestOf(plain, encrypted ? key : undefined);
+  if (actual === digest) return plain;
+  if (plain.buffer !== blob.buffer) release(plain);
+  throw new IbsError('CORRUPT', `Chunk ${digest}: content digest is ${actual} (damaged chunk)`);
+}
+
+/** Checks a received chunk (its plaintext digest; the CRC alone when encrypted) and sends the blob back. */
+function check(job: Extract<Job, { type: 'check' }>): void {
   const what = `chunk ${job.digest}`;
-  const key = keyOf(job.key);
-  const encrypted = isEncryptedBlob(readBlobHeader(job.blob, what));
-  const plain = decodeBlobSync(job.blob, key, what);
-  const actual = encrypted && key ? key.chunkDigest(plain) : createHash('sha256').update(plain).digest('hex');
-  if (actual !== job.digest) throw Object.assign(new Error(`Chunk ${job.digest}: content digest is ${actual} (damaged chunk)`), { code: 'CORRUPT' });
+  if (isEncryptedBlob(readBlobHeader(job.blob, what))) checkBlobCrc(job.blob, what);
+  else {
+    const plain = verifiedPlaintext(job.blob, job.digest, undefined);
+    // Decompressed here and seen by nobody else: freed now rather than by a collection later.
+    if (plain.buffer !== job.blob.buffer) release(plain);
+  }
+  parentPort?.postMessage({ id: job.id, blob: job.blob }, [job.blob.buffer as ArrayBuffer]);
+}
+
+/** Decodes a stored chunk and checks its digest; sends the plaintext. */
+function decode(job: Extract<Job, { type: 'decode' }>): void {
+  const plain = verifiedPlaintext(job.blob, job.digest, keyOf(job.key));
   // Decoded into memory of its own (moved with it), or a view of a raw blob (copied).
-  const own = plain.buffer !== job.blob.buffer;
-  const out = movable(plain, own);
+  const out = movable(plain, plain.buffer !== job.blob.buffer);
   parentPort?.postMessage({ id: job.id, blob: out }, [out.buffer]);
   release(job.blob);
 }
 
 function digest(job: Extract<Job, { type: 'digest' }>): void {
   const key = keyOf(job.key);
-  const d = key ? key.chunkDigest(job.chunk) : createHash('sha256').update(job.chunk).digest('hex');
+  const d = digestOf(job.chunk, key);
   held.set(job.id, { chunk: job.chunk, key });
   parentPort?.postMessage({ id: job.id, digest: d });
 }
@@ -93,7 +101,7 @@ parentPort?.on('message', (job: Job) => {
     else if (job.type === 'digest') digest(job);
     else encode(job);
   } catch (error) {
-    const e = error as Error & { code?: string };
-    parentPort?.postMessage({ id: job.id, error: { code: e.code === 'CORRUPT' ? 'CORRUPT' : toIbsError(error).code, message: e.message } });
+    const e = toIbsError(error);
+    parentPort?.postMessage({ id: job.id, error: { code: e.code, message: e.message } });
   }
 });

@@ -5,6 +5,7 @@ import { IbsError, snapshotPath, type SnapshotRef } from '../core/index.ts';
 import { Datastore, SnapshotWriter, SnapshotReader } from '../datastore/index.ts';
 import { TokenBucket } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
+import type { WriteOptions, WriteSource } from '../storage/index.ts';
 import { DatastoreSide } from './datastore-side.ts';
 import { runSync } from './engine.ts';
 import { addSnapshotFile } from '../datastore/test-support.ts';
@@ -68,15 +69,26 @@ test('a chunk failing verification on arrival is sent again; the copy then reads
   assert.equal(reader.manifest.unprotected.verifyState?.state, 'ok');
 });
 
+/** A memory backend whose snapshot files take a while to write (as a slow disk or link would). */
+class SlowFiles extends MemoryBackend {
+  override async write(key: string, source: WriteSource, options?: WriteOptions): Promise<void> {
+    if (!key.startsWith('.chunks/') && key.endsWith('.didx')) await new Promise((r) => setTimeout(r, 300));
+    return super.write(key, source, options);
+  }
+}
+
 test('after 3 re-sends the snapshot fails, nothing appears on the target, and the next run completes', async () => {
   const { ds } = await source();
-  const dst = new DatastoreSide(await Datastore.create(new MemoryBackend()), 'target');
+  // The verification fails while the files sent beside it are still being written: they must not stay behind.
+  const dst = new DatastoreSide(await Datastore.create(new SlowFiles()), 'target');
   const src = new DatastoreSide(ds, 'source');
   const plan = planSync(await src.list([], undefined), await dst.list([], undefined), policy);
   const report = await runSync(src, flaky(dst, 100), plan, policy, quiet);
   assert.equal(report.failed.length, 1);
   assert.match(report.failed[0]?.error ?? '', /still failed verification on the target after 3 re-sends/);
   assert.deepEqual(await dst.ds.listSnapshots({ ns: [] }), []);
+  // Also once every write that was under way has had time to land.
+  await new Promise((r) => setTimeout(r, 400));
   assert.deepEqual(await Array.fromAsync(dst.ds.backend.list(snapshotPath(ref(1000)))), [], 'the files sent beside the verification were removed');
   const again = await runSync(src, dst, planSync(await src.list([], undefined), await dst.list([], undefined), policy), policy, quiet);
   assert.deepEqual(again.copied, ['host/web1/1970-01-01T00:16:40Z']);

@@ -94,9 +94,10 @@ async function copySnapshot(
     }
     const target = (d: string): string => toTarget.get(d) ?? d;
     const digests = [...sizes.keys()];
-    const tgt = await targetSide.begin(targetRef, { owner, keyFingerprint: transform ? transform.keyFingerprint : (manifest.keyFingerprint ?? null), amend, chunks: digests.map(target) }, { signal });
+    const targetDigests = digests.map(target);
+    const tgt = await targetSide.begin(targetRef, { owner, keyFingerprint: transform ? transform.keyFingerprint : (manifest.keyFingerprint ?? null), amend, chunks: targetDigests }, { signal });
     try {
-      const present = await tgt.present(digests.map(target), { signal });
+      const present = await tgt.present(targetDigests, { signal });
       let presentLogical = 0;
       for (const d of digests) if (present.has(target(d))) presentLogical += sizes.get(d) ?? 0;
       advance(presentLogical);
