@@ -166,6 +166,8 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
         if (spec.name.endsWith('.img')) return stat(spec.path).then((st) => st.size);
         const catalog = previous.get(spec.name)?.catalog;
         if (catalog) return Promise.resolve(catalogContentBytes(catalog.toString('utf8')));
+        // Nobody sees the total (quiet, no terminal): the walk would only cost a pass over the tree's metadata.
+        if (ctx.reporter.showsProgress === false) return Promise.resolve(undefined);
         const walk = treeSizeInWorker(spec.path);
         walks.push(walk);
         return walk.size;

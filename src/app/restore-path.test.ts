@@ -146,7 +146,7 @@ test('an archive of the older layout (its tar stream stored whole) restores whol
   });
 });
 
-test('a local backup reports its progress against the size of the tree (percent and ETA), summed while it runs', async () => {
+test('a local backup reports its progress against the size of the tree (percent and ETA), summed while it runs, and skips the sizing walk when nobody sees progress', async () => {
   await inContext(async ({ ctx, dir }) => {
     const src = join(dir, 'src');
     let size = 0;
@@ -171,5 +171,10 @@ test('a local backup reports its progress against the size of the tree (percent 
     assert.ok(second.length > 0);
     for (const e of second) assert.equal(e.total, size, `total ${e.total} at ${e.done}`);
     assert.ok((second.at(-1)?.done ?? 0) < size);
+    // Progress nobody sees (quiet, no terminal): the first backup of a group does not walk the tree for a total.
+    const unseen: Array<number | undefined> = [];
+    await createBackup({ ...ctx, reporter: { ...silentReporter, progress: (e) => unseen.push(e.total), showsProgress: false } }, { store: 'store1', type: 'host', id: 'q', archives: [`root.tar:${src}`] });
+    assert.ok(unseen.length > 0);
+    assert.deepEqual([...new Set(unseen)], [undefined]);
   });
 });

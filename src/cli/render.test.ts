@@ -20,6 +20,10 @@ test('progress on a terminal shows bytes, percent, rate and ETA; off a terminal 
   const pipe = fakeTerminal(false);
   new TerminalReporter(pipe).progress({ phase: 'backup', done: 1, total: 2, unit: 'bytes' });
   assert.equal(pipe.text(), '');
+  // Whether progress is shown at all, so that work done only for it can be skipped.
+  assert.equal(reporter.showsProgress, true);
+  assert.equal(new TerminalReporter(pipe).showsProgress, false);
+  assert.equal(new TerminalReporter(fakeTerminal(true), { quiet: true }).showsProgress, false);
 });
 
 test('table() aligns columns under upper-case headers', () => {

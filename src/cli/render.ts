@@ -57,8 +57,12 @@ export class TerminalReporter implements Reporter {
     this.#out.write(`warning: ${message}\n`);
   }
 
+  get showsProgress(): boolean {
+    return !this.#quiet && this.#out.isTTY === true;
+  }
+
   progress(event: ProgressEvent): void {
-    if (this.#quiet || !this.#out.isTTY) return;
+    if (!this.showsProgress) return;
     const now = Date.now();
     const { rate } = this.#meter.update(event.done);
     if (now - this.#last < 250 && event.done !== event.total) return;

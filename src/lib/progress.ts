@@ -14,6 +14,11 @@ export interface Reporter {
   info(message: string): void;
   warn(message: string): void;
   progress(event: ProgressEvent): void;
+  /**
+   * False when progress events go nowhere (quiet, not a terminal): work done only to make them better, such as
+   * sizing a tree for percent and ETA, may then be skipped. Absent means they are shown.
+   */
+  readonly showsProgress?: boolean;
 }
 
 export const silentReporter: Reporter = { info() {}, warn() {}, progress() {} };
