@@ -37,7 +37,16 @@ export interface TarCreateOptions {
   onWarning?: (message: string) => void;
   /** Called as file data is read or taken over, for progress. */
   onBytes?: (bytes: number) => void;
+  /**
+   * Where file data is read into: `size` bytes of memory that nothing else uses until the stream has yielded
+   * them (or a prefix of them) or asked for more. By default a new buffer each time; a consumer that packs the
+   * data into larger buffers hands out their free space, and the data is read where it goes (no copy).
+   */
+  allocate?: (size: number) => Buffer;
 }
+
+/** A new buffer of its own (not a slice of Node's pool, so that it can be freed once consumed). */
+const ownBuffer = (size: number): Buffer => Buffer.allocUnsafeSlow(size);
 
 export interface TarCreateResult {
   /** The catalog of what was archived, complete when the stream ends. */
@@ -68,11 +77,10 @@ function errorCode(error: unknown): string {
 }
 
 /**
- * Reads a small file whole, into a buffer of its own (not a slice of Node's pool, so that it can be freed once
- * consumed); asks one byte more than its stat-ed size, to notice growth. Returns its data, exactly `size`
- * bytes (zero-padded when it shrank), and how much it gave.
+ * Reads a small file whole, into one buffer from `allocate`; asks one byte more than its stat-ed size, to
+ * notice growth. Returns its data, exactly `size` bytes (zero-padded when it shrank), and how much it gave.
  */
-function readSmall(full: string, size: number): { data: Buffer; read: number } | { error: string } {
+function readSmall(full: string, size: number, allocate: (size: number) => Buffer): { data: Buffer; read: number } | { error: string } {
   let fd: number;
   try {
     fd = fs.openSync(full, 'r');
@@ -80,7 +88,7 @@ function readSmall(full: string, size: number): { data: Buffer; read: number } |
     return { error: `cannot open (${errorCode(error)})` };
   }
   try {
-    const buffer = Buffer.allocUnsafeSlow(size + 1);
+    const buffer = allocate(size + 1);
     let filled = 0;
     for (let n = -1; n !== 0 && filled < size + 1; filled += n) n = fs.readSync(fd, buffer, filled, size + 1 - filled, null);
     if (filled < size) buffer.fill(0, filled, size);
@@ -171,7 +179,7 @@ class PayloadLayout {
  * regular files to the payload stream this returns. Regular files, directories, symlinks and hard links are
  * archived with mode, owner and mtime; sockets, FIFOs and devices are skipped with a warning, as are files that
  * cannot be opened. `result` is complete when the stream ends. Every buffer the stream yields is made for it
- * and kept by nobody else: the consumer may free it once done.
+ * (by `allocate`) and kept by nobody else: the consumer may free it once done.
  *
  * The file system calls are synchronous: they block the calling thread, so a program that has other work
  * runs this on a thread of its own (`createArchiveStreamInWorker`). Measured on a source tree of 83,731
@@ -183,6 +191,7 @@ export function createArchiveStream(root: string, options: TarCreateOptions = {}
   const result: TarCreateResult = { catalog, files: 0, bytes: 0 };
   const excluded = compileExcludes(options.excludes ?? []);
   const warn = options.onWarning ?? (() => {});
+  const allocate = options.allocate ?? ownBuffer;
   const seenInodes = new Map<string, string>();
   const previous = options.previous;
   const layout = new PayloadLayout(previous);
@@ -289,7 +298,7 @@ export function createArchiveStream(root: string, options: TarCreateOptions = {}
   /** A file's contents, read from disk; returns false when it cannot be opened or read (warned, skipped). */
   function* read(entry: TarEntry, full: string): Generator<Buffer, boolean> {
     if (entry.size <= SMALL_FILE) {
-      const small = readSmall(full, entry.size);
+      const small = readSmall(full, entry.size, allocate);
       if ('error' in small) {
         warn(`${entry.path}: ${small.error}; skipped`);
         return false;
@@ -310,7 +319,7 @@ export function createArchiveStream(root: string, options: TarCreateOptions = {}
       let remaining = entry.size;
       while (remaining > 0) {
         throwIfAborted(options.signal);
-        const buffer = Buffer.allocUnsafeSlow(Math.min(READ_BLOCK, remaining));
+        const buffer = allocate(Math.min(READ_BLOCK, remaining));
         let bytesRead: number;
         try {
           bytesRead = fs.readSync(fd, buffer, 0, buffer.length, null);
@@ -320,7 +329,7 @@ export function createArchiveStream(root: string, options: TarCreateOptions = {}
         }
         if (bytesRead === 0) {
           warn(`${entry.path}: file shrank while being read; padded with zeros to ${entry.size} bytes`);
-          yield Buffer.alloc(remaining);
+          for (; remaining > 0; remaining -= READ_BLOCK) yield allocate(Math.min(READ_BLOCK, remaining)).fill(0);
           break;
         }
         remaining -= bytesRead;

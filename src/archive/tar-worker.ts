@@ -1,6 +1,7 @@
 /**
  * Worker thread of `createArchiveStreamInWorker`: runs `createArchiveStream` over a tree and sends its payload
- * to the parent in batches of a few large buffers, each moved (not copied) to the parent. The parent
+ * to the parent in batches of a few large buffers, each moved (not copied) to the parent. Files are read
+ * straight into those buffers. The parent
  * acknowledges each batch once it has consumed it; this thread waits while more than `MAX_IN_FLIGHT` bytes are
  * unacknowledged.
  */
@@ -36,14 +37,6 @@ function post(message: TarWorkerMessage, transfer: ArrayBuffer[] = []): void {
 
 async function run(): Promise<void> {
   let read = 0;
-  const tar = createArchiveStream(input.root, {
-    excludes: input.excludes,
-    previous: input.previous ? { catalog: new CatalogIndex(input.previous.catalog), payloadChunkEnds: input.previous.payloadChunkEnds } : undefined,
-    onWarning: (message) => post({ type: 'warning', message }),
-    onBytes: (bytes) => {
-      read += bytes;
-    },
-  });
   let pieces: Array<Uint8Array | ReusePiece> = [];
   let weight = 0;
   let current: Buffer | undefined;
@@ -67,6 +60,21 @@ async function run(): Promise<void> {
     read = 0;
     if (inFlight > MAX_IN_FLIGHT) await new Promise<void>((resolve) => (waiting = resolve));
   };
+  /** The free space of the batch buffer (a new one when too little is left): files are read straight into it. */
+  const allocate = (size: number): Buffer => {
+    if (current && current.length - used < size) seal();
+    current ??= Buffer.allocUnsafeSlow(Math.max(BATCH, size));
+    return current.subarray(used, used + size);
+  };
+  const tar = createArchiveStream(input.root, {
+    excludes: input.excludes,
+    previous: input.previous ? { catalog: new CatalogIndex(input.previous.catalog), payloadChunkEnds: input.previous.payloadChunkEnds } : undefined,
+    onWarning: (message) => post({ type: 'warning', message }),
+    onBytes: (bytes) => {
+      read += bytes;
+    },
+    allocate,
+  });
 
   for (const piece of tar.stream) {
     if (!Buffer.isBuffer(piece)) {
@@ -76,19 +84,23 @@ async function run(): Promise<void> {
       if (weight >= BATCH) await send();
       continue;
     }
-    let from = 0;
-    while (from < piece.length) {
-      current ??= Buffer.allocUnsafeSlow(BATCH);
-      const n = piece.copy(current, used, from);
-      used += n;
-      from += n;
-      weight += n;
-      if (used === current.length) {
-        seal();
-        if (weight >= BATCH) await send();
+    weight += piece.length;
+    if (current && piece.buffer === current.buffer && piece.byteOffset === current.byteOffset + used) {
+      // Read where it goes (see allocate).
+      used += piece.length;
+    } else {
+      // Not from allocate (the stream reads everything through it; kept for safety): copied in.
+      for (let from = 0; from < piece.length; ) {
+        current ??= Buffer.allocUnsafeSlow(BATCH);
+        const n = piece.copy(current, used, from);
+        used += n;
+        from += n;
+        if (used === current.length) seal();
       }
+      release(piece);
     }
-    release(piece);
+    if (used === current?.length) seal();
+    if (weight >= BATCH) await send();
   }
   await send();
   // The catalog's buffers are this thread's alone: they move, unused tails and all, rather than being copied.
