@@ -1,5 +1,4 @@
 import fs, { type BigIntStats } from 'node:fs';
-import { join } from 'node:path';
 import { chunkAt, IbsError } from '../core/index.ts';
 import { throwIfAborted } from '../lib/index.ts';
 import { compileExcludes } from './glob.ts';
@@ -232,8 +231,10 @@ export function createArchiveStream(root: string, options: TarCreateOptions = {}
       warn(`${rel}: cannot read directory (${errorCode(error)}); skipped`);
       return;
     }
+    // Names from readdir hold no "/": joined by hand (path.join normalizes, and made most of this walk's garbage).
+    const prefix = dir.endsWith('/') ? dir : `${dir}/`;
     for (const name of names) {
-      const full = join(dir, name);
+      const full = prefix + name;
       const path = rel === '' ? name : `${rel}/${name}`;
       let st: BigIntStats;
       try {
