@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -15,7 +14,7 @@ import {
   type CryptKey,
   type SnapshotRef,
 } from '../core/index.ts';
-import { SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
+import { FIXED_CHUNK_SIZE, SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
 import { RemoteSnapshotSink, RemoteSnapshotSource, type ApiClient } from '../client/index.ts';
 import {
   assembleTar,
@@ -35,7 +34,7 @@ import {
   type PayloadChunk,
 } from '../archive/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
-import { abortableSleep } from '../lib/index.ts';
+import { abortableSleep, readPieces } from '../lib/index.ts';
 
 export interface ArchiveSpec {
   name: string;
@@ -190,8 +189,9 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
             ctx.reporter.info(`${spec.name}: unchanged since the previous snapshot; its index was reused`);
             continue;
           }
-          const stream = createReadStream(spec.path, { highWaterMark: 1024 * 1024, signal: ctx.signal });
-          await writer.addFixedArchive(spec.name, counted(stream as AsyncIterable<Buffer>, report), { sourceStamp: stamp });
+          // Read a chunk at a time, each straight into the buffer that becomes the chunk.
+          const pieces = readPieces(spec.path, FIXED_CHUNK_SIZE, ctx.signal);
+          await writer.addFixedArchive(spec.name, counted(pieces, report), { sourceStamp: stamp, handOver: true });
         }
       }
       await writer.commit(warnings.length > 0 ? { notes: `${warnings.length} warnings during backup` } : {});

@@ -228,6 +228,16 @@ test('fixed-size image archives round-trip, including a last partial chunk', asy
   assert.equal((await next.reuseFixedArchive('disk.img', '1:2:3:4:5'))?.copiedBytes, image.length);
   await next.commit();
   assert.ok((await readAll(ds, ref(2), 'disk.img')).equals(image));
+  // Handed over, a piece that is a whole chunk and the whole of its memory is taken as it stands and freed once
+  // stored; a view of a larger buffer (the last, short piece here) is left to its owner.
+  const first = Buffer.from(image.subarray(0, 4 << 20));
+  const last = Buffer.concat([image.subarray(4 << 20), Buffer.alloc(10)]).subarray(0, image.length - (4 << 20));
+  const third = await SnapshotWriter.begin(ds, ref(3), { owner: 'root@pam' });
+  await third.addFixedArchive('disk.img', (async function* () { yield first; yield last; })(), { handOver: true });
+  await third.commit();
+  assert.equal(first.length, 0, 'the whole chunk was taken and freed');
+  assert.equal(last.length, image.length - (4 << 20), "the view is still its owner's");
+  assert.ok((await readAll(ds, ref(3), 'disk.img')).equals(image));
 });
 
 test('ChunkStore.insert with verify refuses a blob whose content does not match its digest and stores nothing', async () => {

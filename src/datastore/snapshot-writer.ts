@@ -284,8 +284,12 @@ export class SnapshotWriter {
     return stats;
   }
 
-  /** Adds an image archive (`NAME.img`) cut into fixed 4 MiB chunks; `sourceStamp` enables reuse next time. */
-  async addFixedArchive(name: string, stream: AsyncIterable<Uint8Array>, options: { chunkSize?: number; sourceStamp?: string | undefined } = {}): Promise<ArchiveStats> {
+  /**
+   * Adds an image archive (`NAME.img`) cut into fixed 4 MiB chunks; `sourceStamp` enables reuse next time.
+   * With `handOver`, the stream's buffers become the writer's: a piece that is a whole chunk and the whole of
+   * its memory is stored as it stands (moved, then freed), such as the pieces of `readPieces` at chunk size.
+   */
+  async addFixedArchive(name: string, stream: AsyncIterable<Uint8Array>, options: { chunkSize?: number; sourceStamp?: string | undefined; handOver?: boolean } = {}): Promise<ArchiveStats> {
     const chunkSize = options.chunkSize ?? FIXED_CHUNK_SIZE;
     this.#assertOpen();
     parseArchiveName(name);
@@ -297,10 +301,13 @@ export class SnapshotWriter {
     const flush = async (): Promise<void> => {
       const gathered = pending.length > 1;
       const chunk = gathered ? Buffer.concat(pending) : (pending[0] as Buffer);
+      // Gathered, the chunk is a copy of the writer's own; handed over whole (a piece that is the whole of its
+      // memory), the piece itself: either moves to a thread and is freed once stored, with no copy.
+      const owned = gathered || (options.handOver === true && chunk.byteOffset === 0 && chunk.length === chunk.buffer.byteLength);
       pending = [];
       pendingSize = 0;
       const length = chunk.length;
-      digestPromises.push((await this.#storeChunk(queue, chunk, stats, gathered)).digest);
+      digestPromises.push((await this.#storeChunk(queue, chunk, stats, owned)).digest);
       stats.size += length;
     };
     for await (const piece of stream) {
