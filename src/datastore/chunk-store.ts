@@ -37,12 +37,17 @@ export class ChunkStore {
 
   /**
    * Stores `blob` under `digest` unless present; reports whether it existed (then it is touched). The blob's
-   * CRC is always checked; with `verify` the plaintext digest is checked too (plain chunks always, encrypted
-   * ones when `verify.key` is given). A mismatch throws CORRUPT and stores nothing. With `verify.pool` the
-   * blob may move to a thread: use `stored` (the same bytes) afterwards, never `blob`.
+   * CRC is checked, unless `encodedHere` says this process has just encoded it (a local backup's own chunks:
+   * the encoder computed that CRC a moment ago); with `verify` the plaintext digest is checked too (plain
+   * chunks always, encrypted ones when `verify.key` is given). A mismatch throws CORRUPT and stores nothing.
+   * With `verify.pool` the blob may move to a thread: use `stored` (the same bytes) afterwards, never `blob`.
    */
-  async insert(digest: string, blob: Uint8Array, options: OpOptions & { verify?: { key?: CryptKey | undefined; pool?: ChunkPool | undefined } } = {}): Promise<{ existed: boolean; stored: Uint8Array }> {
+  async insert(digest: string, blob: Uint8Array, options: OpOptions & { verify?: { key?: CryptKey | undefined; pool?: ChunkPool | undefined }; encodedHere?: boolean } = {}): Promise<{ existed: boolean; stored: Uint8Array }> {
     assertDigest(digest, 'chunk digest');
+    if (options.encodedHere && !options.verify) {
+      readBlobHeader(blob, `chunk ${digest}`);
+      return { ...(await this.#store(digest, blob, options)), stored: blob };
+    }
     let stored = blob;
     const pool = options.verify?.pool;
     let checked = false;

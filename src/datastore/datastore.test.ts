@@ -255,6 +255,13 @@ test('ChunkStore.insert with verify refuses a blob whose content does not match 
   assert.equal((await ds.chunks.insert(key.chunkDigest(data), encrypted, { verify: { key } })).existed, false);
   assert.equal((await ds.chunks.insert(key.chunkDigest(data), encrypted, { verify: { key } })).existed, true);
   assert.deepEqual(await ds.chunks.missing([key.chunkDigest(data), wrong]), new Set([wrong]));
+  // The CRC is checked on every insert, except for a blob this process has just encoded (a local backup's).
+  const damaged = Buffer.from(blob);
+  damaged[damaged.length - 1] ^= 1;
+  await assert.rejects(ds.chunks.insert(sha256Hex(data), damaged), (e) => e instanceof IbsError && e.code === 'CORRUPT' && /CRC/i.test(e.message));
+  assert.equal(await backend.stat(chunkKey(sha256Hex(data))), undefined);
+  assert.equal((await ds.chunks.insert(sha256Hex(data), blob, { encodedHere: true })).existed, false);
+  await assert.rejects(ds.chunks.insert(sha256Hex(randomBytes(8)), Buffer.from('not a blob'), { encodedHere: true }), (e) => e instanceof IbsError && e.code === 'CORRUPT');
 });
 
 test('an upload may reference only chunks it sent or the previous snapshot has; manifests must match the files', async () => {

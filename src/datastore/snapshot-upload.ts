@@ -35,7 +35,10 @@ export interface UploadOptions extends OpOptions {
   owner: string;
   /** Fingerprint of the key the snapshot is encrypted with (null: not encrypted); the previous snapshot is used for dedup only when it matches. */
   keyFingerprint: string | null;
-  /** Check plaintext chunks' digests on receipt and read back what was stored (data from elsewhere: always). */
+  /**
+   * Check plaintext chunks' digests on receipt and read back what was stored (data from elsewhere: always).
+   * False means the chunks are encoded by this process (a local backup): their CRC is not checked again either.
+   */
   verifyChunks: boolean;
   /** Worker threads for those checks (else they run on this thread). */
   pool?: ChunkPool | undefined;
@@ -52,7 +55,8 @@ export interface UploadOptions extends OpOptions {
  * Receives one snapshot into a datastore and enforces what a writer may do (DESIGN invariants 1, 2, 5):
  * - the datastore must accept writes, the namespace exist, the group be the writer's own, the snapshot new
  *   (or, amending one, its files kept as they are);
- * - chunks are checked before they are stored (CRC always; the digest of plaintext chunks with verifyChunks);
+ * - chunks from elsewhere (verifyChunks) are checked before they are stored: CRC, and the digest of plaintext
+ *   chunks;
  * - an index may reference only chunks uploaded in this session or belonging to the previous snapshot of the
  *   group (a forged index cannot reach anybody else's chunks);
  * - the manifest must list exactly the files uploaded, with their sizes and checksums, and is written last.
@@ -153,7 +157,7 @@ export class SnapshotUpload implements SnapshotSink {
   async insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }> {
     this.#assertOpen();
     throwIfAborted(this.#options.signal);
-    const { existed, stored } = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal, ...(this.#options.verifyChunks ? { verify: { pool: this.#options.pool } } : {}) });
+    const { existed, stored } = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal, ...(this.#options.verifyChunks ? { verify: { pool: this.#options.pool } } : { encodedHere: true }) });
     this.#uploaded.add(digest);
     // A blob that came back from a check thread is this upload's alone: freed once it is no longer needed.
     const owned = stored !== blob;
