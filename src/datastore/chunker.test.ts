@@ -100,3 +100,31 @@ test('every chunk is a buffer of its own: the pieces pushed can be freed at once
     { numRuns: 40 },
   );
 });
+
+test('pieces handed over (owned) wait uncopied, give the same chunks, and are freed once all of them is in chunks', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 200_000 }), fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 5 }), (size, sizes) => {
+      const data = randomBytes(size);
+      const chunker = new Chunker(small);
+      const chunks: Buffer[] = [];
+      const pieces: Array<{ piece: Buffer; end: number }> = [];
+      for (let pos = 0, i = 0; pos < data.length; i++) {
+        const end = Math.min(data.length, pos + (sizes[i % sizes.length] as number));
+        const piece = Buffer.allocUnsafeSlow(end - pos);
+        data.copy(piece, 0, pos, end);
+        pos = end;
+        pieces.push({ piece, end });
+        chunks.push(...chunker.push(piece, true));
+        // Every piece whose last byte is in a chunk by now has been freed; the others are intact.
+        const chunked = chunks.reduce((n, c) => n + c.length, 0);
+        for (const p of pieces) assert.equal(p.piece.buffer.detached, p.end <= chunked, `piece ending at ${p.end}, ${chunked} bytes chunked`);
+      }
+      const last = chunker.finish();
+      if (last) chunks.push(last);
+      assert.ok(Buffer.concat(chunks).equals(data));
+      assert.deepEqual(chunks.map((c) => c.length), chunkAll(data, []).map((c) => c.length));
+      assert.ok(pieces.every((p) => p.piece.buffer.detached), 'all freed at the end');
+    }),
+    { numRuns: 40 },
+  );
+});

@@ -4,6 +4,8 @@
  * `min`, at most `max`, about `avg` on average. Defaults: 512 KiB / 2 MiB / 8 MiB.
  */
 
+import { release } from '../lib/index.ts';
+
 export interface ChunkerOptions {
   min: number;
   avg: number;
@@ -102,9 +104,10 @@ function topMask(bits: number): number {
 
 /**
  * Cuts a stream into chunks. Every chunk comes out as a buffer of its own, exactly its size, which nothing else
- * refers to (its holder may free it); the chunker keeps no reference to the data pushed once `push` is done
- * with it: the bytes after the last cut are copied aside, into one buffer reused for every chunk. So whoever
- * pushed a piece may free it then, and no chunk keeps a larger piece alive.
+ * refers to (its holder may free it), and no chunk keeps a larger piece alive. The bytes after the last cut
+ * wait for the next one: a piece pushed as `owned` (handed over: nobody else uses its memory) waits as it is
+ * and is freed by the chunker once all of it has gone into chunks; of any other piece the chunker keeps a
+ * copy, and no reference once `push` is done with it.
  */
 export class Chunker {
   readonly #min: number;
@@ -112,8 +115,11 @@ export class Chunker {
   readonly #max: number;
   readonly #maskS: number;
   readonly #maskL: number;
-  /** The bytes since the last cut, copied aside (grown as needed, up to `max`). */
-  #aside = Buffer.alloc(0);
+  /** The bytes since the last cut, in order: tails of owned pieces, or copies. Each is the chunker's to free. */
+  #parts: Uint8Array[] = [];
+  /** Bytes in #parts. */
+  #kept = 0;
+  /** Bytes since the last cut that the scan has seen (#kept, and those of the piece being pushed). */
   #length = 0;
   #hash = 0;
 
@@ -130,42 +136,44 @@ export class Chunker {
     this.#maskL = topMask(bits - 2);
   }
 
-  /** Feeds bytes; yields every chunk completed by them. */
-  *push(data: Uint8Array): Generator<Buffer> {
+  /**
+   * Feeds bytes; yields every chunk completed by them. With `owned`, `data` is handed over: its bytes after
+   * the last cut wait without a copy, and the chunker frees its memory once all of it is in chunks.
+   */
+  *push(data: Uint8Array, owned = false): Generator<Buffer> {
     let pos = 0;
     while (pos < data.length) {
-      const before = this.#length;
       const cut = this.#scan(data, pos);
       if (cut < 0) {
-        this.#setAside(data.subarray(pos), before);
+        const tail = data.subarray(pos);
+        this.#parts.push(owned ? tail : new Uint8Array(tail));
+        this.#kept += tail.length;
         return;
       }
-      yield this.#take(data.subarray(pos, cut), before);
+      yield this.#take(data.subarray(pos, cut));
       pos = cut;
     }
+    if (owned) release(data);
   }
 
   /** The last, possibly short, chunk; undefined when nothing is pending. */
   finish(): Buffer | undefined {
-    return this.#length > 0 ? this.#take(new Uint8Array(0), this.#length) : undefined;
+    return this.#length > 0 ? this.#take(new Uint8Array(0)) : undefined;
   }
 
-  /** Copies `tail` after the `kept` bytes already set aside (the scan has counted it in #length already). */
-  #setAside(tail: Uint8Array, kept: number): void {
-    const need = kept + tail.length;
-    if (need > this.#aside.length) {
-      const grown = Buffer.allocUnsafeSlow(Math.min(this.#max, Math.max(need, 2 * this.#aside.length, 64 * 1024)));
-      this.#aside.copy(grown, 0, 0, kept);
-      this.#aside = grown;
+  /** A chunk of the bytes waiting followed by `rest`, in a buffer of its own; what waited is freed. */
+  #take(rest: Uint8Array): Buffer {
+    const chunk = Buffer.allocUnsafeSlow(this.#kept + rest.length);
+    let at = 0;
+    for (const part of this.#parts) {
+      chunk.set(part, at);
+      at += part.length;
+      // A part is the last bytes of its memory (an owned piece's tail, or a copy): nothing else needs it now.
+      release(part);
     }
-    this.#aside.set(tail, kept);
-  }
-
-  /** A chunk of the `kept` bytes set aside followed by `rest`, in a buffer of its own. */
-  #take(rest: Uint8Array, kept: number): Buffer {
-    const chunk = Buffer.allocUnsafeSlow(kept + rest.length);
-    this.#aside.copy(chunk, 0, 0, kept);
-    chunk.set(rest, kept);
+    chunk.set(rest, at);
+    this.#parts = [];
+    this.#kept = 0;
     this.#length = 0;
     this.#hash = 0;
     return chunk;

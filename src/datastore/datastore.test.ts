@@ -257,7 +257,7 @@ test('ChunkStore.insert with verify refuses a blob whose content does not match 
   assert.deepEqual(await ds.chunks.missing([key.chunkDigest(data), wrong]), new Set([wrong]));
   // The CRC is checked on every insert, except for a blob this process has just encoded (a local backup's).
   const damaged = Buffer.from(blob);
-  damaged[damaged.length - 1] ^= 1;
+  damaged.writeUInt8(damaged.readUInt8(damaged.length - 1) ^ 1, damaged.length - 1);
   await assert.rejects(ds.chunks.insert(sha256Hex(data), damaged), (e) => e instanceof IbsError && e.code === 'CORRUPT' && /CRC/i.test(e.message));
   assert.equal(await backend.stat(chunkKey(sha256Hex(data))), undefined);
   assert.equal((await ds.chunks.insert(sha256Hex(data), blob, { encodedHere: true })).existed, false);

@@ -248,9 +248,8 @@ export class SnapshotWriter {
     for await (const piece of stream) {
       throwIfAborted(this.#options.signal);
       if (piece instanceof Uint8Array) {
-        for (const chunk of chunker.push(piece)) await take(chunk);
-        // The chunker has copied what it keeps: a piece handed over is done with.
-        if (options.handOver) release(piece);
+        // A piece handed over becomes the chunker's, which frees it once all of it is in chunks.
+        for (const chunk of chunker.push(piece, options.handOver === true)) await take(chunk);
       } else {
         await reuse(piece.reuse);
       }
