@@ -250,4 +250,14 @@ test('an encrypted backup past 32 MiB (chunks encoded on the pool threads) resto
   const refused = await ibs(home, ['backup', 'restore', snap, 'disk.img', join(work.path, 'pool-wrong.img'), '--store', 'store1', '--keyfile', wrong]);
   assert.notEqual(refused.code, 0);
   assert.equal((await ibs(home, ['verify', 'start', 'store1', '--snapshot', snap])).code, 0);
+  // A chunk file replaced by another chunk of the same key decrypts fine: the restore still refuses it, since
+  // the thread checks the plaintext against the digest it is stored under.
+  const storePath = JSON.parse((await ibs(home, ['datastore', 'show', 'store1', '--output', 'json'])).stdout).path as string;
+  const didx = await readFile(join(storePath, snap, 'root.tar.payload.didx'));
+  const [first, second] = [0, 1].map((i) => didx.subarray(64 + 40 * i + 8, 64 + 40 * i + 40).toString('hex')) as [string, string];
+  const chunkFile = (d: string): string => join(storePath, '.chunks', d.slice(0, 4), d);
+  await writeFile(chunkFile(first), await readFile(chunkFile(second)));
+  const swapped = await ibs(home, ['backup', 'restore', snap, 'root.tar', join(work.path, 'pool-swapped'), '--store', 'store1', '--keyfile', keyfile], env);
+  assert.equal(swapped.code, 6, swapped.stderr);
+  assert.match(swapped.stderr, new RegExp(`Chunk ${first}: content digest is ${second}`));
 });

@@ -117,13 +117,13 @@ test('pieces handed over (owned) wait uncopied, give the same chunks, and are fr
         chunks.push(...chunker.push(piece, true));
         // Every piece whose last byte is in a chunk by now has been freed; the others are intact.
         const chunked = chunks.reduce((n, c) => n + c.length, 0);
-        for (const p of pieces) assert.equal(p.piece.buffer.detached, p.end <= chunked, `piece ending at ${p.end}, ${chunked} bytes chunked`);
+        for (const p of pieces) assert.equal((p.piece.buffer as ArrayBuffer).detached, p.end <= chunked, `piece ending at ${p.end}, ${chunked} bytes chunked`);
       }
       const last = chunker.finish();
       if (last) chunks.push(last);
       assert.ok(Buffer.concat(chunks).equals(data));
       assert.deepEqual(chunks.map((c) => c.length), chunkAll(data, []).map((c) => c.length));
-      assert.ok(pieces.every((p) => p.piece.buffer.detached), 'all freed at the end');
+      assert.ok(pieces.every((p) => (p.piece.buffer as ArrayBuffer).detached), 'all freed at the end');
     }),
     { numRuns: 40 },
   );
