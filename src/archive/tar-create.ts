@@ -418,10 +418,13 @@ export function createArchiveStreamInWorker(
   async function* stream(): AsyncGenerator<PayloadPiece> {
     const data: TarWorkerData = { root, excludes: options.excludes ?? [], previous: options.previous };
     const inbox: Array<Exclude<TarWorkerMessage, { type: 'warning' }>> = [];
+    // A larger young generation: the walk makes short-lived objects for every entry (stat results, paths,
+    // catalog lines). Reading the bench tree (83,731 entries): 89 scavenges with 8 MiB; CPU 1.71-1.80 s with
+    // 8 MiB, 1.55-1.68 s with 24.
     const thread = new Thread<TarWorkerMessage>('./tar-worker.ts', data, `The thread reading "${root}"`, options.signal, (m) => {
       if (m.type === 'warning') options.onWarning?.(m.message);
       else inbox.push(m);
-    });
+    }, 24);
     try {
       for (;;) {
         await thread.until(() => inbox.length > 0);

@@ -30,11 +30,14 @@ export class Thread<M extends { type: string }> {
     this.#wake = undefined;
   };
 
-  /** `what` names the thread's work in the error when it stops early ("The thread reading …"). */
-  constructor(file: string, workerData: unknown, what: string, signal: AbortSignal | undefined, onMessage: (message: M) => void) {
+  /**
+   * `what` names the thread's work in the error when it stops early ("The thread reading …"). By default the
+   * thread's young generation is as small as the main thread's (these threads pass many buffers through);
+   * `youngGenerationMb` sets another size.
+   */
+  constructor(file: string, workerData: unknown, what: string, signal: AbortSignal | undefined, onMessage: (message: M) => void, youngGenerationMb = 8) {
     throwIfAborted(signal);
-    // A young generation as small as the main thread's: these threads pass many buffers through.
-    this.#worker = new Worker(new URL(file, import.meta.url), { workerData, resourceLimits: { maxYoungGenerationSizeMb: 8 } });
+    this.#worker = new Worker(new URL(file, import.meta.url), { workerData, resourceLimits: { maxYoungGenerationSizeMb: youngGenerationMb } });
     this.#signal = signal;
     this.#worker.on('message', (m: M | ThreadError) => {
       if (m.type === 'error') this.#failure ??= new IbsError((m as ThreadError).code, (m as ThreadError).message);
