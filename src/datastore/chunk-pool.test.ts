@@ -66,6 +66,9 @@ test('the chunk pool digests chunks on its threads and encodes only those wanted
       [text, { compress: true, key }, 'encrypted+zstd'],
       [noise, { compress: true, key }, 'encrypted'],
       [Buffer.from('tiny'), { compress: true, key }, 'encrypted'],
+      // Encoded without waiting for the decision (one round trip): the same results.
+      [text, { compress: true, speculate: true }, 'zstd'],
+      [noise, { compress: true, key, speculate: true }, 'encrypted'],
     ] as const) {
       const own = new Uint8Array(data);
       const seen: string[] = [];
@@ -81,6 +84,8 @@ test('the chunk pool digests chunks on its threads and encodes only those wanted
     // Not wanted (stored before): digested, dropped on the thread, no blob.
     const skipped = await pool.encode(new Uint8Array(text), { compress: true }, () => false);
     assert.deepEqual(skipped, { digest: sha256Hex(text) });
+    const dropped = await pool.encode(new Uint8Array(text), { compress: true, key, speculate: true }, () => false);
+    assert.deepEqual(dropped, { digest: key.chunkDigest(text) }, 'encoded on speculation, then dropped here');
     // Many at once, with checks among them: each answer goes to its own caller.
     const many = await Promise.all(Array.from({ length: 24 }, (_, i) => pool.encode(Buffer.alloc(10_000 + i, i), { compress: true, key }, () => i % 2 === 0)));
     many.forEach((r, i) => {
@@ -144,6 +149,37 @@ test('a writer hands its chunks to the pool after its first 32 MiB; the snapshot
     assert.ok(image.reusedChunks >= 2, 'the repeated block is stored once');
     const reader = await SnapshotReader.open(ds, ref, { key, pool });
     assert.ok((await reader.readAll('root.tar')).equals(data));
+    assert.ok((await reader.readAll('disk.img')).equals(data));
+  } finally {
+    await pool.close();
+  }
+});
+
+test('once every one of its last 16 chunks was new, a writer lets the pool encode without asking first; repeats are still stored once', async () => {
+  const { Datastore, SnapshotWriter, SnapshotReader } = await import('./index.ts');
+  const { MemoryBackend } = await import('../storage/memory/index.ts');
+  const pool = new ChunkPool(2);
+  try {
+    const ds = await Datastore.create(new MemoryBackend());
+    let speculated = 0;
+    let asked = 0;
+    const spy = {
+      encode: (chunk: Uint8Array, options: { compress: boolean; speculate?: boolean }, wanted: (d: string) => boolean) => {
+        asked++;
+        if (options.speculate) speculated++;
+        return pool.encode(chunk, options, wanted);
+      },
+    } as unknown as ChunkPool;
+    // 40 distinct chunks of 1 MiB (the pool is asked for after 32 MiB), then two of them again.
+    const distinct = Array.from({ length: 40 }, () => randomBytes(1024 * 1024));
+    const data = Buffer.concat([...distinct, distinct[3] as Buffer, distinct[35] as Buffer]);
+    const ref = { ns: [], type: 'host' as const, id: 'speculate', time: 1000 };
+    const writer = await SnapshotWriter.begin(ds, ref, { owner: 'root@pam', pool: () => spy });
+    const image = await writer.addFixedArchive('disk.img', (async function* () { yield data; })(), { chunkSize: 1024 * 1024 });
+    await writer.commit();
+    assert.ok(asked >= 8 && speculated === asked, `${speculated} of ${asked} chunks encoded on speculation`);
+    assert.deepEqual([image.chunks, image.newChunks, image.reusedChunks], [42, 40, 2]);
+    const reader = await SnapshotReader.open(ds, ref, { pool });
     assert.ok((await reader.readAll('disk.img')).equals(data));
   } finally {
     await pool.close();

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { IbsError, type CryptKey, type ErrorCode } from '../core/index.ts';
-import { movable, Semaphore } from '../lib/index.ts';
+import { movable, release, Semaphore } from '../lib/index.ts';
 
 /** What a thread answers: a blob (checked or encoded), a digest, or a failure. */
 interface Answer {
@@ -104,14 +104,25 @@ export class ChunkPool {
 
   /**
    * Digests a chunk (SHA-256, or the key's keyed digest) on a thread; when `wanted(digest)` says so, encodes
-   * it there too (compression, encryption) and returns the blob; otherwise the thread drops it. `chunk` moves
-   * to the thread when it is a whole buffer (the caller must not use it afterwards), else it is copied.
+   * it there too (compression, encryption) and returns the blob; otherwise the thread drops it. With
+   * `speculate` the thread encodes it without waiting for the answer (one round trip instead of two), and a
+   * blob not wanted is dropped here: for a caller that finds nearly every chunk new. `chunk` moves to the
+   * thread when it is a whole buffer (the caller must not use it afterwards), else it is copied.
    */
-  async encode(chunk: Uint8Array, options: { compress: boolean; key?: CryptKey | undefined }, wanted: (digest: string) => boolean): Promise<{ digest: string; blob?: Buffer }> {
+  async encode(chunk: Uint8Array, options: { compress: boolean; key?: CryptKey | undefined; speculate?: boolean }, wanted: (digest: string) => boolean): Promise<{ digest: string; blob?: Buffer }> {
     return this.#slots.run(async () => {
       const worker = this.#worker();
       const sent = movable(chunk);
       const key = options.key ? this.#keyBytes(options.key) : undefined;
+      if (options.speculate) {
+        const answer = await this.#ask(worker, { type: 'digest-encode', chunk: sent, key, compress: options.compress }, [sent.buffer]);
+        const digest = answer.digest as string;
+        const out = answer.blob as Uint8Array;
+        const blob = Buffer.from(out.buffer, out.byteOffset, out.length);
+        if (wanted(digest)) return { digest, blob };
+        release(blob);
+        return { digest };
+      }
       // The thread holds the chunk under the id of its digest job until told what to do with it.
       const { digest, id: held } = await this.#ask(worker, { type: 'digest', chunk: sent, key }, [sent.buffer]);
       if (!wanted(digest as string)) {

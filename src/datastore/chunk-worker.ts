@@ -1,7 +1,8 @@
 /**
  * Worker thread of the ChunkPool. Checks a received chunk (CRC, then decompression and SHA-256 of the
  * plaintext for plain chunks) and sends the blob back (moved, not copied) for storing; digests a backup's
- * chunk and holds it until told to encode it (compression, encryption) or to drop it (a chunk stored before).
+ * chunk and holds it until told to encode it (compression, encryption) or to drop it (a chunk stored before),
+ * or digests and encodes it in one go.
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
@@ -16,6 +17,7 @@ type Job =
   | { type: 'decode'; id: number; digest: string; blob: Uint8Array; key?: Uint8Array }
   | { type: 'digest'; id: number; chunk: Uint8Array; key?: Uint8Array }
   | { type: 'encode'; id: number; held: number; compress: boolean }
+  | { type: 'digest-encode'; id: number; chunk: Uint8Array; key?: Uint8Array; compress: boolean }
   | { type: 'drop'; held: number };
 
 /** Chunks digested and waiting for the decision (encode or drop), by the id of their digest job. */
@@ -75,6 +77,18 @@ function digest(job: Extract<Job, { type: 'digest' }>): void {
   parentPort?.postMessage({ id: job.id, digest: d });
 }
 
+/** Digests a chunk and encodes it at once (no waiting for the decision): both go back. */
+function digestAndEncode(job: Extract<Job, { type: 'digest-encode' }>): void {
+  const key = keyOf(job.key);
+  try {
+    const d = digestOf(job.chunk, key);
+    const blob = movable(encodeBlobSync(job.chunk, { compress: job.compress, key }));
+    parentPort?.postMessage({ id: job.id, digest: d, blob }, [blob.buffer]);
+  } finally {
+    release(job.chunk);
+  }
+}
+
 function encode(job: Extract<Job, { type: 'encode' }>): void {
   const h = held.get(job.held);
   if (!h) throw new Error(`no chunk held for job ${job.held}`);
@@ -99,6 +113,7 @@ parentPort?.on('message', (job: Job) => {
     if (job.type === 'check') check(job);
     else if (job.type === 'decode') decode(job);
     else if (job.type === 'digest') digest(job);
+    else if (job.type === 'digest-encode') digestAndEncode(job);
     else encode(job);
   } catch (error) {
     const e = toIbsError(error);

@@ -83,6 +83,8 @@ export class SnapshotWriter {
   #done = false;
   /** Bytes of chunks handed to digesting so far. */
   #digested = 0;
+  /** Of the last 16 chunks digested, which were new (a bit each, the latest lowest). */
+  #recentNew = 0;
 
   private constructor(sink: SnapshotSink, options: BeginOptions, previous: SnapshotReader | undefined) {
     this.#sink = sink;
@@ -154,7 +156,9 @@ export class SnapshotWriter {
     // Whether a chunk of this digest is to be stored (not seen before in this session or the previous snapshot).
     const wanted = (d: string): boolean => {
       digest.resolve(d);
-      if (this.#known.has(d)) return false;
+      const known = this.#known.has(d);
+      this.#recentNew = ((this.#recentNew << 1) | (known ? 0 : 1)) & 0xffff;
+      if (known) return false;
       this.#known.add(d);
       return true;
     };
@@ -164,7 +168,9 @@ export class SnapshotWriter {
         if (pool) {
           // Digested on a thread, then encoded there only if wanted. A chunk of the writer's own moves there;
           // another is copied (its memory stays the caller's).
-          blob = (await pool.encode(owned ? chunk : new Uint8Array(chunk), { compress, key }, wanted)).blob;
+          // While every one of the last 16 chunks was new, the thread encodes without asking first.
+          const speculate = this.#recentNew === 0xffff;
+          blob = (await pool.encode(owned ? chunk : new Uint8Array(chunk), { compress, key, speculate }, wanted)).blob;
         } else {
           const d = key ? await key.chunkDigestAsync(chunk) : await sha256HexAsync(chunk);
           if (wanted(d)) blob = await encodeBlob(chunk, { compress, key });
