@@ -320,7 +320,8 @@ async function restoreTree(ctx: AppContext, stored: Awaited<ReturnType<typeof st
   const target = resolve(input.target);
   await assertEmptyTarget(target);
   let done = 0;
-  const result = await extractArchiveInWorker(stored.catalog, stored.chunkEnds, stored.chunks, target, {
+  // The ranges move to the restoring thread, which does not work them out again from the catalog.
+  const result = await extractArchiveInWorker(stored.catalog, stored.chunkEnds, ranges, stored.chunks, target, {
     what: stored.what,
     signal: ctx.signal,
     onBytes: (n) => {
@@ -380,7 +381,7 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
       // The tar stream is made from catalog and payload (only the selected entries' contents are read).
       const text = stored.catalog.toString('utf8');
       total = assembledSize(text);
-      stream = assembleTar(catalogEntries(text, stored.chunkEnds, stored.chunks, stored.what));
+      stream = assembleTar(catalogEntries(text, stored.chunkEnds, stored.chunks, stored.what, undefined, stored.ranges));
     } else if (input.path !== undefined) {
       const ranges = catalogRanges(selectCatalog(await readCatalog(reader, archive), input.path));
       total = ranges.reduce((n, r) => n + r.end - r.start, 0) + 1024;

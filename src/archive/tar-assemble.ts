@@ -93,11 +93,18 @@ export interface PayloadChunk {
  * as pieces of payload chunks (views, each valid until the next is asked for). `catalog` is the catalog's
  * text (all of it, or the selected entries); `chunks` brings the payload's chunks in the order `planRanges`
  * gives for its `catalogPayloadRanges`, each once: a chunk is kept until its last use, then freed. `onFirstUse`
- * is told when a chunk is first used (for flow control). Lines are parsed one at a time; a damaged line, or
- * one whose contents are not where the plan says, fails with CORRUPT.
+ * is told when a chunk is first used (for flow control). `ranges` are the catalog's `catalogPayloadRanges`
+ * when the caller has them already (they are not made again). Lines are parsed one at a time; a damaged line,
+ * or one whose contents are not where the plan says, fails with CORRUPT.
  */
-export async function* catalogEntries(catalog: string, chunkEnds: readonly number[], chunks: AsyncIterator<PayloadChunk>, what: string, onFirstUse: (chunk: PayloadChunk) => void = () => {}): AsyncGenerator<ParsedEntry> {
-  const ranges = catalogPayloadRanges(catalog);
+export async function* catalogEntries(
+  catalog: string,
+  chunkEnds: readonly number[],
+  chunks: AsyncIterator<PayloadChunk>,
+  what: string,
+  onFirstUse: (chunk: PayloadChunk) => void = () => {},
+  ranges: Float64Array = catalogPayloadRanges(catalog),
+): AsyncGenerator<ParsedEntry> {
   const { uses } = planRanges(chunkEnds, ranges);
   const held = new Map<number, Buffer>();
   const used = new Uint8Array(chunkEnds.length);

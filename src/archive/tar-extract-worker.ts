@@ -76,7 +76,7 @@ async function run(): Promise<void> {
   if ('catalog' in first) {
     const text = Buffer.from(first.catalog.buffer, first.catalog.byteOffset, first.catalog.byteLength).toString('utf8');
     release(first.catalog);
-    result = await extractEntries(catalogEntries(text, first.chunkEnds, chunks(), first.what, (chunk) => ack(chunk.data.length)), input.target, options);
+    result = await extractEntries(catalogEntries(text, first.chunkEnds, chunks(), first.what, (chunk) => ack(chunk.data.length), first.ranges), input.target, options);
   } else {
     result = await extractTar('piece' in first ? pieces(first.piece) : (async function* () {})(), input.target, options);
   }

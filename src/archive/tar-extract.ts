@@ -174,7 +174,7 @@ export interface ExtractWorkerData {
  * What the thread gets: pieces of a tar stream, or an archive's catalog (its text as bytes, the chunk ends of
  * its payload) followed by its payload chunks; then an empty message (the end).
  */
-export type ExtractInput = { piece: Uint8Array } | { catalog: Uint8Array; chunkEnds: number[]; what: string } | { chunk: number; data: Uint8Array } | Record<string, never>;
+export type ExtractInput = { piece: Uint8Array } | { catalog: Uint8Array; chunkEnds: number[]; ranges: Float64Array; what: string } | { chunk: number; data: Uint8Array } | Record<string, never>;
 
 /** What the thread sends back: acknowledgements (with file bytes written, for progress), warnings, the end (or a `ThreadError`). */
 export type ExtractWorkerMessage =
@@ -239,13 +239,14 @@ export function extractTarInWorker(source: AsyncIterable<Uint8Array>, target: st
  * Restores a file archive stored as catalog and payload on a thread of its own, which writes the entries
  * straight from the two (`catalogEntries`; no tar stream is made or parsed). `catalog` is its text as bytes
  * (all of it, or the selected entries); `chunks` must bring the payload's chunks in the order `planRanges`
- * gives for the catalog's `catalogPayloadRanges`. Both move to the thread without a copy: the caller gives
- * them up. `what` names the archive in errors.
+ * gives for the catalog's `ranges` (its `catalogPayloadRanges`). All three move to the thread without a copy:
+ * the caller gives them up. `what` names the archive in errors.
  */
-export function extractArchiveInWorker(catalog: Uint8Array, chunkEnds: number[], chunks: AsyncIterable<PayloadChunk>, target: string, options: ExtractOptions & { what: string }): Promise<ExtractResult> {
+export function extractArchiveInWorker(catalog: Uint8Array, chunkEnds: number[], ranges: Float64Array, chunks: AsyncIterable<PayloadChunk>, target: string, options: ExtractOptions & { what: string }): Promise<ExtractResult> {
   async function* inputs(): AsyncGenerator<{ input: ExtractInput; bytes: number; transfer: ArrayBuffer[] }> {
     const text = movable(catalog, true);
-    yield { input: { catalog: text, chunkEnds, what: options.what }, bytes: 0, transfer: [text.buffer as ArrayBuffer] };
+    const spans = movable(new Uint8Array(ranges.buffer, ranges.byteOffset, ranges.byteLength), true);
+    yield { input: { catalog: text, chunkEnds, ranges: new Float64Array(spans.buffer, spans.byteOffset, ranges.length), what: options.what }, bytes: 0, transfer: [text.buffer as ArrayBuffer, spans.buffer] };
     for await (const { index, data } of chunks) {
       const sent = movable(data, true);
       yield { input: { chunk: index, data: sent }, bytes: sent.length, transfer: [sent.buffer as ArrayBuffer] };
