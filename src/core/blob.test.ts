@@ -41,6 +41,21 @@ test('any flipped bit of a blob is detected (CRC, magic or authentication), neve
   );
 });
 
+test('decoding without the CRC pass still tells damage from a wrong key for encrypted blobs', async () => {
+  for (const compress of [true, false]) {
+    const data = Buffer.alloc(5000, 'encrypted text ');
+    const blob = await encodeBlob(data, { compress, key });
+    assert.deepEqual(await decodeBlob(blob, key, 'x', { crc: false }), data);
+    const damaged = Buffer.from(blob);
+    damaged[damaged.length - 1] = (damaged[damaged.length - 1] as number) ^ 1;
+    await assert.rejects(decodeBlob(damaged, key, 'x', { crc: false }), (e) => e instanceof IbsError && e.code === 'CORRUPT' && /CRC32 mismatch/.test(e.message));
+    const { decodeBlobSync } = await import('./blob.ts');
+    assert.throws(() => decodeBlobSync(damaged, key, 'x', { crc: false }), (e) => e instanceof IbsError && e.code === 'CORRUPT');
+    assert.throws(() => decodeBlobSync(blob, CryptKey.generate(), 'x', { crc: false }), (e) => e instanceof IbsError && e.code === 'WRONG_KEY');
+    await assert.rejects(decodeBlob(blob, CryptKey.generate(), 'x', { crc: false }), (e) => e instanceof IbsError && e.code === 'WRONG_KEY');
+  }
+});
+
 test('decodeBlob with the wrong key fails with WRONG_KEY; without a key it says a key is needed', async () => {
   const blob = await encodeBlob(Buffer.from('secret'), { compress: false, key });
   await assert.rejects(decodeBlob(blob, CryptKey.generate(), 'x'), (e) => e instanceof IbsError && e.code === 'WRONG_KEY');

@@ -172,13 +172,29 @@ export function checkBlobCrc(blob: Uint8Array, what: string): BlobHeader {
   return header;
 }
 
+/**
+ * Whether to check a blob's CRC when decoding it. A caller that checks the plaintext against its digest right
+ * after may skip it: any damage the CRC would catch fails that check (or decryption's authentication, or
+ * decompression) instead, and the CRC is a pass over the whole blob. An encrypted blob that fails
+ * authentication then has its CRC checked, so that damage is still told from a wrong key.
+ */
+export interface DecodeOptions {
+  crc?: boolean;
+}
+
 /** The encrypted fields and payload of a checked blob, or the plain payload; WRONG_KEY when encrypted and no key. */
-function sealedParts(blob: Uint8Array, key: CryptKey | undefined, what: string): { header: BlobHeader; payload: Buffer; sealed?: { iv: Uint8Array; tag: Uint8Array } } {
-  const header = checkBlobCrc(blob, what);
+function sealedParts(blob: Uint8Array, key: CryptKey | undefined, what: string, options: DecodeOptions): { header: BlobHeader; payload: Buffer; sealed?: { iv: Uint8Array; tag: Uint8Array } } {
+  const header = options.crc === false ? readBlobHeader(blob, what) : checkBlobCrc(blob, what);
   const payload = Buffer.from(blob.buffer, blob.byteOffset + header.headerSize, blob.length - header.headerSize);
   if (!isEncryptedBlob(header)) return { header, payload };
   if (!key) throw new IbsError('WRONG_KEY', `${what} is encrypted: a key is needed to read it`);
   return { header, payload, sealed: { iv: blob.subarray(12, 24), tag: blob.subarray(24, 40) } };
+}
+
+/** After a failed decryption: CORRUPT when the CRC (not checked before) shows damage, else `error` again. */
+function damagedOr(error: unknown, blob: Uint8Array, what: string, options: DecodeOptions): never {
+  if (options.crc === false) checkBlobCrc(blob, what);
+  throw error;
 }
 
 function undecodable(what: string, error: unknown): IbsError {
@@ -186,9 +202,9 @@ function undecodable(what: string, error: unknown): IbsError {
 }
 
 /** Decodes a blob to its plaintext; CORRUPT on a bad CRC, WRONG_KEY when it is encrypted and no key fits. */
-export async function decodeBlob(blob: Uint8Array, key: CryptKey | undefined, what: string): Promise<Buffer> {
-  const { header, payload: stored, sealed } = sealedParts(blob, key, what);
-  let payload = sealed && key ? await key.decryptAsync(sealed.iv, sealed.tag, stored) : stored;
+export async function decodeBlob(blob: Uint8Array, key: CryptKey | undefined, what: string, options: DecodeOptions = {}): Promise<Buffer> {
+  const { header, payload: stored, sealed } = sealedParts(blob, key, what, options);
+  let payload = sealed && key ? await key.decryptAsync(sealed.iv, sealed.tag, stored).catch((error: unknown) => damagedOr(error, blob, what, options)) : stored;
   if (header.encoding === 'zstd' || header.encoding === 'encrypted+zstd') {
     const packed = payload;
     try {
@@ -203,9 +219,14 @@ export async function decodeBlob(blob: Uint8Array, key: CryptKey | undefined, wh
 }
 
 /** `decodeBlob` on the calling thread (a worker's: see ChunkPool). */
-export function decodeBlobSync(blob: Uint8Array, key: CryptKey | undefined, what: string): Buffer {
-  const { header, payload: stored, sealed } = sealedParts(blob, key, what);
-  let payload = sealed && key ? key.decrypt(sealed.iv, sealed.tag, stored) : stored;
+export function decodeBlobSync(blob: Uint8Array, key: CryptKey | undefined, what: string, options: DecodeOptions = {}): Buffer {
+  const { header, payload: stored, sealed } = sealedParts(blob, key, what, options);
+  let payload: Buffer;
+  try {
+    payload = sealed && key ? key.decrypt(sealed.iv, sealed.tag, stored) : stored;
+  } catch (error) {
+    damagedOr(error, blob, what, options);
+  }
   if (header.encoding === 'zstd' || header.encoding === 'encrypted+zstd') {
     const packed = payload;
     payload = decompressSync(packed, what);
