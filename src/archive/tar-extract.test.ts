@@ -132,6 +132,15 @@ test('on its own thread, entries that would land outside the target or below a s
     const below = tarFrom([{ path: 'l', type: 'symlink', linkname: join(work, 'elsewhere') }, { path: 'l/planted', type: 'file', data: Buffer.from('bad') }]);
     await assert.rejects(extractTarInWorker(cut(below), join(work, 'two')), { name: 'IbsError', code: 'CORRUPT', message: 'Archive entry "l/planted" lies below the symlink "l"' });
     assert.deepEqual(readdirSync(join(work, 'elsewhere')), []);
+    // Deeper: a symlink inside a directory, an entry two levels below it (with the directory form "x/").
+    const deeper = tarFrom([
+      { path: 'd', type: 'dir' },
+      { path: 'd/l', type: 'symlink', linkname: join(work, 'elsewhere') },
+      { path: 'd/l/x/', type: 'dir' },
+      { path: 'd/l/x/planted', type: 'file', data: Buffer.from('bad') },
+    ]);
+    await assert.rejects(extractTarInWorker(cut(deeper), join(work, 'four')), { name: 'IbsError', code: 'CORRUPT', message: 'Archive entry "d/l/x" lies below the symlink "d/l"' });
+    assert.deepEqual(readdirSync(join(work, 'elsewhere')), []);
     // A hard link whose target is not in the restored set: skipped with a warning that comes back.
     const warnings: string[] = [];
     const orphan = tarFrom([{ path: 'h', type: 'hardlink', linkname: 'missing' }]);

@@ -1,4 +1,4 @@
-import { dirname, join, normalize, sep } from 'node:path';
+import { join, normalize, resolve, sep } from 'node:path';
 import fs from 'node:fs';
 import { IbsError } from '../core/index.ts';
 import { movable, throwIfAborted } from '../lib/index.ts';
@@ -88,19 +88,28 @@ export async function extractEntries(entries: AsyncIterable<ParsedEntry>, target
   const gid = process.getgid?.();
   let ownDirs = (fs.lstatSync(target).mode & 0o2000) === 0;
   const umask = currentUmask();
-  const madeDirs = new Set<string>([target]);
+  // Paths are joined by hand (path.join and dirname normalise again, for every entry, on the thread that sets
+  // a restore's pace): `rel` is normalised already and holds no "." or ".." part.
+  const root = resolve(target);
+  const prefix = root.endsWith('/') ? root : `${root}/`;
+  const madeDirs = new Set<string>([root]);
   for await (const { entry, data, unsupported } of entries) {
     throwIfAborted(options.signal);
     if (unsupported) {
       warn(`${entry.path}: ${unsupported} not supported; skipped`);
       continue;
     }
-    const rel = safeRelative(entry.path);
-    for (let parent = dirname(rel); parent !== '.'; parent = dirname(parent)) {
-      if (symlinks.has(parent)) throw new IbsError('CORRUPT', `Archive entry "${entry.path}" lies below the symlink "${parent}"`);
+    const normalized = safeRelative(entry.path);
+    const rel = normalized.endsWith('/') ? normalized.slice(0, -1) : normalized;
+    if (symlinks.size > 0) {
+      for (let i = rel.indexOf('/'); i > 0; i = rel.indexOf('/', i + 1)) {
+        const parent = rel.slice(0, i);
+        if (symlinks.has(parent)) throw new IbsError('CORRUPT', `Archive entry "${entry.path}" lies below the symlink "${parent}"`);
+      }
     }
-    const full = join(target, rel);
-    const parent = dirname(full);
+    const full = prefix + rel;
+    const cut = full.lastIndexOf('/');
+    const parent = cut === 0 ? '/' : full.slice(0, cut);
     if (!madeDirs.has(parent)) {
       if (fs.mkdirSync(parent, { recursive: true }) === undefined) ownDirs = false;
       madeDirs.add(parent);
