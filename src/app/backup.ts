@@ -163,10 +163,11 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
       for (const spec of specs) if (spec.name.endsWith('.tar')) previous.set(spec.name, await previousArchive(writer, spec.name));
       const parts = specs.map((spec): Promise<number | undefined> => {
         if (spec.name.endsWith('.img')) return stat(spec.path).then((st) => st.size);
+        // Nobody sees the total (quiet, no terminal): neither the previous catalog's sum (a pass over its text,
+        // 20 MB for the bench tree) nor a walk of the tree is worth its cost.
+        if (ctx.reporter.showsProgress === false) return Promise.resolve(undefined);
         const catalog = previous.get(spec.name)?.catalog;
         if (catalog) return Promise.resolve(catalogContentBytes(catalog.toString('utf8')));
-        // Nobody sees the total (quiet, no terminal): the walk would only cost a pass over the tree's metadata.
-        if (ctx.reporter.showsProgress === false) return Promise.resolve(undefined);
         const walk = treeSizeInWorker(spec.path);
         walks.push(walk);
         return walk.size;

@@ -33,11 +33,16 @@ export class Thread<M extends { type: string }> {
   /**
    * `what` names the thread's work in the error when it stops early ("The thread reading …"). By default the
    * thread's young generation is as small as the main thread's (these threads pass many buffers through);
-   * `youngGenerationMb` sets another size.
+   * `youngGenerationMb` sets another size. The memory in `transfer` moves to the thread with `workerData`
+   * instead of being copied.
    */
-  constructor(file: string, workerData: unknown, what: string, signal: AbortSignal | undefined, onMessage: (message: M) => void, youngGenerationMb = 8) {
+  constructor(file: string, workerData: unknown, what: string, signal: AbortSignal | undefined, onMessage: (message: M) => void, options: { youngGenerationMb?: number; transfer?: ArrayBuffer[] } = {}) {
     throwIfAborted(signal);
-    this.#worker = new Worker(new URL(file, import.meta.url), { workerData, resourceLimits: { maxYoungGenerationSizeMb: youngGenerationMb } });
+    this.#worker = new Worker(new URL(file, import.meta.url), {
+      workerData,
+      transferList: options.transfer ?? [],
+      resourceLimits: { maxYoungGenerationSizeMb: options.youngGenerationMb ?? 8 },
+    });
     this.#signal = signal;
     this.#worker.on('message', (m: M | ThreadError) => {
       if (m.type === 'error') this.#failure ??= new IbsError((m as ThreadError).code, (m as ThreadError).message);
