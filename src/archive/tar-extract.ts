@@ -1,7 +1,7 @@
 import { join, normalize, resolve, sep } from 'node:path';
 import fs from 'node:fs';
 import { IbsError } from '../core/index.ts';
-import { movable, throwIfAborted } from '../lib/index.ts';
+import { isWhole, movable, throwIfAborted } from '../lib/index.ts';
 import { parseTar, type ParsedEntry } from './tar-parse.ts';
 import type { PayloadChunk } from './tar-assemble.ts';
 import { Thread } from './thread.ts';
@@ -254,8 +254,8 @@ export function extractTarInWorker(source: AsyncIterable<Uint8Array>, target: st
 export function extractArchiveInWorker(catalog: Uint8Array, chunkEnds: number[], ranges: Float64Array, chunks: AsyncIterable<PayloadChunk>, target: string, options: ExtractOptions & { what: string }): Promise<ExtractResult> {
   async function* inputs(): AsyncGenerator<{ input: ExtractInput; bytes: number; transfer: ArrayBuffer[] }> {
     const text = movable(catalog, true);
-    const spans = movable(new Uint8Array(ranges.buffer, ranges.byteOffset, ranges.byteLength), true);
-    yield { input: { catalog: text, chunkEnds, ranges: new Float64Array(spans.buffer, spans.byteOffset, ranges.length), what: options.what }, bytes: 0, transfer: [text.buffer as ArrayBuffer, spans.buffer] };
+    const spans = isWhole(ranges) ? ranges : ranges.slice();
+    yield { input: { catalog: text, chunkEnds, ranges: spans, what: options.what }, bytes: 0, transfer: [text.buffer as ArrayBuffer, spans.buffer as ArrayBuffer] };
     for await (const { index, data } of chunks) {
       const sent = movable(data, true);
       yield { input: { chunk: index, data: sent }, bytes: sent.length, transfer: [sent.buffer as ArrayBuffer] };

@@ -6,7 +6,7 @@
  * unacknowledged.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { movable, release } from '../lib/index.ts';
+import { movable } from '../lib/index.ts';
 import { CatalogIndex } from './catalog.ts';
 import { createArchiveStream, type ReusePiece, type TarWorkerData, type TarWorkerMessage } from './tar-create.ts';
 import { threadError } from './thread.ts';
@@ -84,22 +84,13 @@ async function run(): Promise<void> {
       if (weight >= BATCH) await send();
       continue;
     }
-    weight += piece.length;
-    if (current && piece.buffer === current.buffer && piece.byteOffset === current.byteOffset + used) {
-      // Read where it goes (see allocate).
-      used += piece.length;
-    } else {
-      // Not from allocate (the stream reads everything through it; kept for safety): copied in.
-      for (let from = 0; from < piece.length; ) {
-        current ??= Buffer.allocUnsafeSlow(BATCH);
-        const n = piece.copy(current, used, from);
-        used += n;
-        from += n;
-        if (used === current.length) seal();
-      }
-      release(piece);
+    // The stream reads every byte it yields through allocate: the piece is the next part of the batch buffer.
+    if (!current || piece.buffer !== current.buffer || piece.byteOffset !== current.byteOffset + used) {
+      throw new Error('tar-worker: the stream yielded data it did not read through allocate');
     }
-    if (used === current?.length) seal();
+    weight += piece.length;
+    used += piece.length;
+    if (used === current.length) seal();
     if (weight >= BATCH) await send();
   }
   await send();

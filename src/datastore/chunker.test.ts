@@ -78,17 +78,24 @@ test('a stream of zeros is cut at max size', () => {
   assert.ok(chunks.slice(0, -1).every((c) => c.length === small.max));
 });
 
+/** `data` cut into pieces of the given sizes (repeated), each copied into memory of its own, with its end offset. */
+function* ownPieces(data: Buffer, sizes: readonly number[]): Generator<{ piece: Buffer<ArrayBuffer>; end: number }> {
+  for (let pos = 0, i = 0; pos < data.length; i++) {
+    const end = Math.min(data.length, pos + (sizes[i % sizes.length] as number));
+    const piece = Buffer.allocUnsafeSlow(end - pos); // not a slice of Node's pool
+    data.copy(piece, 0, pos, end);
+    pos = end;
+    yield { piece, end };
+  }
+}
+
 test('every chunk is a buffer of its own: the pieces pushed can be freed at once without changing any chunk', () => {
   fc.assert(
     fc.property(fc.integer({ min: 1, max: 200_000 }), fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 5 }), (size, sizes) => {
       const data = randomBytes(size);
       const chunker = new Chunker(small);
       const chunks: Buffer[] = [];
-      for (let pos = 0, i = 0; pos < data.length; i++) {
-        const end = Math.min(data.length, pos + (sizes[i % sizes.length] as number));
-        const piece = Buffer.allocUnsafeSlow(end - pos); // memory of its own, not a slice of Node's pool
-        data.copy(piece, 0, pos, end);
-        pos = end;
+      for (const { piece } of ownPieces(data, sizes)) {
         chunks.push(...chunker.push(piece));
         piece.buffer.transfer(0); // the pusher frees its piece
       }
@@ -110,11 +117,7 @@ test('pieces handed over (owned) wait uncopied, give the same chunks, and are fr
       const chunks: Buffer[] = [];
       const pieces: Array<{ piece: Buffer; end: number }> = [];
       let freed = 0;
-      for (let pos = 0, i = 0; pos < data.length; i++) {
-        const end = Math.min(data.length, pos + (sizes[i % sizes.length] as number));
-        const piece = Buffer.allocUnsafeSlow(end - pos);
-        data.copy(piece, 0, pos, end);
-        pos = end;
+      for (const { piece, end } of ownPieces(data, sizes)) {
         pieces.push({ piece, end });
         chunks.push(...chunker.push(piece, true));
         // Every piece whose last byte is in a chunk by now has been freed; the others are intact.

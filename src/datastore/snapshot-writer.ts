@@ -17,7 +17,7 @@ import {
   type SnapshotRef,
   type Unprotected,
 } from '../core/index.ts';
-import { release, throwIfAborted, WorkQueue } from '../lib/index.ts';
+import { isWhole, release, throwIfAborted, WorkQueue } from '../lib/index.ts';
 import type { OpOptions } from '../storage/index.ts';
 import { Chunker, DEFAULT_CHUNKER, type ChunkerOptions } from './chunker.ts';
 import type { ChunkPool } from './chunk-pool.ts';
@@ -308,7 +308,7 @@ export class SnapshotWriter {
       const chunk = gathered ? Buffer.concat(pending) : (pending[0] as Buffer);
       // Gathered, the chunk is a copy of the writer's own; handed over whole (a piece that is the whole of its
       // memory), the piece itself: either moves to a thread and is freed once stored, with no copy.
-      const owned = gathered || (options.handOver === true && chunk.byteOffset === 0 && chunk.length === chunk.buffer.byteLength);
+      const owned = gathered || (options.handOver === true && isWhole(chunk));
       pending = [];
       pendingSize = 0;
       const length = chunk.length;

@@ -12,5 +12,5 @@ export { formatBytes, formatRate, formatDuration } from './format.ts';
 export { silentReporter, RateMeter, type Reporter, type ProgressEvent } from './progress.ts';
 export { validate, schemaToJson, SchemaError, type Schema } from './schema.ts';
 export { TokenBucket } from './token-bucket.ts';
-export { release, movable } from './release.ts';
+export { release, movable, isWhole } from './release.ts';
 export { jsonFileLog, type JsonLog, type LogLevel } from './json-log.ts';

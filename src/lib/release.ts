@@ -17,6 +17,11 @@ export function release(buffer: Uint8Array): void {
   if (memory instanceof ArrayBuffer && !memory.detached && !pooled(memory)) memory.transfer(0);
 }
 
+/** Whether `data` is all of its memory (a view of nothing larger, so nothing else can hold bytes there). */
+export function isWhole(data: ArrayBufferView): boolean {
+  return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+}
+
 /**
  * `data` as something to post to another thread without a copy: post the result with `[result.buffer]` as
  * transfer list, and its memory moves (every view of it here then reads as empty). That is `data` itself when
@@ -26,6 +31,5 @@ export function release(buffer: Uint8Array): void {
  */
 export function movable(data: Uint8Array, owned = false): Uint8Array<ArrayBuffer> {
   const memory = data.buffer;
-  const whole = data.byteOffset === 0 && data.byteLength === memory.byteLength;
-  return memory instanceof ArrayBuffer && (whole || (owned && !pooled(memory))) ? (data as Uint8Array<ArrayBuffer>) : new Uint8Array(data);
+  return memory instanceof ArrayBuffer && (isWhole(data) || (owned && !pooled(memory))) ? (data as Uint8Array<ArrayBuffer>) : new Uint8Array(data);
 }

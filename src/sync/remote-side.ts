@@ -1,6 +1,6 @@
 import { ApiClient, RemoteSnapshotSink, RemoteSnapshotSource } from '../client/index.ts';
 import { IbsError, formatGroup, formatNamespace, formatSnapshot, parseManifest, parseNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
-import { mapConcurrent, prefetch, release, retry } from '../lib/index.ts';
+import { isWhole, mapConcurrent, prefetch, release, retry } from '../lib/index.ts';
 import { groupKey, type BeginInput, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
 
 /** A listing as the API carries it. */
@@ -111,7 +111,7 @@ export class RemoteSide implements SyncSource, SyncTarget {
         await sink.insertChunk(digest, blob);
         // Sent and acknowledged, and the caller gave it up: freed now rather than piling up for the collector
         // (a blob sharing its memory with others, a view into a response body, is left alone).
-        if (blob.byteOffset === 0 && blob.length === blob.buffer.byteLength) release(blob);
+        if (isWhole(blob)) release(blob);
       },
       flush: () => sink.flush(),
       window: RemoteSnapshotSink.WINDOW,
