@@ -198,3 +198,69 @@ test('an own certificate is installed through the API only as a matching PEM pai
   assert.match(JSON.stringify(info.body), /acme-a/);
   assert.equal(await readFile(join(dir, 'etc', 'proxy.pem'), 'utf8'), a.cert, 'installed where the server reads it at start');
 });
+
+test('finish ends an upload in one request: it waits for the numbered chunk batches named, checks, then commits', async () => {
+  const { encodeBlobSync, sha256Hex } = await import('../core/index.ts');
+  const { encodeChunkFrames } = await import('../client/index.ts');
+  const data = (r: { body: unknown }) => (r.body as { data: Record<string, unknown> }).data;
+  const start = async (time: number): Promise<string> => {
+    const r = await call('POST', '/backup/start', adminSecret, JSON.stringify({ store: 'store1', 'backup-type': 'host', 'backup-id': 'fin', 'backup-time': time }));
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return data(r).session as string;
+  };
+  const binary = (path: string, body: Buffer, signal = new AbortController().signal) =>
+    dispatcher.dispatch('POST', `/api2/json${path}`, { authorization: `IBSAPIToken=admin@ibs!t:${adminSecret}` }, [body], signal);
+  const chunk = encodeBlobSync(Buffer.from('chunk payload '.repeat(100)), { compress: true });
+  const digest = sha256Hex(Buffer.from('chunk payload '.repeat(100)));
+  const log = encodeBlobSync(Buffer.from('backup finished'), { compress: false });
+  const manifest = (time: number, files: unknown[]) => ({ format: 1, backupType: 'host', backupId: 'fin', backupTime: time, files, unprotected: {} });
+  const file = { filename: 'client.log.blob', size: log.length, csum: sha256Hex(log), 'crypt-mode': 'none' };
+  const finishBody = (after: number, time: number, files = [file], tail = log) => {
+    const head = Buffer.from(JSON.stringify({ after, manifest: manifest(time, files.map((f) => ({ filename: f.filename, size: f.size, csum: f.csum, cryptMode: f['crypt-mode'] }))), files }));
+    return { head: head.length, body: Buffer.concat([head, tail]) };
+  };
+
+  // Sent before its batch: it waits on the server, and answers once batch 1 is stored.
+  const session = await start(5000);
+  const f = finishBody(1, 5000);
+  let answered = false;
+  const finishing = binary(`/backup/${session}/finish?head=${f.head}`, f.body).then((r) => ((answered = true), r));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(answered, false, 'finish waits for batch 1');
+  const stored = await binary(`/backup/${session}/chunks?seq=1`, encodeChunkFrames([{ digest, blob: chunk }]));
+  assert.equal(stored.status, 200, JSON.stringify(stored.body));
+  const done = await finishing;
+  assert.equal(done.status, 200, JSON.stringify(done.body));
+  assert.deepEqual(data(done), { bad: [], snapshot: 'host/fin/1970-01-01T01:23:20Z' });
+  const listed = await call('GET', '/admin/datastore/store1/snapshots', adminSecret);
+  assert.ok(JSON.stringify(listed.body).includes('"snapshot":"host/fin/1970-01-01T01:23:20Z"'), JSON.stringify(listed.body));
+
+  // A malformed body is refused naming what is wrong, and commits nothing; the session stays usable.
+  const other = await start(6000);
+  const short = finishBody(0, 6000, [file], log.subarray(1));
+  const refused = await binary(`/backup/${other}/finish?head=${short.head}`, short.body);
+  assert.equal(refused.status, 400);
+  assert.match(JSON.stringify(refused.body), /holds \d+ bytes after its head, but its files list \d+/);
+  const badHead = await binary(`/backup/${other}/finish?head=${short.head + 1000}`, short.body);
+  assert.match(JSON.stringify(badHead.body), /Invalid value for \\"head\\"/);
+  const badFile = finishBody(0, 6000, [{ ...file, filename: '../escape' }]);
+  assert.match(JSON.stringify((await binary(`/backup/${other}/finish?head=${badFile.head}`, badFile.body)).body), /head\.files\[0\]\.filename/);
+
+  // Waiting for a batch that never comes: aborting the session (or the caller going away) ends the wait.
+  const waiting = finishBody(3, 6000);
+  const pending = binary(`/backup/${other}/finish?head=${waiting.head}`, waiting.body);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await call('POST', `/backup/${other}/abort`, adminSecret, '{}')).status, 200);
+  const ended = await pending;
+  assert.notEqual(ended.status, 200);
+  assert.match(JSON.stringify(ended.body), /aborted/);
+  const third = await start(7000);
+  const caller = new AbortController();
+  const gone = binary(`/backup/${third}/finish?head=${waiting.head}`, finishBody(3, 7000).body, caller.signal);
+  await new Promise((r) => setTimeout(r, 100));
+  caller.abort();
+  assert.match(JSON.stringify((await gone).body), /ABORTED|went away|aborted/);
+  const after = await call('GET', '/admin/datastore/store1/snapshots', adminSecret);
+  assert.equal((data(after) as unknown as unknown[]).length, 1, 'nothing else committed');
+  await call('POST', `/backup/${third}/abort`, adminSecret, '{}');
+});

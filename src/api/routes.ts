@@ -1,6 +1,6 @@
 import * as app from '../app/index.ts';
-import { IbsError, KEEP_RULES, datastoreAclPath, effectivePrivileges, parseAuthId, parseNamespace, requirePrivilege, type KeepOptions, type Privilege } from '../core/index.ts';
-import type { Schema } from '../lib/index.ts';
+import { IbsError, KEEP_RULES, datastoreAclPath, effectivePrivileges, parseAuthId, parseNamespace, requirePrivilege, type KeepOptions, type ManifestFile, type Privilege } from '../core/index.ts';
+import { SchemaError, validate, type Schema } from '../lib/index.ts';
 import type { ApiRequest, Route } from './route.ts';
 
 const STORE: Schema = { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/, description: 'datastore name' };
@@ -84,6 +84,56 @@ function matcherInput(input: Record<string, unknown>): Partial<app.MatcherInput>
 
 const SESSION: Schema = { type: 'string', pattern: /^[0-9a-f-]{36}$/, description: 'session id' };
 const CSUM: Schema = { type: 'string', pattern: /^[0-9a-f]{64}$/ };
+/** A snapshot file as an upload describes it (the body carries its bytes). */
+const SNAPSHOT_FILE = {
+  filename: { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{0,120}$/ },
+  size: { type: 'integer', minimum: 0, maximum: 64 * 1024 * 1024 },
+  csum: CSUM,
+  'crypt-mode': { type: 'string', enum: ['none', 'encrypt'] },
+  'archive-size': { type: 'integer', minimum: 0, optional: true },
+  'source-stamp': { type: 'string', pattern: /^[0-9:]{1,200}$/, optional: true },
+} satisfies Record<string, Schema>;
+
+function snapshotFile(input: Record<string, unknown>): ManifestFile {
+  return {
+    filename: input.filename as string,
+    size: input.size as number,
+    csum: input.csum as string,
+    cryptMode: input['crypt-mode'] as 'none',
+    ...(input['archive-size'] !== undefined ? { archiveSize: input['archive-size'] as number } : {}),
+    ...(input['source-stamp'] !== undefined ? { sourceStamp: input['source-stamp'] as string } : {}),
+  };
+}
+
+const FINISH_HEAD: Schema = {
+  type: 'object',
+  properties: {
+    after: { type: 'integer', minimum: 0, maximum: 2 ** 31 },
+    manifest: { type: 'object', additional: true, properties: {} },
+    files: { type: 'array', maxItems: 1000, items: { type: 'object', properties: SNAPSHOT_FILE } },
+  },
+};
+
+/** The body of /backup/{session}/finish: a JSON head of `headLength` bytes, then the bytes of each file it lists. */
+function finishBody(pieces: readonly Buffer[], headLength: number): { after: number; manifest: unknown; files: Array<{ file: ManifestFile; data: Buffer }> } {
+  const body = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
+  if (headLength > body.length) throw new IbsError('INVALID_ARGUMENT', `Invalid value for "head": ${headLength} bytes, but the body has ${body.length}`);
+  let head: { after: number; manifest: unknown; files: Array<Record<string, unknown>> };
+  try {
+    head = validate(FINISH_HEAD, JSON.parse(body.toString('utf8', 0, headLength)), 'head') as typeof head;
+  } catch (error) {
+    throw new IbsError('INVALID_ARGUMENT', error instanceof SchemaError ? error.message : `Invalid value for "head": not JSON (${(error as Error).message})`);
+  }
+  let at = headLength;
+  const files = head.files.map((f) => {
+    const file = snapshotFile(f);
+    const data = body.subarray(at, at + file.size);
+    at += file.size;
+    return { file, data };
+  });
+  if (at !== body.length) throw new IbsError('INVALID_ARGUMENT', `The finish body holds ${body.length - headLength} bytes after its head, but its files list ${at - headLength}`);
+  return { after: head.after, manifest: head.manifest, files };
+}
 
 const REMOTE: Schema = { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/, description: 'remote name' };
 const JOB_ID: Schema = { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/, description: 'job name' };
@@ -147,15 +197,6 @@ export const ROUTES: Route[] = [
     permission: { kind: 'handler', description: 'the identity that opened the session; only chunks of that snapshot' },
     response: 'binary',
     handler: (req, input) => req.readers.chunks(input.session as string, req.authId, input.digests as string[]),
-  },
-  {
-    method: 'POST',
-    path: '/backup/{session}/verify',
-    summary: 'read back and check the chunks this session newly stored; answers those that failed (moved aside, send them again)',
-    input: { type: 'object', properties: { session: SESSION } },
-    output: { type: 'object', properties: { bad: { type: 'array', items: CSUM, maxItems: 1_000_000 } } },
-    permission: { kind: 'handler', description: 'the identity that started the session' },
-    handler: (req, input) => req.backups.verify(input.session as string, req.authId),
   },
   {
     method: 'DELETE',
@@ -416,12 +457,12 @@ export const ROUTES: Route[] = [
     method: 'POST',
     path: '/backup/{session}/chunks',
     summary: 'upload a batch of chunks (frames: digest 32 bytes | blob length u32 LE | blob); each is checked before it is stored',
-    input: { type: 'object', properties: { session: SESSION } },
+    input: { type: 'object', properties: { session: SESSION, seq: { type: 'integer', minimum: 1, maximum: 2 ** 31, optional: true, description: 'the number of this batch (from 1), for a finish sent before the answers' } } },
     output: { type: 'object', properties: { existed: { type: 'array', items: { type: 'boolean' }, maxItems: 100_000 } } },
     permission: { kind: 'handler', description: 'the identity that started the session' },
     body: 'binary',
     maxBodyBytes: 64 * 1024 * 1024,
-    handler: (req, input) => req.backups.chunks(input.session as string, req.authId, req.body ?? []),
+    handler: (req, input) => req.backups.chunks(input.session as string, req.authId, req.body ?? [], input.seq as number | undefined),
   },
   {
     method: 'POST',
@@ -440,12 +481,7 @@ export const ROUTES: Route[] = [
       type: 'object',
       properties: {
         session: SESSION,
-        filename: { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{0,120}$/ },
-        size: { type: 'integer', minimum: 0, maximum: 64 * 1024 * 1024 },
-        csum: CSUM,
-        'crypt-mode': { type: 'string', enum: ['none', 'encrypt'] },
-        'archive-size': { type: 'integer', minimum: 0, optional: true },
-        'source-stamp': { type: 'string', pattern: /^[0-9:]{1,200}$/, optional: true },
+        ...SNAPSHOT_FILE,
       },
     },
     output: { type: 'any' },
@@ -453,19 +489,7 @@ export const ROUTES: Route[] = [
     body: 'binary',
     maxBodyBytes: 64 * 1024 * 1024,
     handler: (req, input) =>
-      req.backups.file(
-        input.session as string,
-        req.authId,
-        {
-          filename: input.filename as string,
-          size: input.size as number,
-          csum: input.csum as string,
-          cryptMode: input['crypt-mode'] as 'none',
-          ...(input['archive-size'] !== undefined ? { archiveSize: input['archive-size'] as number } : {}),
-          ...(input['source-stamp'] !== undefined ? { sourceStamp: input['source-stamp'] as string } : {}),
-        },
-        Buffer.concat(req.body ?? []),
-      ),
+      req.backups.file(input.session as string, req.authId, snapshotFile(input), Buffer.concat(req.body ?? [])),
   },
   {
     method: 'POST',
@@ -476,6 +500,18 @@ export const ROUTES: Route[] = [
     permission: { kind: 'handler', description: 'the identity that started the session' },
     maxBodyBytes: 16 * 1024 * 1024,
     handler: (req, input) => req.backups.commit(input.session as string, req.authId, input.manifest),
+  },
+  {
+    method: 'POST',
+    path: '/backup/{session}/finish',
+    summary:
+      'end the upload in one request once chunk batches 1..after (numbered with `seq`) are stored: the chunks it newly stored are read back and checked; when all pass, the files are stored and the manifest written last. Otherwise answers the failed chunks (moved aside; send them, then finish again) and commits nothing. Body: the head (JSON, `head` bytes: after, manifest, files) and then each file\'s bytes in the order listed',
+    input: { type: 'object', properties: { session: SESSION, head: { type: 'integer', minimum: 2, maximum: 16 * 1024 * 1024 } } },
+    output: { type: 'object', properties: { bad: { type: 'array', items: CSUM, maxItems: 1_000_000 }, snapshot: { type: 'string', optional: true } } },
+    permission: { kind: 'handler', description: 'the identity that started the session' },
+    body: 'binary',
+    maxBodyBytes: 256 * 1024 * 1024,
+    handler: (req, input) => req.backups.finish(input.session as string, req.authId, () => finishBody(req.body ?? [], input.head as number), req.signal),
   },
   {
     method: 'POST',

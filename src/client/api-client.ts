@@ -145,12 +145,13 @@ export class ApiClient {
    * Sends a binary body to a path (below /api2/json) with `query` parameters; returns `data`. The body may be
    * given in pieces, which are written one after another (no copy into one buffer).
    */
-  requestBinary<T = unknown>(path: string, query: Record<string, unknown>, body: Uint8Array | readonly Uint8Array[]): Promise<T> {
+  requestBinary<T = unknown>(path: string, query: Record<string, unknown>, body: Uint8Array | readonly Uint8Array[], options: { sent?: () => void } = {}): Promise<T> {
     const pieces = body instanceof Uint8Array ? [body] : body;
-    return transport(`POST ${path}`, () => this.#requestBinary<T>(path, query, pieces));
+    return transport(`POST ${path}`, () => this.#requestBinary<T>(path, query, pieces, options.sent));
   }
 
-  async #requestBinary<T>(path: string, query: Record<string, unknown>, pieces: readonly Uint8Array[]): Promise<T> {
+  /** `sent` is called once the whole body has left this process (handed to the connection), before the answer. */
+  async #requestBinary<T>(path: string, query: Record<string, unknown>, pieces: readonly Uint8Array[], sent?: () => void): Promise<T> {
     const stream = (await this.#live()).request({
       ':method': 'POST',
       ':path': apiPath(path, query),
@@ -160,7 +161,7 @@ export class ApiClient {
     });
     this.#watch(stream, `POST ${path}`);
     for (const piece of pieces) stream.write(piece);
-    stream.end();
+    stream.end(sent);
     const r = await exchange(stream, `POST ${path}`);
     return decodeApiResponse<T>(r.status, r.body.toString('utf8'), `POST ${path}`);
   }

@@ -33,6 +33,9 @@ export class RemoteSnapshotSink {
   #batch: Pending = { frames: [], bytes: 0, waiters: [] };
   readonly #inFlight = new Set<Promise<void>>();
   #failure: unknown;
+  #seq = 0;
+  /** Batches whose request body has not yet left (waiting for a slot, or being written). */
+  readonly #unsent = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   sentBytes = 0;
   /** Bytes of chunks it keeps in flight at most: every batch it may have outstanding, full. */
@@ -93,6 +96,12 @@ export class RemoteSnapshotSink {
     const batch = this.#batch;
     if (batch.frames.length === 0) return;
     this.#batch = { frames: [], bytes: 0, waiters: [] };
+    // Numbered, so that a finish sent behind it can name the batches it waits for on the server.
+    const seq = ++this.#seq;
+    let markSent = (): void => {};
+    const out = new Promise<void>((resolve) => (markSent = resolve));
+    this.#unsent.add(out);
+    void out.then(() => this.#unsent.delete(out));
     while (this.#inFlight.size >= IN_FLIGHT) await Promise.race(this.#inFlight);
     const p: Promise<void> = (async () => {
       // First ask which chunks the server already holds for us (an interrupted earlier run); send the rest.
@@ -103,7 +112,7 @@ export class RemoteSnapshotSink {
       if (send.length > 0) {
         const body = send.flatMap((f) => [f.header, f.blob]);
         // A batch is idempotent (chunks are content-addressed): retry it when a transfer fails on the way.
-        const r = await retry(() => this.#client.requestBinary<{ existed: boolean[] }>(`/backup/${this.#session}/chunks`, {}, body), RETRY);
+        const r = await retry(() => this.#client.requestBinary<{ existed: boolean[] }>(`/backup/${this.#session}/chunks`, { seq }, body, { sent: markSent }), RETRY);
         this.sentBytes += body.reduce((n, p) => n + p.length, 0);
         send.forEach((f, i) => existed.set(f.digest, r.existed[i] ?? false));
       }
@@ -118,7 +127,10 @@ export class RemoteSnapshotSink {
           for (const w of batch.waiters) w.reject(error);
         },
       )
-      .finally(() => this.#inFlight.delete(p));
+      .finally(() => {
+        markSent();
+        this.#inFlight.delete(p);
+      });
     this.#inFlight.add(p);
   }
 
@@ -135,21 +147,31 @@ export class RemoteSnapshotSink {
     return known;
   }
 
-  /** Has the server read back and check the chunks it newly stored; returns those that failed (moved aside). */
-  async verifyReceived(): Promise<string[]> {
-    await this.flush();
-    const { bad } = await this.#client.request<{ bad: string[] }>('POST', `/backup/${this.#session}/verify`);
-    return bad;
-  }
-
   async putFile(file: ManifestFile, data: Buffer): Promise<void> {
     await this.flush();
-    await this.#client.requestBinary(
-      `/backup/${this.#session}/file`,
-      { filename: file.filename, size: file.size, csum: file.csum, 'crypt-mode': file.cryptMode, 'archive-size': file.archiveSize, 'source-stamp': file.sourceStamp },
-      data,
-    );
+    await this.#client.requestBinary(`/backup/${this.#session}/file`, fileParams(file), data);
     this.sentBytes += data.length;
+  }
+
+  /**
+   * Ends the upload in one request, sent as soon as every chunk batch has left (not after their answers: the
+   * server waits for them): the server checks the chunks it newly stored and, when all pass, stores `files` and
+   * commits `manifest`; returns [] then. Otherwise returns the failed chunks (moved aside) and commits nothing:
+   * send them again (insertChunk) and finish again.
+   */
+  async finish(files: ReadonlyArray<{ file: ManifestFile; data: Buffer }>, manifest: Manifest): Promise<string[]> {
+    // Batches that ask first may be skipped whole: then the server cannot count them, and this waits for all.
+    if (this.#askKnown) await this.flush();
+    else void this.#send();
+    const after = this.#askKnown ? 0 : this.#seq;
+    while (this.#unsent.size > 0) await Promise.all([...this.#unsent]);
+    if (this.#failure) throw this.#failure;
+    const head = Buffer.from(JSON.stringify({ after, manifest, files: files.map((f) => fileParams(f.file)) }));
+    const r = await this.#client.requestBinary<{ bad: string[]; snapshot?: string }>(`/backup/${this.#session}/finish`, { head: head.length }, [head, ...files.map((f) => f.data)]);
+    this.sentBytes += head.length + files.reduce((n, f) => n + f.data.length, 0);
+    if (r.bad.length > 0) return r.bad;
+    if (r.snapshot !== formatSnapshot(this.ref)) throw new IbsError('INTERNAL', `Server committed ${r.snapshot}, expected ${formatSnapshot(this.ref)}`);
+    return [];
   }
 
   async commit(manifest: Manifest): Promise<void> {
@@ -161,4 +183,9 @@ export class RemoteSnapshotSink {
   async abort(): Promise<void> {
     await this.#client.request('POST', `/backup/${this.#session}/abort`).catch(() => {});
   }
+}
+
+/** A snapshot file as the upload API names its fields. */
+function fileParams(file: ManifestFile): Record<string, unknown> {
+  return { filename: file.filename, size: file.size, csum: file.csum, 'crypt-mode': file.cryptMode, 'archive-size': file.archiveSize, 'source-stamp': file.sourceStamp };
 }

@@ -348,3 +348,28 @@ test('amending a snapshot keeps its key and files: another key or other content 
   await upload.abort();
   assert.ok((await readAll(ds, ref(4000), 'root.tar')).equals(data), 'an aborted amendment leaves the snapshot whole');
 });
+
+test('an upload whose manifest cannot be written (disk full) removes the files it added and frees the group for the next', async () => {
+  const { SnapshotUpload } = await import('./snapshot-upload.ts');
+  const { StorageError } = await import('../storage/index.ts');
+  const { encodeBlob, sha256Hex } = await import('../core/index.ts');
+  let full = true;
+  class FullForManifests extends MemoryBackend {
+    override async write(...args: Parameters<MemoryBackend['write']>): Promise<void> {
+      if (full && args[0].endsWith(`/${MANIFEST_NAME}`)) throw new StorageError('no-space', `${args[0]}: no space left`);
+      return super.write(...args);
+    }
+  }
+  const ds = await Datastore.create(new FullForManifests());
+  const log = await encodeBlob(Buffer.from('backup finished'), { compress: false });
+  const file = { filename: 'client.log.blob', size: log.length, csum: sha256Hex(log), cryptMode: 'none' as const };
+  const manifest = { format: 1 as const, backupType: 'host' as const, backupId: 'web1', backupTime: 3000, files: [file], unprotected: {} };
+  const upload = await SnapshotUpload.begin(ds, ref(3000), { owner: 'root@pam', keyFingerprint: null, verifyChunks: true });
+  assert.deepEqual(await upload.finish([{ file, data: log }], manifest).catch((e: unknown) => (e as IbsError).code), 'NO_SPACE');
+  assert.equal(await ds.backend.stat(`${snapshotPath(ref(3000))}client.log.blob`), undefined, 'the added file is gone');
+  assert.deepEqual(await ds.listSnapshots({ ns: [] }), []);
+  full = false;
+  const next = await SnapshotUpload.begin(ds, ref(3000), { owner: 'root@pam', keyFingerprint: null, verifyChunks: true });
+  assert.deepEqual(await next.finish([{ file, data: log }], manifest), []);
+  assert.equal((await ds.listSnapshots({ ns: [] })).length, 1);
+});

@@ -229,17 +229,47 @@ export class SnapshotUpload implements SnapshotSink {
       const uploaded = this.#files.get(f.filename);
       if (!uploaded || uploaded.size !== f.size || uploaded.csum !== f.csum) throw new IbsError('INVALID_ARGUMENT', `Manifest of ${what}: file ${f.filename} was not uploaded as listed`);
     }
+    const key = `${snapshotPath(this.ref)}${MANIFEST_NAME}`;
+    const encoded = encodeManifest(manifest);
     try {
       // An amendment replaces the manifest in one step (the local backend renames over it).
-      await this.#ds.backend.write(`${snapshotPath(this.ref)}${MANIFEST_NAME}`, encodeManifest(manifest), { signal: this.#options.signal, ifNotExists: !this.#amending });
-      for (const name of this.#existing.keys()) if (!this.#files.has(name)) await this.#ds.backend.delete(`${snapshotPath(this.ref)}${name}`).catch(() => {});
+      await this.#ds.backend.write(key, encoded, { signal: this.#options.signal, ifNotExists: !this.#amending });
     } catch (error) {
-      if (isStorageError(error, 'exists')) throw new IbsError('EXISTS', `Snapshot ${what} was created by someone else meanwhile`);
-      throw error;
+      if (isStorageError(error, 'exists')) {
+        // Someone else's snapshot: its files are not ours to remove.
+        this.#done = true;
+        await this.#lease.release().catch(() => {});
+        throw new IbsError('EXISTS', `Snapshot ${what} was created by someone else meanwhile`);
+      }
+      // Not committed (a full disk, say): the files this upload added go too, and an amended copy stays as it
+      // was. Unless the write did land after all (a store that failed only to answer): then they are its files.
+      const stored = await this.#ds.backend.read(key).catch(() => undefined);
+      if (!stored?.equals(encoded)) {
+        await this.abort().catch(() => {});
+        throw error;
+      }
+    }
+    try {
+      for (const name of this.#existing.keys()) if (!this.#files.has(name)) await this.#ds.backend.delete(`${snapshotPath(this.ref)}${name}`).catch(() => {});
     } finally {
       this.#done = true;
       await this.#lease.release().catch(() => {});
     }
+  }
+
+  /**
+   * The end of a copy received from elsewhere: the chunks it newly stored are checked (verifyReceived); when
+   * all pass, the files are stored and the manifest committed, and the answer is empty. Otherwise nothing is
+   * stored and the failed digests are returned (moved aside): the upload stays open for them to be sent again.
+   */
+  async finish(files: ReadonlyArray<{ file: ManifestFile; data: Buffer }>, manifest: Manifest): Promise<string[]> {
+    const names = new Set(files.map((f) => f.file.filename));
+    if (names.size !== files.length) throw new IbsError('INVALID_ARGUMENT', `The files for ${formatSnapshot(this.ref)} name one file twice`);
+    const bad = await this.verifyReceived();
+    if (bad.length > 0) return bad;
+    await Promise.all(files.map((f) => this.putFile(f.file, f.data)));
+    await this.commit(manifest);
+    return [];
   }
 
   /**

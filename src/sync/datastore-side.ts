@@ -54,16 +54,30 @@ export class DatastoreSide implements SyncSource, SyncTarget {
 
   async begin(ref: SnapshotRef, input: BeginInput, options: OpOptions = {}): Promise<TargetSnapshot> {
     const upload = await SnapshotUpload.begin(this.ds, ref, { owner: input.owner, keyFingerprint: input.keyFingerprint, verifyChunks: true, pool: this.#pool?.(), amend: input.amend === true, ...(options.signal ? { signal: options.signal } : {}) });
+    // Inserts under way, which finish waits for: it may be called before they are done.
+    const pending = new Set<Promise<unknown>>();
+    let failed: { error: unknown } | undefined;
     return {
       // The sync job acts for the server itself: any chunk the datastore holds may be referenced.
       present: async (digests) => new Set(await upload.adopt(digests, () => true)),
       insertChunk: async (digest, blob) => {
-        await upload.insertChunk(digest, blob);
+        const p = upload.insertChunk(digest, blob);
+        pending.add(p);
+        try {
+          await p;
+        } catch (error) {
+          failed ??= { error };
+          throw error;
+        } finally {
+          pending.delete(p);
+        }
       },
-      flush: async () => {},
-      verifyReceived: () => upload.verifyReceived(),
-      putFile: (file, data) => upload.putFile(file, data),
-      commit: (manifest) => upload.commit(manifest),
+      finish: async (files, manifest) => {
+        // A failed insert fails the snapshot: nothing is committed over a chunk that is not there.
+        await Promise.allSettled([...pending]);
+        if (failed) throw failed.error;
+        return upload.finish(files, manifest);
+      },
       abort: () => upload.abort(),
     };
   }

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { IbsError, snapshotPath, type SnapshotRef } from '../core/index.ts';
+import { IbsError, MANIFEST_NAME, snapshotPath, type SnapshotRef } from '../core/index.ts';
 import { Datastore, SnapshotWriter, SnapshotReader } from '../datastore/index.ts';
 import { TokenBucket } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
-import type { WriteOptions, WriteSource } from '../storage/index.ts';
+import { StorageError, type WriteOptions, type WriteSource } from '../storage/index.ts';
 import { DatastoreSide } from './datastore-side.ts';
 import { runSync } from './engine.ts';
 import { addSnapshotFile } from '../datastore/test-support.ts';
@@ -30,28 +30,44 @@ async function source(): Promise<{ ds: Datastore; data: Buffer }> {
   return { ds, data };
 }
 
-/** A target whose read-back verification reports the first `failures` rounds' chunks as damaged. */
+/**
+ * A target snapshot whose chunk writes go through `insert` (which may hold them): finish waits for those, as a
+ * target's own finish waits for the writes that reached it.
+ */
+function wrapInserts(t: TargetSnapshot, insert: (digest: string, blob: Buffer) => Promise<void>, finish = t.finish): TargetSnapshot {
+  const writes = new Set<Promise<void>>();
+  return {
+    ...t,
+    insertChunk: (digest, blob) => {
+      const p = insert(digest, blob);
+      writes.add(p);
+      return p;
+    },
+    finish: async (files, manifest) => {
+      await Promise.allSettled([...writes]);
+      return finish(files, manifest);
+    },
+  };
+}
+
+/** A target whose read-back verification reports one chunk as damaged in each of the first `failures` rounds. */
 function flaky(target: DatastoreSide, failures: number): SyncTarget {
   let rounds = 0;
   return Object.assign(Object.create(target) as DatastoreSide, {
     begin: async (...args: Parameters<DatastoreSide['begin']>): Promise<TargetSnapshot> => {
       const t = await target.begin(...args);
-      return {
-        ...t,
-        verifyReceived: async () => {
-          const bad = await t.verifyReceived();
-          if (rounds++ >= failures) return bad;
-          // Pretend the first received chunk arrived damaged: move it aside as the real check would.
-          let first: { digest: string } | undefined;
-          for await (const c of target.ds.chunks.list()) {
-            first = c;
-            break;
-          }
-          if (!first) return bad;
-          await target.ds.chunks.markBad(first.digest);
-          return [first.digest];
-        },
-      };
+      return wrapInserts(t, t.insertChunk, async (files, manifest) => {
+        if (rounds++ >= failures) return t.finish(files, manifest);
+        // Pretend the first received chunk arrived damaged: move it aside as the real check would, commit nothing.
+        let first: { digest: string } | undefined;
+        for await (const c of target.ds.chunks.list()) {
+          first = c;
+          break;
+        }
+        if (!first) return t.finish(files, manifest);
+        await target.ds.chunks.markBad(first.digest);
+        return [first.digest];
+      });
     },
   });
 }
@@ -73,6 +89,15 @@ test('a chunk failing verification on arrival is sent again; the copy then reads
 class SlowFiles extends MemoryBackend {
   override async write(key: string, source: WriteSource, options?: WriteOptions): Promise<void> {
     if (!key.startsWith('.chunks/') && key.endsWith('.didx')) await new Promise((r) => setTimeout(r, 300));
+    return super.write(key, source, options);
+  }
+}
+
+/** A memory backend that is full for files named `fullFor` (when set). */
+class FullFor extends MemoryBackend {
+  fullFor: string | undefined;
+  override async write(key: string, source: WriteSource, options?: WriteOptions): Promise<void> {
+    if (this.fullFor !== undefined && key.endsWith(`/${this.fullFor}`)) throw new StorageError('no-space', `${key}: target full`);
     return super.write(key, source, options);
   }
 }
@@ -101,18 +126,15 @@ function counting(target: DatastoreSide): { side: SyncTarget; peak: () => number
   const side = Object.assign(Object.create(target) as DatastoreSide, {
     begin: async (...args: Parameters<DatastoreSide['begin']>): Promise<TargetSnapshot> => {
       const t = await target.begin(...args);
-      return {
-        ...t,
-        insertChunk: async (digest: string, blob: Buffer) => {
-          peak = Math.max(peak, ++now);
-          await new Promise((r) => setTimeout(r, 2));
-          try {
-            await t.insertChunk(digest, blob);
-          } finally {
-            now--;
-          }
-        },
-      };
+      return wrapInserts(t, async (digest, blob) => {
+        peak = Math.max(peak, ++now);
+        await new Promise((r) => setTimeout(r, 2));
+        try {
+          await t.insertChunk(digest, blob);
+        } finally {
+          now--;
+        }
+      });
     },
   });
   return { side, peak: () => peak };
@@ -152,20 +174,21 @@ test('the token bucket holds a shared rate and lets big requests through in slic
 test('a copy whose source gained a file (a client log) is amended: a failed run leaves the old copy, the next run adds the file', async () => {
   const { ds, data } = await source();
   const src = new DatastoreSide(ds, 'source');
-  const dst = new DatastoreSide(await Datastore.create(new MemoryBackend()), 'target');
+  const backend = new FullFor();
+  const dst = new DatastoreSide(await Datastore.create(backend), 'target');
   await runSync(src, dst, planSync(await src.list([], undefined), await dst.list([], undefined), policy), policy, quiet);
   await addSnapshotFile(ds, ref(1000), 'client.log.blob', 'backup finished');
   const plan = (): Promise<ReturnType<typeof planSync>> => Promise.all([src.list([], undefined), dst.list([], undefined)]).then(([a, b]) => planSync(a, b, policy));
   // The target fails just before the new manifest would replace the copy.
-  const failing = Object.assign(Object.create(dst) as DatastoreSide, {
-    begin: async (...args: Parameters<DatastoreSide['begin']>): Promise<TargetSnapshot> => ({ ...(await dst.begin(...args)), commit: async () => Promise.reject(new IbsError('NO_SPACE', 'target full')) }),
-  });
+  backend.fullFor = MANIFEST_NAME;
+  const failing = new DatastoreSide(await Datastore.open(backend), 'target');
   const failed = await runSync(src, failing, await plan(), policy, quiet);
   assert.match(failed.failed[0]?.error ?? '', /target full/);
   const old = await SnapshotReader.open(dst.ds, ref(1000));
   assert.deepEqual(old.manifest.files.map((f) => f.filename).sort(), ['root.tar.didx']);
   assert.ok((await old.readAll('root.tar')).equals(data), 'the old copy is whole');
   assert.equal(await dst.ds.backend.stat(`${snapshotPath(ref(1000))}client.log.blob`), undefined, 'the failed amendment left nothing behind');
+  backend.fullFor = undefined;
   const lines: string[] = [];
   const done = await runSync(src, dst, await plan(), policy, { ...quiet, log: (l: string) => lines.push(l) });
   assert.deepEqual(done.copied, ['host/web1/1970-01-01T00:16:40Z']);
@@ -218,14 +241,13 @@ function gate(count: number, message: string): () => Promise<void> {
   };
 }
 
-test('over a link each step costs a round trip: the files are read together, and sent together with the verification', async () => {
+test('over a link each step costs a round trip: the files are read together, and the end goes out before the chunk writes are answered', async () => {
   const { ds, data } = await source();
   await addSnapshotFile(ds, ref(1000), 'client.log.blob', 'backup finished');
   const files = (await ds.readManifest(ref(1000))).files.length;
   const src = new DatastoreSide(ds, 'source');
   const dst = new DatastoreSide(await Datastore.create(new MemoryBackend()), 'target');
-  // Each read (and each file sent, and the verification) is held until all of them are under way: done one
-  // after another, the first would wait in vain and fail.
+  // Each read is held until all of them are under way: done one after another, the first would wait in vain.
   const reads = gate(files, 'the files were read one after another');
   const slowSource = Object.assign(Object.create(src) as DatastoreSide, {
     open: async (...args: Parameters<DatastoreSide['open']>) => {
@@ -233,11 +255,17 @@ test('over a link each step costs a round trip: the files are read together, and
       return { ...s, readFile: async (name: string) => (await reads(), s.readFile(name)) };
     },
   });
-  const sends = gate(files + 1, 'the files waited for the verification, or the verification for the files');
+  // Chunk writes are answered only once finish was called: an engine that waited for them first would wait in vain.
+  let finishCalled = (): void => {};
+  const finishing = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('finish waited for the chunk writes to be answered')), 2000);
+    finishCalled = () => (clearTimeout(timer), resolve());
+  });
   const slowTarget = Object.assign(Object.create(dst) as DatastoreSide, {
     begin: async (...args: Parameters<DatastoreSide['begin']>): Promise<TargetSnapshot> => {
       const t = await dst.begin(...args);
-      return { ...t, verifyReceived: async () => (await sends(), t.verifyReceived()), putFile: async (f, d) => (await sends(), t.putFile(f, d)) };
+      const held = wrapInserts(t, (digest, blob) => finishing.then(() => t.insertChunk(digest, blob)));
+      return { ...held, finish: (f, m) => (finishCalled(), held.finish(f, m)) };
     },
   });
   const plan = planSync(await src.list([], undefined), await dst.list([], undefined), policy);

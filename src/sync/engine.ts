@@ -1,4 +1,4 @@
-import { IbsError, decodeIndex, formatSnapshot, indexChunks, sha256Hex, toIbsError, type Manifest, type ManifestFile, type SnapshotRef } from '../core/index.ts';
+import { IbsError, decodeIndex, formatSnapshot, indexChunks, sha256Hex, toIbsError, type Manifest, type SnapshotRef } from '../core/index.ts';
 import { RateMeter, WorkQueue, abortableSleep, mapConcurrent, throwIfAborted, type ProgressEvent, type TokenBucket } from '../lib/index.ts';
 import { describeGroup } from './filters.ts';
 import { mapNamespace, type GroupPlan, type SyncPlan, type SyncPolicy } from './planner.ts';
@@ -104,7 +104,8 @@ async function copySnapshot(
       report.chunksPresent += present.size;
       const missing = digests.filter((d) => !present.has(target(d)));
       let sent = 0;
-      const transfer = async (list: readonly string[], resend: boolean): Promise<void> => {
+      // Hands the chunks over; their writes may still be under way when it returns (finish waits for them).
+      const transfer = async (list: readonly string[], resend: boolean): Promise<WorkQueue> => {
         const limits = INSERT_LIMITS[options.ioWeight ?? 'normal'];
         const window = options.ioWeight === 'low' ? limits.bytes : (tgt.window ?? limits.bytes);
         const queue = new WorkQueue(limits.writes, { maxWeight: window });
@@ -125,38 +126,29 @@ async function copySnapshot(
             }
           }, length);
         }
-        await queue.drain();
-        await tgt.flush();
+        return queue;
       };
-      await transfer(missing, false);
-      // What arrived is read back on the target and checked; damaged chunks are sent again, a few times.
-      const verify = async (): Promise<void> => {
-        const retries = options.verifyRetries ?? 3;
-        for (let attempt = 0; ; attempt++) {
-          const bad = await tgt.verifyReceived();
-          if (bad.length === 0) return;
-          if (attempt >= retries) throw new IbsError('VERIFY_FAILED', `${name}: ${bad.length} chunk(s) still failed verification on the target after ${retries} re-sends (first: ${bad[0]})`);
-          log(`${name}: ${bad.length} chunk(s) failed verification on arrival; sending them again (attempt ${attempt + 1} of ${retries})`);
-          const back = new Map(digests.map((d) => [target(d), d]));
-          await transfer(bad.map((d) => back.get(d) ?? d), true);
-        }
-      };
-      const putFile = async (f: ManifestFile): Promise<void> => {
-        const data = files.get(f.filename) as Buffer;
-        await options.bucket?.take(data.length, signal);
-        await tgt.putFile(f, data);
-        report.bytesSent += data.length;
-        options.onBytes?.(data.length);
-      };
-      // The verification and the files go together (over a link: one round trip for all); the manifest only
-      // after both, and after every one of them has settled, so that an abort leaves nothing behind.
-      const settled = await Promise.allSettled([verify(), ...manifest.files.map(putFile)]);
-      const failure = settled.find((r) => r.status === 'rejected');
-      if (failure) throw failure.reason;
       const now = Math.floor(Date.now() / 1000);
       const { verifyState: _sourceState, ...rest } = manifest.unprotected;
       const copy: Manifest = { ...manifest, unprotected: { ...rest, verifyState: { state: 'ok', time: now, ...(options.upid ? { upid: options.upid } : {}) }, syncOrigin: { source: options.origin, time: now } } };
-      await tgt.commit(copy);
+      const fileList = manifest.files.map((file) => ({ file, data: files.get(file.filename) as Buffer }));
+      const fileBytes = fileList.reduce((n, f) => n + f.data.length, 0);
+      // The end of the snapshot goes out right behind its last chunks (over a link: no round trip spent waiting
+      // for their answers): the target checks what arrived, then stores the files and the manifest, last. Chunks
+      // that fail the check are sent again, a few times.
+      let queue = await transfer(missing, false);
+      const retries = options.verifyRetries ?? 3;
+      for (let attempt = 0; ; attempt++) {
+        await options.bucket?.take(fileBytes, signal);
+        const [bad] = await Promise.all([tgt.finish(fileList, copy), queue.drain()]);
+        report.bytesSent += fileBytes;
+        options.onBytes?.(fileBytes);
+        if (bad.length === 0) break;
+        if (attempt >= retries) throw new IbsError('VERIFY_FAILED', `${name}: ${bad.length} chunk(s) still failed verification on the target after ${retries} re-sends (first: ${bad[0]})`);
+        log(`${name}: ${bad.length} chunk(s) failed verification on arrival; sending them again (attempt ${attempt + 1} of ${retries})`);
+        const back = new Map(digests.map((d) => [target(d), d]));
+        queue = await transfer(bad.map((d) => back.get(d) ?? d), true);
+      }
       log(`${name}: copied ${missing.length} new chunk(s) (${sent} bytes), ${present.size} already on the target; verified on arrival`);
     } catch (error) {
       await tgt.abort().catch(() => {});

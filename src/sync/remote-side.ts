@@ -113,11 +113,8 @@ export class RemoteSide implements SyncSource, SyncTarget {
         // (a blob sharing its memory with others, a view into a response body, is left alone).
         if (isWhole(blob)) release(blob);
       },
-      flush: () => sink.flush(),
       window: RemoteSnapshotSink.WINDOW,
-      verifyReceived: () => sink.verifyReceived(),
-      putFile: (file, data) => sink.putFile(file, data),
-      commit: (manifest) => sink.commit(manifest),
+      finish: (files, manifest) => sink.finish(files, manifest),
       abort: () => sink.abort(),
     };
   }

@@ -58,20 +58,19 @@ export interface TargetSnapshot {
    * may take over `blob` (move it to a thread): the caller must not use it afterwards.
    */
   insertChunk(digest: string, blob: Buffer): Promise<void>;
-  /** Waits until every chunk handed to insertChunk is stored. */
-  flush(): Promise<void>;
   /**
    * Bytes of chunks worth having in flight to this target at normal I/O weight (default 16 MiB): a target
    * across a link wants enough to cover its round trips.
    */
   readonly window?: number;
   /**
-   * Every chunk this writer newly stored is read back and compared with what was checked on receipt; returns
-   * the digests that failed since the last call, already moved aside so that inserting them again rewrites them.
+   * Ends the snapshot once every chunk handed to insertChunk is stored (it may be called while inserts are
+   * still under way, so that a target across a link need not wait for their answers first). Every chunk this
+   * writer newly stored is read back and compared with what was checked on receipt; when all pass, the files
+   * are stored and the manifest written last, and the answer is empty. Otherwise nothing is committed and the
+   * failed digests are returned, already moved aside: insert them again, then finish again.
    */
-  verifyReceived(): Promise<string[]>;
-  putFile(file: ManifestFile, data: Buffer): Promise<void>;
-  commit(manifest: Manifest): Promise<void>;
+  finish(files: ReadonlyArray<{ file: ManifestFile; data: Buffer }>, manifest: Manifest): Promise<string[]>;
   abort(): Promise<void>;
 }
 
