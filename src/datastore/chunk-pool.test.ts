@@ -53,6 +53,27 @@ console.log((await pool.check(sha256Hex(Buffer.from('x')), blob)).length);`;
   assert.match(r.stdout.trim(), /^\d+$/);
 });
 
+test('closing the pool fails the jobs still waiting (ABORTED) and any asked later; the process ends with its own exit code', () => {
+  const script = `import { ChunkPool } from ${JSON.stringify(new URL('./chunk-pool.ts', import.meta.url).href)};
+import { encodeBlob, sha256Hex } from ${JSON.stringify(new URL('../core/index.ts', import.meta.url).href)};
+import { randomBytes } from 'node:crypto';
+const pool = new ChunkPool(2);
+const data = randomBytes(8 << 20);
+const blob = await encodeBlob(data, { compress: true });
+const waiting = pool.decode(sha256Hex(data), blob, undefined).then(() => 'answered', (e) => e.code);
+await pool.close();
+const later = await pool.decode(sha256Hex(data), new Uint8Array(8), undefined).then(() => 'answered', (e) => e.code);
+console.log(await waiting, later);
+process.exitCode = 6;`;
+  const dir = mkdtempSync(join(tmpdir(), 'ibs-pool-'));
+  const file = join(dir, 'main.mjs');
+  writeFileSync(file, script);
+  const r = spawnSync(process.execPath, ['--no-warnings', file], { encoding: 'utf8', timeout: 20_000 });
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(r.status, 6, `exit ${r.status} (13: a job's promise was left unsettled), signal ${r.signal}: ${r.stderr}`);
+  assert.match(r.stdout.trim(), /^(ABORTED|answered) ABORTED$/);
+});
+
 test('the chunk pool digests chunks on its threads and encodes only those wanted: plain, compressed, encrypted', async () => {
   const pool = new ChunkPool(2);
   try {

@@ -29,6 +29,7 @@ export class ChunkPool {
   #next = 0;
   #turn = 0;
   #failure: Error | undefined;
+  #closed = false;
   /** Two jobs per thread at most: one running, one ready; callers wait beyond that (bounded memory). */
   readonly #slots: Semaphore;
   /** The raw bytes of each key the threads have been given, by fingerprint. */
@@ -62,6 +63,7 @@ export class ChunkPool {
   /** Posts one message to a thread and waits for its answer. */
   #ask(worker: Worker, message: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<Answer> {
     if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#closed) return Promise.reject(new IbsError('ABORTED', 'The chunk pool is closed'));
     const id = this.#next++;
     return new Promise<Answer>((resolve, reject) => {
       if (this.#pending.size === 0) this.#hold(true);
@@ -143,13 +145,24 @@ export class ChunkPool {
 
   /** While a job is pending the threads keep the process alive (something waits for their answer). */
   #hold(on: boolean): void {
+    if (this.#closed) return;
     for (const w of this.#workers) {
       if (on) w.ref();
       else w.unref();
     }
   }
 
+  /**
+   * Ends the threads. Jobs still waiting for an answer (a read-ahead that an error overtook) fail with ABORTED.
+   * The threads stay referenced until they have stopped: an answer arriving meanwhile must not unref them, or
+   * the process could end before their exit and leave the caller's await unsettled (exit code 13).
+   */
   async close(): Promise<void> {
+    this.#closed = true;
+    for (const w of this.#workers) w.ref();
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(new IbsError('ABORTED', 'The chunk pool closed before answering'));
     await Promise.all(this.#workers.map((w) => w.terminate()));
   }
 }
