@@ -17,6 +17,7 @@ let dispatcher: ApiDispatcher;
 let store: TaskStore;
 let adminSecret: string;
 let readerSecret: string;
+let access: AccessConfig;
 /** One store shared by every request: closing it is a no-op here. */
 class SharedMemoryBackend extends MemoryBackend {
   override async close(): Promise<void> {}
@@ -26,7 +27,7 @@ const backend = new SharedMemoryBackend();
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ibs-api-'));
   const paths = resolvePaths({ IRONCORE_HOME: dir });
-  const access = new AccessConfig(paths.configDir);
+  access = new AccessConfig(paths.configDir);
   const ctx = (authId: string, signal?: AbortSignal): AppContext => ({
     ...configStores(paths),
     access,
@@ -263,4 +264,36 @@ test('finish ends an upload in one request: it waits for the numbered chunk batc
   const after = await call('GET', '/admin/datastore/store1/snapshots', adminSecret);
   assert.equal((data(after) as unknown as unknown[]).length, 1, 'nothing else committed');
   await call('POST', `/backup/${third}/abort`, adminSecret, '{}');
+});
+
+test('recursive snapshot and namespace listings show a child namespace only with Datastore.Audit there (NoAccess below, or a role that does not propagate)', async () => {
+  const { encodeBlobSync, sha256Hex } = await import('../core/index.ts');
+  for (const ns of ['open', 'open/secret', 'open/quiet']) assert.equal((await call('POST', '/admin/datastore/store1/namespace', adminSecret, JSON.stringify({ ns }))).status, 200);
+  // One snapshot in each namespace, uploaded with a blob file only.
+  const log = encodeBlobSync(Buffer.from('backup finished'), { compress: false });
+  const file = { filename: 'client.log.blob', size: log.length, csum: sha256Hex(log), 'crypt-mode': 'none' };
+  for (const ns of ['open', 'open/secret', 'open/quiet']) {
+    const started = await call('POST', '/backup/start', adminSecret, JSON.stringify({ store: 'store1', ns, 'backup-type': 'host', 'backup-id': 'listed', 'backup-time': 9000 }));
+    const session = (started.body as { data: { session: string } }).data.session;
+    const head = Buffer.from(JSON.stringify({ after: 0, manifest: { format: 1, backupType: 'host', backupId: 'listed', backupTime: 9000, files: [{ filename: file.filename, size: file.size, csum: file.csum, cryptMode: 'none' }], unprotected: {} }, files: [file] }));
+    const done = await dispatcher.dispatch('POST', `/api2/json/backup/${session}/finish?head=${head.length}`, { authorization: `IBSAPIToken=admin@ibs!t:${adminSecret}` }, [Buffer.concat([head, log])], new AbortController().signal);
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+  }
+  await access.createUser({ userid: 'auditor@ibs' });
+  const secret = (await access.createToken({ tokenid: 'auditor@ibs!t' })).secret;
+  for (const authId of ['auditor@ibs', 'auditor@ibs!t']) {
+    await access.updateAcl({ path: '/datastore/store1/open', authId, role: 'DatastoreAudit' });
+    await access.updateAcl({ path: '/datastore/store1/open/secret', authId, role: 'NoAccess' });
+  }
+  const list = async (as: string, key: string) => {
+    const r = await dispatcher.dispatch('GET', '/api2/json/admin/datastore/store1/snapshots?ns=open&recursive=1', { authorization: `IBSAPIToken=${as}:${key}` }, '', new AbortController().signal);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return (r.body as { data: Array<{ namespace: string }> }).data.map((row) => row.namespace).sort();
+  };
+  assert.deepEqual(await list('admin@ibs!t', adminSecret), ['open', 'open/quiet', 'open/secret']);
+  assert.deepEqual(await list('auditor@ibs!t', secret), ['open', 'open/quiet'], 'NoAccess below hides that namespace');
+  const namespaces = await dispatcher.dispatch('GET', '/api2/json/admin/datastore/store1/namespace?ns=open', { authorization: `IBSAPIToken=auditor@ibs!t:${secret}` }, '', new AbortController().signal);
+  assert.deepEqual((namespaces.body as { data: string[] }).data, ['open/quiet'], 'and from the namespace list');
+  for (const authId of ['auditor@ibs', 'auditor@ibs!t']) await access.updateAcl({ path: '/datastore/store1/open', authId, role: 'DatastoreAudit', propagate: false });
+  assert.deepEqual(await list('auditor@ibs!t', secret), ['open'], 'a role that does not propagate covers its own namespace only');
 });

@@ -17,6 +17,20 @@ function privileged(privileges: Privilege[]): Route['permission'] {
   return { kind: 'privilege', path: storePath, privileges };
 }
 
+/**
+ * Whether the caller holds Datastore.Audit on a namespace of `store`, for listings that reach below the
+ * namespace they were checked on: a child may have an ACL of its own (NoAccess, or a parent role that does
+ * not propagate). Each namespace is worked out once.
+ */
+function auditsNamespace(req: ApiRequest, store: string): (ns: string) => boolean {
+  const known = new Map<string, boolean>();
+  return (ns) => {
+    let ok = known.get(ns);
+    if (ok === undefined) known.set(ns, (ok = effectivePrivileges(req.acl, req.authId, datastoreAclPath(store, parseNamespace(ns))).has('Datastore.Audit')));
+    return ok;
+  };
+}
+
 /** A task's owner may see and stop it; others need Sys.Audit (see) or Sys.Modify (stop) on /system/tasks. */
 function checkTaskAccess(req: ApiRequest, upid: string, privilege: 'Sys.Audit' | 'Sys.Modify'): void {
   const task = req.tasks.status(upid);
@@ -556,7 +570,13 @@ export const ROUTES: Route[] = [
     input: { type: 'object', properties: { store: STORE, ns: NS, group: { type: 'string', pattern: /^(vm|ct|host)\/[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/, optional: true }, recursive: { type: 'boolean', optional: true, description: 'include child namespaces' } } },
     output: ANY_LIST,
     permission: privileged(['Datastore.Audit']),
-    handler: (req, input) => app.listSnapshots(req.ctx, { store: input.store as string, ...(input.ns ? { ns: input.ns as string } : {}), ...(input.group ? { group: input.group as string } : {}), recursive: input.recursive === true }),
+    handler: async (req, input) => {
+      const store = input.store as string;
+      const rows = await app.listSnapshots(req.ctx, { store, ...(input.ns ? { ns: input.ns as string } : {}), ...(input.group ? { group: input.group as string } : {}), recursive: input.recursive === true });
+      if (input.recursive !== true) return rows;
+      const may = auditsNamespace(req, store);
+      return rows.filter((r) => may(r.namespace));
+    },
   },
   {
     method: 'POST',
@@ -595,7 +615,11 @@ export const ROUTES: Route[] = [
     input: { type: 'object', properties: { store: STORE, ns: NS, 'max-depth': { type: 'integer', minimum: 0, maximum: 7, optional: true } } },
     output: { type: 'array', items: { type: 'string' } },
     permission: privileged(['Datastore.Audit']),
-    handler: (req, input) => app.listNamespaces(req.ctx, { store: input.store as string, ...(input.ns ? { parent: input.ns as string } : {}), ...(input['max-depth'] !== undefined ? { maxDepth: input['max-depth'] as number } : {}) }),
+    handler: async (req, input) => {
+      const store = input.store as string;
+      const may = auditsNamespace(req, store);
+      return (await app.listNamespaces(req.ctx, { store, ...(input.ns ? { parent: input.ns as string } : {}), ...(input['max-depth'] !== undefined ? { maxDepth: input['max-depth'] as number } : {}) })).filter(may);
+    },
   },
   {
     method: 'POST',
