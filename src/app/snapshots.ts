@@ -1,4 +1,5 @@
 import {
+  archiveNamesOf,
   IbsError,
   formatBackupTime,
   formatGroup,
@@ -21,6 +22,8 @@ export interface SnapshotRow {
   group: string;
   time: string;
   files: string[];
+  /** What `backup restore` takes (NAME.tar, NAME.img): the files less the internal split of file archives. */
+  archives: string[];
   size: number;
   encrypted: boolean;
   protected: boolean;
@@ -40,6 +43,7 @@ export async function listSnapshots(ctx: AppContext, input: { store: string; ns?
       group: formatGroup(s.ref),
       time: formatBackupTime(s.ref.time),
       files: s.manifest.files.map((f) => f.filename),
+      archives: archiveNamesOf(s.manifest.files),
       size: s.manifest.files.reduce((n, f) => n + (f.archiveSize ?? 0), 0),
       encrypted: manifestCryptMode(s.manifest) !== 'none',
       protected: s.protected,

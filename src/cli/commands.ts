@@ -532,7 +532,12 @@ export const COMMANDS: Command[] = [
     options: { ...STORE_NS, recursive: { type: 'boolean', help: 'include child namespaces' } },
     run: (ctx, a) => app.listSnapshots(ctx, { store: pos(a, 0), ...(a.positionals[1] ? { group: pos(a, 1) } : {}), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), recursive: flag(a, 'recursive') }),
     remote: (a) => ({ method: 'GET', path: storeApi(a, '/snapshots'), params: { ...nsParam(a), ...(a.positionals[1] ? { group: pos(a, 1) } : {}), ...(flag(a, 'recursive') ? { recursive: true } : {}) } }),
-    text: (r: app.SnapshotRow[]) => table(r.map((s) => ({ ...s, size: formatBytes(s.size), encrypted: s.encrypted ? 'yes' : 'no', protected: s.protected ? 'yes' : '' })), ['snapshot', 'size', 'encrypted', 'protected', 'verifyState', 'files']),
+    // The archives `backup restore` takes (not the stored files); the namespace when the list reaches into any.
+    text: (r: app.SnapshotRow[]) =>
+      table(
+        r.map((s) => ({ ...s, size: formatBytes(s.size), encrypted: s.encrypted ? 'yes' : 'no', protected: s.protected ? 'yes' : '' })),
+        ['snapshot', ...(r.some((s) => s.namespace !== '') ? ['namespace'] : []), 'size', 'encrypted', 'protected', 'verifyState', 'archives'],
+      ),
   },
   {
     path: ['snapshot', 'show'],

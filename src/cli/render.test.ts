@@ -29,3 +29,17 @@ test('progress on a terminal shows bytes, percent, rate and ETA; off a terminal 
 test('table() aligns columns under upper-case headers', () => {
   assert.equal(table([{ a: 'x', b: 1 }, { a: 'longer', b: 22 }], ['a', 'b']), 'A       B\nx       1\nlonger  22');
 });
+
+test('snapshot list shows the archives a restore takes, not the stored files; the namespace column once a row has one', async () => {
+  const { COMMANDS } = await import('./commands.ts');
+  const command = COMMANDS.find((c) => c.path.join(' ') === 'snapshot list');
+  const row = { snapshot: 'host/web1/2026-11-01T00:00:00Z', namespace: '', group: 'host/web1', time: '2026-11-01T00:00:00Z', size: 1024, encrypted: false, protected: false, verifyState: 'ok' };
+  const files = ['root.tar.payload.didx', 'root.tar.catalog.didx', 'disk.img.fidx', 'client.log.blob'];
+  const text = (command?.text as (r: unknown) => string)([{ ...row, files, archives: ['root.tar', 'disk.img'] }]);
+  assert.match(text, /ARCHIVES/);
+  assert.match(text, /root\.tar,disk\.img/);
+  assert.doesNotMatch(text, /payload|NAMESPACE/);
+  const nested = (command?.text as (r: unknown) => string)([{ ...row, files, archives: ['root.tar'] }, { ...row, namespace: 'site-a/team', files, archives: ['root.tar'] }]);
+  assert.match(nested, /NAMESPACE/);
+  assert.match(nested, /site-a\/team/);
+});

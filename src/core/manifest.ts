@@ -146,3 +146,13 @@ export function manifestCryptMode(manifest: Manifest): 'none' | 'encrypt' | 'mix
   if (modes.size > 1) return 'mixed';
   return modes.has('encrypt') ? 'encrypt' : 'none';
 }
+
+/**
+ * Names of the archives a user can restore (`NAME.tar`, `NAME.img`) among a snapshot's files: a file archive is
+ * stored either as its catalog and payload (`NAME.tar.payload.didx`) or, in the older layout, as its tar
+ * stream (`NAME.tar.didx`).
+ */
+export function archiveNamesOf(files: readonly ManifestFile[]): string[] {
+  const names = files.filter((f) => /\.(didx|fidx)$/.test(f.filename)).map((f) => f.filename.replace(/\.(didx|fidx)$/, '').replace(/\.tar\.payload$/, '.tar'));
+  return [...new Set(names.filter((n) => /\.(tar|img)$/.test(n)))];
+}

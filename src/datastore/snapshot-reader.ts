@@ -1,4 +1,5 @@
 import {
+  archiveNamesOf,
   IbsError,
   decodeBlob,
   decodeIndex,
@@ -146,8 +147,7 @@ export class SnapshotReader {
    * catalog and payload (`NAME.tar.payload`) or, in the older layout, as its tar stream (`NAME.tar`).
    */
   archiveNames(): string[] {
-    const names = this.indexedNames().map((n) => n.replace(/\.tar\.payload$/, '.tar'));
-    return [...new Set(names.filter((n) => /\.(tar|img)$/.test(n)))];
+    return archiveNamesOf(this.manifest.files);
   }
 
   /** Whether file archive `name` is stored as catalog and payload (else as one tar stream, the older layout). */
