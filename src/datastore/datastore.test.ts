@@ -77,8 +77,10 @@ test('a flipped byte in a chunk: verify names the chunk and every snapshot using
   blob[blob.length - 5] = (blob[blob.length - 5] as number) ^ 1;
   backend.tamper(chunkKey(victim), { data: blob });
   await assert.rejects(readAll(ds, ref(2000), 'root.tar'), (e) => e instanceof IbsError && e.code === 'CORRUPT' && e.message.includes(victim));
-  const result = await verifyDatastore(ds, { snapshot: ref(2000) });
+  const lines: string[] = [];
+  const result = await verifyDatastore(ds, { snapshot: ref(2000), onLog: (l) => lines.push(l) });
   assert.equal(result.ok, false);
+  assert.match(lines.at(-1) ?? '', /^verification FAILED: 2 snapshot\(s\) affected, 1 bad chunk\(s\); checked 1 snapshot\(s\), \d+ chunk\(s\), /);
   assert.equal(result.badChunks.length, 1);
   assert.equal(result.badChunks[0]!.digest, victim);
   assert.deepEqual(result.badChunks[0]!.snapshots.sort(), ['host/web1/1970-01-01T00:16:40Z', 'host/web1/1970-01-01T00:33:20Z']);
@@ -95,8 +97,10 @@ test('verify of several snapshots at once, on worker threads: a shared chunk is 
   const ds = await Datastore.create(backend);
   const shared = randomBytes(150_000);
   for (let i = 1; i <= 5; i++) await backup(ds, ref(1000 * i), Buffer.concat([shared, randomBytes(20_000)]));
-  const clean = await verifyDatastore(ds, { maxConcurrentSnapshots: 3 });
+  const lines: string[] = [];
+  const clean = await verifyDatastore(ds, { maxConcurrentSnapshots: 3, onLog: (l) => lines.push(l) });
   assert.equal(clean.ok, true);
+  assert.match(lines.at(-1) ?? '', /^verified 5 snapshot\(s\), \d+ chunk\(s\), [\d.]+ [KM]iB: all ok$/);
   assert.equal(clean.snapshots.length, 5);
   assert.deepEqual(clean.snapshots.map((s) => s.snapshot), (await ds.listSnapshots({ ns: [] })).map((s) => `host/web1/${new Date(s.ref.time * 1000).toISOString().replace('.000', '')}`), 'results in snapshot order');
   const unique = new Set<string>();

@@ -1,5 +1,5 @@
 import { IbsError, checkBlobCrc, formatSnapshot, readBlobHeader, isEncryptedBlob, type CryptKey, type SnapshotRef, type Namespace } from '../core/index.ts';
-import { mapConcurrent, release, throwIfAborted } from '../lib/index.ts';
+import { formatBytes, mapConcurrent, release, throwIfAborted } from '../lib/index.ts';
 import type { OpOptions } from '../storage/index.ts';
 import { verifyChunkContent } from './chunk-store.ts';
 import type { Datastore, SnapshotInfo } from './datastore.ts';
@@ -165,5 +165,10 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
     result.badChunks = [...bad].map(([digest, reason]) => ({ digest, reason, snapshots: users.get(digest) ?? [] }));
   }
   result.ok = failedSnapshots.size === 0 && result.snapshots.every((s) => s.state !== 'failed');
+  // The last line of a task log says how it ended.
+  const checked = result.snapshots.filter((s) => s.state !== 'skipped').length;
+  const skipped = result.snapshots.length - checked;
+  const scope = `${checked} snapshot(s)${skipped > 0 ? ` (${skipped} skipped: verified recently)` : ''}, ${result.chunksChecked} chunk(s), ${formatBytes(result.bytesChecked)}`;
+  log(result.ok ? `verified ${scope}: all ok` : `verification FAILED: ${failedSnapshots.size} snapshot(s) affected, ${bad.size} bad chunk(s); checked ${scope}`);
   return result;
 }
