@@ -2,18 +2,25 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { createZstdCompress, zstdCompressSync } from 'node:zlib';
-import { decodeBlob, decompressSync, encodeBlob, readBlobHeader, checkBlobCrc, zstdContentSize } from './blob.ts';
+import { decodeBlob, decodeBlobSync, decompressSync, encodeBlob, encodeBlobSync, readBlobHeader, checkBlobCrc, zstdContentSize } from './blob.ts';
 import { CryptKey } from './crypt-key.ts';
+import { createHash } from 'node:crypto';
+
+const sha256 = (d: Uint8Array): string => createHash('sha256').update(d).digest('hex');
 import { IbsError } from './errors.ts';
 
 const key = CryptKey.generate();
 
-test('encodeBlob/decodeBlob round-trip any bytes in all four encodings', async () => {
+test('encodeBlob/decodeBlob round-trip any bytes in all six encodings (sync and async alike)', async () => {
   await fc.assert(
-    fc.asyncProperty(fc.uint8Array({ maxLength: 20000 }), fc.boolean(), fc.boolean(), async (data, compress, encrypt) => {
-      const blob = await encodeBlob(data, { compress, key: encrypt ? key : undefined });
-      const back = await decodeBlob(blob, encrypt ? key : undefined, 'test');
+    fc.asyncProperty(fc.uint8Array({ maxLength: 20000 }), fc.boolean(), fc.boolean(), fc.boolean(), async (data, compress, encrypt, bind) => {
+      const digest = bind ? key.chunkDigest(data) : undefined;
+      const blob = await encodeBlob(data, { compress, key: encrypt ? key : undefined, digest });
+      assert.equal(readBlobHeader(blob, 'test').bound, encrypt && bind ? digest : undefined);
+      const back = await decodeBlob(blob, encrypt ? key : undefined, 'test', { digest });
       assert.deepEqual(new Uint8Array(back), data);
+      const again = encodeBlobSync(data, { compress, key: encrypt ? key : undefined, digest });
+      assert.deepEqual(new Uint8Array(decodeBlobSync(again, encrypt ? key : undefined, 'test', { digest, crc: false })), data);
     }),
     { numRuns: 150 },
   );
@@ -31,11 +38,12 @@ test('compressible data is stored zstd-compressed, random data raw', async () =>
 
 test('any flipped bit of a blob is detected (CRC, magic or authentication), never decoded silently', async () => {
   await fc.assert(
-    fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 3000 }), fc.boolean(), fc.nat(), fc.integer({ min: 0, max: 7 }), async (data, encrypt, pos, bit) => {
-      const blob = await encodeBlob(data, { compress: true, key: encrypt ? key : undefined });
+    fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 3000 }), fc.boolean(), fc.boolean(), fc.nat(), fc.integer({ min: 0, max: 7 }), async (data, encrypt, bind, pos, bit) => {
+      const digest = bind ? key.chunkDigest(data) : undefined;
+      const blob = await encodeBlob(data, { compress: true, key: encrypt ? key : undefined, digest });
       const i = pos % blob.length;
       blob[i] = (blob[i] as number) ^ (1 << bit);
-      await assert.rejects(decodeBlob(blob, encrypt ? key : undefined, 'test'), (e) => e instanceof IbsError && (e.code === 'CORRUPT' || e.code === 'WRONG_KEY'));
+      await assert.rejects(decodeBlob(blob, encrypt ? key : undefined, 'test', { digest }), (e) => e instanceof IbsError && (e.code === 'CORRUPT' || e.code === 'WRONG_KEY'));
     }),
     { numRuns: 200 },
   );
@@ -93,4 +101,26 @@ test('zstd frames declare their size; frames without it, or with a false one, st
   lying.writeUInt16LE(500 - 256, 5);
   assert.throws(() => decompressSync(lying, 'lying'), (e: unknown) => e instanceof IbsError && e.code === 'CORRUPT');
   assert.equal(zstdContentSize(Buffer.from('not zstd')), undefined);
+});
+
+test('a blob bound to its digest: another digest is refused as a misplaced chunk; a wrong key stays WRONG_KEY', async () => {
+  const data = Buffer.from('chunk content '.repeat(500));
+  const digest = key.chunkDigest(data);
+  const other = key.chunkDigest(Buffer.from('another chunk'));
+  for (const encode of [encodeBlob, async (d: Uint8Array, o: Parameters<typeof encodeBlobSync>[1]) => encodeBlobSync(d, o)]) {
+    const blob = await encode(data, { compress: true, key, digest });
+    assert.equal(readBlobHeader(blob, 't').encoding, 'encrypted+zstd-bound');
+    const misplaced = (e: unknown): boolean => e instanceof IbsError && e.code === 'CORRUPT' && e.message === `chunk ${other}: the blob stored under it is chunk ${digest} (misplaced chunk)`;
+    await assert.rejects(decodeBlob(blob, key, `chunk ${other}`, { digest: other }), misplaced);
+    assert.throws(() => decodeBlobSync(blob, key, `chunk ${other}`, { digest: other, crc: false }), misplaced);
+    await assert.rejects(decodeBlob(blob, CryptKey.generate(), 't', { digest, crc: false }), (e) => e instanceof IbsError && e.code === 'WRONG_KEY');
+    // The digest in the header is authenticated with the ciphertext: rewriting it (and asking for the new one) fails.
+    const forged = Buffer.from(blob);
+    Buffer.from(other, 'hex').copy(forged, 40);
+    await assert.rejects(decodeBlob(forged, key, 't', { digest: other }), (e) => e instanceof IbsError && (e.code === 'WRONG_KEY' || e.code === 'CORRUPT'));
+  }
+  // An unencrypted blob is never bound (its digest is checked by hashing), nor is one without a digest.
+  assert.equal(readBlobHeader(await encodeBlob(data, { compress: true, digest: sha256(data) }), 't').encoding, 'zstd');
+  assert.equal(readBlobHeader(await encodeBlob(data, { compress: true, key }), 't').encoding, 'encrypted+zstd');
+  assert.throws(() => encodeBlobSync(data, { compress: true, key, digest: 'XYZ' }), RangeError);
 });

@@ -7,17 +7,21 @@ import type { CryptKey } from './crypt-key.ts';
 /**
  * The blob codec: how a chunk (or a small file of a snapshot) is stored.
  *
- *   magic (8 bytes: "IBSblob" + encoding byte) | crc32 of payload (u32 LE) | [iv (12) | GCM tag (16)] | payload
+ *   magic (8 bytes: "IBSblob" + encoding byte) | crc32 of payload (u32 LE) | [iv (12) | GCM tag (16) | [digest (32)]] | payload
  *
- * Encodings: 0 raw, 1 zstd, 2 encrypted, 3 encrypted+zstd. Compression is kept only when it saves space.
+ * Encodings: 0 raw, 1 zstd, 2 encrypted, 3 encrypted+zstd, 4 and 5 the same two bound to the chunk's digest
+ * (stored in the header and authenticated with the ciphertext as GCM additional data): a reader that knows
+ * the digest it asked for then needs no second pass over the plaintext to check it. Compression is kept only
+ * when it saves space.
  */
 
-export const BLOB_ENCODINGS = ['raw', 'zstd', 'encrypted', 'encrypted+zstd'] as const;
+export const BLOB_ENCODINGS = ['raw', 'zstd', 'encrypted', 'encrypted+zstd', 'encrypted-bound', 'encrypted+zstd-bound'] as const;
 export type BlobEncoding = (typeof BLOB_ENCODINGS)[number];
 
 const MAGIC_PREFIX = Buffer.from('IBSblob', 'latin1');
 const PLAIN_HEADER = 12;
 const CRYPT_HEADER = PLAIN_HEADER + 12 + 16;
+const BOUND_HEADER = CRYPT_HEADER + 32;
 /** No chunk or blob decodes to more than this; guards against decompression bombs. */
 export const MAX_BLOB_PLAINTEXT = 16 * 1024 * 1024;
 
@@ -97,6 +101,18 @@ function compressSmallerSync(data: Uint8Array): Buffer | undefined {
 export interface EncodeOptions {
   compress: boolean;
   key?: CryptKey | undefined;
+  /**
+   * The chunk's digest (64 hex): an encrypted blob is bound to it (encodings 4 and 5), so that readers that
+   * ask for this digest need not digest the plaintext again. Not for `.blob` files, which have no digest.
+   */
+  digest?: string | undefined;
+}
+
+/** The 32 digest bytes an encrypted blob is bound to, or undefined (unencrypted, or no digest given). */
+function bindingOf(options: EncodeOptions): Buffer | undefined {
+  if (!options.key || options.digest === undefined) return undefined;
+  if (!/^[0-9a-f]{64}$/.test(options.digest)) throw new RangeError(`Blob digest "${options.digest}" is not 64 lowercase hex characters`);
+  return Buffer.from(options.digest, 'hex');
 }
 
 function checkPlaintextSize(data: Uint8Array): void {
@@ -104,14 +120,15 @@ function checkPlaintextSize(data: Uint8Array): void {
 }
 
 /** The blob of a payload, compressed or not, encrypted when `sealed` is given; frees what it copies. */
-function frame(payload: Uint8Array, compressed: boolean, sealed: { iv: Buffer; tag: Buffer; ciphertext: Buffer } | undefined): Buffer {
+function frame(payload: Uint8Array, compressed: boolean, sealed: { iv: Buffer; tag: Buffer; ciphertext: Buffer } | undefined, bound?: Buffer): Buffer {
   if (sealed) {
-    const header = Buffer.alloc(CRYPT_HEADER);
+    const header = Buffer.alloc(bound ? BOUND_HEADER : CRYPT_HEADER);
     MAGIC_PREFIX.copy(header);
-    header[7] = compressed ? 3 : 2;
+    header[7] = (compressed ? 3 : 2) + (bound ? 2 : 0);
     header.writeUInt32LE(crc32(sealed.ciphertext), 8);
     sealed.iv.copy(header, 12);
     sealed.tag.copy(header, 24);
+    bound?.copy(header, CRYPT_HEADER);
     const blob = Buffer.concat([header, sealed.ciphertext]);
     // The compressed and the encrypted bytes were made here and are copied into the blob: freed now.
     release(sealed.ciphertext);
@@ -131,7 +148,8 @@ export async function encodeBlob(data: Uint8Array, options: EncodeOptions): Prom
   checkPlaintextSize(data);
   const packed = options.compress && data.length > 0 ? await compressSmaller(data) : undefined;
   const payload = packed ?? data;
-  return frame(payload, packed !== undefined, options.key ? await options.key.encryptAsync(payload) : undefined);
+  const bound = bindingOf(options);
+  return frame(payload, packed !== undefined, options.key ? await options.key.encryptAsync(payload, bound) : undefined, bound);
 }
 
 /** `encodeBlob` on the calling thread (a worker's: see ChunkPool). */
@@ -139,13 +157,16 @@ export function encodeBlobSync(data: Uint8Array, options: EncodeOptions): Buffer
   checkPlaintextSize(data);
   const packed = options.compress && data.length > 0 ? compressSmallerSync(data) : undefined;
   const payload = packed ?? data;
-  return frame(payload, packed !== undefined, options.key ? options.key.encrypt(payload) : undefined);
+  const bound = bindingOf(options);
+  return frame(payload, packed !== undefined, options.key ? options.key.encrypt(payload, bound) : undefined, bound);
 }
 
 export interface BlobHeader {
   encoding: BlobEncoding;
   headerSize: number;
   crc: number;
+  /** The digest an encrypted blob is bound to (encodings 4 and 5), as 64 hex characters. */
+  bound?: string;
 }
 
 /** Reads and checks the header; throws CORRUPT naming `what` when it is not a blob. */
@@ -156,13 +177,18 @@ export function readBlobHeader(blob: Uint8Array, what: string): BlobHeader {
   const code = blob[7] as number;
   const encoding = BLOB_ENCODINGS[code];
   if (encoding === undefined) throw new IbsError('CORRUPT', `${what}: unknown blob encoding ${code}`);
-  const headerSize = code >= 2 ? CRYPT_HEADER : PLAIN_HEADER;
+  const headerSize = code >= 4 ? BOUND_HEADER : code >= 2 ? CRYPT_HEADER : PLAIN_HEADER;
   if (blob.length < headerSize) throw new IbsError('CORRUPT', `${what}: truncated blob header`);
-  return { encoding, headerSize, crc: Buffer.from(blob.buffer, blob.byteOffset, blob.length).readUInt32LE(8) };
+  const view = Buffer.from(blob.buffer, blob.byteOffset, blob.length);
+  return { encoding, headerSize, crc: view.readUInt32LE(8), ...(code >= 4 ? { bound: view.toString('hex', CRYPT_HEADER, BOUND_HEADER) } : {}) };
 }
 
 export function isEncryptedBlob(header: BlobHeader): boolean {
-  return header.encoding === 'encrypted' || header.encoding === 'encrypted+zstd';
+  return header.encoding !== 'raw' && header.encoding !== 'zstd';
+}
+
+function isCompressed(header: BlobHeader): boolean {
+  return header.encoding === 'zstd' || header.encoding === 'encrypted+zstd' || header.encoding === 'encrypted+zstd-bound';
 }
 
 /** Checks the CRC of the payload: what anyone can check without the key. */
@@ -180,15 +206,23 @@ export function checkBlobCrc(blob: Uint8Array, what: string): BlobHeader {
  */
 export interface DecodeOptions {
   crc?: boolean;
+  /**
+   * The digest the caller asked for. A blob bound to another digest is CORRUPT (a chunk stored under the
+   * wrong name); one bound to this digest that decodes is authenticated as this chunk's content.
+   */
+  digest?: string | undefined;
 }
 
 /** The encrypted fields and payload of a checked blob, or the plain payload; WRONG_KEY when encrypted and no key. */
-function sealedParts(blob: Uint8Array, key: CryptKey | undefined, what: string, options: DecodeOptions): { header: BlobHeader; payload: Buffer; sealed?: { iv: Uint8Array; tag: Uint8Array } } {
+function sealedParts(blob: Uint8Array, key: CryptKey | undefined, what: string, options: DecodeOptions): { header: BlobHeader; payload: Buffer; sealed?: { iv: Uint8Array; tag: Uint8Array; aad?: Uint8Array } } {
   const header = options.crc === false ? readBlobHeader(blob, what) : checkBlobCrc(blob, what);
+  if (header.bound !== undefined && options.digest !== undefined && header.bound !== options.digest) {
+    throw new IbsError('CORRUPT', `${what}: the blob stored under it is chunk ${header.bound} (misplaced chunk)`);
+  }
   const payload = Buffer.from(blob.buffer, blob.byteOffset + header.headerSize, blob.length - header.headerSize);
   if (!isEncryptedBlob(header)) return { header, payload };
   if (!key) throw new IbsError('WRONG_KEY', `${what} is encrypted: a key is needed to read it`);
-  return { header, payload, sealed: { iv: blob.subarray(12, 24), tag: blob.subarray(24, 40) } };
+  return { header, payload, sealed: { iv: blob.subarray(12, 24), tag: blob.subarray(24, 40), ...(header.bound !== undefined ? { aad: blob.subarray(CRYPT_HEADER, BOUND_HEADER) } : {}) } };
 }
 
 /** After a failed decryption: CORRUPT when the CRC (not checked before) shows damage, else `error` again. */
@@ -204,8 +238,8 @@ function undecodable(what: string, error: unknown): IbsError {
 /** Decodes a blob to its plaintext; CORRUPT on a bad CRC, WRONG_KEY when it is encrypted and no key fits. */
 export async function decodeBlob(blob: Uint8Array, key: CryptKey | undefined, what: string, options: DecodeOptions = {}): Promise<Buffer> {
   const { header, payload: stored, sealed } = sealedParts(blob, key, what, options);
-  let payload = sealed && key ? await key.decryptAsync(sealed.iv, sealed.tag, stored).catch((error: unknown) => damagedOr(error, blob, what, options)) : stored;
-  if (header.encoding === 'zstd' || header.encoding === 'encrypted+zstd') {
+  let payload = sealed && key ? await key.decryptAsync(sealed.iv, sealed.tag, stored, sealed.aad).catch((error: unknown) => damagedOr(error, blob, what, options)) : stored;
+  if (isCompressed(header)) {
     const packed = payload;
     try {
       payload = await decompress(packed, decompressOptions(packed));
@@ -223,11 +257,11 @@ export function decodeBlobSync(blob: Uint8Array, key: CryptKey | undefined, what
   const { header, payload: stored, sealed } = sealedParts(blob, key, what, options);
   let payload: Buffer;
   try {
-    payload = sealed && key ? key.decrypt(sealed.iv, sealed.tag, stored) : stored;
+    payload = sealed && key ? key.decrypt(sealed.iv, sealed.tag, stored, sealed.aad) : stored;
   } catch (error) {
     damagedOr(error, blob, what, options);
   }
-  if (header.encoding === 'zstd' || header.encoding === 'encrypted+zstd') {
+  if (isCompressed(header)) {
     const packed = payload;
     payload = decompressSync(packed, what);
     if (sealed) release(packed);

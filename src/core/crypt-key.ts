@@ -52,18 +52,18 @@ export class CryptKey {
   }
 
   /** `encrypt` on the thread pool. */
-  async encryptAsync(plaintext: Uint8Array): Promise<{ iv: Buffer; tag: Buffer; ciphertext: Buffer }> {
+  async encryptAsync(plaintext: Uint8Array, aad?: Uint8Array): Promise<{ iv: Buffer; tag: Buffer; ciphertext: Buffer }> {
     const iv = randomBytes(12);
-    const sealed = Buffer.from(await webcrypto.subtle.encrypt({ name: 'AES-GCM', iv, tagLength: 128 }, await this.#aesKey(), plaintext));
+    const sealed = Buffer.from(await webcrypto.subtle.encrypt({ name: 'AES-GCM', iv, tagLength: 128, ...(aad ? { additionalData: aad } : {}) }, await this.#aesKey(), plaintext));
     return { iv, tag: sealed.subarray(sealed.length - 16), ciphertext: sealed.subarray(0, sealed.length - 16) };
   }
 
   /** `decrypt` on the thread pool; WRONG_KEY when authentication fails. */
-  async decryptAsync(iv: Uint8Array, tag: Uint8Array, ciphertext: Uint8Array): Promise<Buffer> {
+  async decryptAsync(iv: Uint8Array, tag: Uint8Array, ciphertext: Uint8Array, aad?: Uint8Array): Promise<Buffer> {
     try {
       const sealed = Buffer.concat([ciphertext, tag]);
       try {
-        return Buffer.from(await webcrypto.subtle.decrypt({ name: 'AES-GCM', iv, tagLength: 128 }, await this.#aesKey(), sealed));
+        return Buffer.from(await webcrypto.subtle.decrypt({ name: 'AES-GCM', iv, tagLength: 128, ...(aad ? { additionalData: aad } : {}) }, await this.#aesKey(), sealed));
       } finally {
         release(sealed);
       }
@@ -82,9 +82,11 @@ export class CryptKey {
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
-  encrypt(plaintext: Uint8Array): { iv: Buffer; tag: Buffer; ciphertext: Buffer } {
+  /** AES-256-GCM with a random IV; `aad` (additional authenticated data) is bound to the ciphertext, not stored in it. */
+  encrypt(plaintext: Uint8Array, aad?: Uint8Array): { iv: Buffer; tag: Buffer; ciphertext: Buffer } {
     const iv = randomBytes(12);
     const cipher = createCipheriv('aes-256-gcm', this.#key, iv);
+    if (aad) cipher.setAAD(aad);
     const ciphertext = cipher.update(plaintext);
     // GCM's final part is empty: joining it would only copy the ciphertext.
     const rest = cipher.final();
@@ -92,10 +94,11 @@ export class CryptKey {
   }
 
   /** Throws WRONG_KEY when authentication fails (wrong key or tampered data). */
-  decrypt(iv: Uint8Array, tag: Uint8Array, ciphertext: Uint8Array): Buffer {
+  decrypt(iv: Uint8Array, tag: Uint8Array, ciphertext: Uint8Array, aad?: Uint8Array): Buffer {
     try {
       const decipher = createDecipheriv('aes-256-gcm', this.#key, iv);
       decipher.setAuthTag(tag);
+      if (aad) decipher.setAAD(aad);
       const plaintext = decipher.update(ciphertext);
       // Checks the tag; GCM's final part is empty (joining it would only copy the plaintext).
       const rest = decipher.final();

@@ -84,12 +84,13 @@ test('the chunk pool digests chunks on its threads and encodes only those wanted
       [text, { compress: true }, 'zstd'],
       [noise, { compress: true }, 'raw'],
       [text, { compress: false }, 'raw'],
-      [text, { compress: true, key }, 'encrypted+zstd'],
-      [noise, { compress: true, key }, 'encrypted'],
-      [Buffer.from('tiny'), { compress: true, key }, 'encrypted'],
+      // Encrypted chunks are bound to their digest (encodings 4 and 5).
+      [text, { compress: true, key }, 'encrypted+zstd-bound'],
+      [noise, { compress: true, key }, 'encrypted-bound'],
+      [Buffer.from('tiny'), { compress: true, key }, 'encrypted-bound'],
       // Encoded without waiting for the decision (one round trip): the same results.
       [text, { compress: true, speculate: true }, 'zstd'],
-      [noise, { compress: true, key, speculate: true }, 'encrypted'],
+      [noise, { compress: true, key, speculate: true }, 'encrypted-bound'],
     ] as const) {
       const own = new Uint8Array(data);
       const seen: string[] = [];
@@ -100,6 +101,7 @@ test('the chunk pool digests chunks on its threads and encodes only those wanted
       assert.equal(own.length, 0, 'a whole buffer moved to the thread');
       const blob = r.blob as Buffer;
       assert.equal(readBlobHeader(blob, 'blob').encoding, encoding);
+      if ('key' in options) assert.equal(readBlobHeader(blob, 'blob').bound, expected);
       assert.deepEqual(await decodeBlob(blob, 'key' in options ? key : undefined, 'blob'), data);
     }
     // Not wanted (stored before): digested, dropped on the thread, no blob.
@@ -118,12 +120,15 @@ test('the chunk pool digests chunks on its threads and encodes only those wanted
   }
 });
 
-test('the chunk pool decodes stored chunks on its threads and checks their digest; damage and wrong keys fail', async () => {
+test('the chunk pool decodes stored chunks on its threads and checks their digest (bound or not); damage, misplaced chunks and wrong keys fail', async () => {
   const pool = new ChunkPool(2);
   try {
     const key = CryptKey.generate();
     const data = Buffer.concat([randomBytes(30_000), Buffer.alloc(300_000, 'xyz')]);
-    for (const options of [{ compress: true }, { compress: false }, { compress: true, key }, { compress: false, key }]) {
+    // Encrypted chunks as this version writes them (bound to their digest) and as earlier ones did (not bound:
+    // checked by digesting the plaintext).
+    const bound = key.chunkDigest(data);
+    for (const options of [{ compress: true }, { compress: false }, { compress: true, key }, { compress: false, key }, { compress: true, key, digest: bound }, { compress: false, key, digest: bound }]) {
       const blob = await encodeBlob(data, options);
       const digest = 'key' in options ? key.chunkDigest(data) : sha256Hex(data);
       const whole = new Uint8Array(blob);

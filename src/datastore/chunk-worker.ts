@@ -21,7 +21,7 @@ type Job =
   | { type: 'drop'; held: number };
 
 /** Chunks digested and waiting for the decision (encode or drop), by the id of their digest job. */
-const held = new Map<number, { chunk: Uint8Array; key: CryptKey | undefined }>();
+const held = new Map<number, { chunk: Uint8Array; key: CryptKey | undefined; digest: string }>();
 const keys = new Map<string, CryptKey>();
 
 /** The key whose raw bytes a job carries (made once per thread and key). */
@@ -41,9 +41,12 @@ function digestOf(plain: Uint8Array, key: CryptKey | undefined): string {
 /** The plaintext of a stored chunk: decoded (CRC, decryption, decompression) and checked against its digest. */
 function verifiedPlaintext(blob: Uint8Array, digest: string, key: CryptKey | undefined): Buffer {
   const what = `chunk ${digest}`;
-  const encrypted = isEncryptedBlob(readBlobHeader(blob, what));
+  const header = readBlobHeader(blob, what);
+  const encrypted = isEncryptedBlob(header);
   // Checked against its digest below: the CRC would add a pass and catch nothing more.
-  const plain = decodeBlobSync(blob, key, what, { crc: false });
+  const plain = decodeBlobSync(blob, key, what, { crc: false, digest });
+  // Bound to this digest and authenticated with it by decryption: digesting it again would tell nothing more.
+  if (header.bound !== undefined) return plain;
   const actual = digestOf(plain, encrypted ? key : undefined);
   if (actual === digest) return plain;
   if (plain.buffer !== blob.buffer) release(plain);
@@ -74,7 +77,7 @@ function decode(job: Extract<Job, { type: 'decode' }>): void {
 function digest(job: Extract<Job, { type: 'digest' }>): void {
   const key = keyOf(job.key);
   const d = digestOf(job.chunk, key);
-  held.set(job.id, { chunk: job.chunk, key });
+  held.set(job.id, { chunk: job.chunk, key, digest: d });
   parentPort?.postMessage({ id: job.id, digest: d });
 }
 
@@ -83,7 +86,7 @@ function digestAndEncode(job: Extract<Job, { type: 'digest-encode' }>): void {
   const key = keyOf(job.key);
   try {
     const d = digestOf(job.chunk, key);
-    const blob = movable(encodeBlobSync(job.chunk, { compress: job.compress, key }));
+    const blob = movable(encodeBlobSync(job.chunk, { compress: job.compress, key, digest: d }));
     parentPort?.postMessage({ id: job.id, digest: d, blob }, [blob.buffer]);
   } finally {
     release(job.chunk);
@@ -96,7 +99,7 @@ function encode(job: Extract<Job, { type: 'encode' }>): void {
   held.delete(job.held);
   try {
     // A small blob may be a slice of this thread's buffer pool, which must not move: it goes as a copy.
-    const blob = movable(encodeBlobSync(h.chunk, { compress: job.compress, key: h.key }));
+    const blob = movable(encodeBlobSync(h.chunk, { compress: job.compress, key: h.key, digest: h.digest }));
     parentPort?.postMessage({ id: job.id, blob }, [blob.buffer]);
   } finally {
     release(h.chunk);

@@ -377,3 +377,17 @@ test('an upload whose manifest cannot be written (disk full) removes the files i
   assert.deepEqual(await next.finish([{ file, data: log }], manifest), []);
   assert.equal((await ds.listSnapshots({ ns: [] })).length, 1);
 });
+
+test('verifyChunkContent: bound encrypted chunks are authenticated as theirs, unbound ones (earlier versions) digested; a misplaced one fails', async () => {
+  const { verifyChunkContent } = await import('./chunk-store.ts');
+  const { encodeBlob } = await import('../core/index.ts');
+  const key = CryptKey.generate();
+  const data = randomBytes(50_000);
+  const digest = key.chunkDigest(data);
+  const other = key.chunkDigest(Buffer.from('other'));
+  for (const options of [{ compress: true, key }, { compress: true, key, digest }]) {
+    const blob = await encodeBlob(data, options);
+    assert.ok((await verifyChunkContent(digest, blob, key, true)).equals(data));
+    await assert.rejects(verifyChunkContent(other, blob, key, true), (e) => e instanceof IbsError && e.code === 'CORRUPT' && e.message.includes(digest));
+  }
+});

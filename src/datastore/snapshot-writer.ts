@@ -173,7 +173,7 @@ export class SnapshotWriter {
           blob = (await pool.encode(owned ? chunk : new Uint8Array(chunk), { compress, key, speculate }, wanted)).blob;
         } else {
           const d = key ? await key.chunkDigestAsync(chunk) : await sha256HexAsync(chunk);
-          if (wanted(d)) blob = await encodeBlob(chunk, { compress, key });
+          if (wanted(d)) blob = await encodeBlob(chunk, { compress, key, digest: d });
         }
         const d = await digest.promise;
         if (!blob) {
