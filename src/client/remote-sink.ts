@@ -7,6 +7,7 @@ import { retry } from '../lib/index.ts';
  * it, and the sender frees window only on that answer: smaller batches keep a link with latency fuller at the
  * same bytes in flight. A push of 361 MiB with 50 ms added each way (2 runs each, same window of 48 MiB):
  * 8 MiB x 6 4.85-5.17 s, 4 MiB x 12 3.89-4.44 s, 2 MiB x 24 4.11-4.25 s; without latency all 2.8-3.2 s.
+ * (4 MiB x 10, the 40 MiB used: 4.16-4.38 s.)
  */
 const BATCH_BYTES = 4 * 1024 * 1024;
 const RETRY = { attempts: 3, baseDelayMs: 500, maxDelayMs: 5000, retryable: (e: unknown) => e instanceof IbsError && e.code === 'UNAVAILABLE' };
@@ -14,10 +15,11 @@ const RETRY = { attempts: 3, baseDelayMs: 500, maxDelayMs: 5000, retryable: (e: 
  * Batches awaiting the server's answer. Each waits one round trip plus the server's checks, so the bytes in
  * flight set the pace on a slow link. With 8 MiB batches, a push of 359 MiB with 50 ms added each way took
  * 7.6 s with 4 batches (32 MiB), 5.8-6.4 s with 6 and 6.1 s with 8; 64 MiB in flight took the receiving
- * server's peak memory past 300 MiB. 48 MiB now (12 batches of 4 MiB): the receiving server's peak
- * 289 MiB over two latency and two direct pushes (10 batches: 264 MiB, 4.16-4.38 s with latency).
+ * server's peak memory past 300 MiB. 40 MiB now (10 batches of 4 MiB): the receiving server's peak was
+ * 264 MiB over two latency and two direct pushes, 4.16-4.38 s with latency; 12 batches were a little faster
+ * (3.89-4.16 s) but peaked at 289-297 MiB, and 299 MiB in the bench.
  */
-const IN_FLIGHT = 12;
+const IN_FLIGHT = 10;
 
 interface Pending {
   frames: Array<{ digest: string; header: Buffer; blob: Buffer }>;

@@ -391,3 +391,25 @@ test('verifyChunkContent: bound encrypted chunks are authenticated as theirs, un
     await assert.rejects(verifyChunkContent(other, blob, key, true), (e) => e instanceof IbsError && e.code === 'CORRUPT' && e.message.includes(digest));
   }
 });
+
+test('an abort that arrives while finish is committing waits for it: the snapshot is whole or absent, never a manifest over removed files', async () => {
+  const { SnapshotUpload } = await import('./snapshot-upload.ts');
+  const { encodeBlob, sha256Hex } = await import('../core/index.ts');
+  class SlowManifests extends MemoryBackend {
+    override async write(...args: Parameters<MemoryBackend['write']>): Promise<void> {
+      if (args[0].endsWith(`/${MANIFEST_NAME}`)) await new Promise((r) => setTimeout(r, 50));
+      return super.write(...args);
+    }
+  }
+  const ds = await Datastore.create(new SlowManifests());
+  const log = await encodeBlob(Buffer.from('backup finished'), { compress: false });
+  const file = { filename: 'client.log.blob', size: log.length, csum: sha256Hex(log), cryptMode: 'none' as const };
+  const manifest = { format: 1 as const, backupType: 'host' as const, backupId: 'web1', backupTime: 5000, files: [file], unprotected: {} };
+  const upload = await SnapshotUpload.begin(ds, ref(5000), { owner: 'root@pam', keyFingerprint: null, verifyChunks: true });
+  const finished = upload.finish([{ file, data: log }], manifest);
+  await new Promise((r) => setTimeout(r, 10));
+  await upload.abort();
+  assert.deepEqual(await finished, []);
+  const reader = await SnapshotReader.open(ds, ref(5000));
+  assert.ok((await reader.readFile('client.log.blob')).equals(log), 'the committed snapshot kept its file');
+});

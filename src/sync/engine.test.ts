@@ -276,3 +276,33 @@ test('over a link each step costs a round trip: the files are read together, and
   assert.ok((await copy.readAll('root.tar')).equals(data));
   assert.equal(copy.manifest.files.length, files);
 });
+
+test('a chunk write whose answer is lost after the end went out: the end committed, so the copy stands and the run succeeds', async () => {
+  const { ds, data } = await source();
+  const src = new DatastoreSide(ds, 'source');
+  const dst = new DatastoreSide(await Datastore.create(new MemoryBackend()), 'target');
+  let finishCalled = (): void => {};
+  const finishing = new Promise<void>((resolve) => (finishCalled = resolve));
+  let lost = false;
+  const lossy = Object.assign(Object.create(dst) as DatastoreSide, {
+    begin: async (...args: Parameters<DatastoreSide['begin']>): Promise<TargetSnapshot> => {
+      const t = await dst.begin(...args);
+      return {
+        ...t,
+        // The first write is stored, but its answer only comes back, as a failure, once the end was sent.
+        insertChunk: async (digest: string, blob: Buffer) => {
+          await t.insertChunk(digest, blob);
+          if (lost) return;
+          lost = true;
+          await finishing;
+          throw new IbsError('UNAVAILABLE', 'the answer was lost on the way');
+        },
+        finish: (f, m) => (finishCalled(), t.finish(f, m)),
+      };
+    },
+  });
+  const report = await runSync(src, lossy, planSync(await src.list([], undefined), await dst.list([], undefined), policy), policy, quiet);
+  assert.deepEqual(report.failed, []);
+  assert.deepEqual(report.copied, ['host/web1/1970-01-01T00:16:40Z']);
+  assert.ok((await (await SnapshotReader.open(dst.ds, ref(1000))).readAll('root.tar')).equals(data));
+});
