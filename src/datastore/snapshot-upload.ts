@@ -77,6 +77,8 @@ export class SnapshotUpload implements SnapshotSink {
   readonly #existing: Map<string, ManifestFile>;
   readonly #amending: boolean;
   #done = false;
+  /** A `finish` under way, which `abort` waits for. */
+  #finishing: Promise<unknown> | undefined;
 
   private constructor(ds: Datastore, ref: SnapshotRef, options: UploadOptions, lease: WriterLease, known: Set<string>, previous: SnapshotReader | undefined, existing: Manifest | undefined) {
     this.#ds = ds;
@@ -245,7 +247,7 @@ export class SnapshotUpload implements SnapshotSink {
       // was. Unless the write did land after all (a store that failed only to answer): then they are its files.
       const stored = await this.#ds.backend.read(key).catch(() => undefined);
       if (!stored?.equals(encoded)) {
-        await this.abort().catch(() => {});
+        await this.#discard().catch(() => {});
         throw error;
       }
     }
@@ -265,18 +267,32 @@ export class SnapshotUpload implements SnapshotSink {
   async finish(files: ReadonlyArray<{ file: ManifestFile; data: Buffer }>, manifest: Manifest): Promise<string[]> {
     const names = new Set(files.map((f) => f.file.filename));
     if (names.size !== files.length) throw new IbsError('INVALID_ARGUMENT', `The files for ${formatSnapshot(this.ref)} name one file twice`);
-    const bad = await this.verifyReceived();
-    if (bad.length > 0) return bad;
-    await Promise.all(files.map((f) => this.putFile(f.file, f.data)));
-    await this.commit(manifest);
-    return [];
+    const work = (async (): Promise<string[]> => {
+      const bad = await this.verifyReceived();
+      if (bad.length > 0) return bad;
+      await Promise.all(files.map((f) => this.putFile(f.file, f.data)));
+      await this.commit(manifest);
+      return [];
+    })();
+    this.#finishing = work;
+    try {
+      return await work;
+    } finally {
+      this.#finishing = undefined;
+    }
   }
 
   /**
    * Gives up: the snapshot never appears (an amended one stays as it was); the files it added are removed
-   * (chunks stay for reuse and GC).
+   * (chunks stay for reuse and GC). An abort that arrives while `finish` is under way waits for it: it then
+   * either committed (and the abort does nothing) or failed; never a manifest written over removed files.
    */
   async abort(): Promise<void> {
+    await this.#finishing?.catch(() => {});
+    return this.#discard();
+  }
+
+  async #discard(): Promise<void> {
     if (this.#done) return;
     this.#done = true;
     try {

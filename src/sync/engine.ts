@@ -136,11 +136,27 @@ async function copySnapshot(
       // The end of the snapshot goes out right behind its last chunks (over a link: no round trip spent waiting
       // for their answers): the target checks what arrived, then stores the files and the manifest, last. Chunks
       // that fail the check are sent again, a few times.
+      // The end, sent while the queue's writes are still being answered. A write that fails first (or whose answer
+      // was lost while it arrived) ends the upload: the abort waits for an end under way on the target, which
+      // then either committed, because every write it waited for did arrive (a batch sent again after that is
+      // only refused), or did not, and the failure stands.
+      const finishAfter = async (queue: WorkQueue): Promise<string[]> => {
+        const finishing = tgt.finish(fileList, copy);
+        finishing.catch(() => {});
+        try {
+          await queue.drain();
+        } catch (error) {
+          await tgt.abort().catch(() => {});
+          if ((await finishing.catch(() => undefined))?.length === 0) return [];
+          throw error;
+        }
+        return finishing;
+      };
       let queue = await transfer(missing, false);
       const retries = options.verifyRetries ?? 3;
       for (let attempt = 0; ; attempt++) {
         await options.bucket?.take(fileBytes, signal);
-        const [bad] = await Promise.all([tgt.finish(fileList, copy), queue.drain()]);
+        const bad = await finishAfter(queue);
         report.bytesSent += fileBytes;
         options.onBytes?.(fileBytes);
         if (bad.length === 0) break;
