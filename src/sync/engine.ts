@@ -135,11 +135,10 @@ async function copySnapshot(
       const fileBytes = fileList.reduce((n, f) => n + f.data.length, 0);
       // The end of the snapshot goes out right behind its last chunks (over a link: no round trip spent waiting
       // for their answers): the target checks what arrived, then stores the files and the manifest, last. Chunks
-      // that fail the check are sent again, a few times.
-      // The end, sent while the queue's writes are still being answered. A write that fails first (or whose answer
-      // was lost while it arrived) ends the upload: the abort waits for an end under way on the target, which
-      // then either committed, because every write it waited for did arrive (a batch sent again after that is
-      // only refused), or did not, and the failure stands.
+      // that fail the check are sent again, a few times. A write that fails meanwhile (or whose answer was lost
+      // though it arrived) ends the upload: the abort waits for an end under way on the target, which then
+      // either committed, because every write it waited for did arrive (a batch sent again after that is only
+      // refused), or did not, and the failure stands.
       const finishAfter = async (queue: WorkQueue): Promise<string[]> => {
         const finishing = tgt.finish(fileList, copy);
         finishing.catch(() => {});
