@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AccessConfig, resolvePaths } from '../config/index.ts';
+import { encodeBlobSync, sha256Hex } from '../core/index.ts';
 import { TaskManager, TaskStore } from '../jobs/index.ts';
 import { silentReporter } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
@@ -56,6 +57,28 @@ after(async () => {
 
 const call = (method: string, path: string, secret: string | undefined, body = '') =>
   dispatcher.dispatch(method, `/api2/json${path}`, secret ? { authorization: `IBSAPIToken=${secret === readerSecret ? 'reader@ibs!t' : 'admin@ibs!t'}:${secret}` } : {}, body, new AbortController().signal);
+
+/** A binary POST as the admin token (chunk batches, finish bodies). */
+const postBinary = (path: string, body: Buffer, signal = new AbortController().signal) =>
+  dispatcher.dispatch('POST', `/api2/json${path}`, { authorization: `IBSAPIToken=admin@ibs!t:${adminSecret}` }, [body], signal);
+
+/** Opens an upload of host/ID at TIME (in namespace NS) as the admin token; returns the session. */
+async function startUpload(id: string, time: number, ns?: string): Promise<string> {
+  const r = await call('POST', '/backup/start', adminSecret, JSON.stringify({ store: 'store1', ...(ns ? { ns } : {}), 'backup-type': 'host', 'backup-id': id, 'backup-time': time }));
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return (r.body as { data: { session: string } }).data.session;
+}
+
+/** A client log: the snapshot file every finish below carries. */
+const LOG = encodeBlobSync(Buffer.from('backup finished'), { compress: false });
+const LOG_FILE = { filename: 'client.log.blob', size: LOG.length, csum: sha256Hex(LOG), 'crypt-mode': 'none' };
+
+/** A finish body for host/ID at TIME after batches 1..after: its head's length, and the head with the files' bytes. */
+function finishBody(id: string, time: number, after: number, files = [LOG_FILE], tail = LOG): { head: number; body: Buffer } {
+  const listed = files.map((f) => ({ filename: f.filename, size: f.size, csum: f.csum, cryptMode: f['crypt-mode'] }));
+  const head = Buffer.from(JSON.stringify({ after, manifest: { format: 1, backupType: 'host', backupId: id, backupTime: time, files: listed, unprotected: {} }, files }));
+  return { head: head.length, body: Buffer.concat([head, tail]) };
+}
 
 test('every route declares an input schema, an output schema and its permission', () => {
   for (const route of ROUTES) {
@@ -201,34 +224,19 @@ test('an own certificate is installed through the API only as a matching PEM pai
 });
 
 test('finish ends an upload in one request: it waits for the numbered chunk batches named, checks, then commits', async () => {
-  const { encodeBlobSync, sha256Hex } = await import('../core/index.ts');
   const { encodeChunkFrames } = await import('../client/index.ts');
   const data = (r: { body: unknown }) => (r.body as { data: Record<string, unknown> }).data;
-  const start = async (time: number): Promise<string> => {
-    const r = await call('POST', '/backup/start', adminSecret, JSON.stringify({ store: 'store1', 'backup-type': 'host', 'backup-id': 'fin', 'backup-time': time }));
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    return data(r).session as string;
-  };
-  const binary = (path: string, body: Buffer, signal = new AbortController().signal) =>
-    dispatcher.dispatch('POST', `/api2/json${path}`, { authorization: `IBSAPIToken=admin@ibs!t:${adminSecret}` }, [body], signal);
   const chunk = encodeBlobSync(Buffer.from('chunk payload '.repeat(100)), { compress: true });
   const digest = sha256Hex(Buffer.from('chunk payload '.repeat(100)));
-  const log = encodeBlobSync(Buffer.from('backup finished'), { compress: false });
-  const manifest = (time: number, files: unknown[]) => ({ format: 1, backupType: 'host', backupId: 'fin', backupTime: time, files, unprotected: {} });
-  const file = { filename: 'client.log.blob', size: log.length, csum: sha256Hex(log), 'crypt-mode': 'none' };
-  const finishBody = (after: number, time: number, files = [file], tail = log) => {
-    const head = Buffer.from(JSON.stringify({ after, manifest: manifest(time, files.map((f) => ({ filename: f.filename, size: f.size, csum: f.csum, cryptMode: f['crypt-mode'] }))), files }));
-    return { head: head.length, body: Buffer.concat([head, tail]) };
-  };
 
   // Sent before its batch: it waits on the server, and answers once batch 1 is stored.
-  const session = await start(5000);
-  const f = finishBody(1, 5000);
+  const session = await startUpload('fin', 5000);
+  const f = finishBody('fin', 5000, 1);
   let answered = false;
-  const finishing = binary(`/backup/${session}/finish?head=${f.head}`, f.body).then((r) => ((answered = true), r));
+  const finishing = postBinary(`/backup/${session}/finish?head=${f.head}`, f.body).then((r) => ((answered = true), r));
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(answered, false, 'finish waits for batch 1');
-  const stored = await binary(`/backup/${session}/chunks?seq=1`, encodeChunkFrames([{ digest, blob: chunk }]));
+  const stored = await postBinary(`/backup/${session}/chunks?seq=1`, encodeChunkFrames([{ digest, blob: chunk }]));
   assert.equal(stored.status, 200, JSON.stringify(stored.body));
   const done = await finishing;
   assert.equal(done.status, 200, JSON.stringify(done.body));
@@ -237,27 +245,27 @@ test('finish ends an upload in one request: it waits for the numbered chunk batc
   assert.ok(JSON.stringify(listed.body).includes('"snapshot":"host/fin/1970-01-01T01:23:20Z"'), JSON.stringify(listed.body));
 
   // A malformed body is refused naming what is wrong, and commits nothing; the session stays usable.
-  const other = await start(6000);
-  const short = finishBody(0, 6000, [file], log.subarray(1));
-  const refused = await binary(`/backup/${other}/finish?head=${short.head}`, short.body);
+  const other = await startUpload('fin', 6000);
+  const short = finishBody('fin', 6000, 0, [LOG_FILE], LOG.subarray(1));
+  const refused = await postBinary(`/backup/${other}/finish?head=${short.head}`, short.body);
   assert.equal(refused.status, 400);
   assert.match(JSON.stringify(refused.body), /holds \d+ bytes after its head, but its files list \d+/);
-  const badHead = await binary(`/backup/${other}/finish?head=${short.head + 1000}`, short.body);
+  const badHead = await postBinary(`/backup/${other}/finish?head=${short.head + 1000}`, short.body);
   assert.match(JSON.stringify(badHead.body), /Invalid value for \\"head\\"/);
-  const badFile = finishBody(0, 6000, [{ ...file, filename: '../escape' }]);
-  assert.match(JSON.stringify((await binary(`/backup/${other}/finish?head=${badFile.head}`, badFile.body)).body), /head\.files\[0\]\.filename/);
+  const badFile = finishBody('fin', 6000, 0, [{ ...LOG_FILE, filename: '../escape' }]);
+  assert.match(JSON.stringify((await postBinary(`/backup/${other}/finish?head=${badFile.head}`, badFile.body)).body), /head\.files\[0\]\.filename/);
 
   // Waiting for a batch that never comes: aborting the session (or the caller going away) ends the wait.
-  const waiting = finishBody(3, 6000);
-  const pending = binary(`/backup/${other}/finish?head=${waiting.head}`, waiting.body);
+  const waiting = finishBody('fin', 6000, 3);
+  const pending = postBinary(`/backup/${other}/finish?head=${waiting.head}`, waiting.body);
   await new Promise((r) => setTimeout(r, 100));
   assert.equal((await call('POST', `/backup/${other}/abort`, adminSecret, '{}')).status, 200);
   const ended = await pending;
   assert.notEqual(ended.status, 200);
   assert.match(JSON.stringify(ended.body), /aborted/);
-  const third = await start(7000);
+  const third = await startUpload('fin', 7000);
   const caller = new AbortController();
-  const gone = binary(`/backup/${third}/finish?head=${waiting.head}`, finishBody(3, 7000).body, caller.signal);
+  const gone = postBinary(`/backup/${third}/finish?head=${waiting.head}`, finishBody('fin', 7000, 3).body, caller.signal);
   await new Promise((r) => setTimeout(r, 100));
   caller.abort();
   assert.match(JSON.stringify((await gone).body), /ABORTED|went away|aborted/);
@@ -267,16 +275,12 @@ test('finish ends an upload in one request: it waits for the numbered chunk batc
 });
 
 test('recursive snapshot and namespace listings show a child namespace only with Datastore.Audit there (NoAccess below, or a role that does not propagate)', async () => {
-  const { encodeBlobSync, sha256Hex } = await import('../core/index.ts');
   for (const ns of ['open', 'open/secret', 'open/quiet']) assert.equal((await call('POST', '/admin/datastore/store1/namespace', adminSecret, JSON.stringify({ ns }))).status, 200);
   // One snapshot in each namespace, uploaded with a blob file only.
-  const log = encodeBlobSync(Buffer.from('backup finished'), { compress: false });
-  const file = { filename: 'client.log.blob', size: log.length, csum: sha256Hex(log), 'crypt-mode': 'none' };
   for (const ns of ['open', 'open/secret', 'open/quiet']) {
-    const started = await call('POST', '/backup/start', adminSecret, JSON.stringify({ store: 'store1', ns, 'backup-type': 'host', 'backup-id': 'listed', 'backup-time': 9000 }));
-    const session = (started.body as { data: { session: string } }).data.session;
-    const head = Buffer.from(JSON.stringify({ after: 0, manifest: { format: 1, backupType: 'host', backupId: 'listed', backupTime: 9000, files: [{ filename: file.filename, size: file.size, csum: file.csum, cryptMode: 'none' }], unprotected: {} }, files: [file] }));
-    const done = await dispatcher.dispatch('POST', `/api2/json/backup/${session}/finish?head=${head.length}`, { authorization: `IBSAPIToken=admin@ibs!t:${adminSecret}` }, [Buffer.concat([head, log])], new AbortController().signal);
+    const session = await startUpload('listed', 9000, ns);
+    const f = finishBody('listed', 9000, 0);
+    const done = await postBinary(`/backup/${session}/finish?head=${f.head}`, f.body);
     assert.equal(done.status, 200, JSON.stringify(done.body));
   }
   await access.createUser({ userid: 'auditor@ibs' });

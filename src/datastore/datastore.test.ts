@@ -11,6 +11,7 @@ import { verifyDatastore } from './verify.ts';
 import { chunkKey } from './chunk-store.ts';
 import { pruneGroup } from './prune.ts';
 import { ChunkPool } from './chunk-pool.ts';
+import { HookedBackend, logOnlySnapshot } from './test-support.ts';
 
 const small = { min: 4096, avg: 16384, max: 65536 };
 const ref = (time: number, id = 'web1'): SnapshotRef => ({ ns: [], type: 'host', id, time });
@@ -356,25 +357,19 @@ test('amending a snapshot keeps its key and files: another key or other content 
 test('an upload whose manifest cannot be written (disk full) removes the files it added and frees the group for the next', async () => {
   const { SnapshotUpload } = await import('./snapshot-upload.ts');
   const { StorageError } = await import('../storage/index.ts');
-  const { encodeBlob, sha256Hex } = await import('../core/index.ts');
-  let full = true;
-  class FullForManifests extends MemoryBackend {
-    override async write(...args: Parameters<MemoryBackend['write']>): Promise<void> {
-      if (full && args[0].endsWith(`/${MANIFEST_NAME}`)) throw new StorageError('no-space', `${args[0]}: no space left`);
-      return super.write(...args);
-    }
-  }
-  const ds = await Datastore.create(new FullForManifests());
-  const log = await encodeBlob(Buffer.from('backup finished'), { compress: false });
-  const file = { filename: 'client.log.blob', size: log.length, csum: sha256Hex(log), cryptMode: 'none' as const };
-  const manifest = { format: 1 as const, backupType: 'host' as const, backupId: 'web1', backupTime: 3000, files: [file], unprotected: {} };
+  const backend = new HookedBackend();
+  backend.before = (key) => {
+    if (key.endsWith(`/${MANIFEST_NAME}`)) throw new StorageError('no-space', `${key}: no space left`);
+  };
+  const ds = await Datastore.create(backend);
+  const { files, manifest } = await logOnlySnapshot(ref(3000));
   const upload = await SnapshotUpload.begin(ds, ref(3000), { owner: 'root@pam', keyFingerprint: null, verifyChunks: true });
-  assert.deepEqual(await upload.finish([{ file, data: log }], manifest).catch((e: unknown) => (e as IbsError).code), 'NO_SPACE');
+  assert.deepEqual(await upload.finish(files, manifest).catch((e: unknown) => (e as IbsError).code), 'NO_SPACE');
   assert.equal(await ds.backend.stat(`${snapshotPath(ref(3000))}client.log.blob`), undefined, 'the added file is gone');
   assert.deepEqual(await ds.listSnapshots({ ns: [] }), []);
-  full = false;
+  backend.before = undefined;
   const next = await SnapshotUpload.begin(ds, ref(3000), { owner: 'root@pam', keyFingerprint: null, verifyChunks: true });
-  assert.deepEqual(await next.finish([{ file, data: log }], manifest), []);
+  assert.deepEqual(await next.finish(files, manifest), []);
   assert.equal((await ds.listSnapshots({ ns: [] })).length, 1);
 });
 
@@ -394,22 +389,17 @@ test('verifyChunkContent: bound encrypted chunks are authenticated as theirs, un
 
 test('an abort that arrives while finish is committing waits for it: the snapshot is whole or absent, never a manifest over removed files', async () => {
   const { SnapshotUpload } = await import('./snapshot-upload.ts');
-  const { encodeBlob, sha256Hex } = await import('../core/index.ts');
-  class SlowManifests extends MemoryBackend {
-    override async write(...args: Parameters<MemoryBackend['write']>): Promise<void> {
-      if (args[0].endsWith(`/${MANIFEST_NAME}`)) await new Promise((r) => setTimeout(r, 50));
-      return super.write(...args);
-    }
-  }
-  const ds = await Datastore.create(new SlowManifests());
-  const log = await encodeBlob(Buffer.from('backup finished'), { compress: false });
-  const file = { filename: 'client.log.blob', size: log.length, csum: sha256Hex(log), cryptMode: 'none' as const };
-  const manifest = { format: 1 as const, backupType: 'host' as const, backupId: 'web1', backupTime: 5000, files: [file], unprotected: {} };
+  const backend = new HookedBackend();
+  backend.before = async (key) => {
+    if (key.endsWith(`/${MANIFEST_NAME}`)) await new Promise((r) => setTimeout(r, 50));
+  };
+  const ds = await Datastore.create(backend);
+  const { files, manifest } = await logOnlySnapshot(ref(5000));
   const upload = await SnapshotUpload.begin(ds, ref(5000), { owner: 'root@pam', keyFingerprint: null, verifyChunks: true });
-  const finished = upload.finish([{ file, data: log }], manifest);
+  const finished = upload.finish(files, manifest);
   await new Promise((r) => setTimeout(r, 10));
   await upload.abort();
   assert.deepEqual(await finished, []);
   const reader = await SnapshotReader.open(ds, ref(5000));
-  assert.ok((await reader.readFile('client.log.blob')).equals(log), 'the committed snapshot kept its file');
+  assert.ok((await reader.readFile('client.log.blob')).equals(files[0]?.data as Buffer), 'the committed snapshot kept its file');
 });

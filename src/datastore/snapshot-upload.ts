@@ -239,8 +239,7 @@ export class SnapshotUpload implements SnapshotSink {
     } catch (error) {
       if (isStorageError(error, 'exists')) {
         // Someone else's snapshot: its files are not ours to remove.
-        this.#done = true;
-        await this.#lease.release().catch(() => {});
+        await this.#end();
         throw new IbsError('EXISTS', `Snapshot ${what} was created by someone else meanwhile`);
       }
       // Not committed (a full disk, say): the files this upload added go too, and an amended copy stays as it
@@ -254,8 +253,7 @@ export class SnapshotUpload implements SnapshotSink {
     try {
       for (const name of this.#existing.keys()) if (!this.#files.has(name)) await this.#ds.backend.delete(`${snapshotPath(this.ref)}${name}`).catch(() => {});
     } finally {
-      this.#done = true;
-      await this.#lease.release().catch(() => {});
+      await this.#end();
     }
   }
 
@@ -298,7 +296,13 @@ export class SnapshotUpload implements SnapshotSink {
     try {
       for (const name of this.#files.keys()) if (!this.#existing.has(name)) await this.#ds.backend.delete(`${snapshotPath(this.ref)}${name}`);
     } finally {
-      await this.#lease.release().catch(() => {});
+      await this.#end();
     }
+  }
+
+  /** No more writes: the writer lease goes (GC may run past this upload's chunks). */
+  async #end(): Promise<void> {
+    this.#done = true;
+    await this.#lease.release().catch(() => {});
   }
 }

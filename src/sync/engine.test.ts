@@ -5,10 +5,10 @@ import { IbsError, MANIFEST_NAME, snapshotPath, type SnapshotRef } from '../core
 import { Datastore, SnapshotWriter, SnapshotReader } from '../datastore/index.ts';
 import { TokenBucket } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
-import { StorageError, type WriteOptions, type WriteSource } from '../storage/index.ts';
+import { StorageError } from '../storage/index.ts';
 import { DatastoreSide } from './datastore-side.ts';
 import { runSync } from './engine.ts';
-import { addSnapshotFile } from '../datastore/test-support.ts';
+import { HookedBackend, addSnapshotFile } from '../datastore/test-support.ts';
 import { planSync, type SyncPolicy } from './planner.ts';
 import type { SyncTarget, TargetSnapshot } from './types.ts';
 
@@ -85,27 +85,19 @@ test('a chunk failing verification on arrival is sent again; the copy then reads
   assert.equal(reader.manifest.unprotected.verifyState?.state, 'ok');
 });
 
-/** A memory backend whose snapshot files take a while to write (as a slow disk or link would). */
-class SlowFiles extends MemoryBackend {
-  override async write(key: string, source: WriteSource, options?: WriteOptions): Promise<void> {
+/** A memory backend whose snapshot indexes take a while to write (as a slow disk or link would). */
+function slowIndexes(): HookedBackend {
+  const backend = new HookedBackend();
+  backend.before = async (key) => {
     if (!key.startsWith('.chunks/') && key.endsWith('.didx')) await new Promise((r) => setTimeout(r, 300));
-    return super.write(key, source, options);
-  }
-}
-
-/** A memory backend that is full for files named `fullFor` (when set). */
-class FullFor extends MemoryBackend {
-  fullFor: string | undefined;
-  override async write(key: string, source: WriteSource, options?: WriteOptions): Promise<void> {
-    if (this.fullFor !== undefined && key.endsWith(`/${this.fullFor}`)) throw new StorageError('no-space', `${key}: target full`);
-    return super.write(key, source, options);
-  }
+  };
+  return backend;
 }
 
 test('after 3 re-sends the snapshot fails, nothing appears on the target, and the next run completes', async () => {
   const { ds } = await source();
   // The verification fails while the files sent beside it are still being written: they must not stay behind.
-  const dst = new DatastoreSide(await Datastore.create(new SlowFiles()), 'target');
+  const dst = new DatastoreSide(await Datastore.create(slowIndexes()), 'target');
   const src = new DatastoreSide(ds, 'source');
   const plan = planSync(await src.list([], undefined), await dst.list([], undefined), policy);
   const report = await runSync(src, flaky(dst, 100), plan, policy, quiet);
@@ -174,13 +166,15 @@ test('the token bucket holds a shared rate and lets big requests through in slic
 test('a copy whose source gained a file (a client log) is amended: a failed run leaves the old copy, the next run adds the file', async () => {
   const { ds, data } = await source();
   const src = new DatastoreSide(ds, 'source');
-  const backend = new FullFor();
+  const backend = new HookedBackend();
   const dst = new DatastoreSide(await Datastore.create(backend), 'target');
   await runSync(src, dst, planSync(await src.list([], undefined), await dst.list([], undefined), policy), policy, quiet);
   await addSnapshotFile(ds, ref(1000), 'client.log.blob', 'backup finished');
   const plan = (): Promise<ReturnType<typeof planSync>> => Promise.all([src.list([], undefined), dst.list([], undefined)]).then(([a, b]) => planSync(a, b, policy));
   // The target fails just before the new manifest would replace the copy.
-  backend.fullFor = MANIFEST_NAME;
+  backend.before = (key) => {
+    if (key.endsWith(`/${MANIFEST_NAME}`)) throw new StorageError('no-space', `${key}: target full`);
+  };
   const failing = new DatastoreSide(await Datastore.open(backend), 'target');
   const failed = await runSync(src, failing, await plan(), policy, quiet);
   assert.match(failed.failed[0]?.error ?? '', /target full/);
@@ -188,7 +182,7 @@ test('a copy whose source gained a file (a client log) is amended: a failed run 
   assert.deepEqual(old.manifest.files.map((f) => f.filename).sort(), ['root.tar.didx']);
   assert.ok((await old.readAll('root.tar')).equals(data), 'the old copy is whole');
   assert.equal(await dst.ds.backend.stat(`${snapshotPath(ref(1000))}client.log.blob`), undefined, 'the failed amendment left nothing behind');
-  backend.fullFor = undefined;
+  backend.before = undefined;
   const lines: string[] = [];
   const done = await runSync(src, dst, await plan(), policy, { ...quiet, log: (l: string) => lines.push(l) });
   assert.deepEqual(done.copied, ['host/web1/1970-01-01T00:16:40Z']);
