@@ -175,3 +175,73 @@ test('a proxy that cuts, stalls and resets connections mid-transfer: the job ret
     p.server.close();
   }
 });
+
+/** A TCP proxy that forwards at most `bytesPerSecond` each way, as a slow link would. */
+function pacedProxy(target: number, bytesPerSecond: number): { server: Server; port: () => number } {
+  const pace = (from: Socket, to: Socket): void => {
+    const queue: Buffer[] = [];
+    let budget = 0;
+    let last = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const pump = (): void => {
+      timer = undefined;
+      const now = Date.now();
+      budget = Math.min(bytesPerSecond / 20, budget + ((now - last) / 1000) * bytesPerSecond);
+      last = now;
+      while (queue.length > 0 && budget >= 1) {
+        const head = queue[0] as Buffer;
+        const n = Math.min(head.length, Math.floor(budget));
+        to.write(head.subarray(0, n));
+        budget -= n;
+        if (n === head.length) queue.shift();
+        else queue[0] = head.subarray(n);
+      }
+      // What waits here is not read from the socket meanwhile: the sender's kernel holds the rest, as on a real link.
+      if (queue.length > 0) {
+        from.pause();
+        timer = setTimeout(pump, 10);
+      } else from.resume();
+    };
+    from.on('data', (d: Buffer) => {
+      queue.push(d);
+      if (!timer) pump();
+    });
+    from.on('error', () => to.destroy());
+    from.on('close', () => {
+      clearTimeout(timer);
+      to.destroy();
+    });
+  };
+  const server = createServer((client: Socket) => {
+    const upstream = connect(target, '127.0.0.1');
+    pace(client, upstream);
+    pace(upstream, client);
+  });
+  server.listen(0, '127.0.0.1');
+  return { server, port: () => (server.address() as { port: number }).port };
+}
+
+test('a slow link is not taken for a stalled one: 32 MiB through an 8 MiB/s link with a 2 s idle time go once, without a stall', { timeout: 120_000 }, async () => {
+  const p = pacedProxy(portB, 8 * 1024 * 1024);
+  await new Promise((r) => p.server.once('listening', r));
+  try {
+    await ok(homeA, ['datastore', 'create', 'large']);
+    await ok(homeB, ['datastore', 'create', 'slow']);
+    for (const id of ['push@ibs', 'push@ibs!repl']) await ok(homeB, ['acl', 'update', '/datastore/slow', 'DatastoreAdmin', '--auth-id', id]);
+    const dir = join(work.path, 'large');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'data.bin'), randomBytes(32 * 1024 * 1024));
+    await ok(homeA, ['backup', 'create', '--store', 'large', '--id', 'large', `root.tar:${dir}`]);
+    await ok(homeA, ['remote', 'create', 'site-b-slow', '--host', '127.0.0.1', '--port', String(p.port()), '--auth-id', 'push@ibs!repl', '--secret-file', join(work.path, 'secret'), '--fingerprint', b.fingerprint]);
+    await ok(homeA, ['sync', 'create', '--name', 'slow', '--store', 'large', '--remote', 'site-b-slow', '--remote-store', 'slow', '--direction', 'push']);
+    // All 32 MiB in flight at once would take 4 s to drain, and each request would see nothing for that long.
+    const r = await ibs(homeA, ['sync', 'run', '--name', 'slow']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(`${r.stdout}\n${r.stderr}`, /stalled|trying again/, `${r.stdout}\n${r.stderr}`);
+    const sent = /transferred ([\d.]+) MiB/.exec(r.stdout);
+    assert.ok(sent && Number(sent[1]) < 33, `sent more than the snapshot holds: ${r.stdout}`);
+    assert.equal((await ibs(homeB, ['verify', 'start', 'slow'])).code, 0);
+  } finally {
+    p.server.close();
+  }
+});

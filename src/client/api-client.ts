@@ -132,8 +132,13 @@ export class ApiClient {
     return this.#session;
   }
 
+  /** How long a request may see no data before it fails as stalled. */
+  get idleTimeoutMs(): number {
+    return this.#options.idleTimeoutMs ?? 60_000;
+  }
+
   #watch(stream: ClientHttp2Stream, what: string): void {
-    const ms = this.#options.idleTimeoutMs ?? 60_000;
+    const ms = this.idleTimeoutMs;
     stream.setTimeout(ms, () => {
       stream.destroy(new IbsError('UNAVAILABLE', `${what}: no data from ${this.#options.host}:${this.#options.port} for ${Math.round(ms / 1000)} s (link stalled)`));
       // The whole connection is suspect: the next request opens a new one.

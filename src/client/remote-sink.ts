@@ -21,6 +21,35 @@ const RETRY = { attempts: 3, baseDelayMs: 500, maxDelayMs: 5000, retryable: (e: 
  */
 const IN_FLIGHT = 10;
 
+/**
+ * How fast a connection answers batches, in bytes per ms: for each batch, the bytes answered from its sending
+ * to its answer (its own and those of batches answered meanwhile) over that time; the highest of the last 8
+ * such samples, so that one slow answer does not shrink the window at once. Kept per client, so that the next
+ * snapshot over the same link starts from what the last one learned.
+ */
+class LinkMeter {
+  #answered = 0;
+  readonly #samples: number[] = [];
+
+  mark(): { at: number; answered: number } {
+    return { at: performance.now(), answered: this.#answered };
+  }
+
+  answered(bytes: number, since: { at: number; answered: number }): void {
+    this.#answered += bytes;
+    const ms = performance.now() - since.at;
+    if (ms <= 0) return;
+    this.#samples.push((this.#answered - since.answered) / ms);
+    if (this.#samples.length > 8) this.#samples.shift();
+  }
+
+  /** Bytes per ms; undefined before the first answer. */
+  get rate(): number | undefined {
+    return this.#samples.length > 0 ? Math.max(...this.#samples) : undefined;
+  }
+}
+const meters = new WeakMap<ApiClient, LinkMeter>();
+
 interface Pending {
   frames: Array<{ digest: string; header: Buffer; blob: Buffer }>;
   bytes: number;
@@ -29,7 +58,7 @@ interface Pending {
 
 /**
  * A snapshot being uploaded to a server (the client half of the backup session API; it has the shape of a
- * datastore SnapshotSink). Chunks travel in batches of up to 8 MiB, several batches in flight on one HTTP/2
+ * datastore SnapshotSink). Chunks travel in batches of about 4 MiB, several batches in flight on one HTTP/2
  * connection, so a link with latency stays busy and no chunk costs a request of its own. Files and the
  * manifest are sent after every batch before them has been stored, so the server can check references.
  */
@@ -112,7 +141,7 @@ export class RemoteSnapshotSink {
     const out = new Promise<void>((resolve) => (markSent = resolve));
     this.#unsent.add(out);
     void out.then(() => this.#unsent.delete(out));
-    while (this.#inFlight.size >= IN_FLIGHT) await Promise.race(this.#inFlight);
+    while (this.#inFlight.size >= this.#allowed()) await Promise.race(this.#inFlight);
     const p: Promise<void> = (async () => {
       // First ask which chunks the server already holds for us (an interrupted earlier run); send the rest.
       const { known } = this.#askKnown ? await retry(() => this.#client.request<{ known: string[] }>('POST', `/backup/${this.#session}/known`, { digests: batch.frames.map((f) => f.digest) }), RETRY) : { known: [] as string[] };
@@ -122,8 +151,11 @@ export class RemoteSnapshotSink {
       if (send.length > 0) {
         const body = send.flatMap((f) => [f.header, f.blob]);
         // A batch is idempotent (chunks are content-addressed): retry it when a transfer fails on the way.
+        const since = this.#meter.mark();
         const r = await retry(() => this.#client.requestBinary<{ existed: boolean[] }>(`/backup/${this.#session}/chunks`, { seq }, body, { sent: markSent }), RETRY);
-        this.sentBytes += body.reduce((n, p) => n + p.length, 0);
+        const bytes = body.reduce((n, p) => n + p.length, 0);
+        this.#meter.answered(bytes, since);
+        this.sentBytes += bytes;
         send.forEach((f, i) => existed.set(f.digest, r.existed[i] ?? false));
       }
       return existed;
@@ -142,6 +174,26 @@ export class RemoteSnapshotSink {
         this.#inFlight.delete(p);
       });
     this.#inFlight.add(p);
+  }
+
+  get #meter(): LinkMeter {
+    let meter = meters.get(this.#client);
+    if (!meter) meters.set(this.#client, (meter = new LinkMeter()));
+    return meter;
+  }
+
+  /**
+   * Batches it may have awaiting answers: as many as the link answers in a quarter of the client's idle time
+   * (1 before the first answer, at most IN_FLIGHT). HTTP/2 hands everything in flight to the socket at once
+   * and shares the link between the requests, so on a slow link each request moves only when all of it has
+   * gone: 40 MiB in flight through a 2 MiB/s link (measured with a 3 s idle time; 60 s by default, below about
+   * 0.7 MiB/s) had requests failed as stalled while the link was busy. Now what is queued drains within the
+   * idle time, down to one batch (4 MiB) in it: about 70 KB/s with the default 60 s.
+   */
+  #allowed(): number {
+    const rate = this.#meter.rate;
+    if (rate === undefined) return 1;
+    return Math.max(1, Math.min(IN_FLIGHT, Math.floor((rate * this.#client.idleTimeoutMs) / 4 / BATCH_BYTES)));
   }
 
   /** Sends the open batch and waits for every batch in flight. */
