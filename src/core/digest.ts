@@ -19,6 +19,11 @@ export async function sha256HexAsync(data: Uint8Array): Promise<Digest> {
   return Buffer.from(await webcrypto.subtle.digest('SHA-256', data)).toString('hex');
 }
 
+/** A chunk whose content digests to `actual` instead of the `digest` it is stored under: CORRUPT. */
+export function damagedChunk(digest: Digest, actual: Digest): IbsError {
+  return new IbsError('CORRUPT', `Chunk ${digest}: content digest is ${actual} (damaged chunk)`);
+}
+
 export function isDigest(value: string): boolean {
   return DIGEST_RE.test(value);
 }

@@ -1,4 +1,4 @@
-import { checkBlobCrc, readBlobHeader, decodeBlob, assertDigest, isEncryptedBlob, sha256HexAsync, IbsError, type CryptKey } from '../core/index.ts';
+import { checkBlobCrc, readBlobHeader, decodeBlob, assertDigest, isEncryptedBlob, sha256HexAsync, damagedChunk, IbsError, type CryptKey } from '../core/index.ts';
 import { mapConcurrent, release } from '../lib/index.ts';
 import type { ChunkPool } from './chunk-pool.ts';
 import { isStorageError, type StorageBackend, type OpOptions } from '../storage/index.ts';
@@ -189,6 +189,6 @@ export async function verifyChunkContent(digest: string, blob: Uint8Array, key: 
   // Bound to this digest and authenticated with it by decryption: digesting it again would tell nothing more.
   if (readBlobHeader(blob, `chunk ${digest}`).bound !== undefined) return plain;
   const actual = encrypted && key ? await key.chunkDigestAsync(plain) : await sha256HexAsync(plain);
-  if (actual !== digest) throw new IbsError('CORRUPT', `Chunk ${digest}: content digest is ${actual} (damaged chunk)`);
+  if (actual !== digest) throw damagedChunk(digest, actual);
   return plain;
 }

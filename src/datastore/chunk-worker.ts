@@ -9,6 +9,7 @@ import { parentPort } from 'node:worker_threads';
 // Only the blob codec, the key and error helpers: a small module graph keeps each thread's memory low.
 import { checkBlobCrc, decodeBlobSync, encodeBlobSync, isEncryptedBlob, plainDigestSync, readBlobHeader } from '../core/blob.ts';
 import { CryptKey } from '../core/crypt-key.ts';
+import { damagedChunk } from '../core/digest.ts';
 import { IbsError, toIbsError } from '../core/errors.ts';
 import { movable, release } from '../lib/release.ts';
 
@@ -50,7 +51,7 @@ function verifiedPlaintext(blob: Uint8Array, digest: string, key: CryptKey | und
   const actual = digestOf(plain, encrypted ? key : undefined);
   if (actual === digest) return plain;
   if (plain.buffer !== blob.buffer) release(plain);
-  throw new IbsError('CORRUPT', `Chunk ${digest}: content digest is ${actual} (damaged chunk)`);
+  throw damagedChunk(digest, actual);
 }
 
 /** Checks a received chunk (its plaintext digest; the CRC alone when encrypted) and sends the blob back. */
@@ -60,7 +61,7 @@ function check(job: Extract<Job, { type: 'check' }>): void {
   else {
     // Nobody needs the plaintext: it is hashed piece by piece as it decodes, never held whole.
     const actual = plainDigestSync(job.blob, what);
-    if (actual !== job.digest) throw new IbsError('CORRUPT', `Chunk ${job.digest}: content digest is ${actual} (damaged chunk)`);
+    if (actual !== job.digest) throw damagedChunk(job.digest, actual);
   }
   parentPort?.postMessage({ id: job.id, blob: job.blob }, [job.blob.buffer as ArrayBuffer]);
 }
