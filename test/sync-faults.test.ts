@@ -221,25 +221,28 @@ function pacedProxy(target: number, bytesPerSecond: number): { server: Server; p
   return { server, port: () => (server.address() as { port: number }).port };
 }
 
-test('a slow link is not taken for a stalled one: 32 MiB through an 8 MiB/s link with a 2 s idle time go once, without a stall', { timeout: 120_000 }, async () => {
-  const p = pacedProxy(portB, 8 * 1024 * 1024);
+test('a slow link is not taken for a stalled one: 40 MiB in 4 groups synced in parallel through a 6 MiB/s link with a 2 s idle time go once, without a stall', { timeout: 120_000 }, async () => {
+  const p = pacedProxy(portB, 6 * 1024 * 1024);
   await new Promise((r) => p.server.once('listening', r));
   try {
     await ok(homeA, ['datastore', 'create', 'large']);
     await ok(homeB, ['datastore', 'create', 'slow']);
     for (const id of ['push@ibs', 'push@ibs!repl']) await ok(homeB, ['acl', 'update', '/datastore/slow', 'DatastoreAdmin', '--auth-id', id]);
-    const dir = join(work.path, 'large');
-    await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, 'data.bin'), randomBytes(32 * 1024 * 1024));
-    await ok(homeA, ['backup', 'create', '--store', 'large', '--id', 'large', `root.tar:${dir}`]);
+    for (let i = 0; i < 4; i++) {
+      const dir = join(work.path, `large${i}`);
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, 'data.bin'), randomBytes(10 * 1024 * 1024));
+      await ok(homeA, ['backup', 'create', '--store', 'large', '--id', `large${i}`, `root.tar:${dir}`]);
+    }
     await ok(homeA, ['remote', 'create', 'site-b-slow', '--host', '127.0.0.1', '--port', String(p.port()), '--auth-id', 'push@ibs!repl', '--secret-file', join(work.path, 'secret'), '--fingerprint', b.fingerprint]);
-    await ok(homeA, ['sync', 'create', '--name', 'slow', '--store', 'large', '--remote', 'site-b-slow', '--remote-store', 'slow', '--direction', 'push']);
-    // All 32 MiB in flight at once would take 4 s to drain, and each request would see nothing for that long.
+    await ok(homeA, ['sync', 'create', '--name', 'slow', '--store', 'large', '--remote', 'site-b-slow', '--remote-store', 'slow', '--direction', 'push', '--worker-threads', '4']);
+    // All of it in flight at once (10 batches of 4 MiB per group) would take 7 s to drain, and each request
+    // would see nothing for that long; one batch per group, 2.7 s.
     const r = await ibs(homeA, ['sync', 'run', '--name', 'slow']);
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(`${r.stdout}\n${r.stderr}`, /stalled|trying again/, `${r.stdout}\n${r.stderr}`);
     const sent = /transferred ([\d.]+) MiB/.exec(r.stdout);
-    assert.ok(sent && Number(sent[1]) < 33, `sent more than the snapshot holds: ${r.stdout}`);
+    assert.ok(sent && Number(sent[1]) < 41, `sent more than the snapshots hold: ${r.stdout}`);
     assert.equal((await ibs(homeB, ['verify', 'start', 'slow'])).code, 0);
   } finally {
     p.server.close();

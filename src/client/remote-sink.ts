@@ -22,19 +22,51 @@ const RETRY = { attempts: 3, baseDelayMs: 500, maxDelayMs: 5000, retryable: (e: 
 const IN_FLIGHT = 10;
 
 /**
- * How fast a connection answers batches, in bytes per ms: for each batch, the bytes answered from its sending
- * to its answer (its own and those of batches answered meanwhile) over that time; the highest of the last 8
- * such samples, so that one slow answer does not shrink the window at once. Kept per client, so that the next
- * snapshot over the same link starts from what the last one learned.
+ * The batches one connection carries: as many in flight, across every snapshot sent over it (groups in
+ * parallel included), as the link answers in a quarter of the client's idle time; 1 before the first answer,
+ * IN_FLIGHT at most. HTTP/2 hands everything in flight to the socket at once and shares the link between the
+ * requests, so on a slow link each request sees data only when all of it has gone: 40 MiB in flight through
+ * a 2 MiB/s link (measured with a 3 s idle time; with the default 60 s, below about 0.7 MiB/s) had requests
+ * failed as stalled while the link was busy. Now what is queued drains within the idle time, down to one
+ * batch (4 MiB) in it: about 70 KB/s with the default 60 s.
+ *
+ * The rate: for each batch, the bytes answered from its sending to its answer (its own and those of batches
+ * answered meanwhile) over that time; the highest of the last 8 such samples, so that one slow answer does
+ * not shrink the window at once. Kept per client, so the next snapshot starts from what the last one learned.
  */
-class LinkMeter {
+class LinkPace {
+  readonly #idleMs: number;
   #answered = 0;
   readonly #samples: number[] = [];
+  #inFlight = 0;
+  #waiting: Array<() => void> = [];
+
+  constructor(idleMs: number) {
+    this.#idleMs = idleMs;
+  }
+
+  #allowed(): number {
+    if (this.#samples.length === 0) return 1;
+    const rate = Math.max(...this.#samples);
+    return Math.max(1, Math.min(IN_FLIGHT, Math.floor((rate * this.#idleMs) / 4 / BATCH_BYTES)));
+  }
+
+  /** Waits for room for one more batch on the link; `done` gives it back. */
+  async acquire(): Promise<void> {
+    while (this.#inFlight >= this.#allowed()) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    this.#inFlight++;
+  }
+
+  done(): void {
+    this.#inFlight--;
+    for (const wake of this.#waiting.splice(0)) wake();
+  }
 
   mark(): { at: number; answered: number } {
     return { at: performance.now(), answered: this.#answered };
   }
 
+  /** A batch of `bytes` sent at `since` was answered. */
   answered(bytes: number, since: { at: number; answered: number }): void {
     this.#answered += bytes;
     const ms = performance.now() - since.at;
@@ -42,13 +74,8 @@ class LinkMeter {
     this.#samples.push((this.#answered - since.answered) / ms);
     if (this.#samples.length > 8) this.#samples.shift();
   }
-
-  /** Bytes per ms; undefined before the first answer. */
-  get rate(): number | undefined {
-    return this.#samples.length > 0 ? Math.max(...this.#samples) : undefined;
-  }
 }
-const meters = new WeakMap<ApiClient, LinkMeter>();
+const paces = new WeakMap<ApiClient, LinkPace>();
 
 interface Pending {
   frames: Array<{ digest: string; header: Buffer; blob: Buffer }>;
@@ -141,7 +168,7 @@ export class RemoteSnapshotSink {
     const out = new Promise<void>((resolve) => (markSent = resolve));
     this.#unsent.add(out);
     void out.then(() => this.#unsent.delete(out));
-    while (this.#inFlight.size >= this.#allowed()) await Promise.race(this.#inFlight);
+    await this.#pace.acquire();
     const p: Promise<void> = (async () => {
       // First ask which chunks the server already holds for us (an interrupted earlier run); send the rest.
       const { known } = this.#askKnown ? await retry(() => this.#client.request<{ known: string[] }>('POST', `/backup/${this.#session}/known`, { digests: batch.frames.map((f) => f.digest) }), RETRY) : { known: [] as string[] };
@@ -151,10 +178,10 @@ export class RemoteSnapshotSink {
       if (send.length > 0) {
         const body = send.flatMap((f) => [f.header, f.blob]);
         // A batch is idempotent (chunks are content-addressed): retry it when a transfer fails on the way.
-        const since = this.#meter.mark();
+        const since = this.#pace.mark();
         const r = await retry(() => this.#client.requestBinary<{ existed: boolean[] }>(`/backup/${this.#session}/chunks`, { seq }, body, { sent: markSent }), RETRY);
         const bytes = body.reduce((n, p) => n + p.length, 0);
-        this.#meter.answered(bytes, since);
+        this.#pace.answered(bytes, since);
         this.sentBytes += bytes;
         send.forEach((f, i) => existed.set(f.digest, r.existed[i] ?? false));
       }
@@ -172,28 +199,15 @@ export class RemoteSnapshotSink {
       .finally(() => {
         markSent();
         this.#inFlight.delete(p);
+        this.#pace.done();
       });
     this.#inFlight.add(p);
   }
 
-  get #meter(): LinkMeter {
-    let meter = meters.get(this.#client);
-    if (!meter) meters.set(this.#client, (meter = new LinkMeter()));
-    return meter;
-  }
-
-  /**
-   * Batches it may have awaiting answers: as many as the link answers in a quarter of the client's idle time
-   * (1 before the first answer, at most IN_FLIGHT). HTTP/2 hands everything in flight to the socket at once
-   * and shares the link between the requests, so on a slow link each request moves only when all of it has
-   * gone: 40 MiB in flight through a 2 MiB/s link (measured with a 3 s idle time; 60 s by default, below about
-   * 0.7 MiB/s) had requests failed as stalled while the link was busy. Now what is queued drains within the
-   * idle time, down to one batch (4 MiB) in it: about 70 KB/s with the default 60 s.
-   */
-  #allowed(): number {
-    const rate = this.#meter.rate;
-    if (rate === undefined) return 1;
-    return Math.max(1, Math.min(IN_FLIGHT, Math.floor((rate * this.#client.idleTimeoutMs) / 4 / BATCH_BYTES)));
+  get #pace(): LinkPace {
+    let pace = paces.get(this.#client);
+    if (!pace) paces.set(this.#client, (pace = new LinkPace(this.#client.idleTimeoutMs)));
+    return pace;
   }
 
   /** Sends the open batch and waits for every batch in flight. */
