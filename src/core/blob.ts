@@ -79,13 +79,19 @@ let pieceBuffer: Buffer | undefined;
  * The zlib stream's native handle, driven directly: Node's public API decodes a zstd frame either whole into
  * one buffer or through asynchronous stream events, and neither hashes a piece right after decoding it.
  * `writeSync(flush, in, inOffset, inLength, out, outOffset, outLength)` leaves the output and input bytes it
- * did not use in `_writeState`; Node's own zstdDecompressSync drives the handle the same way. Undefined when a
- * Node version lacks them: callers then decode whole.
+ * did not use in `_writeState`; Node's own zstdDecompressSync drives the handle the same way. These are
+ * internals: they are used only once a probe (zstdDecodesInPieces) has shown that they decode as Node does.
  */
 interface ZstdHandle {
   writeSync(flush: number, input: Uint8Array, inOffset: number, inLength: number, output: Uint8Array, outOffset: number, outLength: number): void;
 }
-function pieceDecoder(): { stream: ZstdDecompress; handle: ZstdHandle; state: Uint32Array } | undefined {
+interface PieceDecoder {
+  stream: ZstdDecompress;
+  handle: ZstdHandle;
+  state: Uint32Array;
+}
+
+function handleDecoder(): PieceDecoder | undefined {
   const stream = new ZstdDecompress();
   const internals = stream as unknown as { _handle?: Partial<ZstdHandle>; _writeState?: unknown };
   const handle = internals._handle;
@@ -99,11 +105,62 @@ function pieceDecoder(): { stream: ZstdDecompress; handle: ZstdHandle; state: Ui
   return { stream, handle: handle as ZstdHandle, state };
 }
 
-/** Whether zstd payloads are decoded in pieces on this Node (see pieceDecoder); otherwise whole. */
+/**
+ * Decodes `payload` through `decoder` into `sink`, 256 KiB at a time. CORRUPT when the decoder reports that
+ * the payload does not decode, or when it decodes to more than MAX_BLOB_PLAINTEXT; anything else thrown (by
+ * `sink`, or by the handle itself) passes through as it is, never as damage.
+ */
+function decodeInPieces(decoder: PieceDecoder, payload: Uint8Array, what: string, sink: (piece: Buffer) => void): void {
+  const { stream, handle, state } = decoder;
+  const out = (pieceBuffer ??= Buffer.allocUnsafe(PIECE));
+  let offset = 0;
+  let total = 0;
+  try {
+    for (;;) {
+      const inLength = payload.length - offset;
+      handle.writeSync(constants.ZSTD_e_end, payload, offset, inLength, out, 0, PIECE);
+      if (stream.destroyed) throw undecodable(what, stream.errored);
+      const outLeft = state[0] as number;
+      const inLeft = state[1] as number;
+      const produced = PIECE - outLeft;
+      total += produced;
+      if (total > MAX_BLOB_PLAINTEXT) throw new IbsError('CORRUPT', `${what}: zstd payload decodes to more than ${MAX_BLOB_PLAINTEXT} bytes`);
+      if (produced > 0) sink(out.subarray(0, produced));
+      offset += inLength - inLeft;
+      // A step that did not fill the piece has nothing more to give. As with Node's own decoding, input left
+      // after the frame is ignored, and a frame cut short is an error ("unexpected end of file").
+      if (outLeft > 0) return;
+    }
+  } finally {
+    stream.destroy();
+  }
+}
+
+let piecewise: boolean | undefined;
+
+/**
+ * Whether zstd payloads are decoded in pieces (see ZstdHandle), found out once per thread: a frame of several
+ * pieces decoded that way must give what Node's own decoding gives. A Node whose internals differ (missing,
+ * or changed so that they throw or decode otherwise) gets whole decoding, only slower; a chunk is never
+ * taken for damaged because of it.
+ */
 export function zstdDecodesInPieces(): boolean {
-  const decoder = pieceDecoder();
-  decoder?.stream.destroy();
-  return decoder !== undefined;
+  if (piecewise === undefined) {
+    piecewise = false;
+    try {
+      const sample = Buffer.alloc(3 * PIECE + 1000);
+      for (let i = 0; i < sample.length; i++) sample[i] = 97 + ((i * 7 + (i >>> 9)) % 13);
+      const decoder = handleDecoder();
+      if (decoder) {
+        const parts: Buffer[] = [];
+        decodeInPieces(decoder, zstdCompressSync(sample), 'probe', (piece) => parts.push(Buffer.from(piece)));
+        piecewise = parts.length > 1 && Buffer.concat(parts).equals(sample);
+      }
+    } catch {
+      piecewise = false;
+    }
+  }
+  return piecewise;
 }
 
 /**
@@ -112,47 +169,14 @@ export function zstdDecodesInPieces(): boolean {
  * decodes to more than MAX_BLOB_PLAINTEXT (what `sink` has seen by then is not the plaintext).
  */
 export function decompressPiecesSync(payload: Uint8Array, what: string, sink: (piece: Buffer) => void): void {
-  const decoder = pieceDecoder();
+  const decoder = zstdDecodesInPieces() ? handleDecoder() : undefined;
   if (!decoder) {
     const plain = decompressSync(payload, what);
     sink(plain);
     release(plain);
     return;
   }
-  const { stream, handle, state } = decoder;
-  const out = (pieceBuffer ??= Buffer.allocUnsafe(PIECE));
-  let offset = 0;
-  let total = 0;
-  let sinkError: unknown;
-  try {
-    for (;;) {
-      const inLength = payload.length - offset;
-      handle.writeSync(constants.ZSTD_e_end, payload, offset, inLength, out, 0, PIECE);
-      if (stream.destroyed) throw stream.errored ?? new Error('decoder closed');
-      const outLeft = state[0] as number;
-      const inLeft = state[1] as number;
-      const produced = PIECE - outLeft;
-      total += produced;
-      if (total > MAX_BLOB_PLAINTEXT) throw new IbsError('CORRUPT', `${what}: zstd payload decodes to more than ${MAX_BLOB_PLAINTEXT} bytes`);
-      if (produced > 0) {
-        try {
-          sink(out.subarray(0, produced));
-        } catch (error) {
-          sinkError = error;
-          throw error;
-        }
-      }
-      offset += inLength - inLeft;
-      // A step that did not fill the piece has nothing more to give. As with Node's own decoding, input left
-      // after the frame is ignored, and a frame cut short is an error ("unexpected end of file").
-      if (outLeft > 0) return;
-    }
-  } catch (error) {
-    if (error instanceof IbsError || error === sinkError) throw error;
-    throw undecodable(what, error);
-  } finally {
-    stream.destroy();
-  }
+  decodeInPieces(decoder, payload, what, sink);
 }
 
 /**
