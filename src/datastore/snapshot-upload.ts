@@ -44,9 +44,10 @@ export interface UploadOptions extends OpOptions {
   pool?: ChunkPool | undefined;
   /**
    * Replace an existing snapshot of the same key whose files stay as they are, adding files (a client log
-   * added on the source after the snapshot was copied): the old manifest stays valid until `commit` replaces
-   * it, and `abort` leaves the snapshot as it was. A file the snapshot has is accepted again only with the same
-   * content. Without an existing snapshot this is a plain upload.
+   * added on the source after the snapshot was copied) or sending again chunks it lacks (a copy that failed
+   * verification): the old manifest stays valid until `commit` replaces it, and `abort` leaves the snapshot as
+   * it was. A file the snapshot has is accepted again only with the same content; its chunks count as sent
+   * only where `adopt` finds them stored. Without an existing snapshot this is a plain upload.
    */
   amend?: boolean;
 }
@@ -75,13 +76,20 @@ export class SnapshotUpload implements SnapshotSink {
   readonly #files = new Map<string, ManifestFile>();
   /** With `amend`: the files of the snapshot being replaced, which stay valid until commit. */
   readonly #existing: Map<string, ManifestFile>;
+  /**
+   * With `amend`: the chunks the snapshot being replaced references. The writer may reference them again, but
+   * only once `adopt` has found them stored: a copy is replaced because something about it is wrong (a chunk
+   * failed verification and was moved aside, say), so its chunks are not taken on trust.
+   */
+  readonly #amended: ReadonlySet<string>;
   readonly #amending: boolean;
   #done = false;
   /** A `finish` under way, which `abort` waits for. */
   #finishing: Promise<unknown> | undefined;
 
-  private constructor(ds: Datastore, ref: SnapshotRef, options: UploadOptions, lease: WriterLease, known: Set<string>, previous: SnapshotReader | undefined, existing: Manifest | undefined) {
+  private constructor(ds: Datastore, ref: SnapshotRef, options: UploadOptions, lease: WriterLease, known: Set<string>, previous: SnapshotReader | undefined, existing: Manifest | undefined, amended: Set<string>) {
     this.#ds = ds;
+    this.#amended = amended;
     this.#existing = new Map((existing?.files ?? []).map((f) => [f.filename, f]));
     this.#amending = existing !== undefined;
     this.ref = ref;
@@ -111,6 +119,7 @@ export class SnapshotUpload implements SnapshotSink {
     const base = newest && (newest.manifest.keyFingerprint ?? null) === options.keyFingerprint ? newest : undefined;
     const lease = await WriterLease.acquire(ds.backend, { kind: 'backup', target: snapshotPath(ref), ...(base ? { base: snapshotPath(base.ref) } : {}) });
     const known = new Set<string>();
+    const amended = new Set<string>();
     let previous: SnapshotReader | undefined;
     try {
       if (owner === undefined) await ds.setOwner(group, options.owner, options);
@@ -119,15 +128,15 @@ export class SnapshotUpload implements SnapshotSink {
         for (const name of previous.indexedNames()) for (const span of await previous.chunkList(name)) known.add(span.digest);
       }
       if (existing) {
-        // The snapshot being amended keeps its indexes: their chunks may be referenced again.
+        // The snapshot being amended keeps its indexes: their chunks may be referenced again, once found stored.
         const current = await SnapshotReader.open(ds, ref, { signal: options.signal });
-        for (const name of current.indexedNames()) for (const span of await current.chunkList(name)) known.add(span.digest);
+        for (const name of current.indexedNames()) for (const span of await current.chunkList(name)) amended.add(span.digest);
       }
     } catch (error) {
       await lease.release().catch(() => {});
       throw error;
     }
-    return new SnapshotUpload(ds, ref, options, lease, known, previous, existing);
+    return new SnapshotUpload(ds, ref, options, lease, known, previous, existing, amended);
   }
 
   #assertOpen(): void {
@@ -136,12 +145,12 @@ export class SnapshotUpload implements SnapshotSink {
 
   /**
    * Of `digests`, those this writer may reference without sending them because they are already stored and
-   * `vouched` says it uploaded them itself earlier (a session that did not finish); they become part of this
-   * session. Nobody learns about chunks they did not upload.
+   * `vouched` says it uploaded them itself earlier (a session that did not finish), or the snapshot it amends
+   * references them; they become part of this session. Nobody learns about chunks they did not upload.
    */
   async adopt(digests: readonly string[], vouched: (digest: string) => boolean): Promise<string[]> {
     this.#assertOpen();
-    const candidates = digests.filter((d) => !this.known.has(d) && !this.#uploaded.has(d) && vouched(d));
+    const candidates = digests.filter((d) => !this.known.has(d) && !this.#uploaded.has(d) && (this.#amended.has(d) || vouched(d)));
     const missing = await this.#ds.chunks.missing(candidates, { signal: this.#options.signal });
     const adopted = candidates.filter((d) => !missing.has(d));
     for (const d of adopted) {
@@ -208,11 +217,19 @@ export class SnapshotUpload implements SnapshotSink {
     // Rewriting a file with the same content keeps the old manifest valid; other content would break it.
     if (before && (before.size !== file.size || before.csum !== file.csum)) throw new IbsError('EXISTS', `${what}: the snapshot already has this file with other content; an amendment may only add files`);
     if (indexed) {
+      const unsent = new Set<string>();
       for (const span of indexChunks(decodeIndex(data, what))) {
-        if (!this.#uploaded.has(span.digest) && !this.known.has(span.digest)) {
+        if (this.#uploaded.has(span.digest) || this.known.has(span.digest)) continue;
+        if (!this.#amended.has(span.digest)) {
           throw new IbsError('PERMISSION_DENIED', `${what} references chunk ${span.digest}, which was neither uploaded in this session nor part of the previous snapshot of the group`);
         }
+        unsent.add(span.digest);
       }
+      // Chunks of the snapshot being amended that nobody asked about (adopt): they must be stored.
+      const missing = await this.#ds.chunks.missing([...unsent], { signal: this.#options.signal });
+      const first = missing.values().next();
+      if (!first.done) throw new IbsError('NOT_FOUND', `${what} references chunk ${first.value}, which is not stored (${missing.size} such chunk(s); send them first)`);
+      for (const d of unsent) this.#uploaded.add(d);
     }
     await this.#ds.backend.write(`${snapshotPath(this.ref)}${file.filename}`, data, { signal: this.#options.signal });
     this.#files.set(file.filename, file);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { IbsError, MANIFEST_NAME, snapshotPath, type SnapshotRef } from '../core/index.ts';
-import { Datastore, SnapshotWriter, SnapshotReader } from '../datastore/index.ts';
+import { Datastore, SnapshotWriter, SnapshotReader, verifyDatastore } from '../datastore/index.ts';
 import { TokenBucket } from '../lib/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
 import { StorageError } from '../storage/index.ts';
@@ -299,4 +299,39 @@ test('a chunk write whose answer is lost after the end went out: the end committ
   assert.deepEqual(report.failed, []);
   assert.deepEqual(report.copied, ['host/web1/1970-01-01T00:16:40Z']);
   assert.ok((await (await SnapshotReader.open(dst.ds, ref(1000))).readAll('root.tar')).equals(data));
+});
+
+test('a copy that failed verification is synced again as an amendment: a failing run leaves it in place, the next sends only what was moved aside', async () => {
+  const { ds, data } = await source();
+  const backend = new HookedBackend();
+  const dst = new DatastoreSide(await Datastore.create(backend), 'target');
+  const src = new DatastoreSide(ds, 'source');
+  const plan = (p: SyncPolicy) => async () => planSync(await src.list([], undefined), await dst.list([], undefined), p);
+  const resync = { ...policy, resyncCorrupt: true };
+  assert.deepEqual((await runSync(src, dst, await plan(policy)(), policy, quiet)).failed, []);
+  // One chunk of the copy goes bad; verify moves it aside and marks the copy failed.
+  const reader = await SnapshotReader.open(dst.ds, ref(1000));
+  const digest = (await reader.chunkList(reader.indexedNames()[0] as string))[0]?.digest as string;
+  const blob = Buffer.from(await dst.ds.chunks.rawBlob(digest));
+  blob[blob.length - 1] = (blob[blob.length - 1] as number) ^ 0xff;
+  await backend.write(`.chunks/${digest.slice(0, 4)}/${digest}`, blob);
+  assert.equal((await verifyDatastore(dst.ds)).ok, false);
+  assert.equal((await dst.ds.readManifest(ref(1000))).unprotected.verifyState?.state, 'failed');
+
+  // The link fails while the chunk is sent again: the copy that failed verification is still there.
+  backend.before = (key) => {
+    if (key.startsWith('.chunks/')) throw new StorageError('transient', `write "${key}": injected`);
+  };
+  const failing = await runSync(src, dst, await plan(resync)(), resync, quiet);
+  assert.equal(failing.failed.length, 1);
+  assert.equal((await dst.ds.readManifest(ref(1000))).unprotected.verifyState?.state, 'failed');
+
+  backend.before = undefined;
+  const repaired = await runSync(src, dst, await plan(resync)(), resync, quiet);
+  assert.deepEqual(repaired.failed, []);
+  assert.equal(repaired.chunksSent, 1, 'only the chunk moved aside is sent again');
+  const copy = await SnapshotReader.open(dst.ds, ref(1000));
+  assert.ok((await copy.readAll('root.tar')).equals(data));
+  assert.equal(copy.manifest.unprotected.verifyState?.state, 'ok');
+  assert.equal((await verifyDatastore(dst.ds)).ok, true);
 });

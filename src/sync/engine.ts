@@ -235,9 +235,10 @@ export async function runSync(source: SyncSource, target: SyncTarget, plan: Sync
       for (const c of g.copy) {
         throwIfAborted(signal);
         const targetRef: SnapshotRef = { ...c.snapshot.ref, ns: mapNamespace(c.snapshot.ref.ns, policy.sourceNs, policy.targetNs) };
-        // A good copy whose source gained files (a client log) is amended: it stays as it was until the new
-        // manifest replaces it. A copy that failed verification or differs otherwise is forgotten first.
-        let amend = c.resync === 'changed on the source since it was copied';
+        // A copy whose source gained files (a client log), or that failed verification, is amended: it stays
+        // as it was until the new manifest replaces it, and only chunks found stored on the target are not sent
+        // again (verify moved damaged ones aside). A copy whose files differ is forgotten first.
+        let amend = c.resync === 'changed on the source since it was copied' || c.resync === 'failed verification';
         if (c.resync) log(`${formatSnapshot(targetRef)}: copy on the target ${c.resync}; syncing it again${amend ? ' (the copy stays until the new one is complete)' : ''}`);
         if (c.resync && !amend) await target.forget(targetRef, { signal });
         // A lost connection or session (the peer restarted) is retried on a fresh session: chunks that
