@@ -129,8 +129,15 @@ export class SnapshotUpload implements SnapshotSink {
       }
       if (existing) {
         // The snapshot being amended keeps its indexes: their chunks may be referenced again, once found stored.
+        // An index that no longer reads (damaged, missing) is left out: the amendment writes it again.
         const current = await SnapshotReader.open(ds, ref, { signal: options.signal });
-        for (const name of current.indexedNames()) for (const span of await current.chunkList(name)) amended.add(span.digest);
+        for (const name of current.indexedNames()) {
+          try {
+            for (const span of await current.chunkList(name)) amended.add(span.digest);
+          } catch (error) {
+            if (!(error instanceof IbsError) || (error.code !== 'CORRUPT' && error.code !== 'NOT_FOUND')) throw error;
+          }
+        }
       }
     } catch (error) {
       await lease.release().catch(() => {});

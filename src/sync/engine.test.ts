@@ -335,3 +335,20 @@ test('a copy that failed verification is synced again as an amendment: a failing
   assert.equal(copy.manifest.unprotected.verifyState?.state, 'ok');
   assert.equal((await verifyDatastore(dst.ds)).ok, true);
 });
+
+test('a copy whose index no longer reads is amended too: the index is written again from the source', async () => {
+  const { ds, data } = await source();
+  const dst = new DatastoreSide(await Datastore.create(new MemoryBackend()), 'target');
+  const src = new DatastoreSide(ds, 'source');
+  const resync = { ...policy, resyncCorrupt: true };
+  const plan = async () => planSync(await src.list([], undefined), await dst.list([], undefined), resync);
+  assert.deepEqual((await runSync(src, dst, await plan(), resync, quiet)).failed, []);
+  const index = (await dst.ds.readManifest(ref(1000))).files.find((f) => f.filename.endsWith('.didx'))?.filename as string;
+  await dst.ds.backend.write(`${snapshotPath(ref(1000))}${index}`, Buffer.from('not an index any more'));
+  assert.equal((await verifyDatastore(dst.ds)).ok, false);
+  const report = await runSync(src, dst, await plan(), resync, quiet);
+  assert.deepEqual(report.failed, []);
+  assert.equal(report.chunksSent, 0, 'its chunks were all still stored');
+  assert.ok((await (await SnapshotReader.open(dst.ds, ref(1000))).readAll('root.tar')).equals(data));
+  assert.equal((await verifyDatastore(dst.ds)).ok, true);
+});
