@@ -343,7 +343,7 @@ test('amending a snapshot keeps its key and files: another key or other content 
   await backup(ds, ref(4000), data);
   await assert.rejects(SnapshotUpload.begin(ds, ref(4000), { owner: 'root@pam', keyFingerprint: null, verifyChunks: false }), (e) => e instanceof IbsError && e.code === 'EXISTS');
   const other = CryptKey.generate().fingerprint;
-  await assert.rejects(SnapshotUpload.begin(ds, ref(4000), { owner: 'root@pam', keyFingerprint: other, verifyChunks: false, amend: true }), (e) => e instanceof IbsError && e.code === 'INVALID_ARGUMENT' && /not encrypted/.test(e.message));
+  await assert.rejects(SnapshotUpload.begin(ds, ref(4000), { owner: 'root@pam', keyFingerprint: other, verifyChunks: false, amend: true }), (e) => e instanceof IbsError && e.code === 'EXISTS' && /not encrypted: an amendment must keep that/.test(e.message));
   const upload = await SnapshotUpload.begin(ds, ref(4000), { owner: 'root@pam', keyFingerprint: null, verifyChunks: false, amend: true });
   const [index] = (await ds.readManifest(ref(4000))).files;
   const changed = Buffer.from('not the index');

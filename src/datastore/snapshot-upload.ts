@@ -112,7 +112,8 @@ export class SnapshotUpload implements SnapshotSink {
       if (!options.amend) throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(ref)} already exists`);
       existing = await ds.readManifest(ref, options);
       if ((existing.keyFingerprint ?? null) !== options.keyFingerprint) {
-        throw new IbsError('INVALID_ARGUMENT', `Snapshot ${formatSnapshot(ref)} is ${existing.keyFingerprint ? `encrypted with key ${existing.keyFingerprint}` : 'not encrypted'}: an amendment must keep that`);
+        // EXISTS, as for a file with other content: a sync then replaces the copy whole (a job's key was changed).
+        throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(ref)} exists ${existing.keyFingerprint ? `encrypted with key ${existing.keyFingerprint}` : 'not encrypted'}: an amendment must keep that`);
       }
     }
     const newest = (await ds.listSnapshots({ ns: ref.ns, group }, options)).find((s) => s.ref.time < ref.time && s.manifest.unprotected.verifyState?.state !== 'failed');
