@@ -440,7 +440,7 @@ export const ROUTES: Route[] = [
         'backup-id': { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/ },
         'backup-time': { type: 'integer', minimum: 0, maximum: 2 ** 40 },
         'key-fingerprint': { type: 'string', pattern: /^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/, optional: true },
-        amend: { type: 'boolean', optional: true, description: 'replace the existing snapshot at commit, keeping its files and adding new ones (it stays as it was if the upload fails)' },
+        amend: { type: 'boolean', optional: true, description: 'replace the existing snapshot at commit, keeping its files and adding new ones (it stays as it was if the upload fails); its chunks are not in `known`: ask /known, answered from what is stored' },
         digests: { type: 'array', items: CSUM, maxItems: 10_000, optional: true, description: 'chunks to ask about at once, as with /known (answered in `present`): saves a round trip' },
       },
     },
@@ -481,7 +481,7 @@ export const ROUTES: Route[] = [
   {
     method: 'POST',
     path: '/backup/{session}/known',
-    summary: 'batched existence query: which of these chunks the session may reference without sending (previous snapshot, or uploaded by the caller in an unfinished session)',
+    summary: 'batched existence query: which of these chunks the session may reference without sending (previous snapshot; stored and uploaded by the caller in an unfinished session, or referenced by the snapshot being amended)',
     input: { type: 'object', properties: { session: SESSION, digests: { type: 'array', items: CSUM, maxItems: 10_000 } } },
     output: { type: 'object', properties: { known: { type: 'array', items: CSUM, maxItems: 10_000 } } },
     permission: { kind: 'handler', description: 'the identity that started the session' },
