@@ -40,7 +40,7 @@ async function transport<T>(what: string, fn: () => Promise<T>): Promise<T> {
  * mid-body (the peer died, the link was cut), fails as UNAVAILABLE instead of hanging or yielding a
  * truncated body.
  */
-async function exchange(stream: ClientHttp2Stream, what: string): Promise<{ status: number; body: Buffer }> {
+async function exchange(stream: ClientHttp2Stream, what: string): Promise<{ status: number; pieces: Buffer[] }> {
   const headers = await new Promise<Record<string, string | number>>((resolve, reject) => {
     stream.once('response', resolve);
     stream.once('error', reject);
@@ -49,7 +49,7 @@ async function exchange(stream: ClientHttp2Stream, what: string): Promise<{ stat
   const pieces: Buffer[] = [];
   for await (const piece of stream) pieces.push(piece as Buffer);
   if (stream.rstCode !== undefined && stream.rstCode !== 0) throw new IbsError('UNAVAILABLE', `${what}: the transfer was reset (HTTP/2 code ${stream.rstCode})`);
-  return { status: Number(headers[':status']), body: Buffer.concat(pieces) };
+  return { status: Number(headers[':status']), pieces };
 }
 
 /** The `data` of an API response, or an IbsError with the server's code and message. */
@@ -168,20 +168,23 @@ export class ApiClient {
     for (const piece of pieces) stream.write(piece);
     stream.end(sent);
     const r = await exchange(stream, `POST ${path}`);
-    return decodeApiResponse<T>(r.status, r.body.toString('utf8'), `POST ${path}`);
+    return decodeApiResponse<T>(r.status, Buffer.concat(r.pieces).toString('utf8'), `POST ${path}`);
   }
 
   /** GETs a binary response (below /api2/json); errors arrive as JSON and are thrown as IbsError. */
   requestBytes(path: string, query: Record<string, unknown> = {}): Promise<Buffer> {
-    return transport(`GET ${path}`, () => this.#requestBytes('GET', path, query, undefined));
+    return transport(`GET ${path}`, async () => Buffer.concat(await this.#requestBytes('GET', path, query, undefined)));
   }
 
-  /** POSTs JSON and returns a binary response (batched chunk reads). */
-  postForBytes(path: string, params: Record<string, unknown>): Promise<Buffer> {
+  /**
+   * POSTs JSON and returns a binary response in the pieces it arrived in (batched chunk reads): a caller that
+   * splits it into parts of its own need not copy it into one buffer first.
+   */
+  postForPieces(path: string, params: Record<string, unknown>): Promise<Buffer[]> {
     return transport(`POST ${path}`, () => this.#requestBytes('POST', path, {}, JSON.stringify(params)));
   }
 
-  async #requestBytes(method: 'GET' | 'POST', path: string, query: Record<string, unknown>, body: string | undefined): Promise<Buffer> {
+  async #requestBytes(method: 'GET' | 'POST', path: string, query: Record<string, unknown>, body: string | undefined): Promise<Buffer[]> {
     const stream = (await this.#live()).request({
       ':method': method,
       ':path': apiPath(path, query),
@@ -191,8 +194,8 @@ export class ApiClient {
     this.#watch(stream, `${method} ${path}`);
     stream.end(body);
     const r = await exchange(stream, `${method} ${path}`);
-    if (r.status !== 200) decodeApiResponse(r.status, r.body.toString('utf8'), `${method} ${path}`);
-    return r.body;
+    if (r.status !== 200) decodeApiResponse(r.status, Buffer.concat(r.pieces).toString('utf8'), `${method} ${path}`);
+    return r.pieces;
   }
 
   /** Calls an API path (below /api2/json); returns `data`, or throws IbsError with the server's code. */
@@ -214,7 +217,7 @@ export class ApiClient {
     if (body !== undefined) stream.end(body);
     else stream.end();
     const r = await exchange(stream, `${method} ${path}`);
-    return decodeApiResponse<T>(r.status, r.body.toString('utf8'), `${method} ${path}`);
+    return decodeApiResponse<T>(r.status, Buffer.concat(r.pieces).toString('utf8'), `${method} ${path}`);
   }
 
   /** Closes the connection after requests in flight; a lost or unresponsive connection is dropped after 2 s. */

@@ -35,10 +35,14 @@ export class RemoteSnapshotSource {
     return this.#client.requestBytes(`/reader/${this.#session}/chunk`, { digest });
   }
 
-  /** Several chunks in one request: frames of digest (32 bytes) | blob length (u32 LE) | blob, in request order. */
+  /**
+   * Several chunks in one request: frames of digest (32 bytes) | blob length (u32 LE) | blob, in request order.
+   * Read from the pieces the body arrived in: each blob gathered into a buffer of its own, which a check
+   * thread can take over whole and which is freed with its chunk, not with the whole body.
+   */
   async chunkBatch(digests: readonly string[]): Promise<Array<{ digest: string; blob: Buffer }>> {
-    const body = await this.#client.postForBytes(`/reader/${this.#session}/chunks`, { digests });
-    return parseChunkFrames(body, 'chunk batch from the server');
+    const pieces = await this.#client.postForPieces(`/reader/${this.#session}/chunks`, { digests });
+    return parseChunkFrames(pieces, 'chunk batch from the server');
   }
 
   async close(): Promise<void> {

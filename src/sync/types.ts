@@ -39,9 +39,10 @@ export interface SourceSnapshot {
   readFile(filename: string, options?: OpOptions): Promise<Buffer>;
   /**
    * The stored blobs of `digests`, fetched in batches with several in flight; yields each once, in any order.
-   * A chunk the source cannot serve throws.
+   * A chunk the source cannot serve throws. `sizeOf` gives a chunk's plaintext size where known: its blob is
+   * at most that (and a header), so a source can bound the bytes of a batch before fetching it.
    */
-  chunkBlobs(digests: readonly string[], options?: OpOptions): AsyncIterable<{ digest: string; blob: Buffer }>;
+  chunkBlobs(digests: readonly string[], options?: OpOptions & { sizeOf?: (digest: string) => number | undefined }): AsyncIterable<{ digest: string; blob: Buffer }>;
   close(): Promise<void>;
 }
 
