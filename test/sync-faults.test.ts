@@ -221,7 +221,7 @@ function pacedProxy(target: number, bytesPerSecond: number): { server: Server; p
   return { server, port: () => (server.address() as { port: number }).port };
 }
 
-test('a slow link is not taken for a stalled one: 40 MiB in 4 groups synced in parallel through a 6 MiB/s link with a 2 s idle time go once, without a stall', { timeout: 120_000 }, async () => {
+test('a slow link is not taken for a stalled one: 40 MiB in 4 groups pushed in parallel through a 6 MiB/s link with a 2 s idle time, then pulled back, go once, without a stall', { timeout: 120_000 }, async () => {
   const p = pacedProxy(portB, 6 * 1024 * 1024);
   await new Promise((r) => p.server.once('listening', r));
   try {
@@ -236,14 +236,22 @@ test('a slow link is not taken for a stalled one: 40 MiB in 4 groups synced in p
     }
     await ok(homeA, ['remote', 'create', 'site-b-slow', '--host', '127.0.0.1', '--port', String(p.port()), '--auth-id', 'push@ibs!repl', '--secret-file', join(work.path, 'secret'), '--fingerprint', b.fingerprint]);
     await ok(homeA, ['sync', 'create', '--name', 'slow', '--store', 'large', '--remote', 'site-b-slow', '--remote-store', 'slow', '--direction', 'push', '--worker-threads', '4']);
+    /** Runs a job that must move the 40 MiB once, without a stall, leaving `store` on `home` verified. */
+    const once = async (job: string, home: string, store: string): Promise<void> => {
+      const r = await ibs(homeA, ['sync', 'run', '--name', job]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(`${r.stdout}\n${r.stderr}`, /stalled|trying again/, `${r.stdout}\n${r.stderr}`);
+      const moved = /transferred ([\d.]+) MiB/.exec(r.stdout);
+      assert.ok(moved && Number(moved[1]) < 41, `${job} moved more than the snapshots hold: ${r.stdout}`);
+      assert.equal((await ibs(home, ['verify', 'start', store])).code, 0);
+    };
     // All of it in flight at once (10 batches of 4 MiB per group) would take 7 s to drain, and each request
     // would see nothing for that long; one batch per group, 2.7 s.
-    const r = await ibs(homeA, ['sync', 'run', '--name', 'slow']);
-    assert.equal(r.code, 0, r.stderr);
-    assert.doesNotMatch(`${r.stdout}\n${r.stderr}`, /stalled|trying again/, `${r.stdout}\n${r.stderr}`);
-    const sent = /transferred ([\d.]+) MiB/.exec(r.stdout);
-    assert.ok(sent && Number(sent[1]) < 41, `sent more than the snapshots hold: ${r.stdout}`);
-    assert.equal((await ibs(homeB, ['verify', 'start', 'slow'])).code, 0);
+    await once('slow', homeB, 'slow');
+    // And back: a pull through the same link, where the server queues its answers.
+    await ok(homeA, ['datastore', 'create', 'pulled']);
+    await ok(homeA, ['sync', 'create', '--name', 'slow-pull', '--store', 'pulled', '--remote', 'site-b-slow', '--remote-store', 'slow', '--direction', 'pull', '--worker-threads', '4']);
+    await once('slow-pull', homeA, 'pulled');
   } finally {
     p.server.close();
   }

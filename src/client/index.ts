@@ -2,5 +2,5 @@
 export { ApiClient, decodeApiResponse, type ApiClientOptions } from './api-client.ts';
 export { LocalApiClient } from './local-client.ts';
 export { RemoteSnapshotSink } from './remote-sink.ts';
-export { RemoteSnapshotSource } from './remote-source.ts';
+export { RemoteSnapshotSource, CHUNK_BATCH_BYTES, CHUNK_BATCHES_IN_FLIGHT } from './remote-source.ts';
 export { encodeChunkFrames, parseChunkFrames, FRAME_HEADER } from './frames.ts';

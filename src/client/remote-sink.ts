@@ -1,6 +1,7 @@
 import { IbsError, formatSnapshot, parseSnapshot, type Manifest, type ManifestFile, type SnapshotRef } from '../core/index.ts';
 import type { ApiClient } from './api-client.ts';
 import { retry } from '../lib/index.ts';
+import { LinkPace } from './link-pace.ts';
 
 /**
  * Chunks per request, by bytes. The server checks a batch once all of it has arrived and answers for all of
@@ -21,60 +22,7 @@ const RETRY = { attempts: 3, baseDelayMs: 500, maxDelayMs: 5000, retryable: (e: 
  */
 const IN_FLIGHT = 10;
 
-/**
- * The batches one connection carries: as many in flight, across every snapshot sent over it (groups in
- * parallel included), as the link answers in a quarter of the client's idle time; 1 before the first answer,
- * IN_FLIGHT at most. HTTP/2 hands everything in flight to the socket at once and shares the link between the
- * requests, so on a slow link each request sees data only when all of it has gone: 40 MiB in flight through
- * a 2 MiB/s link (measured with a 3 s idle time; with the default 60 s, below about 0.7 MiB/s) had requests
- * failed as stalled while the link was busy. Now what is queued drains within the idle time, down to one
- * batch (4 MiB) in it: about 70 KB/s with the default 60 s.
- *
- * The rate: for each batch, the bytes answered from its sending to its answer (its own and those of batches
- * answered meanwhile) over that time; the highest of the last 8 such samples, so that one slow answer does
- * not shrink the window at once. Kept per client, so the next snapshot starts from what the last one learned.
- */
-class LinkPace {
-  readonly #idleMs: number;
-  #answered = 0;
-  readonly #samples: number[] = [];
-  #inFlight = 0;
-  #waiting: Array<() => void> = [];
-
-  constructor(idleMs: number) {
-    this.#idleMs = idleMs;
-  }
-
-  #allowed(): number {
-    if (this.#samples.length === 0) return 1;
-    const rate = Math.max(...this.#samples);
-    return Math.max(1, Math.min(IN_FLIGHT, Math.floor((rate * this.#idleMs) / 4 / BATCH_BYTES)));
-  }
-
-  /** Waits for room for one more batch on the link; `done` gives it back. */
-  async acquire(): Promise<void> {
-    while (this.#inFlight >= this.#allowed()) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    this.#inFlight++;
-  }
-
-  done(): void {
-    this.#inFlight--;
-    for (const wake of this.#waiting.splice(0)) wake();
-  }
-
-  mark(): { at: number; answered: number } {
-    return { at: performance.now(), answered: this.#answered };
-  }
-
-  /** A batch of `bytes` sent at `since` was answered. */
-  answered(bytes: number, since: { at: number; answered: number }): void {
-    this.#answered += bytes;
-    const ms = performance.now() - since.at;
-    if (ms <= 0) return;
-    this.#samples.push((this.#answered - since.answered) / ms);
-    if (this.#samples.length > 8) this.#samples.shift();
-  }
-}
+/** Pushes over one connection share its pace (see LinkPace): batches of 4 MiB, IN_FLIGHT at most. */
 const paces = new WeakMap<ApiClient, LinkPace>();
 
 interface Pending {
@@ -206,7 +154,7 @@ export class RemoteSnapshotSink {
 
   get #pace(): LinkPace {
     let pace = paces.get(this.#client);
-    if (!pace) paces.set(this.#client, (pace = new LinkPace(this.#client.idleTimeoutMs)));
+    if (!pace) paces.set(this.#client, (pace = new LinkPace(this.#client.idleTimeoutMs, BATCH_BYTES, IN_FLIGHT)));
     return pace;
   }
 

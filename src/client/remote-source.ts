@@ -1,6 +1,15 @@
 import { parseManifest, type Manifest, type SnapshotRef, formatSnapshot, formatNamespace } from '../core/index.ts';
 import type { ApiClient } from './api-client.ts';
 import { parseChunkFrames } from './frames.ts';
+import { LinkPace } from './link-pace.ts';
+
+/**
+ * Chunk batches read over one connection share its pace (see LinkPace): callers ask for at most this many
+ * bytes per batch (by plaintext size, which bounds a blob) and this many batches at a time.
+ */
+export const CHUNK_BATCH_BYTES = 4 * 1024 * 1024;
+export const CHUNK_BATCHES_IN_FLIGHT = 16;
+const paces = new WeakMap<ApiClient, LinkPace>();
 
 /**
  * A snapshot read from a server (the client half of the reader session API; it has the shape of a datastore
@@ -41,8 +50,17 @@ export class RemoteSnapshotSource {
    * thread can take over whole and which is freed with its chunk, not with the whole body.
    */
   async chunkBatch(digests: readonly string[]): Promise<Array<{ digest: string; blob: Buffer }>> {
-    const pieces = await this.#client.postForPieces(`/reader/${this.#session}/chunks`, { digests });
-    return parseChunkFrames(pieces, 'chunk batch from the server');
+    let pace = paces.get(this.#client);
+    if (!pace) paces.set(this.#client, (pace = new LinkPace(this.#client.idleTimeoutMs, CHUNK_BATCH_BYTES, CHUNK_BATCHES_IN_FLIGHT)));
+    await pace.acquire();
+    try {
+      const since = pace.mark();
+      const pieces = await this.#client.postForPieces(`/reader/${this.#session}/chunks`, { digests });
+      pace.answered(pieces.reduce((n, p) => n + p.length, 0), since);
+      return parseChunkFrames(pieces, 'chunk batch from the server');
+    } finally {
+      pace.done();
+    }
   }
 
   async close(): Promise<void> {

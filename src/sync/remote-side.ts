@@ -1,4 +1,4 @@
-import { ApiClient, RemoteSnapshotSink, RemoteSnapshotSource } from '../client/index.ts';
+import { ApiClient, CHUNK_BATCH_BYTES, CHUNK_BATCHES_IN_FLIGHT, RemoteSnapshotSink, RemoteSnapshotSource } from '../client/index.ts';
 import { IbsError, formatGroup, formatNamespace, formatSnapshot, parseManifest, parseNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
 import { isWhole, mapConcurrent, prefetch, release, retry } from '../lib/index.ts';
 import { groupKey, type BeginInput, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
@@ -48,16 +48,15 @@ const again = <T>(fn: () => Promise<T>): Promise<T> => retry(fn, RETRY);
 
 /**
  * Chunk reads: requests of at most 4 MiB of plaintext (a blob is at most its plaintext and a header) and 64
- * chunks, 16 in flight, so that at most 64 MiB of bodies are under way whatever the chunk sizes. Chunks of
+ * chunks, up to 16 in flight as the connection's pace allows (client/link-pace.ts), so that at most 64 MiB of
+ * bodies are under way whatever the chunk sizes. Chunks of
  * unknown size count as 8 MiB, the largest a chunk can be. Pulling the benchmark's datastore (377 MiB of text
  * chunks and 4 MiB image chunks), two runs each: direct 3.99-4.22 s, peaks 253-279 MB pulling and 229-266 MiB
  * serving; with 50 ms added each way 6.11-6.22 s. Before, 16 chunks per request and 4 in flight (up to 256 MiB
  * with 4 MiB chunks): 4.28-4.96 s, 462 MB and 415-428 MiB; 6.12 s with 50 ms. 8 MiB x 6 used less memory
  * but let too little of the compressible part be under way for the latency (7.33 s).
  */
-const REQUEST_BYTES = 4 * 1024 * 1024;
 const CHUNKS_PER_REQUEST = 64;
-const REQUESTS_IN_FLIGHT = 16;
 
 /** `digests` in order, in batches of at most `maxBytes` by `sizeOf` (unknown: 8 MiB) and `maxCount`; at least one each. */
 export function batchBySize(digests: readonly string[], sizeOf: ((digest: string) => number | undefined) | undefined, maxBytes: number, maxCount: number): string[][] {
@@ -106,8 +105,9 @@ export class RemoteSide implements SyncSource, SyncTarget {
       manifest: source.manifest,
       readFile: (filename) => again(() => source.readFile(filename)),
       chunkBlobs: async function* (digests, options = {}) {
-        const batches = batchBySize(digests, options.sizeOf, REQUEST_BYTES, CHUNKS_PER_REQUEST);
-        for await (const frames of prefetch(batches, REQUESTS_IN_FLIGHT, (b) => again(() => source.chunkBatch(b)))) yield* frames;
+        // The source's pace decides how many of these are under way on a slow link.
+        const batches = batchBySize(digests, options.sizeOf, CHUNK_BATCH_BYTES, CHUNKS_PER_REQUEST);
+        for await (const frames of prefetch(batches, CHUNK_BATCHES_IN_FLIGHT, (b) => again(() => source.chunkBatch(b)))) yield* frames;
       },
       close: () => source.close(),
     };
