@@ -22,9 +22,6 @@ const RETRY = { attempts: 3, baseDelayMs: 500, maxDelayMs: 5000, retryable: (e: 
  */
 const IN_FLIGHT = 10;
 
-/** Pushes over one connection share its pace (see LinkPace): batches of 4 MiB, IN_FLIGHT at most. */
-const paces = new WeakMap<ApiClient, LinkPace>();
-
 interface Pending {
   frames: Array<{ digest: string; header: Buffer; blob: Buffer }>;
   bytes: number;
@@ -152,10 +149,9 @@ export class RemoteSnapshotSink {
     this.#inFlight.add(p);
   }
 
+  /** Pushes over one connection share its pace: batches of BATCH_BYTES, IN_FLIGHT at most. */
   get #pace(): LinkPace {
-    let pace = paces.get(this.#client);
-    if (!pace) paces.set(this.#client, (pace = new LinkPace(this.#client.idleTimeoutMs, BATCH_BYTES, IN_FLIGHT)));
-    return pace;
+    return LinkPace.of(this.#client, 'push', BATCH_BYTES, IN_FLIGHT);
   }
 
   /** Sends the open batch and waits for every batch in flight. */

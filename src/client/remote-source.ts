@@ -9,7 +9,6 @@ import { LinkPace } from './link-pace.ts';
  */
 export const CHUNK_BATCH_BYTES = 4 * 1024 * 1024;
 export const CHUNK_BATCHES_IN_FLIGHT = 16;
-const paces = new WeakMap<ApiClient, LinkPace>();
 
 /**
  * A snapshot read from a server (the client half of the reader session API; it has the shape of a datastore
@@ -50,8 +49,7 @@ export class RemoteSnapshotSource {
    * thread can take over whole and which is freed with its chunk, not with the whole body.
    */
   async chunkBatch(digests: readonly string[]): Promise<Array<{ digest: string; blob: Buffer }>> {
-    let pace = paces.get(this.#client);
-    if (!pace) paces.set(this.#client, (pace = new LinkPace(this.#client.idleTimeoutMs, CHUNK_BATCH_BYTES, CHUNK_BATCHES_IN_FLIGHT)));
+    const pace = LinkPace.of(this.#client, 'pull', CHUNK_BATCH_BYTES, CHUNK_BATCHES_IN_FLIGHT);
     await pace.acquire();
     try {
       const since = pace.mark();

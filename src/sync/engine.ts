@@ -87,8 +87,10 @@ async function copySnapshot(
     // rewrite the indexes, so that what the target has is still asked by digest and never sent twice.
     const transform = options.transformFor?.(snap);
     const toTarget = new Map<string, string>();
+    // Plaintext sizes bound the blobs: a source across a link sizes its requests by them.
+    const fetching = { signal, sizeOf: (d: string) => sizes.get(d) };
     if (transform) {
-      for await (const { digest, blob } of src.chunkBlobs([...sizes.keys()], { signal, sizeOf: (d) => sizes.get(d) })) toTarget.set(digest, (await transform.chunk(digest, blob)).digest);
+      for await (const { digest, blob } of src.chunkBlobs([...sizes.keys()], fetching)) toTarget.set(digest, (await transform.chunk(digest, blob)).digest);
       ({ manifest, files } = await transform.files(manifest, files, toTarget));
       log(`${name}: ${transform.describe}`);
     }
@@ -109,7 +111,7 @@ async function copySnapshot(
         const limits = INSERT_LIMITS[options.ioWeight ?? 'normal'];
         const window = options.ioWeight === 'low' ? limits.bytes : (tgt.window ?? limits.bytes);
         const queue = new WorkQueue(limits.writes, { maxWeight: window });
-        for await (const fetched of src.chunkBlobs(list, { signal, sizeOf: (d) => sizes.get(d) })) {
+        for await (const fetched of src.chunkBlobs(list, fetching)) {
           throwIfAborted(signal);
           const { digest, blob } = transform ? await transform.chunk(fetched.digest, fetched.blob) : fetched;
           await options.bucket?.take(blob.length, signal);

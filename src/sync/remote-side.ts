@@ -1,6 +1,7 @@
 import { ApiClient, CHUNK_BATCH_BYTES, CHUNK_BATCHES_IN_FLIGHT, RemoteSnapshotSink, RemoteSnapshotSource } from '../client/index.ts';
 import { IbsError, formatGroup, formatNamespace, formatSnapshot, parseManifest, parseNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
 import { isWhole, mapConcurrent, prefetch, release, retry } from '../lib/index.ts';
+import { DEFAULT_CHUNKER } from '../datastore/index.ts';
 import { groupKey, type BeginInput, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
 
 /** A listing as the API carries it. */
@@ -49,8 +50,8 @@ const again = <T>(fn: () => Promise<T>): Promise<T> => retry(fn, RETRY);
 /**
  * Chunk reads: requests of at most 4 MiB of plaintext (a blob is at most its plaintext and a header) and 64
  * chunks, up to 16 in flight as the connection's pace allows (client/link-pace.ts), so that at most 64 MiB of
- * bodies are under way whatever the chunk sizes. Chunks of
- * unknown size count as 8 MiB, the largest a chunk can be. Pulling the benchmark's datastore (377 MiB of text
+ * bodies are under way whatever the chunk sizes. Chunks of unknown size count as the chunker's largest.
+ * Pulling the benchmark's datastore (377 MiB of text
  * chunks and 4 MiB image chunks), two runs each: direct 3.99-4.22 s, peaks 253-279 MB pulling and 229-266 MiB
  * serving; with 50 ms added each way 6.11-6.22 s. Before, 16 chunks per request and 4 in flight (up to 256 MiB
  * with 4 MiB chunks): 4.28-4.96 s, 462 MB and 415-428 MiB; 6.12 s with 50 ms. 8 MiB x 6 used less memory
@@ -58,13 +59,13 @@ const again = <T>(fn: () => Promise<T>): Promise<T> => retry(fn, RETRY);
  */
 const CHUNKS_PER_REQUEST = 64;
 
-/** `digests` in order, in batches of at most `maxBytes` by `sizeOf` (unknown: 8 MiB) and `maxCount`; at least one each. */
+/** `digests` in order, in batches of at most `maxBytes` by `sizeOf` (unknown: the largest chunk) and `maxCount`; at least one each. */
 export function batchBySize(digests: readonly string[], sizeOf: ((digest: string) => number | undefined) | undefined, maxBytes: number, maxCount: number): string[][] {
   const batches: string[][] = [];
   let batch: string[] = [];
   let bytes = 0;
   for (const d of digests) {
-    const size = sizeOf?.(d) ?? 8 * 1024 * 1024;
+    const size = sizeOf?.(d) ?? DEFAULT_CHUNKER.max;
     if (batch.length > 0 && (bytes + size > maxBytes || batch.length >= maxCount)) {
       batches.push(batch);
       batch = [];

@@ -1,6 +1,5 @@
 import {
   IbsError,
-  checkBlobCrc,
   readBlobHeader,
   decodeBlob,
   decodeIndex,
@@ -16,6 +15,7 @@ import {
   type Manifest,
   type ManifestFile,
 } from '../core/index.ts';
+import { verifyChunkContent } from '../datastore/index.ts';
 
 /**
  * A change of encryption on the way: encrypt-on-push (plaintext snapshot → encrypted with the job's active
@@ -61,10 +61,9 @@ export function encryptTransform(key: CryptKey): SnapshotTransform {
     keyFingerprint: key.fingerprint,
     describe: `encrypted on the way with key ${key.fingerprint}`,
     chunk: async (digest, blob) => {
-      const header = checkBlobCrc(blob, `chunk ${digest}`);
-      if (isEncryptedBlob(header)) throw new IbsError('INVALID_ARGUMENT', `chunk ${digest} is already encrypted`);
-      const plain = await decodeBlob(blob, undefined, `chunk ${digest}`);
-      if ((await sha256HexAsync(plain)) !== digest) throw new IbsError('CORRUPT', `Chunk ${digest}: content does not match its digest (damaged on the source)`);
+      if (isEncryptedBlob(readBlobHeader(blob, `chunk ${digest}`))) throw new IbsError('INVALID_ARGUMENT', `chunk ${digest} is already encrypted`);
+      // Damage on the source fails here (CORRUPT), before anything is encrypted.
+      const plain = await verifyChunkContent(digest, blob, undefined, false);
       const bound = await key.chunkDigestAsync(plain);
       return { digest: bound, blob: await encodeBlob(plain, { compress: true, key, digest: bound }) };
     },
@@ -80,8 +79,7 @@ export function decryptTransform(key: CryptKey): SnapshotTransform {
     keyFingerprint: null,
     describe: `decrypted on the way with associated key ${key.fingerprint}`,
     chunk: async (digest, blob) => {
-      const plain = await decodeBlob(blob, key, `chunk ${digest}`, { digest });
-      if (readBlobHeader(blob, `chunk ${digest}`).bound === undefined && (await key.chunkDigestAsync(plain)) !== digest) throw new IbsError('CORRUPT', `Chunk ${digest}: content does not match its digest (damaged on the source)`);
+      const plain = await verifyChunkContent(digest, blob, key, true);
       return { digest: await sha256HexAsync(plain), blob: await encodeBlob(plain, { compress: true }) };
     },
     files: async (manifest, files, map) => {
