@@ -1,5 +1,24 @@
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { throwIfAborted } from './abort.ts';
+
+/**
+ * Reads into `buffer` from `position` (or the file's current position when null) until it is full or the file
+ * ends; returns how many bytes it holds. Reads as large as the buffer: one call of the thread pool per read.
+ */
+export async function readInto(file: FileHandle, buffer: Uint8Array, position: number | null): Promise<number> {
+  let filled = 0;
+  while (filled < buffer.length) {
+    const { bytesRead } = await file.read(buffer, filled, buffer.length - filled, position === null ? null : position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return filled;
+}
+
+/** Writes all of `data` at the file's current position, in as few calls as the system allows. */
+export async function writeAll(file: FileHandle, data: Uint8Array): Promise<void> {
+  for (let done = 0; done < data.length; ) done += (await file.write(data, done, data.length - done, null)).bytesWritten;
+}
 
 /**
  * Reads a file (or block device) from start to end in pieces of `size` bytes, each read straight into a
@@ -13,12 +32,7 @@ export async function* readPieces(path: string, size: number, signal?: AbortSign
   /** The next piece: fills a new buffer unless the end comes first (then a view of what was read). */
   const fill = async (): Promise<Buffer> => {
     const buffer = Buffer.allocUnsafeSlow(size);
-    let filled = 0;
-    while (filled < size) {
-      const { bytesRead } = await file.read(buffer, filled, size - filled, null);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
-    }
+    const filled = await readInto(file, buffer, null);
     return filled === size ? buffer : buffer.subarray(0, filled);
   };
   let next: Promise<Buffer> | undefined;
