@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { link, mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes, rmdir } from 'node:fs/promises';
+import { link, mkdir, open, type FileHandle, readdir, rename, rm, stat, statfs, unlink, utimes, rmdir } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { fsyncDir, readInto, throwIfAborted, writeAll } from '../../lib/index.ts';
 import {
@@ -147,9 +147,7 @@ export class LocalBackend implements StorageBackend {
     const dir = dirname(path);
     const temp = `${path}${TEMP_MARKER}${randomBytes(6).toString('hex')}`;
     try {
-      const created = await mkdir(dir, { recursive: true });
-      if (created !== undefined) await fsyncDir(dirname(created));
-      const handle = await open(temp, 'wx', 0o644);
+      const handle = await this.#create(temp, dir);
       try {
         const hash = options.expectedSha256 ? createHash('sha256') : undefined;
         for await (const piece of sourceChunks(source)) {
@@ -181,6 +179,18 @@ export class LocalBackend implements StorageBackend {
       await rm(temp, { force: true }).catch(() => {});
       throw mapError(error, 'write', key);
     }
+  }
+
+  /** Creates the file `temp` in `dir`, creating `dir` (and its parents, durably) only when it is missing. */
+  async #create(temp: string, dir: string): Promise<FileHandle> {
+    try {
+      return await open(temp, 'wx', 0o644);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    const created = await mkdir(dir, { recursive: true });
+    if (created !== undefined) await fsyncDir(dirname(created));
+    return open(temp, 'wx', 0o644);
   }
 
   async touch(key: string, options: OpOptions = {}): Promise<void> {
