@@ -1,7 +1,7 @@
 import { checkBlobCrc, readBlobHeader, decodeBlob, assertDigest, isEncryptedBlob, sha256HexAsync, damagedChunk, IbsError, type CryptKey } from '../core/index.ts';
 import { mapConcurrent, release } from '../lib/index.ts';
 import type { ChunkPool } from './chunk-pool.ts';
-import { isStorageError, type StorageBackend, type OpOptions } from '../storage/index.ts';
+import { isStorageError, type StorageBackend, type OpOptions, type ReadOptions } from '../storage/index.ts';
 
 export const CHUNK_PREFIX = '.chunks/';
 const BAD_SUFFIX = '.bad';
@@ -97,7 +97,7 @@ export class ChunkStore {
   }
 
   /** The stored blob as it is; NOT_FOUND when missing. */
-  async #read(digest: string, options: OpOptions): Promise<Buffer> {
+  async #read(digest: string, options: ReadOptions): Promise<Buffer> {
     try {
       return await this.#backend.read(chunkKey(assertDigest(digest)), options);
     } catch (error) {
@@ -108,7 +108,8 @@ export class ChunkStore {
 
   /** Whether the stored blob is byte for byte `expected` (a read-back after writing). NOT_FOUND when missing. */
   async storedEquals(digest: string, expected: Uint8Array, options: OpOptions = {}): Promise<boolean> {
-    const stored = await this.#read(digest, options);
+    // One byte more than expected, so that a longer object differs too; a range read needs no size first.
+    const stored = await this.#read(digest, { ...options, range: { start: 0, end: expected.length + 1 } });
     const same = stored.equals(expected);
     release(stored);
     return same;
