@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { IbsError, type CryptKey, type ErrorCode } from '../core/index.ts';
 import { movable, release, Semaphore } from '../lib/index.ts';
+import type { ThreadStore } from '../storage/index.ts';
 
 /** What a thread answers: a blob (checked or encoded), a digest, or a failure. */
 interface Answer {
@@ -9,6 +10,10 @@ interface Answer {
   blob?: Uint8Array;
   digest?: string;
   error?: { code: ErrorCode; message: string };
+  /** check-store: whether the chunk was there already, whether a new one read back the same, why storing failed. */
+  existed?: boolean;
+  same?: boolean;
+  storeError?: { code: ErrorCode; message: string };
 }
 
 interface Pending {
@@ -86,6 +91,22 @@ export class ChunkPool {
       const sent = movable(blob);
       const back = await this.#ask(this.#worker(), { type: 'check', digest, blob: sent }, [sent.buffer]);
       return sent === blob ? (back.blob as Uint8Array) : blob;
+    });
+  }
+
+  /**
+   * Checks one chunk blob and stores it from the thread through `store` under `key` (a chunk that is there
+   * already is touched instead); rejects CORRUPT when damaged, and then nothing is stored. Resolves with whether
+   * it existed and, with `readBack`, whether a new one read back byte for byte. When storing there fails, it
+   * resolves with the checked blob and the failure instead, for the caller to store it the usual way. The blob
+   * moves to the thread when it is a whole buffer (the one passed in is then empty), else it is copied.
+   */
+  async checkAndStore(digest: string, blob: Uint8Array, store: ThreadStore, key: string, readBack: boolean): Promise<{ existed: boolean; same?: boolean } | { blob: Uint8Array; failure: IbsError }> {
+    return this.#slots.run(async () => {
+      const sent = movable(blob);
+      const back = await this.#ask(this.#worker(), { type: 'check-store', digest, blob: sent, store, key, readBack }, [sent.buffer]);
+      if (back.storeError) return { blob: back.blob as Uint8Array, failure: new IbsError(back.storeError.code, back.storeError.message) };
+      return { existed: back.existed === true, ...(back.same !== undefined ? { same: back.same } : {}) };
     });
   }
 

@@ -1,5 +1,5 @@
 import { checkBlobCrc, readBlobHeader, decodeBlob, assertDigest, isEncryptedBlob, sha256HexAsync, damagedChunk, IbsError, type CryptKey } from '../core/index.ts';
-import { mapConcurrent, release } from '../lib/index.ts';
+import { mapConcurrent, release, throwIfAborted } from '../lib/index.ts';
 import type { ChunkPool } from './chunk-pool.ts';
 import { isStorageError, type StorageBackend, type OpOptions, type ReadOptions } from '../storage/index.ts';
 
@@ -41,8 +41,14 @@ export class ChunkStore {
    * the encoder computed that CRC a moment ago); with `verify` the plaintext digest is checked too (plain
    * chunks always, encrypted ones when `verify.key` is given). A mismatch throws CORRUPT and stores nothing.
    * With `verify.pool` the blob may move to a thread: use `stored` (the same bytes) afterwards, never `blob`.
+   * Where the backend has a ThreadStore, that thread stores it too and `stored` is absent; with `readBack` it
+   * then reads a new chunk back and `same` tells whether it matched (without `stored`, nobody else can).
    */
-  async insert(digest: string, blob: Uint8Array, options: OpOptions & { verify?: { key?: CryptKey | undefined; pool?: ChunkPool | undefined }; encodedHere?: boolean } = {}): Promise<{ existed: boolean; stored: Uint8Array }> {
+  async insert(
+    digest: string,
+    blob: Uint8Array,
+    options: OpOptions & { verify?: { key?: CryptKey | undefined; pool?: ChunkPool | undefined }; encodedHere?: boolean; readBack?: boolean } = {},
+  ): Promise<{ existed: boolean; stored?: Uint8Array; same?: boolean }> {
     assertDigest(digest, 'chunk digest');
     if (options.encodedHere && !options.verify) {
       readBlobHeader(blob, `chunk ${digest}`);
@@ -52,11 +58,18 @@ export class ChunkStore {
     const pool = options.verify?.pool;
     let checked = false;
     if (pool && !options.verify?.key) {
-      // CRC and plaintext digest (plain chunks) on a worker thread; if the threads themselves fail (not the
-      // chunk), the check runs here instead, unless the blob went down with its thread.
+      // CRC and plaintext digest (plain chunks) on a worker thread, which also stores it where it can; if the
+      // threads themselves fail (not the chunk), the check runs here instead, unless the blob went down with
+      // its thread. A chunk the thread could not store comes back checked, to be stored the usual way.
       const length = blob.length;
+      const store = this.#backend.threadStore;
       try {
-        stored = await pool.check(digest, blob);
+        if (store) {
+          throwIfAborted(options.signal);
+          const done = await pool.checkAndStore(digest, blob, store, chunkKey(digest), options.readBack === true);
+          if (!('blob' in done)) return done;
+          stored = done.blob;
+        } else stored = await pool.check(digest, blob);
         checked = true;
       } catch (error) {
         if (error instanceof IbsError) throw error;

@@ -1,6 +1,7 @@
 /**
  * Worker thread of the ChunkPool. Checks a received chunk (the SHA-256 of a plain chunk's plaintext, the CRC
- * of an encrypted one's) and sends the blob back (moved, not copied) for storing; digests a backup's
+ * of an encrypted one's) and sends the blob back (moved, not copied) for storing, or stores it itself where
+ * the backend offers a ThreadStore; digests a backup's
  * chunk and holds it until told to encode it (compression, encryption) or to drop it (a chunk stored before),
  * or digests and encodes it in one go.
  */
@@ -12,9 +13,11 @@ import { CryptKey } from '../core/crypt-key.ts';
 import { damagedChunk } from '../core/digest.ts';
 import { IbsError, toIbsError } from '../core/errors.ts';
 import { movable, release } from '../lib/release.ts';
+import type { ThreadStore, ThreadStoreModule } from '../storage/backend.ts';
 
 type Job =
   | { type: 'check'; id: number; digest: string; blob: Uint8Array }
+  | { type: 'check-store'; id: number; digest: string; blob: Uint8Array; store: ThreadStore; key: string; readBack: boolean }
   | { type: 'decode'; id: number; digest: string; blob: Uint8Array; key?: Uint8Array }
   | { type: 'digest'; id: number; chunk: Uint8Array; key?: Uint8Array }
   | { type: 'encode'; id: number; held: number; compress: boolean }
@@ -54,16 +57,45 @@ function verifiedPlaintext(blob: Uint8Array, digest: string, key: CryptKey | und
   throw damagedChunk(digest, actual);
 }
 
-/** Checks a received chunk (its plaintext digest; the CRC alone when encrypted) and sends the blob back. */
-function check(job: Extract<Job, { type: 'check' }>): void {
-  const what = `chunk ${job.digest}`;
-  if (isEncryptedBlob(readBlobHeader(job.blob, what))) checkBlobCrc(job.blob, what);
+/** Checks a received chunk: its plaintext digest, or the CRC alone when encrypted. CORRUPT when damaged. */
+function checkBlob(digest: string, blob: Uint8Array): void {
+  const what = `chunk ${digest}`;
+  if (isEncryptedBlob(readBlobHeader(blob, what))) checkBlobCrc(blob, what);
   else {
     // Nobody needs the plaintext: it is hashed piece by piece as it decodes, never held whole.
-    const actual = plainDigestSync(job.blob, what);
-    if (actual !== job.digest) throw damagedChunk(job.digest, actual);
+    const actual = plainDigestSync(blob, what);
+    if (actual !== digest) throw damagedChunk(digest, actual);
   }
+}
+
+/** Checks a received chunk and sends the blob back. */
+function check(job: Extract<Job, { type: 'check' }>): void {
+  checkBlob(job.digest, job.blob);
   parentPort?.postMessage({ id: job.id, blob: job.blob }, [job.blob.buffer as ArrayBuffer]);
+}
+
+/** The ThreadStore modules this thread has loaded, by URL. */
+const stores = new Map<string, Promise<ThreadStoreModule>>();
+
+/**
+ * Checks a received chunk and stores it through the backend's ThreadStore; answers whether it existed and,
+ * for a new one read back, whether it read back the same. When storing fails, the blob goes back with the
+ * error (the chunk passed its check), for the caller to store the usual way with its retries.
+ */
+async function checkAndStore(job: Extract<Job, { type: 'check-store' }>): Promise<void> {
+  checkBlob(job.digest, job.blob);
+  let stored: { existed: boolean; same?: boolean };
+  try {
+    let store = stores.get(job.store.module);
+    if (!store) stores.set(job.store.module, (store = import(job.store.module) as Promise<ThreadStoreModule>));
+    stored = (await store).putSync(job.store.location, job.key, job.blob, { readBack: job.readBack });
+  } catch (error) {
+    const e = toIbsError(error);
+    parentPort?.postMessage({ id: job.id, blob: job.blob, storeError: { code: e.code, message: e.message } }, [job.blob.buffer as ArrayBuffer]);
+    return;
+  }
+  release(job.blob);
+  parentPort?.postMessage({ id: job.id, ...stored });
 }
 
 /** Decodes a stored chunk and checks its digest; sends the plaintext. */
@@ -107,7 +139,7 @@ function encode(job: Extract<Job, { type: 'encode' }>): void {
   }
 }
 
-parentPort?.on('message', (job: Job) => {
+parentPort?.on('message', async (job: Job) => {
   if (job.type === 'drop') {
     const h = held.get(job.held);
     held.delete(job.held);
@@ -116,6 +148,7 @@ parentPort?.on('message', (job: Job) => {
   }
   try {
     if (job.type === 'check') check(job);
+    else if (job.type === 'check-store') await checkAndStore(job);
     else if (job.type === 'decode') decode(job);
     else if (job.type === 'digest') digest(job);
     else if (job.type === 'digest-encode') digestAndEncode(job);

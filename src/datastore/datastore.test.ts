@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
 import { CryptKey, IbsError, MANIFEST_NAME, snapshotPath, type SnapshotRef } from '../core/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
 import { Datastore } from './datastore.ts';
@@ -402,4 +403,87 @@ test('an abort that arrives while finish is committing waits for it: the snapsho
   assert.deepEqual(await finished, []);
   const reader = await SnapshotReader.open(ds, ref(5000));
   assert.ok((await reader.readFile('client.log.blob')).equals(files[0]?.data as Buffer), 'the committed snapshot kept its file');
+});
+
+test('on a local backend the check thread stores a received chunk itself and reads it back; a damaged read-back is reported, a store it cannot make falls back to the backend', async () => {
+  const { SnapshotUpload } = await import('./snapshot-upload.ts');
+  const { encodeBlob, sha256Hex } = await import('../core/index.ts');
+  const { LocalBackend } = await import('../storage/local/index.ts');
+  const { mkdtemp, rm, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'ibs-thread-store-'));
+  const real = new URL('../storage/local/thread-store.ts', import.meta.url).href;
+  // Thread stores for the test: one that stores a flipped last byte (a disk that keeps something else), one that fails.
+  await writeFile(
+    join(dir, 'damaging.mjs'),
+    `import { putSync as real } from ${JSON.stringify(real)};
+     import { readFileSync, writeFileSync } from 'node:fs';
+     export function putSync(location, key, data, options) {
+       const r = real(location, key, data, { readBack: false });
+       if (r.existed) return r;
+       const path = location + '/' + key;
+       const b = readFileSync(path); b[b.length - 1] ^= 1; writeFileSync(path, b);
+       return { existed: false, same: readFileSync(path).equals(data) };
+     }`,
+  );
+  await writeFile(join(dir, 'failing.mjs'), `export function putSync() { throw Object.assign(new Error('EIO: i/o error, open'), { code: 'EIO' }); }`);
+  let module: string | undefined;
+  class Local extends LocalBackend {
+    override get threadStore() {
+      const store = super.threadStore;
+      return store && module ? { ...store, module } : store;
+    }
+  }
+  const pool = new ChunkPool(1);
+  try {
+    const ds = await Datastore.create(new Local({ root: join(dir, 'store') }));
+    const chunk = async (): Promise<{ digest: string; blob: Uint8Array }> => {
+      const data = randomBytes(40_000);
+      return { digest: sha256Hex(data), blob: new Uint8Array(await encodeBlob(data, { compress: true })) };
+    };
+
+    // The thread checks, stores and reads back: nothing comes back but the outcome.
+    const a = await chunk();
+    const copyA = Buffer.from(a.blob);
+    assert.deepEqual(await ds.chunks.insert(a.digest, a.blob, { verify: { pool }, readBack: true }), { existed: false, same: true });
+    assert.ok((await ds.backend.read(chunkKey(a.digest))).equals(copyA));
+    assert.deepEqual(await ds.chunks.insert(a.digest, Buffer.from(copyA), { verify: { pool }, readBack: true }), { existed: true });
+    // A damaged chunk is refused before anything is stored.
+    const bad = await chunk();
+    bad.blob[bad.blob.length - 1] = (bad.blob[bad.blob.length - 1] as number) ^ 1;
+    await assert.rejects(ds.chunks.insert(bad.digest, bad.blob, { verify: { pool } }), (e) => e instanceof IbsError && e.code === 'CORRUPT');
+    assert.equal(await ds.backend.stat(chunkKey(bad.digest)), undefined);
+
+    // Read back damaged: reported, moved aside; sent again (stored by the real thread store), whole.
+    module = pathToFileURL(join(dir, 'damaging.mjs')).href;
+    const upload = await SnapshotUpload.begin(ds, ref(5000), { owner: 'root@pam', keyFingerprint: null, verifyChunks: true, pool });
+    const b = await chunk();
+    const copyB = Buffer.from(b.blob);
+    await upload.insertChunk(b.digest, b.blob);
+    assert.deepEqual(await upload.verifyReceived(), [b.digest]);
+    assert.equal(await ds.backend.stat(chunkKey(b.digest)), undefined, 'the damaged chunk no longer counts as stored');
+    assert.ok(await ds.backend.stat(`${chunkKey(b.digest)}.bad`), 'it was moved aside');
+    module = undefined;
+    await upload.insertChunk(b.digest, Buffer.from(copyB));
+    assert.deepEqual(await upload.verifyReceived(), []);
+    assert.ok((await ds.backend.read(chunkKey(b.digest))).equals(copyB));
+
+    // The thread cannot store: the chunk comes back checked and the backend stores it (and it is read back here).
+    module = pathToFileURL(join(dir, 'failing.mjs')).href;
+    const c = await chunk();
+    const copyC = Buffer.from(c.blob);
+    const stored = await ds.chunks.insert(c.digest, c.blob, { verify: { pool }, readBack: true });
+    assert.equal(stored.existed, false);
+    assert.ok(stored.stored && Buffer.from(stored.stored).equals(copyC), 'the blob came back');
+    assert.ok((await ds.backend.read(chunkKey(c.digest))).equals(copyC));
+    await upload.insertChunk(c.digest, Buffer.from(copyC));
+    const d = await chunk();
+    await upload.insertChunk(d.digest, d.blob);
+    assert.deepEqual(await upload.verifyReceived(), []);
+    await upload.abort();
+  } finally {
+    await pool.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });

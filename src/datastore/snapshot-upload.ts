@@ -169,21 +169,24 @@ export class SnapshotUpload implements SnapshotSink {
   }
 
   /**
-   * Checks and stores one chunk. With a pool the blob may move to a thread and back: the caller must not use
+   * Checks and stores one chunk. With a pool the blob may move to a thread (and back): the caller must not use
    * `blob` afterwards. A chunk received from elsewhere (verifyChunks) that was not stored before is read back
-   * at once and compared byte for byte with what was checked; verifyReceived reports the outcome.
+   * at once (by the thread that stored it, or here) and compared byte for byte with what was checked;
+   * verifyReceived reports the outcome.
    */
   async insertChunk(digest: string, blob: Uint8Array): Promise<{ existed: boolean }> {
     this.#assertOpen();
     throwIfAborted(this.#options.signal);
-    const { existed, stored } = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal, ...(this.#options.verifyChunks ? { verify: { pool: this.#options.pool } } : { encodedHere: true }) });
+    const verify = this.#options.verifyChunks;
+    const { existed, stored, same } = await this.#ds.chunks.insert(digest, blob, { signal: this.#options.signal, ...(verify ? { verify: { pool: this.#options.pool }, readBack: true } : { encodedHere: true }) });
     this.#uploaded.add(digest);
     // A blob that came back from a check thread is this upload's alone: freed once it is no longer needed.
-    const owned = stored !== blob;
-    if (!existed && this.#options.verifyChunks) {
-      const same = this.#ds.chunks.storedEquals(digest, stored, { signal: this.#options.signal });
-      same.catch(() => {}).finally(() => owned && release(stored));
-      this.#unverified.set(digest, same);
+    const owned = stored !== undefined && stored !== blob;
+    if (!existed && verify && same !== undefined) this.#unverified.set(digest, Promise.resolve(same));
+    else if (!existed && verify && stored) {
+      const equal = this.#ds.chunks.storedEquals(digest, stored, { signal: this.#options.signal });
+      equal.catch(() => {}).finally(() => owned && release(stored));
+      this.#unverified.set(digest, equal);
     } else if (owned) release(stored);
     return { existed };
   }

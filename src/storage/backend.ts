@@ -1,4 +1,5 @@
-import { IbsError, type ErrorCode } from '../core/index.ts';
+// The error types alone: a worker thread that stores objects (ThreadStore) loads this module.
+import { IbsError, type ErrorCode } from '../core/errors.ts';
 
 /**
  * The contract every place that holds a datastore's bytes fulfils. Keys are relative, "/"-separated paths
@@ -10,6 +11,14 @@ import { IbsError, type ErrorCode } from '../core/index.ts';
  */
 export interface StorageBackend {
   readonly info: BackendInfo;
+
+  /**
+   * Present when whole objects can also be stored synchronously from a worker thread (a thread that already
+   * holds the bytes, such as the one that checked a chunk, stores it without handing it back): see ThreadStore.
+   * Wrappers pass it on. A store made that way is what `write` would make; a caller that meets a failure there
+   * uses `write` instead, for its retries and error kinds.
+   */
+  readonly threadStore?: ThreadStore | undefined;
 
   /** Size and modification time of `key`, or undefined when it does not exist. Idempotent. */
   stat(key: string, options?: OpOptions): Promise<ObjectInfo | undefined>;
@@ -66,6 +75,22 @@ export interface BackendInfo {
     conditionalCreate: boolean;
     maxConnections: number;
   };
+}
+
+/** Where a worker thread finds a backend's synchronous store: `module` (a URL) exports `putSync` (ThreadStoreModule), called with `location`. */
+export interface ThreadStore {
+  module: string;
+  location: string;
+}
+
+export interface ThreadStoreModule {
+  /**
+   * Stores `data` under `key` unless an object is there already, which is then touched (its modification time
+   * set to now) instead: as `write(key, data, { ifNotExists: true })` and, on exists, `touch`. Durable when it
+   * returns. With `readBack` a new object is read back and `same` tells whether it is byte for byte `data`.
+   * Fails with StorageError, and then leaves nothing behind. Synchronous: for a worker thread only.
+   */
+  putSync(location: string, key: string, data: Uint8Array, options: { readBack: boolean }): { existed: boolean; same?: boolean };
 }
 
 export interface ObjectInfo {

@@ -18,6 +18,10 @@ export class ConcurrencyBackend implements StorageBackend {
     return this.#inner.info;
   }
 
+  get threadStore(): StorageBackend['threadStore'] {
+    return this.#inner.threadStore;
+  }
+
   stat(key: string, options?: OpOptions): Promise<ObjectInfo | undefined> {
     return this.#slots.run(() => this.#inner.stat(key, options));
   }

@@ -26,6 +26,10 @@ export class RetryBackend implements StorageBackend {
     return this.#inner.info;
   }
 
+  get threadStore(): StorageBackend['threadStore'] {
+    return this.#inner.threadStore;
+  }
+
   #retry<T>(op: string, key: string, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
     return retry(fn, {
       attempts: this.#options.attempts,

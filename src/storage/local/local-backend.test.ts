@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runConformanceSuite } from '../conformance.ts';
 import { LocalBackend } from './local-backend.ts';
+import { isStorageError } from '../backend.ts';
 
 runConformanceSuite('local', async () => {
   const root = await mkdtemp(join(tmpdir(), 'ibs-local-'));
@@ -30,6 +31,40 @@ test('cleanTemporary() removes old leftovers of interrupted writes, and listing 
     assert.deepEqual(listed, ['a/obj']);
     assert.equal(await backend.cleanTemporary(3_600_000), 1);
     assert.deepEqual((await readdir(join(root, 'a'))).sort(), ['obj', 'obj3.ibs-tmp-123456']);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('thread store: stores a new object durably as write would, touches an existing one, creates missing folders, and leaves nothing on failure', async () => {
+  const { putSync } = (await import('./thread-store.ts')) as typeof import('./thread-store.ts');
+  const root = await mkdtemp(join(tmpdir(), 'ibs-local-thread-'));
+  try {
+    const backend = new LocalBackend({ root });
+    const store = backend.threadStore;
+    assert.ok(store, 'a local backend offers a thread store');
+    assert.equal(store.location, root);
+    assert.equal((await import(store.module)).putSync, putSync, 'its module is this one');
+    assert.equal(new LocalBackend({ root, injectWriteError: () => undefined }).threadStore, undefined, 'not with a test hook a thread cannot call');
+
+    const data = Buffer.from('chunk bytes '.repeat(1000));
+    assert.deepEqual(putSync(root, 'deep/er/obj', data, { readBack: true }), { existed: false, same: true });
+    assert.ok((await backend.read('deep/er/obj')).equals(data));
+    assert.deepEqual(putSync(root, 'deep/er/obj2', data, { readBack: false }), { existed: false });
+
+    const old = Date.now() / 1000 - 7200;
+    await utimes(join(root, 'deep', 'er', 'obj'), old, old);
+    assert.deepEqual(putSync(root, 'deep/er/obj', Buffer.from('other'), { readBack: true }), { existed: true });
+    assert.ok((await backend.read('deep/er/obj')).equals(data), 'an existing object is not replaced');
+    assert.ok(((await backend.stat('deep/er/obj'))?.mtimeMs ?? 0) > Date.now() - 60_000, 'but touched');
+
+    // A folder in the way is a file: a storage error, and no temporary file left.
+    await backend.write('file', Buffer.from('x'));
+    assert.throws(() => putSync(root, 'file/obj', data, { readBack: true }), (e: unknown) => isStorageError(e));
+    assert.throws(() => putSync(root, '../escape', data, { readBack: true }), RangeError);
+    const names = (await readdir(root, { recursive: true })).map(String);
+    assert.deepEqual(names.filter((n) => n.includes('.ibs-tmp-')), []);
+    assert.deepEqual(names.sort(), ['deep', 'deep/er', 'deep/er/obj', 'deep/er/obj2', 'file']);
   } finally {
     await rm(root, { recursive: true, force: true });
   }

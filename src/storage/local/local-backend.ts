@@ -15,42 +15,14 @@ import {
   type StorageBackend,
   type WriteOptions,
   type WriteSource,
+  type ThreadStore,
 } from '../backend.ts';
-
-/** Suffix of in-progress writes; never listed, removed by `cleanTemporary`. */
-export const TEMP_MARKER = '.ibs-tmp-';
+import { mapError, objectPath, TEMP_MARKER } from './local-files.ts';
 
 export interface LocalBackendOptions {
   root: string;
   /** Test hook: an error to raise before the data of a write reaches the disk (to inject ENOSPC, EIO, …). */
   injectWriteError?: (key: string) => NodeJS.ErrnoException | undefined;
-}
-
-function mapError(error: unknown, op: string, key: string): unknown {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  const what = `${op} "${key}"`;
-  switch (code) {
-    case 'ENOENT':
-    case 'ENOTDIR':
-      return new StorageError('not-found', `${what}: no such object`, { cause: error });
-    case 'EEXIST':
-      return new StorageError('exists', `${what}: object exists`, { cause: error });
-    case 'EACCES':
-    case 'EPERM':
-    case 'EROFS':
-      return new StorageError('denied', `${what}: permission denied (${code})`, { cause: error });
-    case 'ENOSPC':
-    case 'EDQUOT':
-      return new StorageError('no-space', `${what}: no space left on device (${code})`, { cause: error });
-    case 'EAGAIN':
-    case 'EBUSY':
-    case 'EMFILE':
-    case 'ENFILE':
-    case 'EINTR':
-      return new StorageError('transient', `${what}: temporarily unavailable (${code})`, { cause: error });
-    default:
-      return error;
-  }
 }
 
 /**
@@ -70,8 +42,13 @@ export class LocalBackend implements StorageBackend {
     this.info = { scheme: 'local', location: options.root, capabilities: { atomicRename: true, conditionalCreate: true, maxConnections: 64 } };
   }
 
+  /** Whole objects stored from a worker thread (thread-store.ts); not with a test hook, which a thread cannot call. */
+  get threadStore(): ThreadStore | undefined {
+    return this.#inject ? undefined : { module: new URL('./thread-store.ts', import.meta.url).href, location: this.#root };
+  }
+
   #path(key: string): string {
-    return join(this.#root, ...assertKey(key).split('/'));
+    return objectPath(this.#root, key);
   }
 
   async stat(key: string, options: OpOptions = {}): Promise<ObjectInfo | undefined> {
