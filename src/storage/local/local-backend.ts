@@ -3,7 +3,6 @@ import { link, mkdir, open, type FileHandle, readdir, rename, rm, stat, statfs, 
 import { dirname, join, relative, sep } from 'node:path';
 import { fsyncDir, readInto, throwIfAborted, writeAll } from '../../lib/index.ts';
 import {
-  assertKey,
   assertPrefix,
   sourceChunks,
   StorageError,
