@@ -211,3 +211,51 @@ test('a flipped byte in a chunk: verify names the chunk and every snapshot using
   const list = JSON.parse((await ibs(home, ['snapshot', 'list', 'store1', 'host/flip', '--output', 'json'])).stdout) as Array<{ verifyState: string }>;
   assert.deepEqual(list.map((s) => s.verifyState), ['failed', 'failed']);
 });
+
+test('a damaged manifest: the listing shows that snapshot as damaged and every other one; verify fails it and checks the rest; GC refuses, naming it; it can be unprotected and forgotten', async () => {
+  const data = join(work.path, 'mani');
+  await mkdir(data);
+  await writeFile(join(data, 'payload.bin'), randomBytes(64 * 1024));
+  const times = ['2026-10-01T00:00:00Z', '2026-10-02T00:00:00Z', '2026-10-03T00:00:00Z'];
+  for (const t of times) {
+    const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'mani', '--time', t, `root.tar:${data}`]);
+    assert.equal(b.code, 0, b.stderr);
+  }
+  const damaged = `host/mani/${times[1]}`;
+  assert.equal((await ibs(home, ['snapshot', 'protect', 'store1', damaged])).code, 0);
+  await writeFile(join(storePath, damaged, 'index.json'), '{"format": 1, "backup-type": "ho');
+
+  const list = await ibs(home, ['snapshot', 'list', 'store1', 'host/mani', '--output', 'json']);
+  assert.equal(list.code, 0, list.stderr);
+  const rows = JSON.parse(list.stdout) as Array<{ snapshot: string; verifyState: string; protected: boolean; damaged?: string }>;
+  assert.deepEqual(rows.map((r) => [r.snapshot, r.verifyState]), [[`host/mani/${times[2]}`, 'none'], [damaged, 'damaged'], [`host/mani/${times[0]}`, 'none']]);
+  assert.equal(rows[1]?.protected, true);
+  assert.match(rows[1]?.damaged ?? '', /not valid JSON.*snapshot forget/);
+  const groups = await ibs(home, ['group', 'list', 'store1', '--output', 'json']);
+  assert.equal(groups.code, 0, groups.stderr);
+  assert.equal((JSON.parse(groups.stdout) as Array<{ group: string; snapshots: number }>).find((g) => g.group === 'host/mani')?.snapshots, 3);
+  const text = await ibs(home, ['snapshot', 'list', 'store1', 'host/mani']);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, new RegExp(`${damaged}: Manifest of ${damaged}: not valid JSON`));
+
+  const verify = await ibs(home, ['verify', 'start', 'store1']);
+  assert.equal(verify.code, 13, verify.stderr);
+  assert.match(verify.stderr, new RegExp(`${damaged}: Manifest of ${damaged}: not valid JSON`));
+  const after = JSON.parse((await ibs(home, ['snapshot', 'list', 'store1', 'host/mani', '--output', 'json'])).stdout) as Array<{ verifyState: string }>;
+  assert.deepEqual(after.map((r) => r.verifyState), ['ok', 'damaged', 'ok'], 'the others were verified');
+
+  // What acts on the whole datastore stops rather than take the snapshot for absent (GC would remove its chunks).
+  const gc = await ibs(home, ['gc', 'start', 'store1']);
+  assert.equal(gc.code, 6, gc.stderr);
+  assert.match(gc.stderr, /not valid JSON; the snapshot cannot be read: "snapshot forget" removes it/);
+
+  const refused = await ibs(home, ['snapshot', 'forget', 'store1', damaged]);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /protected/);
+  assert.equal((await ibs(home, ['snapshot', 'unprotect', 'store1', damaged])).code, 0);
+  const forget = await ibs(home, ['snapshot', 'forget', 'store1', damaged]);
+  assert.equal(forget.code, 0, forget.stderr);
+  const left = JSON.parse((await ibs(home, ['snapshot', 'list', 'store1', 'host/mani', '--output', 'json'])).stdout) as Array<{ snapshot: string }>;
+  assert.deepEqual(left.map((r) => r.snapshot), [`host/mani/${times[2]}`, `host/mani/${times[0]}`]);
+  assert.equal((await ibs(home, ['gc', 'start', 'store1'])).code, 0);
+});

@@ -12,7 +12,7 @@ import {
   type CryptKey,
   type Namespace,
 } from '../core/index.ts';
-import { SnapshotReader } from '../datastore/index.ts';
+import { SnapshotReader, type DamagedSnapshot } from '../datastore/index.ts';
 import { readCatalog } from './backup.ts';
 import { withDatastore, type AppContext } from './context.ts';
 
@@ -29,6 +29,8 @@ export interface SnapshotRow {
   protected: boolean;
   verifyState: string;
   notes?: string;
+  /** Why the snapshot cannot be read (its manifest is damaged); its other fields are then empty. */
+  damaged?: string;
 }
 
 export async function listSnapshots(ctx: AppContext, input: { store: string; ns?: string; group?: string; recursive?: boolean }): Promise<SnapshotRow[]> {
@@ -36,8 +38,11 @@ export async function listSnapshots(ctx: AppContext, input: { store: string; ns?
   const group = input.group !== undefined ? parseGroup(input.group, ns) : undefined;
   return withDatastore(ctx, input.store, async (ds) => {
     await ds.assertNamespace(ns);
-    const snaps = await ds.listSnapshots({ ns, recursive: input.recursive ?? false, ...(group ? { group } : {}) }, { signal: ctx.signal });
-    return snaps.map((s) => ({
+    // A snapshot whose manifest does not read is listed as damaged (and can then be forgotten) rather than
+    // hiding every other one behind its error.
+    const damaged: DamagedSnapshot[] = [];
+    const snaps = await ds.listSnapshots({ ns, recursive: input.recursive ?? false, ...(group ? { group } : {}) }, { signal: ctx.signal, damaged });
+    const rows: SnapshotRow[] = snaps.map((s) => ({
       snapshot: formatSnapshot(s.ref),
       namespace: formatNamespace(s.ref.ns),
       group: formatGroup(s.ref),
@@ -50,6 +55,13 @@ export async function listSnapshots(ctx: AppContext, input: { store: string; ns?
       verifyState: s.manifest.unprotected.verifyState?.state ?? 'none',
       ...(s.manifest.unprotected.notes ? { notes: s.manifest.unprotected.notes } : {}),
     }));
+    if (damaged.length === 0) return rows;
+    for (const d of damaged) {
+      rows.push({ snapshot: formatSnapshot(d.ref), namespace: formatNamespace(d.ref.ns), group: formatGroup(d.ref), time: formatBackupTime(d.ref.time), files: [], archives: [], size: 0, encrypted: false, protected: d.protected, verifyState: 'damaged', damaged: d.reason });
+    }
+    // In the listing's order: by namespace and group, newest first.
+    const order = (x: SnapshotRow): string => `${x.namespace}\0${x.group}`;
+    return rows.sort((a, b) => (order(a) === order(b) ? (a.time < b.time ? 1 : a.time > b.time ? -1 : 0) : order(a) < order(b) ? -1 : 1));
   });
 }
 

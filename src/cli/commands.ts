@@ -533,11 +533,12 @@ export const COMMANDS: Command[] = [
     run: (ctx, a) => app.listSnapshots(ctx, { store: pos(a, 0), ...(a.positionals[1] ? { group: pos(a, 1) } : {}), ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), recursive: flag(a, 'recursive') }),
     remote: (a) => ({ method: 'GET', path: storeApi(a, '/snapshots'), params: { ...nsParam(a), ...(a.positionals[1] ? { group: pos(a, 1) } : {}), ...(flag(a, 'recursive') ? { recursive: true } : {}) } }),
     // The archives `backup restore` takes (not the stored files); the namespace when the list reaches into any.
+    // A damaged snapshot's row says so; why, below the table.
     text: (r: app.SnapshotRow[]) =>
       table(
-        r.map((s) => ({ ...s, size: formatBytes(s.size), encrypted: s.encrypted ? 'yes' : 'no', protected: s.protected ? 'yes' : '' })),
+        r.map((s) => ({ ...s, size: s.damaged ? '' : formatBytes(s.size), encrypted: s.damaged ? '' : s.encrypted ? 'yes' : 'no', protected: s.protected ? 'yes' : '' })),
         ['snapshot', ...(r.some((s) => s.namespace !== '') ? ['namespace'] : []), 'size', 'encrypted', 'protected', 'verifyState', 'archives'],
-      ),
+      ) + r.filter((s) => s.damaged).map((s) => `\n${s.snapshot}: ${s.damaged}`).join(''),
   },
   {
     path: ['snapshot', 'show'],

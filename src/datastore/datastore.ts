@@ -37,6 +37,16 @@ export interface DatastoreMarker {
   created: string;
 }
 
+/** A snapshot whose manifest is there but does not read (CORRUPT): listed apart, for whoever asks for them. */
+export interface DamagedSnapshot {
+  ref: SnapshotRef;
+  protected: boolean;
+  reason: string;
+}
+
+/** Appended to the error of a manifest that does not read: what an operator can do about it. */
+const UNREADABLE_HINT = 'the snapshot cannot be read: "snapshot forget" removes it, and a replica\'s copy can be synced back';
+
 export interface SnapshotInfo {
   ref: SnapshotRef;
   manifest: Manifest;
@@ -191,8 +201,14 @@ export class Datastore {
 
   // ---- groups and snapshots ---------------------------------------------------------------------------
 
-  /** Snapshots of a namespace (optionally with its children) or of one group; newest first within a group. */
-  async listSnapshots(scope: { ns: Namespace; recursive?: boolean; group?: GroupRef }, options: OpOptions = {}): Promise<SnapshotInfo[]> {
+  /**
+   * Snapshots of a namespace (optionally with its children) or of one group; newest first within a group. A
+   * manifest that does not read fails the listing (CORRUPT, naming the snapshot), unless `damaged` is given:
+   * such snapshots are then put there instead, and left out of the result. Only callers that show or report
+   * them ask so: one that acts on the whole list (garbage collection, prune, sync) must not take a snapshot it
+   * cannot read for one that is not there.
+   */
+  async listSnapshots(scope: { ns: Namespace; recursive?: boolean; group?: GroupRef }, options: OpOptions & { damaged?: DamagedSnapshot[] } = {}): Promise<SnapshotInfo[]> {
     const prefixes = scope.group ? [groupPath(scope.group)] : BACKUP_TYPES.map((t) => `${namespacePath(scope.ns)}${t}/`);
     if (!scope.group && scope.recursive) prefixes.push(`${namespacePath(scope.ns)}ns/`);
     const dirs = new Map<string, { manifest: boolean; protected: boolean; size: number }>();
@@ -217,7 +233,9 @@ export class Datastore {
       if (!scope.recursive && formatNamespace(ref.ns) !== formatNamespace(scope.ns)) continue;
       const manifest = await this.readManifest(ref, options).catch((error: unknown) => {
         if (error instanceof IbsError && error.code === 'NOT_FOUND') return undefined; // forgotten meanwhile
-        throw error;
+        if (!(options.damaged && error instanceof IbsError && error.code === 'CORRUPT')) throw error;
+        options.damaged.push({ ref, protected: state.protected, reason: error.message });
+        return undefined;
       });
       if (manifest) out.push({ ref, manifest, protected: state.protected, metaSize: state.size });
     }
@@ -230,7 +248,9 @@ export class Datastore {
 
   /** Groups of a namespace with their snapshot count, newest snapshot time and owner. */
   async listGroups(ns: Namespace, options: OpOptions = {}): Promise<Array<{ group: GroupRef; count: number; last: number; owner: string | undefined }>> {
-    const snaps = await this.listSnapshots({ ns }, options);
+    // Snapshots whose manifest does not read count too: they are there (snapshot list shows them as damaged).
+    const damaged: DamagedSnapshot[] = [];
+    const snaps = [...(await this.listSnapshots({ ns }, { ...options, damaged })), ...damaged];
     const groups = new Map<string, { group: GroupRef; count: number; last: number; owner: string | undefined }>();
     for (const s of snaps) {
       const key = formatGroup(s.ref);
@@ -271,11 +291,16 @@ export class Datastore {
       if (isStorageError(error, 'not-found')) throw new IbsError('NOT_FOUND', `Snapshot ${formatSnapshot(ref)} does not exist`);
       throw error;
     }
-    const manifest = parseManifest(raw, formatSnapshot(ref));
-    if (manifest.backupType !== ref.type || manifest.backupId !== ref.id || manifest.backupTime !== ref.time) {
-      throw new IbsError('CORRUPT', `Manifest of ${formatSnapshot(ref)} names ${manifest.backupType}/${manifest.backupId} at ${manifest.backupTime}`);
+    try {
+      const manifest = parseManifest(raw, formatSnapshot(ref));
+      if (manifest.backupType !== ref.type || manifest.backupId !== ref.id || manifest.backupTime !== ref.time) {
+        throw new IbsError('CORRUPT', `Manifest of ${formatSnapshot(ref)} names ${manifest.backupType}/${manifest.backupId} at ${manifest.backupTime}`);
+      }
+      return manifest;
+    } catch (error) {
+      if (error instanceof IbsError && error.code === 'CORRUPT') throw new IbsError('CORRUPT', `${error.message}; ${UNREADABLE_HINT}`, { cause: error });
+      throw error;
     }
-    return manifest;
   }
 
   async snapshotInfo(ref: SnapshotRef, options: OpOptions = {}): Promise<SnapshotInfo> {
@@ -294,8 +319,14 @@ export class Datastore {
     return updated;
   }
 
+  /** NOT_FOUND unless the snapshot exists (its manifest is there, whether or not it reads). */
+  async #assertSnapshot(ref: SnapshotRef, options: OpOptions): Promise<void> {
+    if (!(await this.backend.stat(`${snapshotPath(ref)}${MANIFEST_NAME}`, options))) throw new IbsError('NOT_FOUND', `Snapshot ${formatSnapshot(ref)} does not exist`);
+  }
+
   async setProtected(ref: SnapshotRef, on: boolean, options: OpOptions = {}): Promise<void> {
-    await this.readManifest(ref, options);
+    // Not through its manifest: a snapshot whose manifest does not read can be unprotected (and then forgotten).
+    await this.#assertSnapshot(ref, options);
     const key = `${snapshotPath(ref)}${PROTECTED_MARKER}`;
     if (on) await this.backend.write(key, Buffer.from(''), options);
     else await this.backend.delete(key, options);
@@ -306,8 +337,9 @@ export class Datastore {
    * Refuses protected snapshots and snapshots that a running writer reuses as its base.
    */
   async forgetSnapshot(ref: SnapshotRef, options: OpOptions = {}): Promise<void> {
-    const info = await this.snapshotInfo(ref, options);
-    if (info.protected) throw new IbsError('BUSY', `Snapshot ${formatSnapshot(ref)} is protected: run "snapshot unprotect" first`);
+    // Not through its manifest: a snapshot whose manifest does not read can be forgotten too.
+    await this.#assertSnapshot(ref, options);
+    if (await this.backend.stat(`${snapshotPath(ref)}${PROTECTED_MARKER}`, options)) throw new IbsError('BUSY', `Snapshot ${formatSnapshot(ref)} is protected: run "snapshot unprotect" first`);
     const path = snapshotPath(ref);
     const { live } = await readLeases(this.backend);
     const user = live.find((l) => l.base === path);

@@ -10,7 +10,7 @@
  *   touch every existing chunk they reuse; prune refuses to remove the base snapshot of a running writer.
  * - A quarantined datastore refuses new writes and GC, and says why.
  */
-export { Datastore, DATASTORE_MARKER, FORMAT_VERSION, type SnapshotInfo, type DatastoreMarker } from './datastore.ts';
+export { Datastore, DATASTORE_MARKER, FORMAT_VERSION, type DamagedSnapshot, type SnapshotInfo, type DatastoreMarker } from './datastore.ts';
 export { ChunkStore, chunkKey, verifyChunkContent, type ChunkInfo } from './chunk-store.ts';
 export { Chunker, DEFAULT_CHUNKER, type ChunkerOptions } from './chunker.ts';
 export { SnapshotWriter, FIXED_CHUNK_SIZE, type ArchiveStats, type ArchivePiece, type BeginOptions } from './snapshot-writer.ts';

@@ -2,7 +2,7 @@ import { IbsError, checkBlobCrc, formatSnapshot, readBlobHeader, isEncryptedBlob
 import { formatBytes, mapConcurrent, release, throwIfAborted } from '../lib/index.ts';
 import type { OpOptions } from '../storage/index.ts';
 import { verifyChunkContent } from './chunk-store.ts';
-import type { Datastore, SnapshotInfo } from './datastore.ts';
+import type { DamagedSnapshot, Datastore, SnapshotInfo } from './datastore.ts';
 import { SnapshotReader } from './snapshot-reader.ts';
 import type { ChunkPool } from './chunk-pool.ts';
 
@@ -50,8 +50,10 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
   const log = options.onLog ?? (() => {});
   const now = Math.floor(Date.now() / 1000);
   let targets: SnapshotInfo[];
+  // A snapshot whose manifest does not read fails verification; the others are verified all the same.
+  const damaged: DamagedSnapshot[] = [];
   if (options.snapshot) targets = [await ds.snapshotInfo(options.snapshot, options)];
-  else targets = await ds.listSnapshots({ ns: options.ns ?? [], recursive: true }, options);
+  else targets = await ds.listSnapshots({ ns: options.ns ?? [], recursive: true }, { ...options, damaged });
   const result: VerifyResult = { ok: true, snapshots: [], chunksChecked: 0, bytesChecked: 0, badChunks: [] };
   const bad = new Map<string, string>();
   const failedSnapshots = new Set<string>();
@@ -136,11 +138,17 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
   };
 
   result.snapshots = await mapConcurrent(targets, Math.max(1, options.maxConcurrentSnapshots ?? 1), verifyOne);
+  for (const d of damaged) {
+    const name = formatSnapshot(d.ref);
+    log(`verify ${name}: ${d.reason}`);
+    failedSnapshots.add(name);
+    result.snapshots.push({ snapshot: name, state: 'failed', problems: [d.reason] });
+  }
 
   if (bad.size > 0) {
     // Name every snapshot that uses a bad chunk, not only the ones verified now, and mark them failed.
     const users = new Map<string, string[]>([...bad.keys()].map((d) => [d, []]));
-    for (const info of await ds.listSnapshots({ ns: [], recursive: true }, options)) {
+    for (const info of await ds.listSnapshots({ ns: [], recursive: true }, { ...options, damaged: [] })) {
       const name = formatSnapshot(info.ref);
       let reader: SnapshotReader;
       try {
