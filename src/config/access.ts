@@ -177,9 +177,13 @@ export class AccessConfig {
     } catch {
       return false;
     }
-    const [tokens, users, stored] = [await this.tokens(user), await this.users(), (await this.#readSecrets('token.shadow'))[tokenid]];
-    const token = tokens.find((t) => t.tokenid === tokenid);
-    const owner = users.find((u) => u.userid === user);
+    // Asked on every API request: the user file (tokens and users both) is read once.
+    const [{ sections }, secrets] = await Promise.all([this.#users.read(), this.#readSecrets('token.shadow')]);
+    const stored = secrets[tokenid];
+    const tokenSection = sections.find((s) => s.type === 'token' && s.name === tokenid);
+    const ownerSection = sections.find((s) => s.type === 'user' && s.name === user);
+    const token = tokenSection && toToken(tokenSection);
+    const owner = ownerSection && toUser(ownerSection);
     if (!token || !owner || !active(token) || !active(owner) || typeof stored !== 'string') return false;
     const [, salt, hash] = stored.split('$');
     const actual = createHmac('sha256', Buffer.from(salt ?? '', 'base64')).update(secret).digest();
