@@ -1,9 +1,8 @@
 /**
  * Worker thread of the ChunkPool. Checks a received chunk (the SHA-256 of a plain chunk's plaintext, the CRC
  * of an encrypted one's) and sends the blob back (moved, not copied) for storing, or stores it itself where
- * the backend offers a ThreadStore; digests a backup's
- * chunk and holds it until told to encode it (compression, encryption) or to drop it (a chunk stored before),
- * or digests and encodes it in one go.
+ * the backend offers a ThreadStore; digests a backup's chunk and holds it until told to encode it
+ * (compression, encryption) or to drop it (a chunk stored before), or digests and encodes it in one go.
  */
 import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
