@@ -259,3 +259,35 @@ test('a damaged manifest: the listing shows that snapshot as damaged and every o
   assert.deepEqual(left.map((r) => r.snapshot), [`host/mani/${times[2]}`, `host/mani/${times[0]}`]);
   assert.equal((await ibs(home, ['gc', 'start', 'store1'])).code, 0);
 });
+
+test('a sync whose source has a snapshot that does not read copies the rest, keeps that snapshot\'s copy (remove-vanished too), and fails naming it', async () => {
+  const data = join(work.path, 'mani2');
+  await mkdir(data, { recursive: true });
+  await writeFile(join(data, 'payload.bin'), randomBytes(64 * 1024));
+  const backup = async (t: string): Promise<void> => {
+    const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'mani2', '--time', t, `root.tar:${data}`]);
+    assert.equal(b.code, 0, b.stderr);
+  };
+  for (const t of ['2026-10-11T00:00:00Z', '2026-10-12T00:00:00Z']) await backup(t);
+  assert.equal((await ibs(home, ['datastore', 'create', 'mirror2'])).code, 0);
+  const job = await ibs(home, ['sync', 'create', '--name', 'mani2', '--store', 'store1', '--remote-store', 'mirror2', '--direction', 'push', '--group-filter', 'group:host/mani2', '--remove-vanished']);
+  assert.equal(job.code, 0, job.stderr);
+  assert.equal((await ibs(home, ['sync', 'run', '--name', 'mani2'])).code, 0);
+
+  const damaged = 'host/mani2/2026-10-11T00:00:00Z';
+  await writeFile(join(storePath, damaged, 'index.json'), 'not json at all');
+  await backup('2026-10-13T00:00:00Z');
+  const run = await ibs(home, ['sync', 'run', '--name', 'mani2']);
+  assert.notEqual(run.code, 0, 'the job fails, so that someone looks');
+  assert.match(run.stderr, new RegExp(`Manifest of ${damaged}: not valid JSON`));
+  const mirror = JSON.parse((await ibs(home, ['snapshot', 'list', 'mirror2', 'host/mani2', '--output', 'json'])).stdout) as Array<{ snapshot: string; verifyState: string }>;
+  assert.deepEqual(mirror.map((r) => r.snapshot), ['host/mani2/2026-10-13T00:00:00Z', 'host/mani2/2026-10-12T00:00:00Z', damaged], 'the new one arrived; the copy of the unreadable one stayed');
+
+  // Forgotten on the source and brought back from the mirror by the reverse direction: whole again.
+  assert.equal((await ibs(home, ['snapshot', 'forget', 'store1', damaged])).code, 0);
+  assert.equal((await ibs(home, ['sync', 'create', '--name', 'mani2-back', '--store', 'store1', '--remote-store', 'mirror2', '--direction', 'pull', '--group-filter', 'group:host/mani2'])).code, 0);
+  const back = await ibs(home, ['sync', 'run', '--name', 'mani2-back']);
+  assert.equal(back.code, 0, back.stderr);
+  const verify = await ibs(home, ['verify', 'start', 'store1', '--snapshot', damaged]);
+  assert.equal(verify.code, 0, verify.stderr);
+});

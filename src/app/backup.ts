@@ -14,7 +14,7 @@ import {
   type CryptKey,
   type SnapshotRef,
 } from '../core/index.ts';
-import { FIXED_CHUNK_SIZE, SnapshotReader, SnapshotWriter, type ArchiveStats } from '../datastore/index.ts';
+import { FIXED_CHUNK_SIZE, SnapshotReader, SnapshotWriter, type ArchiveStats, type DamagedSnapshot } from '../datastore/index.ts';
 import { RemoteSnapshotSink, RemoteSnapshotSource, type ApiClient } from '../client/index.ts';
 import {
   assembleTar,
@@ -238,10 +238,13 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
     return await withDatastore(ctx, input.store, async (ds) => {
       if (input.time === undefined) {
         // Snapshot times have a resolution of one second: a second backup within the same second waits.
-        const newest = (await ds.listSnapshots({ ns, group: { ns, type: ref.type, id: ref.id } }))[0];
-        if (newest && newest.ref.time >= ref.time) {
-          await abortableSleep((newest.ref.time + 1) * 1000 - Date.now(), ctx.signal);
-          ref = { ...ref, time: Math.max(newest.ref.time + 1, Math.floor(Date.now() / 1000)) };
+        // A snapshot that does not read holds its time too, and must not stop the group's backups.
+        const damaged: DamagedSnapshot[] = [];
+        const snaps = await ds.listSnapshots({ ns, group: { ns, type: ref.type, id: ref.id } }, { damaged });
+        const newest = Math.max(0, ...[...snaps, ...damaged].map((s) => s.ref.time));
+        if (newest >= ref.time) {
+          await abortableSleep((newest + 1) * 1000 - Date.now(), ctx.signal);
+          ref = { ...ref, time: Math.max(newest + 1, Math.floor(Date.now() / 1000)) };
         }
       }
       const writer = await SnapshotWriter.begin(ds, ref, { owner: ctx.authId, key: input.key, compress: input.compress ?? true, signal: ctx.signal, pool: () => ctx.chunkPool });

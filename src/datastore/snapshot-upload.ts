@@ -116,7 +116,8 @@ export class SnapshotUpload implements SnapshotSink {
         throw new IbsError('EXISTS', `Snapshot ${formatSnapshot(ref)} exists ${existing.keyFingerprint ? `encrypted with key ${existing.keyFingerprint}` : 'not encrypted'}: an amendment must keep that`);
       }
     }
-    const newest = (await ds.listSnapshots({ ns: ref.ns, group }, options)).find((s) => s.ref.time < ref.time && s.manifest.unprotected.verifyState?.state !== 'failed');
+    // A snapshot of the group that does not read is no base (and does not stop the upload).
+    const newest = (await ds.listSnapshots({ ns: ref.ns, group }, { ...options, damaged: [] })).find((s) => s.ref.time < ref.time && s.manifest.unprotected.verifyState?.state !== 'failed');
     const base = newest && (newest.manifest.keyFingerprint ?? null) === options.keyFingerprint ? newest : undefined;
     const lease = await WriterLease.acquire(ds.backend, { kind: 'backup', target: snapshotPath(ref), ...(base ? { base: snapshotPath(base.ref) } : {}) });
     const known = new Set<string>();

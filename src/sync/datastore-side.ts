@@ -1,14 +1,19 @@
 import { formatNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
-import { Datastore, SnapshotUpload, datastoreSource, type ChunkPool } from '../datastore/index.ts';
+import { Datastore, SnapshotUpload, datastoreSource, type ChunkPool, type DamagedSnapshot } from '../datastore/index.ts';
 import { mapConcurrent, prefetch } from '../lib/index.ts';
 import { groupKey, type BeginInput, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
 
-/** Lists a datastore's namespace tree under `root` (root included) with snapshots and group owners. */
-export async function listDatastore(ds: Datastore, root: Namespace, maxDepth: number | undefined, options: OpOptions = {}): Promise<SideListing> {
+/**
+ * Lists a datastore's namespace tree under `root` (root included) with snapshots and group owners. A snapshot
+ * whose manifest does not read fails the listing (CORRUPT), unless `withDamaged`: then it is listed apart
+ * (`damaged`), for a planner that keeps it out of both copying and removing.
+ */
+export async function listDatastore(ds: Datastore, root: Namespace, maxDepth: number | undefined, options: OpOptions & { withDamaged?: boolean } = {}): Promise<SideListing> {
   if (!(await ds.namespaceExists(root, options))) return { namespaces: [], snapshots: [], owners: new Map() };
   const namespaces = [root, ...(await ds.listNamespaces(root, { ...options, ...(maxDepth !== undefined ? { maxDepth } : {}) }))];
   const inScope = new Set(namespaces.map(formatNamespace));
-  const infos = (await ds.listSnapshots({ ns: root, recursive: true }, options)).filter((s) => inScope.has(formatNamespace(s.ref.ns)));
+  const damaged: DamagedSnapshot[] | undefined = options.withDamaged ? [] : undefined;
+  const infos = (await ds.listSnapshots({ ns: root, recursive: true }, { ...(options.signal ? { signal: options.signal } : {}), ...(damaged ? { damaged } : {}) })).filter((s) => inScope.has(formatNamespace(s.ref.ns)));
   const owners = new Map<string, string>();
   for (const s of infos) {
     const key = groupKey(s.ref);
@@ -16,7 +21,10 @@ export async function listDatastore(ds: Datastore, root: Namespace, maxDepth: nu
     const owner = await ds.getOwner(s.ref, options);
     if (owner !== undefined) owners.set(key, owner);
   }
-  return { namespaces, snapshots: infos.map((s) => ({ ref: s.ref, manifest: s.manifest, protected: s.protected })), owners };
+  const listing: SideListing = { namespaces, snapshots: infos.map((s) => ({ ref: s.ref, manifest: s.manifest, protected: s.protected })), owners };
+  const unreadable = (damaged ?? []).filter((d) => inScope.has(formatNamespace(d.ref.ns)));
+  if (unreadable.length > 0) listing.damaged = unreadable.map((d) => ({ ref: d.ref, reason: d.reason }));
+  return listing;
 }
 
 /** A datastore (on any backend) as the source or the target of a sync. */
@@ -33,7 +41,7 @@ export class DatastoreSide implements SyncSource, SyncTarget {
   }
 
   list(root: Namespace, maxDepth: number | undefined, options: OpOptions = {}): Promise<SideListing> {
-    return listDatastore(this.ds, root, maxDepth, options);
+    return listDatastore(this.ds, root, maxDepth, { ...options, withDamaged: true });
   }
 
   async open(ref: SnapshotRef, options: OpOptions = {}): Promise<SourceSnapshot> {

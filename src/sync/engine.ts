@@ -273,6 +273,8 @@ export async function runSync(source: SyncSource, target: SyncTarget, plan: Sync
         log(`${formatSnapshot(ref)}: removed (vanished from the source)`);
       }
       if (g.removeGroup) await target.removeGroup(g.target, { signal });
+      // The rest of the group went over; a source snapshot that does not read fails it, so that someone looks.
+      if (g.unreadable?.length) throw new IbsError('CORRUPT', g.unreadable.map((u) => u.reason).join('; '));
     } catch (error) {
       const e = toIbsError(error);
       if (e.code === 'ABORTED') throw e;

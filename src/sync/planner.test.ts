@@ -97,3 +97,19 @@ test('the newest common snapshot is synced again when it changed on the source (
   // Unchanged: nothing to do.
   assert.deepEqual(copied(planSync(src, src, policy())), []);
 });
+
+test('a source snapshot that does not read is reported, never copied, and never taken for vanished; an unreadable copy stops the plan', () => {
+  const a2 = snap('', 'host/a', '2026-11-02');
+  const b1 = snap('', 'host/b', '2026-11-01');
+  const src: SideListing = { ...listing([snap('', 'host/a', '2026-11-01'), snap('', 'host/a', '2026-11-03')]), damaged: [{ ref: a2.ref, reason: 'a2 does not read' }, { ref: b1.ref, reason: 'b1 does not read' }] };
+  const dst = listing([a2, b1]);
+  const plan = planSync(src, dst, policy({ removeVanished: true }));
+  assert.deepEqual(copied(plan), [':host/a@2026-11-01', ':host/a@2026-11-03']);
+  assert.deepEqual(plan.groups.flatMap((g) => g.remove), [], 'their copies stay, in a group with other snapshots and in one with none');
+  assert.ok(plan.groups.every((g) => !g.removeGroup));
+  assert.deepEqual(plan.groups.map((g) => g.unreadable?.map((u) => u.reason)), [['a2 does not read'], ['b1 does not read']]);
+  assert.deepEqual(plan.groups.flatMap((g) => g.skip.map((s) => s.reason)), ['unreadable on the source', 'unreadable on the source']);
+  // Excluded groups are not reported.
+  assert.deepEqual(planSync(src, dst, policy({ groupFilters: [parseGroupFilter('group:host/a')] })).groups.map((g) => g.unreadable?.length), [1]);
+  assert.throws(() => planSync(listing([]), { ...listing([]), damaged: [{ ref: a2.ref, reason: 'the copy does not read; snapshot forget removes it' }] }, policy()), /the copy does not read; snapshot forget/);
+});

@@ -23,7 +23,7 @@ export interface SyncPolicy {
   encrypt: boolean;
 }
 
-export type SkipReason = 'filtered' | 'already present' | 'transfer-last' | 'not verified' | 'not encrypted' | 'partly encrypted' | 'protected' | 'differs, but the copy is protected';
+export type SkipReason = 'filtered' | 'already present' | 'transfer-last' | 'not verified' | 'not encrypted' | 'partly encrypted' | 'protected' | 'differs, but the copy is protected' | 'unreadable on the source';
 
 export interface GroupPlan {
   source: GroupRef;
@@ -39,6 +39,8 @@ export interface GroupPlan {
   refreshNotes?: { ref: SnapshotRef; notes: string | undefined } | undefined;
   /** Set when the whole group is skipped (owned by someone else). */
   skipped?: string | undefined;
+  /** Source snapshots whose manifest does not read, and why: not copied, their copies kept; the group fails. */
+  unreadable?: Array<{ snapshot: string; reason: string }>;
 }
 
 export interface SyncPlan {
@@ -102,14 +104,23 @@ export function planSync(source: SideListing, target: SideListing, policy: SyncP
     if (!targetNamespaces.has(formatNamespace(mapped))) createNamespaces.push(mapped);
   }
 
+  // A copy that does not read cannot be compared or replaced safely: the operator forgets it first (the error says so).
+  const unreadableCopy = target.damaged?.[0];
+  if (unreadableCopy) throw new IbsError('CORRUPT', unreadableCopy.reason);
+
   const bySourceGroup = byGroup(source.snapshots);
   const byTargetGroup = byGroup(target.snapshots);
+  // Source snapshots that do not read: reported, and kept from looking vanished (with their group).
+  const damagedByGroup = new Map<string, Array<{ ref: SnapshotRef; reason: string }>>();
+  for (const d of source.damaged ?? []) damagedByGroup.set(groupKey(d.ref), [...(damagedByGroup.get(groupKey(d.ref)) ?? []), d]);
 
   const groups: GroupPlan[] = [];
   const differs: SyncPlan['differs'] = [];
   const seenTargetGroups = new Set<string>();
-  for (const [, snaps] of [...bySourceGroup].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    const first = (snaps[0] as SideSnapshot).ref;
+  for (const key of [...new Set([...bySourceGroup.keys(), ...damagedByGroup.keys()])].sort()) {
+    const snaps = bySourceGroup.get(key) ?? [];
+    const damaged = damagedByGroup.get(key) ?? [];
+    const first = (snaps[0]?.ref ?? damaged[0]?.ref) as SnapshotRef;
     const sourceGroup: GroupRef = { ns: first.ns, type: first.type, id: first.id };
     if (!groupPasses(policy.groupFilters, sourceGroup)) continue;
     const targetGroup: GroupRef = { ...sourceGroup, ns: mapNamespace(sourceGroup.ns, policy.sourceNs, policy.targetNs) };
@@ -120,6 +131,10 @@ export function planSync(source: SideListing, target: SideListing, policy: SyncP
     if (owner !== undefined && owner !== policy.owner) {
       plan.skipped = `group ${describeGroup(targetGroup)} on the target is owned by "${owner}", not by "${policy.owner}"`;
       continue;
+    }
+    if (damaged.length > 0) {
+      plan.unreadable = damaged.map((d) => ({ snapshot: formatSnapshot(d.ref), reason: d.reason }));
+      for (const d of damaged) plan.skip.push({ snapshot: formatSnapshot(d.ref), reason: 'unreadable on the source' });
     }
     const sorted = [...snaps].sort((a, b) => a.ref.time - b.ref.time);
     const onTarget = new Map((byTargetGroup.get(groupKey(targetGroup)) ?? []).map((s) => [s.ref.time, s]));
@@ -159,7 +174,7 @@ export function planSync(source: SideListing, target: SideListing, policy: SyncP
       if ((there.manifest.unprotected.notes ?? '') !== (newestCommon.manifest.unprotected.notes ?? '')) plan.refreshNotes = { ref: there.ref, notes: newestCommon.manifest.unprotected.notes };
     }
     if (policy.removeVanished) {
-      const sourceTimes = new Set(sorted.map((s) => s.ref.time));
+      const sourceTimes = new Set([...sorted, ...damaged].map((s) => s.ref.time));
       for (const t of onTarget.values()) {
         if (sourceTimes.has(t.ref.time)) continue;
         if (t.protected) plan.skip.push({ snapshot: formatSnapshot(t.ref), reason: 'protected' });

@@ -12,6 +12,9 @@ export interface ListingJson {
 }
 
 export function encodeListing(listing: SideListing): ListingJson {
+  // The API carries no damaged snapshots: leaving one out would let the other side take it for vanished.
+  const damaged = listing.damaged?.[0];
+  if (damaged) throw new IbsError('CORRUPT', damaged.reason);
   return {
     namespaces: listing.namespaces.map(formatNamespace),
     snapshots: listing.snapshots.map((s) => ({ ns: formatNamespace(s.ref.ns), protected: s.protected, manifest: s.manifest })),

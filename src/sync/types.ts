@@ -18,6 +18,11 @@ export interface SideListing {
   snapshots: SideSnapshot[];
   /** "ns\0type/id" -> owner. */
   owners: Map<string, string>;
+  /**
+   * Snapshots whose manifest does not read, with why (a datastore side lists them; a server's listing fails
+   * instead). Never copied, and never taken for vanished: their copies on the other side stay.
+   */
+  damaged?: Array<{ ref: SnapshotRef; reason: string }>;
 }
 
 export function groupKey(g: GroupRef): string {
