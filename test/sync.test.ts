@@ -249,3 +249,17 @@ test('encrypt on push with a server key; restore at the backup site with the rig
   assert.notEqual(archived.code, 0);
   assert.match(archived.stderr, /archived: it decrypts but never encrypts/);
 });
+
+test('a pull from a server with a snapshot that does not read copies the rest, keeps that snapshot\'s copy (remove-vanished too), and fails naming it', async () => {
+  await ok(homeA, ['namespace', 'create', 'ibs-primary', 'dmg']);
+  for (const t of ['2026-11-20T03:00:00Z', '2026-11-21T03:00:00Z']) await backup(homeA, 'ibs-primary', 'd1', t, 'dmg');
+  await ok(homeB, ['sync', 'create', '--name', 'dmg-pull', '--store', 'ibs-archival', '--ns', 'dmg', '--remote', 'primary-site', '--remote-store', 'ibs-primary', '--remote-ns', 'dmg', '--direction', 'pull', '--remove-vanished']);
+  await ok(homeB, ['sync', 'run', '--name', 'dmg-pull']);
+  const store = await json<{ path: string }>(homeA, ['datastore', 'show', 'ibs-primary']);
+  await writeFile(join(store.path, 'ns', 'dmg', 'host', 'd1', '2026-11-20T03:00:00Z', 'index.json'), '{"cut short');
+  await backup(homeA, 'ibs-primary', 'd1', '2026-11-22T03:00:00Z', 'dmg');
+  const run = await ibs(homeB, ['sync', 'run', '--name', 'dmg-pull']);
+  assert.notEqual(run.code, 0, 'the job fails, so that someone looks');
+  assert.match(run.stderr, /remote primary-site, store ibs-primary: Manifest of dmg:host\/d1\/2026-11-20T03:00:00Z: not valid JSON/);
+  assert.deepEqual(await snapshots(homeB, 'ibs-archival', 'dmg'), ['host/d1/2026-11-20T03:00:00Z', 'host/d1/2026-11-21T03:00:00Z', 'host/d1/2026-11-22T03:00:00Z'], 'the new one arrived; the copy of the unreadable one stayed');
+});

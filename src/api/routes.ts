@@ -197,10 +197,19 @@ export const ROUTES: Route[] = [
     method: 'GET',
     path: '/admin/datastore/{store}/sync-listing',
     summary: 'namespaces below a root with every snapshot (manifest, protected) and group owner, in one answer: what a sync plans from',
-    input: { type: 'object', properties: { store: STORE, ns: NS, 'max-depth': { type: 'integer', minimum: 0, maximum: 7, optional: true } } },
-    output: { type: 'object', properties: { namespaces: ANY_LIST, snapshots: ANY_LIST, owners: ANY_LIST } },
+    input: {
+      type: 'object',
+      properties: {
+        store: STORE,
+        ns: NS,
+        'max-depth': { type: 'integer', minimum: 0, maximum: 7, optional: true },
+        'with-damaged': { type: 'boolean', optional: true, description: 'list snapshots whose manifest does not read apart (damaged: ns, snapshot, reason) instead of failing on them' },
+      },
+    },
+    output: { type: 'object', properties: { namespaces: ANY_LIST, snapshots: ANY_LIST, owners: ANY_LIST, damaged: { ...ANY_LIST, optional: true } } },
     permission: { kind: 'handler', description: 'Datastore.Audit or Datastore.Read on the namespace; with only Datastore.Backup, the caller\'s own groups' },
-    handler: (req, input) => app.syncListing(req.ctx, req.acl, { store: input.store as string, ns: (input.ns as string | undefined) ?? '', ...(input['max-depth'] !== undefined ? { maxDepth: input['max-depth'] as number } : {}) }),
+    handler: (req, input) =>
+      app.syncListing(req.ctx, req.acl, { store: input.store as string, ns: (input.ns as string | undefined) ?? '', ...(input['max-depth'] !== undefined ? { maxDepth: input['max-depth'] as number } : {}), withDamaged: input['with-damaged'] === true }),
   },
   {
     method: 'POST',

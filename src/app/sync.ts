@@ -457,7 +457,7 @@ export function syncJobInput(values: Record<string, unknown>): Partial<SyncJobIn
 
 
 /** The sync listing a remote side asks for: only namespaces the caller may see; with only Datastore.Backup, its own groups. */
-export async function syncListing(ctx: AppContext, acl: AclEntry[], input: { store: string; ns: string; maxDepth?: number }): Promise<ListingJson> {
+export async function syncListing(ctx: AppContext, acl: AclEntry[], input: { store: string; ns: string; maxDepth?: number; withDamaged?: boolean }): Promise<ListingJson> {
   const root = parseNamespace(input.ns);
   const config = await ctx.datastores.get(input.store);
   const backend = ctx.openBackend(config);
@@ -467,7 +467,7 @@ export async function syncListing(ctx: AppContext, acl: AclEntry[], input: { sto
     if (!['Datastore.Audit', 'Datastore.Read', 'Datastore.Backup'].some((p) => rootPrivs.has(p as 'Datastore.Audit'))) {
       throw new IbsError('PERMISSION_DENIED', `Permission check failed: ${ctx.authId} lacks Datastore.Audit, Datastore.Read or Datastore.Backup on ${datastoreAclPath(input.store, root)}`);
     }
-    const listing = await listDatastore(ds, root, input.maxDepth, { signal: ctx.signal });
+    const listing = await listDatastore(ds, root, input.maxDepth, { signal: ctx.signal, withDamaged: true });
     // Privileges per namespace, computed once each (listings hold many snapshots per namespace).
     const privs = new Map<string, ReturnType<typeof effectivePrivileges>>();
     const privilegesOn = (ns: Namespace): ReturnType<typeof effectivePrivileges> => {
@@ -481,11 +481,17 @@ export async function syncListing(ctx: AppContext, acl: AclEntry[], input: { sto
     const visible = (ref: SnapshotRef): boolean => mayAll(ref.ns) || (mayOwn(ref.ns) && listing.owners.get(groupKey(ref)) === ctx.authId);
     const snapshots = listing.snapshots.filter((s) => visible(s.ref));
     const groups = new Set(snapshots.map((s) => groupKey(s.ref)));
-    return encodeListing({
-      namespaces: listing.namespaces.filter((ns) => mayAll(ns) || mayOwn(ns)),
-      snapshots,
-      owners: new Map([...listing.owners].filter(([key]) => groups.has(key))),
-    });
+    const damaged = (listing.damaged ?? []).filter((d) => visible(d.ref));
+    for (const d of damaged) groups.add(groupKey(d.ref));
+    return encodeListing(
+      {
+        namespaces: listing.namespaces.filter((ns) => mayAll(ns) || mayOwn(ns)),
+        snapshots,
+        owners: new Map([...listing.owners].filter(([key]) => groups.has(key))),
+        ...(damaged.length > 0 ? { damaged } : {}),
+      },
+      { withDamaged: input.withDamaged === true },
+    );
   } finally {
     await backend.close();
   }

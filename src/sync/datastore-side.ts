@@ -14,15 +14,15 @@ export async function listDatastore(ds: Datastore, root: Namespace, maxDepth: nu
   const inScope = new Set(namespaces.map(formatNamespace));
   const damaged: DamagedSnapshot[] | undefined = options.withDamaged ? [] : undefined;
   const infos = (await ds.listSnapshots({ ns: root, recursive: true }, { ...(options.signal ? { signal: options.signal } : {}), ...(damaged ? { damaged } : {}) })).filter((s) => inScope.has(formatNamespace(s.ref.ns)));
+  const unreadable = (damaged ?? []).filter((d) => inScope.has(formatNamespace(d.ref.ns)));
   const owners = new Map<string, string>();
-  for (const s of infos) {
+  for (const s of [...infos, ...unreadable]) {
     const key = groupKey(s.ref);
     if (owners.has(key)) continue;
     const owner = await ds.getOwner(s.ref, options);
     if (owner !== undefined) owners.set(key, owner);
   }
   const listing: SideListing = { namespaces, snapshots: infos.map((s) => ({ ref: s.ref, manifest: s.manifest, protected: s.protected })), owners };
-  const unreadable = (damaged ?? []).filter((d) => inScope.has(formatNamespace(d.ref.ns)));
   if (unreadable.length > 0) listing.damaged = unreadable.map((d) => ({ ref: d.ref, reason: d.reason }));
   return listing;
 }

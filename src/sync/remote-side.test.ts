@@ -25,3 +25,30 @@ test('chunk reads are batched by size: each batch within the byte and count limi
     }),
   );
 });
+
+test('listings carry snapshots that do not read only to a caller that asks; a server that does not know the question is asked again without it', async () => {
+  const { encodeListing, decodeListing, RemoteSide } = await import('./remote-side.ts');
+  const { IbsError } = await import('../core/index.ts');
+  const ref = { ns: ['dmg'], type: 'host' as const, id: 'd1', time: Date.parse('2026-11-20T03:00:00Z') / 1000 };
+  const listing = { namespaces: [['dmg']], snapshots: [], owners: new Map([['dmg\0host/d1', 'root@pam']]), damaged: [{ ref, reason: 'Manifest of dmg:host/d1/2026-11-20T03:00:00Z: not valid JSON' }] };
+  assert.throws(() => encodeListing(listing), (e: unknown) => e instanceof IbsError && e.code === 'CORRUPT' && /not valid JSON/.test(e.message));
+  const json = encodeListing(listing, { withDamaged: true });
+  assert.deepEqual(json.damaged, [{ ns: 'dmg', snapshot: 'host/d1/2026-11-20T03:00:00Z', reason: 'Manifest of dmg:host/d1/2026-11-20T03:00:00Z: not valid JSON' }]);
+  const back = decodeListing(JSON.parse(JSON.stringify(json)), 'remote r');
+  assert.deepEqual(back.damaged, [{ ref, reason: 'remote r: Manifest of dmg:host/d1/2026-11-20T03:00:00Z: not valid JSON' }]);
+  for (const bad of [{ damaged: 'x' }, { damaged: [{ ns: 'dmg', snapshot: 'host/d1/yesterday', reason: 'r' }] }, { damaged: [{ ns: 'dmg', snapshot: 'host/d1/2026-11-20T03:00:00Z' }] }]) {
+    assert.throws(() => decodeListing({ ...json, ...bad }, 'remote r'), (e: unknown) => e instanceof IbsError && e.code === 'CORRUPT');
+  }
+  // A server from before: refuses the parameter, then answers without it.
+  const asked: Array<Record<string, unknown>> = [];
+  const client = {
+    request: async (_method: string, _path: string, params: Record<string, unknown>) => {
+      asked.push(params);
+      if (params['with-damaged']) throw new IbsError('INVALID_ARGUMENT', 'with-damaged: unknown parameter; expected one of store, ns, max-depth');
+      return { namespaces: [''], snapshots: [], owners: [] };
+    },
+  };
+  const side = new RemoteSide(client as unknown as ConstructorParameters<typeof RemoteSide>[0], 'store', 'remote old');
+  assert.deepEqual((await side.list([], undefined)).namespaces, [[]]);
+  assert.deepEqual(asked.map((p) => p['with-damaged'] === true), [true, false]);
+});

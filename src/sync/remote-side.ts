@@ -1,5 +1,5 @@
 import { ApiClient, CHUNK_BATCH_BYTES, CHUNK_BATCHES_IN_FLIGHT, RemoteSnapshotSink, RemoteSnapshotSource } from '../client/index.ts';
-import { IbsError, formatGroup, formatNamespace, formatSnapshot, parseManifest, parseNamespace, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
+import { IbsError, formatGroup, formatNamespace, formatSnapshot, parseManifest, parseNamespace, parseSnapshot, type GroupRef, type Namespace, type SnapshotRef } from '../core/index.ts';
 import { isWhole, mapConcurrent, prefetch, release, retry } from '../lib/index.ts';
 import { DEFAULT_CHUNKER } from '../datastore/index.ts';
 import { groupKey, type BeginInput, type OpOptions, type SideListing, type SourceSnapshot, type SyncSource, type SyncTarget, type TargetSnapshot } from './types.ts';
@@ -9,12 +9,18 @@ export interface ListingJson {
   namespaces: string[];
   snapshots: Array<{ ns: string; protected: boolean; manifest: unknown }>;
   owners: Array<{ ns: string; group: string; owner: string }>;
+  /** Snapshots whose manifest does not read: only for a caller that asked (`with-damaged`). */
+  damaged?: Array<{ ns: string; snapshot: string; reason: string }>;
 }
 
-export function encodeListing(listing: SideListing): ListingJson {
-  // The API carries no damaged snapshots: leaving one out would let the other side take it for vanished.
-  const damaged = listing.damaged?.[0];
-  if (damaged) throw new IbsError('CORRUPT', damaged.reason);
+/**
+ * The listing for the API. Snapshots that do not read go along only when `withDamaged` says the caller knows
+ * them; otherwise the listing fails with the first one's error, since a caller that left one out (an older
+ * client) would take it for vanished.
+ */
+export function encodeListing(listing: SideListing, options: { withDamaged?: boolean } = {}): ListingJson {
+  const damaged = listing.damaged ?? [];
+  if (damaged.length > 0 && !options.withDamaged) throw new IbsError('CORRUPT', (damaged[0] as { reason: string }).reason);
   return {
     namespaces: listing.namespaces.map(formatNamespace),
     snapshots: listing.snapshots.map((s) => ({ ns: formatNamespace(s.ref.ns), protected: s.protected, manifest: s.manifest })),
@@ -22,6 +28,7 @@ export function encodeListing(listing: SideListing): ListingJson {
       const [ns, group] = key.split('\0') as [string, string];
       return { ns, group, owner };
     }),
+    ...(damaged.length > 0 ? { damaged: damaged.map((d) => ({ ns: formatNamespace(d.ref.ns), snapshot: formatSnapshot({ ...d.ref, ns: [] }), reason: d.reason })) } : {}),
   };
 }
 
@@ -43,7 +50,21 @@ export function decodeListing(value: unknown, what: string): SideListing {
     if (!m || typeof o?.owner !== 'string') throw new IbsError('CORRUPT', `${what}: malformed owner entry`);
     owners.set(groupKey({ ns, type: m[1] as 'vm', id: m[2] as string }), o.owner);
   }
-  return { namespaces, snapshots, owners };
+  const listing: SideListing = { namespaces, snapshots, owners };
+  if (v.damaged !== undefined) {
+    if (!Array.isArray(v.damaged)) throw new IbsError('CORRUPT', `${what}: the listing is malformed (damaged is not a list)`);
+    listing.damaged = v.damaged.map((d) => {
+      let ref: SnapshotRef | undefined;
+      try {
+        if (typeof d?.reason === 'string' && typeof d.snapshot === 'string') ref = parseSnapshot(d.snapshot, parseNamespace(String(d.ns ?? '')));
+      } catch {
+        // reported below
+      }
+      if (!ref) throw new IbsError('CORRUPT', `${what}: malformed damaged entry ${JSON.stringify(d).slice(0, 200)}`);
+      return { ref, reason: `${what}: ${String(d?.reason).slice(0, 2000)}` };
+    });
+  }
+  return listing;
 }
 
 /** Reads are idempotent: a cut or stalled connection is retried on a new one. */
@@ -99,7 +120,17 @@ export class RemoteSide implements SyncSource, SyncTarget {
   }
 
   async list(root: Namespace, maxDepth: number | undefined): Promise<SideListing> {
-    const json = await again(() => this.client.request<unknown>('GET', this.#path('/sync-listing'), { ns: formatNamespace(root), 'max-depth': maxDepth }));
+    const ask = (withDamaged: boolean): Promise<unknown> =>
+      again(() => this.client.request<unknown>('GET', this.#path('/sync-listing'), { ns: formatNamespace(root), 'max-depth': maxDepth, ...(withDamaged ? { 'with-damaged': true } : {}) }));
+    let json: unknown;
+    try {
+      json = await ask(true);
+    } catch (error) {
+      // A server from before unreadable snapshots were listed refuses the parameter; its listing then fails
+      // on such a snapshot instead, which is safe.
+      if (!(error instanceof IbsError && error.code === 'INVALID_ARGUMENT' && error.message.includes('with-damaged'))) throw error;
+      json = await ask(false);
+    }
     return decodeListing(json, this.label);
   }
 
