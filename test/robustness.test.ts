@@ -98,16 +98,21 @@ test('kill -9 of a backup at 22 random points: no partial snapshot is visible, v
   const t0 = Date.now();
   const calibration = await ibs(home, ['backup', 'create', '--quiet', '--store', 'store1', '--id', 'calibrate', `root.tar:${src}`]);
   assert.equal(calibration.code, 0, calibration.stderr);
-  const duration = Date.now() - t0;
+  // Other test files share the cores: a run that ends before its kill shows how long a run takes now, and
+  // later delays follow it, so that the kills keep landing midway when the machine gets faster.
+  let duration = Date.now() - t0;
+  const calibrated = duration;
   let killedMidway = 0;
   for (let i = 0; i < 22; i++) {
     // A new group each time, so that no run can skip work by reusing a previous snapshot's chunk list.
+    const started = Date.now();
     const child = startIbs(home, ['backup', 'create', '--quiet', '--store', 'store1', '--id', `crash-${i}`, '--time', '2026-10-01T00:00:00Z', `root.tar:${src}`]);
     const delay = Math.floor(duration * (0.05 + Math.random() * 0.65));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const timer = setTimeout(() => child.kill('SIGKILL'), delay);
     const code = await exited;
     clearTimeout(timer);
+    if (code === 0) duration = Math.min(duration, Date.now() - started);
     if (code !== null) assert.equal(code, 0, `run ${i} failed on its own`);
     const list = await ibs(home, ['snapshot', 'list', 'store1', `host/crash-${i}`, '--output', 'json']);
     assert.equal(list.code, 0, list.stderr);
@@ -120,7 +125,7 @@ test('kill -9 of a backup at 22 random points: no partial snapshot is visible, v
       assert.equal(v.code, 0, `run ${i}: ${snap.snapshot} visible but not complete: ${v.stderr}`);
     }
   }
-  assert.ok(killedMidway >= 12, `only ${killedMidway} of 22 runs were killed midway (calibrated run took ${duration} ms)`);
+  assert.ok(killedMidway >= 12, `only ${killedMidway} of 22 runs were killed midway (calibrated run took ${calibrated} ms, the fastest run ${duration} ms)`);
   const verify = await ibs(home, ['verify', 'start', 'store1']);
   assert.equal(verify.code, 0, verify.stderr);
   const last = await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'crash-final', '--time', '2026-10-02T00:00:00Z', '--output', 'json', `root.tar:${src}`]);
