@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { once } from 'node:events';
 import { IbsError, parseFingerprint, type ErrorCode, ERROR_CODES } from '../core/index.ts';
+import { LinkPace } from './link-pace.ts';
 
 export interface ApiClientOptions {
   host: string;
@@ -135,6 +136,18 @@ export class ApiClient {
   /** How long a request may see no data before it fails as stalled. */
   get idleTimeoutMs(): number {
     return this.#options.idleTimeoutMs ?? 60_000;
+  }
+
+  readonly #paces = new Map<'push' | 'pull', LinkPace>();
+
+  /**
+   * The pace of one kind of request over this connection (see LinkPace), made on first use: every snapshot and
+   * group using the connection shares it, and the next one starts from what the last one learned.
+   */
+  pace(kind: 'push' | 'pull', unit: number, max: number): LinkPace {
+    let pace = this.#paces.get(kind);
+    if (!pace) this.#paces.set(kind, (pace = new LinkPace(this.idleTimeoutMs, unit, max)));
+    return pace;
   }
 
   #watch(stream: ClientHttp2Stream, what: string): void {

@@ -1,5 +1,3 @@
-import type { ApiClient } from './api-client.ts';
-
 /**
  * The requests one connection carries at a time, in one direction: as many in flight (across every snapshot
  * and group using the connection) as the link answers in a quarter of the client's idle time; 1 before the
@@ -12,18 +10,9 @@ import type { ApiClient } from './api-client.ts';
  *
  * The rate: for each request, the bytes answered from its start to its answer (its own and those of requests
  * answered meanwhile) over that time; the highest of the last 8 such samples, so that one slow answer does
- * not shrink the window at once. Kept per client, so the next snapshot starts from what the last one learned.
+ * not shrink the window at once. One per connection and direction: `ApiClient.pace`.
  */
 export class LinkPace {
-  /** The pace of one kind of request over `client`'s connection, made on first use (see the constructor). */
-  static of(client: ApiClient, kind: 'push' | 'pull', unit: number, max: number): LinkPace {
-    let byKind = paces.get(client);
-    if (!byKind) paces.set(client, (byKind = new Map()));
-    let pace = byKind.get(kind);
-    if (!pace) byKind.set(kind, (pace = new LinkPace(client.idleTimeoutMs, unit, max)));
-    return pace;
-  }
-
   readonly #idleMs: number;
   readonly #unit: number;
   readonly #max: number;
@@ -69,5 +58,3 @@ export class LinkPace {
     if (this.#samples.length > 8) this.#samples.shift();
   }
 }
-
-const paces = new WeakMap<ApiClient, Map<'push' | 'pull', LinkPace>>();

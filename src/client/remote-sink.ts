@@ -1,7 +1,7 @@
 import { IbsError, formatSnapshot, parseSnapshot, type Manifest, type ManifestFile, type SnapshotRef } from '../core/index.ts';
 import type { ApiClient } from './api-client.ts';
 import { retry } from '../lib/index.ts';
-import { LinkPace } from './link-pace.ts';
+import type { LinkPace } from './link-pace.ts';
 
 /**
  * Chunks per request, by bytes. The server checks a batch once all of it has arrived and answers for all of
@@ -151,7 +151,7 @@ export class RemoteSnapshotSink {
 
   /** Pushes over one connection share its pace: batches of BATCH_BYTES, IN_FLIGHT at most. */
   get #pace(): LinkPace {
-    return LinkPace.of(this.#client, 'push', BATCH_BYTES, IN_FLIGHT);
+    return this.#client.pace('push', BATCH_BYTES, IN_FLIGHT);
   }
 
   /** Sends the open batch and waits for every batch in flight. */

@@ -1,10 +1,9 @@
 import { parseManifest, type Manifest, type SnapshotRef, formatSnapshot, formatNamespace } from '../core/index.ts';
 import type { ApiClient } from './api-client.ts';
 import { parseChunkFrames } from './frames.ts';
-import { LinkPace } from './link-pace.ts';
 
 /**
- * Chunk batches read over one connection share its pace (see LinkPace): callers ask for at most this many
+ * Chunk batches read over one connection share its pace (see client/link-pace.ts): callers ask for at most this many
  * bytes per batch (by plaintext size, which bounds a blob) and this many batches at a time.
  */
 export const CHUNK_BATCH_BYTES = 4 * 1024 * 1024;
@@ -49,7 +48,7 @@ export class RemoteSnapshotSource {
    * thread can take over whole and which is freed with its chunk, not with the whole body.
    */
   async chunkBatch(digests: readonly string[]): Promise<Array<{ digest: string; blob: Buffer }>> {
-    const pace = LinkPace.of(this.#client, 'pull', CHUNK_BATCH_BYTES, CHUNK_BATCHES_IN_FLIGHT);
+    const pace = this.#client.pace('pull', CHUNK_BATCH_BYTES, CHUNK_BATCHES_IN_FLIGHT);
     await pace.acquire();
     try {
       const since = pace.mark();

@@ -54,8 +54,7 @@ export class AccessConfig {
   // ---- users ---------------------------------------------------------------------------------------------
 
   async users(): Promise<UserRecord[]> {
-    const { sections } = await this.#users.read();
-    return sections.filter((s) => s.type === 'user').map(toUser);
+    return usersIn((await this.#users.read()).sections);
   }
 
   async user(userid: string): Promise<UserRecord> {
@@ -136,8 +135,7 @@ export class AccessConfig {
   // ---- tokens --------------------------------------------------------------------------------------------
 
   async tokens(userid?: string): Promise<TokenRecord[]> {
-    const { sections } = await this.#users.read();
-    return sections.filter((s) => s.type === 'token' && (userid === undefined || s.name.startsWith(`${userid}!`))).map(toToken);
+    return tokensIn((await this.#users.read()).sections, userid);
   }
 
   /** Creates an API token; returns its secret, which is shown this once and stored only as a hash. */
@@ -180,10 +178,8 @@ export class AccessConfig {
     // Asked on every API request: the user file (tokens and users both) is read once.
     const [{ sections }, secrets] = await Promise.all([this.#users.read(), this.#readSecrets('token.shadow')]);
     const stored = secrets[tokenid];
-    const tokenSection = sections.find((s) => s.type === 'token' && s.name === tokenid);
-    const ownerSection = sections.find((s) => s.type === 'user' && s.name === user);
-    const token = tokenSection && toToken(tokenSection);
-    const owner = ownerSection && toUser(ownerSection);
+    const token = tokensIn(sections, user).find((t) => t.tokenid === tokenid);
+    const owner = usersIn(sections).find((u) => u.userid === user);
     if (!token || !owner || !active(token) || !active(owner) || typeof stored !== 'string') return false;
     const [, salt, hash] = stored.split('$');
     const actual = createHmac('sha256', Buffer.from(salt ?? '', 'base64')).update(secret).digest();
@@ -269,6 +265,15 @@ export class AccessConfig {
 
 function active(r: { enable: boolean; expire: number }): boolean {
   return r.enable && (r.expire === 0 || r.expire > Date.now() / 1000);
+}
+
+function usersIn(sections: readonly Section[]): UserRecord[] {
+  return sections.filter((s) => s.type === 'user').map(toUser);
+}
+
+/** The tokens of `userid` (all tokens when undefined). */
+function tokensIn(sections: readonly Section[], userid?: string): TokenRecord[] {
+  return sections.filter((s) => s.type === 'token' && (userid === undefined || s.name.startsWith(`${userid}!`))).map(toToken);
 }
 
 function toUser(s: Section): UserRecord {

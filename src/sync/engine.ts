@@ -274,7 +274,8 @@ export async function runSync(source: SyncSource, target: SyncTarget, plan: Sync
       }
       if (g.removeGroup) await target.removeGroup(g.target, { signal });
       // The rest of the group went over; a source snapshot that does not read fails it, so that someone looks.
-      if (g.unreadable?.length) throw new IbsError('CORRUPT', g.unreadable.map((u) => u.reason).join('; '));
+      const unreadable = g.skip.filter((s) => s.reason === 'unreadable on the source');
+      if (unreadable.length > 0) throw new IbsError('CORRUPT', unreadable.map((s) => s.detail ?? s.snapshot).join('; '));
     } catch (error) {
       const e = toIbsError(error);
       if (e.code === 'ABORTED') throw e;

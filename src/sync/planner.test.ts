@@ -107,9 +107,8 @@ test('a source snapshot that does not read is reported, never copied, and never 
   assert.deepEqual(copied(plan), [':host/a@2026-11-01', ':host/a@2026-11-03']);
   assert.deepEqual(plan.groups.flatMap((g) => g.remove), [], 'their copies stay, in a group with other snapshots and in one with none');
   assert.ok(plan.groups.every((g) => !g.removeGroup));
-  assert.deepEqual(plan.groups.map((g) => g.unreadable?.map((u) => u.reason)), [['a2 does not read'], ['b1 does not read']]);
-  assert.deepEqual(plan.groups.flatMap((g) => g.skip.map((s) => s.reason)), ['unreadable on the source', 'unreadable on the source']);
+  assert.deepEqual(plan.groups.map((g) => g.skip.map((s) => [s.reason, s.detail])), [[['unreadable on the source', 'a2 does not read']], [['unreadable on the source', 'b1 does not read']]]);
   // Excluded groups are not reported.
-  assert.deepEqual(planSync(src, dst, policy({ groupFilters: [parseGroupFilter('group:host/a')] })).groups.map((g) => g.unreadable?.length), [1]);
+  assert.deepEqual(planSync(src, dst, policy({ groupFilters: [parseGroupFilter('group:host/a')] })).groups.map((g) => g.skip.length), [1]);
   assert.throws(() => planSync(listing([]), { ...listing([]), damaged: [{ ref: a2.ref, reason: 'the copy does not read; snapshot forget removes it' }] }, policy()), /the copy does not read; snapshot forget/);
 });

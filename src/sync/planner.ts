@@ -30,7 +30,8 @@ export interface GroupPlan {
   target: GroupRef;
   /** Snapshots to copy, oldest first; `resync` ones replace a copy whose verification failed or whose content differs. */
   copy: Array<{ snapshot: SideSnapshot; resync?: 'failed verification' | 'content differs' | 'changed on the source since it was copied' | undefined }>;
-  skip: Array<{ snapshot: string; reason: SkipReason }>;
+  /** `detail`: for 'unreadable on the source', why (such a snapshot fails its group once the rest is copied). */
+  skip: Array<{ snapshot: string; reason: SkipReason; detail?: string }>;
   /** Target snapshots the source no longer has (remove-vanished). */
   remove: SnapshotRef[];
   /** The group would be empty after removals and is removed. */
@@ -39,8 +40,6 @@ export interface GroupPlan {
   refreshNotes?: { ref: SnapshotRef; notes: string | undefined } | undefined;
   /** Set when the whole group is skipped (owned by someone else). */
   skipped?: string | undefined;
-  /** Source snapshots whose manifest does not read, and why: not copied, their copies kept; the group fails. */
-  unreadable?: Array<{ snapshot: string; reason: string }>;
 }
 
 export interface SyncPlan {
@@ -132,10 +131,7 @@ export function planSync(source: SideListing, target: SideListing, policy: SyncP
       plan.skipped = `group ${describeGroup(targetGroup)} on the target is owned by "${owner}", not by "${policy.owner}"`;
       continue;
     }
-    if (damaged.length > 0) {
-      plan.unreadable = damaged.map((d) => ({ snapshot: formatSnapshot(d.ref), reason: d.reason }));
-      for (const d of damaged) plan.skip.push({ snapshot: formatSnapshot(d.ref), reason: 'unreadable on the source' });
-    }
+    for (const d of damaged) plan.skip.push({ snapshot: formatSnapshot(d.ref), reason: 'unreadable on the source', detail: d.reason });
     const sorted = [...snaps].sort((a, b) => a.ref.time - b.ref.time);
     const onTarget = new Map((byTargetGroup.get(groupKey(targetGroup)) ?? []).map((s) => [s.ref.time, s]));
     const included = includedSnapshots(policy.includes, sorted);

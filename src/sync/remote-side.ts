@@ -20,7 +20,8 @@ export interface ListingJson {
  */
 export function encodeListing(listing: SideListing, options: { withDamaged?: boolean } = {}): ListingJson {
   const damaged = listing.damaged ?? [];
-  if (damaged.length > 0 && !options.withDamaged) throw new IbsError('CORRUPT', (damaged[0] as { reason: string }).reason);
+  const first = damaged[0];
+  if (first && !options.withDamaged) throw new IbsError('CORRUPT', first.reason);
   return {
     namespaces: listing.namespaces.map(formatNamespace),
     snapshots: listing.snapshots.map((s) => ({ ns: formatNamespace(s.ref.ns), protected: s.protected, manifest: s.manifest })),
@@ -75,8 +76,7 @@ const again = <T>(fn: () => Promise<T>): Promise<T> => retry(fn, RETRY);
  * Chunk reads: requests of at most 4 MiB of plaintext (a blob is at most its plaintext and a header) and 64
  * chunks, up to 16 in flight as the connection's pace allows (client/link-pace.ts), so that at most 64 MiB of
  * bodies are under way whatever the chunk sizes. Chunks of unknown size count as the chunker's largest.
- * Pulling the benchmark's datastore (377 MiB of text
- * chunks and 4 MiB image chunks), two runs each: direct 3.99-4.22 s, peaks 253-279 MB pulling and 229-266 MiB
+ * Pulling the benchmark's datastore (377 MiB of text chunks and 4 MiB image chunks), two runs each: direct 3.99-4.22 s, peaks 253-279 MB pulling and 229-266 MiB
  * serving; with 50 ms added each way 6.11-6.22 s. Before, 16 chunks per request and 4 in flight (up to 256 MiB
  * with 4 MiB chunks): 4.28-4.96 s, 462 MB and 415-428 MiB; 6.12 s with 50 ms. 8 MiB x 6 used less memory
  * but let too little of the compressible part be under way for the latency (7.33 s).
