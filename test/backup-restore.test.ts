@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, createHash } from 'node:crypto';
-import { chmod, chown, link, lstat, mkdir, open, readdir, readFile, readlink, symlink, utimes, writeFile, lutimes } from 'node:fs/promises';
+import { chmod, chown, link, lstat, mkdir, open, readdir, readFile, readlink, stat, symlink, utimes, writeFile, lutimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ibs, sh, tempDir } from './helpers.ts';
 
@@ -163,6 +163,8 @@ test('an image backs up in fixed chunks and restores to an identical file; a sec
   const r = await ibs(home, ['backup', 'restore', 'vm/100/2026-11-02T00:00:00Z', 'disk.img', out, '--store', 'store1']);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(await readFile(out), await readFile(image));
+  // The chunk of zeros is a hole: the file holds about its 5 MiB of data (the rest of the zeros share a chunk with data).
+  assert.ok((await stat(out)).blocks * 512 < 6 << 20, `restored image allocates ${(await stat(out)).blocks * 512} bytes`);
   // One changed byte (inverted: writing a fixed value left the random byte as it was once in 256 runs): the
   // image is read again and one chunk is new.
   const handle = await open(image, 'r+');
@@ -176,6 +178,20 @@ test('an image backs up in fixed chunks and restores to an identical file; a sec
   const out2 = join(work.path, 'disk.restored2');
   await ibs(home, ['backup', 'restore', 'vm/100/2026-11-03T00:00:00Z', 'disk.img', out2, '--store', 'store1']);
   assert.deepEqual(await readFile(out2), await readFile(image));
+});
+
+test('an image ending in zeros restores to its full length, its zeros left as holes', async () => {
+  const image = join(work.path, 'trailing.raw');
+  await writeFile(image, Buffer.concat([randomBytes(4 << 20), Buffer.alloc(9 << 20)]));
+  const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--type', 'vm', '--id', '101', '--time', '2026-11-01T00:00:00Z', `disk.img:${image}`]);
+  assert.equal(b.code, 0, b.stderr);
+  const out = join(work.path, 'trailing.restored');
+  const r = await ibs(home, ['backup', 'restore', 'vm/101/2026-11-01T00:00:00Z', 'disk.img', out, '--store', 'store1']);
+  assert.equal(r.code, 0, r.stderr);
+  const st = await stat(out);
+  assert.equal(st.size, 13 << 20);
+  assert.ok(st.blocks * 512 < 5 << 20, `restored image allocates ${st.blocks * 512} bytes`);
+  assert.ok((await readFile(out)).equals(await readFile(image)));
 });
 
 test('encrypted backup: restores with the key, fails clearly with the wrong key or passphrase; paper key round-trips', async () => {

@@ -34,7 +34,7 @@ import {
   type PayloadChunk,
 } from '../archive/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
-import { abortableSleep, readPieces } from '../lib/index.ts';
+import { abortableSleep, isAllZero, readPieces, writeAll } from '../lib/index.ts';
 
 export interface ArchiveSpec {
   name: string;
@@ -353,7 +353,7 @@ async function assertEmptyTarget(target: string): Promise<void> {
   if ((await readdir(target)).length > 0) throw new IbsError('EXISTS', `Restore target "${target}" is not empty: expected a new or empty directory`);
 }
 
-async function writeAll(out: Writable, source: AsyncIterable<Buffer>, onBytes: (n: number) => void): Promise<number> {
+async function writeStream(out: Writable, source: AsyncIterable<Buffer>, onBytes: (n: number) => void): Promise<number> {
   let total = 0;
   for await (const piece of source) {
     total += piece.length;
@@ -401,7 +401,7 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
     };
     if (input.target === '-') {
       const out = input.stdout ?? process.stdout;
-      const bytes = await writeAll(out, stream, report);
+      const bytes = await writeStream(out, stream, report);
       return { snapshot: formatSnapshot(ref), archive, target: '-', bytes, seconds: (Date.now() - started) / 1000, warnings };
     }
     const target = resolve(input.target);
@@ -411,11 +411,16 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
       const handle = await open(target, 'wx', 0o600);
       let bytes = 0;
       try {
+        // A piece of zeros (an unused region of a disk) is left as a hole, and the file gets its full length at
+        // the end: it reads the same and holds only the data, as a restored disk image should. Measured on the
+        // bench image (256 MiB, a third zeros, to /dev/shm; 4 runs each, alternating): 0.70-0.81 s -> 0.65-0.74 s,
+        // 256 -> 172 MiB allocated.
         for await (const piece of stream) {
-          await handle.write(piece);
+          if (!isAllZero(piece)) await writeAll(handle, piece, bytes);
           bytes += piece.length;
           report(piece.length);
         }
+        await handle.truncate(bytes);
         await handle.sync();
       } catch (error) {
         await handle.close();

@@ -636,7 +636,7 @@ export const COMMANDS: Command[] = [
   {
     path: ['backup', 'restore'],
     usage: 'backup restore SNAPSHOT NAME.tar|NAME.img TARGET (--store S | --repository USER@REALM!TOKEN@HOST[:PORT]:STORE --fingerprint FP) [--ns N] [--path sub/dir] [--keyfile F]   (TARGET "-" streams to stdout)',
-    summary: 'restore an archive of a snapshot (local or on a server) to a directory, a file, or standard output',
+    summary: 'restore an archive of a snapshot (local or on a server) to a directory, a file (sparse: chunks of zeros in an image are left as holes), or standard output',
     positionals: [2, 3],
     options: {
       store: { type: 'string', help: 'local datastore name' },

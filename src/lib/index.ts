@@ -6,7 +6,7 @@ export { throwIfAborted, abortableSleep } from './abort.ts';
 export { retry, type RetryOptions } from './retry.ts';
 export { Semaphore, mapConcurrent, WorkQueue } from './pool.ts';
 export { prefetch } from './prefetch.ts';
-export { readInto, readPieces, writeAll } from './read-pieces.ts';
+export { isAllZero, readInto, readPieces, writeAll } from './read-pieces.ts';
 export { writeFileAtomic, fsyncDir } from './atomic-file.ts';
 export { formatBytes, formatRate, formatDuration } from './format.ts';
 export { silentReporter, RateMeter, type Reporter, type ProgressEvent } from './progress.ts';

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readPieces } from './read-pieces.ts';
+import { isAllZero, readPieces } from './read-pieces.ts';
 
 test('readPieces gives a file in whole buffers of the piece size, the last one shorter; empty file, bad size, abort', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ibs-read-pieces-'));
@@ -34,5 +34,20 @@ test('readPieces gives a file in whole buffers of the piece size, the last one s
     }, { name: 'AbortError' });
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('isAllZero: empty and zero-filled buffers of any length are zero; one set byte anywhere is not', () => {
+  assert.equal(isAllZero(new Uint8Array(0)), true);
+  for (const size of [1, 65535, 65536, 65537, 3 * 65536 + 7]) {
+    const data = new Uint8Array(size);
+    assert.equal(isAllZero(data), true, `${size} zeros`);
+    for (const at of [0, size >> 1, 65536, size - 1]) {
+      if (at >= size) continue;
+      data[at] = 1;
+      assert.equal(isAllZero(data), false, `${size} bytes with byte ${at} set`);
+      assert.equal(isAllZero(data.subarray(at + 1)), true, `the view after byte ${at}`);
+      data[at] = 0;
+    }
   }
 });

@@ -15,9 +15,20 @@ export async function readInto(file: FileHandle, buffer: Uint8Array, position: n
   return filled;
 }
 
-/** Writes all of `data` at the file's current position, in as few calls as the system allows. */
-export async function writeAll(file: FileHandle, data: Uint8Array): Promise<void> {
-  for (let done = 0; done < data.length; ) done += (await file.write(data, done, data.length - done, null)).bytesWritten;
+/** Writes all of `data` at `position` (default: the file's current position), in as few calls as the system allows. */
+export async function writeAll(file: FileHandle, data: Uint8Array, position: number | null = null): Promise<void> {
+  for (let done = 0; done < data.length; ) done += (await file.write(data, done, data.length - done, position === null ? null : position + done)).bytesWritten;
+}
+
+const ZEROS = new Uint8Array(64 * 1024);
+
+/** Whether every byte of `data` is 0 (compared 64 KiB at a time; data that is not stops at its first non-zero byte). */
+export function isAllZero(data: Uint8Array): boolean {
+  for (let at = 0; at < data.length; at += ZEROS.length) {
+    const n = Math.min(ZEROS.length, data.length - at);
+    if (Buffer.compare(data.subarray(at, at + n), ZEROS.subarray(0, n)) !== 0) return false;
+  }
+  return true;
 }
 
 /**
