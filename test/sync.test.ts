@@ -250,6 +250,31 @@ test('encrypt on push with a server key; restore at the backup site with the rig
   assert.match(archived.stderr, /archived: it decrypts but never encrypts/);
 });
 
+test('a push onto a copy that does not read copies the rest and fails naming it; diff reports it; repair replaces it from the source', async () => {
+  await ok(homeA, ['namespace', 'create', 'ibs-primary', 'dmgt']);
+  for (const t of ['2026-11-20T03:00:00Z', '2026-11-21T03:00:00Z']) await backup(homeA, 'ibs-primary', 'e1', t, 'dmgt');
+  await ok(homeA, ['sync', 'create', '--name', 'dmgt-push', '--store', 'ibs-primary', '--ns', 'dmgt', '--remote', 'backup-site', '--remote-store', 'ibs-archival', '--remote-ns', 'dmgt', '--direction', 'push']);
+  await ok(homeA, ['sync', 'run', '--name', 'dmgt-push']);
+  const store = await json<{ path: string }>(homeB, ['datastore', 'show', 'ibs-archival']);
+  await writeFile(join(store.path, 'ns', 'dmgt', 'host', 'e1', '2026-11-20T03:00:00Z', 'index.json'), '{"cut short');
+  await backup(homeA, 'ibs-primary', 'e1', '2026-11-22T03:00:00Z', 'dmgt');
+  const states = async (): Promise<string[]> =>
+    (await json<Array<{ snapshot: string; verifyState?: string }>>(homeB, ['snapshot', 'list', 'ibs-archival', '--ns', 'dmgt'])).map((s) => `${s.snapshot.replace(/^[^:]*:/, '')} ${s.verifyState === 'damaged' ? 'damaged' : 'reads'}`).sort();
+  const run = await ibs(homeA, ['sync', 'run', '--name', 'dmgt-push']);
+  assert.notEqual(run.code, 0, 'the job fails, so that someone looks');
+  assert.match(run.stderr, /dmgt:host\/e1\/2026-11-20T03:00:00Z: not valid JSON.*the job with --resync-corrupt, or "sync repair", copies it again from the source/);
+  assert.deepEqual(await states(), ['host/e1/2026-11-20T03:00:00Z damaged', 'host/e1/2026-11-21T03:00:00Z reads', 'host/e1/2026-11-22T03:00:00Z reads'], 'the new one arrived; the unreadable copy was neither overwritten nor removed');
+  const diff = await ibs(homeA, ['sync', 'diff', '--name', 'dmgt-push', '--output', 'json']);
+  assert.equal(diff.code, 1, 'not aligned');
+  assert.deepEqual(JSON.parse(diff.stdout).rows, [{ where: 'differs', snapshot: 'dmgt:host/e1/2026-11-20T03:00:00Z (unreadable on the target)' }]);
+  const repair = await ibs(homeA, ['sync', 'repair', '--name', 'dmgt-push']);
+  assert.equal(repair.code, 0, repair.stderr);
+  assert.match(repair.stderr, /dmgt:host\/e1\/2026-11-20T03:00:00Z: its manifest does not read on the target; it will be synced again/);
+  assert.deepEqual(await states(), ['host/e1/2026-11-20T03:00:00Z reads', 'host/e1/2026-11-21T03:00:00Z reads', 'host/e1/2026-11-22T03:00:00Z reads']);
+  await ok(homeB, ['verify', 'start', 'ibs-archival', '--ns', 'dmgt']);
+  assert.equal((await ibs(homeA, ['sync', 'diff', '--name', 'dmgt-push'])).code, 0, 'aligned again');
+});
+
 test('a pull from a server with a snapshot that does not read copies the rest, keeps that snapshot\'s copy (remove-vanished too), and fails naming it', async () => {
   await ok(homeA, ['namespace', 'create', 'ibs-primary', 'dmg']);
   for (const t of ['2026-11-20T03:00:00Z', '2026-11-21T03:00:00Z']) await backup(homeA, 'ibs-primary', 'd1', t, 'dmg');

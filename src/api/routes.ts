@@ -203,7 +203,7 @@ export const ROUTES: Route[] = [
         store: STORE,
         ns: NS,
         'max-depth': { type: 'integer', minimum: 0, maximum: 7, optional: true },
-        'with-damaged': { type: 'boolean', optional: true, description: 'list snapshots whose manifest does not read apart (damaged: ns, snapshot, reason) instead of failing on them' },
+        'with-damaged': { type: 'boolean', optional: true, description: 'list snapshots whose manifest does not read apart (damaged: ns, snapshot, reason, protected) instead of failing on them' },
       },
     },
     output: { type: 'object', properties: { namespaces: ANY_LIST, snapshots: ANY_LIST, owners: ANY_LIST, damaged: { ...ANY_LIST, optional: true } } },

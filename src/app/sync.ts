@@ -306,7 +306,10 @@ export async function syncDiff(ctx: AppContext, input: { id?: string; store?: st
     for (const g of plan.groups) {
       for (const c of g.copy) rows.push({ where: 'source only', snapshot: formatSnapshot(c.snapshot.ref) });
       for (const r of g.remove) rows.push({ where: 'target only', snapshot: formatSnapshot(r) });
-      for (const k of g.skip) if (k.reason === 'protected') rows.push({ where: 'target only', snapshot: `${k.snapshot} (protected)` });
+      for (const k of g.skip) {
+        if (k.reason === 'protected') rows.push({ where: 'target only', snapshot: `${k.snapshot} (protected)` });
+        if (k.reason === 'unreadable on the source' || k.reason === 'unreadable on the target') rows.push({ where: 'differs', snapshot: `${k.snapshot} (${k.reason})` });
+      }
     }
     for (const d of plan.differs) rows.push({ where: 'differs', snapshot: formatSnapshot(d.target) });
     return { aligned: rows.length === 0, source: open.source.label, target: open.target.label, rows };
@@ -351,6 +354,11 @@ export async function syncRepair(ctx: AppContext, input: { id: string; upid?: st
         damaged.add(name);
         ctx.reporter.warn(`${name}: ${bad.length} chunk(s) missing or damaged on the target; it will be synced again`);
       }
+    }
+    // A copy whose manifest does not read is replaced whole from the source (the planner finds it in the listing).
+    for (const d of targetList.damaged ?? []) {
+      damaged.add(formatSnapshot(d.ref));
+      ctx.reporter.warn(`${formatSnapshot(d.ref)}: its manifest does not read on the target; it will be synced again`);
     }
     ctx.reporter.info(`checked ${checked} chunk reference(s) of ${targetList.snapshots.length} snapshot(s) on ${open.target.label}: ${damaged.size} damaged`);
     const result = await executeJob(ctx, job, open, { ...input, resyncCorrupt: true, damaged });

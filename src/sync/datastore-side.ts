@@ -23,7 +23,7 @@ export async function listDatastore(ds: Datastore, root: Namespace, maxDepth: nu
     if (owner !== undefined) owners.set(key, owner);
   }
   const listing: SideListing = { namespaces, snapshots: infos.map((s) => ({ ref: s.ref, manifest: s.manifest, protected: s.protected })), owners };
-  if (unreadable.length > 0) listing.damaged = unreadable.map((d) => ({ ref: d.ref, reason: d.reason }));
+  if (unreadable.length > 0) listing.damaged = unreadable.map((d) => ({ ref: d.ref, reason: d.reason, protected: d.protected }));
   return listing;
 }
 

@@ -239,7 +239,8 @@ export async function runSync(source: SyncSource, target: SyncTarget, plan: Sync
         const targetRef: SnapshotRef = { ...c.snapshot.ref, ns: mapNamespace(c.snapshot.ref.ns, policy.sourceNs, policy.targetNs) };
         // A copy whose source gained files (a client log), or that failed verification, is amended: it stays
         // as it was until the new manifest replaces it, and only chunks found stored on the target are not sent
-        // again (verify moved damaged ones aside). A copy whose files differ is forgotten first.
+        // again (verify moved damaged ones aside). A copy whose files differ, or that does not read, is
+        // forgotten first.
         let amend = c.resync === 'changed on the source since it was copied' || c.resync === 'failed verification';
         if (c.resync) log(`${formatSnapshot(targetRef)}: copy on the target ${c.resync}; syncing it again${amend ? ' (the copy stays until the new one is complete)' : ''}`);
         if (c.resync && !amend) await target.forget(targetRef, { signal });
@@ -273,8 +274,9 @@ export async function runSync(source: SyncSource, target: SyncTarget, plan: Sync
         log(`${formatSnapshot(ref)}: removed (vanished from the source)`);
       }
       if (g.removeGroup) await target.removeGroup(g.target, { signal });
-      // The rest of the group went over; a source snapshot that does not read fails it, so that someone looks.
-      const unreadable = g.skip.filter((s) => s.reason === 'unreadable on the source');
+      // The rest of the group went over; a snapshot that does not read on either side fails it, so that
+      // someone looks.
+      const unreadable = g.skip.filter((s) => s.reason === 'unreadable on the source' || s.reason === 'unreadable on the target');
       if (unreadable.length > 0) throw new IbsError('CORRUPT', unreadable.map((s) => s.detail ?? s.snapshot).join('; '));
     } catch (error) {
       const e = toIbsError(error);

@@ -98,7 +98,7 @@ test('the newest common snapshot is synced again when it changed on the source (
   assert.deepEqual(copied(planSync(src, src, policy())), []);
 });
 
-test('a source snapshot that does not read is reported, never copied, and never taken for vanished; an unreadable copy stops the plan', () => {
+test('a source snapshot that does not read is reported, never copied, and never taken for vanished', () => {
   const a2 = snap('', 'host/a', '2026-11-02');
   const b1 = snap('', 'host/b', '2026-11-01');
   const src: SideListing = { ...listing([snap('', 'host/a', '2026-11-01'), snap('', 'host/a', '2026-11-03')]), damaged: [{ ref: a2.ref, reason: 'a2 does not read' }, { ref: b1.ref, reason: 'b1 does not read' }] };
@@ -110,5 +110,39 @@ test('a source snapshot that does not read is reported, never copied, and never 
   assert.deepEqual(plan.groups.map((g) => g.skip.map((s) => [s.reason, s.detail])), [[['unreadable on the source', 'a2 does not read']], [['unreadable on the source', 'b1 does not read']]]);
   // Excluded groups are not reported.
   assert.deepEqual(planSync(src, dst, policy({ groupFilters: [parseGroupFilter('group:host/a')] })).groups.map((g) => g.skip.length), [1]);
-  assert.throws(() => planSync(listing([]), { ...listing([]), damaged: [{ ref: a2.ref, reason: 'the copy does not read; snapshot forget removes it' }] }, policy()), /the copy does not read; snapshot forget/);
 });
+
+test('a copy that does not read on the target fails its group, is copied again with --resync-corrupt or by repair, and is removed when vanished', () => {
+  const a1 = snap('', 'host/a', '2026-11-01');
+  const a2 = snap('', 'host/a', '2026-11-02');
+  const a3 = snap('', 'host/a', '2026-11-03');
+  const c1 = snap('', 'host/c', '2026-11-01');
+  const src = listing([a1, a2, a3]);
+  const dst: SideListing = { ...listing([a1]), damaged: [{ ref: a2.ref, reason: 'a2 copy does not read', protected: false }, { ref: c1.ref, reason: 'c1 copy does not read' }] };
+  // Without: the others are copied, the unreadable copy is reported with what to do (the engine fails the group).
+  const plain = planSync(src, dst, policy());
+  assert.deepEqual(copied(plain), [':host/a@2026-11-03'], 'never copied as if missing');
+  const skip = plain.groups[0]?.skip.find((s) => s.reason === 'unreadable on the target');
+  assert.equal(skip?.snapshot, 'host/a/2026-11-02T03:00:00Z');
+  assert.match(skip?.detail ?? '', /^a2 copy does not read; the job with --resync-corrupt, or "sync repair", copies it again/);
+  // A group only the target has, of unreadable copies alone: left alone without remove-vanished.
+  assert.equal(plain.groups.length, 1);
+  // With --resync-corrupt, or named by repair: copied again (the engine forgets the copy first).
+  for (const p of [policy({ resyncCorrupt: true }), policy({ damaged: new Set(['host/a/2026-11-02T03:00:00Z']) })]) {
+    const plan = planSync(src, dst, p);
+    assert.deepEqual(plan.groups[0]?.copy.map((c) => [formatTime(c.snapshot.ref.time), c.resync]), [['2026-11-02', 'does not read'], ['2026-11-03', undefined]]);
+    assert.ok(!plan.groups[0]?.skip.some((s) => s.reason === 'unreadable on the target'));
+  }
+  // A protected unreadable copy cannot be replaced: reported, saying so.
+  const prot: SideListing = { ...dst, damaged: [{ ref: a2.ref, reason: 'a2 copy does not read', protected: true }] };
+  assert.match(planSync(src, prot, policy({ resyncCorrupt: true })).groups[0]?.skip.find((s) => s.reason === 'unreadable on the target')?.detail ?? '', /protected there: "snapshot unprotect"/);
+  // Vanished from the source: removed with remove-vanished, in a group with others and in one of its own.
+  const gone = planSync(listing([a1, a3]), dst, policy({ removeVanished: true }));
+  assert.deepEqual(gone.groups.map((g) => [g.target.id, g.remove.map((r) => formatTime(r.time)), g.removeGroup]), [['a', ['2026-11-02'], false], ['c', ['2026-11-01'], true]]);
+  // Protected ones stay, as readable protected copies do.
+  const keep = planSync(listing([a1, a3]), prot, policy({ removeVanished: true }));
+  assert.deepEqual(keep.groups[0]?.remove, []);
+  assert.ok(keep.groups[0]?.skip.some((s) => s.reason === 'protected' && s.snapshot === 'host/a/2026-11-02T03:00:00Z'));
+});
+
+const formatTime = (t: number): string => new Date(t * 1000).toISOString().slice(0, 10);

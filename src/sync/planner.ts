@@ -23,14 +23,14 @@ export interface SyncPolicy {
   encrypt: boolean;
 }
 
-export type SkipReason = 'filtered' | 'already present' | 'transfer-last' | 'not verified' | 'not encrypted' | 'partly encrypted' | 'protected' | 'differs, but the copy is protected' | 'unreadable on the source';
+export type SkipReason = 'filtered' | 'already present' | 'transfer-last' | 'not verified' | 'not encrypted' | 'partly encrypted' | 'protected' | 'differs, but the copy is protected' | 'unreadable on the source' | 'unreadable on the target';
 
 export interface GroupPlan {
   source: GroupRef;
   target: GroupRef;
   /** Snapshots to copy, oldest first; `resync` ones replace a copy whose verification failed or whose content differs. */
-  copy: Array<{ snapshot: SideSnapshot; resync?: 'failed verification' | 'content differs' | 'changed on the source since it was copied' | undefined }>;
-  /** `detail`: for 'unreadable on the source', why (such a snapshot fails its group once the rest is copied). */
+  copy: Array<{ snapshot: SideSnapshot; resync?: 'failed verification' | 'content differs' | 'changed on the source since it was copied' | 'does not read' | undefined }>;
+  /** `detail`: for 'unreadable on the source' or 'on the target', why (such a snapshot fails its group once the rest is copied). */
   skip: Array<{ snapshot: string; reason: SkipReason; detail?: string }>;
   /** Target snapshots the source no longer has (remove-vanished). */
   remove: SnapshotRef[];
@@ -103,12 +103,12 @@ export function planSync(source: SideListing, target: SideListing, policy: SyncP
     if (!targetNamespaces.has(formatNamespace(mapped))) createNamespaces.push(mapped);
   }
 
-  // A copy that does not read cannot be compared or replaced safely: the operator forgets it first (the error says so).
-  const unreadableCopy = target.damaged?.[0];
-  if (unreadableCopy) throw new IbsError('CORRUPT', unreadableCopy.reason);
-
   const bySourceGroup = byGroup(source.snapshots);
   const byTargetGroup = byGroup(target.snapshots);
+  // Copies on the target that do not read: copied again from the source with --resync-corrupt (or by repair),
+  // else they fail their group; removed with remove-vanished once the source no longer has them.
+  const damagedTargetByGroup = new Map<string, NonNullable<SideListing['damaged']>>();
+  for (const d of target.damaged ?? []) damagedTargetByGroup.set(groupKey(d.ref), [...(damagedTargetByGroup.get(groupKey(d.ref)) ?? []), d]);
   // Source snapshots that do not read: reported, and kept from looking vanished (with their group).
   const damagedByGroup = new Map<string, Array<{ ref: SnapshotRef; reason: string }>>();
   for (const d of source.damaged ?? []) damagedByGroup.set(groupKey(d.ref), [...(damagedByGroup.get(groupKey(d.ref)) ?? []), d]);
@@ -134,6 +134,7 @@ export function planSync(source: SideListing, target: SideListing, policy: SyncP
     for (const d of damaged) plan.skip.push({ snapshot: formatSnapshot(d.ref), reason: 'unreadable on the source', detail: d.reason });
     const sorted = [...snaps].sort((a, b) => a.ref.time - b.ref.time);
     const onTarget = new Map((byTargetGroup.get(groupKey(targetGroup)) ?? []).map((s) => [s.ref.time, s]));
+    const unreadableThere = new Map((damagedTargetByGroup.get(groupKey(targetGroup)) ?? []).map((d) => [d.ref.time, d]));
     const included = includedSnapshots(policy.includes, sorted);
     const candidates = sorted.filter((s, i) => {
       if (included[i] === undefined) plan.skip.push({ snapshot: formatSnapshot(s.ref), reason: 'filtered' });
@@ -143,6 +144,16 @@ export function planSync(source: SideListing, target: SideListing, policy: SyncP
     const newestCommon = [...sorted].reverse().find((s) => onTarget.has(s.ref.time));
     candidates.forEach((s, i) => {
       const name = formatSnapshot(s.ref);
+      const broken = unreadableThere.get(s.ref.time);
+      if (broken) {
+        const resync = policy.resyncCorrupt || policy.damaged?.has(formatSnapshot(broken.ref)) === true;
+        if (resync && broken.protected !== true) plan.copy.push({ snapshot: s, resync: 'does not read' });
+        else {
+          const todo = resync ? 'it is protected there: "snapshot unprotect" it on the target first' : 'the job with --resync-corrupt, or "sync repair", copies it again from the source';
+          plan.skip.push({ snapshot: name, reason: 'unreadable on the target', detail: `${broken.reason}; ${todo}` });
+        }
+        return;
+      }
       const there = onTarget.get(s.ref.time);
       if (there) {
         const failed = there.manifest.unprotected.verifyState?.state === 'failed' || policy.damaged?.has(formatSnapshot(there.ref)) === true;
@@ -176,21 +187,27 @@ export function planSync(source: SideListing, target: SideListing, policy: SyncP
         if (t.protected) plan.skip.push({ snapshot: formatSnapshot(t.ref), reason: 'protected' });
         else plan.remove.push(t.ref);
       }
+      for (const d of unreadableThere.values()) {
+        if (sourceTimes.has(d.ref.time)) continue;
+        if (d.protected === true) plan.skip.push({ snapshot: formatSnapshot(d.ref), reason: 'protected' });
+        else plan.remove.push(d.ref);
+      }
     }
   }
 
   // Groups only the target has: vanished from the source (within the job's scope and ownership).
   const removeNamespaces: Namespace[] = [];
   if (policy.removeVanished) {
-    for (const [key, snaps] of byTargetGroup) {
+    for (const key of new Set([...byTargetGroup.keys(), ...damagedTargetByGroup.keys()])) {
       if (seenTargetGroups.has(key)) continue;
-      const first = (snaps[0] as SideSnapshot).ref;
+      const snaps = [...(byTargetGroup.get(key) ?? []), ...(damagedTargetByGroup.get(key) ?? [])];
+      const first = (snaps[0] as { ref: SnapshotRef }).ref;
       const targetGroup: GroupRef = { ns: first.ns, type: first.type, id: first.id };
       if (!groupPasses(policy.groupFilters, targetGroup)) continue;
       if ((target.owners.get(key) ?? policy.owner) !== policy.owner) continue;
       const plan: GroupPlan = { source: targetGroup, target: targetGroup, copy: [], skip: [], remove: [], removeGroup: false };
       for (const t of snaps) {
-        if (t.protected) plan.skip.push({ snapshot: formatSnapshot(t.ref), reason: 'protected' });
+        if (t.protected === true) plan.skip.push({ snapshot: formatSnapshot(t.ref), reason: 'protected' });
         else plan.remove.push(t.ref);
       }
       plan.removeGroup = plan.skip.length === 0;

@@ -10,7 +10,7 @@ export interface ListingJson {
   snapshots: Array<{ ns: string; protected: boolean; manifest: unknown }>;
   owners: Array<{ ns: string; group: string; owner: string }>;
   /** Snapshots whose manifest does not read: only for a caller that asked (`with-damaged`). */
-  damaged?: Array<{ ns: string; snapshot: string; reason: string }>;
+  damaged?: Array<{ ns: string; snapshot: string; reason: string; protected?: boolean }>;
 }
 
 /**
@@ -29,7 +29,7 @@ export function encodeListing(listing: SideListing, options: { withDamaged?: boo
       const [ns, group] = key.split('\0') as [string, string];
       return { ns, group, owner };
     }),
-    ...(damaged.length > 0 ? { damaged: damaged.map((d) => ({ ns: formatNamespace(d.ref.ns), snapshot: formatSnapshot({ ...d.ref, ns: [] }), reason: d.reason })) } : {}),
+    ...(damaged.length > 0 ? { damaged: damaged.map((d) => ({ ns: formatNamespace(d.ref.ns), snapshot: formatSnapshot({ ...d.ref, ns: [] }), reason: d.reason, ...(d.protected !== undefined ? { protected: d.protected } : {}) })) } : {}),
   };
 }
 
@@ -62,7 +62,7 @@ export function decodeListing(value: unknown, what: string): SideListing {
         // reported below
       }
       if (!ref) throw new IbsError('CORRUPT', `${what}: malformed damaged entry ${JSON.stringify(d).slice(0, 200)}`);
-      return { ref, reason: `${what}: ${String(d?.reason).slice(0, 2000)}` };
+      return { ref, reason: `${what}: ${String(d?.reason).slice(0, 2000)}`, ...(typeof d?.protected === 'boolean' ? { protected: d.protected } : {}) };
     });
   }
   return listing;

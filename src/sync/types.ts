@@ -19,10 +19,12 @@ export interface SideListing {
   /** "ns\0type/id" -> owner. */
   owners: Map<string, string>;
   /**
-   * Snapshots whose manifest does not read, with why (a datastore side lists them; a server's listing fails
-   * instead). Never copied, and never taken for vanished: their copies on the other side stay.
+   * Snapshots whose manifest does not read, with why (a server's listing carries them only when asked). On a
+   * source: never copied, and never taken for vanished (their copies on the other side stay). On a target: a
+   * copy to replace from the source (with --resync-corrupt, or by repair), or to remove when it vanished.
+   * `protected` is unknown (absent) from servers of earlier versions.
    */
-  damaged?: Array<{ ref: SnapshotRef; reason: string }>;
+  damaged?: Array<{ ref: SnapshotRef; reason: string; protected?: boolean }>;
 }
 
 export function groupKey(g: GroupRef): string {
