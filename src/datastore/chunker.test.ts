@@ -34,6 +34,16 @@ test('chunks concatenate to the input, respect min/max, and do not depend on how
   );
 });
 
+test('pieces of a few bytes (odd and even scan ranges) cut where the whole input does', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 60_000 }), fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 6 }), (size, pieces) => {
+      const data = randomBytes(size);
+      assert.deepEqual(chunkAll(data, pieces).map((c) => c.length), chunkAll(data, []).map((c) => c.length));
+    }),
+    { numRuns: 40 },
+  );
+});
+
 /** A fixed pseudo-random stream (xorshift32), the same on every machine and in every version. */
 function fixedStream(size: number, seed: number): Buffer {
   const out = Buffer.allocUnsafe(size);
