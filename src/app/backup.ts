@@ -421,7 +421,8 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
           report(piece.length);
         }
         await handle.truncate(bytes);
-        await handle.sync();
+        // Not flushed to disk here, like a tree restore (and tar, cp, restic): flushing 1 GiB to the bench disk
+        // added 0.9-1.3 s (2.61-3.02 s with, 1.63-1.71 s without). `sync` flushes when it must survive a power cut.
       } catch (error) {
         await handle.close();
         await rm(target, { force: true });
