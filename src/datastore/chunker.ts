@@ -33,7 +33,8 @@ const GEAR = (() => {
  * cost. It takes two bytes a round: the hash two bytes on is (hash << 2) + (GEAR[b0] << 1) + GEAR[b1], so
  * the chain from one round to the next is one shift and one add, and the hash after the first byte (checked
  * too) is worked out beside it: 1590-1660 MiB/s one byte a round, 2120-2130 two (four: 2010-2060), same
- * cuts. The module is `GEAR_MODULE` assembled (wat2wasm, no names) from this text form:
+ * cuts. `GEAR_MODULE` is this text form assembled by wat2wasm (wabt 1.0.39, no names), which gives the same
+ * bytes again:
  *
  *   (module
  *     (memory (export "memory") 17)                   ;; GEAR at 0 (1 KiB), the window at 1024 (1 MiB)
