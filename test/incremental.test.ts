@@ -97,3 +97,28 @@ test('change detection works for encrypted backups too: an unchanged tree is tak
   const stats = JSON.parse(second.stdout).archives[0];
   assert.equal(stats.copiedBytes, stats.size, 'an unchanged encrypted run reads nothing');
 });
+
+test('a chunk of the previous snapshot lost since: the next backup fails naming it and marks that snapshot failed; the one after sends it again', async () => {
+  const args = (time: string): string[] => ['backup', 'create', '--store', 'store1', '--id', 'lost', '--time', time, '--output', 'json', `root.tar:${src}`];
+  const first = await ibs(home, args('2026-12-10T00:00:00Z'));
+  assert.equal(first.code, 0, first.stderr);
+  // Lose one chunk of the payload (as a damaged disk or a hand would), behind the datastore's back.
+  const store = JSON.parse((await ibs(home, ['datastore', 'show', 'store1', '--output', 'json'])).stdout) as { path: string };
+  const snap = join(store.path, 'host', 'lost', '2026-12-10T00:00:00Z');
+  const index = await readFile(join(snap, 'root.tar.payload.didx'));
+  const { decodeIndex, indexChunks } = await import('../src/core/index.ts');
+  const digest = (indexChunks(decodeIndex(index, 'payload'))[0] as { digest: string }).digest;
+  await rm(join(store.path, '.chunks', digest.slice(0, 4), digest));
+  const second = await ibs(home, args('2026-12-11T00:00:00Z'));
+  assert.notEqual(second.code, 0, 'no snapshot that reuses a lost chunk');
+  assert.match(second.stderr, new RegExp(`reuses 1 chunk\\(s\\) of the previous snapshot host/lost/2026-12-10T00:00:00Z that are no longer stored \\(${digest}\\); that snapshot is now marked as failed verification`));
+  const list = JSON.parse((await ibs(home, ['snapshot', 'list', 'store1', '--output', 'json'])).stdout) as Array<{ snapshot: string; verifyState?: string }>;
+  assert.deepEqual(list.filter((s) => s.snapshot.includes('host/lost/')).map((s) => [s.snapshot, s.verifyState]), [['host/lost/2026-12-10T00:00:00Z', 'failed']]);
+  const third = await ibs(home, args('2026-12-12T00:00:00Z'));
+  assert.equal(third.code, 0, third.stderr);
+  assert.equal(JSON.parse(third.stdout).archives[0].copiedBytes, 0, 'the tree is read again: the failed snapshot is no base');
+  const target = join(work.path, 'restore-lost');
+  assert.equal((await ibs(home, ['backup', 'restore', 'host/lost/2026-12-12T00:00:00Z', 'root.tar', target, '--store', 'store1'])).code, 0);
+  assert.deepEqual(await digestTree(target), await digestTree(src));
+  assert.equal((await ibs(home, ['verify', 'start', 'store1', '--snapshot', 'host/lost/2026-12-12T00:00:00Z'])).code, 0);
+});

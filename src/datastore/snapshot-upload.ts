@@ -74,6 +74,9 @@ export class SnapshotUpload implements SnapshotSink {
   /** Chunks received from elsewhere that this session stored and has not reported yet: whether the read-back matched. */
   readonly #unverified = new Map<string, Promise<boolean>>();
   readonly #files = new Map<string, ManifestFile>();
+  /** Chunks of the previous snapshot found still stored (`#checkBase`). */
+  readonly #baseChecked = new Set<string>();
+  readonly #knownMissing: Promise<Set<string>>;
   /** With `amend`: the files of the snapshot being replaced, which stay valid until commit. */
   readonly #existing: Map<string, ManifestFile>;
   /**
@@ -97,6 +100,10 @@ export class SnapshotUpload implements SnapshotSink {
     this.#lease = lease;
     this.known = known;
     this.previous = previous;
+    // Which of the previous snapshot's chunks are no longer stored: asked now, while the writer reads and
+    // chunks, and awaited when an index reuses them (`#checkBase`).
+    this.#knownMissing = known.size > 0 ? ds.chunks.missing(known, { signal: options.signal }) : Promise.resolve(new Set());
+    this.#knownMissing.catch(() => {});
   }
 
   static async begin(ds: Datastore, ref: SnapshotRef, options: UploadOptions): Promise<SnapshotUpload> {
@@ -146,6 +153,32 @@ export class SnapshotUpload implements SnapshotSink {
       throw error;
     }
     return new SnapshotUpload(ds, ref, options, lease, known, previous, existing, amended);
+  }
+
+  /**
+   * Chunks of the previous snapshot that this one reuses without sending them must still be stored: one lost
+   * since (removed by hand, or by a damaged disk) would make this snapshot unrestorable where it uses it. Such
+   * a previous snapshot is marked as failed verification, so that the next backup (or sync) does not build on
+   * it and sends what it lacks, and this upload fails saying so. A stat per chunk of the previous snapshot,
+   * from the start of the upload on: a chunk lost while this upload runs is not seen.
+   */
+  async #checkBase(digests: Set<string>, what: string): Promise<void> {
+    if (digests.size === 0) return;
+    const missing = await this.#knownMissing;
+    const gone = new Set([...digests].filter((d) => missing.has(d)));
+    if (gone.size > 0) {
+      const base = this.previous?.ref;
+      if (base) {
+        const verifyState = { state: 'failed' as const, time: Math.floor(Date.now() / 1000), failedChunks: [...gone] };
+        await this.#ds.updateUnprotected(base, (u) => ({ ...u, verifyState }), { signal: this.#options.signal }).catch(() => {});
+      }
+      const name = base ? formatSnapshot(base) : 'of the group';
+      throw new IbsError(
+        'CORRUPT',
+        `${what} reuses ${gone.size} chunk(s) of the previous snapshot ${name} that are no longer stored (${gone.values().next().value}${gone.size > 1 ? ', …' : ''}); that snapshot is now marked as failed verification, so the next run does not build on it: run it again`,
+      );
+    }
+    for (const d of digests) this.#baseChecked.add(d);
   }
 
   #assertOpen(): void {
@@ -230,8 +263,13 @@ export class SnapshotUpload implements SnapshotSink {
     if (before && (before.size !== file.size || before.csum !== file.csum)) throw new IbsError('EXISTS', `${what}: the snapshot already has this file with other content; an amendment may only add files`);
     if (indexed) {
       const unsent = new Set<string>();
+      const fromBase = new Set<string>();
       for (const span of indexChunks(decodeIndex(data, what))) {
-        if (this.#uploaded.has(span.digest) || this.known.has(span.digest)) continue;
+        if (this.#uploaded.has(span.digest) || this.#baseChecked.has(span.digest)) continue;
+        if (this.known.has(span.digest)) {
+          fromBase.add(span.digest);
+          continue;
+        }
         if (!this.#amended.has(span.digest)) {
           throw new IbsError('PERMISSION_DENIED', `${what} references chunk ${span.digest}, which was neither uploaded in this session nor part of the previous snapshot of the group`);
         }
@@ -242,6 +280,7 @@ export class SnapshotUpload implements SnapshotSink {
       const first = missing.values().next();
       if (!first.done) throw new IbsError('NOT_FOUND', `${what} references chunk ${first.value}, which is not stored (${missing.size} such chunk(s); send them first)`);
       for (const d of unsent) this.#uploaded.add(d);
+      await this.#checkBase(fromBase, what);
     }
     await this.#ds.backend.write(`${snapshotPath(this.ref)}${file.filename}`, data, { signal: this.#options.signal });
     this.#files.set(file.filename, file);
