@@ -9,7 +9,11 @@
 import { spawn } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildCorpus, imageMiB, measure, mibps, passphrase, root, work, type Run } from './common.ts';
+import { buildCorpus, imageMiB, measure, mibps, passphrase, root, settle, warmCorpus, work, type Run } from './common.ts';
+
+async function removeRestored(): Promise<void> {
+  for (const name of ['restore-ibs', 'restore-ibs.img', 'restore-restic']) await rm(join(work, name), { recursive: true, force: true });
+}
 
 async function main(): Promise<void> {
   await mkdir(work, { recursive: true });
@@ -18,12 +22,17 @@ async function main(): Promise<void> {
   console.log(`corpus: ${corpus.source} + ${imageMiB} MiB image (text, zeros, random); ${(corpus.bytes / 1024 / 1024).toFixed(0)} MiB in all`);
   const home = join(work, 'ibs-home');
   await rm(home, { recursive: true, force: true });
-  await rm(join(work, 'restore-ibs'), { recursive: true, force: true });
-  await rm(join(work, 'restore-ibs.img'), { force: true });
+  // Restored trees are removed once timed (below), not before the next run's restores: ext4 does not reuse
+  // inodes freed in the last minutes, and the first restore after 83k files were removed spent 18% of all CPU
+  // in ext4_create -> recently_deleted (perf), 20-23 s instead of 7 s. These are leftovers of a run cut short.
+  await removeRestored();
   // Through the launcher users run, so that its runtime settings are measured too.
   const launcher = join(root, 'bin', 'ironcore-backup');
   const env = { IRONCORE_HOME: home, IBS_PASSPHRASE: passphrase };
-  const ibs = (args: string[]): Promise<Run> => measure(launcher, args, env);
+  const ibs = async (args: string[]): Promise<Run> => {
+    await settle();
+    return measure(launcher, args, env);
+  };
   const keyfile = join(work, 'bench.key');
   await rm(keyfile, { force: true });
   for (const args of [['datastore', 'create', 'bench'], ['key', 'create', keyfile]]) {
@@ -35,14 +44,17 @@ async function main(): Promise<void> {
   if (haveRestic) {
     const repo = join(work, 'restic-repo');
     await rm(repo, { recursive: true, force: true });
-    await rm(join(work, 'restore-restic'), { recursive: true, force: true });
     const renv = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: passphrase, RESTIC_CACHE_DIR: join(work, 'restic-cache') };
-    restic = (args: string[]): Promise<Run> => measure('restic', ['--quiet', ...args], renv);
+    restic = async (args: string[]): Promise<Run> => {
+      await settle();
+      return measure('restic', ['--quiet', ...args], renv);
+    };
     await restic(['init']);
   }
   // Each step runs restic's counterpart right after ours, so that both meet the same machine: on a shared VM
   // the speed drifts by tens of percent within minutes (restic's initial backup took 18 s in one run, 47 s in
   // the next).
+  await warmCorpus();
   const backup = ['backup', 'create', '--quiet', '--store', 'bench', '--id', 'bench', '--keyfile', keyfile, `root.tar:${corpus.tree}`, `disk.img:${corpus.image}`];
   const ib = await ibs(backup);
   if (ib.code !== 0) throw new Error(ib.stderr);
@@ -65,6 +77,7 @@ async function main(): Promise<void> {
     const ratio = row.ibs && row.restic ? `${(row.restic.seconds / row.ibs.seconds).toFixed(2)}x` : 'n/a';
     console.log(`${row.step.padEnd(20)} ${fmt(row.ibs).padEnd(36)} ${fmt(row.restic).padEnd(36)} ${ratio}`);
   }
+  await removeRestored();
   if (!haveRestic) console.log('\nrestic is not installed (apt-get install restic): no comparison figures.');
   console.log('\nTargets: backup and restore at least 2x restic\'s throughput; peak RSS at most 300 MiB.');
 }

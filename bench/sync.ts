@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { buildCorpus, measure, root, work, type Run } from './common.ts';
+import { buildCorpus, measure, root, settle, work, type Run } from './common.ts';
 
 const launcher = join(root, 'bin', 'ironcore-backup');
 const MiB = 1024 * 1024;
@@ -50,6 +50,7 @@ async function must(home: string, args: string[]): Promise<string> {
 
 /** `sync run` in this process (no server at this home): wall time, engine time and bytes from the JSON result. */
 async function syncRun(home: string, name: string): Promise<SyncRun> {
+  await settle();
   const r = await ibs(home, ['sync', 'run', '--name', name, '--output', 'json', '--quiet']);
   if (r.code !== 0) throw new Error(`sync run ${name}: ${r.stderr}`);
   const j = JSON.parse(r.stdout) as { bytesSent: number; seconds: number };
@@ -65,6 +66,7 @@ async function dirBytes(dir: string): Promise<number> {
 /** Peer runs whose "bytes" is the growth of the destination directory (what had to be written). */
 async function peer(cmd: string, args: string[], dst: string, env: Record<string, string> = {}): Promise<SyncRun> {
   const before = await dirBytes(dst).catch(() => 0);
+  await settle();
   const r = await measure('bash', ['-c', `${[cmd, ...args].map((a) => `'${a}'`).join(' ')} && sync`], env);
   if (r.code !== 0) throw new Error(`${cmd}: ${r.stderr}`);
   return { ...r, bytes: Math.max(0, (await dirBytes(dst)) - before) };
