@@ -296,3 +296,35 @@ test('a sync whose source has a snapshot that does not read copies the rest, kee
   const verify = await ibs(home, ['verify', 'start', 'store1', '--snapshot', damaged]);
   assert.equal(verify.code, 0, verify.stderr);
 });
+
+test('a local sync onto a copy that does not read fails naming it; with --resync-corrupt the copy is replaced from the source and verifies', async () => {
+  const data = join(work.path, 'mani3');
+  await mkdir(data, { recursive: true });
+  await writeFile(join(data, 'payload.bin'), randomBytes(64 * 1024));
+  const backup = async (t: string): Promise<void> => {
+    const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'mani3', '--time', t, `root.tar:${data}`]);
+    assert.equal(b.code, 0, b.stderr);
+  };
+  for (const t of ['2026-10-21T00:00:00Z', '2026-10-22T00:00:00Z']) await backup(t);
+  const mirror = JSON.parse((await ibs(home, ['datastore', 'create', 'mirror3', '--output', 'json'])).stdout) as { path: string };
+  assert.equal((await ibs(home, ['sync', 'create', '--name', 'mani3', '--store', 'store1', '--remote-store', 'mirror3', '--direction', 'push', '--group-filter', 'group:host/mani3'])).code, 0);
+  assert.equal((await ibs(home, ['sync', 'run', '--name', 'mani3'])).code, 0);
+
+  const damaged = 'host/mani3/2026-10-21T00:00:00Z';
+  await writeFile(join(mirror.path, damaged, 'index.json'), '{"cut');
+  await backup('2026-10-23T00:00:00Z');
+  const run = await ibs(home, ['sync', 'run', '--name', 'mani3']);
+  assert.notEqual(run.code, 0, 'the job fails, so that someone looks');
+  assert.match(run.stderr, new RegExp(`Manifest of ${damaged}: not valid JSON.*--resync-corrupt`));
+  const states = async (): Promise<string[]> =>
+    (JSON.parse((await ibs(home, ['snapshot', 'list', 'mirror3', 'host/mani3', '--output', 'json'])).stdout) as Array<{ snapshot: string; verifyState?: string }>).map((r) => `${r.snapshot} ${r.verifyState === 'damaged' ? 'damaged' : 'reads'}`);
+  assert.deepEqual(await states(), ['host/mani3/2026-10-23T00:00:00Z reads', 'host/mani3/2026-10-22T00:00:00Z reads', `${damaged} damaged`]);
+
+  assert.equal((await ibs(home, ['sync', 'update', '--name', 'mani3', '--resync-corrupt'])).code, 0);
+  const again = await ibs(home, ['sync', 'run', '--name', 'mani3']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, new RegExp(`${damaged}: copy on the target does not read; syncing it again`));
+  assert.deepEqual(await states(), ['host/mani3/2026-10-23T00:00:00Z reads', 'host/mani3/2026-10-22T00:00:00Z reads', `${damaged} reads`]);
+  const verify = await ibs(home, ['verify', 'start', 'mirror3']);
+  assert.equal(verify.code, 0, verify.stderr);
+});
