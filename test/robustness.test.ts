@@ -265,14 +265,19 @@ test('a damaged manifest: the listing shows that snapshot as damaged and every o
   assert.equal((await ibs(home, ['gc', 'start', 'store1'])).code, 0);
 });
 
-test('a sync whose source has a snapshot that does not read copies the rest, keeps that snapshot\'s copy (remove-vanished too), and fails naming it', async () => {
-  const data = join(work.path, 'mani2');
+/** Backs up, at the time given, a small folder of its own as group host/ID of store1. */
+async function backupsOf(id: string): Promise<(time: string) => Promise<void>> {
+  const data = join(work.path, id);
   await mkdir(data, { recursive: true });
   await writeFile(join(data, 'payload.bin'), randomBytes(64 * 1024));
-  const backup = async (t: string): Promise<void> => {
-    const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'mani2', '--time', t, `root.tar:${data}`]);
+  return async (time) => {
+    const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--id', id, '--time', time, `root.tar:${data}`]);
     assert.equal(b.code, 0, b.stderr);
   };
+}
+
+test('a sync whose source has a snapshot that does not read copies the rest, keeps that snapshot\'s copy (remove-vanished too), and fails naming it', async () => {
+  const backup = await backupsOf('mani2');
   for (const t of ['2026-10-11T00:00:00Z', '2026-10-12T00:00:00Z']) await backup(t);
   assert.equal((await ibs(home, ['datastore', 'create', 'mirror2'])).code, 0);
   const job = await ibs(home, ['sync', 'create', '--name', 'mani2', '--store', 'store1', '--remote-store', 'mirror2', '--direction', 'push', '--group-filter', 'group:host/mani2', '--remove-vanished']);
@@ -298,13 +303,7 @@ test('a sync whose source has a snapshot that does not read copies the rest, kee
 });
 
 test('a local sync onto a copy that does not read fails naming it; with --resync-corrupt the copy is replaced from the source and verifies', async () => {
-  const data = join(work.path, 'mani3');
-  await mkdir(data, { recursive: true });
-  await writeFile(join(data, 'payload.bin'), randomBytes(64 * 1024));
-  const backup = async (t: string): Promise<void> => {
-    const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--id', 'mani3', '--time', t, `root.tar:${data}`]);
-    assert.equal(b.code, 0, b.stderr);
-  };
+  const backup = await backupsOf('mani3');
   for (const t of ['2026-10-21T00:00:00Z', '2026-10-22T00:00:00Z']) await backup(t);
   const mirror = JSON.parse((await ibs(home, ['datastore', 'create', 'mirror3', '--output', 'json'])).stdout) as { path: string };
   assert.equal((await ibs(home, ['sync', 'create', '--name', 'mani3', '--store', 'store1', '--remote-store', 'mirror3', '--direction', 'push', '--group-filter', 'group:host/mani3'])).code, 0);

@@ -74,8 +74,7 @@ export class SnapshotUpload implements SnapshotSink {
   /** Chunks received from elsewhere that this session stored and has not reported yet: whether the read-back matched. */
   readonly #unverified = new Map<string, Promise<boolean>>();
   readonly #files = new Map<string, ManifestFile>();
-  /** Chunks of the previous snapshot found still stored (`#checkBase`). */
-  readonly #baseChecked = new Set<string>();
+  /** Which of `known` (the previous snapshot's chunks) are no longer stored (`#checkBase`). */
   readonly #knownMissing: Promise<Set<string>>;
   /** With `amend`: the files of the snapshot being replaced, which stay valid until commit. */
   readonly #existing: Map<string, ManifestFile>;
@@ -163,22 +162,17 @@ export class SnapshotUpload implements SnapshotSink {
    * from the start of the upload on: a chunk lost while this upload runs is not seen.
    */
   async #checkBase(digests: Set<string>, what: string): Promise<void> {
-    if (digests.size === 0) return;
     const missing = await this.#knownMissing;
-    const gone = new Set([...digests].filter((d) => missing.has(d)));
-    if (gone.size > 0) {
-      const base = this.previous?.ref;
-      if (base) {
-        const verifyState = { state: 'failed' as const, time: Math.floor(Date.now() / 1000), failedChunks: [...gone] };
-        await this.#ds.updateUnprotected(base, (u) => ({ ...u, verifyState }), { signal: this.#options.signal }).catch(() => {});
-      }
-      const name = base ? formatSnapshot(base) : 'of the group';
-      throw new IbsError(
-        'CORRUPT',
-        `${what} reuses ${gone.size} chunk(s) of the previous snapshot ${name} that are no longer stored (${gone.values().next().value}${gone.size > 1 ? ', …' : ''}); that snapshot is now marked as failed verification, so the next run does not build on it: run it again`,
-      );
-    }
-    for (const d of digests) this.#baseChecked.add(d);
+    const gone = [...digests].filter((d) => missing.has(d));
+    if (gone.length === 0) return;
+    // `known` holds chunks of the previous snapshot only: there is one when a chunk of it is gone.
+    const base = (this.previous as SnapshotReader).ref;
+    const verifyState = { state: 'failed' as const, time: Math.floor(Date.now() / 1000), failedChunks: gone };
+    await this.#ds.updateUnprotected(base, (u) => ({ ...u, verifyState }), { signal: this.#options.signal }).catch(() => {});
+    throw new IbsError(
+      'CORRUPT',
+      `${what} reuses ${gone.length} chunk(s) of the previous snapshot ${formatSnapshot(base)} that are no longer stored (${gone[0]}${gone.length > 1 ? ', …' : ''}); that snapshot is now marked as failed verification, so the next run does not build on it: run it again`,
+    );
   }
 
   #assertOpen(): void {
@@ -265,7 +259,7 @@ export class SnapshotUpload implements SnapshotSink {
       const unsent = new Set<string>();
       const fromBase = new Set<string>();
       for (const span of indexChunks(decodeIndex(data, what))) {
-        if (this.#uploaded.has(span.digest) || this.#baseChecked.has(span.digest)) continue;
+        if (this.#uploaded.has(span.digest)) continue;
         if (this.known.has(span.digest)) {
           fromBase.add(span.digest);
           continue;

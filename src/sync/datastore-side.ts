@@ -6,7 +6,7 @@ import { groupKey, type BeginInput, type OpOptions, type SideListing, type Sourc
 /**
  * Lists a datastore's namespace tree under `root` (root included) with snapshots and group owners. A snapshot
  * whose manifest does not read fails the listing (CORRUPT), unless `withDamaged`: then it is listed apart
- * (`damaged`), for a planner that keeps it out of both copying and removing.
+ * (`damaged`), for the planner (see SideListing.damaged).
  */
 export async function listDatastore(ds: Datastore, root: Namespace, maxDepth: number | undefined, options: OpOptions & { withDamaged?: boolean } = {}): Promise<SideListing> {
   if (!(await ds.namespaceExists(root, options))) return { namespaces: [], snapshots: [], owners: new Map() };
