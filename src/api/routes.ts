@@ -1119,6 +1119,24 @@ export const ROUTES: Route[] = [
       return { removed: input.name as string };
     },
   },
+  {
+    method: 'GET',
+    path: '/config/masterkey',
+    summary: "the master key that wraps the server keys: configured, fingerprint, unlocked in the server and how (never key material)",
+    input: { type: 'object', properties: {} },
+    output: { type: 'object', additional: true, properties: { configured: { type: 'boolean' }, unlocked: { type: 'boolean' } } },
+    permission: { kind: 'privilege', path: () => '/system/keys', privileges: ['Sys.Audit'] },
+    handler: (req) => app.masterKeyStatus(req.ctx),
+  },
+  {
+    method: 'POST',
+    path: '/config/masterkey/unlock',
+    summary: 'unlock the master key in the server with its passphrase (when its unlock file could not be read at start)',
+    input: { type: 'object', properties: { passphrase: { type: 'string', minLength: 1, maxLength: 1024 } } },
+    output: { type: 'object', additional: true, properties: { configured: { type: 'boolean' }, unlocked: { type: 'boolean' } } },
+    permission: { kind: 'privilege', path: () => '/system/keys', privileges: ['Sys.Modify'] },
+    handler: (req, input) => app.unlockMasterKey(req.ctx, input.passphrase as string),
+  },
   // ---- users and tokens --------------------------------------------------------------------------------------
   {
     method: 'PUT',

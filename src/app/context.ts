@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
+import { AccessConfig, DatastoreRegistry, JobsConfig, NotificationsConfig, RemotesConfig, ServerKeys, type DatastoreConfig, type IbsPaths, type MasterKey } from '../config/index.ts';
 import { Datastore, type ChunkPool } from '../datastore/index.ts';
 import type { Reporter } from '../lib/index.ts';
 import type { StorageBackend } from '../storage/index.ts';
@@ -12,7 +12,7 @@ export interface AppContext {
   access: AccessConfig;
   /** Scheduled verify and prune jobs. */
   jobs: JobsConfig;
-  /** Server-side encryption keys (encrypt on push, decrypt on pull). */
+  /** Server-side encryption keys (encrypt on push, decrypt on pull), and the master key that may wrap them (`keys.master`). */
   keys: ServerKeys;
   /** Remote servers for sync jobs (secrets stored apart). */
   remotes: RemotesConfig;
@@ -30,8 +30,12 @@ export interface AppContext {
   signal?: AbortSignal | undefined;
 }
 
-/** The configuration stores of a context, all in the config directory of `paths`. */
-export function configStores(paths: IbsPaths): Pick<AppContext, 'paths' | 'datastores' | 'access' | 'jobs' | 'notifications' | 'remotes' | 'keys'> {
+/**
+ * The configuration stores of a context, all in the config directory of `paths`. `master` is the process's
+ * one master key state (so that an unlock lasts beyond a request); `askMasterPassphrase` is given to commands
+ * run on a terminal.
+ */
+export function configStores(paths: IbsPaths, options: { master?: MasterKey; askMasterPassphrase?: () => Promise<string> } = {}): Pick<AppContext, 'paths' | 'datastores' | 'access' | 'jobs' | 'notifications' | 'remotes' | 'keys'> {
   return {
     paths,
     datastores: new DatastoreRegistry(join(paths.configDir, 'datastore.cfg')),
@@ -39,7 +43,7 @@ export function configStores(paths: IbsPaths): Pick<AppContext, 'paths' | 'datas
     jobs: new JobsConfig(paths.configDir),
     notifications: new NotificationsConfig(paths.configDir),
     remotes: new RemotesConfig(paths.configDir),
-    keys: new ServerKeys(paths.configDir),
+    keys: new ServerKeys(paths.configDir, options),
   };
 }
 

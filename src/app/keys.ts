@@ -1,5 +1,5 @@
 import type { AppContext } from './context.ts';
-import type { ServerKeyInfo } from '../config/index.ts';
+import type { MasterKeyStatus, ServerKeyInfo } from '../config/index.ts';
 import { readFile, stat } from 'node:fs/promises';
 import { IbsError, CryptKey, fromPaperKey, parseKeyFile, toPaperKey, unwrapKey, wrapKey, type KeyFile } from '../core/index.ts';
 import { writeFileAtomic } from '../lib/index.ts';
@@ -19,7 +19,8 @@ export async function readKeyFile(path: string): Promise<KeyFile> {
 
 export async function loadKey(path: string, passphrase: () => Promise<string | undefined>): Promise<CryptKey> {
   const file = await readKeyFile(path);
-  return unwrapKey(file, file.kdf.name === 'none' ? undefined : await passphrase());
+  // A server key file wrapped by a master key is refused by unwrapKey, naming it: no passphrase is asked for.
+  return unwrapKey(file, file.kdf.name === 'scrypt' ? await passphrase() : undefined);
 }
 
 async function refuseOverwrite(path: string): Promise<void> {
@@ -99,4 +100,36 @@ export async function removeServerKey(ctx: AppContext, name: string): Promise<vo
   const users = await keyUsers(ctx, name);
   if (users.length > 0) throw new IbsError('BUSY', `Server key "${name}" is still used by sync job(s) ${users.join(', ')}: change them first (an archived key keeps decrypting)`);
   await ctx.keys.remove(name);
+}
+
+/**
+ * Creates the server's master key and wraps every server key stored in the clear with it (see
+ * config/master-key.ts). With `unlockFile`, the master key is also written there unwrapped, for the server to
+ * unlock on its own when it starts.
+ */
+export async function createMasterKey(ctx: AppContext, input: { passphrase: string; unlockFile?: string | undefined }): Promise<MasterKeyStatus & { wrapped: string[] }> {
+  const { key, status } = await ctx.keys.master.create(input);
+  return { ...status, wrapped: await ctx.keys.wrapAll(key) };
+}
+
+/** The master key's state in this process (configured, fingerprint, unlocked and how); never key material. */
+export function masterKeyStatus(ctx: AppContext): Promise<MasterKeyStatus> {
+  return ctx.keys.master.status();
+}
+
+/**
+ * Unlocks the master key with its passphrase, for this process (the server, when asked through its API), and
+ * wraps any server key still in the clear (one that a `masterkey create` cut short left so).
+ */
+export async function unlockMasterKey(ctx: AppContext, passphrase: string): Promise<MasterKeyStatus> {
+  const status = await ctx.keys.master.unlock(passphrase);
+  await ctx.keys.wrapAll(await ctx.keys.master.key());
+  return status;
+}
+
+/** At the server's start: unlocks the master key from its unlock file when one is configured, then as above. */
+export async function autoUnlockMasterKey(ctx: AppContext): Promise<MasterKeyStatus> {
+  const status = await ctx.keys.master.autoUnlock();
+  if (status.unlocked) await ctx.keys.wrapAll(await ctx.keys.master.key());
+  return status;
 }

@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { configStores, type AppContext } from '../app/index.ts';
-import { runCli, type Command } from '../cli/index.ts';
-import { resolvePaths, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
+import { readPassphrase, runCli, type Command } from '../cli/index.ts';
+import { MasterKey, resolvePaths, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
 import { IbsError } from '../core/index.ts';
 import { ChunkPool } from '../datastore/index.ts';
 import { silentReporter, type Reporter } from '../lib/index.ts';
@@ -29,12 +29,22 @@ export function localAuthId(): string {
 /** One pool of chunk worker threads per process (checks for receivers, encoding for backups), started when first needed. */
 let pool: ChunkPool | undefined;
 
-export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter = silentReporter, signal?: AbortSignal): AppContext {
+/** One master key state per configuration directory and process: an unlock lasts until the process ends. */
+const masters = new Map<string, MasterKey>();
+
+/**
+ * `interactive`: a command run by an administrator, which may ask for the master key's passphrase
+ * (IBS_MASTER_PASSPHRASE, or a prompt on a terminal) when the master key is locked; the server never asks.
+ */
+export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter = silentReporter, signal?: AbortSignal, interactive = false): AppContext {
+  let master = masters.get(paths.configDir);
+  if (!master) masters.set(paths.configDir, (master = new MasterKey(paths.configDir)));
+  const askMasterPassphrase = (): Promise<string> => readPassphrase({ envName: 'IBS_MASTER_PASSPHRASE', prompt: 'Master key passphrase: ' });
   // Tests shorten how long a stalled link is waited on; operators normally keep the default (60 s).
   const idleText = process.env.IBS_LINK_IDLE_TIMEOUT_MS;
   const linkIdle = idleText !== undefined && /^\d{3,7}$/.test(idleText) ? Number(idleText) : undefined;
   return {
-    ...configStores(paths),
+    ...configStores(paths, { master, ...(interactive ? { askMasterPassphrase } : {}) }),
     openBackend,
     authId,
     reporter,
@@ -89,7 +99,7 @@ if (import.meta.main) {
   const paths = resolvePaths();
   const code = await runCli(process.argv.slice(2), {
     version,
-    makeContext: (reporter, signal) => makeContext(paths, localAuthId(), reporter, signal),
+    makeContext: (reporter, signal) => makeContext(paths, localAuthId(), reporter, signal, true),
     extraCommands: [serverCommand(paths)],
   });
   // The command is done (the server command returns only once stopped): end the checking threads.

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ROUTES, createApiServer } from '../api/index.ts';
-import { BackupSessions, ReaderSessions, ensureAdmin, ensureCertificate, notifier as makeNotifier, scheduledJobs, taskEvent, type AppContext } from '../app/index.ts';
+import { BackupSessions, ReaderSessions, autoUnlockMasterKey, ensureAdmin, ensureCertificate, notifier as makeNotifier, scheduledJobs, taskEvent, type AppContext } from '../app/index.ts';
 import { JobStateStore, Scheduler, TaskManager, TaskStore, UploadLedger } from '../jobs/index.ts';
 import { jsonFileLog, silentReporter, writeFileAtomic } from '../lib/index.ts';
 import type { IbsPaths } from '../config/index.ts';
@@ -52,6 +52,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const admin = await ensureAdmin(options.makeContext('root@pam'), options.adminPasswordFile);
   if (admin?.password) options.out(`First start: created ${admin.userid} with password ${admin.password} (shown once; change it with "user passwd")`);
   else if (admin) options.out(`First start: created ${admin.userid} with the password from ${options.adminPasswordFile}`);
+
+  // Server keys wrapped by a master key can be used once it is unlocked: from its unlock file now, else by an
+  // administrator ("masterkey unlock"); until then the jobs that need them fail with KEY_LOCKED.
+  const master = await autoUnlockMasterKey(options.makeContext('root@pam'));
+  if (master.configured && master.unlocked) options.out(`master key ${master.fingerprint} unlocked from ${master['unlock-file']}`);
+  else if (master.configured) {
+    const line = `master key ${master.fingerprint} is locked (${master.reason}): jobs that use server keys fail until "ironcore-backup masterkey unlock --interactive"`;
+    options.out(line);
+    workerLog('warn', line);
+  }
 
   const store = await TaskStore.open(paths.stateDir);
   let scheduler: Scheduler | undefined;

@@ -781,6 +781,71 @@ export const COMMANDS: Command[] = [
     },
     text: (r: { path: string; fingerprint: string }) => `Imported key ${r.fingerprint} into ${r.path}`,
   },
+  // ---- master key (wraps the server keys) -------------------------------------------------------------------
+  {
+    path: ['masterkey', 'create'],
+    usage: 'masterkey create [--unlock-file PATH] [--passphrase-file F]   (passphrase: IBS_MASTER_PASSPHRASE, or prompts)',
+    summary: 'create the master key that wraps the server keys (existing ones are wrapped now); the server unlocks it from the unlock file at start, or with its passphrase',
+    positionals: 0,
+    options: { 'unlock-file': { type: 'string', help: 'absolute path, apart from the configuration (removable medium, enclave-backed mount), where the master key is kept unwrapped for the server to unlock at start' }, 'passphrase-file': { type: 'string', help: 'read the new passphrase from this file' } },
+    run: async (ctx, a) => {
+      const unlockFile = str(a, 'unlock-file');
+      const passphrase = await readPassphrase({ file: str(a, 'passphrase-file'), envName: 'IBS_MASTER_PASSPHRASE', prompt: 'New master key passphrase: ', confirm: true });
+      return app.createMasterKey(ctx, { passphrase, unlockFile });
+    },
+    text: (r: { fingerprint: string; 'unlock-file'?: string; wrapped: string[] }) =>
+      [
+        `Created master key ${r.fingerprint}`,
+        r['unlock-file'] !== undefined ? `unlock file: ${r['unlock-file']} (the server unlocks with it when it starts; keep it apart from the configuration)` : 'no unlock file: run "masterkey unlock --interactive" after each start of the server (and now, if it is running)',
+        `server keys wrapped: ${r.wrapped.length ? r.wrapped.join(', ') : '(none yet)'}`,
+        'Keep the passphrase: without the unlock file it is the only way to unlock the server keys.',
+      ].join('\n'),
+  },
+  {
+    path: ['masterkey', 'unlock'],
+    usage: 'masterkey unlock --interactive | masterkey unlock [--passphrase-file F]   (or IBS_MASTER_PASSPHRASE)',
+    summary: "unlock the master key in the running server with its passphrase, when it could not unlock on its own at start",
+    positionals: 0,
+    options: { interactive: { type: 'boolean', help: 'ask for the passphrase on the terminal' }, 'passphrase-file': { type: 'string', help: 'read the passphrase from this file' } },
+    run: async (ctx, a) => {
+      const config = await ctx.keys.master.read();
+      if (!config) throw new IbsError('NOT_FOUND', `No master key is configured (${ctx.keys.master.path}): nothing to unlock`);
+      if (a.values.interactive === true && (str(a, 'passphrase-file') !== undefined || !process.stdin.isTTY)) {
+        throw new IbsError('INVALID_ARGUMENT', '--interactive asks on the terminal: run it on one, or give --passphrase-file F (or IBS_MASTER_PASSPHRASE) without --interactive');
+      }
+      const passphrase = await readPassphrase({ file: str(a, 'passphrase-file'), ...(a.values.interactive === true ? {} : { envName: 'IBS_MASTER_PASSPHRASE' }), prompt: `Passphrase of master key ${config.key.fingerprint}: ` });
+      return local(ctx).request('POST', '/config/masterkey/unlock', { passphrase });
+    },
+    text: (r: { fingerprint: string }) => `Master key ${r.fingerprint} unlocked in the server: jobs can use the server keys`,
+  },
+  {
+    path: ['masterkey', 'status'],
+    usage: 'masterkey status',
+    summary: 'the master key: configured, fingerprint, unlock file, and whether the running server has it unlocked',
+    positionals: 0,
+    run: async (ctx) => {
+      try {
+        return { server: 'running', ...(await local(ctx).request<Awaited<ReturnType<typeof app.masterKeyStatus>>>('GET', '/config/masterkey')) };
+      } catch (error) {
+        if (!(error instanceof IbsError && error.details?.serverRunning === false)) throw error;
+        return { server: 'not running', ...(await app.masterKeyStatus(ctx)) };
+      }
+    },
+    text: (r: Record<string, unknown>) => (r.configured ? keyValues(r) : 'No master key is configured: server keys are stored unwrapped (0600); see "masterkey create"'),
+  },
+  {
+    path: ['masterkey', 'change-passphrase'],
+    usage: 'masterkey change-passphrase [--passphrase-file F] [--new-passphrase-file F]   (old: IBS_MASTER_PASSPHRASE, new: IBS_NEW_MASTER_PASSPHRASE, or prompts)',
+    summary: "change the master key's passphrase (the key, its unlock file and the wrapped server keys stay as they are)",
+    positionals: 0,
+    options: { 'passphrase-file': { type: 'string', help: 'read the current passphrase from this file' }, 'new-passphrase-file': { type: 'string', help: 'read the new passphrase from this file' } },
+    run: async (ctx, a) => {
+      const oldPassphrase = await readPassphrase({ file: str(a, 'passphrase-file'), envName: 'IBS_MASTER_PASSPHRASE', prompt: 'Current master key passphrase: ' });
+      const newPassphrase = await readPassphrase({ file: str(a, 'new-passphrase-file'), envName: 'IBS_NEW_MASTER_PASSPHRASE', prompt: 'New master key passphrase: ', confirm: true });
+      return ctx.keys.master.changePassphrase(oldPassphrase, newPassphrase);
+    },
+    text: (r: { fingerprint: string }) => `Changed the passphrase of master key ${r.fingerprint}`,
+  },
   // ---- server identity, users, tokens, ACL ----------------------------------------------------------------
   {
     path: ['cert', 'info'],

@@ -6,17 +6,17 @@ import { IbsError } from '../core/index.ts';
  * `IBS_NEW_PASSPHRASE`), or a prompt on the terminal without echo. Never from a command-line argument, which
  * other users can see in the process list.
  */
-export async function readPassphrase(options: { file?: string | undefined; envName: string; prompt: string; confirm?: boolean }): Promise<string> {
+export async function readPassphrase(options: { file?: string | undefined; envName?: string; prompt: string; confirm?: boolean }): Promise<string> {
   if (options.file !== undefined) {
     const text = await readFile(options.file, 'utf8').catch((error: Error) => {
       throw new IbsError('NOT_FOUND', `Cannot read passphrase file "${options.file}": ${error.message}`);
     });
     return text.replace(/\r?\n$/, '');
   }
-  const fromEnv = process.env[options.envName];
+  const fromEnv = options.envName !== undefined ? process.env[options.envName] : undefined;
   if (fromEnv !== undefined) return fromEnv;
   if (!process.stdin.isTTY) {
-    throw new IbsError('INVALID_ARGUMENT', `A passphrase is needed: set ${options.envName}, pass --passphrase-file, or run on a terminal`);
+    throw new IbsError('INVALID_ARGUMENT', `A passphrase is needed: ${options.envName !== undefined ? `set ${options.envName}, ` : ''}pass --passphrase-file, or run on a terminal`);
   }
   const first = await prompt(options.prompt);
   if (options.confirm) {

@@ -32,7 +32,7 @@ export class LocalApiClient {
       req.on('error', (error: NodeJS.ErrnoException) =>
         reject(
           error.code === 'ENOENT' || error.code === 'ECONNREFUSED'
-            ? new IbsError('UNAVAILABLE', `The server is not running (no admin socket at ${this.#socketPath}): start it with "ironcore-backup server"`)
+            ? new IbsError('UNAVAILABLE', `The server is not running (no admin socket at ${this.#socketPath}): start it with "ironcore-backup server"`, { details: { serverRunning: false } })
             : error.code === 'ECONNRESET' || error.code === 'EPIPE'
               ? new IbsError('UNAVAILABLE', `The server closed the admin connection (${error.code}): it stopped or restarted; see "task list" for the task's result`)
               : error.code === 'EACCES'

@@ -10,4 +10,5 @@ export { JobsConfig, checkConcurrentSnapshots, type VerifyJobConfig, type PruneJ
 export { RemotesConfig, checkRemote, type RemoteConfig } from './remotes-config.ts';
 export { SecretsFile } from './secrets-file.ts';
 export { ServerKeys, type ServerKeyInfo } from './server-keys.ts';
+export { MasterKey, type MasterKeyConfig, type MasterKeyStatus } from './master-key.ts';
 export { NotificationsConfig, type TargetType } from './notifications-config.ts';

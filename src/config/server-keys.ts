@@ -2,12 +2,14 @@ import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CryptKey, IbsError, parseKeyFile, unwrapKey, wrapKey } from '../core/index.ts';
 import { writeFileAtomic } from '../lib/index.ts';
+import { MasterKey } from './master-key.ts';
 
 /**
  * Server-side encryption keys (`keys/NAME.key` under the config directory, 0600, not passphrase-wrapped so
  * that scheduled jobs can use them; `keys/NAME.state` marks an archived key). Sync jobs encrypt on push with
  * their active key and decrypt on pull with associated keys. An archived key still decrypts but never
- * encrypts.
+ * encrypts. With a master key configured (master-key.ts), key files are wrapped by it: using one needs the
+ * master key unlocked; names, fingerprints and dates read without it.
  */
 
 const NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/;
@@ -21,9 +23,14 @@ export interface ServerKeyInfo {
 
 export class ServerKeys {
   readonly #dir: string;
+  readonly master: MasterKey;
+  /** Asks for the master key's passphrase when it is locked (a command on a terminal; never the server). */
+  readonly #ask: (() => Promise<string>) | undefined;
 
-  constructor(configDir: string) {
+  constructor(configDir: string, options: { master?: MasterKey; askMasterPassphrase?: () => Promise<string> } = {}) {
     this.#dir = join(configDir, 'keys');
+    this.master = options.master ?? new MasterKey(configDir);
+    this.#ask = options.askMasterPassphrase;
   }
 
   #check(name: string): string {
@@ -52,7 +59,31 @@ export class ServerKeys {
   }
 
   async get(name: string): Promise<CryptKey> {
-    return unwrapKey(parseKeyFile(await this.#read(name), `${this.#dir}/${name}.key`), undefined);
+    const file = parseKeyFile(await this.#read(name), `${this.#dir}/${name}.key`);
+    if (file.kdf.name === 'scrypt') throw new IbsError('CORRUPT', `Server key file ${this.#dir}/${name}.key is wrapped by a passphrase: expected kdf none or master`);
+    return unwrapKey(file, file.kdf.name === 'master' ? await this.master.key(this.#ask) : undefined);
+  }
+
+  /** How a new key file is wrapped: by the master key when one is configured (which must then be unlocked). */
+  async #wrapping(): Promise<CryptKey | undefined> {
+    return (await this.master.read()) ? this.master.key(this.#ask) : undefined;
+  }
+
+  /**
+   * Wraps every key file still stored in the clear with `master` (after a master key was created); returns
+   * their names. Each file is replaced atomically: a crash leaves some wrapped and some not, both usable.
+   */
+  async wrapAll(master: CryptKey): Promise<string[]> {
+    const wrapped: string[] = [];
+    for (const { name } of await this.list()) {
+      const path = join(this.#dir, `${name}.key`);
+      const file = parseKeyFile(await this.#read(name), path);
+      if (file.kdf.name !== 'none') continue;
+      const key = await unwrapKey(file, undefined);
+      await writeFileAtomic(path, `${JSON.stringify({ ...(await wrapKey(key, master)), created: file.created }, null, 1)}\n`, { mode: 0o600 });
+      wrapped.push(name);
+    }
+    return wrapped;
   }
 
   /** Stores `key` (a new one when omitted) under `name`. */
@@ -63,7 +94,8 @@ export class ServerKeys {
     const clash = existing.find((k) => k.fingerprint === key.fingerprint);
     if (clash) throw new IbsError('EXISTS', `That key is already stored as "${clash.name}"`);
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(join(this.#dir, `${name}.key`), `${JSON.stringify(await wrapKey(key, undefined), null, 1)}\n`, { mode: 0o600 });
+    const wrapping = await this.#wrapping();
+    await writeFileAtomic(join(this.#dir, `${name}.key`), `${JSON.stringify(await wrapKey(key, wrapping), null, 1)}\n`, { mode: 0o600 });
     return this.info(name);
   }
 

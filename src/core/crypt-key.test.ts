@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CryptKey, fromPaperKey, toPaperKey, unwrapKey, wrapKey } from './crypt-key.ts';
+import { CryptKey, fromPaperKey, parseKeyFile, toPaperKey, unwrapKey, wrapKey } from './crypt-key.ts';
 import { IbsError } from './errors.ts';
 import { signManifest, verifyManifestSignature, type Manifest } from './manifest.ts';
 
@@ -35,4 +35,23 @@ test('a signed manifest verifies; any change to the signed part is detected; a d
   verifyManifestSignature({ ...signed, unprotected: { notes: 'changed notes are fine' } }, key, 's');
   assert.throws(() => verifyManifestSignature({ ...signed, backupId: 'b' }, key, 's'), /signature does not verify/);
   assert.throws(() => verifyManifestSignature(signed, CryptKey.generate(), 's'), (e) => e instanceof IbsError && e.code === 'WRONG_KEY' && e.message.includes(key.fingerprint));
+});
+
+test('a key wrapped by a master key opens with that master key only; a damaged wrapping is CORRUPT', async () => {
+  const master = CryptKey.generate();
+  const key = CryptKey.generate();
+  const file = await wrapKey(key, master);
+  assert.deepEqual(file.kdf, { name: 'master', fingerprint: master.fingerprint });
+  assert.equal(parseKeyFile(JSON.stringify(file), 'k').kdf.name, 'master');
+  assert.equal((await unwrapKey(file, master)).fingerprint, key.fingerprint);
+  const other = CryptKey.generate();
+  await assert.rejects(unwrapKey(file, other), (e) => e instanceof IbsError && e.code === 'WRONG_KEY' && e.message.includes(master.fingerprint) && e.message.includes(other.fingerprint));
+  await assert.rejects(unwrapKey(file, 'a passphrase'), (e) => e instanceof IbsError && e.code === 'WRONG_KEY' && e.message.includes(master.fingerprint));
+  await assert.rejects(unwrapKey(file, undefined), (e) => e instanceof IbsError && e.code === 'WRONG_KEY');
+  const data = Buffer.from(file.data, 'base64');
+  data[40] = (data[40] as number) ^ 1;
+  await assert.rejects(unwrapKey({ ...file, data: data.toString('base64') }, master), (e) => e instanceof IbsError && e.code === 'CORRUPT' && e.message.includes(key.fingerprint));
+  // A passphrase-wrapped file does not open with a master key.
+  await assert.rejects(unwrapKey(await wrapKey(key, 'passphrase123'), master), (e) => e instanceof IbsError && e.code === 'WRONG_KEY');
+  assert.throws(() => parseKeyFile(JSON.stringify({ ...file, kdf: { name: 'master', fingerprint: 'zz' } }), 'k.key'), /k\.key.*malformed/);
 });

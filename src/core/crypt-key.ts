@@ -130,7 +130,8 @@ export function parseFingerprint(value: string): string {
 
 export interface KeyFile {
   version: 1;
-  kdf: { name: 'scrypt'; n: number; r: number; p: number; salt: string } | { name: 'none' };
+  /** `master`: wrapped by the server's master key of that fingerprint (server keys, see config/master-key.ts). */
+  kdf: { name: 'scrypt'; n: number; r: number; p: number; salt: string } | { name: 'none' } | { name: 'master'; fingerprint: string };
   created: string;
   modified: string;
   fingerprint: string;
@@ -147,10 +148,18 @@ function scrypt(passphrase: string, salt: Buffer, params: { n: number; r: number
   });
 }
 
-export async function wrapKey(key: CryptKey, passphrase: string | undefined, now = new Date()): Promise<KeyFile> {
+/** What a key is wrapped by in a server key file: the master key's AES-GCM, bound to this label. */
+const MASTER_AAD = Buffer.from('ibs server key v1');
+
+/** Wraps `key` with a passphrase (scrypt), with a master key (`kdf: master`), or not at all (undefined). */
+export async function wrapKey(key: CryptKey, passphrase: string | CryptKey | undefined, now = new Date()): Promise<KeyFile> {
   const stamp = now.toISOString();
   if (passphrase === undefined) {
     return { version: 1, kdf: { name: 'none' }, created: stamp, modified: stamp, fingerprint: key.fingerprint, data: key.exportRaw().toString('base64') };
+  }
+  if (passphrase instanceof CryptKey) {
+    const { iv, tag, ciphertext } = passphrase.encrypt(key.exportRaw(), MASTER_AAD);
+    return { version: 1, kdf: { name: 'master', fingerprint: passphrase.fingerprint }, created: stamp, modified: stamp, fingerprint: key.fingerprint, data: Buffer.concat([iv, tag, ciphertext]).toString('base64') };
   }
   if (passphrase.length < 8) {
     throw new IbsError('INVALID_ARGUMENT', `The passphrase is ${passphrase.length} characters long: expected at least 8`);
@@ -180,6 +189,7 @@ export function parseKeyFile(text: string, source: string): KeyFile {
   const kdf = file?.kdf as KeyFile['kdf'] | undefined;
   const kdfOk =
     kdf?.name === 'none' ||
+    (kdf?.name === 'master' && typeof kdf.fingerprint === 'string' && FINGERPRINT_RE.test(kdf.fingerprint)) ||
     (kdf?.name === 'scrypt' && Number.isInteger(kdf.n) && kdf.n >= 1024 && kdf.n <= 1 << 20 && Number.isInteger(kdf.r) && kdf.r >= 1 && kdf.r <= 32 && Number.isInteger(kdf.p) && kdf.p >= 1 && kdf.p <= 16 && /^[0-9a-f]{32}$/.test(kdf.salt));
   if (!file || file.version !== 1 || !kdfOk || typeof file.data !== 'string' || typeof file.fingerprint !== 'string' || typeof file.created !== 'string') {
     throw new IbsError('INVALID_ARGUMENT', `Key file "${source}" is malformed: expected version 1 with kdf, data and fingerprint fields`);
@@ -187,14 +197,28 @@ export function parseKeyFile(text: string, source: string): KeyFile {
   return { ...file, modified: file.modified ?? file.created } as KeyFile;
 }
 
-/** Unwraps a key file; a wrong passphrase gives WRONG_KEY naming the key's fingerprint. */
-export async function unwrapKey(file: KeyFile, passphrase: string | undefined): Promise<CryptKey> {
+/**
+ * Unwraps a key file with its passphrase, or with the master key it names (`kdf: master`); a wrong passphrase
+ * or master key gives WRONG_KEY naming the fingerprints.
+ */
+export async function unwrapKey(file: KeyFile, passphrase: string | CryptKey | undefined): Promise<CryptKey> {
   const data = Buffer.from(file.data, 'base64');
   let key: CryptKey;
   if (file.kdf.name === 'none') {
     if (data.length !== KEY_BYTES) throw new IbsError('CORRUPT', `Key ${file.fingerprint}: stored key has ${data.length} bytes, expected ${KEY_BYTES}`);
     key = new CryptKey(data);
+  } else if (file.kdf.name === 'master') {
+    const master = passphrase;
+    if (!(master instanceof CryptKey)) throw new IbsError('WRONG_KEY', `Key ${file.fingerprint} is wrapped by the server's master key ${file.kdf.fingerprint}: only the server that holds that master key can use it`);
+    if (master.fingerprint !== file.kdf.fingerprint) throw new IbsError('WRONG_KEY', `Key ${file.fingerprint} is wrapped by master key ${file.kdf.fingerprint}, not by the master key given (${master.fingerprint})`);
+    if (data.length !== 12 + 16 + KEY_BYTES) throw new IbsError('CORRUPT', `Key ${file.fingerprint}: wrapped key has ${data.length} bytes, expected ${12 + 16 + KEY_BYTES}`);
+    try {
+      key = new CryptKey(master.decrypt(data.subarray(0, 12), data.subarray(12, 28), data.subarray(28), MASTER_AAD));
+    } catch {
+      throw new IbsError('CORRUPT', `Key ${file.fingerprint}: its wrapping does not open with master key ${master.fingerprint} (damaged key file)`);
+    }
   } else {
+    if (passphrase instanceof CryptKey) throw new IbsError('WRONG_KEY', `Key ${file.fingerprint} is protected by a passphrase, not by a master key`);
     if (passphrase === undefined) throw new IbsError('WRONG_KEY', `Key ${file.fingerprint} is protected by a passphrase and none was given`);
     if (data.length !== 12 + 16 + KEY_BYTES) throw new IbsError('CORRUPT', `Key ${file.fingerprint}: wrapped key has ${data.length} bytes, expected ${12 + 16 + KEY_BYTES}`);
     const wrapping = new CryptKey(await scrypt(passphrase, Buffer.from(file.kdf.salt, 'hex'), file.kdf));

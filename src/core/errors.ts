@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   ABORTED: { http: 499, exit: 14, help: 'the operation was aborted' },
   CERT_MISMATCH: { http: 502, exit: 15, help: "a remote's certificate does not match its registered fingerprint" },
   UNAUTHENTICATED: { http: 401, exit: 16, help: 'the credentials were refused' },
+  KEY_LOCKED: { http: 423, exit: 17, help: "the master key that protects the server's keys is locked (masterkey unlock)" },
   INTERNAL: { http: 500, exit: 1, help: 'an unexpected failure (a bug): please report it' },
 } as const;
 

@@ -1,0 +1,98 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CryptKey, IbsError, wrapKey } from '../core/index.ts';
+import { MasterKey } from './master-key.ts';
+import { ServerKeys } from './server-keys.ts';
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'ibs-master-'));
+  try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const isCode = (code: string, ...parts: string[]) => (e: unknown) => e instanceof IbsError && e.code === code && parts.every((p) => e.message.includes(p));
+
+test('master key: existing server keys are wrapped by it; a process starting afresh opens them only once it is unlocked', async () => {
+  await withDir(async (dir) => {
+    const config = join(dir, 'etc');
+    const unlockFile = join(dir, 'usb', 'master.key');
+    const keys = new ServerKeys(config);
+    await keys.create('before');
+    const before = await keys.get('before');
+    // Bad input writes nothing.
+    await assert.rejects(keys.master.create({ passphrase: 'short' }), isCode('INVALID_ARGUMENT', '8'));
+    await assert.rejects(keys.master.create({ passphrase: 'master pass 1', unlockFile: 'usb/master.key' }), isCode('INVALID_ARGUMENT', 'usb/master.key', 'absolute'));
+    assert.deepEqual(await keys.master.status(), { configured: false, unlocked: false });
+    await mkdir(join(dir, 'usb'));
+    const { key: master } = await keys.master.create({ passphrase: 'master pass 1', unlockFile });
+    await assert.rejects(keys.master.create({ passphrase: 'master pass 2' }), isCode('EXISTS', master.fingerprint));
+    assert.deepEqual(await keys.wrapAll(master), ['before']);
+    assert.equal((await stat(join(config, 'masterkey.json'))).mode & 0o777, 0o600);
+    assert.equal((await stat(unlockFile)).mode & 0o777, 0o600);
+    const stored = JSON.parse(await readFile(join(config, 'keys', 'before.key'), 'utf8')) as { kdf: { name: string; fingerprint: string } };
+    assert.deepEqual(stored.kdf, { name: 'master', fingerprint: master.fingerprint });
+    // New keys are wrapped too; the key material stays the same.
+    await keys.create('after');
+    assert.equal(JSON.parse(await readFile(join(config, 'keys', 'after.key'), 'utf8')).kdf.name, 'master');
+    assert.equal((await keys.get('before')).fingerprint, before.fingerprint);
+
+    // A new process (fresh state) unlocks from the unlock file on its own.
+    const fresh = new ServerKeys(config);
+    assert.equal((await fresh.master.autoUnlock()).source, 'unlock-file');
+    assert.equal((await fresh.get('before')).fingerprint, before.fingerprint);
+
+    // Without the unlock file: locked, listing still works, use and creation fail naming the way out.
+    await rename(unlockFile, `${unlockFile}.away`);
+    const locked = new ServerKeys(config);
+    const status = await locked.master.autoUnlock();
+    assert.equal(status.unlocked, false);
+    assert.match(status.reason ?? '', /master\.key: not found/);
+    assert.deepEqual((await locked.list()).map((k) => k.name), ['after', 'before']);
+    await assert.rejects(locked.get('before'), isCode('KEY_LOCKED', master.fingerprint, 'masterkey unlock --interactive', 'not found'));
+    const filesBefore = await readdir(join(config, 'keys'));
+    await assert.rejects(locked.create('third'), isCode('KEY_LOCKED'));
+    assert.deepEqual(await readdir(join(config, 'keys')), filesBefore);
+    await assert.rejects(locked.master.unlock('wrong passphrase'), isCode('WRONG_KEY', master.fingerprint));
+    assert.equal((await locked.master.unlock('master pass 1')).source, 'passphrase');
+    assert.equal((await locked.get('before')).fingerprint, before.fingerprint);
+
+    // A command may ask for the passphrase; with no way to get one it ends as locked.
+    const asking = new ServerKeys(config, { askMasterPassphrase: async () => 'master pass 1' });
+    assert.equal((await asking.get('after')).fingerprint, (await locked.get('after')).fingerprint);
+    const cannotAsk = new ServerKeys(config, {
+      askMasterPassphrase: async () => {
+        throw new IbsError('INVALID_ARGUMENT', 'no terminal');
+      },
+    });
+    await assert.rejects(cannotAsk.get('after'), isCode('KEY_LOCKED', 'IBS_MASTER_PASSPHRASE'));
+
+    // An unlock file holding another key, or a wrapped one, is refused with the reason.
+    await writeFile(unlockFile, JSON.stringify(await wrapKey(CryptKey.generate(), undefined)));
+    assert.match((await new MasterKey(config).autoUnlock()).reason ?? '', /not the master key/);
+    await writeFile(unlockFile, JSON.stringify(await wrapKey(master, 'some passphrase')));
+    assert.match((await new MasterKey(config).autoUnlock()).reason ?? '', /kdf scrypt/);
+
+    // A new passphrase replaces the old one; the key stays.
+    await assert.rejects(new MasterKey(config).changePassphrase('wrong passphrase', 'master pass 2'), isCode('WRONG_KEY'));
+    await new MasterKey(config).changePassphrase('master pass 1', 'master pass 2');
+    await assert.rejects(new MasterKey(config).unlock('master pass 1'), isCode('WRONG_KEY'));
+    assert.equal((await new MasterKey(config).unlock('master pass 2')).fingerprint, master.fingerprint);
+  });
+});
+
+test('master key: a malformed masterkey.json is CORRUPT, named', async () => {
+  await withDir(async (dir) => {
+    await writeFile(join(dir, 'masterkey.json'), '{"version":1}');
+    await assert.rejects(new MasterKey(dir).status(), isCode('CORRUPT', 'masterkey.json'));
+    await writeFile(join(dir, 'masterkey.json'), 'not json');
+    await assert.rejects(new MasterKey(dir).autoUnlock(), isCode('CORRUPT', 'not JSON'));
+    await writeFile(join(dir, 'masterkey.json'), JSON.stringify({ version: 1, key: await wrapKey(CryptKey.generate(), undefined) }));
+    await assert.rejects(new MasterKey(dir).status(), isCode('CORRUPT', 'kdf none'));
+  });
+});
