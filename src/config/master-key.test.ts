@@ -86,6 +86,14 @@ test('master key: existing server keys are wrapped by it; a process starting afr
   });
 });
 
+test('master key: created in a configuration directory that does not exist yet (a first command)', async () => {
+  await withDir(async (dir) => {
+    const master = new MasterKey(join(dir, 'etc'));
+    const { key } = await master.create({ passphrase: 'master pass 1' });
+    assert.deepEqual(await new MasterKey(join(dir, 'etc')).status(), { configured: true, fingerprint: key.fingerprint, unlocked: false });
+  });
+});
+
 test('master key: a malformed masterkey.json is CORRUPT, named', async () => {
   await withDir(async (dir) => {
     await writeFile(join(dir, 'masterkey.json'), '{"version":1}');

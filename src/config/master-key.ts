@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
 import { CryptKey, IbsError, parseKeyFile, unwrapKey, wrapKey, type KeyFile } from '../core/index.ts';
 import { writeFileAtomic } from '../lib/index.ts';
 import { acquireLock } from './section-config.ts';
@@ -71,6 +71,7 @@ export class MasterKey {
    */
   async create(input: { passphrase: string; unlockFile?: string | undefined }): Promise<{ key: CryptKey; status: MasterKeyStatus }> {
     if (input.unlockFile !== undefined && !isAbsolute(input.unlockFile)) throw new IbsError('INVALID_ARGUMENT', `Invalid --unlock-file "${input.unlockFile}": expected an absolute path`);
+    await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
     const release = await acquireLock(`${this.path}.lock`);
     try {
       const existing = await this.read();
