@@ -61,6 +61,8 @@ test('master key: a server whose unlock file is missing starts locked, jobs with
     await rename(unlockFile, `${unlockFile}.away`);
     server = await startServer(home);
     assert.match(server.output(), /master key [0-9a-f:]{95} is locked \(unlock file .*master\.key: not found\).*masterkey unlock --interactive/);
+    assert.match(await must(['status', '--services']), /master key [0-9a-f:]{95}: LOCKED \(unlock file .*master\.key: not found\): .*masterkey unlock --interactive/);
+    assert.match(await must(['masterkey', 'status']), /reason: +unlock file .*not found/);
     const failed = await ibs(home, ['sync', 'run', '--name', 'j1']);
     assert.notEqual(failed.code, 0);
     assert.match(failed.stderr, /master key [0-9a-f:]{95} that protects the server keys is locked .*"ironcore-backup masterkey unlock --interactive"/);
@@ -84,6 +86,7 @@ test('master key: a server whose unlock file is missing starts locked, jobs with
     assert.equal(status.unlocked, true);
     assert.equal(status.source, 'passphrase');
     assert.equal(await kdfOf('k2'), 'master');
+    assert.match(await must(['status', '--services']), /master key [0-9a-f:]{95}: unlocked \(with its passphrase\)/);
     await must(['sync', 'run', '--name', 'j1']);
     const copies = JSON.parse(await must(['snapshot', 'list', 's2', '--output', 'json'])) as Array<Record<string, unknown>>;
     assert.equal(copies.length, 1);

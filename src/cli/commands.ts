@@ -873,8 +873,25 @@ export const COMMANDS: Command[] = [
     summary: "the server's services and their states",
     positionals: 0,
     options: { services: { type: 'boolean', help: 'list the services (the default)' } },
-    run: (ctx) => app.servicesStatus(ctx),
-    text: (r: app.ServicesStatus) => `${r.running ? `server running (pid ${r.pid}, ${r.listen})` : 'server not running'}\n${table(r.services.map((s) => ({ service: `ironcore-backup-${s.service}`, state: s.state === 'running' ? 'active (running)' : s.state, since: s.since ?? '', reason: s.reason ?? '' })), ['service', 'state', 'since', 'reason'])}`,
+    run: async (ctx) => {
+      const status = await app.servicesStatus(ctx);
+      // A locked master key stops the jobs that use server keys: shown here, where an administrator looks first.
+      if (!status.running || !(await ctx.keys.master.read())) return status;
+      const masterKey = await local(ctx)
+        .request<Awaited<ReturnType<typeof app.masterKeyStatus>>>('GET', '/config/masterkey')
+        .catch(() => undefined);
+      return masterKey ? { ...status, masterKey } : status;
+    },
+    text: (r: app.ServicesStatus & { masterKey?: Awaited<ReturnType<typeof app.masterKeyStatus>> }) =>
+      [
+        r.running ? `server running (pid ${r.pid}, ${r.listen})` : 'server not running',
+        table(r.services.map((s) => ({ service: `ironcore-backup-${s.service}`, state: s.state === 'running' ? 'active (running)' : s.state, since: s.since ?? '', reason: s.reason ?? '' })), ['service', 'state', 'since', 'reason']),
+        ...(r.masterKey === undefined
+          ? []
+          : r.masterKey.unlocked
+            ? [`master key ${r.masterKey.fingerprint}: unlocked (${r.masterKey.source === 'unlock-file' ? 'from its unlock file' : 'with its passphrase'})`]
+            : [`master key ${r.masterKey.fingerprint}: LOCKED${r.masterKey.reason ? ` (${r.masterKey.reason})` : ''}: jobs that use server keys fail until "ironcore-backup masterkey unlock --interactive"`]),
+      ].join('\n'),
   },
   {
     path: ['user', 'create'],

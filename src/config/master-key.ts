@@ -36,6 +36,8 @@ export class MasterKey {
   readonly path: string;
   #key: CryptKey | undefined;
   #source: 'unlock-file' | 'passphrase' | undefined;
+  /** Why the last attempt to unlock on its own failed (shown while locked). */
+  #reason: string | undefined;
 
   constructor(configDir: string) {
     this.path = join(configDir, 'masterkey.json');
@@ -109,11 +111,17 @@ export class MasterKey {
   async autoUnlock(): Promise<MasterKeyStatus> {
     const config = await this.read();
     if (!config || this.#key) return this.status(config);
-    const reason = await this.#fromUnlockFile(config);
-    return { ...(await this.status(config)), ...(reason !== undefined ? { reason } : {}) };
+    await this.#fromUnlockFile(config);
+    return this.status(config);
   }
 
+  /** Unlocks from the unlock file; returns why it could not (also kept for `status`). */
   async #fromUnlockFile(config: MasterKeyConfig): Promise<string | undefined> {
+    this.#reason = await this.#readUnlockFile(config);
+    return this.#reason;
+  }
+
+  async #readUnlockFile(config: MasterKeyConfig): Promise<string | undefined> {
     const path = config['unlock-file'];
     if (path === undefined) return 'no unlock file is configured';
     let text: string;
@@ -184,6 +192,7 @@ export class MasterKey {
       unlocked,
       ...(unlocked && this.#source ? { source: this.#source } : {}),
       ...(config['unlock-file'] !== undefined ? { 'unlock-file': config['unlock-file'] } : {}),
+      ...(!unlocked && this.#reason !== undefined ? { reason: this.#reason } : {}),
     };
   }
 
