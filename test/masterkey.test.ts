@@ -100,6 +100,10 @@ test('master key: a server whose unlock file is missing starts locked, jobs with
     await must(['backup', 'create', '--quiet', '--store', 's1', '--id', 'h1', `root.tar:${join(dir.path, 'data')}`]);
     await must(['sync', 'run', '--name', 'j1']);
     assert.equal(JSON.parse(await must(['snapshot', 'list', 's2', '--output', 'json'])).length, 2);
+    // The medium changes: the key is written to the new place (from the old file, no passphrase needed).
+    assert.match(await must(['masterkey', 'update', '--unlock-file', join(dir.path, 'usb', 'moved.key')]), /unlock file .*moved\.key/);
+    assert.equal(JSON.parse(await readFile(join(dir.path, 'usb', 'moved.key'), 'utf8')).kdf.name, 'none');
+    assert.equal((await ibs(home, ['masterkey', 'update'])).code, 2);
   } finally {
     await server?.stop();
     await dir.cleanup();

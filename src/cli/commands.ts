@@ -834,6 +834,19 @@ export const COMMANDS: Command[] = [
     text: (r: Record<string, unknown>) => (r.configured ? keyValues(r) : 'No master key is configured: server keys are stored unwrapped (0600); see "masterkey create"'),
   },
   {
+    path: ['masterkey', 'update'],
+    usage: 'masterkey update --unlock-file PATH | masterkey update --no-unlock-file',
+    summary: 'move the unlock file the server unlocks the master key with at start (written now), or stop using one',
+    positionals: 0,
+    options: { 'unlock-file': { type: 'string', help: 'the new absolute path (the old file is left in place)' }, 'no-unlock-file': { type: 'boolean', help: 'use no unlock file: the server starts locked until "masterkey unlock"' } },
+    run: async (ctx, a) => {
+      const unlockFile = str(a, 'unlock-file');
+      if ((unlockFile === undefined) === (a.values['no-unlock-file'] !== true)) throw new IbsError('INVALID_ARGUMENT', 'masterkey update needs one of --unlock-file PATH or --no-unlock-file');
+      return ctx.keys.master.setUnlockFile(unlockFile, () => ctx.keys.master.key(ctx.keys.askMasterPassphrase));
+    },
+    text: (r: { fingerprint: string; 'unlock-file'?: string }) => `Master key ${r.fingerprint}: ${r['unlock-file'] !== undefined ? `unlock file ${r['unlock-file']}` : 'no unlock file (the server starts locked)'}`,
+  },
+  {
     path: ['masterkey', 'change-passphrase'],
     usage: 'masterkey change-passphrase [--passphrase-file F] [--new-passphrase-file F]   (old: IBS_MASTER_PASSPHRASE, new: IBS_NEW_MASTER_PASSPHRASE, or prompts)',
     summary: "change the master key's passphrase (the key, its unlock file and the wrapped server keys stay as they are)",

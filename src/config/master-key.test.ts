@@ -86,6 +86,27 @@ test('master key: existing server keys are wrapped by it; a process starting afr
   });
 });
 
+test('master key: the unlock file moves, or is given up; a relative path or another key changes nothing', async () => {
+  await withDir(async (dir) => {
+    const config = join(dir, 'etc');
+    const { key } = await new MasterKey(config).create({ passphrase: 'master pass 1', unlockFile: join(dir, 'a.key') });
+    const before = await readFile(join(config, 'masterkey.json'), 'utf8');
+    await assert.rejects(new MasterKey(config).setUnlockFile('b.key', async () => key), isCode('INVALID_ARGUMENT', 'b.key', 'absolute'));
+    await assert.rejects(new MasterKey(config).setUnlockFile(join(dir, 'b.key'), async () => CryptKey.generate()), isCode('WRONG_KEY', key.fingerprint));
+    assert.equal(await readFile(join(config, 'masterkey.json'), 'utf8'), before);
+    await assert.rejects(stat(join(dir, 'b.key')));
+    const moved = await new MasterKey(config).setUnlockFile(join(dir, 'b.key'), async () => key);
+    assert.equal(moved['unlock-file'], join(dir, 'b.key'));
+    await rm(join(dir, 'a.key'));
+    assert.equal((await new MasterKey(config).autoUnlock()).source, 'unlock-file');
+    await new MasterKey(config).setUnlockFile(undefined, async () => key);
+    const locked = await new MasterKey(config).autoUnlock();
+    assert.equal(locked.unlocked, false);
+    assert.equal(locked.reason, 'no unlock file is configured');
+    assert.equal(locked['unlock-file'], undefined);
+  });
+});
+
 test('master key: created in a configuration directory that does not exist yet (a first command)', async () => {
   await withDir(async (dir) => {
     const master = new MasterKey(join(dir, 'etc'));

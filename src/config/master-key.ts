@@ -32,6 +32,13 @@ export interface MasterKeyStatus {
   reason?: string;
 }
 
+/** Writes the master key unwrapped (a key file with kdf none, 0600) where the server will look for it at start. */
+async function writeUnlockFile(path: string, key: CryptKey): Promise<void> {
+  await writeFileAtomic(path, `${JSON.stringify(await wrapKey(key, undefined), null, 1)}\n`, { mode: 0o600 }).catch((error: Error) => {
+    throw new IbsError('PERMISSION_DENIED', `Cannot write the unlock file "${path}": ${error.message}`);
+  });
+}
+
 export class MasterKey {
   readonly path: string;
   #key: CryptKey | undefined;
@@ -80,11 +87,7 @@ export class MasterKey {
       if (existing) throw new IbsError('EXISTS', `A master key is configured already (${existing.key.fingerprint}, ${this.path})`);
       const key = CryptKey.generate();
       const wrapped = await wrapKey(key, input.passphrase);
-      if (input.unlockFile !== undefined) {
-        await writeFileAtomic(input.unlockFile, `${JSON.stringify(await wrapKey(key, undefined), null, 1)}\n`, { mode: 0o600 }).catch((error: Error) => {
-          throw new IbsError('PERMISSION_DENIED', `Cannot write the unlock file "${input.unlockFile}": ${error.message}`);
-        });
-      }
+      if (input.unlockFile !== undefined) await writeUnlockFile(input.unlockFile, key);
       const config: MasterKeyConfig = { version: 1, key: wrapped, ...(input.unlockFile !== undefined ? { 'unlock-file': input.unlockFile } : {}) };
       await writeFileAtomic(this.path, `${JSON.stringify(config, null, 1)}\n`, { mode: 0o600 });
       this.#key = key;
@@ -163,6 +166,26 @@ export class MasterKey {
       throw new IbsError('KEY_LOCKED', `The master key ${config.key.fingerprint} that protects the server keys is locked (${reason}): give its passphrase in IBS_MASTER_PASSPHRASE or on a terminal`);
     }
     throw new IbsError('KEY_LOCKED', `The master key ${config.key.fingerprint} that protects the server keys is locked (${reason}): run "ironcore-backup masterkey unlock --interactive" and enter its passphrase`);
+  }
+
+  /**
+   * Moves the unlock file to `unlockFile` (written there from the master key `unlocked` gives), or with
+   * undefined stops using one (the server then starts locked); the old file is left for the administrator.
+   */
+  async setUnlockFile(unlockFile: string | undefined, unlocked: () => Promise<CryptKey>): Promise<MasterKeyStatus> {
+    if (unlockFile !== undefined && !isAbsolute(unlockFile)) throw new IbsError('INVALID_ARGUMENT', `Invalid --unlock-file "${unlockFile}": expected an absolute path`);
+    const key = await unlocked();
+    const release = await acquireLock(`${this.path}.lock`);
+    try {
+      const config = await this.#config();
+      if (key.fingerprint !== config.key.fingerprint) throw new IbsError('WRONG_KEY', `Key ${key.fingerprint} is not the master key ${config.key.fingerprint}`);
+      if (unlockFile !== undefined) await writeUnlockFile(unlockFile, key);
+      const { 'unlock-file': _old, ...rest } = config;
+      await writeFileAtomic(this.path, `${JSON.stringify({ ...rest, ...(unlockFile !== undefined ? { 'unlock-file': unlockFile } : {}) }, null, 1)}\n`, { mode: 0o600 });
+      return this.status();
+    } finally {
+      await release();
+    }
   }
 
   /** Re-wraps the master key with a new passphrase (the old one must match). */

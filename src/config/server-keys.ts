@@ -25,12 +25,12 @@ export class ServerKeys {
   readonly #dir: string;
   readonly master: MasterKey;
   /** Asks for the master key's passphrase when it is locked (a command on a terminal; never the server). */
-  readonly #ask: (() => Promise<string>) | undefined;
+  readonly askMasterPassphrase: (() => Promise<string>) | undefined;
 
   constructor(configDir: string, options: { master?: MasterKey; askMasterPassphrase?: () => Promise<string> } = {}) {
     this.#dir = join(configDir, 'keys');
     this.master = options.master ?? new MasterKey(configDir);
-    this.#ask = options.askMasterPassphrase;
+    this.askMasterPassphrase = options.askMasterPassphrase;
   }
 
   #check(name: string): string {
@@ -61,12 +61,12 @@ export class ServerKeys {
   async get(name: string): Promise<CryptKey> {
     const file = parseKeyFile(await this.#read(name), `${this.#dir}/${name}.key`);
     if (file.kdf.name === 'scrypt') throw new IbsError('CORRUPT', `Server key file ${this.#dir}/${name}.key is wrapped by a passphrase: expected kdf none or master`);
-    return unwrapKey(file, file.kdf.name === 'master' ? await this.master.key(this.#ask) : undefined);
+    return unwrapKey(file, file.kdf.name === 'master' ? await this.master.key(this.askMasterPassphrase) : undefined);
   }
 
   /** How a new key file is wrapped: by the master key when one is configured (which must then be unlocked). */
   async #wrapping(): Promise<CryptKey | undefined> {
-    return (await this.master.read()) ? this.master.key(this.#ask) : undefined;
+    return (await this.master.read()) ? this.master.key(this.askMasterPassphrase) : undefined;
   }
 
   /**
