@@ -43,9 +43,16 @@ async function transport<T>(what: string, fn: () => Promise<T>): Promise<T> {
  */
 async function exchange(stream: ClientHttp2Stream, what: string): Promise<{ status: number; pieces: Buffer[] }> {
   const headers = await new Promise<Record<string, string | number>>((resolve, reject) => {
-    stream.once('response', resolve);
+    let answered = false;
+    stream.once('response', (h: Record<string, string | number>) => {
+      answered = true;
+      resolve(h);
+    });
     stream.once('error', reject);
-    stream.once('close', () => reject(new IbsError('UNAVAILABLE', `${what}: the connection closed before the server answered`)));
+    // Every stream closes in the end: the error (and its stack) is made only when no answer came before.
+    stream.once('close', () => {
+      if (!answered) reject(new IbsError('UNAVAILABLE', `${what}: the connection closed before the server answered`));
+    });
   });
   const pieces: Buffer[] = [];
   for await (const piece of stream) pieces.push(piece as Buffer);
