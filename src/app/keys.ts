@@ -112,6 +112,20 @@ export async function createMasterKey(ctx: AppContext, input: { passphrase: stri
   return { ...status, wrapped: await ctx.keys.wrapAll(key) };
 }
 
+/**
+ * Stops using the master key: every server key it wraps is stored in the clear again (0600), then its
+ * configuration is removed. Needs the master key (its unlock file, or its passphrase).
+ */
+export function removeMasterKey(ctx: AppContext): Promise<{ removed: string; 'unlock-file'?: string; unwrapped?: string[] }> {
+  let unwrapped: string[] = [];
+  return ctx.keys.master
+    .remove(
+      () => ctx.keys.master.key(ctx.keys.askMasterPassphrase),
+      async (key) => (unwrapped = await ctx.keys.unwrapAll(key)),
+    )
+    .then((r) => ({ ...r, unwrapped }));
+}
+
 /** The master key's state in this process (configured, fingerprint, unlocked and how); never key material. */
 export function masterKeyStatus(ctx: AppContext): Promise<MasterKeyStatus> {
   return ctx.keys.master.status();

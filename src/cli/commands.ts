@@ -847,6 +847,15 @@ export const COMMANDS: Command[] = [
     text: (r: { fingerprint: string; 'unlock-file'?: string }) => `Master key ${r.fingerprint}: ${r['unlock-file'] !== undefined ? `unlock file ${r['unlock-file']}` : 'no unlock file (the server starts locked)'}`,
   },
   {
+    path: ['masterkey', 'remove'],
+    usage: 'masterkey remove   (needs the unlock file, or the passphrase: IBS_MASTER_PASSPHRASE or a prompt)',
+    summary: 'stop using the master key: the server keys are stored unwrapped again (0600), then its configuration is removed',
+    positionals: 0,
+    run: (ctx) => app.removeMasterKey(ctx),
+    text: (r: { removed: string; 'unlock-file'?: string; unwrapped?: string[] }) =>
+      `Removed master key ${r.removed}; server keys stored unwrapped again: ${r.unwrapped?.length ? r.unwrapped.join(', ') : '(none)'}${r['unlock-file'] !== undefined ? `\nThe unlock file ${r['unlock-file']} still holds the key: destroy it` : ''}`,
+  },
+  {
     path: ['masterkey', 'change-passphrase'],
     usage: 'masterkey change-passphrase [--passphrase-file F] [--new-passphrase-file F]   (old: IBS_MASTER_PASSPHRASE, new: IBS_NEW_MASTER_PASSPHRASE, or prompts)',
     summary: "change the master key's passphrase (the key, its unlock file and the wrapped server keys stay as they are)",

@@ -107,6 +107,35 @@ test('master key: the unlock file moves, or is given up; a relative path or anot
   });
 });
 
+test('master key: removed, the server keys are stored in the clear again; locked, nothing changes', async () => {
+  await withDir(async (dir) => {
+    const config = join(dir, 'etc');
+    const keys = new ServerKeys(config);
+    await keys.create('k1');
+    const k1 = await keys.get('k1');
+    const { key: master } = await keys.master.create({ passphrase: 'master pass 1' });
+    await keys.wrapAll(master);
+    const kdf = async (): Promise<string> => JSON.parse(await readFile(join(config, 'keys', 'k1.key'), 'utf8')).kdf.name;
+    assert.equal(await kdf(), 'master');
+    const locked = new ServerKeys(config);
+    await assert.rejects(locked.master.remove(() => locked.master.key(), (key) => locked.unwrapAll(key)), isCode('KEY_LOCKED'));
+    assert.equal(await kdf(), 'master');
+    await stat(join(config, 'masterkey.json'));
+    const asking = new ServerKeys(config, { askMasterPassphrase: async () => 'master pass 1' });
+    let unwrapped: string[] = [];
+    const r = await asking.master.remove(() => asking.master.key(asking.askMasterPassphrase), async (key) => (unwrapped = await asking.unwrapAll(key)));
+    assert.equal(r.removed, master.fingerprint);
+    assert.deepEqual(unwrapped, ['k1']);
+    assert.equal(await kdf(), 'none');
+    await assert.rejects(stat(join(config, 'masterkey.json')));
+    const fresh = new ServerKeys(config);
+    assert.equal((await fresh.get('k1')).fingerprint, k1.fingerprint);
+    assert.deepEqual(await fresh.master.status(), { configured: false, unlocked: false });
+    await fresh.create('k2');
+    assert.equal(JSON.parse(await readFile(join(config, 'keys', 'k2.key'), 'utf8')).kdf.name, 'none');
+  });
+});
+
 test('master key: created in a configuration directory that does not exist yet (a first command)', async () => {
   await withDir(async (dir) => {
     const master = new MasterKey(join(dir, 'etc'));

@@ -1,4 +1,4 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { CryptKey, IbsError, parseKeyFile, unwrapKey, wrapKey, type KeyFile } from '../core/index.ts';
 import { writeFileAtomic } from '../lib/index.ts';
@@ -183,6 +183,25 @@ export class MasterKey {
       const { 'unlock-file': _old, ...rest } = config;
       await writeFileAtomic(this.path, `${JSON.stringify({ ...rest, ...(unlockFile !== undefined ? { 'unlock-file': unlockFile } : {}) }, null, 1)}\n`, { mode: 0o600 });
       return this.status();
+    } finally {
+      await release();
+    }
+  }
+
+  /**
+   * Removes the master key's configuration once `beforeRemove` (given the unlocked key) has stored the server
+   * keys in the clear again; the unlock file is left for the administrator to destroy.
+   */
+  async remove(unlocked: () => Promise<CryptKey>, beforeRemove: (key: CryptKey) => Promise<unknown>): Promise<{ removed: string; 'unlock-file'?: string }> {
+    const key = await unlocked();
+    const release = await acquireLock(`${this.path}.lock`);
+    try {
+      const config = await this.#config();
+      await beforeRemove(key);
+      await rm(this.path);
+      this.#key = undefined;
+      this.#reason = undefined;
+      return { removed: config.key.fingerprint, ...(config['unlock-file'] !== undefined ? { 'unlock-file': config['unlock-file'] } : {}) };
     } finally {
       await release();
     }

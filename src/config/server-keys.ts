@@ -73,17 +73,26 @@ export class ServerKeys {
    * Wraps every key file still stored in the clear with `master` (after a master key was created); returns
    * their names. Each file is replaced atomically: a crash leaves some wrapped and some not, both usable.
    */
-  async wrapAll(master: CryptKey): Promise<string[]> {
-    const wrapped: string[] = [];
+  wrapAll(master: CryptKey): Promise<string[]> {
+    return this.#rewrap((kdf) => kdf === 'none', master);
+  }
+
+  /** The reverse, before a master key is removed: every key wrapped by `master` is stored in the clear again. */
+  unwrapAll(master: CryptKey): Promise<string[]> {
+    return this.#rewrap((kdf) => kdf === 'master', undefined, master);
+  }
+
+  async #rewrap(select: (kdf: string) => boolean, wrapping: CryptKey | undefined, master?: CryptKey): Promise<string[]> {
+    const changed: string[] = [];
     for (const { name } of await this.list()) {
       const path = join(this.#dir, `${name}.key`);
       const file = parseKeyFile(await this.#read(name), path);
-      if (file.kdf.name !== 'none') continue;
-      const key = await unwrapKey(file, undefined);
-      await writeFileAtomic(path, `${JSON.stringify({ ...(await wrapKey(key, master)), created: file.created }, null, 1)}\n`, { mode: 0o600 });
-      wrapped.push(name);
+      if (!select(file.kdf.name)) continue;
+      const key = await unwrapKey(file, master);
+      await writeFileAtomic(path, `${JSON.stringify({ ...(await wrapKey(key, wrapping)), created: file.created }, null, 1)}\n`, { mode: 0o600 });
+      changed.push(name);
     }
-    return wrapped;
+    return changed;
   }
 
   /** Stores `key` (a new one when omitted) under `name`. */
