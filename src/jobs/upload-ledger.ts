@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { join } from 'node:path';
 
 /**
@@ -10,6 +10,8 @@ import { join } from 'node:path';
 export class UploadLedger {
   readonly #db: DatabaseSync;
   readonly #ttlMs: number;
+  readonly #insert: StatementSync;
+  readonly #query: StatementSync;
 
   constructor(stateDir: string, options: { ttlMs?: number } = {}) {
     mkdirSync(stateDir, { recursive: true });
@@ -20,13 +22,15 @@ export class UploadLedger {
       PRAGMA busy_timeout = 5000;
       CREATE TABLE IF NOT EXISTS uploads (auth_id TEXT NOT NULL, store TEXT NOT NULL, digest TEXT NOT NULL, time INTEGER NOT NULL,
         PRIMARY KEY (auth_id, store, digest)) WITHOUT ROWID;`);
+    // Prepared once: every batch of a push or backup asks and records.
+    this.#insert = this.#db.prepare('INSERT INTO uploads (auth_id, store, digest, time) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET time = excluded.time');
+    this.#query = this.#db.prepare('SELECT 1 FROM uploads WHERE auth_id = ? AND store = ? AND digest = ? AND time > ?');
   }
 
   remember(authId: string, store: string, digests: readonly string[], now = Date.now()): void {
-    const insert = this.#db.prepare('INSERT INTO uploads (auth_id, store, digest, time) VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET time = excluded.time');
     this.#db.exec('BEGIN');
     try {
-      for (const d of digests) insert.run(authId, store, d, now);
+      for (const d of digests) this.#insert.run(authId, store, d, now);
       this.#db.exec('COMMIT');
     } catch (error) {
       this.#db.exec('ROLLBACK');
@@ -36,9 +40,8 @@ export class UploadLedger {
 
   /** Of `digests`, those `authId` uploaded to `store` within the retention time. */
   vouched(authId: string, store: string, digests: readonly string[], now = Date.now()): Set<string> {
-    const query = this.#db.prepare('SELECT 1 FROM uploads WHERE auth_id = ? AND store = ? AND digest = ? AND time > ?');
     const out = new Set<string>();
-    for (const d of digests) if (query.get(authId, store, d, now - this.#ttlMs)) out.add(d);
+    for (const d of digests) if (this.#query.get(authId, store, d, now - this.#ttlMs)) out.add(d);
     return out;
   }
 
