@@ -77,6 +77,8 @@ async function main(): Promise<void> {
     const ratio = row.ibs && row.restic ? `${(row.restic.seconds / row.ibs.seconds).toFixed(2)}x` : 'n/a';
     console.log(`${row.step.padEnd(20)} ${fmt(row.ibs).padEnd(36)} ${fmt(row.restic).padEnd(36)} ${ratio}`);
   }
+  // The restore row adds two commands: their parts, for telling the writing of many files from that of one image.
+  console.log(`restore parts: tree ${ibRestoreTree.seconds.toFixed(2)} s (peak ${ibRestoreTree.peakRssMiB.toFixed(0)} MiB), image ${ibRestoreImg.seconds.toFixed(2)} s (peak ${ibRestoreImg.peakRssMiB.toFixed(0)} MiB)`);
   await removeRestored();
   if (!haveRestic) console.log('\nrestic is not installed (apt-get install restic): no comparison figures.');
   console.log('\nTargets: backup and restore at least 2x restic\'s throughput; peak RSS at most 300 MiB.');
