@@ -116,15 +116,12 @@ export async function createMasterKey(ctx: AppContext, input: { passphrase: stri
  * Stops using the master key: every server key it wraps is stored in the clear again (0600), then its
  * configuration is removed. Needs the master key (its unlock file, or its passphrase).
  */
-export function removeMasterKey(ctx: AppContext): Promise<{ removed: string; 'unlock-file'?: string; unwrapped?: string[] }> {
-  let unwrapped: string[] = [];
-  return ctx.keys.master
-    .remove(
-      () => ctx.keys.master.key(ctx.keys.askMasterPassphrase),
-      async (key) => (unwrapped = await ctx.keys.unwrapAll(key)),
-    )
-    .then((r) => ({ ...r, unwrapped }));
+export async function removeMasterKey(ctx: AppContext): Promise<{ removed: string; 'unlock-file'?: string; unwrapped: string[] }> {
+  const { before, ...removed } = await ctx.keys.master.remove(() => ctx.keys.masterKey(), (key) => ctx.keys.unwrapAll(key));
+  return { ...removed, unwrapped: before };
 }
+
+export type { MasterKeyStatus };
 
 /** The master key's state in this process (configured, fingerprint, unlocked and how); never key material. */
 export function masterKeyStatus(ctx: AppContext): Promise<MasterKeyStatus> {
@@ -136,14 +133,15 @@ export function masterKeyStatus(ctx: AppContext): Promise<MasterKeyStatus> {
  * wraps any server key still in the clear (one that a `masterkey create` cut short left so).
  */
 export async function unlockMasterKey(ctx: AppContext, passphrase: string): Promise<MasterKeyStatus> {
-  const status = await ctx.keys.master.unlock(passphrase);
-  await ctx.keys.wrapAll(await ctx.keys.master.key());
-  return status;
+  return wrapLeftovers(ctx, await ctx.keys.master.unlock(passphrase));
 }
 
 /** At the server's start: unlocks the master key from its unlock file when one is configured, then as above. */
 export async function autoUnlockMasterKey(ctx: AppContext): Promise<MasterKeyStatus> {
-  const status = await ctx.keys.master.autoUnlock();
-  if (status.unlocked) await ctx.keys.wrapAll(await ctx.keys.master.key());
+  return wrapLeftovers(ctx, await ctx.keys.master.autoUnlock());
+}
+
+async function wrapLeftovers(ctx: AppContext, status: MasterKeyStatus): Promise<MasterKeyStatus> {
+  if (status.unlocked) await ctx.keys.wrapAll(await ctx.keys.masterKey());
   return status;
 }

@@ -825,7 +825,7 @@ export const COMMANDS: Command[] = [
     positionals: 0,
     run: async (ctx) => {
       try {
-        return { server: 'running', ...(await local(ctx).request<Awaited<ReturnType<typeof app.masterKeyStatus>>>('GET', '/config/masterkey')) };
+        return { server: 'running', ...(await local(ctx).request<app.MasterKeyStatus>('GET', '/config/masterkey')) };
       } catch (error) {
         if (!(error instanceof IbsError && error.details?.serverRunning === false)) throw error;
         return { server: 'not running', ...(await app.masterKeyStatus(ctx)) };
@@ -842,7 +842,7 @@ export const COMMANDS: Command[] = [
     run: async (ctx, a) => {
       const unlockFile = str(a, 'unlock-file');
       if ((unlockFile === undefined) === (a.values['no-unlock-file'] !== true)) throw new IbsError('INVALID_ARGUMENT', 'masterkey update needs one of --unlock-file PATH or --no-unlock-file');
-      return ctx.keys.master.setUnlockFile(unlockFile, () => ctx.keys.master.key(ctx.keys.askMasterPassphrase));
+      return ctx.keys.master.setUnlockFile(unlockFile, () => ctx.keys.masterKey());
     },
     text: (r: { fingerprint: string; 'unlock-file'?: string }) => `Master key ${r.fingerprint}: ${r['unlock-file'] !== undefined ? `unlock file ${r['unlock-file']}` : 'no unlock file (the server starts locked)'}`,
   },
@@ -852,8 +852,8 @@ export const COMMANDS: Command[] = [
     summary: 'stop using the master key: the server keys are stored unwrapped again (0600), then its configuration is removed',
     positionals: 0,
     run: (ctx) => app.removeMasterKey(ctx),
-    text: (r: { removed: string; 'unlock-file'?: string; unwrapped?: string[] }) =>
-      `Removed master key ${r.removed}; server keys stored unwrapped again: ${r.unwrapped?.length ? r.unwrapped.join(', ') : '(none)'}${r['unlock-file'] !== undefined ? `\nThe unlock file ${r['unlock-file']} still holds the key: destroy it` : ''}`,
+    text: (r: { removed: string; 'unlock-file'?: string; unwrapped: string[] }) =>
+      `Removed master key ${r.removed}; server keys stored unwrapped again: ${r.unwrapped.length ? r.unwrapped.join(', ') : '(none)'}${r['unlock-file'] !== undefined ? `\nThe unlock file ${r['unlock-file']} still holds the key: destroy it` : ''}`,
   },
   {
     path: ['masterkey', 'change-passphrase'],
@@ -900,11 +900,11 @@ export const COMMANDS: Command[] = [
       // A locked master key stops the jobs that use server keys: shown here, where an administrator looks first.
       if (!status.running || !(await ctx.keys.master.read())) return status;
       const masterKey = await local(ctx)
-        .request<Awaited<ReturnType<typeof app.masterKeyStatus>>>('GET', '/config/masterkey')
+        .request<app.MasterKeyStatus>('GET', '/config/masterkey')
         .catch(() => undefined);
       return masterKey ? { ...status, masterKey } : status;
     },
-    text: (r: app.ServicesStatus & { masterKey?: Awaited<ReturnType<typeof app.masterKeyStatus>> }) =>
+    text: (r: app.ServicesStatus & { masterKey?: app.MasterKeyStatus }) =>
       [
         r.running ? `server running (pid ${r.pid}, ${r.listen})` : 'server not running',
         table(r.services.map((s) => ({ service: `ironcore-backup-${s.service}`, state: s.state === 'running' ? 'active (running)' : s.state, since: s.since ?? '', reason: s.reason ?? '' })), ['service', 'state', 'since', 'reason']),

@@ -39,6 +39,14 @@ async function writeUnlockFile(path: string, key: CryptKey): Promise<void> {
   });
 }
 
+/** The master key unwrapped with its passphrase; a wrong one gives WRONG_KEY naming the master key. */
+async function withPassphrase(config: MasterKeyConfig, passphrase: string): Promise<CryptKey> {
+  return unwrapKey(config.key, passphrase).catch((error: unknown) => {
+    if (error instanceof IbsError && error.code === 'WRONG_KEY') throw new IbsError('WRONG_KEY', `Wrong passphrase for the master key ${config.key.fingerprint}`);
+    throw error;
+  });
+}
+
 export class MasterKey {
   readonly path: string;
   #key: CryptKey | undefined;
@@ -100,12 +108,7 @@ export class MasterKey {
 
   /** Unlocks with the passphrase (WRONG_KEY naming the master key when it does not match). */
   async unlock(passphrase: string): Promise<MasterKeyStatus> {
-    const config = await this.#config();
-    const key = await unwrapKey(config.key, passphrase).catch((error: unknown) => {
-      if (error instanceof IbsError && error.code === 'WRONG_KEY') throw new IbsError('WRONG_KEY', `Wrong passphrase for the master key ${config.key.fingerprint}`);
-      throw error;
-    });
-    this.#key = key;
+    this.#key = await withPassphrase(await this.#config(), passphrase);
     this.#source = 'passphrase';
     return this.status();
   }
@@ -150,7 +153,16 @@ export class MasterKey {
    * (a command on a terminal); else KEY_LOCKED saying why and how to unlock.
    */
   async key(ask?: () => Promise<string>): Promise<CryptKey> {
-    const config = await this.#config();
+    return this.#keyFor(await this.#config(), ask);
+  }
+
+  /** `key`, or undefined when no master key is configured (the configuration is read once). */
+  async keyIfConfigured(ask?: () => Promise<string>): Promise<CryptKey | undefined> {
+    const config = await this.read();
+    return config ? this.#keyFor(config, ask) : undefined;
+  }
+
+  async #keyFor(config: MasterKeyConfig, ask: (() => Promise<string>) | undefined): Promise<CryptKey> {
     if (this.#key && this.#key.fingerprint === config.key.fingerprint) return this.#key;
     this.#key = undefined;
     const reason = await this.#fromUnlockFile(config);
@@ -161,8 +173,11 @@ export class MasterKey {
         if (error instanceof IbsError && error.code === 'INVALID_ARGUMENT') return undefined;
         throw error;
       });
-      if (passphrase !== undefined) await this.unlock(passphrase);
-      if (this.#key) return this.#key;
+      if (passphrase !== undefined) {
+        this.#key = await withPassphrase(config, passphrase);
+        this.#source = 'passphrase';
+        return this.#key;
+      }
       throw new IbsError('KEY_LOCKED', `The master key ${config.key.fingerprint} that protects the server keys is locked (${reason}): give its passphrase in IBS_MASTER_PASSPHRASE or on a terminal`);
     }
     throw new IbsError('KEY_LOCKED', `The master key ${config.key.fingerprint} that protects the server keys is locked (${reason}): run "ironcore-backup masterkey unlock --interactive" and enter its passphrase`);
@@ -192,16 +207,16 @@ export class MasterKey {
    * Removes the master key's configuration once `beforeRemove` (given the unlocked key) has stored the server
    * keys in the clear again; the unlock file is left for the administrator to destroy.
    */
-  async remove(unlocked: () => Promise<CryptKey>, beforeRemove: (key: CryptKey) => Promise<unknown>): Promise<{ removed: string; 'unlock-file'?: string }> {
+  async remove<T>(unlocked: () => Promise<CryptKey>, beforeRemove: (key: CryptKey) => Promise<T>): Promise<{ removed: string; 'unlock-file'?: string; before: T }> {
     const key = await unlocked();
     const release = await acquireLock(`${this.path}.lock`);
     try {
       const config = await this.#config();
-      await beforeRemove(key);
+      const before = await beforeRemove(key);
       await rm(this.path);
       this.#key = undefined;
       this.#reason = undefined;
-      return { removed: config.key.fingerprint, ...(config['unlock-file'] !== undefined ? { 'unlock-file': config['unlock-file'] } : {}) };
+      return { removed: config.key.fingerprint, ...(config['unlock-file'] !== undefined ? { 'unlock-file': config['unlock-file'] } : {}), before };
     } finally {
       await release();
     }
@@ -212,10 +227,7 @@ export class MasterKey {
     const release = await acquireLock(`${this.path}.lock`);
     try {
       const config = await this.#config();
-      const key = await unwrapKey(config.key, oldPassphrase).catch((error: unknown) => {
-        if (error instanceof IbsError && error.code === 'WRONG_KEY') throw new IbsError('WRONG_KEY', `Wrong passphrase for the master key ${config.key.fingerprint}`);
-        throw error;
-      });
+      const key = await withPassphrase(config, oldPassphrase);
       const wrapped = { ...(await wrapKey(key, newPassphrase)), created: config.key.created };
       await writeFileAtomic(this.path, `${JSON.stringify({ ...config, key: wrapped }, null, 1)}\n`, { mode: 0o600 });
       return this.status();

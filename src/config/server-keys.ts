@@ -25,12 +25,12 @@ export class ServerKeys {
   readonly #dir: string;
   readonly master: MasterKey;
   /** Asks for the master key's passphrase when it is locked (a command on a terminal; never the server). */
-  readonly askMasterPassphrase: (() => Promise<string>) | undefined;
+  readonly #ask: (() => Promise<string>) | undefined;
 
   constructor(configDir: string, options: { master?: MasterKey; askMasterPassphrase?: () => Promise<string> } = {}) {
     this.#dir = join(configDir, 'keys');
     this.master = options.master ?? new MasterKey(configDir);
-    this.askMasterPassphrase = options.askMasterPassphrase;
+    this.#ask = options.askMasterPassphrase;
   }
 
   #check(name: string): string {
@@ -61,12 +61,12 @@ export class ServerKeys {
   async get(name: string): Promise<CryptKey> {
     const file = parseKeyFile(await this.#read(name), `${this.#dir}/${name}.key`);
     if (file.kdf.name === 'scrypt') throw new IbsError('CORRUPT', `Server key file ${this.#dir}/${name}.key is wrapped by a passphrase: expected kdf none or master`);
-    return unwrapKey(file, file.kdf.name === 'master' ? await this.master.key(this.askMasterPassphrase) : undefined);
+    return unwrapKey(file, file.kdf.name === 'master' ? await this.masterKey() : undefined);
   }
 
-  /** How a new key file is wrapped: by the master key when one is configured (which must then be unlocked). */
-  async #wrapping(): Promise<CryptKey | undefined> {
-    return (await this.master.read()) ? this.master.key(this.askMasterPassphrase) : undefined;
+  /** The unlocked master key, asking for its passphrase where this context may (see `MasterKey.key`). */
+  masterKey(): Promise<CryptKey> {
+    return this.master.key(this.#ask);
   }
 
   /**
@@ -103,7 +103,8 @@ export class ServerKeys {
     const clash = existing.find((k) => k.fingerprint === key.fingerprint);
     if (clash) throw new IbsError('EXISTS', `That key is already stored as "${clash.name}"`);
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    const wrapping = await this.#wrapping();
+    // Wrapped by the master key when one is configured (which must then be unlocked).
+    const wrapping = await this.master.keyIfConfigured(this.#ask);
     await writeFileAtomic(join(this.#dir, `${name}.key`), `${JSON.stringify(await wrapKey(key, wrapping), null, 1)}\n`, { mode: 0o600 });
     return this.info(name);
   }
