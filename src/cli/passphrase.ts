@@ -29,8 +29,9 @@ export async function readPassphrase(options: { file?: string | undefined; envNa
 function prompt(question: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const stdin = process.stdin;
-    process.stderr.write(question);
+    // Echo goes off before the prompt shows: whatever is typed (or pasted) as soon as it appears is not echoed.
     stdin.setRawMode(true);
+    process.stderr.write(question);
     stdin.resume();
     let value = '';
     const onData = (data: Buffer): void => {
