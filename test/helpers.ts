@@ -82,8 +82,8 @@ export interface ServerProcess {
 }
 
 /** Starts `ironcore-backup server` on 127.0.0.1 (a given port, or any) and waits until it listens. */
-export async function startServer(home: string, port = 0, env: Record<string, string> = {}): Promise<ServerProcess> {
-  const child = startIbs(home, ['server', '--listen', '127.0.0.1', '--port', String(port)], env);
+export async function startServer(home: string, port = 0, env: Record<string, string> = {}, args: string[] = []): Promise<ServerProcess> {
+  const child = startIbs(home, ['server', '--listen', '127.0.0.1', '--port', String(port), ...args], env);
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));

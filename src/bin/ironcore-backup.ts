@@ -2,7 +2,7 @@
  * Composition root of the `ironcore-backup` command: picks the storage backend for each datastore, stacks the
  * wrappers, and hands the context to the CLI; adds the `server` command, which runs the daemon.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { configStores, type AppContext } from '../app/index.ts';
@@ -10,7 +10,7 @@ import { readPassphrase, runCli, type Command } from '../cli/index.ts';
 import { MasterKey, resolvePaths, type DatastoreConfig, type IbsPaths } from '../config/index.ts';
 import { IbsError } from '../core/index.ts';
 import { ChunkPool } from '../datastore/index.ts';
-import { silentReporter, type Reporter } from '../lib/index.ts';
+import { JOURNAL_SOCKET, journalByDefault, silentReporter, type Reporter } from '../lib/index.ts';
 import { ConcurrencyBackend, RetryBackend, type StorageBackend } from '../storage/index.ts';
 import { LocalBackend } from '../storage/local/index.ts';
 import { startServer } from './server.ts';
@@ -60,23 +60,28 @@ export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter 
 export function serverCommand(paths: IbsPaths): Command {
   return {
     path: ['server'],
-    usage: 'server [--listen ADDRESS] [--port N] [--admin-password-file F]',
+    usage: 'server [--listen ADDRESS] [--port N] [--admin-password-file F] [--journal auto|yes|no]',
     summary: 'run the daemon: HTTPS API on port 8007 (TLS 1.3, HTTP/2) and task workers; SIGTERM stops it gracefully',
     positionals: 0,
     options: {
       listen: { type: 'string', help: 'address to bind (default 0.0.0.0; 127.0.0.1 for local only)' },
       port: { type: 'string', help: 'TCP port (default 8007; 0 picks a free one)' },
       'admin-password-file': { type: 'string', help: 'first start: take the admin@ibs password from this file instead of generating one' },
+      journal: { type: 'string', help: 'also write each service\'s log to the system journal, as unit ironcore-backup-SERVICE: auto (default: when run by systemd, as root, with a journal), yes, no' },
     },
     run: async (_ctx, a) => {
       const portText = (a.values.port as string | undefined) ?? '8007';
       if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new IbsError('INVALID_ARGUMENT', `Invalid --port "${portText}": expected 0 to 65535`);
+      const journalText = (a.values.journal as string | undefined) ?? 'auto';
+      if (!['auto', 'yes', 'no'].includes(journalText)) throw new IbsError('INVALID_ARGUMENT', `Invalid --journal "${journalText}": expected auto, yes or no`);
+      if (journalText === 'yes' && !existsSync(JOURNAL_SOCKET)) throw new IbsError('INVALID_ARGUMENT', `--journal yes: there is no system journal here (no ${JOURNAL_SOCKET}; is systemd-journald running?)`);
       const server = await startServer({
         paths,
         makeContext: (authId, signal) => makeContext(paths, authId, silentReporter, signal),
         host: (a.values.listen as string | undefined) ?? '0.0.0.0',
         port: Number(portText),
         adminPasswordFile: a.values['admin-password-file'] as string | undefined,
+        journal: journalText === 'yes' || (journalText === 'auto' && journalByDefault()),
         out: (line) => process.stdout.write(`${line}\n`),
       });
       await new Promise<void>((resolve) => {

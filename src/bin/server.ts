@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { ROUTES, createApiServer } from '../api/index.ts';
 import { BackupSessions, ReaderSessions, autoUnlockMasterKey, ensureAdmin, ensureCertificate, notifier as makeNotifier, scheduledJobs, taskEvent, type AppContext } from '../app/index.ts';
 import { JobStateStore, Scheduler, TaskManager, TaskStore, UploadLedger } from '../jobs/index.ts';
-import { jsonFileLog, silentReporter, writeFileAtomic } from '../lib/index.ts';
+import { journalWriter, jsonFileLog, silentReporter, writeFileAtomic, type JsonLog } from '../lib/index.ts';
 import type { IbsPaths } from '../config/index.ts';
 
 export interface ServerOptions {
@@ -17,6 +17,8 @@ export interface ServerOptions {
   host: string;
   port: number;
   adminPasswordFile?: string | undefined;
+  /** Also write each service's log to the system journal, under the unit `ironcore-backup-<service>.service`. */
+  journal?: boolean;
   out(line: string): void;
 }
 
@@ -29,16 +31,28 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { paths } = options;
   for (const dir of [paths.configDir, paths.stateDir, paths.logDir]) await mkdir(dir, { recursive: true });
-  const apiLog = jsonFileLog(join(paths.logDir, 'api.log'), 'api');
-  const workerLog = jsonFileLog(join(paths.logDir, 'worker.log'), 'worker');
-  const schedulerLog = jsonFileLog(join(paths.logDir, 'scheduler.log'), 'scheduler');
-  const notifyLog = jsonFileLog(join(paths.logDir, 'notify.log'), 'notify');
+  // Each service's log is a file, and under systemd its journal too: `journalctl -u ironcore-backup-notify`
+  // shows the notification service's entries (the unit names are aliases of ironcore-backup.service). The
+  // API's line per request stays in its file (a push makes a hundred).
+  const journal = options.journal ? journalWriter({ onError: (message) => options.out(message) }) : undefined;
+  const serviceLog = (service: string): JsonLog =>
+    jsonFileLog(
+      join(paths.logDir, `${service}.log`),
+      service,
+      journal &&
+        ((level, msg, fields = {}) => {
+          if (level === 'debug' || (service === 'api' && msg === 'request')) return;
+          const { task, ...rest } = fields;
+          const detail = Object.keys(rest).length > 0 ? ` ${JSON.stringify(rest)}` : '';
+          journal.write({ unit: `ironcore-backup-${service}.service`, identifier: `ironcore-backup-${service}`, level, message: `${msg}${task !== undefined ? ` (task ${String(task)})` : ''}${detail}`, ...(task !== undefined ? { fields: { IBS_TASK: String(task) } } : {}) });
+        }),
+    );
+  const apiLog = serviceLog('api');
+  const workerLog = serviceLog('worker');
+  const schedulerLog = serviceLog('scheduler');
+  const notifyLog = serviceLog('notify');
   // Verify, GC and sync work runs in the worker pool; each has its own service log of task results.
-  const serviceLogs: Record<string, ReturnType<typeof jsonFileLog>> = {
-    verifier: jsonFileLog(join(paths.logDir, 'verifier.log'), 'verifier'),
-    gc: jsonFileLog(join(paths.logDir, 'gc.log'), 'gc'),
-    sync: jsonFileLog(join(paths.logDir, 'sync.log'), 'sync'),
-  };
+  const serviceLogs: Record<string, JsonLog> = { verifier: serviceLog('verifier'), gc: serviceLog('gc'), sync: serviceLog('sync') };
   const serviceOf = (type: string): string => (type.startsWith('verif') ? 'verifier' : type === 'garbage_collection' ? 'gc' : type.startsWith('sync') ? 'sync' : 'worker');
   const notifier = makeNotifier(options.makeContext('root@pam'), (level, msg, fields) => notifyLog(level, msg, fields));
   const started = new Date().toISOString();
@@ -119,6 +133,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   apiLog('info', 'listening', { listen, fingerprint: cert.info.fingerprint });
   options.out(`ironcore-backup server listening on https://${listen} (TLS 1.3, HTTP/2)`);
   options.out(`certificate fingerprint: ${cert.info.fingerprint}`);
+  if (journal) options.out('service logs also go to the system journal: journalctl -u ironcore-backup-SERVICE (api, scheduler, worker, verifier, gc, sync, notify)');
 
   let stopping: Promise<void> | undefined;
   const stop = (reason: string): Promise<void> =>
@@ -135,6 +150,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       uploads.close();
       await writeStatus('stopped', listen, reason);
       workerLog('info', 'stopped', { reason });
+      await journal?.close();
     })());
   return { port, fingerprint: cert.info.fingerprint, stop };
 }

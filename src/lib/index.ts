@@ -14,3 +14,4 @@ export { validate, schemaToJson, SchemaError, type Schema } from './schema.ts';
 export { TokenBucket } from './token-bucket.ts';
 export { release, movable, isWhole } from './release.ts';
 export { jsonFileLog, type JsonLog, type LogLevel } from './json-log.ts';
+export { journalWriter, journalByDefault, JOURNAL_SOCKET, type JournalWriter, type JournalEntry } from './journal.ts';

@@ -6,9 +6,10 @@ export type JsonLog = (level: LogLevel, msg: string, fields?: Record<string, unk
 
 /**
  * A structured log: one JSON object per line with time, level, service, task (when given in fields) and msg,
- * appended to `path`. Synchronous appends keep lines whole and ordered across crashes.
+ * appended to `path`. Synchronous appends keep lines whole and ordered across crashes. `mirror`, when given,
+ * hears each entry too (the server's journal).
  */
-export function jsonFileLog(path: string, service: string): JsonLog {
+export function jsonFileLog(path: string, service: string, mirror?: JsonLog): JsonLog {
   mkdirSync(dirname(path), { recursive: true });
   return (level, msg, fields = {}) => {
     const { task, ...rest } = fields;
@@ -18,5 +19,6 @@ export function jsonFileLog(path: string, service: string): JsonLog {
     } catch {
       /* a full log disk must not stop the service */
     }
+    mirror?.(level, msg, fields);
   };
 }
