@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CryptKey, IbsError, wrapKey } from '../core/index.ts';
 import { MasterKey } from './master-key.ts';
+import { acquireLock } from './section-config.ts';
 import { ServerKeys } from './server-keys.ts';
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -131,6 +132,36 @@ test('master key: removed, the server keys are stored in the clear again; locked
     assert.equal((await fresh.get('k1')).fingerprint, k1.fingerprint);
     assert.deepEqual(await fresh.master.status(), { configured: false, unlocked: false });
     await fresh.create('k2');
+    assert.equal(JSON.parse(await readFile(join(config, 'keys', 'k2.key'), 'utf8')).kdf.name, 'none');
+  });
+});
+
+test('master key: a server key created while another process removes the master key is not left wrapped by it', async () => {
+  await withDir(async (dir) => {
+    const config = join(dir, 'etc');
+    const keys = new ServerKeys(config);
+    await keys.create('k1');
+    const { key: master } = await keys.master.create({ passphrase: 'master pass 1' });
+    await keys.wrapAll(master);
+    // The other process ("masterkey remove") holds the lock while it stores the keys in the clear and
+    // removes the configuration; this one creates a key meanwhile, with the master key it has unlocked.
+    const release = await acquireLock(join(config, 'masterkey.json.lock'));
+    const creating = keys.create('k2').then(
+      () => 'created',
+      (error: unknown) => error,
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    const other = new ServerKeys(config);
+    assert.deepEqual(await other.unwrapAll(master), ['k1']);
+    await rm(join(config, 'masterkey.json'));
+    await release();
+    const outcome = await creating;
+    assert.ok(isCode('BUSY', 'master key changed meanwhile', master.fingerprint, 'removed')(outcome), String(outcome));
+    await assert.rejects(stat(join(config, 'keys', 'k2.key')));
+    // Run again, it is stored in the clear like the others, and every key opens without a master key.
+    await keys.create('k2');
+    const fresh = new ServerKeys(config);
+    for (const name of ['k1', 'k2']) await fresh.get(name);
     assert.equal(JSON.parse(await readFile(join(config, 'keys', 'k2.key'), 'utf8')).kdf.name, 'none');
   });
 });

@@ -157,6 +157,27 @@ export class MasterKey {
   }
 
   /** `key`, or undefined when no master key is configured (the configuration is read once). */
+  /**
+   * Runs `write` with the key that wraps new server keys (the unlocked master key, or none when none is
+   * configured) under the master key's lock, so that a "masterkey create" or "masterkey remove" in another
+   * process cannot leave what `write` stores wrapped by a master key that is gone. The key is got before the
+   * lock (it may ask for the passphrase); a master key that changed meanwhile fails with BUSY, nothing written.
+   */
+  async withWrappingKey<T>(ask: (() => Promise<string>) | undefined, write: (wrapping: CryptKey | undefined) => Promise<T>): Promise<T> {
+    const wrapping = await this.keyIfConfigured(ask);
+    await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
+    const release = await acquireLock(`${this.path}.lock`);
+    try {
+      const now = (await this.read())?.key.fingerprint;
+      if (now !== wrapping?.fingerprint) {
+        throw new IbsError('BUSY', `The master key changed meanwhile (${wrapping ? `${wrapping.fingerprint} was ` : ''}${now === undefined ? 'removed' : `${now} was created`}): nothing was written; run the command again`);
+      }
+      return await write(wrapping);
+    } finally {
+      await release();
+    }
+  }
+
   async keyIfConfigured(ask?: () => Promise<string>): Promise<CryptKey | undefined> {
     const config = await this.read();
     return config ? this.#keyFor(config, ask) : undefined;

@@ -104,8 +104,7 @@ export class ServerKeys {
     if (clash) throw new IbsError('EXISTS', `That key is already stored as "${clash.name}"`);
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     // Wrapped by the master key when one is configured (which must then be unlocked).
-    const wrapping = await this.master.keyIfConfigured(this.#ask);
-    await writeFileAtomic(join(this.#dir, `${name}.key`), `${JSON.stringify(await wrapKey(key, wrapping), null, 1)}\n`, { mode: 0o600 });
+    await this.master.withWrappingKey(this.#ask, async (wrapping) => writeFileAtomic(join(this.#dir, `${name}.key`), `${JSON.stringify(await wrapKey(key, wrapping), null, 1)}\n`, { mode: 0o600 }));
     return this.info(name);
   }
 
