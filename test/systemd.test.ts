@@ -98,6 +98,9 @@ test('with --journal yes each service writes to the journal under its unit: "jou
       } finally {
         await server.stop();
       }
+      // The failing target's retries do not hold the stopping server: they are given up, and the journal says so.
+      const { stdout } = await sh('journalctl -u ironcore-backup-notify -n 200 --no-pager');
+      assert.match(stdout, new RegExp(`delivery failed \\{"target":"${target}","error":"given up: the server is stopping"\\}`));
     });
   } finally {
     await dir.cleanup();

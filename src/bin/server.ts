@@ -148,6 +148,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       store.close();
       jobState.close();
       uploads.close();
+      // Notifications of the tasks just ended get a few seconds; retries still waiting are given up.
+      await notifier.close();
       await writeStatus('stopped', listen, reason);
       workerLog('info', 'stopped', { reason });
       await journal?.close();

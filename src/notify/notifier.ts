@@ -23,6 +23,8 @@ export class Notifier {
   readonly #config: NotificationConfigSource;
   readonly #options: Omit<DeliveryOptions, 'log' | 'recipients'>;
   readonly #log: (level: 'info' | 'warn', msg: string, fields: Record<string, unknown>) => void;
+  readonly #stopping = new AbortController();
+  readonly #pending = new Set<Promise<DeliveryReport>>();
 
   constructor(config: NotificationConfigSource, options: Omit<DeliveryOptions, 'log' | 'recipients'> & { log?: (level: 'info' | 'warn', msg: string, fields: Record<string, unknown>) => void } = {}) {
     const { log, ...delivery } = options;
@@ -35,7 +37,26 @@ export class Notifier {
     const [targets, matchers] = [await this.#config.targets(), await this.#config.matchers()];
     const names = new Set(matchers.filter((m) => matches(m, event)).flatMap((m) => m.targets));
     const chosen = targets.filter((t) => names.has(t.name));
-    return Promise.all(chosen.map((t) => this.#deliver(t, event)));
+    return Promise.all(
+      chosen.map((t) => {
+        const delivery = this.#deliver(t, event);
+        this.#pending.add(delivery);
+        void delivery.finally(() => this.#pending.delete(delivery));
+        return delivery;
+      }),
+    );
+  }
+
+  /**
+   * For a stopping server: deliveries under way get `graceMs` to finish (a task that just ended is still
+   * announced), then those still waiting to retry are given up, each logged as abandoned.
+   */
+  async close(graceMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.#pending), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+    this.#stopping.abort();
+    await Promise.all(this.#pending);
   }
 
   /** Sends a test event to one target (optionally to other recipients). */
@@ -49,12 +70,13 @@ export class Notifier {
         ...this.#options,
         ...(recipients ? { recipients } : {}),
         ...(attempts ? { attempts } : {}),
+        signal: this.#stopping.signal,
         log: (msg, fields) => this.#log('warn', msg, fields),
       });
       this.#log('info', 'delivered', { target: target.name, type: event.type, severity: event.severity });
       return { target: target.name, ok: true };
     } catch (error) {
-      const message = toIbsError(error).message;
+      const message = this.#stopping.signal.aborted ? 'given up: the server is stopping' : toIbsError(error).message;
       this.#log('warn', 'delivery failed', { target: target.name, error: message });
       return { target: target.name, ok: false, error: message };
     }

@@ -89,6 +89,30 @@ test('webhook: a permanent failure (4xx) is reported, not retried forever', asyn
   assert.equal(calls, 1);
 });
 
+test('close: a delivery still retrying gets the grace time, then is given up and logged so', async () => {
+  let calls = 0;
+  const server = createHttpServer((_req, res) => {
+    calls++;
+    res.writeHead(503).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const target: TargetConfig = { type: 'webhook', name: 'busy', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, method: 'POST', headers: {} };
+  const logged: Array<[string, Record<string, unknown>]> = [];
+  // Retries a minute apart: without close, the delivery would go on for minutes.
+  const notifier = new Notifier({ targets: async () => [target], matchers: async () => [m({ targets: ['busy'] })], secrets: async () => ({}) }, { baseDelayMs: 60_000, log: (_level, msg, fields) => logged.push([msg, fields]) });
+  const sent = notifier.send(event());
+  while (calls === 0) await new Promise((r) => setTimeout(r, 10));
+  const started = Date.now();
+  await notifier.close(300);
+  const elapsed = Date.now() - started;
+  const [report] = await sent;
+  server.close();
+  assert.ok(elapsed >= 250 && elapsed < 10_000, `closed after ${elapsed} ms`);
+  assert.equal(calls, 1);
+  assert.deepEqual(report, { target: 'busy', ok: false, error: 'given up: the server is stopping' });
+  assert.deepEqual(logged.at(-1), ['delivery failed', { target: 'busy', error: 'given up: the server is stopping' }]);
+});
+
 test('sendmail: the message is piped to the program with the recipients', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ibs-sendmail-'));
   try {

@@ -21,6 +21,8 @@ export interface DeliveryOptions {
   /** Overrides the target's recipients (target test --recipient). */
   recipients?: string[];
   log?: (msg: string, fields: Record<string, unknown>) => void;
+  /** Stops waiting for the next attempt (a stopping server). */
+  signal?: AbortSignal;
 }
 
 /** Fills {{title}}, {{message}}, {{severity}}, {{type}}, {{time}} and {{fields.NAME}}; JSON-escaped for JSON bodies. */
@@ -117,6 +119,7 @@ export async function deliver(target: TargetConfig, secrets: TargetSecrets, even
       baseDelayMs: options.baseDelayMs ?? 1000,
       maxDelayMs: options.maxDelayMs ?? 60_000,
       retryable: transient,
+      signal: options.signal,
       onRetry: (error, attempt, delayMs) => options.log?.('delivery failed, retrying', { target: target.name, attempt, delayMs, error: (error as Error).message }),
     },
   );
