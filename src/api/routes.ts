@@ -38,6 +38,34 @@ function checkTaskAccess(req: ApiRequest, upid: string, privilege: 'Sys.Audit' |
   if (!owner) requirePrivilege(req.acl, req.authId, '/system/tasks', privilege);
 }
 
+/** The settings of a verify job in API input (create and update). */
+const VERIFY_JOB_SETTINGS = {
+  'ignore-verified': { type: 'boolean', optional: true },
+  'outdated-after': { type: 'integer', minimum: 0, maximum: 36500, optional: true },
+  'verify-window-days': { type: 'integer', minimum: 1, maximum: 3650, optional: true },
+  'max-concurrent-snapshots': { type: 'integer', minimum: 1, maximum: 32, optional: true },
+  'notification-mode': { type: 'string', enum: ['always', 'error', 'never'], optional: true },
+  comment: { type: 'string', maxLength: 1024, optional: true },
+} as const;
+
+function verifyJobSettings(input: Record<string, unknown>): { ignoreVerified?: boolean; outdatedAfterDays?: number; windowDays?: number; maxConcurrentSnapshots?: number; notificationMode?: 'always' | 'error' | 'never'; comment?: string } {
+  return {
+    ...(input['ignore-verified'] === true ? { ignoreVerified: true } : {}),
+    ...(input['outdated-after'] !== undefined ? { outdatedAfterDays: input['outdated-after'] as number } : {}),
+    ...(input['verify-window-days'] !== undefined ? { windowDays: input['verify-window-days'] as number } : {}),
+    ...(input['max-concurrent-snapshots'] !== undefined ? { maxConcurrentSnapshots: input['max-concurrent-snapshots'] as number } : {}),
+    ...(input['notification-mode'] ? { notificationMode: input['notification-mode'] as 'always' } : {}),
+    ...(input.comment !== undefined ? { comment: input.comment as string } : {}),
+  };
+}
+
+/** A verify job, once the caller is found to hold Datastore.Verify on its datastore and namespace. */
+async function verifyJobFor(req: ApiRequest, id: string): Promise<Awaited<ReturnType<typeof app.createVerifyJob>>> {
+  const job = await req.ctx.jobs.verify.get(id);
+  requirePrivilege(req.acl, req.authId, datastoreAclPath(job.store, parseNamespace(job.ns)), 'Datastore.Verify');
+  return job;
+}
+
 async function asTask(req: ApiRequest, type: string, id: string, run: (ctx: app.AppContext) => Promise<unknown>): Promise<string> {
   const { upid } = req.tasks.spawn({ type, id, authId: req.authId }, async (task) => {
     const result = await run({ ...req.ctx, reporter: app.taskReporter(task), signal: task.signal });
@@ -1002,11 +1030,7 @@ export const ROUTES: Route[] = [
         store: STORE,
         ns: NS,
         schedule: { type: 'string', maxLength: 200 },
-        'ignore-verified': { type: 'boolean', optional: true },
-        'outdated-after': { type: 'integer', minimum: 0, maximum: 36500, optional: true },
-        'max-concurrent-snapshots': { type: 'integer', minimum: 1, maximum: 32, optional: true },
-        'notification-mode': { type: 'string', enum: ['always', 'error', 'never'], optional: true },
-        comment: { type: 'string', maxLength: 1024, optional: true },
+        ...VERIFY_JOB_SETTINGS,
       },
     },
     output: { type: 'object', additional: true, properties: {} },
@@ -1017,12 +1041,51 @@ export const ROUTES: Route[] = [
         store: input.store as string,
         schedule: input.schedule as string,
         ...(input.ns ? { ns: input.ns as string } : {}),
+        ...verifyJobSettings(input),
         ignoreVerified: input['ignore-verified'] === true,
-        ...(input['outdated-after'] !== undefined ? { outdatedAfterDays: input['outdated-after'] as number } : {}),
-        ...(input['max-concurrent-snapshots'] !== undefined ? { maxConcurrentSnapshots: input['max-concurrent-snapshots'] as number } : {}),
-        ...(input['notification-mode'] ? { notificationMode: input['notification-mode'] as 'always' } : {}),
-        ...(input.comment ? { comment: input.comment as string } : {}),
       }),
+  },
+  {
+    method: 'PUT',
+    path: '/config/verify/{id}',
+    summary: 'change a verify job: given settings replace the stored ones, "delete" names settings to remove; a window replaces ignore-verified and outdated-after',
+    input: {
+      type: 'object',
+      properties: {
+        id: JOB_ID,
+        schedule: { type: 'string', maxLength: 200, optional: true },
+        ...VERIFY_JOB_SETTINGS,
+        delete: { type: 'array', items: { type: 'string', enum: ['verify-window-days', 'ignore-verified', 'outdated-after', 'max-concurrent-snapshots', 'notification-mode', 'comment'] }, maxItems: 6, optional: true },
+      },
+    },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'handler', description: "Datastore.Verify on the job's datastore and namespace" },
+    handler: async (req, input) => {
+      const job = await verifyJobFor(req, input.id as string);
+      const change: Parameters<typeof app.updateVerifyJob>[2] = { ...verifyJobSettings(input), ...(input.schedule !== undefined ? { schedule: input.schedule as string } : {}) };
+      for (const name of (input.delete as string[] | undefined) ?? []) {
+        if (name === 'verify-window-days') change.windowDays = null;
+        else if (name === 'ignore-verified') change.ignoreVerified = false;
+        else if (name === 'outdated-after') change.outdatedAfterDays = null;
+        else if (name === 'max-concurrent-snapshots') change.maxConcurrentSnapshots = null;
+        else if (name === 'notification-mode') change.notificationMode = 'always';
+        else change.comment = null;
+      }
+      return app.updateVerifyJob(req.ctx, job.id, change);
+    },
+  },
+  {
+    method: 'POST',
+    path: '/admin/verify/{id}/run',
+    summary: 'run a verify job now, as a task (its last-run state and notifications follow)',
+    input: { type: 'object', properties: { id: JOB_ID } },
+    output: UPID,
+    permission: { kind: 'handler', description: "Datastore.Verify on the job's datastore and namespace" },
+    handler: async (req, input) => {
+      const job = await verifyJobFor(req, input.id as string);
+      if (req.runJob) return req.runJob(`verify/${job.id}`);
+      return asTask(req, 'verificationjob', job.id, (ctx) => app.runVerifyJob(ctx, job));
+    },
   },
   {
     method: 'DELETE',
@@ -1032,8 +1095,7 @@ export const ROUTES: Route[] = [
     output: { type: 'object', properties: { removed: { type: 'string' } } },
     permission: { kind: 'handler', description: "Datastore.Verify on the job's datastore and namespace" },
     handler: async (req, input) => {
-      const job = await req.ctx.jobs.verify.get(input.id as string);
-      requirePrivilege(req.acl, req.authId, datastoreAclPath(job.store, parseNamespace(job.ns)), 'Datastore.Verify');
+      const job = await verifyJobFor(req, input.id as string);
       await req.ctx.jobs.verify.remove(job.id);
       return { removed: job.id };
     },

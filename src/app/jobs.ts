@@ -1,6 +1,6 @@
-import { IbsError, formatGroup, parseNamespace, type KeepOptions } from '../core/index.ts';
+import { IbsError, formatGroup, nextCalendarEvent, parseCalendarEvent, parseNamespace, type KeepOptions } from '../core/index.ts';
 import type { PruneJobConfig, VerifyJobConfig } from '../config/index.ts';
-import { pruneGroup } from '../datastore/index.ts';
+import { pruneGroup, type VerifyResult } from '../datastore/index.ts';
 import type { ScheduledJob } from '../jobs/index.ts';
 import type { AppContext } from './context.ts';
 import { withDatastore } from './context.ts';
@@ -8,9 +8,89 @@ import { gcStore, verifyStore } from './maintenance.ts';
 import { taskReporter } from './task-reporter.ts';
 import { bandwidthRecorder, runSyncJob } from './sync.ts';
 
-export async function createVerifyJob(ctx: AppContext, input: { id: string; store: string; ns?: string; schedule: string; ignoreVerified?: boolean; outdatedAfterDays?: number; maxConcurrentSnapshots?: number; notificationMode?: 'always' | 'error' | 'never'; comment?: string }): Promise<VerifyJobConfig> {
+export interface VerifyJobInput {
+  id: string;
+  store: string;
+  ns?: string;
+  schedule: string;
+  ignoreVerified?: boolean;
+  outdatedAfterDays?: number;
+  windowDays?: number;
+  maxConcurrentSnapshots?: number;
+  notificationMode?: 'always' | 'error' | 'never';
+  comment?: string;
+}
+
+export async function createVerifyJob(ctx: AppContext, input: VerifyJobInput): Promise<VerifyJobConfig> {
   await ctx.datastores.get(input.store);
-  return ctx.jobs.verify.add({ id: input.id, store: input.store, ns: input.ns ?? '', schedule: input.schedule, ignoreVerified: input.ignoreVerified ?? false, ...(input.outdatedAfterDays !== undefined ? { outdatedAfterDays: input.outdatedAfterDays } : {}), ...(input.maxConcurrentSnapshots !== undefined ? { maxConcurrentSnapshots: input.maxConcurrentSnapshots } : {}), ...(input.notificationMode ? { notificationMode: input.notificationMode } : {}), ...(input.comment ? { comment: input.comment } : {}) });
+  return ctx.jobs.verify.add({
+    id: input.id,
+    store: input.store,
+    ns: input.ns ?? '',
+    schedule: input.schedule,
+    ignoreVerified: input.ignoreVerified ?? false,
+    ...(input.outdatedAfterDays !== undefined ? { outdatedAfterDays: input.outdatedAfterDays } : {}),
+    ...(input.windowDays !== undefined ? { windowDays: input.windowDays } : {}),
+    ...(input.maxConcurrentSnapshots !== undefined ? { maxConcurrentSnapshots: input.maxConcurrentSnapshots } : {}),
+    ...(input.notificationMode ? { notificationMode: input.notificationMode } : {}),
+    ...(input.comment ? { comment: input.comment } : {}),
+  });
+}
+
+/**
+ * Changes a verify job: given values replace the stored ones, the rest stay; `null` removes an optional
+ * setting (the window, outdated-after, max-concurrent-snapshots, the comment). Checked whole before it is written.
+ */
+export async function updateVerifyJob(
+  ctx: AppContext,
+  id: string,
+  change: { schedule?: string; ignoreVerified?: boolean; outdatedAfterDays?: number | null; windowDays?: number | null; maxConcurrentSnapshots?: number | null; notificationMode?: 'always' | 'error' | 'never'; comment?: string | null },
+): Promise<VerifyJobConfig> {
+  return ctx.jobs.verify.update(id, (job) => {
+    const next: VerifyJobConfig = { ...job };
+    // A window replaces ignore-verified and outdated-after: setting one clears them unless they are given too.
+    if (typeof change.windowDays === 'number' && change.ignoreVerified === undefined && change.outdatedAfterDays === undefined) {
+      next.ignoreVerified = false;
+      delete next.outdatedAfterDays;
+    }
+    if (change.schedule !== undefined) next.schedule = change.schedule;
+    if (change.ignoreVerified !== undefined) next.ignoreVerified = change.ignoreVerified;
+    if (change.notificationMode !== undefined) next.notificationMode = change.notificationMode;
+    for (const key of ['outdatedAfterDays', 'windowDays', 'maxConcurrentSnapshots', 'comment'] as const) {
+      const value = change[key];
+      if (value === null) delete next[key];
+      else if (value !== undefined) (next as unknown as Record<string, unknown>)[key] = value;
+    }
+    return next;
+  });
+}
+
+/** The part of a verification window of `days` one run of `schedule` stands for: 1 / its runs in the window. */
+export function windowShare(schedule: string, days: number, from = Date.now()): number {
+  const event = parseCalendarEvent(schedule);
+  const end = from + days * 86_400_000;
+  let runs = 0;
+  for (let t: number | undefined = nextCalendarEvent(event, from); t !== undefined && t <= end && runs < 10_000; t = nextCalendarEvent(event, t)) runs++;
+  return 1 / Math.max(1, runs);
+}
+
+/** One run of a verify job, as the scheduler starts it and as "verify job run" does. */
+export async function runVerifyJob(ctx: AppContext, job: VerifyJobConfig): Promise<VerifyResult> {
+  const window = job.windowDays !== undefined ? { days: job.windowDays, share: windowShare(job.schedule, job.windowDays) } : undefined;
+  const r = await verifyStore(ctx, {
+    store: job.store,
+    ns: job.ns,
+    ignoreVerified: job.ignoreVerified,
+    ...(job.outdatedAfterDays !== undefined ? { outdatedAfterDays: job.outdatedAfterDays } : {}),
+    ...(window ? { window } : {}),
+    ...(job.maxConcurrentSnapshots !== undefined ? { maxConcurrentSnapshots: job.maxConcurrentSnapshots } : {}),
+  });
+  const verified = r.snapshots.filter((s) => s.state !== 'skipped').length;
+  if (window) {
+    ctx.reporter.info(`window of ${window.days} day(s), ${Math.round(1 / window.share)} run(s) in it: verified ${verified} of ${r.snapshots.length} snapshot(s): those due, then the longest unverified, for an even share per run`);
+  }
+  if (!r.ok) throw new IbsError('VERIFY_FAILED', `verification failed for ${r.snapshots.filter((s) => s.state === 'failed').map((s) => s.snapshot).join(', ')}`);
+  return r;
 }
 
 export async function createPruneJob(ctx: AppContext, input: { id: string; store: string; ns?: string; schedule: string; keep: KeepOptions; comment?: string }): Promise<PruneJobConfig> {
@@ -30,11 +110,7 @@ export async function scheduledJobs(ctx: AppContext): Promise<ScheduledJob[]> {
       target: j.store,
       authId: 'root@pam',
       ...(j.notificationMode ? { notify: j.notificationMode } : {}),
-      run: async (task) => {
-        const r = await verifyStore(withTask(task), { store: j.store, ns: j.ns, ignoreVerified: j.ignoreVerified, ...(j.outdatedAfterDays !== undefined ? { outdatedAfterDays: j.outdatedAfterDays } : {}), ...(j.maxConcurrentSnapshots !== undefined ? { maxConcurrentSnapshots: j.maxConcurrentSnapshots } : {}) });
-        if (!r.ok) throw new IbsError('VERIFY_FAILED', `verification failed for ${r.snapshots.filter((s) => s.state === 'failed').map((s) => s.snapshot).join(', ')}`);
-        return r;
-      },
+      run: (task) => runVerifyJob(withTask(task), j),
     });
   }
   for (const j of await ctx.jobs.prune.list()) {

@@ -1,12 +1,12 @@
 import { IbsError, parseGroup, parseNamespace, parseSnapshot, validateKeepOptions, KEEP_RULES, type CryptKey, type KeepOptions } from '../core/index.ts';
-import { collectGarbage, pruneGroup, readGcStatus, verifyDatastore, type GcResult, type PruneEntry, type VerifyResult } from '../datastore/index.ts';
+import { collectGarbage, overdueInWindow, pruneGroup, readGcStatus, verifyDatastore, type GcResult, type PruneEntry, type VerifyResult } from '../datastore/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { listJobs } from './job-status.ts';
 import { checkConcurrentSnapshots } from '../config/index.ts';
 
 export async function verifyStore(
   ctx: AppContext,
-  input: { store: string; ns?: string; snapshot?: string; ignoreVerified?: boolean; outdatedAfterDays?: number; maxConcurrentSnapshots?: number; key?: CryptKey | undefined },
+  input: { store: string; ns?: string; snapshot?: string; ignoreVerified?: boolean; outdatedAfterDays?: number; window?: { days: number; share: number }; maxConcurrentSnapshots?: number; key?: CryptKey | undefined },
 ): Promise<VerifyResult> {
   const ns = parseNamespace(input.ns ?? '');
   const snapshot = input.snapshot !== undefined ? parseSnapshot(input.snapshot, ns) : undefined;
@@ -21,6 +21,7 @@ export async function verifyStore(
       ...(snapshot ? { snapshot } : {}),
       ignoreVerified: input.ignoreVerified ?? false,
       ...(input.outdatedAfterDays !== undefined ? { outdatedAfterDays: input.outdatedAfterDays } : {}),
+      ...(input.window ? { window: input.window } : {}),
       ...(input.maxConcurrentSnapshots !== undefined ? { maxConcurrentSnapshots: input.maxConcurrentSnapshots } : {}),
       pool: ctx.chunkPool,
       key: input.key,
@@ -64,17 +65,30 @@ export async function gcStatus(ctx: AppContext, store: string): Promise<GcResult
 
 export interface VerifyStatus {
   datastores: Array<{ store: string; snapshots: number; ok: number; failed: number; never: number; oldestVerified?: string; error?: string }>;
-  jobs: Array<{ job: string; schedule: string; lastRun?: string; lastState?: string; nextRun?: string }>;
+  jobs: Array<{ job: string; schedule: string; window?: string; overdue?: number; lastRun?: string; lastState?: string; nextRun?: string }>;
+  /** Jobs with a verification window that snapshots have outgrown: what to do about it. */
+  notes: string[];
 }
 
-/** How verification stands: per datastore, snapshots by verify state and the oldest verification; verify jobs. */
+/**
+ * How verification stands: per datastore, snapshots by verify state and the oldest verification; verify jobs,
+ * and for those with a window the snapshots in their scope not verified ok within it (overdue).
+ */
 export async function verifyStatus(ctx: AppContext): Promise<VerifyStatus> {
   const datastores: VerifyStatus['datastores'] = [];
+  const windowed = (await ctx.jobs.verify.list()).filter((j) => j.windowDays !== undefined);
+  const overdue = new Map<string, number>();
+  const now = Math.floor(Date.now() / 1000);
   for (const d of await ctx.datastores.list()) {
     try {
       datastores.push(
         await withDatastore(ctx, d.name, async (ds) => {
           const snaps = await ds.listSnapshots({ ns: [], recursive: true }, { signal: ctx.signal });
+          for (const j of windowed.filter((w) => w.store === d.name)) {
+            const ns = parseNamespace(j.ns);
+            const inScope = snaps.filter((s) => ns.every((part, i) => s.ref.ns[i] === part));
+            overdue.set(j.id, inScope.filter((s) => overdueInWindow(s, j.windowDays as number, now)).length);
+          }
           const states = snaps.map((s) => s.manifest.unprotected.verifyState);
           const times = states.filter((v) => v?.state === 'ok').map((v) => v?.time as number);
           return {
@@ -91,6 +105,26 @@ export async function verifyStatus(ctx: AppContext): Promise<VerifyStatus> {
       datastores.push({ store: d.name, snapshots: 0, ok: 0, failed: 0, never: 0, error: (error as Error).message });
     }
   }
-  const jobs = (await listJobs(ctx)).filter((j) => j.job.startsWith('verify/')).map((j) => ({ job: j.job, schedule: j.schedule, ...(j.lastRun ? { lastRun: j.lastRun } : {}), ...(j.lastState ? { lastState: j.lastState } : {}), ...(j.nextRun ? { nextRun: j.nextRun } : {}) }));
-  return { datastores, jobs };
+  const notes: string[] = [];
+  const jobs = (await listJobs(ctx))
+    .filter((j) => j.job.startsWith('verify/'))
+    .map((j) => {
+      const config = windowed.find((w) => `verify/${w.id}` === j.job);
+      const late = config ? overdue.get(config.id) : undefined;
+      // Before the job's first run everything may be overdue: that says nothing about the window yet.
+      if (config && late && j.lastRun) {
+        notes.push(
+          `${j.job}: ${late} snapshot(s) of ${config.store}${config.ns ? `/${config.ns}` : ''} not verified within its ${config.windowDays}-day window: the datastore has outgrown it. Increase it (verify job update ${config.id} --verify-window-days N), run the job more often (--schedule) or with more snapshots at once (--max-concurrent-snapshots), or split the datastore into namespaces with a job each.`,
+        );
+      }
+      return {
+        job: j.job,
+        schedule: j.schedule,
+        ...(config ? { window: `${config.windowDays} days`, overdue: late ?? 0 } : {}),
+        ...(j.lastRun ? { lastRun: j.lastRun } : {}),
+        ...(j.lastState ? { lastState: j.lastState } : {}),
+        ...(j.nextRun ? { nextRun: j.nextRun } : {}),
+      };
+    });
+  return { datastores, jobs, notes };
 }

@@ -200,6 +200,34 @@ const KEY_OPTIONS = {
   'passphrase-file': { type: 'string', help: 'read the key passphrase from this file (or set IBS_PASSPHRASE)' },
 } as const satisfies Record<string, OptionSpec>;
 
+const VERIFY_JOB_OPTIONS = {
+  schedule: { type: 'string', help: 'calendar event' },
+  ...STORE_NS,
+  'verify-window-days': { type: 'string', help: 'verify every snapshot at least once in this many days (1 to 3650), spreading the work over the runs; replaces --ignore-verified/--outdated-after' },
+  'ignore-verified': { type: 'boolean', help: 'skip snapshots verified ok recently' },
+  'outdated-after': { type: 'string', help: 're-verify after this many days' },
+  ...CONCURRENT_SNAPSHOTS,
+  'notification-mode': { type: 'string', help: 'always (default), error or never' },
+  comment: { type: 'string', help: 'free text' },
+} as const satisfies Record<string, OptionSpec>;
+
+/** The settings of a verify job given on the command line (ranges are checked with the job). */
+function verifyJobArgs(a: ParsedArgs): { ignoreVerified?: boolean; outdatedAfterDays?: number; windowDays?: number; maxConcurrentSnapshots?: number; notificationMode?: 'always' | 'error' | 'never'; comment?: string } {
+  const mode = str(a, 'notification-mode');
+  if (mode !== undefined && !['always', 'error', 'never'].includes(mode)) throw new IbsError('INVALID_ARGUMENT', `Invalid --notification-mode "${mode}": expected always, error or never`);
+  const outdated = wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500);
+  const window = str(a, 'verify-window-days');
+  if (window !== undefined && !/^\d+$/.test(window)) throw new IbsError('INVALID_ARGUMENT', `Invalid --verify-window-days "${window}": expected a whole number of days from 1 to 3650`);
+  return {
+    ...(flag(a, 'ignore-verified') ? { ignoreVerified: true } : {}),
+    ...(outdated !== undefined ? { outdatedAfterDays: outdated } : {}),
+    ...(window !== undefined ? { windowDays: Number(window) } : {}),
+    ...concurrentSnapshots(a),
+    ...(mode !== undefined ? { notificationMode: mode as 'always' } : {}),
+    ...(str(a, 'comment') !== undefined ? { comment: str(a, 'comment') as string } : {}),
+  };
+}
+
 async function keyFrom(args: ParsedArgs): Promise<CryptKey | undefined> {
   const file = str(args, 'keyfile');
   if (file === undefined) return undefined;
@@ -1189,15 +1217,65 @@ export const COMMANDS: Command[] = [
   // ---- scheduled jobs ---------------------------------------------------------------------------------
   {
     path: ['verify', 'job', 'create'],
-    usage: 'verify job create NAME --store S --schedule CAL [--ns NS] [--ignore-verified] [--outdated-after DAYS] [--max-concurrent-snapshots N] [--notification-mode M] [--comment TEXT]',
+    usage: 'verify job create NAME --store S --schedule CAL [--ns NS] [--verify-window-days DAYS | --ignore-verified [--outdated-after DAYS]] [--max-concurrent-snapshots N] [--notification-mode M] [--comment TEXT]',
     summary: 'schedule verification of a datastore (run by the server)',
     positionals: 1,
-    options: { store: { type: 'string', help: 'datastore' }, schedule: { type: 'string', help: 'calendar event' }, ...STORE_NS, 'ignore-verified': { type: 'boolean', help: 'skip snapshots verified ok recently' }, 'outdated-after': { type: 'string', help: 're-verify after this many days' }, ...CONCURRENT_SNAPSHOTS, 'notification-mode': { type: 'string', help: 'always (default), error or never' }, comment: { type: 'string', help: 'free text' } },
+    options: { store: { type: 'string', help: 'datastore' }, ...VERIFY_JOB_OPTIONS },
     run: (ctx, a) => {
       if (!str(a, 'store') || !str(a, 'schedule')) throw new IbsError('INVALID_ARGUMENT', 'Missing --store or --schedule: a verify job needs both');
-      return app.createVerifyJob(ctx, { id: pos(a, 0), store: str(a, 'store') as string, schedule: str(a, 'schedule') as string, ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), ignoreVerified: flag(a, 'ignore-verified'), ...(str(a, 'outdated-after') !== undefined ? { outdatedAfterDays: wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) as number } : {}), ...concurrentSnapshots(a), ...(str(a, 'notification-mode') ? { notificationMode: str(a, 'notification-mode') as 'always' } : {}), ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}) });
+      const { ignoreVerified, ...rest } = verifyJobArgs(a);
+      return app.createVerifyJob(ctx, { id: pos(a, 0), store: str(a, 'store') as string, schedule: str(a, 'schedule') as string, ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), ...rest, ignoreVerified: ignoreVerified === true });
     },
     text: (r: { id: string }) => `Created verify job ${r.id}`,
+  },
+  {
+    path: ['verify', 'job', 'update'],
+    usage: 'verify job update NAME [--schedule CAL] [--verify-window-days DAYS] [--ignore-verified] [--outdated-after DAYS] [--max-concurrent-snapshots N] [--notification-mode M] [--comment TEXT] [--delete OPTION …]',
+    summary: 'change a verify job: given options replace the stored ones; --delete removes one (verify-window-days, ignore-verified, outdated-after, max-concurrent-snapshots, notification-mode, comment); a window replaces ignore-verified and outdated-after',
+    positionals: 1,
+    options: { ...VERIFY_JOB_OPTIONS, delete: { type: 'string', multiple: true, help: 'option to remove' } },
+    run: (ctx, a) => {
+      const change: Parameters<typeof app.updateVerifyJob>[2] = { ...verifyJobArgs(a), ...(str(a, 'schedule') !== undefined ? { schedule: str(a, 'schedule') as string } : {}) };
+      const deletable: Record<string, () => void> = {
+        'verify-window-days': () => (change.windowDays = null),
+        'ignore-verified': () => (change.ignoreVerified = false),
+        'outdated-after': () => (change.outdatedAfterDays = null),
+        'max-concurrent-snapshots': () => (change.maxConcurrentSnapshots = null),
+        'notification-mode': () => (change.notificationMode = 'always'),
+        comment: () => (change.comment = null),
+      };
+      for (const name of list(a, 'delete')) {
+        const apply = deletable[name];
+        if (!apply) throw new IbsError('INVALID_ARGUMENT', `Invalid --delete "${name}": expected one of ${Object.keys(deletable).join(', ')}`);
+        apply();
+      }
+      if (Object.keys(change).length === 0) throw new IbsError('INVALID_ARGUMENT', 'Nothing to change: give an option of verify job create or --delete OPTION');
+      return app.updateVerifyJob(ctx, pos(a, 0), change);
+    },
+    text: (r: Record<string, unknown>) => keyValues(r),
+  },
+  {
+    path: ['verify', 'job', 'run'],
+    usage: 'verify job run NAME',
+    summary: 'run a verify job now: as a task of the running server (followed until it ends), else in this process',
+    positionals: 1,
+    run: async (ctx, a) => {
+      const job = await ctx.jobs.verify.get(pos(a, 0));
+      const client = local(ctx);
+      let upid: string;
+      try {
+        upid = await client.request<string>('POST', `/admin/verify/${encodeURIComponent(job.id)}/run`);
+      } catch (error) {
+        if (!(error instanceof IbsError && error.code === 'UNAVAILABLE' && /not running/.test(error.message))) throw error;
+        return app.recordJobRun(ctx, `verify/${job.id}`, () => app.runVerifyJob(ctx, job));
+      }
+      ctx.reporter.info(`task ${upid}`);
+      const r = await followTask(client, upid, (t) => t.split('\n').filter(Boolean).forEach((l) => ctx.reporter.info(l.replace(/^\S+ /, ''))));
+      if (r.state !== 'ok' && r.state !== 'warnings') throw new IbsError('VERIFY_FAILED', `verify job ${job.id} failed: ${r.status ?? r.state} (task ${upid})`, { details: { upid } });
+      return { upid, state: r.state };
+    },
+    text: (r: { upid?: string; snapshots?: Array<{ state: string }> }) =>
+      r.snapshots ? `Verified ${r.snapshots.filter((s) => s.state !== 'skipped').length} snapshots (${r.snapshots.filter((s) => s.state === 'skipped').length} skipped): all ok` : `done\ntask: ${r.upid}`,
   },
   {
     path: ['verify', 'job', 'list'],
@@ -1205,7 +1283,7 @@ export const COMMANDS: Command[] = [
     summary: 'list verify jobs',
     positionals: 0,
     run: (ctx) => ctx.jobs.verify.list(),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['id', 'store', 'ns', 'schedule', 'ignoreVerified', 'outdatedAfterDays', 'maxConcurrentSnapshots', 'notificationMode']),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['id', 'store', 'ns', 'schedule', 'windowDays', 'ignoreVerified', 'outdatedAfterDays', 'maxConcurrentSnapshots', 'notificationMode']),
   },
   {
     path: ['verify', 'job', 'remove'],
@@ -1478,11 +1556,11 @@ export const COMMANDS: Command[] = [
   {
     path: ['verify', 'status'],
     usage: 'verify status',
-    summary: 'per datastore: snapshots verified ok, failed and never, the oldest verification; verify jobs with last and next run',
+    summary: 'per datastore: snapshots verified ok, failed and never, the oldest verification; verify jobs with last and next run, and for a job with a window the snapshots overdue in it (and what to do when it is outgrown)',
     positionals: 0,
     run: (ctx) => app.verifyStatus(ctx),
     text: (r: app.VerifyStatus) =>
-      `${table(r.datastores, ['store', 'snapshots', 'ok', 'failed', 'never', 'oldestVerified', 'error'])}\n\n${r.jobs.length ? table(r.jobs, ['job', 'schedule', 'lastRun', 'lastState', 'nextRun']) : 'No verify jobs scheduled (create one with "verify job create").'}`,
+      `${table(r.datastores, ['store', 'snapshots', 'ok', 'failed', 'never', 'oldestVerified', 'error'])}\n\n${r.jobs.length ? table(r.jobs, ['job', 'schedule', 'window', 'overdue', 'lastRun', 'lastState', 'nextRun']) : 'No verify jobs scheduled (create one with "verify job create").'}${r.notes.length ? `\n\n${r.notes.join('\n')}` : ''}`,
   },
   {
     path: ['prune'],

@@ -6,7 +6,7 @@ export { SectionConfig, parseSections, formatSections, type Section, type Config
 export { resolvePaths, type IbsPaths } from './paths.ts';
 export { DatastoreRegistry, type DatastoreConfig } from './datastore-config.ts';
 export { AccessConfig, type UserRecord, type TokenRecord } from './access.ts';
-export { JobsConfig, checkConcurrentSnapshots, type VerifyJobConfig, type PruneJobConfig, type SyncJobConfig } from './jobs-config.ts';
+export { JobsConfig, checkConcurrentSnapshots, checkVerifyWindow, type VerifyJobConfig, type PruneJobConfig, type SyncJobConfig } from './jobs-config.ts';
 export { RemotesConfig, checkRemote, type RemoteConfig } from './remotes-config.ts';
 export { SecretsFile } from './secrets-file.ts';
 export { ServerKeys, type ServerKeyInfo } from './server-keys.ts';

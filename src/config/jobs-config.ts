@@ -12,10 +12,19 @@ export interface VerifyJobConfig {
   schedule: string;
   ignoreVerified: boolean;
   outdatedAfterDays?: number;
+  /** Every snapshot verified at least once in this many days, the work spread over the runs (1..3650). */
+  windowDays?: number;
   /** Snapshots verified at once (1..32, default 1). */
   maxConcurrentSnapshots?: number;
   notificationMode?: 'always' | 'error' | 'never';
   comment?: string;
+}
+
+/** A verification window: 1 to 3650 days, and not with ignore-verified/outdated-after, which it replaces. */
+export function checkVerifyWindow(days: number | undefined, ignoreVerified: boolean, outdatedAfterDays: number | undefined): void {
+  if (days === undefined) return;
+  if (!Number.isInteger(days) || days < 1 || days > 3650) throw new IbsError('INVALID_ARGUMENT', `Invalid verify-window-days ${days}: expected a whole number of days from 1 to 3650`);
+  if (ignoreVerified || outdatedAfterDays !== undefined) throw new IbsError('INVALID_ARGUMENT', 'verify-window-days replaces ignore-verified and outdated-after (it skips what was verified within the window): give one or the other');
 }
 
 /** Snapshots a verification may check at once: 1 to 32. */
@@ -238,16 +247,18 @@ export class JobsConfig {
         schedule: s.props.schedule ?? '',
         ignoreVerified: s.props['ignore-verified'] === '1',
         ...(s.props['outdated-after'] ? { outdatedAfterDays: Number(s.props['outdated-after']) } : {}),
+        ...(s.props['verify-window-days'] ? { windowDays: Number(s.props['verify-window-days']) } : {}),
         ...(s.props['max-concurrent-snapshots'] ? { maxConcurrentSnapshots: Number(s.props['max-concurrent-snapshots']) } : {}),
         ...(s.props['notification-mode'] ? { notificationMode: s.props['notification-mode'] as 'always' } : {}),
         ...(s.props.comment ? { comment: s.props.comment } : {}),
       }),
-      (j) => ({ store: j.store, ns: j.ns, schedule: j.schedule, 'ignore-verified': j.ignoreVerified ? '1' : '0', ...(j.outdatedAfterDays !== undefined ? { 'outdated-after': String(j.outdatedAfterDays) } : {}), ...(j.maxConcurrentSnapshots !== undefined ? { 'max-concurrent-snapshots': String(j.maxConcurrentSnapshots) } : {}), ...(j.notificationMode ? { 'notification-mode': j.notificationMode } : {}), ...(j.comment ? { comment: j.comment } : {}) }),
+      (j) => ({ store: j.store, ns: j.ns, schedule: j.schedule, 'ignore-verified': j.ignoreVerified ? '1' : '0', ...(j.outdatedAfterDays !== undefined ? { 'outdated-after': String(j.outdatedAfterDays) } : {}), ...(j.windowDays !== undefined ? { 'verify-window-days': String(j.windowDays) } : {}), ...(j.maxConcurrentSnapshots !== undefined ? { 'max-concurrent-snapshots': String(j.maxConcurrentSnapshots) } : {}), ...(j.notificationMode ? { 'notification-mode': j.notificationMode } : {}), ...(j.comment ? { comment: j.comment } : {}) }),
       (j) => {
         checkCommon(j.id, j.store, j.ns, j.schedule, j.comment);
         if (j.notificationMode !== undefined && !['always', 'error', 'never'].includes(j.notificationMode)) throw new IbsError('INVALID_ARGUMENT', `Invalid notification mode "${j.notificationMode}": expected always, error or never`);
         if (j.outdatedAfterDays !== undefined && (!Number.isInteger(j.outdatedAfterDays) || j.outdatedAfterDays < 0)) throw new IbsError('INVALID_ARGUMENT', `Invalid outdated-after ${j.outdatedAfterDays}: expected whole days`);
         checkConcurrentSnapshots(j.maxConcurrentSnapshots);
+        checkVerifyWindow(j.windowDays, j.ignoreVerified, j.outdatedAfterDays);
       },
     );
     this.prune = new JobFile<PruneJobConfig>(

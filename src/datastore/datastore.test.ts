@@ -487,3 +487,29 @@ test('on a local backend the check thread stores a received chunk itself and rea
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a verification window: a run verifies what is due, then the longest unverified up to its share; new backups are not due at once', async () => {
+  const ds = await Datastore.create(new MemoryBackend());
+  const now = Math.floor(Date.now() / 1000);
+  const day = 86400;
+  // a: verified 10 days ago (due in a 7-day window); b: verified yesterday; c: never verified, backed up 10 days
+  // ago (due); d: never verified, backed up an hour ago (not due yet); e: verified 5 days ago; f: 3 days ago.
+  const snaps: Array<[string, number, number | undefined]> = [['a', now - 20 * day, now - 10 * day], ['b', now - 20 * day, now - day], ['c', now - 10 * day, undefined], ['d', now - 3600, undefined], ['e', now - 20 * day, now - 5 * day], ['f', now - 20 * day, now - 3 * day]];
+  for (const [id, time, verified] of snaps) {
+    await backup(ds, ref(time, id), randomBytes(20_000));
+    if (verified !== undefined) await ds.updateUnprotected(ref(time, id), (u) => ({ ...u, verifyState: { state: 'ok', time: verified } }));
+  }
+  const chosen = async (share: number): Promise<string[]> => {
+    const r = await verifyDatastore(ds, { window: { days: 7, share } });
+    assert.ok(r.ok);
+    return r.snapshots.filter((s) => s.state !== 'skipped').map((s) => s.snapshot.split('/')[1] as string).sort();
+  };
+  // One run in seven: only the two that are due, though that is more than its share (1 of 6).
+  assert.deepEqual(await chosen(1 / 7), ['a', 'c']);
+  // Now verified, nothing is due; a share of a half (3 of 6) takes the never verified, then the oldest verified.
+  assert.deepEqual(await chosen(1 / 2), ['d', 'e', 'f']);
+  // The next run takes the three verified longest ago (none due: a is at 6 of 7 days).
+  const ages: Record<string, number> = { a: 6, b: 1, c: 4, d: 0, e: 0, f: 0 };
+  for (const [id, time] of snaps) await ds.updateUnprotected(ref(time, id), (u) => ({ ...u, verifyState: { state: 'ok', time: now - (ages[id] as number) * day } }));
+  assert.deepEqual(await chosen(1 / 2), ['a', 'b', 'c']);
+});

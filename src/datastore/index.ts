@@ -16,7 +16,7 @@ export { Chunker, DEFAULT_CHUNKER, type ChunkerOptions } from './chunker.ts';
 export { SnapshotWriter, FIXED_CHUNK_SIZE, type ArchiveStats, type ArchivePiece, type BeginOptions } from './snapshot-writer.ts';
 export { SnapshotReader, datastoreSource, type ReaderOptions, type SnapshotSource } from './snapshot-reader.ts';
 export { SnapshotUpload, type SnapshotSink, type UploadOptions } from './snapshot-upload.ts';
-export { verifyDatastore, type VerifyOptions, type VerifyResult, type BadChunk } from './verify.ts';
+export { verifyDatastore, overdueInWindow, type VerifyOptions, type VerifyResult, type BadChunk } from './verify.ts';
 export { pruneGroup, type PruneEntry } from './prune.ts';
 export { collectGarbage, readGcStatus, GC_DEFAULT_MARGIN_MS, type GcResult, type GcOptions } from './gc.ts';
 export { datastoreStats, type DatastoreStats } from './stats.ts';

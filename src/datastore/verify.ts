@@ -12,6 +12,13 @@ export interface VerifyOptions extends OpOptions {
   /** Skip snapshots whose last verification passed less than `outdatedAfterDays` ago (all when undefined). */
   ignoreVerified?: boolean;
   outdatedAfterDays?: number;
+  /**
+   * A verification window: every snapshot is to be verified at least once in `days`. A run verifies the
+   * snapshots due (see `overdueInWindow`) and, never verified first, then oldest verification first, others
+   * up to `share` of all (the part of the window one run stands for), so that the work spreads evenly over the
+   * runs instead of coming due all at once; the rest are skipped.
+   */
+  window?: { days: number; share: number };
   /** With a key, encrypted chunks are decrypted and their keyed digest checked; without, CRC only. */
   key?: CryptKey | undefined;
   upid?: string;
@@ -38,6 +45,28 @@ export interface VerifyResult {
   chunksChecked: number;
   bytesChecked: number;
   badChunks: BadChunk[];
+}
+
+/** The last time a snapshot was verified ok (seconds), or -Infinity when never (or not ok). */
+function verifiedOkAt(info: SnapshotInfo): number {
+  const state = info.manifest.unprotected.verifyState;
+  return state?.state === 'ok' ? state.time : Number.NEGATIVE_INFINITY;
+}
+
+/**
+ * Whether a snapshot is overdue in a window of `days` (`now` in seconds): its last ok verification, or its
+ * backup time when it has none, lies `days` or more back. A new backup is due within the window, not at once.
+ */
+export function overdueInWindow(info: SnapshotInfo, days: number, now: number): boolean {
+  const since = Math.max(verifiedOkAt(info), info.ref.time);
+  return since <= now - days * 86400;
+}
+
+/** The snapshots one run of a windowed verification takes (see `VerifyOptions.window`). */
+function selectForWindow(targets: SnapshotInfo[], window: { days: number; share: number }, now: number): Set<SnapshotInfo> {
+  const due = targets.filter((t) => overdueInWindow(t, window.days, now));
+  const others = targets.filter((t) => !overdueInWindow(t, window.days, now)).sort((a, b) => verifiedOkAt(a) - verifiedOkAt(b) || a.ref.time - b.ref.time);
+  return new Set([...due, ...others.slice(0, Math.max(0, Math.ceil(targets.length * window.share) - due.length))]);
 }
 
 /**
@@ -80,10 +109,12 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
     result.chunksChecked++;
   };
 
+  const inWindow = options.window ? selectForWindow(targets, options.window, now) : undefined;
   const verifyOne = async (info: SnapshotInfo): Promise<VerifyResult['snapshots'][number]> => {
     throwIfAborted(options.signal);
     const name = formatSnapshot(info.ref);
     const state = info.manifest.unprotected.verifyState;
+    if (inWindow && !inWindow.has(info)) return { snapshot: name, state: 'skipped', problems: [] };
     if (options.ignoreVerified && state?.state === 'ok') {
       const outdated = options.outdatedAfterDays !== undefined && now - state.time >= options.outdatedAfterDays * 86400;
       if (!outdated) return { snapshot: name, state: 'skipped', problems: [] };
@@ -176,7 +207,7 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
   // The last line of a task log says how it ended.
   const checked = result.snapshots.filter((s) => s.state !== 'skipped').length;
   const skipped = result.snapshots.length - checked;
-  const scope = `${checked} snapshot(s)${skipped > 0 ? ` (${skipped} skipped: verified recently)` : ''}, ${result.chunksChecked} chunk(s), ${formatBytes(result.bytesChecked)}`;
+  const scope = `${checked} snapshot(s)${skipped > 0 ? ` (${skipped} skipped: ${options.window ? `not due in the ${options.window.days}-day window` : 'verified recently'})` : ''}, ${result.chunksChecked} chunk(s), ${formatBytes(result.bytesChecked)}`;
   log(result.ok ? `verified ${scope}: all ok` : `verification FAILED: ${failedSnapshots.size} snapshot(s) affected, ${bad.size} bad chunk(s); checked ${scope}`);
   return result;
 }

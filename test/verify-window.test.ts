@@ -1,0 +1,95 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { windowShare } from '../src/app/index.ts';
+import { ibs, startServer, tempDir } from './helpers.ts';
+
+test('a run of a schedule stands for its share of the window', () => {
+  const from = Date.parse('2026-12-07T12:00:00Z');
+  assert.equal(windowShare('daily', 7, from), 1 / 7);
+  assert.equal(windowShare('hourly', 1, from), 1 / 24);
+  // A window shorter than the schedule's interval: each run takes everything due.
+  assert.equal(windowShare('Sat 02:00', 3, from), 1);
+});
+
+test('verify window (the troubleshooting page\'s --verify-window-days): due snapshots are verified by the job; an outgrown window is named with its fixes', async () => {
+  const dir = await tempDir('ibs-window-');
+  const home = join(dir.path, 'home');
+  const must = async (args: string[]): Promise<string> => {
+    const r = await ibs(home, args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  try {
+    await mkdir(join(dir.path, 'data'), { recursive: true });
+    await writeFile(join(dir.path, 'data', 'a.txt'), 'some data\n');
+    await must(['datastore', 'create', 'ibs-primary']);
+    const ago = (days: number): string => new Date(Date.now() - days * 86_400_000).toISOString().replace(/\.\d+Z$/, 'Z');
+    // Two backups ten days old, never verified (due in a 7-day window), and a new one (due within the window).
+    for (const [id, time] of [['old1', ago(10)], ['old2', ago(10)], ['new', ago(0.01)]] as const) {
+      await must(['backup', 'create', '--quiet', '--store', 'ibs-primary', '--id', id, '--time', time, `root.tar:${join(dir.path, 'data')}`]);
+    }
+
+    // Bad input: one clear line, nothing stored.
+    for (const [args, message] of [
+      [['--verify-window-days', '0'], /Invalid verify-window-days 0: expected a whole number of days from 1 to 3650/],
+      [['--verify-window-days', 'week'], /Invalid --verify-window-days "week"/],
+      [['--verify-window-days', '7', '--ignore-verified'], /verify-window-days replaces ignore-verified and outdated-after/],
+    ] as const) {
+      const r = await ibs(home, ['verify', 'job', 'create', 'bad', '--store', 'ibs-primary', '--schedule', 'daily', ...args]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, message);
+    }
+    await must(['verify', 'job', 'create', 'weekly-window', '--store', 'ibs-primary', '--schedule', 'daily', '--verify-window-days', '7']);
+    const config = await readFile(join(home, 'etc', 'verification.cfg'), 'utf8');
+    assert.match(config, /verify-window-days 7/);
+    assert.doesNotMatch(config, /bad/);
+    for (const [args, message] of [
+      [['--delete', 'schedule'], /Invalid --delete "schedule": expected one of verify-window-days, /],
+      [['--ignore-verified'], /verify-window-days replaces ignore-verified/],
+      [[], /Nothing to change/],
+    ] as const) {
+      const r = await ibs(home, ['verify', 'job', 'update', 'weekly-window', ...args]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, message);
+    }
+    assert.equal(await readFile(join(home, 'etc', 'verification.cfg'), 'utf8'), config);
+
+    type Status = { jobs: Array<{ job: string; window?: string; overdue?: number; lastState?: string }>; notes: string[] };
+    const status = async (): Promise<Status> => JSON.parse(await must(['verify', 'status', '--output', 'json'])) as Status;
+    let s = await status();
+    assert.deepEqual([s.jobs[0]?.window, s.jobs[0]?.overdue], ['7 days', 2]);
+    assert.deepEqual(s.notes, [], 'before its first run, nothing is said about the window');
+
+    // Run by the server, as a task: the two due ones and, for its share (1 run in 7), no other.
+    server = await startServer(home);
+    const ran = await ibs(home, ['verify', 'job', 'run', 'weekly-window']);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.match(ran.stdout, /task: UPID:/);
+    assert.match(ran.stderr, /window of 7 day\(s\), 7 run\(s\) in it: verified 2 of 3 snapshot\(s\)/);
+    const listed = JSON.parse(await must(['snapshot', 'list', 'ibs-primary', '--output', 'json'])) as Array<{ snapshot: string; verifyState?: string }>;
+    assert.deepEqual(listed.map((l) => [l.snapshot.split('/')[1], l.verifyState ?? 'none']).sort(), [['new', 'none'], ['old1', 'ok'], ['old2', 'ok']]);
+    s = await status();
+    assert.deepEqual([s.jobs[0]?.overdue, s.jobs[0]?.lastState], [0, 'ok']);
+    assert.deepEqual(s.notes, []);
+
+    // A backup older than the window arrives (say, a pulled copy): it is overdue, and the status says what to do.
+    await must(['backup', 'create', '--quiet', '--store', 'ibs-primary', '--id', 'late', '--time', ago(9), `root.tar:${join(dir.path, 'data')}`]);
+    s = await status();
+    assert.equal(s.jobs[0]?.overdue, 1);
+    assert.match(s.notes.join('\n'), /verify\/weekly-window: 1 snapshot\(s\) of ibs-primary not verified within its 7-day window: the datastore has outgrown it\. Increase it \(verify job update weekly-window --verify-window-days N\), run the job more often \(--schedule\) or with more snapshots at once \(--max-concurrent-snapshots\)/);
+    assert.match(await must(['verify', 'status']), /WINDOW +OVERDUE[\s\S]*7 days +1[\s\S]*outgrown/);
+    // The fix the note names.
+    assert.match(await must(['verify', 'job', 'update', 'weekly-window', '--verify-window-days', '14', '--max-concurrent-snapshots', '2']), /windowDays: +14/);
+    s = await status();
+    assert.deepEqual([s.jobs[0]?.window, s.jobs[0]?.overdue, s.notes], ['14 days', 0, []]);
+    // Back to ignore-verified: the window is deleted, then the old settings may be given.
+    await must(['verify', 'job', 'update', 'weekly-window', '--delete', 'verify-window-days', '--ignore-verified', '--outdated-after', '30']);
+    assert.match(await must(['verify', 'job', 'list']), /weekly-window +ibs-primary +daily +true +30 +2/);
+  } finally {
+    await server?.stop();
+    await dir.cleanup();
+  }
+});
