@@ -4,15 +4,40 @@
  *
  * Corpus: the Debian linux-source tarball extracted when /usr/src/linux-source-*.tar.xz exists, else a
  * generated tree of source-like text files; plus an image of text, zeros and random regions (1 GiB by default).
- * BENCH_IMAGE_MIB and BENCH_TREE_MIB scale the generated parts; BENCH_DIR sets the work folder.
+ * BENCH_IMAGE_MIB and BENCH_TREE_MIB scale the generated parts; BENCH_DIR sets the work folder; BENCH_REPEAT
+ * (default 3) how many times each step runs: the table gives the median and the range.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildCorpus, imageMiB, measure, mibps, passphrase, root, settle, warmCorpus, work, type Run } from './common.ts';
 
+/** Runs of each step (BENCH_REPEAT, 1 to 9, default 3): the table gives the median, and the range. */
+const repeat = Number(process.env.BENCH_REPEAT ?? 3);
+if (!Number.isInteger(repeat) || repeat < 1 || repeat > 9) throw new Error(`BENCH_REPEAT=${process.env.BENCH_REPEAT}: expected 1 to 9`);
+
+const RESTORED = /^restore-(ibs|ibs\.img|restic)(-\d+)?$/;
+
 async function removeRestored(): Promise<void> {
-  for (const name of ['restore-ibs', 'restore-ibs.img', 'restore-restic']) await rm(join(work, name), { recursive: true, force: true });
+  for (const name of await readdir(work)) if (RESTORED.test(name)) await rm(join(work, name), { recursive: true, force: true });
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** The median run of several (its time; the peak memory of all of them), with the range of times. */
+function summary(runs: Run[]): Run & { range: string } {
+  const seconds = runs.map((r) => r.seconds);
+  return {
+    seconds: median(seconds),
+    peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)),
+    code: runs.find((r) => r.code !== 0)?.code ?? 0,
+    stderr: runs.map((r) => r.stderr).join(''),
+    range: runs.length > 1 ? `${Math.min(...seconds).toFixed(2)}-${Math.max(...seconds).toFixed(2)}` : '',
+  };
 }
 
 async function main(): Promise<void> {
@@ -22,9 +47,10 @@ async function main(): Promise<void> {
   console.log(`corpus: ${corpus.source} + ${imageMiB} MiB image (text, zeros, random); ${(corpus.bytes / 1024 / 1024).toFixed(0)} MiB in all`);
   const home = join(work, 'ibs-home');
   await rm(home, { recursive: true, force: true });
-  // Restored trees are removed once timed (below), not before the next run's restores: ext4 does not reuse
-  // inodes freed in the last minutes, and the first restore after 83k files were removed spent 18% of all CPU
-  // in ext4_create -> recently_deleted (perf), 20-23 s instead of 7 s. These are leftovers of a run cut short.
+  // Restored trees are removed at the end of the bench (after every repeat), never between restores: ext4 does
+  // not reuse inodes freed in the last minutes, and the first restore after 83k files were removed spent 18% of
+  // all CPU in ext4_create -> recently_deleted (perf), 20-23 s instead of 7 s. These are leftovers of a run cut
+  // short.
   await removeRestored();
   // Through the launcher users run, so that its runtime settings are measured too.
   const launcher = join(root, 'bin', 'ironcore-backup');
@@ -35,51 +61,73 @@ async function main(): Promise<void> {
   };
   const keyfile = join(work, 'bench.key');
   await rm(keyfile, { force: true });
-  for (const args of [['datastore', 'create', 'bench'], ['key', 'create', keyfile]]) {
+  const mustIbs = async (args: string[]): Promise<void> => {
     const r = await ibs(args);
     if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
-  }
+  };
+  await mustIbs(['key', 'create', keyfile]);
   const haveRestic = await measure('restic', ['version']).then((r) => r.code === 0, () => false);
-  let restic: ((args: string[]) => Promise<Run>) | undefined;
-  if (haveRestic) {
-    const repo = join(work, 'restic-repo');
-    await rm(repo, { recursive: true, force: true });
-    const renv = { RESTIC_REPOSITORY: repo, RESTIC_PASSWORD: passphrase, RESTIC_CACHE_DIR: join(work, 'restic-cache') };
-    restic = async (args: string[]): Promise<Run> => {
-      await settle();
-      return measure('restic', ['--quiet', ...args], renv);
-    };
-    await restic(['init']);
-  }
+  const resticEnv = (rep: number): Record<string, string> => ({ RESTIC_REPOSITORY: join(work, `restic-repo-${rep}`), RESTIC_PASSWORD: passphrase, RESTIC_CACHE_DIR: join(work, 'restic-cache') });
+  const restic = async (rep: number, args: string[]): Promise<Run> => {
+    await settle();
+    return measure('restic', ['--quiet', ...args], resticEnv(rep));
+  };
+  for (const name of await readdir(work)) if (/^restic-repo(-\d+)?$/.test(name)) await rm(join(work, name), { recursive: true, force: true });
   // Each step runs restic's counterpart right after ours, so that both meet the same machine: on a shared VM
   // the speed drifts by tens of percent within minutes (restic's initial backup took 18 s in one run, 47 s in
-  // the next).
+  // the next). And each step runs BENCH_REPEAT times, into a fresh datastore and repository each time: one run
+  // of a step moved by up to 40% from one bench to the next (restore 12.1 s, then 10.3 s), more than changes did.
   await warmCorpus();
-  const backup = ['backup', 'create', '--quiet', '--store', 'bench', '--id', 'bench', '--keyfile', keyfile, `root.tar:${corpus.tree}`, `disk.img:${corpus.image}`];
-  const ib = await ibs(backup);
-  if (ib.code !== 0) throw new Error(ib.stderr);
-  const rows: Array<{ step: string; ibs?: Run; restic?: Run | undefined }> = [{ step: 'backup (initial)', ibs: ib, restic: await restic?.(['backup', corpus.tree, corpus.image]) }];
-  const snap = JSON.parse((await new Promise<string>((r) => {
-    const c = spawn(launcher, ['snapshot', 'list', 'bench', '--output', 'json'], { env: { ...process.env, ...env } });
-    let out = '';
-    c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    c.on('exit', () => r(out));
-  })))[0].snapshot as string;
-  rows.push({ step: 'backup (unchanged)', ibs: await ibs(backup), restic: await restic?.(['backup', corpus.tree, corpus.image]) });
-  const ibRestoreTree = await ibs(['backup', 'restore', snap, 'root.tar', join(work, 'restore-ibs'), '--quiet', '--store', 'bench', '--keyfile', keyfile]);
-  const ibRestoreImg = await ibs(['backup', 'restore', snap, 'disk.img', join(work, 'restore-ibs.img'), '--quiet', '--store', 'bench', '--keyfile', keyfile]);
-  const ibRestore: Run = { seconds: ibRestoreTree.seconds + ibRestoreImg.seconds, peakRssMiB: Math.max(ibRestoreTree.peakRssMiB, ibRestoreImg.peakRssMiB), code: ibRestoreTree.code || ibRestoreImg.code, stderr: ibRestoreTree.stderr + ibRestoreImg.stderr };
-  rows.push({ step: 'restore', ibs: ibRestore, restic: await restic?.(['restore', 'latest', '--target', join(work, 'restore-restic')]) });
+  const steps = ['backup (initial)', 'backup (unchanged)', 'restore'] as const;
+  const ours: Record<string, Run[]> = {};
+  const theirs: Record<string, Run[]> = {};
+  const parts: { tree: Run[]; image: Run[] } = { tree: [], image: [] };
+  const record = (step: string, o: Run, t: Run | undefined): void => {
+    (ours[step] ??= []).push(o);
+    if (t) (theirs[step] ??= []).push(t);
+  };
+  for (let rep = 0; rep < repeat; rep++) {
+    const store = `bench${rep}`;
+    await mustIbs(['datastore', 'create', store]);
+    if (haveRestic) await restic(rep, ['init']);
+    const backup = ['backup', 'create', '--quiet', '--store', store, '--id', 'bench', '--keyfile', keyfile, `root.tar:${corpus.tree}`, `disk.img:${corpus.image}`];
+    const ib = await ibs(backup);
+    if (ib.code !== 0) throw new Error(ib.stderr);
+    record(steps[0], ib, haveRestic ? await restic(rep, ['backup', corpus.tree, corpus.image]) : undefined);
+    const snap = JSON.parse((await new Promise<string>((r) => {
+      const c = spawn(launcher, ['snapshot', 'list', store, '--output', 'json'], { env: { ...process.env, ...env } });
+      let out = '';
+      c.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      c.on('exit', () => r(out));
+    })))[0].snapshot as string;
+    record(steps[1], await ibs(backup), haveRestic ? await restic(rep, ['backup', corpus.tree, corpus.image]) : undefined);
+    // Restored copies stay until the end (see removeRestored above).
+    const tree = await ibs(['backup', 'restore', snap, 'root.tar', join(work, `restore-ibs-${rep}`), '--quiet', '--store', store, '--keyfile', keyfile]);
+    const image = await ibs(['backup', 'restore', snap, 'disk.img', join(work, `restore-ibs.img-${rep}`), '--quiet', '--store', store, '--keyfile', keyfile]);
+    parts.tree.push(tree);
+    parts.image.push(image);
+    const restore: Run = { seconds: tree.seconds + image.seconds, peakRssMiB: Math.max(tree.peakRssMiB, image.peakRssMiB), code: tree.code || image.code, stderr: tree.stderr + image.stderr };
+    record(steps[2], restore, haveRestic ? await restic(rep, ['restore', 'latest', '--target', join(work, `restore-restic-${rep}`)]) : undefined);
+    console.log(`run ${rep + 1} of ${repeat}: ${steps.map((st) => `${st} ${ours[st]?.at(-1)?.seconds.toFixed(2)} s${haveRestic ? ` / ${theirs[st]?.at(-1)?.seconds.toFixed(2)} s` : ''}`).join(', ')}`);
+  }
   console.log('');
-  console.log(`${'step'.padEnd(20)} ${'ironcore-backup'.padEnd(36)} ${'restic'.padEnd(36)} ratio (restic time / ours)`);
-  for (const row of rows) {
-    const fmt = (r: Run | undefined): string => (r ? `${r.seconds.toFixed(2)} s ${mibps(corpus.bytes, r.seconds)} peak ${r.peakRssMiB.toFixed(0)} MiB${r.code ? ' FAILED' : ''}` : 'n/a');
-    const ratio = row.ibs && row.restic ? `${(row.restic.seconds / row.ibs.seconds).toFixed(2)}x` : 'n/a';
-    console.log(`${row.step.padEnd(20)} ${fmt(row.ibs).padEnd(36)} ${fmt(row.restic).padEnd(36)} ${ratio}`);
+  console.log(`median of ${repeat} run(s) each; range in brackets`);
+  console.log(`${'step'.padEnd(20)} ${'ironcore-backup'.padEnd(50)} ${'restic'.padEnd(50)} ratio (restic time / ours)`);
+  for (const step of steps) {
+    const o = summary(ours[step] ?? []);
+    const t = theirs[step] ? summary(theirs[step]) : undefined;
+    const fmt = (r: (Run & { range: string }) | undefined): string => (r ? `${r.seconds.toFixed(2)} s ${r.range ? `[${r.range}] ` : ''}${mibps(corpus.bytes, r.seconds)} peak ${r.peakRssMiB.toFixed(0)} MiB${r.code ? ' FAILED' : ''}` : 'n/a');
+    const ratio = t ? `${(t.seconds / o.seconds).toFixed(2)}x` : 'n/a';
+    console.log(`${step.padEnd(20)} ${fmt(o).padEnd(50)} ${fmt(t).padEnd(50)} ${ratio}`);
   }
   // The restore row adds two commands: their parts, for telling the writing of many files from that of one image.
-  console.log(`restore parts: tree ${ibRestoreTree.seconds.toFixed(2)} s (peak ${ibRestoreTree.peakRssMiB.toFixed(0)} MiB), image ${ibRestoreImg.seconds.toFixed(2)} s (peak ${ibRestoreImg.peakRssMiB.toFixed(0)} MiB)`);
+  const tree = summary(parts.tree);
+  const image = summary(parts.image);
+  console.log(`restore parts: tree ${tree.seconds.toFixed(2)} s [${tree.range}] (peak ${tree.peakRssMiB.toFixed(0)} MiB), image ${image.seconds.toFixed(2)} s [${image.range}] (peak ${image.peakRssMiB.toFixed(0)} MiB)`);
   await removeRestored();
+  // The datastores and repositories of the repeats go too (about 2.5 GB per repeat).
+  await rm(home, { recursive: true, force: true });
+  for (let rep = 0; rep < repeat; rep++) await rm(join(work, `restic-repo-${rep}`), { recursive: true, force: true });
   if (!haveRestic) console.log('\nrestic is not installed (apt-get install restic): no comparison figures.');
   console.log('\nTargets: backup and restore at least 2x restic\'s throughput; peak RSS at most 300 MiB.');
 }
