@@ -5,6 +5,15 @@ import { join } from 'node:path';
 import { windowShare } from '../src/app/index.ts';
 import { ibs, startServer, tempDir } from './helpers.ts';
 
+/** Runs a command that must succeed; returns its output. */
+function succeeding(home: string): (args: string[]) => Promise<string> {
+  return async (args) => {
+    const r = await ibs(home, args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+}
+
 test('a run of a schedule stands for its share of the window', () => {
   const from = Date.parse('2026-12-07T12:00:00Z');
   assert.equal(windowShare('daily', 7, from), 1 / 7);
@@ -16,11 +25,7 @@ test('a run of a schedule stands for its share of the window', () => {
 test('verify window (the troubleshooting page\'s --verify-window-days): due snapshots are verified by the job; an outgrown window is named with its fixes', async () => {
   const dir = await tempDir('ibs-window-');
   const home = join(dir.path, 'home');
-  const must = async (args: string[]): Promise<string> => {
-    const r = await ibs(home, args);
-    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const must = succeeding(home);
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
   try {
     await mkdir(join(dir.path, 'data'), { recursive: true });
@@ -88,6 +93,39 @@ test('verify window (the troubleshooting page\'s --verify-window-days): due snap
     // Back to ignore-verified: the window is deleted, then the old settings may be given.
     await must(['verify', 'job', 'update', 'weekly-window', '--delete', 'verify-window-days', '--ignore-verified', '--outdated-after', '30']);
     assert.match(await must(['verify', 'job', 'list']), /weekly-window +ibs-primary +daily +true +30 +2/);
+  } finally {
+    await server?.stop();
+    await dir.cleanup();
+  }
+});
+
+test('a job setting edited by hand into something invalid: listing names file, job and value; the job can be corrected; the scheduler runs the other jobs', async () => {
+  const dir = await tempDir('ibs-jobcfg-');
+  const home = join(dir.path, 'home');
+  const must = succeeding(home);
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  try {
+    await must(['datastore', 'create', 'ibs-primary']);
+    await must(['verify', 'job', 'create', 'good', '--store', 'ibs-primary', '--schedule', 'daily']);
+    await must(['verify', 'job', 'create', 'edited', '--store', 'ibs-primary', '--schedule', 'daily', '--verify-window-days', '7']);
+    const path = join(home, 'etc', 'verification.cfg');
+    await writeFile(path, (await readFile(path, 'utf8')).replace('verify-window-days 7', 'verify-window-days seven'));
+    const listed = await ibs(home, ['verify', 'job', 'list']);
+    assert.equal(listed.code, 6, listed.stderr);
+    assert.match(listed.stderr, /verification\.cfg: verification job "edited" is invalid: Invalid verify-window-days "seven": expected a number/);
+    // The other job still reads on its own; the scheduler skips the invalid one and says so.
+    assert.equal(JSON.parse(await must(['verify', 'job', 'run', 'good', '--output', 'json'])).ok, true);
+    server = await startServer(home);
+    let log = '';
+    for (let i = 0; i < 100 && !/job skipped: invalid configuration/.test(log); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      log = await readFile(join(home, 'log', 'scheduler.log'), 'utf8').catch(() => '');
+    }
+    assert.match(log, /"level":"error".*"msg":"job skipped: invalid configuration".*"job":"verify\/edited"/);
+    assert.doesNotMatch(log, /"job":"verify\/good"/);
+    // Corrected with the update command, it lists again.
+    await must(['verify', 'job', 'update', 'edited', '--verify-window-days', '7']);
+    assert.match(await must(['verify', 'job', 'list']), /edited +ibs-primary +daily +7/);
   } finally {
     await server?.stop();
     await dir.cleanup();

@@ -98,11 +98,17 @@ export async function createPruneJob(ctx: AppContext, input: { id: string; store
   return ctx.jobs.prune.add({ id: input.id, store: input.store, ns: input.ns ?? '', schedule: input.schedule, keep: input.keep, ...(input.comment ? { comment: input.comment } : {}) });
 }
 
-/** Every scheduled job of the configuration: verify jobs, prune jobs, and GC schedules of datastores. */
-export async function scheduledJobs(ctx: AppContext): Promise<ScheduledJob[]> {
+/**
+ * Every scheduled job of the configuration: verify jobs, prune jobs, and GC schedules of datastores. A job
+ * whose stored settings do not check is CORRUPT; with `onInvalid` (the scheduler) it is reported there and
+ * left out, so that the others still run.
+ */
+export async function scheduledJobs(ctx: AppContext, onInvalid?: (job: string, error: IbsError) => void): Promise<ScheduledJob[]> {
+  const read = <T>(kind: string, file: { list(): Promise<T[]>; listValid(report: (id: string, error: IbsError) => void): Promise<T[]> }): Promise<T[]> =>
+    onInvalid ? file.listValid((id, error) => onInvalid(`${kind}/${id}`, error)) : file.list();
   const withTask = (task: Parameters<ScheduledJob['run']>[0]): AppContext => ({ ...ctx, reporter: taskReporter(task), signal: task.signal });
   const jobs: ScheduledJob[] = [];
-  for (const j of await ctx.jobs.verify.list()) {
+  for (const j of await read('verify', ctx.jobs.verify)) {
     jobs.push({
       id: `verify/${j.id}`,
       schedule: j.schedule,
@@ -113,7 +119,7 @@ export async function scheduledJobs(ctx: AppContext): Promise<ScheduledJob[]> {
       run: (task) => runVerifyJob(withTask(task), j),
     });
   }
-  for (const j of await ctx.jobs.prune.list()) {
+  for (const j of await read('prune', ctx.jobs.prune)) {
     jobs.push({
       id: `prune/${j.id}`,
       schedule: j.schedule,
@@ -132,7 +138,7 @@ export async function scheduledJobs(ctx: AppContext): Promise<ScheduledJob[]> {
         }),
     });
   }
-  for (const j of await ctx.jobs.sync.list()) {
+  for (const j of await read('sync', ctx.jobs.sync)) {
     jobs.push({
       id: `sync/${j.id}`,
       schedule: j.schedule ?? '',

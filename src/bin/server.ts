@@ -124,7 +124,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     log: apiLog,
   });
   const jobState = new JobStateStore(paths.stateDir);
-  scheduler = new Scheduler({ tasks, state: jobState, jobs: () => scheduledJobs(options.makeContext('root@pam')), log: (msg, fields) => schedulerLog('info', msg, fields) });
+  scheduler = new Scheduler({ tasks, state: jobState, jobs: () => scheduledJobs(options.makeContext('root@pam'), (job, error) => schedulerLog('error', 'job skipped: invalid configuration', { job, error: error.message })), log: (msg, fields) => schedulerLog('info', msg, fields) });
   const port = await api.listen(options.host, options.port);
   await api.listenAdminSocket(join(paths.stateDir, 'api.sock'));
   scheduler.start();

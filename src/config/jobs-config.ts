@@ -76,7 +76,17 @@ export interface SyncJobConfig {
   comment?: string;
 }
 
-const num = (v: string | undefined): number | undefined => (v === undefined || v === '' ? undefined : Number(v));
+/** A stored number setting: undefined when absent; a value that is not a number is named, with its setting. */
+const num = (props: Record<string, string>, key: string, lenient: boolean | undefined): number | undefined => {
+  const v = props[key];
+  if (v === undefined || v === '') return undefined;
+  if (!/^-?\d+(\.\d+)?$/.test(v)) {
+    // An update reads leniently: the value it sets may be the correction; the job is checked after.
+    if (lenient) return Number.NaN;
+    throw new IbsError('INVALID_ARGUMENT', `Invalid ${key} "${v}": expected a number`);
+  }
+  return Number(v);
+};
 const jsonList = (v: string | undefined): string[] => {
   if (v === undefined || v === '') return [];
   const parsed = JSON.parse(v) as unknown;
@@ -110,21 +120,54 @@ function checkCommon(id: string, store: string, ns: string, schedule: string, co
 
 class JobFile<T extends { id: string }> {
   readonly #file: SectionConfig;
+  readonly #path: string;
   readonly #type: string;
-  readonly #from: (s: Section) => T;
+  readonly #from: (s: Section, lenient?: boolean) => T;
   readonly #to: (j: T) => Record<string, string>;
   readonly #check: (j: T) => void;
 
-  constructor(path: string, type: string, from: (s: Section) => T, to: (j: T) => Record<string, string>, check: (j: T) => void) {
+  constructor(path: string, type: string, from: (s: Section, lenient?: boolean) => T, to: (j: T) => Record<string, string>, check: (j: T) => void) {
     this.#file = new SectionConfig(path);
+    this.#path = path;
     this.#type = type;
     this.#from = from;
     this.#to = to;
     this.#check = check;
   }
 
+  /**
+   * Every job of the file, checked as when it was written: a value edited by hand into something invalid is
+   * CORRUPT, naming the file, the job and the problem.
+   */
   async list(): Promise<T[]> {
-    return (await this.#file.read()).sections.filter((s) => s.type === this.#type).map(this.#from);
+    return (await this.#sections()).map((s) => this.#parse(s));
+  }
+
+  /** The jobs that check; each one that does not is reported to `onInvalid` and left out (the scheduler runs the others). */
+  async listValid(onInvalid: (id: string, error: IbsError) => void): Promise<T[]> {
+    const jobs: T[] = [];
+    for (const s of await this.#sections()) {
+      try {
+        jobs.push(this.#parse(s));
+      } catch (error) {
+        onInvalid(s.name, error as IbsError);
+      }
+    }
+    return jobs;
+  }
+
+  async #sections(): Promise<Section[]> {
+    return (await this.#file.read()).sections.filter((s) => s.type === this.#type);
+  }
+
+  #parse(s: Section): T {
+    try {
+      const job = this.#from(s);
+      this.#check(job);
+      return job;
+    } catch (error) {
+      throw new IbsError('CORRUPT', `${this.#path}: ${this.#type} job "${s.name}" is invalid: ${(error as Error).message}. Change the setting with the job's update command, or remove the job`);
+    }
   }
 
   async add(job: T): Promise<T> {
@@ -136,10 +179,11 @@ class JobFile<T extends { id: string }> {
     return job;
   }
 
+  /** One job, checked (the others may be invalid: this one still reads). */
   async get(id: string): Promise<T> {
-    const job = (await this.list()).find((j) => j.id === id);
-    if (!job) throw new IbsError('NOT_FOUND', `Job "${id}" does not exist`);
-    return job;
+    const s = (await this.#sections()).find((x) => x.name === id);
+    if (!s) throw new IbsError('NOT_FOUND', `Job "${id}" does not exist`);
+    return this.#parse(s);
   }
 
   /** Applies `change` to a job under the lock and checks the result before writing it. */
@@ -147,7 +191,13 @@ class JobFile<T extends { id: string }> {
     return this.#file.update((sections) => {
       const s = sections.find((x) => x.type === this.#type && x.name === id);
       if (!s) throw new IbsError('NOT_FOUND', `Job "${id}" does not exist`);
-      const job = { ...change(this.#from(s)), id };
+      let current: T;
+      try {
+        current = this.#from(s, true);
+      } catch (error) {
+        throw new IbsError('CORRUPT', `${this.#path}: ${this.#type} job "${id}" does not read: ${(error as Error).message}. Remove the job and create it again, or correct the file`);
+      }
+      const job = { ...change(current), id };
       this.#check(job);
       s.props = this.#to(job);
       return job;
@@ -172,7 +222,7 @@ export class JobsConfig {
     this.sync = new JobFile<SyncJobConfig>(
       `${configDir}/sync.cfg`,
       'sync',
-      (s) => {
+      (s, lenient) => {
         const p = s.props;
         return {
           id: s.name,
@@ -183,20 +233,20 @@ export class JobsConfig {
           ...(p.schedule ? { schedule: p.schedule } : {}),
           ns: p.ns ?? '',
           remoteNs: p['remote-ns'] ?? '',
-          ...(num(p['max-depth']) !== undefined ? { maxDepth: num(p['max-depth']) as number } : {}),
+          ...(num(p, 'max-depth', lenient) !== undefined ? { maxDepth: num(p, 'max-depth', lenient) as number } : {}),
           includes: jsonList(p.include),
           groupFilters: jsonList(p['group-filter']),
           removeVanished: p['remove-vanished'] === '1',
           verifiedOnly: p['verified-only'] === '1',
           encryptedOnly: p['encrypted-only'] === '1',
           resyncCorrupt: p['resync-corrupt'] === '1',
-          ...(num(p['transfer-last']) !== undefined ? { transferLast: num(p['transfer-last']) as number } : {}),
+          ...(num(p, 'transfer-last', lenient) !== undefined ? { transferLast: num(p, 'transfer-last', lenient) as number } : {}),
           ...(p.owner ? { owner: p.owner } : {}),
-          workerThreads: num(p['worker-threads']) ?? 1,
-          ...(num(p['rate-in']) !== undefined ? { rateIn: num(p['rate-in']) as number } : {}),
-          ...(num(p['rate-out']) !== undefined ? { rateOut: num(p['rate-out']) as number } : {}),
-          ...(num(p['burst-in']) !== undefined ? { burstIn: num(p['burst-in']) as number } : {}),
-          ...(num(p['burst-out']) !== undefined ? { burstOut: num(p['burst-out']) as number } : {}),
+          workerThreads: num(p, 'worker-threads', lenient) ?? 1,
+          ...(num(p, 'rate-in', lenient) !== undefined ? { rateIn: num(p, 'rate-in', lenient) as number } : {}),
+          ...(num(p, 'rate-out', lenient) !== undefined ? { rateOut: num(p, 'rate-out', lenient) as number } : {}),
+          ...(num(p, 'burst-in', lenient) !== undefined ? { burstIn: num(p, 'burst-in', lenient) as number } : {}),
+          ...(num(p, 'burst-out', lenient) !== undefined ? { burstOut: num(p, 'burst-out', lenient) as number } : {}),
           ioWeight: p['io-weight'] === 'low' ? 'low' : 'normal',
           encryptOnPush: p['encrypt-on-push'] === '1',
           ...(p['active-encryption-key'] ? { activeKey: p['active-encryption-key'] } : {}),
@@ -240,15 +290,15 @@ export class JobsConfig {
     this.verify = new JobFile<VerifyJobConfig>(
       `${configDir}/verification.cfg`,
       'verification',
-      (s) => ({
+      (s, lenient) => ({
         id: s.name,
         store: s.props.store ?? '',
         ns: s.props.ns ?? '',
         schedule: s.props.schedule ?? '',
         ignoreVerified: s.props['ignore-verified'] === '1',
-        ...(s.props['outdated-after'] ? { outdatedAfterDays: Number(s.props['outdated-after']) } : {}),
-        ...(s.props['verify-window-days'] ? { windowDays: Number(s.props['verify-window-days']) } : {}),
-        ...(s.props['max-concurrent-snapshots'] ? { maxConcurrentSnapshots: Number(s.props['max-concurrent-snapshots']) } : {}),
+        ...(num(s.props, 'outdated-after', lenient) !== undefined ? { outdatedAfterDays: num(s.props, 'outdated-after', lenient) as number } : {}),
+        ...(num(s.props, 'verify-window-days', lenient) !== undefined ? { windowDays: num(s.props, 'verify-window-days', lenient) as number } : {}),
+        ...(num(s.props, 'max-concurrent-snapshots', lenient) !== undefined ? { maxConcurrentSnapshots: num(s.props, 'max-concurrent-snapshots', lenient) as number } : {}),
         ...(s.props['notification-mode'] ? { notificationMode: s.props['notification-mode'] as 'always' } : {}),
         ...(s.props.comment ? { comment: s.props.comment } : {}),
       }),
@@ -264,12 +314,12 @@ export class JobsConfig {
     this.prune = new JobFile<PruneJobConfig>(
       `${configDir}/prune.cfg`,
       'prune',
-      (s) => ({
+      (s, lenient) => ({
         id: s.name,
         store: s.props.store ?? '',
         ns: s.props.ns ?? '',
         schedule: s.props.schedule ?? '',
-        keep: Object.fromEntries(KEEP_RULES.filter((r) => s.props[r] !== undefined).map((r) => [r, Number(s.props[r])])),
+        keep: Object.fromEntries(KEEP_RULES.filter((r) => s.props[r] !== undefined).map((r) => [r, num(s.props, r, lenient) as number])),
         ...(s.props.comment ? { comment: s.props.comment } : {}),
       }),
       (j) => ({ store: j.store, ns: j.ns, schedule: j.schedule, ...Object.fromEntries(Object.entries(j.keep).map(([k, v]) => [k, String(v)])), ...(j.comment ? { comment: j.comment } : {}) }),
