@@ -39,19 +39,38 @@ export class RemotesConfig {
   readonly #file: SectionConfig;
   readonly #secrets: SecretsFile<string>;
 
+  readonly #path: string;
+
   constructor(configDir: string) {
-    this.#file = new SectionConfig(join(configDir, 'remote.cfg'));
+    this.#path = join(configDir, 'remote.cfg');
+    this.#file = new SectionConfig(this.#path);
     this.#secrets = new SecretsFile(join(configDir, 'remote.secrets'));
   }
 
+  /** Every remote, checked as when it was written: a setting edited by hand into something invalid is CORRUPT, named. */
   async list(): Promise<RemoteConfig[]> {
-    return (await this.#file.read()).sections.filter((s) => s.type === 'remote').map(fromSection);
+    return (await this.#sections()).map((s) => this.#parse(s));
   }
 
+  /** One remote, checked (another one that does not check does not stop this one). */
   async get(name: string): Promise<RemoteConfig> {
-    const r = (await this.list()).find((x) => x.name === name);
-    if (!r) throw new IbsError('NOT_FOUND', `Remote "${name}" does not exist (see "ironcore-backup remote list")`);
-    return r;
+    const s = (await this.#sections()).find((x) => x.name === name);
+    if (!s) throw new IbsError('NOT_FOUND', `Remote "${name}" does not exist (see "ironcore-backup remote list")`);
+    return this.#parse(s);
+  }
+
+  async #sections(): Promise<Section[]> {
+    return (await this.#file.read()).sections.filter((s) => s.type === 'remote');
+  }
+
+  #parse(s: Section): RemoteConfig {
+    try {
+      const port = s.props.port;
+      if (port !== undefined && !/^\d{1,5}$/.test(port)) throw new IbsError('INVALID_ARGUMENT', `Invalid port "${port}": expected 1 to 65535`);
+      return checkRemote(fromSection(s));
+    } catch (error) {
+      throw new IbsError('CORRUPT', `${this.#path}: remote "${s.name}" is invalid: ${(error as Error).message}. Correct it with "remote update --name ${s.name} …", or remove it`);
+    }
   }
 
   /** The remote's API token secret (never shown). */
