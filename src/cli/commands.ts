@@ -961,7 +961,7 @@ export const COMMANDS: Command[] = [
     summary: 'list users',
     positionals: 0,
     run: (ctx) => app.listUsers(ctx),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['userid', 'enable', 'expire', 'comment', 'email']),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['userid', 'enable', 'expire', 'comment', 'email', 'problem']),
   },
   {
     path: ['user', 'update'],
@@ -1018,7 +1018,7 @@ export const COMMANDS: Command[] = [
     summary: 'list API tokens (never their secrets)',
     positionals: [0, 1],
     run: (ctx, a) => app.listTokens(ctx, a.positionals[0]),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['tokenid', 'enable', 'expire', 'comment']),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['tokenid', 'enable', 'expire', 'comment', 'problem']),
   },
   {
     path: ['token', 'remove'],

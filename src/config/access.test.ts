@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IbsError, effectivePrivileges } from '../core/index.ts';
@@ -45,6 +45,28 @@ test('tokens: the secret is returned once, verifies, is stored only as a hash, a
     await a.removeUser('sync@ibs');
     assert.equal(await a.verifyToken('sync@ibs!replication', secret), false);
     assert.deepEqual(await a.acl(), []);
+  });
+});
+
+test('an enable or expire edited by hand into something unreadable fails closed: refused, named, corrected only by giving it', async () => {
+  await withAccess(async (a, dir) => {
+    await a.createUser({ userid: 'alice@ibs', password: 'correct horse' });
+    const { secret } = await a.createToken({ tokenid: 'alice@ibs!sync' });
+    const path = join(dir, 'user.cfg');
+    const stored = await readFile(path, 'utf8');
+    // It used to read as enabled and never expiring.
+    await writeFile(path, stored.replace(/(user: alice@ibs\n(?:\t.*\n)*?\texpire )0/, '$1never').replace(/(token: alice@ibs!sync\n(?:\t.*\n)*?\tenable )1/, '$1yes'));
+    assert.equal(await a.verifyPassword('alice@ibs', 'correct horse'), false);
+    assert.equal(await a.userActive('alice@ibs'), false);
+    assert.equal(await a.verifyToken('alice@ibs!sync', secret), false, 'the token of a refused user, and itself unreadable');
+    assert.match((await a.user('alice@ibs')).problem ?? '', /user alice@ibs: invalid expire "never" \(expected seconds since the epoch, 0 for never\); refused until corrected \(user update alice@ibs with --enable or --disable and --expire/);
+    assert.match((await a.tokens('alice@ibs'))[0]?.problem ?? '', /token alice@ibs!sync: invalid enable "yes" \(expected 1 or 0\)/);
+    // An update that does not give the unreadable setting changes nothing; one that gives it corrects it.
+    await assert.rejects(a.updateUser('alice@ibs', { comment: 'x' }), (e) => e instanceof IbsError && e.code === 'INVALID_ARGUMENT' && /expire "never" \(expected seconds since the epoch, 0 for never\) stored: give --expire to correct it/.test(e.message));
+    await a.updateUser('alice@ibs', { expire: 0 });
+    assert.equal((await a.user('alice@ibs')).problem, undefined);
+    assert.equal(await a.verifyPassword('alice@ibs', 'correct horse'), true);
+    assert.equal(await a.verifyToken('alice@ibs!sync', secret), false, 'the token stays refused until it is corrected');
   });
 });
 

@@ -22,6 +22,8 @@ export interface UserRecord {
   expire: number;
   comment?: string;
   email?: string;
+  /** A stored enable or expire that does not read (edited by hand): the account is refused until corrected. */
+  problem?: string;
 }
 
 export interface TokenRecord {
@@ -29,6 +31,7 @@ export interface TokenRecord {
   enable: boolean;
   expire: number;
   comment?: string;
+  problem?: string;
 }
 
 const SCRYPT = { N: 1 << 14, r: 8, p: 1 };
@@ -83,7 +86,13 @@ export class AccessConfig {
     return this.#users.update((sections) => {
       const i = sections.findIndex((s) => s.type === 'user' && s.name === userid);
       if (i < 0) throw new IbsError('NOT_FOUND', `User "${userid}" does not exist`);
-      const next = { ...toUser(sections[i] as Section), ...Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)) } as UserRecord;
+      // A setting stored in a form that does not read is corrected only by giving it.
+      const missing = unreadable(sections[i] as Section).filter((b) => change[b.field] === undefined);
+      if (missing.length > 0) {
+        throw new IbsError('INVALID_ARGUMENT', `User "${userid}" has ${missing.map((b) => b.text).join(' and ')} stored: give ${missing.map((b) => (b.field === 'enable' ? '--enable or --disable' : '--expire')).join(' and ')} to correct it`);
+      }
+      const { problem: _fixed, ...stored } = toUser(sections[i] as Section);
+      const next = { ...stored, ...Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)) } as UserRecord;
       sections[i] = fromUser(next);
       return next;
     });
@@ -263,8 +272,8 @@ export class AccessConfig {
   }
 }
 
-function active(r: { enable: boolean; expire: number }): boolean {
-  return r.enable && (r.expire === 0 || r.expire > Date.now() / 1000);
+function active(r: { enable: boolean; expire: number; problem?: string }): boolean {
+  return r.problem === undefined && r.enable && (r.expire === 0 || r.expire > Date.now() / 1000);
 }
 
 function usersIn(sections: readonly Section[]): UserRecord[] {
@@ -276,11 +285,31 @@ function tokensIn(sections: readonly Section[], userid?: string): TokenRecord[] 
   return sections.filter((s) => s.type === 'token' && (userid === undefined || s.name.startsWith(`${userid}!`))).map(toToken);
 }
 
+/** The settings of an account (user or token) that are stored in a form that does not read, with what was expected. */
+function unreadable(s: Section): Array<{ field: 'enable' | 'expire'; text: string }> {
+  const out: Array<{ field: 'enable' | 'expire'; text: string }> = [];
+  const { enable, expire } = s.props;
+  if (enable !== undefined && enable !== '0' && enable !== '1') out.push({ field: 'enable', text: `enable "${enable}" (expected 1 or 0)` });
+  if (expire !== undefined && expire !== '' && !/^\d{1,12}$/.test(expire)) out.push({ field: 'expire', text: `expire "${expire}" (expected seconds since the epoch, 0 for never)` });
+  return out;
+}
+
+/**
+ * An account's enable and expire as stored. A value that does not read (edited by hand) fails closed: the
+ * account is refused (see `active`) and the problem is named; it used to read as enabled and never expiring.
+ */
+function accountState(s: Section): { enable: boolean; expire: number; problem?: string } {
+  const bad = unreadable(s);
+  const enable = s.props.enable !== '0';
+  const expire = bad.some((b) => b.field === 'expire') ? 0 : Number(s.props.expire || 0);
+  const how = s.type === 'user' ? `user update ${s.name} with --enable or --disable and --expire` : 'remove the token and create it again';
+  return { enable, expire, ...(bad.length ? { problem: `user.cfg, ${s.type} ${s.name}: invalid ${bad.map((b) => b.text).join(' and ')}; refused until corrected (${how}, or edit the file)` } : {}) };
+}
+
 function toUser(s: Section): UserRecord {
   return {
     userid: s.name,
-    enable: s.props.enable !== '0',
-    expire: Number(s.props.expire ?? 0) || 0,
+    ...accountState(s),
     ...(s.props.comment ? { comment: s.props.comment } : {}),
     ...(s.props.email ? { email: s.props.email } : {}),
   };
@@ -291,5 +320,5 @@ function fromUser(u: UserRecord): Section {
 }
 
 function toToken(s: Section): TokenRecord {
-  return { tokenid: s.name, enable: s.props.enable !== '0', expire: Number(s.props.expire ?? 0) || 0, ...(s.props.comment ? { comment: s.props.comment } : {}) };
+  return { tokenid: s.name, ...accountState(s), ...(s.props.comment ? { comment: s.props.comment } : {}) };
 }
