@@ -1055,23 +1055,18 @@ export const ROUTES: Route[] = [
         id: JOB_ID,
         schedule: { type: 'string', maxLength: 200, optional: true },
         ...VERIFY_JOB_SETTINGS,
-        delete: { type: 'array', items: { type: 'string', enum: ['verify-window-days', 'ignore-verified', 'outdated-after', 'max-concurrent-snapshots', 'notification-mode', 'comment'] }, maxItems: 6, optional: true },
+        delete: { type: 'array', items: { type: 'string', enum: [...app.VERIFY_JOB_DELETABLE] }, maxItems: app.VERIFY_JOB_DELETABLE.length, optional: true },
       },
     },
     output: { type: 'object', additional: true, properties: {} },
     permission: { kind: 'handler', description: "Datastore.Verify on the job's datastore and namespace" },
     handler: async (req, input) => {
       const job = await verifyJobFor(req, input.id as string);
-      const change: Parameters<typeof app.updateVerifyJob>[2] = { ...verifyJobSettings(input), ...(input.schedule !== undefined ? { schedule: input.schedule as string } : {}) };
-      for (const name of (input.delete as string[] | undefined) ?? []) {
-        if (name === 'verify-window-days') change.windowDays = null;
-        else if (name === 'ignore-verified') change.ignoreVerified = false;
-        else if (name === 'outdated-after') change.outdatedAfterDays = null;
-        else if (name === 'max-concurrent-snapshots') change.maxConcurrentSnapshots = null;
-        else if (name === 'notification-mode') change.notificationMode = 'always';
-        else change.comment = null;
-      }
-      return app.updateVerifyJob(req.ctx, job.id, change);
+      return app.updateVerifyJob(req.ctx, job.id, {
+        ...verifyJobSettings(input),
+        ...(input.schedule !== undefined ? { schedule: input.schedule as string } : {}),
+        ...(input.delete ? { delete: input.delete as app.VerifyJobDeletable[] } : {}),
+      });
     },
   },
   {

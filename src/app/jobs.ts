@@ -37,31 +37,34 @@ export async function createVerifyJob(ctx: AppContext, input: VerifyJobInput): P
   });
 }
 
+/** Settings "verify job update --delete" removes: ignore-verified turns off, notification-mode goes back to always. */
+export const VERIFY_JOB_DELETABLE = ['verify-window-days', 'ignore-verified', 'outdated-after', 'max-concurrent-snapshots', 'notification-mode', 'comment'] as const;
+export type VerifyJobDeletable = (typeof VERIFY_JOB_DELETABLE)[number];
+
+const DELETABLE_FIELD = { 'verify-window-days': 'windowDays', 'outdated-after': 'outdatedAfterDays', 'max-concurrent-snapshots': 'maxConcurrentSnapshots', 'notification-mode': 'notificationMode', comment: 'comment' } as const;
+
 /**
- * Changes a verify job: given values replace the stored ones, the rest stay; `null` removes an optional
- * setting (the window, outdated-after, max-concurrent-snapshots, the comment). Checked whole before it is written.
+ * Changes a verify job: `delete` removes settings first, then given values replace the stored ones; the rest
+ * stay. Checked whole before it is written.
  */
 export async function updateVerifyJob(
   ctx: AppContext,
   id: string,
-  change: { schedule?: string; ignoreVerified?: boolean; outdatedAfterDays?: number | null; windowDays?: number | null; maxConcurrentSnapshots?: number | null; notificationMode?: 'always' | 'error' | 'never'; comment?: string | null },
+  change: Partial<Omit<VerifyJobInput, 'id' | 'store' | 'ns'>> & { delete?: readonly VerifyJobDeletable[] },
 ): Promise<VerifyJobConfig> {
+  const { delete: deleted = [], ...values } = change;
   return ctx.jobs.verify.update(id, (job) => {
     const next: VerifyJobConfig = { ...job };
     // A window replaces ignore-verified and outdated-after: setting one clears them unless they are given too.
-    if (typeof change.windowDays === 'number' && change.ignoreVerified === undefined && change.outdatedAfterDays === undefined) {
+    if (values.windowDays !== undefined && values.ignoreVerified === undefined && values.outdatedAfterDays === undefined) {
       next.ignoreVerified = false;
       delete next.outdatedAfterDays;
     }
-    if (change.schedule !== undefined) next.schedule = change.schedule;
-    if (change.ignoreVerified !== undefined) next.ignoreVerified = change.ignoreVerified;
-    if (change.notificationMode !== undefined) next.notificationMode = change.notificationMode;
-    for (const key of ['outdatedAfterDays', 'windowDays', 'maxConcurrentSnapshots', 'comment'] as const) {
-      const value = change[key];
-      if (value === null) delete next[key];
-      else if (value !== undefined) (next as unknown as Record<string, unknown>)[key] = value;
+    for (const name of deleted) {
+      if (name === 'ignore-verified') next.ignoreVerified = false;
+      else delete next[DELETABLE_FIELD[name]];
     }
-    return next;
+    return { ...next, ...Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) };
   });
 }
 

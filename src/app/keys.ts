@@ -1,7 +1,7 @@
 import type { AppContext } from './context.ts';
 import type { MasterKeyStatus, ServerKeyInfo } from '../config/index.ts';
 import { readFile, stat } from 'node:fs/promises';
-import { IbsError, CryptKey, fromPaperKey, parseKeyFile, toPaperKey, unwrapKey, wrapKey, type KeyFile } from '../core/index.ts';
+import { IbsError, CryptKey, formatKeyFile, fromPaperKey, parseKeyFile, toPaperKey, unwrapKey, wrapKey, type KeyFile } from '../core/index.ts';
 import { writeFileAtomic } from '../lib/index.ts';
 
 /** Key files on the local disk (client side). Written with mode 0600. */
@@ -30,7 +30,7 @@ async function refuseOverwrite(path: string): Promise<void> {
 export async function createKeyFile(input: { path: string; passphrase: string | undefined }): Promise<KeyFile> {
   await refuseOverwrite(input.path);
   const file = await wrapKey(CryptKey.generate(), input.passphrase);
-  await writeFileAtomic(input.path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+  await writeFileAtomic(input.path, formatKeyFile(file), { mode: 0o600 });
   return file;
 }
 
@@ -43,7 +43,7 @@ export async function changePassphrase(input: { path: string; oldPassphrase: str
   const file = await readKeyFile(input.path);
   const key = await unwrapKey(file, input.oldPassphrase);
   const next = { ...(await wrapKey(key, input.newPassphrase)), created: file.created };
-  await writeFileAtomic(input.path, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
+  await writeFileAtomic(input.path, formatKeyFile(next), { mode: 0o600 });
   return next;
 }
 
@@ -54,7 +54,7 @@ export async function paperKey(path: string): Promise<string> {
 export async function importPaperKey(input: { text: string; path: string }): Promise<KeyFile> {
   await refuseOverwrite(input.path);
   const file = fromPaperKey(input.text);
-  await writeFileAtomic(input.path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+  await writeFileAtomic(input.path, formatKeyFile(file), { mode: 0o600 });
   return file;
 }
 

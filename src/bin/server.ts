@@ -11,6 +11,9 @@ import { JobStateStore, Scheduler, TaskManager, TaskStore, UploadLedger } from '
 import { journalWriter, jsonFileLog, silentReporter, writeFileAtomic, type JsonLog } from '../lib/index.ts';
 import type { IbsPaths } from '../config/index.ts';
 
+/** The services of the server process, as `status --services` lists them and the systemd unit aliases name them. */
+const SERVICES = ['api', 'scheduler', 'worker', 'verifier', 'gc', 'sync', 'notify'];
+
 export interface ServerOptions {
   paths: IbsPaths;
   makeContext(authId: string, signal?: AbortSignal): AppContext;
@@ -58,7 +61,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const started = new Date().toISOString();
   const statusFile = join(paths.stateDir, 'services.json');
   const writeStatus = async (state: 'running' | 'stopped', listen: string, reason?: string): Promise<void> => {
-    const services = ['api', 'scheduler', 'worker', 'verifier', 'gc', 'sync', 'notify'].map((service) => ({ service, state, since: new Date().toISOString(), ...(reason ? { reason } : {}) }));
+    const services = SERVICES.map((service) => ({ service, state, since: new Date().toISOString(), ...(reason ? { reason } : {}) }));
     await writeFileAtomic(statusFile, `${JSON.stringify({ pid: process.pid, started, listen, services }, null, 1)}\n`);
   };
 
@@ -133,7 +136,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   apiLog('info', 'listening', { listen, fingerprint: cert.info.fingerprint });
   options.out(`ironcore-backup server listening on https://${listen} (TLS 1.3, HTTP/2)`);
   options.out(`certificate fingerprint: ${cert.info.fingerprint}`);
-  if (journal) options.out('service logs also go to the system journal: journalctl -u ironcore-backup-SERVICE (api, scheduler, worker, verifier, gc, sync, notify)');
+  if (journal) options.out(`service logs also go to the system journal: journalctl -u ironcore-backup-SERVICE (${SERVICES.join(', ')})`);
 
   let stopping: Promise<void> | undefined;
   const stop = (reason: string): Promise<void> =>

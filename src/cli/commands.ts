@@ -66,7 +66,7 @@ export async function runRemote(ctx: AppContext, command: Command, args: ParsedA
     if (!call.task) return call.result ? call.result(data) : data;
     const upid = data as string;
     ctx.reporter.info(`task ${upid}`);
-    const r = await followTask(client, upid, (t) => t.split('\n').filter(Boolean).forEach((l) => ctx.reporter.info(l.replace(/^\S+ /, ''))));
+    const r = await followTask(client, upid, logTo(ctx));
     if (r.state !== 'ok' && r.state !== 'warnings') throw new IbsError(call.task, `${command.path.join(' ')} failed on the server: ${r.status ?? r.state} (task ${upid})`, { details: { upid } });
     const logged = /^\S+ result: (.*)$/m.exec(r.text)?.[1];
     const result = logged !== undefined ? (JSON.parse(logged) as unknown) : { upid, state: r.state };
@@ -382,26 +382,42 @@ async function followTask(client: JsonClient, upid: string, write: (text: string
   }
 }
 
+/** A task's log lines on the reporter, without their timestamps. */
+function logTo(ctx: AppContext): (text: string) => void {
+  return (text) => text.split('\n').filter(Boolean).forEach((l) => ctx.reporter.info(l.replace(/^\S+ /, '')));
+}
+
 /**
- * `sync run` / `sync repair`: through the running server as a task (its log followed on stderr) so the job's
- * last run and notifications are recorded; in this process when no server runs.
+ * A job run now (`sync run|repair`, `verify job run`): through the running server as a task (its log followed
+ * on stderr), so that the job's last run and notifications are recorded; in this process when no server runs,
+ * recorded as the job's run all the same. A failed task throws `failCode`, naming `what`.
  */
-async function runJobTask(ctx: AppContext, id: string, what: 'run' | 'repair'): Promise<Record<string, unknown>> {
-  await ctx.jobs.sync.get(id);
+async function runJobNow(ctx: AppContext, job: { id: string; route: string; what: string; failCode: ErrorCode; here: () => Promise<object> }): Promise<Record<string, unknown>> {
   const client = local(ctx);
   let upid: string;
   try {
-    upid = await client.request<string>('POST', `/admin/sync/${encodeURIComponent(id)}/${what}`);
+    upid = await client.request<string>('POST', job.route);
   } catch (error) {
-    if (!(error instanceof IbsError && error.code === 'UNAVAILABLE' && /not running/.test(error.message))) throw error;
-    // No server: run here, and record the run as the job's last run all the same.
-    return app.recordJobRun(ctx, `sync/${id}`, async () => (what === 'run' ? { ...(await app.runSyncJob(ctx, { id })) } : { ...(await app.syncRepair(ctx, { id })) }));
+    if (!(error instanceof IbsError && error.details?.serverRunning === false)) throw error;
+    return app.recordJobRun(ctx, job.id, async () => ({ ...(await job.here()) }));
   }
   ctx.reporter.info(`task ${upid}`);
-  const r = await followTask(client, upid, (t) => t.split('\n').filter(Boolean).forEach((l) => ctx.reporter.info(l.replace(/^\S+ /, ''))));
+  const r = await followTask(client, upid, logTo(ctx));
   const summary = /summary: (.*)$/m.exec(r.text)?.[1];
-  if (r.state !== 'ok' && r.state !== 'warnings') throw new IbsError('UNAVAILABLE', `sync ${what} of ${id} failed: ${r.status ?? r.state} (task ${upid})`, { details: { upid } });
+  if (r.state !== 'ok' && r.state !== 'warnings') throw new IbsError(job.failCode, `${job.what} failed: ${r.status ?? r.state} (task ${upid})`, { details: { upid } });
   return { upid, state: r.state, ...(summary ? { summary } : {}) };
+}
+
+/** `sync run` / `sync repair` of job `id` (see runJobNow). */
+async function runSyncJobNow(ctx: AppContext, id: string, what: 'run' | 'repair'): Promise<Record<string, unknown>> {
+  await ctx.jobs.sync.get(id);
+  return runJobNow(ctx, {
+    id: `sync/${id}`,
+    route: `/admin/sync/${encodeURIComponent(id)}/${what}`,
+    what: `sync ${what} of ${id}`,
+    failCode: 'UNAVAILABLE',
+    here: () => (what === 'run' ? app.runSyncJob(ctx, { id }) : app.syncRepair(ctx, { id })),
+  });
 }
 
 const bytesOr = (n: unknown): string => (typeof n === 'number' ? formatBytes(n) : '');
@@ -1235,20 +1251,15 @@ export const COMMANDS: Command[] = [
     positionals: 1,
     options: { ...VERIFY_JOB_OPTIONS, delete: { type: 'string', multiple: true, help: 'option to remove' } },
     run: (ctx, a) => {
-      const change: Parameters<typeof app.updateVerifyJob>[2] = { ...verifyJobArgs(a), ...(str(a, 'schedule') !== undefined ? { schedule: str(a, 'schedule') as string } : {}) };
-      const deletable: Record<string, () => void> = {
-        'verify-window-days': () => (change.windowDays = null),
-        'ignore-verified': () => (change.ignoreVerified = false),
-        'outdated-after': () => (change.outdatedAfterDays = null),
-        'max-concurrent-snapshots': () => (change.maxConcurrentSnapshots = null),
-        'notification-mode': () => (change.notificationMode = 'always'),
-        comment: () => (change.comment = null),
-      };
-      for (const name of list(a, 'delete')) {
-        const apply = deletable[name];
-        if (!apply) throw new IbsError('INVALID_ARGUMENT', `Invalid --delete "${name}": expected one of ${Object.keys(deletable).join(', ')}`);
-        apply();
+      const deleted = list(a, 'delete');
+      for (const name of deleted) {
+        if (!(app.VERIFY_JOB_DELETABLE as readonly string[]).includes(name)) throw new IbsError('INVALID_ARGUMENT', `Invalid --delete "${name}": expected one of ${app.VERIFY_JOB_DELETABLE.join(', ')}`);
       }
+      const change: Parameters<typeof app.updateVerifyJob>[2] = {
+        ...verifyJobArgs(a),
+        ...(str(a, 'schedule') !== undefined ? { schedule: str(a, 'schedule') as string } : {}),
+        ...(deleted.length ? { delete: deleted as app.VerifyJobDeletable[] } : {}),
+      };
       if (Object.keys(change).length === 0) throw new IbsError('INVALID_ARGUMENT', 'Nothing to change: give an option of verify job create or --delete OPTION');
       return app.updateVerifyJob(ctx, pos(a, 0), change);
     },
@@ -1261,18 +1272,7 @@ export const COMMANDS: Command[] = [
     positionals: 1,
     run: async (ctx, a) => {
       const job = await ctx.jobs.verify.get(pos(a, 0));
-      const client = local(ctx);
-      let upid: string;
-      try {
-        upid = await client.request<string>('POST', `/admin/verify/${encodeURIComponent(job.id)}/run`);
-      } catch (error) {
-        if (!(error instanceof IbsError && error.code === 'UNAVAILABLE' && /not running/.test(error.message))) throw error;
-        return app.recordJobRun(ctx, `verify/${job.id}`, () => app.runVerifyJob(ctx, job));
-      }
-      ctx.reporter.info(`task ${upid}`);
-      const r = await followTask(client, upid, (t) => t.split('\n').filter(Boolean).forEach((l) => ctx.reporter.info(l.replace(/^\S+ /, ''))));
-      if (r.state !== 'ok' && r.state !== 'warnings') throw new IbsError('VERIFY_FAILED', `verify job ${job.id} failed: ${r.status ?? r.state} (task ${upid})`, { details: { upid } });
-      return { upid, state: r.state };
+      return runJobNow(ctx, { id: `verify/${job.id}`, route: `/admin/verify/${encodeURIComponent(job.id)}/run`, what: `verify job ${job.id}`, failCode: 'VERIFY_FAILED', here: () => app.runVerifyJob(ctx, job) });
     },
     text: (r: { upid?: string; snapshots?: Array<{ state: string }> }) =>
       r.snapshots ? `Verified ${r.snapshots.filter((s) => s.state !== 'skipped').length} snapshots (${r.snapshots.filter((s) => s.state === 'skipped').length} skipped): all ok` : `done\ntask: ${r.upid}`,
@@ -1470,7 +1470,7 @@ export const COMMANDS: Command[] = [
     summary: 'run a sync job now: as a task of the running server (followed until it ends), else in this process',
     positionals: 0,
     options: { name: { type: 'string', help: 'the job' } },
-    run: async (ctx, a) => runJobTask(ctx, requiredName(a), 'run'),
+    run: async (ctx, a) => runSyncJobNow(ctx, requiredName(a), 'run'),
     text: (r: { summary?: string; upid?: string }) => `${r.summary ?? 'done'}${r.upid ? `\ntask: ${r.upid}` : ''}`,
   },
   {
@@ -1479,7 +1479,7 @@ export const COMMANDS: Command[] = [
     summary: 'compare both sides fully: re-check every chunk the copies reference, re-send missing or damaged chunks and snapshots',
     positionals: 0,
     options: { name: { type: 'string', help: 'the job' } },
-    run: async (ctx, a) => runJobTask(ctx, requiredName(a), 'repair'),
+    run: async (ctx, a) => runSyncJobNow(ctx, requiredName(a), 'repair'),
     text: (r: { summary?: string; damaged?: string[]; upid?: string }) => `${r.damaged ? `damaged copies found: ${r.damaged.length}\n` : ''}${r.summary ?? 'done'}${r.upid ? `\ntask: ${r.upid}` : ''}`,
   },
   {

@@ -1,6 +1,6 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
-import { CryptKey, IbsError, parseKeyFile, unwrapKey, wrapKey, type KeyFile } from '../core/index.ts';
+import { CryptKey, IbsError, formatKeyFile, parseKeyFile, unwrapKey, wrapKey, type KeyFile } from '../core/index.ts';
 import { writeFileAtomic } from '../lib/index.ts';
 import { acquireLock } from './section-config.ts';
 
@@ -34,7 +34,7 @@ export interface MasterKeyStatus {
 
 /** Writes the master key unwrapped (a key file with kdf none, 0600) where the server will look for it at start. */
 async function writeUnlockFile(path: string, key: CryptKey): Promise<void> {
-  await writeFileAtomic(path, `${JSON.stringify(await wrapKey(key, undefined), null, 1)}\n`, { mode: 0o600 }).catch((error: Error) => {
+  await writeFileAtomic(path, formatKeyFile(await wrapKey(key, undefined)), { mode: 0o600 }).catch((error: Error) => {
     throw new IbsError('PERMISSION_DENIED', `Cannot write the unlock file "${path}": ${error.message}`);
   });
 }
@@ -88,22 +88,35 @@ export class MasterKey {
    */
   async create(input: { passphrase: string; unlockFile?: string | undefined }): Promise<{ key: CryptKey; status: MasterKeyStatus }> {
     if (input.unlockFile !== undefined && !isAbsolute(input.unlockFile)) throw new IbsError('INVALID_ARGUMENT', `Invalid --unlock-file "${input.unlockFile}": expected an absolute path`);
-    await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-    const release = await acquireLock(`${this.path}.lock`);
-    try {
+    return this.#locked(async () => {
       const existing = await this.read();
       if (existing) throw new IbsError('EXISTS', `A master key is configured already (${existing.key.fingerprint}, ${this.path})`);
       const key = CryptKey.generate();
       const wrapped = await wrapKey(key, input.passphrase);
       if (input.unlockFile !== undefined) await writeUnlockFile(input.unlockFile, key);
-      const config: MasterKeyConfig = { version: 1, key: wrapped, ...(input.unlockFile !== undefined ? { 'unlock-file': input.unlockFile } : {}) };
-      await writeFileAtomic(this.path, `${JSON.stringify(config, null, 1)}\n`, { mode: 0o600 });
+      await this.#write({ version: 1, key: wrapped, ...(input.unlockFile !== undefined ? { 'unlock-file': input.unlockFile } : {}) });
       this.#key = key;
       this.#source = 'passphrase';
       return { key, status: await this.status() };
+    });
+  }
+
+  /**
+   * Runs `fn` holding the master key's lock (created with the configuration directory when missing): changes to
+   * the master key, and writes of server keys wrapped by it, are one at a time across processes.
+   */
+  async #locked<T>(fn: () => Promise<T>): Promise<T> {
+    await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
+    const release = await acquireLock(`${this.path}.lock`);
+    try {
+      return await fn();
     } finally {
       await release();
     }
+  }
+
+  async #write(config: MasterKeyConfig): Promise<void> {
+    await writeFileAtomic(this.path, `${JSON.stringify(config, null, 1)}\n`, { mode: 0o600 });
   }
 
   /** Unlocks with the passphrase (WRONG_KEY naming the master key when it does not match). */
@@ -156,7 +169,6 @@ export class MasterKey {
     return this.#keyFor(await this.#config(), ask);
   }
 
-  /** `key`, or undefined when no master key is configured (the configuration is read once). */
   /**
    * Runs `write` with the key that wraps new server keys (the unlocked master key, or none when none is
    * configured) under the master key's lock, so that a "masterkey create" or "masterkey remove" in another
@@ -165,19 +177,16 @@ export class MasterKey {
    */
   async withWrappingKey<T>(ask: (() => Promise<string>) | undefined, write: (wrapping: CryptKey | undefined) => Promise<T>): Promise<T> {
     const wrapping = await this.keyIfConfigured(ask);
-    await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-    const release = await acquireLock(`${this.path}.lock`);
-    try {
+    return this.#locked(async () => {
       const now = (await this.read())?.key.fingerprint;
       if (now !== wrapping?.fingerprint) {
         throw new IbsError('BUSY', `The master key changed meanwhile (${wrapping ? `${wrapping.fingerprint} was ` : ''}${now === undefined ? 'removed' : `${now} was created`}): nothing was written; run the command again`);
       }
-      return await write(wrapping);
-    } finally {
-      await release();
-    }
+      return write(wrapping);
+    });
   }
 
+  /** `key`, or undefined when no master key is configured (the configuration is read once). */
   async keyIfConfigured(ask?: () => Promise<string>): Promise<CryptKey | undefined> {
     const config = await this.read();
     return config ? this.#keyFor(config, ask) : undefined;
@@ -211,17 +220,14 @@ export class MasterKey {
   async setUnlockFile(unlockFile: string | undefined, unlocked: () => Promise<CryptKey>): Promise<MasterKeyStatus> {
     if (unlockFile !== undefined && !isAbsolute(unlockFile)) throw new IbsError('INVALID_ARGUMENT', `Invalid --unlock-file "${unlockFile}": expected an absolute path`);
     const key = await unlocked();
-    const release = await acquireLock(`${this.path}.lock`);
-    try {
+    return this.#locked(async () => {
       const config = await this.#config();
       if (key.fingerprint !== config.key.fingerprint) throw new IbsError('WRONG_KEY', `Key ${key.fingerprint} is not the master key ${config.key.fingerprint}`);
       if (unlockFile !== undefined) await writeUnlockFile(unlockFile, key);
       const { 'unlock-file': _old, ...rest } = config;
-      await writeFileAtomic(this.path, `${JSON.stringify({ ...rest, ...(unlockFile !== undefined ? { 'unlock-file': unlockFile } : {}) }, null, 1)}\n`, { mode: 0o600 });
+      await this.#write({ ...rest, ...(unlockFile !== undefined ? { 'unlock-file': unlockFile } : {}) });
       return this.status();
-    } finally {
-      await release();
-    }
+    });
   }
 
   /**
@@ -230,31 +236,24 @@ export class MasterKey {
    */
   async remove<T>(unlocked: () => Promise<CryptKey>, beforeRemove: (key: CryptKey) => Promise<T>): Promise<{ removed: string; 'unlock-file'?: string; before: T }> {
     const key = await unlocked();
-    const release = await acquireLock(`${this.path}.lock`);
-    try {
+    return this.#locked(async () => {
       const config = await this.#config();
       const before = await beforeRemove(key);
       await rm(this.path);
       this.#key = undefined;
       this.#reason = undefined;
       return { removed: config.key.fingerprint, ...(config['unlock-file'] !== undefined ? { 'unlock-file': config['unlock-file'] } : {}), before };
-    } finally {
-      await release();
-    }
+    });
   }
 
   /** Re-wraps the master key with a new passphrase (the old one must match). */
   async changePassphrase(oldPassphrase: string, newPassphrase: string): Promise<MasterKeyStatus> {
-    const release = await acquireLock(`${this.path}.lock`);
-    try {
+    return this.#locked(async () => {
       const config = await this.#config();
       const key = await withPassphrase(config, oldPassphrase);
-      const wrapped = { ...(await wrapKey(key, newPassphrase)), created: config.key.created };
-      await writeFileAtomic(this.path, `${JSON.stringify({ ...config, key: wrapped }, null, 1)}\n`, { mode: 0o600 });
+      await this.#write({ ...config, key: { ...(await wrapKey(key, newPassphrase)), created: config.key.created } });
       return this.status();
-    } finally {
-      await release();
-    }
+    });
   }
 
   async status(known?: MasterKeyConfig): Promise<MasterKeyStatus> {

@@ -1,6 +1,6 @@
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CryptKey, IbsError, parseKeyFile, unwrapKey, wrapKey } from '../core/index.ts';
+import { CryptKey, IbsError, formatKeyFile, parseKeyFile, unwrapKey, wrapKey } from '../core/index.ts';
 import { writeFileAtomic } from '../lib/index.ts';
 import { MasterKey } from './master-key.ts';
 
@@ -89,7 +89,7 @@ export class ServerKeys {
       const file = parseKeyFile(await this.#read(name), path);
       if (!select(file.kdf.name)) continue;
       const key = await unwrapKey(file, master);
-      await writeFileAtomic(path, `${JSON.stringify({ ...(await wrapKey(key, wrapping)), created: file.created }, null, 1)}\n`, { mode: 0o600 });
+      await writeFileAtomic(path, formatKeyFile({ ...(await wrapKey(key, wrapping)), created: file.created }), { mode: 0o600 });
       changed.push(name);
     }
     return changed;
@@ -104,7 +104,7 @@ export class ServerKeys {
     if (clash) throw new IbsError('EXISTS', `That key is already stored as "${clash.name}"`);
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     // Wrapped by the master key when one is configured (which must then be unlocked).
-    await this.master.withWrappingKey(this.#ask, async (wrapping) => writeFileAtomic(join(this.#dir, `${name}.key`), `${JSON.stringify(await wrapKey(key, wrapping), null, 1)}\n`, { mode: 0o600 }));
+    await this.master.withWrappingKey(this.#ask, async (wrapping) => writeFileAtomic(join(this.#dir, `${name}.key`), formatKeyFile(await wrapKey(key, wrapping)), { mode: 0o600 }));
     return this.info(name);
   }
 

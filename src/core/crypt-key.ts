@@ -178,6 +178,11 @@ export async function wrapKey(key: CryptKey, passphrase: string | CryptKey | und
   };
 }
 
+/** A key file as stored (JSON, one field per line); `parseKeyFile` reads it back. */
+export function formatKeyFile(file: KeyFile): string {
+  return `${JSON.stringify(file, null, 2)}\n`;
+}
+
 export function parseKeyFile(text: string, source: string): KeyFile {
   let value: unknown;
   try {

@@ -64,9 +64,10 @@ export function overdueInWindow(info: SnapshotInfo, days: number, now: number): 
 
 /** The snapshots one run of a windowed verification takes (see `VerifyOptions.window`). */
 function selectForWindow(targets: SnapshotInfo[], window: { days: number; share: number }, now: number): Set<SnapshotInfo> {
-  const due = targets.filter((t) => overdueInWindow(t, window.days, now));
-  const others = targets.filter((t) => !overdueInWindow(t, window.days, now)).sort((a, b) => verifiedOkAt(a) - verifiedOkAt(b) || a.ref.time - b.ref.time);
-  return new Set([...due, ...others.slice(0, Math.max(0, Math.ceil(targets.length * window.share) - due.length))]);
+  const due = new Set(targets.filter((t) => overdueInWindow(t, window.days, now)));
+  const others = targets.filter((t) => !due.has(t)).sort((a, b) => verifiedOkAt(a) - verifiedOkAt(b) || a.ref.time - b.ref.time);
+  for (const t of others.slice(0, Math.max(0, Math.ceil(targets.length * window.share) - due.size))) due.add(t);
+  return due;
 }
 
 /**

@@ -5,6 +5,13 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
   }
 }
 
+/** Waits for `promise` at most `ms` milliseconds (a grace time at shutdown); its outcome is not reported. */
+export async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise.then(() => undefined, () => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
 /** Resolves after `ms` milliseconds, or rejects as soon as `signal` aborts. */
 export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -2,7 +2,7 @@
  * lib: generic helpers with no domain knowledge (abort, retry with backoff, concurrency pools, atomic
  * file writes, human-readable figures). Only `node:` imports are allowed here.
  */
-export { throwIfAborted, abortableSleep } from './abort.ts';
+export { throwIfAborted, abortableSleep, waitAtMost } from './abort.ts';
 export { retry, type RetryOptions } from './retry.ts';
 export { Semaphore, mapConcurrent, WorkQueue } from './pool.ts';
 export { prefetch } from './prefetch.ts';

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { waitAtMost } from './abort.ts';
 import type { LogLevel } from './json-log.ts';
 
 /** The socket of the system journal's native protocol (systemd-journald). */
@@ -81,10 +82,7 @@ export function journalWriter(options: { maxQueued?: number; onError?(message: s
       running ??= drain();
     },
     async close(timeoutMs = 2000) {
-      if (!running) return;
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([running, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
-      clearTimeout(timer);
+      if (running) await waitAtMost(running, timeoutMs);
       failed = true; // nothing more after close
     },
   };

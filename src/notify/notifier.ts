@@ -1,4 +1,5 @@
 import { toIbsError } from '../core/index.ts';
+import { waitAtMost } from '../lib/index.ts';
 import type { NotificationEvent } from './event.ts';
 import { matches, type MatcherConfig } from './matcher.ts';
 import { deliver, type DeliveryOptions, type TargetConfig, type TargetSecrets } from './targets.ts';
@@ -52,9 +53,7 @@ export class Notifier {
    * announced), then those still waiting to retry are given up, each logged as abandoned.
    */
   async close(graceMs = 5000): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(this.#pending), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
-    clearTimeout(timer);
+    await waitAtMost(Promise.all(this.#pending), graceMs);
     this.#stopping.abort();
     await Promise.all(this.#pending);
   }
