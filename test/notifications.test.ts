@@ -163,3 +163,56 @@ test('smtp targets deliver to a real SMTP server over STARTTLS and implicit TLS 
     implicit.close();
   }
 });
+
+test('a target or matcher edited by hand into something invalid is named when read: deliveries fail with it, the matcher matches all, update must give the value', async () => {
+  // A home of its own: the matchers of the tests before would hold the verify below in their retries.
+  const home = join(work.path, 'home-hand');
+  const cfg = join(home, 'etc', 'notifications.cfg');
+  for (const args of [
+    ['datastore', 'create', 'store1'],
+    ['backup', 'create', '--store', 'store1', '--id', 'h', `root.tar:${join(work.path, 'src')}`],
+    ['notification', 'target', 'create', 'hand-mail', '--type', 'smtp', '--server', '127.0.0.1', '--port', '2525', '--mailto', 'ops@example.test'],
+    ['notification', 'target', 'create', 'hand-hook', '--type', 'webhook', '--url', hookUrl, '--header', 'X-Target=hand'],
+    ['notification', 'matcher', 'create', 'hand-m', '--target', 'hand-hook', '--match-type', 'prune'],
+  ]) {
+    const r = await ibs(home, args);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const text = await readFile(cfg, 'utf8');
+  const edited = text.replace('\tport 2525\n', '\tport twenty-five\n').replace(/(matcher: hand-m\n(?:\t[^\n]*\n)*?)\tmode all\n/, '$1\tmode sometimes\n');
+  assert.notEqual(edited, text);
+  await writeFile(cfg, edited);
+
+  const targets = JSON.parse((await ibs(home, ['notification', 'target', 'list', '--output', 'json'])).stdout) as Array<{ name: string; problem?: string }>;
+  const problem = targets.find((t) => t.name === 'hand-mail')?.problem ?? '';
+  assert.match(problem, /notifications\.cfg: target "hand-mail" is invalid: port "twenty-five": expected 1 to 65535\. Correct it with "notification target update hand-mail …"/);
+  assert.deepEqual(targets.filter((t) => t.problem !== undefined).map((t) => t.name), ['hand-mail'], 'the other targets read');
+  assert.match((await ibs(home, ['notification', 'target', 'list'])).stdout, /PROBLEM[\s\S]*port "twenty-five"/);
+  // A delivery fails with the message, not with a connection error to port NaN.
+  const tried = await ibs(home, ['notification', 'target', 'test', 'hand-mail']);
+  assert.notEqual(tried.code, 0);
+  assert.match(tried.stderr, /port "twenty-five": expected 1 to 65535/);
+
+  const matchers = JSON.parse((await ibs(home, ['notification', 'matcher', 'list', '--output', 'json'])).stdout) as Array<{ name: string; problem?: string }>;
+  assert.match(matchers.find((m) => m.name === 'hand-m')?.problem ?? '', /matcher "hand-m" is invalid: mode "sometimes": expected all or any/);
+  // The matcher does not read: it matches every event (a verify, though it asked for prune only), so that nothing is lost.
+  const before = received.filter((r) => r.headers['x-target'] === 'hand').length;
+  assert.equal((await ibs(home, ['verify', 'start', 'store1', '--notification-mode', 'always'])).code, 0);
+  assert.equal(received.filter((r) => r.headers['x-target'] === 'hand').length, before + 1);
+
+  // A change that does not give the invalid value is refused and writes nothing; one that gives it corrects the entry.
+  const refused = await ibs(home, ['notification', 'target', 'update', 'hand-mail', '--comment', 'x']);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /port "twenty-five".*does not give --port/);
+  const refusedMatcher = await ibs(home, ['notification', 'matcher', 'update', 'hand-m', '--comment', 'x']);
+  assert.notEqual(refusedMatcher.code, 0);
+  assert.match(refusedMatcher.stderr, /mode "sometimes".*does not give --mode/);
+  assert.equal(await readFile(cfg, 'utf8'), edited);
+  assert.equal((await ibs(home, ['notification', 'target', 'update', 'hand-mail', '--port', '2526'])).code, 0);
+  assert.equal((await ibs(home, ['notification', 'matcher', 'update', 'hand-m', '--mode', 'any'])).code, 0);
+  const fixed = JSON.parse((await ibs(home, ['notification', 'target', 'list', '--output', 'json'])).stdout) as Array<{ name: string; port?: number; problem?: string }>;
+  assert.deepEqual(fixed.filter((t) => t.name === 'hand-mail').map((t) => [t.port, t.problem]), [[2526, undefined]]);
+  const fixedMatchers = JSON.parse((await ibs(home, ['notification', 'matcher', 'list', '--output', 'json'])).stdout) as Array<{ name: string; mode: string; problem?: string }>;
+  assert.deepEqual(fixedMatchers.filter((m) => m.name === 'hand-m').map((m) => [m.mode, m.problem]), [['any', undefined]]);
+  for (const args of [['notification', 'matcher', 'remove', 'hand-m'], ['notification', 'target', 'remove', 'hand-hook'], ['notification', 'target', 'remove', 'hand-mail']]) assert.equal((await ibs(home, args)).code, 0);
+});

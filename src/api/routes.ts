@@ -808,7 +808,7 @@ export const ROUTES: Route[] = [
     input: { type: 'object', properties: {} },
     output: ANY_LIST,
     permission: { kind: 'privilege', path: () => '/system/notifications', privileges: ['Sys.Audit'] },
-    handler: (req) => req.ctx.notifications.targets(),
+    handler: (req) => app.listNotificationTargets(req.ctx),
   },
   {
     method: 'POST',
@@ -845,7 +845,7 @@ export const ROUTES: Route[] = [
     input: { type: 'object', properties: {} },
     output: ANY_LIST,
     permission: { kind: 'privilege', path: () => '/system/notifications', privileges: ['Sys.Audit'] },
-    handler: (req) => req.ctx.notifications.matchers(),
+    handler: (req) => app.listNotificationMatchers(req.ctx),
   },
   {
     method: 'GET',

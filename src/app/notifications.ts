@@ -1,8 +1,9 @@
+import { join } from 'node:path';
 import { IbsError, parseCalendarEvent } from '../core/index.ts';
 import { Notifier, validateMatcher, type DeliveryReport, type MatcherConfig, type NotificationEvent, type TargetConfig } from '../notify/index.ts';
 import type { TaskRecord } from '../jobs/index.ts';
 import type { AppContext } from './context.ts';
-import type { Section } from '../config/index.ts';
+import type { InvalidSetting, Section } from '../config/index.ts';
 
 const EMAIL_RE = /^[^\s@,]+@[^\s@,]+$/;
 
@@ -15,8 +16,8 @@ function emails(list: string[], what: string): string[] {
 export function notifier(ctx: AppContext, log?: (level: 'info' | 'warn', msg: string, fields: Record<string, unknown>) => void): Notifier {
   return new Notifier(
     {
-      targets: async () => (await ctx.notifications.targets()) as unknown as TargetConfig[],
-      matchers: async () => (await ctx.notifications.matchers()) as unknown as MatcherConfig[],
+      targets: async () => (await listNotificationTargets(ctx)) as unknown as TargetConfig[],
+      matchers: async () => (await listNotificationMatchers(ctx)) as unknown as MatcherConfig[],
       secrets: (name) => ctx.notifications.secrets(name),
     },
     log ? { log } : {},
@@ -104,6 +105,57 @@ function targetSection(input: TargetInput): { section: Section; secrets?: { pass
   return { section: { type: input.type, name: input.name, props }, ...(secrets ? { secrets } : {}) };
 }
 
+type StoredTarget = Awaited<ReturnType<AppContext['notifications']['targets']>>[number];
+type StoredMatcher = Awaited<ReturnType<AppContext['notifications']['matchers']>>[number];
+
+/** A stored target as the input it was written from: to check it, or to change it. */
+function storedInput({ invalid: _invalid, type, name, headers, ...rest }: StoredTarget, secrets: { password?: string; headers?: Record<string, string> } = {}): TargetInput {
+  const pairs = (m: unknown): string[] => Object.entries((m ?? {}) as Record<string, string>).map(([k, v]) => `${k}=${v}`);
+  return { ...(rest as Partial<TargetInput>), type, name, headers: pairs(headers), secretHeaders: pairs(secrets.headers), ...(secrets.password !== undefined ? { password: secrets.password } : {}) };
+}
+
+/** The message of what `check` throws; undefined when it does not. */
+function failure(check: () => unknown): string | undefined {
+  try {
+    check();
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+function invalidEntry(ctx: AppContext, kind: 'target' | 'matcher', name: string, why: string): string {
+  return `${join(ctx.paths.configDir, 'notifications.cfg')}: ${kind} "${name}" is invalid: ${why}. Correct it with "notification ${kind} update ${name} …", or remove it`;
+}
+
+/**
+ * The targets, each checked as when it was written: one edited by hand into something invalid carries
+ * `problem`, naming the file, the target and the value (its deliveries fail with that message).
+ */
+export async function listNotificationTargets(ctx: AppContext): Promise<Array<Omit<StoredTarget, 'invalid'> & { problem?: string }>> {
+  return (await ctx.notifications.targets()).map((t) => {
+    const { invalid, ...shown } = t;
+    const why = invalid?.message ?? failure(() => targetSection(storedInput(t)));
+    return why === undefined ? shown : { ...shown, problem: invalidEntry(ctx, 'target', t.name, why) };
+  });
+}
+
+/** The matchers, each checked as when it was written: one that does not carries `problem` (and matches every event). */
+export async function listNotificationMatchers(ctx: AppContext): Promise<Array<Omit<StoredMatcher, 'invalid'> & { problem?: string }>> {
+  return (await ctx.notifications.matchers()).map((m) => {
+    const { invalid, ...shown } = m;
+    const why = invalid?.message ?? failure(() => validateMatcher(shown as unknown as MatcherConfig));
+    return why === undefined ? shown : { ...shown, problem: invalidEntry(ctx, 'matcher', m.name, why) };
+  });
+}
+
+/** A stored setting that does not read must be given anew by a change: it is not carried over as it is. */
+function mustCorrect(ctx: AppContext, kind: 'target' | 'matcher', name: string, invalid: InvalidSetting | undefined, change: Record<string, unknown>, option: Record<string, string>): void {
+  if (!invalid) return;
+  const key = option[invalid.field] ?? invalid.field;
+  if (change[key] === undefined) throw new IbsError('CORRUPT', `${invalidEntry(ctx, kind, name, invalid.message)} (this change does not give --${invalid.field})`);
+}
+
 /** Adds a notification target after checking every value for its type; secrets go to the 0600 file. */
 export async function createNotificationTarget(ctx: AppContext, input: TargetInput): Promise<{ type: string; name: string }> {
   const { section, secrets } = targetSection(input);
@@ -118,12 +170,9 @@ export async function createNotificationTarget(ctx: AppContext, input: TargetInp
 export async function updateNotificationTarget(ctx: AppContext, name: string, change: Partial<Omit<TargetInput, 'type' | 'name'>>): Promise<{ type: string; name: string }> {
   const current = (await ctx.notifications.targets()).find((t) => t.name === name);
   if (!current) throw new IbsError('NOT_FOUND', `No notification target "${name}" (see "ironcore-backup notification target list")`);
-  const stored = await ctx.notifications.secrets(name);
-  const pairs = (m: unknown): string[] => Object.entries((m ?? {}) as Record<string, string>).map(([k, v]) => `${k}=${v}`);
-  const { type: _type, name: _name, headers, ...rest } = current;
-  const base: TargetInput = { ...(rest as Partial<TargetInput>), type: current.type, name, headers: pairs(headers), secretHeaders: pairs(stored.headers), ...(stored.password !== undefined ? { password: stored.password } : {}) };
+  mustCorrect(ctx, 'target', name, current.invalid, change, {});
   // The secrets are part of the merged input: the stored ones stay unless the change gives new ones.
-  const { section, secrets } = targetSection({ ...base, ...given(change) });
+  const { section, secrets } = targetSection({ ...storedInput(current, await ctx.notifications.secrets(name)), ...given(change) });
   await ctx.notifications.replace(section, secrets);
   return { type: current.type, name };
 }
@@ -169,15 +218,17 @@ export async function createNotificationMatcher(ctx: AppContext, input: MatcherI
 
 /** Changes a matcher: the given values replace the stored ones (lists as a whole), the rest stay. */
 export async function updateNotificationMatcher(ctx: AppContext, name: string, change: Partial<Omit<MatcherInput, 'name'>>): Promise<{ name: string }> {
-  const current = (await ctx.notifications.matchers()).find((x) => x.name === name);
-  if (!current) throw new IbsError('NOT_FOUND', `No notification matcher "${name}" (see "ironcore-backup notification matcher list")`);
+  const found = (await ctx.notifications.matchers()).find((x) => x.name === name);
+  if (!found) throw new IbsError('NOT_FOUND', `No notification matcher "${name}" (see "ironcore-backup notification matcher list")`);
+  const { invalid, ...current } = found;
+  mustCorrect(ctx, 'matcher', name, invalid, change, { 'invert-match': 'invert' });
   await ctx.notifications.replace(await matcherSection(ctx, { ...(current as unknown as MatcherInput), ...given(change), name }));
   return { name };
 }
 
 /** Sends a test notification to one target, optionally to another recipient. */
 export async function testNotificationTarget(ctx: AppContext, input: { name: string; recipient?: string }): Promise<DeliveryReport> {
-  const target = ((await ctx.notifications.targets()) as unknown as TargetConfig[]).find((t) => t.name === input.name);
+  const target = ((await listNotificationTargets(ctx)) as unknown as TargetConfig[]).find((t) => t.name === input.name);
   if (!target) throw new IbsError('NOT_FOUND', `No notification target "${input.name}"`);
   if (input.recipient !== undefined) emails([input.recipient], '--recipient');
   const report = await notifier(ctx).test(target, { severity: 'info', type: 'test', title: 'ironcore-backup test notification', message: `This is a test of notification target ${input.name}.`, time: Date.now(), fields: {} }, input.recipient ? [input.recipient] : undefined);

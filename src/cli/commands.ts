@@ -1170,8 +1170,8 @@ export const COMMANDS: Command[] = [
     usage: 'notification target list',
     summary: 'list notification targets (never their secrets)',
     positionals: 0,
-    run: (ctx) => ctx.notifications.targets(),
-    text: (r: Array<Record<string, unknown>>) => table(r.map((t) => ({ ...t, where: t.url ?? t.server ?? t.path ?? '', to: t.mailto ?? '' })), ['name', 'type', 'where', 'to', 'comment']),
+    run: (ctx) => app.listNotificationTargets(ctx),
+    text: (r: Array<Record<string, unknown>>) => table(r.map((t) => ({ ...t, where: t.url ?? t.server ?? t.path ?? '', to: t.mailto ?? '' })), ['name', 'type', 'where', 'to', 'comment', 'problem']),
   },
   {
     path: ['notification', 'target', 'remove'],
@@ -1216,8 +1216,8 @@ export const COMMANDS: Command[] = [
     usage: 'notification matcher list',
     summary: 'list matchers',
     positionals: 0,
-    run: (ctx) => ctx.notifications.matchers(),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'targets', 'severities', 'types', 'datastores', 'jobs', 'calendar', 'mode', 'invert']),
+    run: (ctx) => app.listNotificationMatchers(ctx),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'targets', 'severities', 'types', 'datastores', 'jobs', 'calendar', 'mode', 'invert', 'problem']),
   },
   {
     path: ['notification', 'matcher', 'remove'],

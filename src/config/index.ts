@@ -11,4 +11,4 @@ export { RemotesConfig, checkRemote, type RemoteConfig } from './remotes-config.
 export { SecretsFile } from './secrets-file.ts';
 export { ServerKeys, type ServerKeyInfo } from './server-keys.ts';
 export { MasterKey, type MasterKeyConfig, type MasterKeyStatus } from './master-key.ts';
-export { NotificationsConfig, type TargetType } from './notifications-config.ts';
+export { NotificationsConfig, type InvalidSetting, type TargetType } from './notifications-config.ts';

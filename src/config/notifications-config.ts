@@ -6,7 +6,8 @@ import { SecretsFile } from './secrets-file.ts';
 /**
  * `notifications.cfg`: sections `webhook: NAME`, `sendmail: NAME`, `smtp: NAME` (targets) and `matcher: NAME`;
  * `notifications.secrets` (0600): per target an SMTP password and/or secret webhook headers. The shapes match
- * notify's TargetConfig and MatcherConfig (the notify layer validates them).
+ * notify's TargetConfig and MatcherConfig (the notify layer validates them). A value that does not read as its
+ * type (a port edited into words, a mode not known) is not guessed at: the entry carries `invalid`, naming it.
  */
 
 export type TargetType = 'webhook' | 'sendmail' | 'smtp';
@@ -34,14 +35,19 @@ export class NotificationsConfig {
   }
 
   /** Targets as the notify layer wants them. */
-  async targets(): Promise<Array<Record<string, unknown> & { type: TargetType; name: string }>> {
+  async targets(): Promise<Array<Record<string, unknown> & { type: TargetType; name: string; invalid?: InvalidSetting }>> {
     return (await this.sections()).filter((s) => ['webhook', 'sendmail', 'smtp'].includes(s.type)).map((s) => toTarget(s));
   }
 
-  async matchers(): Promise<Array<Record<string, unknown> & { name: string; targets: string[]; mode: 'all' | 'any'; invert: boolean }>> {
+  async matchers(): Promise<Array<Record<string, unknown> & { name: string; targets: string[]; mode: 'all' | 'any'; invert: boolean; invalid?: InvalidSetting }>> {
     return (await this.sections())
       .filter((s) => s.type === 'matcher')
       .map((s) => ({
+        ...invalid(
+          oneOf(s.props.mode, 'mode', ['all', 'any']),
+          oneOf(s.props['invert-match'], 'invert-match', ['0', '1']),
+          oneOf(s.props.disable, 'disable', ['0', '1']),
+        ),
         name: s.name,
         targets: list(s.props.target) ?? [],
         ...(list(s.props['match-severity']) ? { severities: list(s.props['match-severity']) } : {}),
@@ -99,7 +105,24 @@ export class NotificationsConfig {
 
 }
 
-function toTarget(s: Section): Record<string, unknown> & { type: TargetType; name: string } {
+/** A stored setting that does not read as its type: which, and what is wrong with it. */
+export interface InvalidSetting {
+  field: string;
+  message: string;
+}
+
+/** `value` is absent or one of `allowed`; else what is wrong with it. */
+function oneOf(value: string | undefined, field: string, allowed: string[]): InvalidSetting | undefined {
+  return value === undefined || allowed.includes(value) ? undefined : { field, message: `${field} "${value}": expected ${allowed.join(' or ')}` };
+}
+
+/** The first of `checks` that found something, as `invalid`. */
+function invalid(...checks: Array<InvalidSetting | undefined>): { invalid?: InvalidSetting } {
+  const found = checks.find((c) => c !== undefined);
+  return found === undefined ? {} : { invalid: found };
+}
+
+function toTarget(s: Section): Record<string, unknown> & { type: TargetType; name: string; invalid?: InvalidSetting } {
   const p = s.props;
   switch (s.type) {
     case 'webhook':
@@ -107,6 +130,17 @@ function toTarget(s: Section): Record<string, unknown> & { type: TargetType; nam
     case 'sendmail':
       return { type: 'sendmail', name: s.name, mailto: list(p.mailto) ?? [], from: p.from ?? 'ironcore-backup@localhost', path: p.path ?? '/usr/sbin/sendmail', ...(p.comment ? { comment: p.comment } : {}) };
     default:
-      return { type: 'smtp', name: s.name, server: p.server ?? '', port: Number(p.port ?? (p.mode === 'tls' ? 465 : 587)), mode: (p.mode ?? 'starttls') as string, ...(p.username ? { username: p.username } : {}), mailto: list(p.mailto) ?? [], from: p.from ?? 'ironcore-backup@localhost', ...(p.comment ? { comment: p.comment } : {}) };
+      return {
+        ...invalid(p.port === undefined || /^\d{1,5}$/.test(p.port) ? undefined : { field: 'port', message: `port "${p.port}": expected 1 to 65535` }, oneOf(p.mode, 'mode', ['starttls', 'tls', 'insecure'])),
+        type: 'smtp',
+        name: s.name,
+        server: p.server ?? '',
+        port: Number(p.port ?? (p.mode === 'tls' ? 465 : 587)),
+        mode: (p.mode ?? 'starttls') as string,
+        ...(p.username ? { username: p.username } : {}),
+        mailto: list(p.mailto) ?? [],
+        from: p.from ?? 'ironcore-backup@localhost',
+        ...(p.comment ? { comment: p.comment } : {}),
+      };
   }
 }

@@ -36,6 +36,7 @@ export class Notifier {
 
   async send(event: NotificationEvent): Promise<DeliveryReport[]> {
     const [targets, matchers] = [await this.#config.targets(), await this.#config.matchers()];
+    for (const m of matchers) if (m.problem !== undefined) this.#log('warn', 'matcher does not read: it matches every event until corrected', { matcher: m.name, error: m.problem });
     const names = new Set(matchers.filter((m) => matches(m, event)).flatMap((m) => m.targets));
     const chosen = targets.filter((t) => names.has(t.name));
     return Promise.all(

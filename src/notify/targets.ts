@@ -3,10 +3,15 @@ import { IbsError } from '../core/index.ts';
 import { retry } from '../lib/index.ts';
 import type { NotificationEvent } from './event.ts';
 
-export type TargetConfig =
+/**
+ * A target's settings. `problem`: the stored settings do not read (edited by hand into something invalid);
+ * every delivery to it fails with that message, never with a guess at what was meant.
+ */
+export type TargetConfig = (
   | { type: 'webhook'; name: string; url: string; method: 'POST' | 'PUT' | 'GET'; headers: Record<string, string>; body?: string; comment?: string }
   | { type: 'sendmail'; name: string; mailto: string[]; from: string; path: string; comment?: string }
-  | { type: 'smtp'; name: string; server: string; port: number; mode: 'starttls' | 'tls' | 'insecure'; username?: string; mailto: string[]; from: string; comment?: string };
+  | { type: 'smtp'; name: string; server: string; port: number; mode: 'starttls' | 'tls' | 'insecure'; username?: string; mailto: string[]; from: string; comment?: string }
+) & { problem?: string };
 
 /** Secrets of targets, kept apart from the configuration (0600 file): SMTP password, secret webhook headers. */
 export interface TargetSecrets {
@@ -102,6 +107,7 @@ async function deliverSmtp(t: Extract<TargetConfig, { type: 'smtp' }>, secrets: 
 
 /** Delivers one event to one target, retrying transient failures with exponential backoff up to a cap. */
 export async function deliver(target: TargetConfig, secrets: TargetSecrets, event: NotificationEvent, options: DeliveryOptions = {}): Promise<void> {
+  if (target.problem !== undefined) throw new IbsError('CORRUPT', target.problem);
   const recipients = options.recipients ?? ('mailto' in target ? target.mailto : []);
   await retry(
     async () => {
