@@ -11,11 +11,35 @@ export const imageMiB = Number(process.env.BENCH_IMAGE_MIB ?? 1024);
 export const treeMiB = Number(process.env.BENCH_TREE_MIB ?? 400);
 export const passphrase = 'bench passphrase 1234';
 
+/** Runs of each timed step (BENCH_REPEAT, 1 to 9, default 3): the tables give the median, and the range. */
+export const repeat = Number(process.env.BENCH_REPEAT ?? 3);
+if (!Number.isInteger(repeat) || repeat < 1 || repeat > 9) throw new Error(`BENCH_REPEAT=${process.env.BENCH_REPEAT}: expected 1 to 9`);
+
 export interface Run {
   seconds: number;
   peakRssMiB: number;
   code: number;
   stderr: string;
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** The median of several runs (its time; the peak memory of all of them), with the range of times. */
+export function summary<R extends Run>(runs: R[]): R & { range: string } {
+  const seconds = runs.map((r) => r.seconds);
+  const sorted = [...runs].sort((a, b) => a.seconds - b.seconds);
+  return {
+    ...(sorted[sorted.length >> 1] as R),
+    seconds: median(seconds),
+    peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)),
+    code: runs.find((r) => r.code !== 0)?.code ?? 0,
+    stderr: runs.map((r) => r.stderr).join(''),
+    range: runs.length > 1 ? `${Math.min(...seconds).toFixed(2)}-${Math.max(...seconds).toFixed(2)}` : '',
+  };
 }
 
 /** Runs a command, sampling its peak resident memory (VmHWM) until it exits. */

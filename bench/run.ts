@@ -10,34 +10,12 @@
 import { spawn } from 'node:child_process';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildCorpus, imageMiB, measure, mibps, passphrase, root, settle, warmCorpus, work, type Run } from './common.ts';
-
-/** Runs of each step (BENCH_REPEAT, 1 to 9, default 3): the table gives the median, and the range. */
-const repeat = Number(process.env.BENCH_REPEAT ?? 3);
-if (!Number.isInteger(repeat) || repeat < 1 || repeat > 9) throw new Error(`BENCH_REPEAT=${process.env.BENCH_REPEAT}: expected 1 to 9`);
+import { buildCorpus, imageMiB, measure, mibps, passphrase, repeat, root, settle, summary, warmCorpus, work, type Run } from './common.ts';
 
 const RESTORED = /^restore-(ibs|ibs\.img|restic)(-\d+)?$/;
 
 async function removeRestored(): Promise<void> {
   for (const name of await readdir(work)) if (RESTORED.test(name)) await rm(join(work, name), { recursive: true, force: true });
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-}
-
-/** The median run of several (its time; the peak memory of all of them), with the range of times. */
-function summary(runs: Run[]): Run & { range: string } {
-  const seconds = runs.map((r) => r.seconds);
-  return {
-    seconds: median(seconds),
-    peakRssMiB: Math.max(...runs.map((r) => r.peakRssMiB)),
-    code: runs.find((r) => r.code !== 0)?.code ?? 0,
-    stderr: runs.map((r) => r.stderr).join(''),
-    range: runs.length > 1 ? `${Math.min(...seconds).toFixed(2)}-${Math.max(...seconds).toFixed(2)}` : '',
-  };
 }
 
 async function main(): Promise<void> {

@@ -4,13 +4,18 @@
  * HTTPS on loopback, against `restic copy` of a restic repository of the same data and `rsync -a` + `sync`
  * and `rclone sync` of the ironcore datastore directory; the same over a TCP proxy adding 50 ms each way; a
  * --bwlimit run. Prints times, bytes moved, peak memory and ratios; asserts nothing.
+ *
+ * The initial and no-change steps run BENCH_REPEAT times (default 3) for every tool, each initial run into a
+ * fresh target, all tools in turn within a round: the table gives the median and the range. One run each put
+ * rsync at 1.81 s in one bench and 3.8-4.5 s by hand half an hour later, on the same data: single runs on this
+ * VM moved the ratio more than any change did.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { buildCorpus, measure, root, settle, work, type Run } from './common.ts';
+import { buildCorpus, measure, median, repeat, root, settle, summary, work, type Run } from './common.ts';
 
 const launcher = join(root, 'bin', 'ironcore-backup');
 const MiB = 1024 * 1024;
@@ -112,8 +117,17 @@ async function mutate(tree: string, image: string): Promise<void> {
   await h.close();
 }
 
-const fmt = (r: SyncRun | undefined): string =>
-  r ? `${r.seconds.toFixed(2)} s${r.engineSeconds !== undefined ? ` (engine ${r.engineSeconds.toFixed(2)})` : ''}, ${(r.bytes / MiB).toFixed(1)} MiB, ${r.peakRssMiB.toFixed(0)} MiB RSS` : 'n/a';
+type Summary = SyncRun & { range: string };
+
+/** The median of a step's runs; the engine time is the median of theirs. */
+function summarize(runs: SyncRun[]): Summary {
+  const engines = runs.flatMap((r) => (r.engineSeconds === undefined ? [] : [r.engineSeconds]));
+  const { engineSeconds: _engine, ...mid } = summary(runs);
+  return engines.length > 0 ? { ...mid, engineSeconds: median(engines) } : mid;
+}
+
+const fmt = (r: (SyncRun & { range?: string }) | undefined): string =>
+  r ? `${r.seconds.toFixed(2)} s${r.range ? ` [${r.range}]` : ''}${r.engineSeconds !== undefined ? ` (engine ${r.engineSeconds.toFixed(2)})` : ''}, ${(r.bytes / MiB).toFixed(1)} MiB, ${r.peakRssMiB.toFixed(0)} MiB RSS` : 'n/a';
 
 async function main(): Promise<void> {
   const corpus = await buildCorpus();
@@ -123,8 +137,12 @@ async function main(): Promise<void> {
   const homeB = join(base, 'b');
   console.log(`\nreplication bench: ${corpus.source}, ${(corpus.bytes / MiB).toFixed(0)} MiB corpus`);
   await must(homeA, ['datastore', 'create', 'src']);
-  await must(homeA, ['datastore', 'create', 'local-copy']);
-  await must(homeB, ['datastore', 'create', 'dst']);
+  // Round r > 0 of the initial step copies into its own targets (suffix -rN); round 0's stay for the later steps.
+  const rounds = Array.from({ length: repeat }, (_, r) => (r === 0 ? '' : `-r${r}`));
+  for (const r of rounds) {
+    await must(homeA, ['datastore', 'create', `local-copy${r}`]);
+    await must(homeB, ['datastore', 'create', `dst${r}`]);
+  }
   await must(homeB, ['datastore', 'create', 'dst-latency']);
   await must(homeB, ['datastore', 'create', 'dst-proxy']);
   await must(homeB, ['datastore', 'create', 'dst-bwlimit']);
@@ -148,13 +166,15 @@ async function main(): Promise<void> {
     for (const [name, port] of [['site-b', portB], ['site-b-50ms', proxy.port], ['site-b-proxy', proxy0.port]] as const) {
       await must(homeA, ['remote', 'create', name, '--host', '127.0.0.1', '--port', String(port), '--auth-id', 'push@ibs!bench', '--secret-file', secret, '--fingerprint', b.fingerprint]);
     }
-    await must(homeA, ['sync', 'create', '--name', 'local', '--store', 'src', '--remote-store', 'local-copy', '--direction', 'push']);
-    await must(homeA, ['sync', 'create', '--name', 'https', '--store', 'src', '--remote', 'site-b', '--remote-store', 'dst', '--direction', 'push']);
+    for (const r of rounds) {
+      await must(homeA, ['sync', 'create', '--name', `local${r}`, '--store', 'src', '--remote-store', `local-copy${r}`, '--direction', 'push']);
+      await must(homeA, ['sync', 'create', '--name', `https${r}`, '--store', 'src', '--remote', 'site-b', '--remote-store', `dst${r}`, '--direction', 'push']);
+    }
     await must(homeA, ['sync', 'create', '--name', 'latency', '--store', 'src', '--remote', 'site-b-50ms', '--remote-store', 'dst-latency', '--direction', 'push']);
     await must(homeA, ['sync', 'create', '--name', 'proxy', '--store', 'src', '--remote', 'site-b-proxy', '--remote-store', 'dst-proxy', '--direction', 'push']);
     await must(homeA, ['sync', 'create', '--name', 'bwlimit', '--store', 'src', '--remote', 'site-b', '--remote-store', 'dst-bwlimit', '--direction', 'push', '--bwlimit', String(BWLIMIT), '--transfer-last', '1']);
 
-    const rows: Record<string, Record<string, SyncRun | undefined>> = { initial: {}, incremental: {}, 'no change': {} };
+    const runs: Record<string, Record<string, SyncRun[]>> = { initial: {}, incremental: {}, 'no change': {} };
     const peers = { rsync: join(base, 'rsync-copy'), rclone: join(base, 'rclone-copy') };
     const have = async (cmd: string): Promise<boolean> => (await measure('bash', ['-c', `command -v ${cmd}`])).code === 0;
     const haveRsync = await have('rsync');
@@ -166,22 +186,32 @@ async function main(): Promise<void> {
     if (haveRestic) {
       await measure('restic', ['--quiet', 'init'], renv(repo1));
       await measure('restic', ['--quiet', 'backup', corpus.tree, corpus.image], renv(repo1));
-      await measure('restic', ['--quiet', 'init', '--from-repo', repo1, '--copy-chunker-params'], { ...renv(repo2), RESTIC_FROM_PASSWORD: 'bench' });
+      for (const r of rounds) await measure('restic', ['--quiet', 'init', '--from-repo', repo1, '--copy-chunker-params'], { ...renv(repo2 + r), RESTIC_FROM_PASSWORD: 'bench' });
     }
-    const step = async (label: string): Promise<void> => {
-      const row = rows[label] as Record<string, SyncRun | undefined>;
-      row.local = await syncRun(homeA, 'local');
-      row.https = await syncRun(homeA, 'https');
-      if (haveRsync) row.rsync = await peer('rsync', ['-a', '--delete', `${srcDir}/`, `${peers.rsync}/`], peers.rsync);
-      if (haveRclone) row.rclone = await peer('rclone', ['sync', '--links', `${srcDir}/`, `${peers.rclone}/`], peers.rclone);
-      if (haveRestic) row['restic copy'] = await peer('restic', ['--quiet', 'copy', '--from-repo', repo1], repo2, { ...renv(repo2), RESTIC_FROM_PASSWORD: 'bench' });
+    /** One run of every tool, in turn, into the targets of round `r`. */
+    const step = async (label: string, r = ''): Promise<void> => {
+      const row = runs[label] as Record<string, SyncRun[]>;
+      const add = (tool: string, run: SyncRun): void => void (row[tool] ??= []).push(run);
+      add('local', await syncRun(homeA, `local${r}`));
+      add('https', await syncRun(homeA, `https${r}`));
+      if (haveRsync) add('rsync', await peer('rsync', ['-a', '--delete', `${srcDir}/`, `${peers.rsync}${r}/`], peers.rsync + r));
+      if (haveRclone) add('rclone', await peer('rclone', ['sync', '--links', `${srcDir}/`, `${peers.rclone}${r}/`], peers.rclone + r));
+      if (haveRestic) add('restic copy', await peer('restic', ['--quiet', 'copy', '--from-repo', repo1], repo2 + r, { ...renv(repo2 + r), RESTIC_FROM_PASSWORD: 'bench' }));
     };
-    await step('initial');
+    for (const r of rounds) await step('initial', r);
+    // The copies of rounds after the first are not needed any more: removed now (about 3 GB each), not between
+    // the rounds, so that no round writes into space the one before it freed moments ago.
+    for (const r of rounds.slice(1)) {
+      await must(homeA, ['sync', 'remove', '--name', `local${r}`]);
+      await must(homeA, ['sync', 'remove', '--name', `https${r}`]);
+      for (const dir of [join(homeA, 'data', `local-copy${r}`), join(homeB, 'data', `dst${r}`), peers.rsync + r, peers.rclone + r, repo2 + r]) await rm(dir, { recursive: true, force: true });
+    }
     await mutate(corpus.tree, corpus.image);
     await backup('bench');
     if (haveRestic) await measure('restic', ['--quiet', 'backup', corpus.tree, corpus.image], renv(repo1));
     await step('incremental');
-    await step('no change');
+    for (let i = 0; i < repeat; i++) await step('no change');
+    const rows = Object.fromEntries(Object.entries(runs).map(([label, byTool]) => [label, Object.fromEntries(Object.entries(byTool).map(([tool, list]) => [tool, summarize(list)]))])) as Record<string, Record<string, Summary | undefined>>;
 
     const proxied = await syncRun(homeA, 'proxy');
     const latency = await syncRun(homeA, 'latency');
@@ -189,14 +219,15 @@ async function main(): Promise<void> {
     const serverPeak = await b.peak();
 
     const cols = ['local', 'https', 'rsync', 'rclone', 'restic copy'];
-    console.log(`\n${'step'.padEnd(12)} ${cols.map((c) => c.padEnd(44)).join(' ')}`);
-    for (const [label, row] of Object.entries(rows)) console.log(`${label.padEnd(12)} ${cols.map((c) => fmt(row[c]).padEnd(44)).join(' ')}`);
-    const init = rows.initial as Record<string, SyncRun | undefined>;
+    console.log(`\ninitial and no change: median of ${repeat} run(s) each, range in brackets; incremental: one run`);
+    console.log(`${'step'.padEnd(12)} ${cols.map((c) => c.padEnd(58)).join(' ')}`);
+    for (const [label, row] of Object.entries(rows)) console.log(`${label.padEnd(12)} ${cols.map((c) => fmt(row[c]).padEnd(58)).join(' ')}`);
+    const init = rows.initial as Record<string, Summary | undefined>;
     const ratio = (a?: SyncRun, c?: SyncRun): string => (a && c ? `${(a.seconds / c.seconds).toFixed(2)}x` : 'n/a');
     console.log(`\ninitial, ours / rsync wall time: local ${ratio(init.local, init.rsync)}, https ${ratio(init.https, init.rsync)} (target <= 2x)`);
     console.log(`initial, restic copy / ours: local ${ratio(init['restic copy'], init.local)}, https ${ratio(init['restic copy'], init.https)} (target >= 10x)`);
-    const inc = rows.incremental as Record<string, SyncRun | undefined>;
-    const none = rows['no change'] as Record<string, SyncRun | undefined>;
+    const inc = rows.incremental as Record<string, Summary | undefined>;
+    const none = rows['no change'] as Record<string, Summary | undefined>;
     console.log(`incremental: local ${inc.local?.seconds.toFixed(2)} s, https ${inc.https?.seconds.toFixed(2)} s (target <= 1 s)`);
     console.log(`no change: local ${none.local?.seconds.toFixed(2)} s (engine ${none.local?.engineSeconds?.toFixed(2)}; target <= 0.3), https ${none.https?.seconds.toFixed(2)} s (engine ${none.https?.engineSeconds?.toFixed(2)}; target <= 0.5)`);
     const thr = (r?: SyncRun): number => (r && r.engineSeconds ? r.bytes / r.engineSeconds : 0);
