@@ -131,3 +131,74 @@ test('a job setting edited by hand into something invalid: listing names file, j
     await dir.cleanup();
   }
 });
+
+test('a datastore setting edited by hand into something invalid: named where it is listed, the other datastores and the scheduler go on, update must give it, remove works', async () => {
+  const dir = await tempDir('ibs-dscfg-');
+  const home = join(dir.path, 'home');
+  const must = succeeding(home);
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  try {
+    await mkdir(join(dir.path, 'data'), { recursive: true });
+    await writeFile(join(dir.path, 'data', 'a.txt'), 'some data\n');
+    for (const name of ['good', 'edited', 'gone']) await must(['datastore', 'create', name]);
+    await must(['datastore', 'update', 'good', '--gc-schedule', 'daily']);
+    await must(['datastore', 'update', 'edited', '--gc-schedule', 'daily', '--keep-daily', '7']);
+    const cfg = join(home, 'etc', 'datastore.cfg');
+    const text = await readFile(cfg, 'utf8');
+    const edited = text
+      .replace(/(datastore: edited\n(?:\t[^\n]*\n)*?)\tgc-schedule daily\n/, '$1\tgc-schedule every sunday\n')
+      .replace('\tkeep-daily 7\n', '\tkeep-daily seven\n')
+      .replace(/(datastore: gone\n(?:\t[^\n]*\n)*?)\tpath \/[^\n]*\n/, '$1\tpath relative/gone\n');
+    assert.notEqual(edited, text);
+    await writeFile(cfg, edited);
+
+    // Listed with what is wrong and how to correct it; the others are listed as usual.
+    const listed = JSON.parse(await must(['datastore', 'list', '--output', 'json'])) as Array<{ name: string; problem?: string }>;
+    assert.deepEqual(listed.map((d) => d.name), ['good', 'edited', 'gone']);
+    assert.match(listed[1]?.problem ?? '', /datastore\.cfg: datastore edited: keep-daily "seven" is not a whole number from 0 to 100000\. Correct it with "datastore update edited --keep-daily N"/);
+    assert.match(listed[2]?.problem ?? '', /datastore gone: path "relative\/gone" is not an absolute path/);
+    assert.equal(listed[0]?.problem, undefined);
+    assert.match(await must(['datastore', 'list']), /PROBLEM/);
+    // The other datastores work, and new ones can be created.
+    await must(['backup', 'create', '--quiet', '--store', 'good', '--id', 'h', `root.tar:${join(dir.path, 'data')}`]);
+    await must(['datastore', 'create', 'third']);
+    const shown = await ibs(home, ['datastore', 'show', 'edited']);
+    assert.equal(shown.code, 6);
+    assert.match(shown.stderr, /keep-daily "seven"/);
+
+    // The job overview names the GC schedule that cannot run; the scheduler skips it and runs the rest.
+    const jobs = JSON.parse(await must(['job', 'list', '--output', 'json'])) as Array<{ job: string; problem?: string }>;
+    assert.deepEqual(jobs.map((j) => [j.job, j.problem === undefined]), [['gc/good', true], ['gc/edited', false], ['gc/gone', false]]);
+    server = await startServer(home);
+    let log = '';
+    for (let i = 0; i < 100 && !/"job":"gc\/gone"/.test(log); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      log = await readFile(join(home, 'log', 'scheduler.log'), 'utf8').catch(() => '');
+    }
+    assert.match(log, /"msg":"job skipped: invalid configuration".*"job":"gc\/edited"/);
+    assert.doesNotMatch(log, /cannot read job configuration/);
+    await server.stop();
+    server = undefined;
+
+    // A change must give each value that does not read; nothing is written until it does.
+    const comment = await ibs(home, ['datastore', 'update', 'edited', '--comment', 'x']);
+    assert.equal(comment.code, 6);
+    assert.match(comment.stderr, /keep-daily "seven".*This change does not give --keep-daily/);
+    const keepOnly = await ibs(home, ['datastore', 'update', 'edited', '--keep-daily', '7']);
+    assert.equal(keepOnly.code, 6);
+    assert.match(keepOnly.stderr, /gc-schedule "every sunday" is not a calendar event.*This change does not give --gc-schedule/);
+    assert.equal((await readFile(cfg, 'utf8')).includes('keep-daily seven'), true);
+    await must(['datastore', 'update', 'edited', '--keep-daily', '7', '--gc-schedule', 'sun 02:00']);
+    assert.equal((JSON.parse(await must(['datastore', 'list', '--output', 'json'])) as Array<{ name: string; problem?: string }>).find((d) => d.name === 'edited')?.problem, undefined);
+
+    // One whose path does not read is removed from the configuration, but its data is not destroyed through it.
+    const destroy = await ibs(home, ['datastore', 'remove', 'gone', '--destroy-data']);
+    assert.equal(destroy.code, 6);
+    assert.match(destroy.stderr, /path "relative\/gone"/);
+    assert.match(await must(['datastore', 'remove', 'gone']), /Removed datastore gone/);
+    assert.deepEqual((JSON.parse(await must(['datastore', 'list', '--output', 'json'])) as Array<{ name: string }>).map((d) => d.name), ['good', 'edited', 'third']);
+  } finally {
+    await server?.stop();
+    await dir.cleanup();
+  }
+});

@@ -589,7 +589,7 @@ export const ROUTES: Route[] = [
     input: { type: 'object', properties: {} },
     output: ANY_LIST,
     permission: { kind: 'handler', description: 'lists the datastores on which the caller has Datastore.Audit' },
-    handler: async (req) => (await app.listDatastores(req.ctx)).filter((d) => effectivePrivileges(req.acl, req.authId, datastoreAclPath(d.name)).has('Datastore.Audit')).map((d) => ({ name: d.name, comment: d.comment ?? '' })),
+    handler: async (req) => (await app.listDatastores(req.ctx)).filter((d) => effectivePrivileges(req.acl, req.authId, datastoreAclPath(d.name)).has('Datastore.Audit')).map((d) => ({ name: d.name, comment: ('comment' in d ? d.comment : undefined) ?? '', ...('problem' in d ? { problem: d.problem } : {}) })),
   },
   {
     method: 'GET',

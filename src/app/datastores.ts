@@ -1,6 +1,6 @@
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { IbsError, parseStoreName, validateKeepOptions, type KeepOptions } from '../core/index.ts';
+import { IbsError, parseStoreName, toIbsError, validateKeepOptions, type KeepOptions } from '../core/index.ts';
 import type { DatastoreConfig } from '../config/index.ts';
 import { Datastore, datastoreStats, readGcStatus, FORMAT_VERSION, type DatastoreStats } from '../datastore/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
@@ -10,7 +10,8 @@ export async function createDatastore(ctx: AppContext, input: { name: string; pa
   parseStoreName(input.name);
   validateKeepOptions(input.keep ?? {});
   const path = input.path ?? join(ctx.paths.dataDir, input.name);
-  const existing = await ctx.datastores.list();
+  // As stored: another datastore whose settings do not check does not stop this one.
+  const existing = (await ctx.datastores.listChecked()).map((d) => ({ name: d.name, path: d.config?.path ?? d.path }));
   if (existing.some((d) => d.name === input.name)) throw new IbsError('EXISTS', `Datastore "${input.name}" is already configured`);
   const clash = existing.find((d) => d.path === path);
   if (clash) throw new IbsError('EXISTS', `Path "${path}" is already used by datastore "${clash.name}"`);
@@ -46,8 +47,9 @@ export async function updateDatastore(ctx: AppContext, input: { name: string; co
   });
 }
 
-export function listDatastores(ctx: AppContext): Promise<DatastoreConfig[]> {
-  return ctx.datastores.list();
+/** The datastores; one whose stored settings do not check is listed with `problem`, naming what (and how to correct it). */
+export async function listDatastores(ctx: AppContext): Promise<Array<DatastoreConfig | { name: string; path?: string; problem: string }>> {
+  return (await ctx.datastores.listChecked()).map((d) => d.config ?? { name: d.name, ...(d.path !== undefined ? { path: d.path } : {}), problem: d.error?.message ?? 'does not read' });
 }
 
 export async function showDatastore(ctx: AppContext, name: string): Promise<DatastoreConfig & { id: string; format: number; quarantine?: { reason: string; since: string }; lastSync?: Record<string, string> }> {
@@ -69,9 +71,18 @@ async function lastSyncOf(ctx: AppContext, store: string): Promise<Record<string
 }
 
 /** Removes the configuration; the data only with `destroyData`. */
-export async function removeDatastore(ctx: AppContext, input: { name: string; destroyData?: boolean }): Promise<DatastoreConfig> {
-  const config = await ctx.datastores.get(input.name);
-  if (input.destroyData) {
+/**
+ * Removes a datastore from the configuration, and with `destroyData` its data. One whose stored settings do not
+ * check can still be removed, but not destroyed: its path is not to be trusted.
+ */
+export async function removeDatastore(ctx: AppContext, input: { name: string; destroyData?: boolean }): Promise<{ name: string; path?: string }> {
+  let config: DatastoreConfig | undefined;
+  try {
+    config = await ctx.datastores.get(input.name);
+  } catch (error) {
+    if (input.destroyData || toIbsError(error).code !== 'CORRUPT') throw error;
+  }
+  if (config && input.destroyData) {
     const backend = ctx.openBackend(config);
     try {
       await Datastore.open(backend);
@@ -80,8 +91,8 @@ export async function removeDatastore(ctx: AppContext, input: { name: string; de
     }
   }
   await ctx.datastores.remove(input.name);
-  if (input.destroyData) await rm(config.path, { recursive: true, force: true });
-  return config;
+  if (config && input.destroyData) await rm(config.path, { recursive: true, force: true });
+  return config ?? { name: input.name };
 }
 
 export async function statsDatastore(ctx: AppContext, name: string): Promise<DatastoreStats & { lastGc?: { finishedAt: string; removedChunks: number; removedBytes: number } }> {

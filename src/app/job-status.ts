@@ -11,14 +11,21 @@ export interface JobRow {
   lastStatus?: string;
   lastUpid?: string;
   nextRun?: string;
+  /** The job's stored settings do not check (edited by hand): what, and how to correct it. The scheduler skips it. */
+  problem?: string;
 }
 
-/** Every scheduled job with its last run (time, result, UPID) and next run, as the scheduler sees them. */
+/**
+ * Every scheduled job with its last run (time, result, UPID) and next run, as the scheduler sees them; one whose
+ * settings do not check is listed with `problem` (the others are listed as usual).
+ */
 export async function listJobs(ctx: AppContext): Promise<JobRow[]> {
   const state = new JobStateStore(ctx.paths.stateDir);
   try {
     const now = Date.now();
-    return (await scheduledJobs(ctx)).map((job) => {
+    const invalid: JobRow[] = [];
+    const jobs = await scheduledJobs(ctx, (job, error) => invalid.push({ job, schedule: '', problem: error.message }));
+    const rows = jobs.map((job): JobRow => {
       const s = state.get(job.id, now);
       const next = job.schedule === '' ? undefined : nextCalendarEvent(parseCalendarEvent(job.schedule), s.lastStart ?? s.firstSeen);
       return {
@@ -31,6 +38,7 @@ export async function listJobs(ctx: AppContext): Promise<JobRow[]> {
         ...(next !== undefined ? { nextRun: new Date(next).toISOString() } : {}),
       };
     });
+    return [...rows, ...invalid];
   } finally {
     state.close();
   }

@@ -158,7 +158,7 @@ export async function scheduledJobs(ctx: AppContext, onInvalid?: (job: string, e
       },
     });
   }
-  for (const d of await ctx.datastores.list()) {
+  for (const d of await (onInvalid ? ctx.datastores.listValid((name, error) => onInvalid(`gc/${name}`, error)) : ctx.datastores.list())) {
     if (!d.gcSchedule) continue;
     jobs.push({ id: `gc/${d.name}`, schedule: d.gcSchedule, type: 'garbage_collection', target: d.name, authId: 'root@pam', run: (task) => gcStore(withTask(task), { store: d.name }) });
   }

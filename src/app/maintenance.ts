@@ -79,8 +79,10 @@ export async function verifyStatus(ctx: AppContext): Promise<VerifyStatus> {
   const windowed = (await ctx.jobs.verify.list()).filter((j) => j.windowDays !== undefined);
   const overdue = new Map<string, number>();
   const now = Math.floor(Date.now() / 1000);
-  for (const d of await ctx.datastores.list()) {
+  for (const entry of await ctx.datastores.listChecked()) {
+    const d = { name: entry.name };
     try {
+      if (entry.error) throw entry.error;
       datastores.push(
         await withDatastore(ctx, d.name, async (ds) => {
           const snaps = await ds.listSnapshots({ ns: [], recursive: true }, { signal: ctx.signal });

@@ -448,7 +448,7 @@ export const COMMANDS: Command[] = [
     summary: 'list configured datastores',
     positionals: 0,
     run: (ctx) => app.listDatastores(ctx),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'path', 'comment']),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'path', 'comment', 'problem']),
   },
   {
     path: ['datastore', 'show'],
@@ -465,7 +465,7 @@ export const COMMANDS: Command[] = [
     positionals: 1,
     options: { 'destroy-data': { type: 'boolean', help: 'also delete every file of the datastore' } },
     run: (ctx, a) => app.removeDatastore(ctx, { name: pos(a, 0), destroyData: flag(a, 'destroy-data') }),
-    text: (r: { name: string; path: string }) => `Removed datastore ${r.name} (${r.path})`,
+    text: (r: { name: string; path?: string }) => `Removed datastore ${r.name}${r.path ? ` (${r.path})` : ''}`,
   },
   {
     path: ['datastore', 'stats'],
@@ -1333,7 +1333,7 @@ export const COMMANDS: Command[] = [
     summary: 'every scheduled job (verify, prune, GC) with its last run (time, result, UPID) and next run',
     positionals: 0,
     run: (ctx) => app.listJobs(ctx),
-    text: (r: app.JobRow[]) => table(r, ['job', 'schedule', 'lastRun', 'lastState', 'nextRun']),
+    text: (r: app.JobRow[]) => table(r, ['job', 'schedule', 'lastRun', 'lastState', 'nextRun', 'problem']),
   },
 
   // ---- remotes -----------------------------------------------------------------------------------------------
