@@ -214,5 +214,18 @@ test('a target or matcher edited by hand into something invalid is named when re
   assert.deepEqual(fixed.filter((t) => t.name === 'hand-mail').map((t) => [t.port, t.problem]), [[2526, undefined]]);
   const fixedMatchers = JSON.parse((await ibs(home, ['notification', 'matcher', 'list', '--output', 'json'])).stdout) as Array<{ name: string; mode: string; problem?: string }>;
   assert.deepEqual(fixedMatchers.filter((m) => m.name === 'hand-m').map((m) => [m.mode, m.problem]), [['any', undefined]]);
+
+  // A disabled matcher matches nothing and stays disabled through an update that does not say otherwise.
+  const hand = (): number => received.filter((r) => r.headers['x-target'] === 'hand').length;
+  for (const args of [['--match-type', 'verify', '--disable'], ['--comment', 'kept']]) assert.equal((await ibs(home, ['notification', 'matcher', 'update', 'hand-m', ...args])).code, 0);
+  const disabled = (JSON.parse((await ibs(home, ['notification', 'matcher', 'list', '--output', 'json'])).stdout) as Array<{ name: string; disable?: boolean; comment?: string }>).find((m) => m.name === 'hand-m');
+  assert.deepEqual([disabled?.disable, disabled?.comment], [true, 'kept']);
+  const beforeDisabled = hand();
+  assert.equal((await ibs(home, ['verify', 'start', 'store1', '--notification-mode', 'always'])).code, 0);
+  assert.equal(hand(), beforeDisabled);
+  assert.match((await ibs(home, ['notification', 'matcher', 'update', 'hand-m', '--disable', '--enable'])).stderr, /--disable and --enable exclude each other/);
+  assert.equal((await ibs(home, ['notification', 'matcher', 'update', 'hand-m', '--enable'])).code, 0);
+  assert.equal((await ibs(home, ['verify', 'start', 'store1', '--notification-mode', 'always'])).code, 0);
+  assert.equal(hand(), beforeDisabled + 1);
   for (const args of [['notification', 'matcher', 'remove', 'hand-m'], ['notification', 'target', 'remove', 'hand-hook'], ['notification', 'target', 'remove', 'hand-mail']]) assert.equal((await ibs(home, args)).code, 0);
 });

@@ -108,6 +108,7 @@ const MATCHER_FIELDS: Record<string, Schema> = {
   'match-calendar': { type: 'string', maxLength: 200, optional: true },
   mode: { type: 'string', enum: ['all', 'any'], optional: true },
   invert: { type: 'boolean', optional: true },
+  disable: { type: 'boolean', optional: true, description: 'a disabled matcher matches nothing (kept, for turning it on again)' },
   comment: { type: 'string', maxLength: 1024, optional: true },
 };
 
@@ -120,6 +121,7 @@ function matcherInput(input: Record<string, unknown>): Partial<app.MatcherInput>
     ...(input['match-calendar'] ? { calendar: input['match-calendar'] as string } : {}),
     ...(input.mode ? { mode: input.mode as string } : {}),
     ...(input.invert !== undefined ? { invert: input.invert === true } : {}),
+    ...(input.disable !== undefined ? { disable: input.disable === true } : {}),
     ...(input.comment ? { comment: input.comment as string } : {}),
   };
 }

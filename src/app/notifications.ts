@@ -192,6 +192,8 @@ export interface MatcherInput {
   calendar?: string;
   mode?: string;
   invert?: boolean;
+  /** Matches nothing while set (kept across updates that do not give it). */
+  disable?: boolean;
   comment?: string;
 }
 
@@ -207,6 +209,7 @@ async function matcherSection(ctx: AppContext, input: MatcherInput): Promise<Sec
   if (input.datastores?.length) props['match-datastore'] = input.datastores.join(',');
   if (input.jobs?.length) props['match-job'] = input.jobs.join(',');
   if (input.calendar) props['match-calendar'] = input.calendar;
+  if (input.disable) props.disable = '1';
   if (input.comment) props.comment = input.comment;
   return { type: 'matcher', name: input.name, props };
 }

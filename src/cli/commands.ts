@@ -171,11 +171,14 @@ const MATCHER_OPTIONS = {
   'match-calendar': { type: 'string', help: 'only events inside this calendar window, e.g. "mon..fri 08..17:*"' },
   mode: { type: 'string', help: 'all (default) or any' },
   invert: { type: 'boolean', help: 'notify when the conditions do not hold' },
+  disable: { type: 'boolean', help: 'match nothing (the matcher is kept, for --enable later)' },
+  enable: { type: 'boolean', help: 'match again after --disable' },
   comment: { type: 'string', help: 'free text' },
 } as const satisfies Record<string, OptionSpec>;
 
 /** The matcher values given on the command line (targets apart). */
 function matcherChange(a: ParsedArgs): Partial<app.MatcherInput> {
+  if (flag(a, 'disable') && flag(a, 'enable')) throw new IbsError('INVALID_ARGUMENT', '--disable and --enable exclude each other: give one');
   const csv = (name: string): string[] | undefined => str(a, name)?.split(',').map((x) => x.trim()).filter(Boolean);
   return {
     ...(csv('match-severity') ? { severities: csv('match-severity') as string[] } : {}),
@@ -185,6 +188,7 @@ function matcherChange(a: ParsedArgs): Partial<app.MatcherInput> {
     ...(str(a, 'match-calendar') ? { calendar: str(a, 'match-calendar') as string } : {}),
     ...(str(a, 'mode') ? { mode: str(a, 'mode') as string } : {}),
     ...(a.values.invert !== undefined ? { invert: flag(a, 'invert') } : {}),
+    ...(flag(a, 'disable') ? { disable: true } : flag(a, 'enable') ? { disable: false } : {}),
     ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}),
   };
 }
@@ -1195,7 +1199,7 @@ export const COMMANDS: Command[] = [
   },
   {
     path: ['notification', 'matcher', 'create'],
-    usage: 'notification matcher create NAME --target T … [--match-severity error,warning] [--match-type verify,gc,prune,backup,sync] [--match-datastore S] [--match-job J] [--match-calendar CAL] [--mode all|any] [--invert]',
+    usage: 'notification matcher create NAME --target T … [--match-severity error,warning] [--match-type verify,gc,prune,backup,sync] [--match-datastore S] [--match-job J] [--match-calendar CAL] [--mode all|any] [--invert] [--disable]',
     summary: 'route events to targets: conditions combine with --mode (all by default); --invert negates',
     positionals: 1,
     options: MATCHER_OPTIONS,
@@ -1217,7 +1221,7 @@ export const COMMANDS: Command[] = [
     summary: 'list matchers',
     positionals: 0,
     run: (ctx) => app.listNotificationMatchers(ctx),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'targets', 'severities', 'types', 'datastores', 'jobs', 'calendar', 'mode', 'invert', 'problem']),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'targets', 'severities', 'types', 'datastores', 'jobs', 'calendar', 'mode', 'invert', 'disable', 'problem']),
   },
   {
     path: ['notification', 'matcher', 'remove'],
