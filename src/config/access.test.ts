@@ -84,3 +84,10 @@ test('ACL updates replace, remove, and validate; evaluation uses them', async ()
     assert.deepEqual(await a.acl(), []);
   });
 });
+
+test('a line of acl.cfg that does not parse is CORRUPT, with its line number in the file (blank and comment lines count)', async () => {
+  await withAccess(async (a, dir) => {
+    await writeFile(join(dir, 'acl.cfg'), '# granted by hand\n\nacl:1:/:admin@ibs:Admin\nacl:1:/datastore:ops@ibs\n');
+    await assert.rejects(a.acl(), (e) => e instanceof IbsError && e.code === 'CORRUPT' && /^acl\.cfg:4: cannot parse "acl:1:\/datastore:ops@ibs"/.test(e.message));
+  });
+});

@@ -205,12 +205,14 @@ export class AccessConfig {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
+    // Numbered as in the file (blank and comment lines count), so that the error points at the line.
     return text
       .split('\n')
-      .filter((l) => l.trim() !== '' && !l.startsWith('#'))
-      .map((line, i) => {
+      .map((line, i) => ({ line, number: i + 1 }))
+      .filter(({ line }) => line.trim() !== '' && !line.startsWith('#'))
+      .map(({ line, number }) => {
         const m = /^acl:([01]):([^:]+):([^:]+):([A-Za-z]+)$/.exec(line.trim());
-        if (!m) throw new IbsError('CORRUPT', `acl.cfg:${i + 1}: cannot parse ${JSON.stringify(line)}: expected acl:PROPAGATE:PATH:AUTHID:ROLE`);
+        if (!m) throw new IbsError('CORRUPT', `acl.cfg:${number}: cannot parse ${JSON.stringify(line)}: expected acl:PROPAGATE:PATH:AUTHID:ROLE`);
         return { propagate: m[1] === '1', path: m[2] as string, authId: m[3] as string, role: m[4] as string };
       });
   }
