@@ -195,6 +195,9 @@ export async function createBackup(ctx: AppContext, input: BackupInput): Promise
           await writer.addFixedArchive(spec.name, counted(pieces, report), { sourceStamp: stamp, handOver: true });
         }
       }
+      // Everything is read: what was read is the total, if the sizing walk has not told it yet (a small tree
+      // read before the walk's thread finished, on a busy machine: the progress showed no total at all).
+      if (ctx.reporter.showsProgress !== false) ctx.reporter.progress({ phase: 'backup', done, total: Math.max(total ?? done, done), unit: 'bytes' });
       await writer.commit(warnings.length > 0 ? { notes: `${warnings.length} warnings during backup` } : {});
     } catch (error) {
       await writer.abort().catch(() => {});
