@@ -102,13 +102,12 @@ export async function createPruneJob(ctx: AppContext, input: { id: string; store
 }
 
 /**
- * Every scheduled job of the configuration: verify jobs, prune jobs, and GC schedules of datastores. A job
- * whose stored settings do not check is CORRUPT; with `onInvalid` (the scheduler) it is reported there and
- * left out, so that the others still run.
+ * Every scheduled job of the configuration: verify jobs, prune jobs, and GC schedules of datastores. A job (or
+ * datastore) whose stored settings do not check is reported to `onInvalid` (CORRUPT, named) and left out, so
+ * that the others still run.
  */
-export async function scheduledJobs(ctx: AppContext, onInvalid?: (job: string, error: IbsError) => void): Promise<ScheduledJob[]> {
-  const read = <T>(kind: string, file: { list(): Promise<T[]>; listValid(report: (id: string, error: IbsError) => void): Promise<T[]> }): Promise<T[]> =>
-    onInvalid ? file.listValid((id, error) => onInvalid(`${kind}/${id}`, error)) : file.list();
+export async function scheduledJobs(ctx: AppContext, onInvalid: (job: string, error: IbsError) => void): Promise<ScheduledJob[]> {
+  const read = <T>(kind: string, file: { listValid(report: (id: string, error: IbsError) => void): Promise<T[]> }): Promise<T[]> => file.listValid((id, error) => onInvalid(`${kind}/${id}`, error));
   const withTask = (task: Parameters<ScheduledJob['run']>[0]): AppContext => ({ ...ctx, reporter: taskReporter(task), signal: task.signal });
   const jobs: ScheduledJob[] = [];
   for (const j of await read('verify', ctx.jobs.verify)) {
@@ -158,7 +157,7 @@ export async function scheduledJobs(ctx: AppContext, onInvalid?: (job: string, e
       },
     });
   }
-  for (const d of await (onInvalid ? ctx.datastores.listValid((name, error) => onInvalid(`gc/${name}`, error)) : ctx.datastores.list())) {
+  for (const d of await read('gc', ctx.datastores)) {
     if (!d.gcSchedule) continue;
     jobs.push({ id: `gc/${d.name}`, schedule: d.gcSchedule, type: 'garbage_collection', target: d.name, authId: 'root@pam', run: (task) => gcStore(withTask(task), { store: d.name }) });
   }

@@ -76,17 +76,17 @@ export interface VerifyStatus {
  */
 export async function verifyStatus(ctx: AppContext): Promise<VerifyStatus> {
   const datastores: VerifyStatus['datastores'] = [];
-  const windowed = (await ctx.jobs.verify.list()).filter((j) => j.windowDays !== undefined);
+  // A job that does not read is in the job list below, with its problem.
+  const windowed = (await ctx.jobs.verify.listValid(() => {})).filter((j) => j.windowDays !== undefined);
   const overdue = new Map<string, number>();
   const now = Math.floor(Date.now() / 1000);
   for (const entry of await ctx.datastores.listChecked()) {
-    const d = { name: entry.name };
     try {
       if (entry.error) throw entry.error;
       datastores.push(
-        await withDatastore(ctx, d.name, async (ds) => {
+        await withDatastore(ctx, entry.name, async (ds) => {
           const snaps = await ds.listSnapshots({ ns: [], recursive: true }, { signal: ctx.signal });
-          for (const j of windowed.filter((w) => w.store === d.name)) {
+          for (const j of windowed.filter((w) => w.store === entry.name)) {
             const ns = parseNamespace(j.ns);
             const inScope = snaps.filter((s) => ns.every((part, i) => s.ref.ns[i] === part));
             overdue.set(j.id, inScope.filter((s) => overdueInWindow(s, j.windowDays as number, now)).length);
@@ -94,7 +94,7 @@ export async function verifyStatus(ctx: AppContext): Promise<VerifyStatus> {
           const states = snaps.map((s) => s.manifest.unprotected.verifyState);
           const times = states.filter((v) => v?.state === 'ok').map((v) => v?.time as number);
           return {
-            store: d.name,
+            store: entry.name,
             snapshots: snaps.length,
             ok: states.filter((v) => v?.state === 'ok').length,
             failed: states.filter((v) => v?.state === 'failed').length,
@@ -104,7 +104,7 @@ export async function verifyStatus(ctx: AppContext): Promise<VerifyStatus> {
         }),
       );
     } catch (error) {
-      datastores.push({ store: d.name, snapshots: 0, ok: 0, failed: 0, never: 0, error: (error as Error).message });
+      datastores.push({ store: entry.name, snapshots: 0, ok: 0, failed: 0, never: 0, error: (error as Error).message });
     }
   }
   const notes: string[] = [];

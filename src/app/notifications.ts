@@ -149,11 +149,14 @@ export async function listNotificationMatchers(ctx: AppContext): Promise<Array<O
   });
 }
 
-/** A stored setting that does not read must be given anew by a change: it is not carried over as it is. */
-function mustCorrect(ctx: AppContext, kind: 'target' | 'matcher', name: string, invalid: InvalidSetting | undefined, change: Record<string, unknown>, option: Record<string, string>): void {
+/**
+ * A stored setting that does not read must be given anew by a change: it is not carried over as it is. `options`
+ * maps a stored setting to its key in the change and the options that give it, where they differ.
+ */
+function mustCorrect(ctx: AppContext, kind: 'target' | 'matcher', name: string, invalid: InvalidSetting | undefined, change: Record<string, unknown>, options: Record<string, [key: string, flags: string]> = {}): void {
   if (!invalid) return;
-  const key = option[invalid.field] ?? invalid.field;
-  if (change[key] === undefined) throw new IbsError('CORRUPT', `${invalidEntry(ctx, kind, name, invalid.message)} (this change does not give --${invalid.field})`);
+  const [key, flags] = options[invalid.field] ?? [invalid.field, `--${invalid.field}`];
+  if (change[key] === undefined) throw new IbsError('CORRUPT', `${invalidEntry(ctx, kind, name, invalid.message)} (this change does not give ${flags})`);
 }
 
 /** Adds a notification target after checking every value for its type; secrets go to the 0600 file. */
@@ -170,7 +173,7 @@ export async function createNotificationTarget(ctx: AppContext, input: TargetInp
 export async function updateNotificationTarget(ctx: AppContext, name: string, change: Partial<Omit<TargetInput, 'type' | 'name'>>): Promise<{ type: string; name: string }> {
   const current = (await ctx.notifications.targets()).find((t) => t.name === name);
   if (!current) throw new IbsError('NOT_FOUND', `No notification target "${name}" (see "ironcore-backup notification target list")`);
-  mustCorrect(ctx, 'target', name, current.invalid, change, {});
+  mustCorrect(ctx, 'target', name, current.invalid, change);
   // The secrets are part of the merged input: the stored ones stay unless the change gives new ones.
   const { section, secrets } = targetSection({ ...storedInput(current, await ctx.notifications.secrets(name)), ...given(change) });
   await ctx.notifications.replace(section, secrets);
@@ -224,7 +227,7 @@ export async function updateNotificationMatcher(ctx: AppContext, name: string, c
   const found = (await ctx.notifications.matchers()).find((x) => x.name === name);
   if (!found) throw new IbsError('NOT_FOUND', `No notification matcher "${name}" (see "ironcore-backup notification matcher list")`);
   const { invalid, ...current } = found;
-  mustCorrect(ctx, 'matcher', name, invalid, change, { 'invert-match': 'invert' });
+  mustCorrect(ctx, 'matcher', name, invalid, change, { 'invert-match': ['invert', '--invert'], disable: ['disable', '--disable or --enable'] });
   await ctx.notifications.replace(await matcherSection(ctx, { ...(current as unknown as MatcherInput), ...given(change), name }));
   return { name };
 }

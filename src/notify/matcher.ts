@@ -19,8 +19,8 @@ export interface MatcherConfig {
   invert: boolean;
   disable?: boolean;
   /**
-   * The stored settings do not read: the matcher then matches every event (its targets get more than asked for,
-   * never less), and the notifier logs this message each time.
+   * The stored settings do not read: the matcher then matches every event unless it is disabled (its targets
+   * get more than asked for, never less), and the notifier logs this message each time.
    */
   problem?: string;
 }
@@ -41,8 +41,8 @@ function inWindow(ev: CalendarEvent, time: number): boolean {
 }
 
 export function matches(m: MatcherConfig, event: NotificationEvent): boolean {
-  if (m.problem !== undefined) return true;
   if (m.disable) return false;
+  if (m.problem !== undefined) return true;
   const conditions: boolean[] = [];
   if (m.severities) conditions.push(m.severities.includes(event.severity));
   // "sync" matches sync-ok and sync-err: a family name matches its outcomes.
