@@ -14,6 +14,29 @@ function succeeding(home: string): (args: string[]) => Promise<string> {
   };
 }
 
+/**
+ * A home of its own for one test, with a folder `data` holding one small file to back up: `must` runs commands
+ * that must succeed; a server started with `serve` is stopped at the end (or by `stop`), and everything removed.
+ */
+async function inHome(prefix: string, fn: (h: { data: string; home: string; must: (args: string[]) => Promise<string>; serve: () => Promise<void>; stop: () => Promise<void> }) => Promise<void>): Promise<void> {
+  const dir = await tempDir(prefix);
+  const home = join(dir.path, 'home');
+  const data = join(dir.path, 'data');
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  const stop = async (): Promise<void> => {
+    await server?.stop();
+    server = undefined;
+  };
+  try {
+    await mkdir(data, { recursive: true });
+    await writeFile(join(data, 'a.txt'), 'some data\n');
+    await fn({ data, home, must: succeeding(home), serve: async () => void (server = await startServer(home)), stop });
+  } finally {
+    await stop();
+    await dir.cleanup();
+  }
+}
+
 test('a run of a schedule stands for its share of the window', () => {
   const from = Date.parse('2026-12-07T12:00:00Z');
   assert.equal(windowShare('daily', 7, from), 1 / 7);
@@ -23,18 +46,12 @@ test('a run of a schedule stands for its share of the window', () => {
 });
 
 test('verify window (the troubleshooting page\'s --verify-window-days): due snapshots are verified by the job; an outgrown window is named with its fixes', async () => {
-  const dir = await tempDir('ibs-window-');
-  const home = join(dir.path, 'home');
-  const must = succeeding(home);
-  let server: Awaited<ReturnType<typeof startServer>> | undefined;
-  try {
-    await mkdir(join(dir.path, 'data'), { recursive: true });
-    await writeFile(join(dir.path, 'data', 'a.txt'), 'some data\n');
+  await inHome('ibs-window-', async ({ data, home, must, serve }) => {
     await must(['datastore', 'create', 'ibs-primary']);
     const ago = (days: number): string => new Date(Date.now() - days * 86_400_000).toISOString().replace(/\.\d+Z$/, 'Z');
     // Two backups ten days old, never verified (due in a 7-day window), and a new one (due within the window).
     for (const [id, time] of [['old1', ago(10)], ['old2', ago(10)], ['new', ago(0.01)]] as const) {
-      await must(['backup', 'create', '--quiet', '--store', 'ibs-primary', '--id', id, '--time', time, `root.tar:${join(dir.path, 'data')}`]);
+      await must(['backup', 'create', '--quiet', '--store', 'ibs-primary', '--id', id, '--time', time, `root.tar:${data}`]);
     }
 
     // Bad input: one clear line, nothing stored.
@@ -69,7 +86,7 @@ test('verify window (the troubleshooting page\'s --verify-window-days): due snap
     assert.deepEqual(s.notes, [], 'before its first run, nothing is said about the window');
 
     // Run by the server, as a task: the two due ones and, for its share (1 run in 7), no other.
-    server = await startServer(home);
+    await serve();
     const ran = await ibs(home, ['verify', 'job', 'run', 'weekly-window']);
     assert.equal(ran.code, 0, ran.stderr);
     assert.match(ran.stdout, /task: UPID:/);
@@ -81,7 +98,7 @@ test('verify window (the troubleshooting page\'s --verify-window-days): due snap
     assert.deepEqual(s.notes, []);
 
     // A backup older than the window arrives (say, a pulled copy): it is overdue, and the status says what to do.
-    await must(['backup', 'create', '--quiet', '--store', 'ibs-primary', '--id', 'late', '--time', ago(9), `root.tar:${join(dir.path, 'data')}`]);
+    await must(['backup', 'create', '--quiet', '--store', 'ibs-primary', '--id', 'late', '--time', ago(9), `root.tar:${data}`]);
     s = await status();
     assert.equal(s.jobs[0]?.overdue, 1);
     assert.match(s.notes.join('\n'), /verify\/weekly-window: 1 snapshot\(s\) of ibs-primary not verified within its 7-day window: the datastore has outgrown it\. Increase it \(verify job update weekly-window --verify-window-days N\), run the job more often \(--schedule\) or with more snapshots at once \(--max-concurrent-snapshots\)/);
@@ -93,18 +110,11 @@ test('verify window (the troubleshooting page\'s --verify-window-days): due snap
     // Back to ignore-verified: the window is deleted, then the old settings may be given.
     await must(['verify', 'job', 'update', 'weekly-window', '--delete', 'verify-window-days', '--ignore-verified', '--outdated-after', '30']);
     assert.match(await must(['verify', 'job', 'list']), /weekly-window +ibs-primary +daily +true +30 +2/);
-  } finally {
-    await server?.stop();
-    await dir.cleanup();
-  }
+  });
 });
 
 test('a job setting edited by hand into something invalid: listing names file, job and value; the job can be corrected; the scheduler runs the other jobs', async () => {
-  const dir = await tempDir('ibs-jobcfg-');
-  const home = join(dir.path, 'home');
-  const must = succeeding(home);
-  let server: Awaited<ReturnType<typeof startServer>> | undefined;
-  try {
+  await inHome('ibs-jobcfg-', async ({ home, must, serve }) => {
     await must(['datastore', 'create', 'ibs-primary']);
     await must(['verify', 'job', 'create', 'good', '--store', 'ibs-primary', '--schedule', 'daily']);
     await must(['verify', 'job', 'create', 'edited', '--store', 'ibs-primary', '--schedule', 'daily', '--verify-window-days', '7']);
@@ -115,7 +125,7 @@ test('a job setting edited by hand into something invalid: listing names file, j
     assert.match(listed.stderr, /verification\.cfg: verification job "edited" is invalid: Invalid verify-window-days "seven": expected a number/);
     // The other job still reads on its own; the scheduler skips the invalid one and says so.
     assert.equal(JSON.parse(await must(['verify', 'job', 'run', 'good', '--output', 'json'])).ok, true);
-    server = await startServer(home);
+    await serve();
     let log = '';
     for (let i = 0; i < 100 && !/job skipped: invalid configuration/.test(log); i++) {
       await new Promise((r) => setTimeout(r, 100));
@@ -126,20 +136,11 @@ test('a job setting edited by hand into something invalid: listing names file, j
     // Corrected with the update command, it lists again.
     await must(['verify', 'job', 'update', 'edited', '--verify-window-days', '7']);
     assert.match(await must(['verify', 'job', 'list']), /edited +ibs-primary +daily +7/);
-  } finally {
-    await server?.stop();
-    await dir.cleanup();
-  }
+  });
 });
 
 test('a datastore setting edited by hand into something invalid: named where it is listed, the other datastores and the scheduler go on, update must give it, remove works', async () => {
-  const dir = await tempDir('ibs-dscfg-');
-  const home = join(dir.path, 'home');
-  const must = succeeding(home);
-  let server: Awaited<ReturnType<typeof startServer>> | undefined;
-  try {
-    await mkdir(join(dir.path, 'data'), { recursive: true });
-    await writeFile(join(dir.path, 'data', 'a.txt'), 'some data\n');
+  await inHome('ibs-dscfg-', async ({ data, home, must, serve, stop }) => {
     for (const name of ['good', 'edited', 'gone']) await must(['datastore', 'create', name]);
     await must(['datastore', 'update', 'good', '--gc-schedule', 'daily']);
     await must(['datastore', 'update', 'edited', '--gc-schedule', 'daily', '--keep-daily', '7']);
@@ -160,7 +161,7 @@ test('a datastore setting edited by hand into something invalid: named where it 
     assert.equal(listed[0]?.problem, undefined);
     assert.match(await must(['datastore', 'list']), /PROBLEM/);
     // The other datastores work, and new ones can be created.
-    await must(['backup', 'create', '--quiet', '--store', 'good', '--id', 'h', `root.tar:${join(dir.path, 'data')}`]);
+    await must(['backup', 'create', '--quiet', '--store', 'good', '--id', 'h', `root.tar:${data}`]);
     await must(['datastore', 'create', 'third']);
     const shown = await ibs(home, ['datastore', 'show', 'edited']);
     assert.equal(shown.code, 6);
@@ -169,7 +170,7 @@ test('a datastore setting edited by hand into something invalid: named where it 
     // The job overview names the GC schedule that cannot run; the scheduler skips it and runs the rest.
     const jobs = JSON.parse(await must(['job', 'list', '--output', 'json'])) as Array<{ job: string; problem?: string }>;
     assert.deepEqual(jobs.map((j) => [j.job, j.problem === undefined]), [['gc/good', true], ['gc/edited', false], ['gc/gone', false]]);
-    server = await startServer(home);
+    await serve();
     let log = '';
     for (let i = 0; i < 100 && !/"job":"gc\/gone"/.test(log); i++) {
       await new Promise((r) => setTimeout(r, 100));
@@ -177,8 +178,7 @@ test('a datastore setting edited by hand into something invalid: named where it 
     }
     assert.match(log, /"msg":"job skipped: invalid configuration".*"job":"gc\/edited"/);
     assert.doesNotMatch(log, /cannot read job configuration/);
-    await server.stop();
-    server = undefined;
+    await stop();
 
     // A change must give each value that does not read; nothing is written until it does.
     const comment = await ibs(home, ['datastore', 'update', 'edited', '--comment', 'x']);
@@ -197,8 +197,5 @@ test('a datastore setting edited by hand into something invalid: named where it 
     assert.match(destroy.stderr, /path "relative\/gone"/);
     assert.match(await must(['datastore', 'remove', 'gone']), /Removed datastore gone/);
     assert.deepEqual((JSON.parse(await must(['datastore', 'list', '--output', 'json'])) as Array<{ name: string }>).map((d) => d.name), ['good', 'edited', 'third']);
-  } finally {
-    await server?.stop();
-    await dir.cleanup();
-  }
+  });
 });
