@@ -13,7 +13,6 @@ import { ChunkPool } from '../datastore/index.ts';
 import { JOURNAL_SOCKET, journalByDefault, silentReporter, type Reporter } from '../lib/index.ts';
 import { ConcurrencyBackend, RetryBackend, type StorageBackend } from '../storage/index.ts';
 import { LocalBackend } from '../storage/local/index.ts';
-import { startServer } from './server.ts';
 
 export function openBackend(config: DatastoreConfig): StorageBackend {
   switch (config.backend) {
@@ -75,6 +74,8 @@ export function serverCommand(paths: IbsPaths): Command {
       const journalText = (a.values.journal as string | undefined) ?? 'auto';
       if (!['auto', 'yes', 'no'].includes(journalText)) throw new IbsError('INVALID_ARGUMENT', `Invalid --journal "${journalText}": expected auto, yes or no`);
       if (journalText === 'yes' && !existsSync(JOURNAL_SOCKET)) throw new IbsError('INVALID_ARGUMENT', `--journal yes: there is no system journal here (no ${JOURNAL_SOCKET}; is systemd-journald running?)`);
+      // The server's modules (HTTP/2, API, scheduler) are loaded by this command only: the others start sooner.
+      const { startServer } = await import('./server.ts');
       const server = await startServer({
         paths,
         makeContext: (authId, signal) => makeContext(paths, authId, silentReporter, signal),

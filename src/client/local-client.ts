@@ -1,4 +1,3 @@
-import { request } from 'node:http';
 import { IbsError } from '../core/index.ts';
 import { apiPath, decodeApiResponse } from './api-client.ts';
 
@@ -13,10 +12,13 @@ export class LocalApiClient {
     this.#socketPath = socketPath;
   }
 
-  request<T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, params: Record<string, unknown> = {}): Promise<T> {
+  async request<T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, params: Record<string, unknown> = {}): Promise<T> {
     const query = method === 'GET' || method === 'DELETE';
     const fullPath = apiPath(path, query ? params : {});
     const body = query ? undefined : JSON.stringify(params);
+    // Loaded on first use: importing node:http as a module loads node:http2 too (20-24 ms), and most commands
+    // never call the server.
+    const { request } = await import('node:http');
     return new Promise((resolve, reject) => {
       const req = request({ socketPath: this.#socketPath, path: fullPath, method, headers: body !== undefined ? { 'content-type': 'application/json' } : {} }, (res) => {
         const pieces: Buffer[] = [];
