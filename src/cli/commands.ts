@@ -452,7 +452,7 @@ export const COMMANDS: Command[] = [
     summary: 'list configured datastores',
     positionals: 0,
     run: (ctx) => app.listDatastores(ctx),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'path', 'comment', 'problem']),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'path', 'comment', 'problem?']),
   },
   {
     path: ['datastore', 'show'],
@@ -585,7 +585,7 @@ export const COMMANDS: Command[] = [
     text: (r: app.SnapshotRow[]) =>
       table(
         r.map((s) => ({ ...s, size: s.damaged ? '' : formatBytes(s.size), encrypted: s.damaged ? '' : s.encrypted ? 'yes' : 'no', protected: s.protected ? 'yes' : '' })),
-        ['snapshot', ...(r.some((s) => s.namespace !== '') ? ['namespace'] : []), 'size', 'encrypted', 'protected', 'verifyState', 'archives'],
+        ['snapshot', 'namespace?', 'size', 'encrypted', 'protected', 'verifyState', 'archives'],
       ) + r.filter((s) => s.damaged).map((s) => `\n${s.snapshot}: ${s.damaged}`).join(''),
   },
   {
@@ -981,7 +981,7 @@ export const COMMANDS: Command[] = [
     summary: 'list users',
     positionals: 0,
     run: (ctx) => app.listUsers(ctx),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['userid', 'enable', 'expire', 'comment', 'email', 'problem']),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['userid', 'enable', 'expire', 'comment', 'email', 'problem?']),
   },
   {
     path: ['user', 'update'],
@@ -1038,7 +1038,7 @@ export const COMMANDS: Command[] = [
     summary: 'list API tokens (never their secrets)',
     positionals: [0, 1],
     run: (ctx, a) => app.listTokens(ctx, a.positionals[0]),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['tokenid', 'enable', 'expire', 'comment', 'problem']),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['tokenid', 'enable', 'expire', 'comment', 'problem?']),
   },
   {
     path: ['token', 'remove'],
@@ -1175,7 +1175,7 @@ export const COMMANDS: Command[] = [
     summary: 'list notification targets (never their secrets)',
     positionals: 0,
     run: (ctx) => app.listNotificationTargets(ctx),
-    text: (r: Array<Record<string, unknown>>) => table(r.map((t) => ({ ...t, where: t.url ?? t.server ?? t.path ?? '', to: t.mailto ?? '' })), ['name', 'type', 'where', 'to', 'comment', 'problem']),
+    text: (r: Array<Record<string, unknown>>) => table(r.map((t) => ({ ...t, where: t.url ?? t.server ?? t.path ?? '', to: t.mailto ?? '' })), ['name', 'type', 'where', 'to', 'comment', 'problem?']),
   },
   {
     path: ['notification', 'target', 'remove'],
@@ -1221,7 +1221,7 @@ export const COMMANDS: Command[] = [
     summary: 'list matchers',
     positionals: 0,
     run: (ctx) => app.listNotificationMatchers(ctx),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'targets', 'severities', 'types', 'datastores', 'jobs', 'calendar', 'mode', 'invert', 'disable', 'problem']),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'targets', 'severities', 'types', 'datastores', 'jobs', 'calendar', 'mode', 'invert', 'disable', 'problem?']),
   },
   {
     path: ['notification', 'matcher', 'remove'],
@@ -1337,7 +1337,7 @@ export const COMMANDS: Command[] = [
     summary: 'every scheduled job (verify, prune, GC) with its last run (time, result, UPID) and next run',
     positionals: 0,
     run: (ctx) => app.listJobs(ctx),
-    text: (r: app.JobRow[]) => table(r, ['job', 'schedule', 'lastRun', 'lastState', 'nextRun', 'problem']),
+    text: (r: app.JobRow[]) => table(r, ['job', 'schedule', 'lastRun', 'lastState', 'nextRun', 'problem?']),
   },
 
   // ---- remotes -----------------------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ test('progress on a terminal shows bytes, percent, rate and ETA; off a terminal 
 
 test('table() aligns columns under upper-case headers', () => {
   assert.equal(table([{ a: 'x', b: 1 }, { a: 'longer', b: 22 }], ['a', 'b']), 'A       B\nx       1\nlonger  22');
+  // A column marked optional ("problem?") shows only when some row has a value for it.
+  assert.equal(table([{ a: 'x' }, { a: 'y', problem: '' }], ['a', 'problem?']), 'A\nx\ny');
+  assert.equal(table([{ a: 'x' }, { a: 'y', problem: 'bad' }], ['a', 'problem?']), 'A  PROBLEM\nx\ny  bad');
 });
 
 test('snapshot list shows the archives a restore takes, not the stored files; the namespace column once a row has one', async () => {

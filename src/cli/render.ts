@@ -1,8 +1,17 @@
 import { formatBytes, formatDuration, formatRate, RateMeter, type ProgressEvent, type Reporter } from '../lib/index.ts';
 
-/** Renders rows as an aligned text table. */
-export function table(rows: readonly object[], columns: readonly string[]): string {
+/**
+ * Rows as an aligned table of `columns` (keys of the rows; headers in capitals). A column named with a trailing
+ * "?" is shown only when some row has a value for it (a PROBLEM column when something does not read).
+ */
+export function table(rows: readonly object[], allColumns: readonly string[]): string {
   if (rows.length === 0) return '(none)';
+  const has = (key: string): boolean =>
+    rows.some((r) => {
+      const v = (r as Record<string, unknown>)[key];
+      return v !== undefined && v !== null && v !== '';
+    });
+  const columns = allColumns.flatMap((c) => (!c.endsWith('?') ? [c] : has(c.slice(0, -1)) ? [c.slice(0, -1)] : []));
   const cells = rows.map((r) => columns.map((c) => {
     const v = (r as Record<string, unknown>)[c];
     return v === undefined || v === null ? '' : Array.isArray(v) ? v.join(',') : String(v);
