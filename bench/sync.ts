@@ -204,7 +204,9 @@ async function main(): Promise<void> {
     for (const r of rounds.slice(1)) {
       await must(homeA, ['sync', 'remove', '--name', `local${r}`]);
       await must(homeA, ['sync', 'remove', '--name', `https${r}`]);
-      for (const dir of [join(homeA, 'data', `local-copy${r}`), join(homeB, 'data', `dst${r}`), peers.rsync + r, peers.rclone + r, repo2 + r]) await rm(dir, { recursive: true, force: true });
+      await must(homeA, ['datastore', 'remove', `local-copy${r}`, '--destroy-data']);
+      await must(homeB, ['datastore', 'remove', `dst${r}`, '--destroy-data']);
+      for (const dir of [peers.rsync + r, peers.rclone + r, repo2 + r]) await rm(dir, { recursive: true, force: true });
     }
     await mutate(corpus.tree, corpus.image);
     await backup('bench');
