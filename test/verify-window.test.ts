@@ -72,6 +72,8 @@ test('verify window (the troubleshooting page\'s --verify-window-days): due snap
       [['--delete', 'schedule'], /Invalid --delete "schedule": expected one of verify-window-days, /],
       [['--ignore-verified'], /verify-window-days replaces ignore-verified/],
       [[], /Nothing to change/],
+      // The datastore and namespace of a job do not change: --ns is not taken and silently dropped.
+      [['--ns', 'other', '--comment', 'x'], /Unknown option '--ns'/],
     ] as const) {
       const r = await ibs(home, ['verify', 'job', 'update', 'weekly-window', ...args]);
       assert.equal(r.code, 2, r.stderr);

@@ -60,10 +60,15 @@ function verifyJobSettings(input: Record<string, unknown>): { ignoreVerified?: b
 }
 
 /** A verify job, once the caller is found to hold Datastore.Verify on its datastore and namespace. */
-async function verifyJobFor(req: ApiRequest, id: string): Promise<Awaited<ReturnType<typeof app.createVerifyJob>>> {
+async function verifyJobFor(req: ApiRequest, id: string): Promise<app.VerifyJobConfig> {
   const job = await req.ctx.jobs.verify.get(id);
   requirePrivilege(req.acl, req.authId, datastoreAclPath(job.store, parseNamespace(job.ns)), 'Datastore.Verify');
   return job;
+}
+
+/** A job run now: by the server's scheduler when it runs one (its last run and notifications follow), else as a task here. */
+function runJobNow(req: ApiRequest, type: string, job: string, id: string, run: (ctx: app.AppContext) => Promise<unknown>): Promise<string> {
+  return req.runJob ? req.runJob(job) : asTask(req, type, id, run);
 }
 
 async function asTask(req: ApiRequest, type: string, id: string, run: (ctx: app.AppContext) => Promise<unknown>): Promise<string> {
@@ -385,8 +390,7 @@ export const ROUTES: Route[] = [
     handler: async (req, input) => {
       const job = await req.ctx.jobs.sync.get(input.id as string);
       app.checkSyncPermissions(req.acl, req.authId, job);
-      if (req.runJob) return req.runJob(`sync/${job.id}`);
-      return asTask(req, 'syncjob', job.id, (ctx) => app.runSyncJob(ctx, { id: job.id }));
+      return runJobNow(req, 'syncjob', `sync/${job.id}`, job.id, (ctx) => app.runSyncJob(ctx, { id: job.id }));
     },
   },
   {
@@ -1044,7 +1048,6 @@ export const ROUTES: Route[] = [
         schedule: input.schedule as string,
         ...(input.ns ? { ns: input.ns as string } : {}),
         ...verifyJobSettings(input),
-        ignoreVerified: input['ignore-verified'] === true,
       }),
   },
   {
@@ -1080,8 +1083,7 @@ export const ROUTES: Route[] = [
     permission: { kind: 'handler', description: "Datastore.Verify on the job's datastore and namespace" },
     handler: async (req, input) => {
       const job = await verifyJobFor(req, input.id as string);
-      if (req.runJob) return req.runJob(`verify/${job.id}`);
-      return asTask(req, 'verificationjob', job.id, (ctx) => app.runVerifyJob(ctx, job));
+      return runJobNow(req, 'verificationjob', `verify/${job.id}`, job.id, (ctx) => app.runVerifyJob(ctx, job));
     },
   },
   {

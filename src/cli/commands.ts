@@ -204,9 +204,9 @@ const KEY_OPTIONS = {
   'passphrase-file': { type: 'string', help: 'read the key passphrase from this file (or set IBS_PASSPHRASE)' },
 } as const satisfies Record<string, OptionSpec>;
 
+/** The settings of a verify job (create adds its datastore and namespace, which an update cannot change). */
 const VERIFY_JOB_OPTIONS = {
   schedule: { type: 'string', help: 'calendar event' },
-  ...STORE_NS,
   'verify-window-days': { type: 'string', help: 'verify every snapshot at least once in this many days (1 to 3650), spreading the work over the runs; replaces --ignore-verified/--outdated-after' },
   'ignore-verified': { type: 'boolean', help: 'skip snapshots verified ok recently' },
   'outdated-after': { type: 'string', help: 're-verify after this many days' },
@@ -1240,11 +1240,10 @@ export const COMMANDS: Command[] = [
     usage: 'verify job create NAME --store S --schedule CAL [--ns NS] [--verify-window-days DAYS | --ignore-verified [--outdated-after DAYS]] [--max-concurrent-snapshots N] [--notification-mode M] [--comment TEXT]',
     summary: 'schedule verification of a datastore (run by the server)',
     positionals: 1,
-    options: { store: { type: 'string', help: 'datastore' }, ...VERIFY_JOB_OPTIONS },
+    options: { store: { type: 'string', help: 'datastore' }, ...STORE_NS, ...VERIFY_JOB_OPTIONS },
     run: (ctx, a) => {
       if (!str(a, 'store') || !str(a, 'schedule')) throw new IbsError('INVALID_ARGUMENT', 'Missing --store or --schedule: a verify job needs both');
-      const { ignoreVerified, ...rest } = verifyJobArgs(a);
-      return app.createVerifyJob(ctx, { id: pos(a, 0), store: str(a, 'store') as string, schedule: str(a, 'schedule') as string, ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), ...rest, ignoreVerified: ignoreVerified === true });
+      return app.createVerifyJob(ctx, { id: pos(a, 0), store: str(a, 'store') as string, schedule: str(a, 'schedule') as string, ...(str(a, 'ns') ? { ns: str(a, 'ns') as string } : {}), ...verifyJobArgs(a) });
     },
     text: (r: { id: string }) => `Created verify job ${r.id}`,
   },

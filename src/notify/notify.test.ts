@@ -23,6 +23,18 @@ const event = (over: Partial<NotificationEvent> = {}): NotificationEvent => ({
 
 const m = (over: Partial<MatcherConfig>): MatcherConfig => ({ name: 'm1', targets: ['t'], mode: 'all', invert: false, ...over });
 
+/** A webhook endpoint on 127.0.0.1 that answers every request with `status`, and the target that posts to it. */
+async function webhookAnswering(status: number, name: string): Promise<{ target: TargetConfig; calls: () => number; close: () => void }> {
+  let calls = 0;
+  const server = createHttpServer((_req, res) => {
+    calls++;
+    res.writeHead(status).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const target: TargetConfig = { type: 'webhook', name, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, method: 'POST', headers: {} };
+  return { target, calls: () => calls, close: () => server.close() };
+}
+
 test('matchers: conditions combine with all/any, invert negates, calendar windows select times', () => {
   assert.equal(matches(m({}), event()), true);
   assert.equal(matches(m({ severities: ['error'], types: ['verify'] }), event()), true);
@@ -74,41 +86,29 @@ test('webhook: retried with backoff until it succeeds; secret headers are sent b
 });
 
 test('webhook: a permanent failure (4xx) is reported, not retried forever', async () => {
-  let calls = 0;
-  const server = createHttpServer((_req, res) => {
-    calls++;
-    res.writeHead(404).end();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const target: TargetConfig = { type: 'webhook', name: 'gone', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, method: 'POST', headers: {} };
-  const notifier = new Notifier({ targets: async () => [target], matchers: async () => [m({ targets: ['gone'] })], secrets: async () => ({}) }, { baseDelayMs: 5 });
+  const hook = await webhookAnswering(404, 'gone');
+  const notifier = new Notifier({ targets: async () => [hook.target], matchers: async () => [m({ targets: ['gone'] })], secrets: async () => ({}) }, { baseDelayMs: 5 });
   const [report] = await notifier.send(event());
-  server.close();
+  hook.close();
   assert.equal(report?.ok, false);
   assert.match(report?.error ?? '', /HTTP 404/);
-  assert.equal(calls, 1);
+  assert.equal(hook.calls(), 1);
 });
 
 test('close: a delivery still retrying gets the grace time, then is given up and logged so', async () => {
-  let calls = 0;
-  const server = createHttpServer((_req, res) => {
-    calls++;
-    res.writeHead(503).end();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const target: TargetConfig = { type: 'webhook', name: 'busy', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, method: 'POST', headers: {} };
+  const hook = await webhookAnswering(503, 'busy');
   const logged: Array<[string, Record<string, unknown>]> = [];
   // Retries a minute apart: without close, the delivery would go on for minutes.
-  const notifier = new Notifier({ targets: async () => [target], matchers: async () => [m({ targets: ['busy'] })], secrets: async () => ({}) }, { baseDelayMs: 60_000, log: (_level, msg, fields) => logged.push([msg, fields]) });
+  const notifier = new Notifier({ targets: async () => [hook.target], matchers: async () => [m({ targets: ['busy'] })], secrets: async () => ({}) }, { baseDelayMs: 60_000, log: (_level, msg, fields) => logged.push([msg, fields]) });
   const sent = notifier.send(event());
-  while (calls === 0) await new Promise((r) => setTimeout(r, 10));
+  while (hook.calls() === 0) await new Promise((r) => setTimeout(r, 10));
   const started = Date.now();
   await notifier.close(300);
   const elapsed = Date.now() - started;
   const [report] = await sent;
-  server.close();
+  hook.close();
   assert.ok(elapsed >= 250 && elapsed < 10_000, `closed after ${elapsed} ms`);
-  assert.equal(calls, 1);
+  assert.equal(hook.calls(), 1);
   assert.deepEqual(report, { target: 'busy', ok: false, error: 'given up: the server is stopping' });
   assert.deepEqual(logged.at(-1), ['delivery failed', { target: 'busy', error: 'given up: the server is stopping' }]);
 });
