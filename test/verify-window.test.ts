@@ -115,29 +115,98 @@ test('verify window (the troubleshooting page\'s --verify-window-days): due snap
   });
 });
 
-test('a job setting edited by hand into something invalid: listing names file, job and value; the job can be corrected; the scheduler runs the other jobs', async () => {
-  await inHome('ibs-jobcfg-', async ({ home, must, serve }) => {
+test('a job setting edited by hand into something invalid: every list shows the job with its problem, the scheduler runs the others, an update must give the value, remove works', async () => {
+  await inHome('ibs-jobcfg-', async ({ home, must, serve, stop }) => {
     await must(['datastore', 'create', 'ibs-primary']);
+    await must(['datastore', 'create', 'ibs-second']);
     await must(['verify', 'job', 'create', 'good', '--store', 'ibs-primary', '--schedule', 'daily']);
     await must(['verify', 'job', 'create', 'edited', '--store', 'ibs-primary', '--schedule', 'daily', '--verify-window-days', '7']);
-    const path = join(home, 'etc', 'verification.cfg');
-    await writeFile(path, (await readFile(path, 'utf8')).replace('verify-window-days 7', 'verify-window-days seven'));
-    const listed = await ibs(home, ['verify', 'job', 'list']);
-    assert.equal(listed.code, 6, listed.stderr);
-    assert.match(listed.stderr, /verification\.cfg: verification job "edited" is invalid: Invalid verify-window-days "seven": expected a number/);
-    // The other job still reads on its own; the scheduler skips the invalid one and says so.
+    await must(['prune', 'job', 'create', 'keep', '--store', 'ibs-primary', '--schedule', 'daily', '--keep-daily', '7']);
+    await must(['prune', 'job', 'create', 'pruned', '--store', 'ibs-primary', '--schedule', 'daily', '--keep-daily', '7']);
+    await must(['sync', 'create', '--name', 'copy', '--store', 'ibs-primary', '--remote-store', 'ibs-second', '--direction', 'push', '--schedule', 'daily']);
+    await must(['sync', 'create', '--name', 'filtered', '--store', 'ibs-primary', '--remote-store', 'ibs-second', '--direction', 'push', '--ns', 'a']);
+    const secret = join(home, 'remote.secret');
+    await writeFile(secret, 'not used\n');
+    const remote = (name: string): string[] => ['remote', 'create', name, '--host', '127.0.0.1', '--auth-id', 'sync@ibs!t', '--secret-file', secret, '--fingerprint', Array(32).fill('ab').join(':')];
+    await must(remote('offsite'));
+    await must(['sync', 'create', '--name', 'fetch', '--store', 'ibs-primary', '--remote', 'offsite', '--remote-store', 'ibs-second', '--direction', 'pull']);
+    const edit = async (file: string, from: RegExp, to: string): Promise<string> => {
+      const path = join(home, 'etc', file);
+      const text = await readFile(path, 'utf8');
+      assert.match(text, from);
+      await writeFile(path, text.replace(from, to));
+      return path;
+    };
+    const verifyCfg = await edit('verification.cfg', /verify-window-days 7/, 'verify-window-days seven');
+    await edit('prune.cfg', /(prune: pruned\n(?:\t[^\n]*\n)*?)\tkeep-daily 7/, '$1\tkeep-daily seven');
+    const syncCfg = await edit('sync.cfg', /(sync: copy\n(?:\t[^\n]*\n)*?)\tworker-threads 1/, '$1\tworker-threads four');
+    await edit('sync.cfg', /(sync: filtered\n(?:\t[^\n]*\n)*)/, '$1\tinclude [keep-daily\n');
+    await edit('sync.cfg', /sync: fetch\n/, 'sync: fetch\n\tmax-depth deep\n');
+
+    // Each list shows every job; the bad ones with file, job, value and the commands that correct or remove them.
+    const listed = async (args: string[]): Promise<Array<{ id: string; problem?: string }>> => JSON.parse(await must([...args, '--output', 'json'])) as Array<{ id: string; problem?: string }>;
+    const verifyJobs = await listed(['verify', 'job', 'list']);
+    assert.deepEqual(verifyJobs.map((j) => [j.id, j.problem === undefined]), [['good', true], ['edited', false]]);
+    assert.match(verifyJobs[1]?.problem ?? '', /verification\.cfg: verification job "edited" is invalid: Invalid verify-window-days "seven": expected a number\. Correct it with "verify job update edited --SETTING VALUE", or remove the job \("verify job remove edited"\)/);
+    const pruneJobs = await listed(['prune', 'job', 'list']);
+    assert.deepEqual(pruneJobs.map((j) => [j.id, j.problem === undefined]), [['keep', true], ['pruned', false]]);
+    assert.match(pruneJobs[1]?.problem ?? '', /prune\.cfg: prune job "pruned" is invalid: Invalid keep-daily "seven"/);
+    const syncJobs = await listed(['sync', 'list']);
+    assert.deepEqual(syncJobs.map((j) => [j.id, j.problem === undefined]), [['copy', false], ['filtered', false], ['fetch', false]]);
+    assert.match(syncJobs[0]?.problem ?? '', /sync\.cfg: sync job "copy" is invalid: Invalid worker-threads "four": expected a number\. Correct it with "sync update --name copy --SETTING VALUE"/);
+    assert.match(syncJobs[1]?.problem ?? '', /Invalid include "\[keep-daily": expected a JSON list of strings/);
+    assert.equal('workerThreads' in (syncJobs[0] ?? {}), false, 'a value that does not read is not shown as NaN');
+    assert.match(await must(['sync', 'list']), /PROBLEM/);
+    assert.match(await must(['prune', 'job', 'list']), /keep +ibs-primary +daily +keep-daily=7\n/);
+    assert.match(await must(['sync', 'show', '--name', 'copy']), /problem: .*worker-threads "four"/);
+    // A bad job still counts as a user of the remote it names; other remotes are removed as usual.
+    const busy = await ibs(home, ['remote', 'remove', 'offsite']);
+    assert.equal(busy.code, 9, busy.stderr);
+    assert.match(busy.stderr, /Remote "offsite" is used by sync job\(s\) fetch/);
+    await must(remote('unused'));
+    await must(['remote', 'remove', 'unused']);
+
+    // The other jobs still run; the scheduler skips the invalid ones and says so.
     assert.equal(JSON.parse(await must(['verify', 'job', 'run', 'good', '--output', 'json'])).ok, true);
+    const run = await ibs(home, ['sync', 'run', '--name', 'copy']);
+    assert.equal(run.code, 6);
+    assert.match(run.stderr, /worker-threads "four"/);
     await serve();
     let log = '';
-    for (let i = 0; i < 100 && !/job skipped: invalid configuration/.test(log); i++) {
+    for (let i = 0; i < 100 && !/"job":"sync\/filtered"/.test(log); i++) {
       await new Promise((r) => setTimeout(r, 100));
       log = await readFile(join(home, 'log', 'scheduler.log'), 'utf8').catch(() => '');
     }
-    assert.match(log, /"level":"error".*"msg":"job skipped: invalid configuration".*"job":"verify\/edited"/);
+    for (const job of ['verify/edited', 'prune/pruned', 'sync/copy', 'sync/filtered', 'sync/fetch']) assert.match(log, new RegExp(`"level":"error".*"msg":"job skipped: invalid configuration".*"job":"${job}"`));
     assert.doesNotMatch(log, /"job":"verify\/good"/);
-    // Corrected with the update command, it lists again.
+    await stop();
+
+    // An update that does not give the value that does not read is refused, names it, and writes nothing.
+    const before = await readFile(syncCfg, 'utf8');
+    const comment = await ibs(home, ['sync', 'update', '--name', 'copy', '--comment', 'x']);
+    assert.equal(comment.code, 6);
+    assert.match(comment.stderr, /sync job "copy" has worker-threads "four", which does not read: give --worker-threads with this change too, or remove the job \("sync remove --name copy"\)/);
+    assert.equal(await readFile(syncCfg, 'utf8'), before);
+    const pruneComment = await ibs(home, ['prune', 'job', 'update', 'pruned', '--comment', 'x']);
+    assert.equal(pruneComment.code, 6);
+    assert.match(pruneComment.stderr, /keep-daily "seven", which does not read: give --keep-daily/);
+    // Given, or deleted, the job reads again and runs.
+    await must(['sync', 'update', '--name', 'copy', '--worker-threads', '2']);
+    await must(['sync', 'update', '--name', 'filtered', '--include', 'keep-daily=*']);
     await must(['verify', 'job', 'update', 'edited', '--verify-window-days', '7']);
+    await must(['prune', 'job', 'update', 'pruned', '--keep-daily', '9', '--keep-weekly', '2']);
+    for (const args of [['verify', 'job', 'list'], ['prune', 'job', 'list']]) assert.deepEqual((await listed(args)).filter((j) => j.problem !== undefined), [], args.join(' '));
+    assert.deepEqual((await listed(['sync', 'list'])).filter((j) => j.problem !== undefined).map((j) => j.id), ['fetch']);
     assert.match(await must(['verify', 'job', 'list']), /edited +ibs-primary +daily +7/);
+    assert.match(await must(['prune', 'job', 'list']), /pruned +ibs-primary +daily +keep-daily=9 keep-weekly=2/);
+    assert.match(await must(['sync', 'run', '--name', 'copy']), /copied 0 snapshot/);
+
+    // A bad job is removed like any other.
+    await edit('verification.cfg', /verify-window-days 7/, 'verify-window-days seven');
+    await must(['verify', 'job', 'remove', 'edited']);
+    assert.doesNotMatch(await readFile(verifyCfg, 'utf8'), /edited/);
+    await must(['sync', 'remove', '--name', 'fetch']);
+    await must(['remote', 'remove', 'offsite']);
   });
 });
 

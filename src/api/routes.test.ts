@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AccessConfig, resolvePaths } from '../config/index.ts';
@@ -300,4 +300,32 @@ test('recursive snapshot and namespace listings show a child namespace only with
   assert.deepEqual((namespaces.body as { data: string[] }).data, ['open/quiet'], 'and from the namespace list');
   for (const authId of ['auditor@ibs', 'auditor@ibs!t']) await access.updateAcl({ path: '/datastore/store1/open', authId, role: 'DatastoreAudit', propagate: false });
   assert.deepEqual(await list('auditor@ibs!t', secret), ['open'], 'a role that does not propagate covers its own namespace only');
+});
+
+test('prune jobs through the API: a job edited by hand is listed with its problem, changed only by giving the value, removed like any other', async () => {
+  for (const id of ['p-good', 'p-edited']) {
+    const created = await call('POST', '/config/prune', adminSecret, JSON.stringify({ id, store: 'store1', schedule: 'daily', 'keep-daily': 7 }));
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+  }
+  const cfg = join(dir, 'etc', 'prune.cfg');
+  const text = await readFile(cfg, 'utf8');
+  await writeFile(cfg, `${text.replace(/(prune: p-edited\n(?:\t[^\n]*\n)*?)\tkeep-daily 7/, '$1\tkeep-daily seven')}\nprune: p-nowhere\n\tstore ../elsewhere\n\tschedule daily\n\tkeep-daily 1\n`);
+  const listed = async (secret: string): Promise<Array<{ id: string; problem?: string }>> => (((await call('GET', '/config/prune', secret)).body as { data: Array<{ id: string; problem?: string }> }).data);
+  const all = await listed(adminSecret);
+  assert.deepEqual(all.map((j) => [j.id, j.problem === undefined]), [['p-good', true], ['p-edited', false], ['p-nowhere', false]]);
+  assert.match(all[1]?.problem ?? '', /prune job "p-edited" is invalid: Invalid keep-daily "seven"/);
+  // One whose datastore does not read is seen (and changed) only with the privilege on every datastore.
+  assert.deepEqual((await listed(readerSecret)).map((j) => j.id), ['p-good', 'p-edited']);
+  const comment = await call('PUT', '/config/prune/p-edited', adminSecret, JSON.stringify({ comment: 'x' }));
+  assert.equal(comment.status, 500);
+  assert.match((comment.body as { message: string }).message, /keep-daily "seven", which does not read: give --keep-daily/);
+  const fixed = await call('PUT', '/config/prune/p-edited', adminSecret, JSON.stringify({ 'keep-daily': 5, 'keep-weekly': 2, delete: ['comment'] }));
+  assert.equal(fixed.status, 200, JSON.stringify(fixed.body));
+  assert.deepEqual((fixed.body as { data: { keep: unknown } }).data.keep, { 'keep-daily': 5, 'keep-weekly': 2 });
+  const noRule = await call('PUT', '/config/prune/p-good', adminSecret, JSON.stringify({ delete: ['keep-daily'] }));
+  assert.equal(noRule.status, 400);
+  assert.match((noRule.body as { message: string }).message, /at least one --keep-/);
+  assert.equal((await call('DELETE', '/config/prune/p-nowhere', readerSecret)).status, 403);
+  assert.equal((await call('DELETE', '/config/prune/p-nowhere', adminSecret)).status, 200);
+  assert.deepEqual((await listed(adminSecret)).map((j) => [j.id, j.problem === undefined]), [['p-good', true], ['p-edited', true]]);
 });

@@ -1,5 +1,5 @@
 import * as app from '../app/index.ts';
-import { IbsError, KEEP_RULES, datastoreAclPath, effectivePrivileges, parseAuthId, parseNamespace, requirePrivilege, type KeepOptions, type ManifestFile, type Privilege } from '../core/index.ts';
+import { IbsError, KEEP_RULES, aclPathOrRoot, datastoreAclPath, parseStoreName, effectivePrivileges, parseAuthId, parseNamespace, requirePrivilege, type KeepOptions, type ManifestFile, type Privilege } from '../core/index.ts';
 import { SchemaError, validate, type Schema } from '../lib/index.ts';
 import type { ApiRequest, Route } from './route.ts';
 
@@ -60,9 +60,28 @@ function verifyJobSettings(input: Record<string, unknown>): { ignoreVerified?: b
 }
 
 /** A verify job, once the caller is found to hold Datastore.Verify on its datastore and namespace. */
+/**
+ * The ACL path of a verify or prune job's datastore and namespace, as stored: '/' when they do not read (a job
+ * edited by hand; see aclPathOrRoot).
+ */
+function jobAclPath(job: { store: string; ns: string }): string {
+  return aclPathOrRoot(() => datastoreAclPath(parseStoreName(job.store), parseNamespace(job.ns)));
+}
+
+/**
+ * A verify job as stored (a change may correct it, a removal must work on it), once the caller is found to
+ * have Datastore.Verify on its datastore and namespace.
+ */
 async function verifyJobFor(req: ApiRequest, id: string): Promise<app.VerifyJobConfig> {
-  const job = await req.ctx.jobs.verify.get(id);
-  requirePrivilege(req.acl, req.authId, datastoreAclPath(job.store, parseNamespace(job.ns)), 'Datastore.Verify');
+  const job = await req.ctx.jobs.verify.getStored(id);
+  requirePrivilege(req.acl, req.authId, jobAclPath(job), 'Datastore.Verify');
+  return job;
+}
+
+/** A prune job as stored (see verifyJobFor), once the caller is found to have Datastore.Prune and Datastore.Modify on it. */
+async function pruneJobFor(req: ApiRequest, id: string): Promise<app.PruneJobConfig> {
+  const job = await req.ctx.jobs.prune.getStored(id);
+  for (const privilege of ['Datastore.Prune', 'Datastore.Modify'] as const) requirePrivilege(req.acl, req.authId, jobAclPath(job), privilege);
   return job;
 }
 
@@ -362,7 +381,8 @@ export const ROUTES: Route[] = [
     handler: async (req, input) => {
       const { id, delete: drop, ...rest } = input;
       const change = { ...app.syncJobInput(rest), ...(drop ? { delete: (drop as string[]).map((k) => Object.keys(app.syncJobInput({ [k]: true }))[0] as string) } : {}) };
-      const current = await req.ctx.jobs.sync.get(id as string);
+      // As stored: the change may correct a setting edited by hand.
+      const current = await req.ctx.jobs.sync.getStored(id as string);
       app.checkSyncPermissions(req.acl, req.authId, current);
       const updated = await app.updateSyncJob(req.ctx, id as string, change);
       return updated;
@@ -376,7 +396,7 @@ export const ROUTES: Route[] = [
     output: { type: 'any' },
     permission: { kind: 'handler', description: 'the privileges the job needs to run' },
     handler: async (req, input) => {
-      app.checkSyncPermissions(req.acl, req.authId, await req.ctx.jobs.sync.get(input.id as string));
+      app.checkSyncPermissions(req.acl, req.authId, await req.ctx.jobs.sync.getStored(input.id as string));
       return app.removeSyncJob(req.ctx, input.id as string);
     },
   },
@@ -1011,8 +1031,9 @@ export const ROUTES: Route[] = [
     handler: async (req) => {
       const status = await app.verifyStatus(req.ctx);
       const audit = (store: string): boolean => effectivePrivileges(req.acl, req.authId, datastoreAclPath(store)).has('Datastore.Audit');
-      const stores = new Map((await req.ctx.jobs.verify.list()).map((j) => [`verify/${j.id}`, j.store]));
-      return { datastores: status.datastores.filter((d) => audit(d.store)), jobs: status.jobs.filter((j) => audit(stores.get(j.job) ?? '')) };
+      const paths = new Map((await req.ctx.jobs.verify.listStored()).map((j) => [`verify/${j.id}`, jobAclPath(j)]));
+      const mayAudit = (path: string): boolean => effectivePrivileges(req.acl, req.authId, path).has('Datastore.Audit');
+      return { datastores: status.datastores.filter((d) => audit(d.store)), jobs: status.jobs.filter((j) => mayAudit(paths.get(j.job) ?? '/')) };
     },
   },
   // ---- verify and prune jobs ---------------------------------------------------------------------------------
@@ -1023,7 +1044,7 @@ export const ROUTES: Route[] = [
     input: { type: 'object', properties: {} },
     output: ANY_LIST,
     permission: { kind: 'handler', description: 'the jobs whose datastore the caller may audit' },
-    handler: async (req) => (await req.ctx.jobs.verify.list()).filter((j) => effectivePrivileges(req.acl, req.authId, datastoreAclPath(j.store)).has('Datastore.Audit')),
+    handler: async (req) => (await app.listVerifyJobs(req.ctx)).filter((j) => effectivePrivileges(req.acl, req.authId, jobAclPath(j)).has('Datastore.Audit')),
   },
   {
     method: 'POST',
@@ -1082,7 +1103,8 @@ export const ROUTES: Route[] = [
     output: UPID,
     permission: { kind: 'handler', description: "Datastore.Verify on the job's datastore and namespace" },
     handler: async (req, input) => {
-      const job = await verifyJobFor(req, input.id as string);
+      // Run only as checked: one whose settings do not is CORRUPT, naming what.
+      const job = await req.ctx.jobs.verify.get((await verifyJobFor(req, input.id as string)).id);
       return runJobNow(req, 'verificationjob', `verify/${job.id}`, job.id, (ctx) => app.runVerifyJob(ctx, job));
     },
   },
@@ -1106,7 +1128,7 @@ export const ROUTES: Route[] = [
     input: { type: 'object', properties: {} },
     output: ANY_LIST,
     permission: { kind: 'handler', description: 'the jobs whose datastore the caller may audit' },
-    handler: async (req) => (await req.ctx.jobs.prune.list()).filter((j) => effectivePrivileges(req.acl, req.authId, datastoreAclPath(j.store)).has('Datastore.Audit')),
+    handler: async (req) => (await app.listPruneJobs(req.ctx)).filter((j) => effectivePrivileges(req.acl, req.authId, jobAclPath(j)).has('Datastore.Audit')),
   },
   {
     method: 'POST',
@@ -1125,10 +1147,35 @@ export const ROUTES: Route[] = [
     output: { type: 'object', properties: { removed: { type: 'string' } } },
     permission: { kind: 'handler', description: "Datastore.Prune and Datastore.Modify on the job's datastore and namespace" },
     handler: async (req, input) => {
-      const job = await req.ctx.jobs.prune.get(input.id as string);
-      for (const privilege of ['Datastore.Prune', 'Datastore.Modify'] as const) requirePrivilege(req.acl, req.authId, datastoreAclPath(job.store, parseNamespace(job.ns)), privilege);
+      const job = await pruneJobFor(req, input.id as string);
       await req.ctx.jobs.prune.remove(job.id);
       return { removed: job.id };
+    },
+  },
+  {
+    method: 'PUT',
+    path: '/config/prune/{id}',
+    summary: 'change a prune job: given settings replace the stored ones, "delete" names retention rules (or comment) to remove',
+    input: {
+      type: 'object',
+      properties: {
+        id: JOB_ID,
+        schedule: { type: 'string', maxLength: 200, optional: true },
+        ...KEEP_INPUT,
+        comment: { type: 'string', maxLength: 1024, optional: true },
+        delete: { type: 'array', items: { type: 'string', enum: [...app.PRUNE_JOB_DELETABLE] }, maxItems: app.PRUNE_JOB_DELETABLE.length, optional: true },
+      },
+    },
+    output: { type: 'object', additional: true, properties: {} },
+    permission: { kind: 'handler', description: "Datastore.Prune and Datastore.Modify on the job's datastore and namespace" },
+    handler: async (req, input) => {
+      const job = await pruneJobFor(req, input.id as string);
+      return app.updatePruneJob(req.ctx, job.id, {
+        keep: keepInput(input),
+        ...(input.schedule !== undefined ? { schedule: input.schedule as string } : {}),
+        ...(input.comment !== undefined ? { comment: input.comment as string } : {}),
+        ...(input.delete ? { delete: input.delete as app.PruneJobDeletable[] } : {}),
+      });
     },
   },
   // ---- server keys (sync encryption) -------------------------------------------------------------------------

@@ -63,7 +63,7 @@ export async function showDatastore(ctx: AppContext, name: string): Promise<Data
 /** The most recent run of any sync job of a datastore: job, direction, time, result, UPID. */
 async function lastSyncOf(ctx: AppContext, store: string): Promise<Record<string, string> | undefined> {
   // Without sync jobs there is nothing to report (and no job state to open).
-  if (!(await ctx.jobs.sync.list()).some((j) => j.store === store)) return undefined;
+  if (!(await ctx.jobs.sync.listStored()).some((j) => j.store === store)) return undefined;
   const runs = (await listSyncJobs(ctx)).filter((j) => j.store === store && j.lastRun !== undefined).sort((a, b) => ((a.lastRun as string) < (b.lastRun as string) ? 1 : -1));
   const last = runs[0];
   if (!last) return undefined;

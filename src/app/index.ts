@@ -11,7 +11,7 @@ export * from './backup.ts';
 export * from './maintenance.ts';
 export * from './calendar.ts';
 export type { TaskManager, TaskContext, TaskRecord } from '../jobs/index.ts';
-export type { VerifyJobConfig } from '../config/index.ts';
+export type { PruneJobConfig, VerifyJobConfig } from '../config/index.ts';
 export { taskReporter } from './task-reporter.ts';
 export * from './certificate.ts';
 export * from './access.ts';

@@ -1,4 +1,4 @@
-import { IbsError, formatGroup, nextCalendarEvent, parseCalendarEvent, parseNamespace, type KeepOptions } from '../core/index.ts';
+import { IbsError, KEEP_RULES, formatGroup, nextCalendarEvent, parseCalendarEvent, parseNamespace, type KeepOptions } from '../core/index.ts';
 import type { PruneJobConfig, VerifyJobConfig } from '../config/index.ts';
 import { pruneGroup, type VerifyResult } from '../datastore/index.ts';
 import type { ScheduledJob } from '../jobs/index.ts';
@@ -96,6 +96,28 @@ export async function runVerifyJob(ctx: AppContext, job: VerifyJobConfig): Promi
   return r;
 }
 
+/** A job as listed: checked, or as stored with `problem` naming what does not check and how to correct it. */
+export type ListedJob<T> = T & { problem?: string };
+
+/**
+ * Jobs as listed: one that does not check shows its settings as stored, without those that did not read (NaN;
+ * its problem names them), and the problem.
+ */
+export function listed<T extends object>(entries: Array<{ job: T; error?: IbsError }>): Array<ListedJob<T>> {
+  const readable = (o: object): object => Object.fromEntries(Object.entries(o).filter(([, v]) => !Number.isNaN(v)).map(([k, v]) => [k, typeof v === 'object' && v !== null && !Array.isArray(v) ? readable(v) : v]));
+  return entries.map(({ job, error }): ListedJob<T> => (error ? { ...(readable(job) as T), problem: error.message } : (job as ListedJob<T>)));
+}
+
+/** The verify jobs; one whose stored settings do not check is listed with `problem` (the scheduler skips it). */
+export async function listVerifyJobs(ctx: AppContext): Promise<Array<ListedJob<VerifyJobConfig>>> {
+  return listed(await ctx.jobs.verify.listChecked());
+}
+
+/** The prune jobs; one whose stored settings do not check is listed with `problem` (the scheduler skips it). */
+export async function listPruneJobs(ctx: AppContext): Promise<Array<ListedJob<PruneJobConfig>>> {
+  return listed(await ctx.jobs.prune.listChecked());
+}
+
 export async function createPruneJob(ctx: AppContext, input: { id: string; store: string; ns?: string; schedule: string; keep: KeepOptions; comment?: string }): Promise<PruneJobConfig> {
   await ctx.datastores.get(input.store);
   return ctx.jobs.prune.add({ id: input.id, store: input.store, ns: input.ns ?? '', schedule: input.schedule, keep: input.keep, ...(input.comment ? { comment: input.comment } : {}) });
@@ -162,4 +184,24 @@ export async function scheduledJobs(ctx: AppContext, onInvalid: (job: string, er
     jobs.push({ id: `gc/${d.name}`, schedule: d.gcSchedule, type: 'garbage_collection', target: d.name, authId: 'root@pam', run: (task) => gcStore(withTask(task), { store: d.name }) });
   }
   return jobs;
+}
+
+/** Settings "prune job update --delete" removes: a retention rule, or the comment. */
+export const PRUNE_JOB_DELETABLE = [...KEEP_RULES, 'comment'] as const;
+export type PruneJobDeletable = (typeof PRUNE_JOB_DELETABLE)[number];
+
+/**
+ * Changes a prune job: `delete` removes retention rules or the comment first, then given values replace the
+ * stored ones; the rest stay. Checked whole (at least one rule) before it is written.
+ */
+export async function updatePruneJob(ctx: AppContext, id: string, change: { schedule?: string; keep?: KeepOptions; comment?: string; delete?: readonly PruneJobDeletable[] }): Promise<PruneJobConfig> {
+  const { delete: deleted = [], keep = {}, ...values } = change;
+  return ctx.jobs.prune.update(id, (job) => {
+    const next: PruneJobConfig = { ...job, keep: { ...job.keep } };
+    for (const name of deleted) {
+      if (name === 'comment') delete next.comment;
+      else delete next.keep[name];
+    }
+    return { ...next, ...Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)), keep: { ...next.keep, ...keep } };
+  });
 }

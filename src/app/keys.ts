@@ -71,7 +71,7 @@ function usersOf(jobs: ReadonlyArray<{ id: string; activeKey?: string | undefine
 
 /** Jobs that use a server key (as active key or associated key). */
 export async function keyUsers(ctx: AppContext, name: string): Promise<string[]> {
-  return usersOf(await ctx.jobs.sync.list(), name);
+  return usersOf(await ctx.jobs.sync.listStored(), name);
 }
 
 /** One server key with the sync jobs that use it (never key material). */
@@ -81,7 +81,7 @@ export async function serverKeyInfo(ctx: AppContext, name: string): Promise<Serv
 
 /** Every server key with the sync jobs that use it (the jobs read once). */
 export async function listServerKeys(ctx: AppContext): Promise<Array<ServerKeyInfo & { usedBy: string[] }>> {
-  const jobs = await ctx.jobs.sync.list();
+  const jobs = await ctx.jobs.sync.listStored();
   return (await ctx.keys.list()).map((k) => ({ ...k, usedBy: usersOf(jobs, k.name) }));
 }
 

@@ -24,7 +24,7 @@ export async function updateRemote(ctx: AppContext, name: string, change: Partia
 
 export async function removeRemote(ctx: AppContext, name: string): Promise<void> {
   await ctx.remotes.get(name);
-  const users = (await ctx.jobs.sync.list()).filter((j) => j.remote === name);
+  const users = (await ctx.jobs.sync.listStored()).filter((j) => j.remote === name);
   if (users.length > 0) throw new IbsError('BUSY', `Remote "${name}" is used by sync job(s) ${users.map((j) => j.id).join(', ')}: remove or change them first`);
   await ctx.remotes.remove(name);
 }

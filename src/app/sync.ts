@@ -1,4 +1,4 @@
-import { IbsError, decodeIndex, effectivePrivileges, indexChunks, formatNamespace, formatSnapshot, parseAuthId, parseGroup, parseNamespace, remoteAclPath, requirePrivilege, datastoreAclPath, type AclEntry, type Namespace, type SnapshotRef } from '../core/index.ts';
+import { IbsError, aclPathOrRoot, parseStoreName, decodeIndex, effectivePrivileges, indexChunks, formatNamespace, formatSnapshot, parseAuthId, parseGroup, parseNamespace, remoteAclPath, requirePrivilege, datastoreAclPath, type AclEntry, type Namespace, type SnapshotRef } from '../core/index.ts';
 import type { SyncJobConfig } from '../config/index.ts';
 import { Datastore } from '../datastore/index.ts';
 import { JobStateStore } from '../jobs/index.ts';
@@ -8,6 +8,7 @@ import { withDatastore, type AppContext } from './context.ts';
 import { connectRemote } from './remotes.ts';
 import { encryptingKey } from './keys.ts';
 import { listJobs } from './job-status.ts';
+import { listed } from './jobs.ts';
 
 const MIB = 1024 * 1024;
 
@@ -55,7 +56,8 @@ export async function createSyncJob(ctx: AppContext, input: SyncJobInput): Promi
 }
 
 export async function updateSyncJob(ctx: AppContext, id: string, change: Partial<SyncJobInput> & { delete?: string[] }): Promise<SyncJobConfig> {
-  const current = await ctx.jobs.sync.get(id);
+  // Read as stored: the change may correct a setting edited by hand into something invalid.
+  const current = await ctx.jobs.sync.getStored(id);
   const { bwlimit, delete: drop = [], ...rest } = change;
   const next: Record<string, unknown> = { ...current, ...Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)), ...(bwlimit !== undefined ? { rateIn: bwlimit, rateOut: bwlimit } : {}) };
   for (const key of drop) {
@@ -81,8 +83,10 @@ export async function removeSyncJob(ctx: AppContext, id: string): Promise<void> 
 
 /** Pull: Audit+Backup on the local store (Prune with remove-vanished, Modify for another owner) and Remote.Read; push: Remote.Audit+DatastoreBackup (DatastorePrune for removals) and Read+Audit locally. */
 export function checkSyncPermissions(acl: AclEntry[], authId: string, job: SyncJobConfig): void {
-  const local = datastoreAclPath(job.store, parseNamespace(job.ns));
-  const other = job.remote !== undefined ? remoteAclPath(job.remote, job.remoteStore, parseNamespace(job.remoteNs)) : datastoreAclPath(job.remoteStore, parseNamespace(job.remoteNs));
+  // A job as stored may name a datastore or namespace that does not read: its privileges are then needed on /.
+  // (A remote's name follows the rules of a datastore's.)
+  const local = aclPathOrRoot(() => datastoreAclPath(parseStoreName(job.store), parseNamespace(job.ns)));
+  const other = aclPathOrRoot(() => (job.remote !== undefined ? remoteAclPath(parseStoreName(job.remote), parseStoreName(job.remoteStore), parseNamespace(job.remoteNs)) : datastoreAclPath(parseStoreName(job.remoteStore), parseNamespace(job.remoteNs))));
   if (job.direction === 'pull') {
     requirePrivilege(acl, authId, local, 'Datastore.Audit');
     requirePrivilege(acl, authId, local, 'Datastore.Backup');
@@ -368,12 +372,15 @@ export async function syncRepair(ctx: AppContext, input: { id: string; upid?: st
   }
 }
 
-/** Per job: configuration plus last run and next run; per source datastore: its last sync result. */
-export async function listSyncJobs(ctx: AppContext): Promise<Array<SyncJobConfig & { lastRun?: string; lastState?: string; lastStatus?: string; lastUpid?: string; nextRun?: string }>> {
+/**
+ * Per job: configuration plus last run and next run. A job whose stored settings do not check is listed as
+ * stored, with `problem` naming what and how to correct it (it does not run until then).
+ */
+export async function listSyncJobs(ctx: AppContext): Promise<Array<SyncJobConfig & { lastRun?: string; lastState?: string; lastStatus?: string; lastUpid?: string; nextRun?: string; problem?: string }>> {
   const rows = new Map((await listJobs(ctx)).map((r) => [r.job, r]));
   const state = new JobStateStore(ctx.paths.stateDir);
   try {
-    return (await ctx.jobs.sync.list()).map((j) => {
+    return listed(await ctx.jobs.sync.listChecked()).map((j) => {
       const r = rows.get(`sync/${j.id}`);
       const s = state.get(`sync/${j.id}`, Date.now());
       return {

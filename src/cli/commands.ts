@@ -1285,8 +1285,8 @@ export const COMMANDS: Command[] = [
     usage: 'verify job list',
     summary: 'list verify jobs',
     positionals: 0,
-    run: (ctx) => ctx.jobs.verify.list(),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['id', 'store', 'ns', 'schedule', 'windowDays', 'ignoreVerified', 'outdatedAfterDays', 'maxConcurrentSnapshots', 'notificationMode']),
+    run: (ctx) => app.listVerifyJobs(ctx),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['id', 'store', 'ns', 'schedule', 'windowDays', 'ignoreVerified', 'outdatedAfterDays', 'maxConcurrentSnapshots', 'notificationMode', 'problem?']),
   },
   {
     path: ['verify', 'job', 'remove'],
@@ -1316,8 +1316,31 @@ export const COMMANDS: Command[] = [
     usage: 'prune job list',
     summary: 'list prune jobs',
     positionals: 0,
-    run: (ctx) => ctx.jobs.prune.list(),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['id', 'store', 'ns', 'schedule', 'keep']),
+    run: (ctx) => app.listPruneJobs(ctx),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['id', 'store', 'ns', 'schedule', 'keep', 'problem?']),
+  },
+  {
+    path: ['prune', 'job', 'update'],
+    usage: 'prune job update NAME [--schedule CAL] [--keep-last/-daily/… N] [--comment TEXT] [--delete OPTION …]',
+    summary: `change a prune job: given options replace the stored ones; --delete removes one (${app.PRUNE_JOB_DELETABLE.join(', ')})`,
+    positionals: 1,
+    options: { schedule: { type: 'string', help: 'calendar event' }, ...KEEP_OPTIONS, comment: { type: 'string', help: 'free text' }, delete: { type: 'string', multiple: true, help: 'option to remove' } },
+    run: (ctx, a) => {
+      const deleted = list(a, 'delete');
+      for (const name of deleted) {
+        if (!(app.PRUNE_JOB_DELETABLE as readonly string[]).includes(name)) throw new IbsError('INVALID_ARGUMENT', `Invalid --delete "${name}": expected one of ${app.PRUNE_JOB_DELETABLE.join(', ')}`);
+      }
+      const keep = keepFrom(a);
+      const change: Parameters<typeof app.updatePruneJob>[2] = {
+        ...(Object.keys(keep).length ? { keep } : {}),
+        ...(str(a, 'schedule') !== undefined ? { schedule: str(a, 'schedule') as string } : {}),
+        ...(str(a, 'comment') !== undefined ? { comment: str(a, 'comment') as string } : {}),
+        ...(deleted.length ? { delete: deleted as app.PruneJobDeletable[] } : {}),
+      };
+      if (Object.keys(change).length === 0) throw new IbsError('INVALID_ARGUMENT', 'Nothing to change: give --schedule, a --keep-… option, --comment or --delete OPTION');
+      return app.updatePruneJob(ctx, pos(a, 0), change);
+    },
+    text: (r: Record<string, unknown>) => keyValues(r),
   },
   {
     path: ['prune', 'job', 'remove'],
@@ -1441,7 +1464,7 @@ export const COMMANDS: Command[] = [
     text: (r: Array<Record<string, unknown>>) =>
       table(
         r.map((j) => ({ ...j, from: j.direction === 'pull' ? `${j.remote ?? 'local'}:${j.remoteStore}` : `local:${j.store}`, to: j.direction === 'pull' ? `local:${j.store}` : `${j.remote ?? 'local'}:${j.remoteStore}`, schedule: j.schedule ?? '(by hand)' })),
-        ['id', 'direction', 'from', 'to', 'schedule', 'lastRun', 'lastState', 'lastUpid', 'nextRun'],
+        ['id', 'direction', 'from', 'to', 'schedule', 'lastRun', 'lastState', 'lastUpid', 'nextRun', 'problem?'],
       ),
   },
   {

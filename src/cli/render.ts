@@ -2,7 +2,8 @@ import { formatBytes, formatDuration, formatRate, RateMeter, type ProgressEvent,
 
 /**
  * Rows as an aligned table of `columns` (keys of the rows; headers in capitals). A column named with a trailing
- * "?" is shown only when some row has a value for it (a PROBLEM column when something does not read).
+ * "?" is shown only when some row has a value for it (a PROBLEM column when something does not read). A list
+ * is shown comma-separated, an object as name=value pairs.
  */
 export function table(rows: readonly object[], allColumns: readonly string[]): string {
   if (rows.length === 0) return '(none)';
@@ -14,7 +15,11 @@ export function table(rows: readonly object[], allColumns: readonly string[]): s
   const columns = allColumns.flatMap((c) => (!c.endsWith('?') ? [c] : has(c.slice(0, -1)) ? [c.slice(0, -1)] : []));
   const cells = rows.map((r) => columns.map((c) => {
     const v = (r as Record<string, unknown>)[c];
-    return v === undefined || v === null ? '' : Array.isArray(v) ? v.join(',') : String(v);
+    if (v === undefined || v === null) return '';
+    if (Array.isArray(v)) return v.join(',');
+    // An object of settings (a prune job's keep rules): name=value pairs.
+    if (typeof v === 'object') return Object.entries(v).map(([k, x]) => `${k}=${String(x)}`).join(' ');
+    return String(v);
   }));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => (row[i] as string).length)));
   const line = (values: readonly string[]): string => values.map((v, i) => v.padEnd(widths[i] as number)).join('  ').trimEnd();

@@ -76,21 +76,39 @@ export interface SyncJobConfig {
   comment?: string;
 }
 
-/** A stored number setting: undefined when absent; a value that is not a number is named, with its setting. */
-const num = (props: Record<string, string>, key: string, lenient: boolean | undefined): number | undefined => {
+/**
+ * A stored number setting: undefined when absent; a value that is not a number is named, with its setting. Read
+ * leniently (`unread` given: an update, whose change may be the correction, or a listing that shows the job with
+ * its problem) it is NaN, and its setting is added to `unread`.
+ */
+const num = (props: Record<string, string>, key: string, unread: string[] | undefined): number | undefined => {
   const v = props[key];
   if (v === undefined || v === '') return undefined;
   if (!/^-?\d+(\.\d+)?$/.test(v)) {
-    // An update reads leniently: the value it sets may be the correction; the job is checked after.
-    if (lenient) return Number.NaN;
+    if (unread) {
+      unread.push(key);
+      return Number.NaN;
+    }
     throw new IbsError('INVALID_ARGUMENT', `Invalid ${key} "${v}": expected a number`);
   }
   return Number(v);
 };
-const jsonList = (v: string | undefined): string[] => {
+/** A stored list setting (JSON), read like `num`: leniently, one that does not read is its text as the only entry. */
+const jsonList = (props: Record<string, string>, key: string, unread: string[] | undefined): string[] => {
+  const v = props[key];
   if (v === undefined || v === '') return [];
-  const parsed = JSON.parse(v) as unknown;
-  return Array.isArray(parsed) ? parsed.map(String) : [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(v);
+  } catch {
+    parsed = undefined;
+  }
+  if (Array.isArray(parsed)) return parsed.map(String);
+  if (unread) {
+    unread.push(key);
+    return [v];
+  }
+  throw new IbsError('INVALID_ARGUMENT', `Invalid ${key} ${JSON.stringify(v)}: expected a JSON list of strings`);
 };
 
 function checkSyncJob(j: SyncJobConfig): void {
@@ -122,17 +140,20 @@ class JobFile<T extends { id: string }> {
   readonly #file: SectionConfig;
   readonly #path: string;
   readonly #type: string;
-  readonly #from: (s: Section, lenient?: boolean) => T;
+  readonly #from: (s: Section, unread?: string[]) => T;
   readonly #to: (j: T) => Record<string, string>;
   readonly #check: (j: T) => void;
+  readonly #commands: (id: string) => { update: string; remove: string };
 
-  constructor(path: string, type: string, from: (s: Section, lenient?: boolean) => T, to: (j: T) => Record<string, string>, check: (j: T) => void) {
+  /** `commands` name a job's update and remove commands: how to correct one whose stored settings do not check. */
+  constructor(path: string, type: string, from: (s: Section, unread?: string[]) => T, to: (j: T) => Record<string, string>, check: (j: T) => void, commands: (id: string) => { update: string; remove: string }) {
     this.#file = new SectionConfig(path);
     this.#path = path;
     this.#type = type;
     this.#from = from;
     this.#to = to;
     this.#check = check;
+    this.#commands = commands;
   }
 
   /**
@@ -146,14 +167,32 @@ class JobFile<T extends { id: string }> {
   /** The jobs that check; each one that does not is reported to `onInvalid` and left out (the scheduler runs the others). */
   async listValid(onInvalid: (id: string, error: IbsError) => void): Promise<T[]> {
     const jobs: T[] = [];
-    for (const s of await this.#sections()) {
-      try {
-        jobs.push(this.#parse(s));
-      } catch (error) {
-        onInvalid(s.name, error as IbsError);
-      }
+    for (const { job, error } of await this.listChecked()) {
+      if (error) onInvalid(job.id, error);
+      else jobs.push(job);
     }
     return jobs;
+  }
+
+  /**
+   * Every job of the file, each checked on its own: one that does not check comes with the error (CORRUPT,
+   * naming the file, the job and the problem) and its settings read leniently (a value that is not a number is
+   * NaN; a list that does not read is its text), so that a listing can still show it and a question like "which
+   * jobs use this remote" still counts it.
+   */
+  async listChecked(): Promise<Array<{ job: T; error?: IbsError }>> {
+    return (await this.#sections()).map((s) => {
+      try {
+        return { job: this.#parse(s) };
+      } catch (error) {
+        return { job: this.#from(s, []), error: error as IbsError };
+      }
+    });
+  }
+
+  /** Every job as stored, checked or not (see listChecked): for questions of use, which a bad job must not escape. */
+  async listStored(): Promise<T[]> {
+    return (await this.listChecked()).map((e) => e.job);
   }
 
   async #sections(): Promise<Section[]> {
@@ -166,7 +205,7 @@ class JobFile<T extends { id: string }> {
       this.#check(job);
       return job;
     } catch (error) {
-      throw new IbsError('CORRUPT', `${this.#path}: ${this.#type} job "${s.name}" is invalid: ${(error as Error).message}. Change the setting with the job's update command, or remove the job`);
+      throw new IbsError('CORRUPT', `${this.#path}: ${this.#type} job "${s.name}" is invalid: ${(error as Error).message}. Correct it with "${this.#commands(s.name).update} --SETTING VALUE", or remove the job ("${this.#commands(s.name).remove}")`);
     }
   }
 
@@ -186,20 +225,33 @@ class JobFile<T extends { id: string }> {
     return this.#parse(s);
   }
 
-  /** Applies `change` to a job under the lock and checks the result before writing it. */
+  /** One job as stored, read leniently (see listChecked) and not checked: the start of an update, which may correct it. */
+  async getStored(id: string): Promise<T> {
+    const s = (await this.#sections()).find((x) => x.name === id);
+    if (!s) throw new IbsError('NOT_FOUND', `Job "${id}" does not exist`);
+    return this.#from(s, []);
+  }
+
+  /**
+   * Applies `change` to a job under the lock and checks the result before writing it. A stored setting that
+   * does not read must be given anew by the change: it is never written back as it was read (NaN, or its text).
+   */
   async update(id: string, change: (job: T) => T): Promise<T> {
     return this.#file.update((sections) => {
       const s = sections.find((x) => x.type === this.#type && x.name === id);
       if (!s) throw new IbsError('NOT_FOUND', `Job "${id}" does not exist`);
-      let current: T;
-      try {
-        current = this.#from(s, true);
-      } catch (error) {
-        throw new IbsError('CORRUPT', `${this.#path}: ${this.#type} job "${id}" does not read: ${(error as Error).message}. Remove the job and create it again, or correct the file`);
-      }
+      const unread: string[] = [];
+      const current = this.#from(s, unread);
       const job = { ...change(current), id };
+      const before = this.#to(current);
+      const props = this.#to(job);
+      const kept = [...new Set(unread)].filter((k) => props[k] !== undefined && props[k] === before[k]);
+      if (kept.length > 0) {
+        const what = kept.map((k) => `${k} ${JSON.stringify(s.props[k])}`).join(', ');
+        throw new IbsError('CORRUPT', `${this.#path}: ${this.#type} job "${id}" has ${what}, which does not read: give ${kept.map((k) => `--${k}`).join(', ')} with this change too, or remove the job ("${this.#commands(id).remove}")`);
+      }
       this.#check(job);
-      s.props = this.#to(job);
+      s.props = props;
       return job;
     });
   }
@@ -222,7 +274,7 @@ export class JobsConfig {
     this.sync = new JobFile<SyncJobConfig>(
       `${configDir}/sync.cfg`,
       'sync',
-      (s, lenient) => {
+      (s, unread) => {
         const p = s.props;
         return {
           id: s.name,
@@ -233,24 +285,24 @@ export class JobsConfig {
           ...(p.schedule ? { schedule: p.schedule } : {}),
           ns: p.ns ?? '',
           remoteNs: p['remote-ns'] ?? '',
-          ...(num(p, 'max-depth', lenient) !== undefined ? { maxDepth: num(p, 'max-depth', lenient) as number } : {}),
-          includes: jsonList(p.include),
-          groupFilters: jsonList(p['group-filter']),
+          ...(num(p, 'max-depth', unread) !== undefined ? { maxDepth: num(p, 'max-depth', unread) as number } : {}),
+          includes: jsonList(p, 'include', unread),
+          groupFilters: jsonList(p, 'group-filter', unread),
           removeVanished: p['remove-vanished'] === '1',
           verifiedOnly: p['verified-only'] === '1',
           encryptedOnly: p['encrypted-only'] === '1',
           resyncCorrupt: p['resync-corrupt'] === '1',
-          ...(num(p, 'transfer-last', lenient) !== undefined ? { transferLast: num(p, 'transfer-last', lenient) as number } : {}),
+          ...(num(p, 'transfer-last', unread) !== undefined ? { transferLast: num(p, 'transfer-last', unread) as number } : {}),
           ...(p.owner ? { owner: p.owner } : {}),
-          workerThreads: num(p, 'worker-threads', lenient) ?? 1,
-          ...(num(p, 'rate-in', lenient) !== undefined ? { rateIn: num(p, 'rate-in', lenient) as number } : {}),
-          ...(num(p, 'rate-out', lenient) !== undefined ? { rateOut: num(p, 'rate-out', lenient) as number } : {}),
-          ...(num(p, 'burst-in', lenient) !== undefined ? { burstIn: num(p, 'burst-in', lenient) as number } : {}),
-          ...(num(p, 'burst-out', lenient) !== undefined ? { burstOut: num(p, 'burst-out', lenient) as number } : {}),
+          workerThreads: num(p, 'worker-threads', unread) ?? 1,
+          ...(num(p, 'rate-in', unread) !== undefined ? { rateIn: num(p, 'rate-in', unread) as number } : {}),
+          ...(num(p, 'rate-out', unread) !== undefined ? { rateOut: num(p, 'rate-out', unread) as number } : {}),
+          ...(num(p, 'burst-in', unread) !== undefined ? { burstIn: num(p, 'burst-in', unread) as number } : {}),
+          ...(num(p, 'burst-out', unread) !== undefined ? { burstOut: num(p, 'burst-out', unread) as number } : {}),
           ioWeight: p['io-weight'] === 'low' ? 'low' : 'normal',
           encryptOnPush: p['encrypt-on-push'] === '1',
           ...(p['active-encryption-key'] ? { activeKey: p['active-encryption-key'] } : {}),
-          associatedKeys: jsonList(p['associated-key']),
+          associatedKeys: jsonList(p, 'associated-key', unread),
           ...(p.comment ? { comment: p.comment } : {}),
         };
       },
@@ -286,19 +338,20 @@ export class JobsConfig {
         return out;
       },
       checkSyncJob,
+      (id) => ({ update: `sync update --name ${id}`, remove: `sync remove --name ${id}` }),
     );
     this.verify = new JobFile<VerifyJobConfig>(
       `${configDir}/verification.cfg`,
       'verification',
-      (s, lenient) => ({
+      (s, unread) => ({
         id: s.name,
         store: s.props.store ?? '',
         ns: s.props.ns ?? '',
         schedule: s.props.schedule ?? '',
         ignoreVerified: s.props['ignore-verified'] === '1',
-        ...(num(s.props, 'outdated-after', lenient) !== undefined ? { outdatedAfterDays: num(s.props, 'outdated-after', lenient) as number } : {}),
-        ...(num(s.props, 'verify-window-days', lenient) !== undefined ? { windowDays: num(s.props, 'verify-window-days', lenient) as number } : {}),
-        ...(num(s.props, 'max-concurrent-snapshots', lenient) !== undefined ? { maxConcurrentSnapshots: num(s.props, 'max-concurrent-snapshots', lenient) as number } : {}),
+        ...(num(s.props, 'outdated-after', unread) !== undefined ? { outdatedAfterDays: num(s.props, 'outdated-after', unread) as number } : {}),
+        ...(num(s.props, 'verify-window-days', unread) !== undefined ? { windowDays: num(s.props, 'verify-window-days', unread) as number } : {}),
+        ...(num(s.props, 'max-concurrent-snapshots', unread) !== undefined ? { maxConcurrentSnapshots: num(s.props, 'max-concurrent-snapshots', unread) as number } : {}),
         ...(s.props['notification-mode'] ? { notificationMode: s.props['notification-mode'] as 'always' } : {}),
         ...(s.props.comment ? { comment: s.props.comment } : {}),
       }),
@@ -310,16 +363,17 @@ export class JobsConfig {
         checkConcurrentSnapshots(j.maxConcurrentSnapshots);
         checkVerifyWindow(j.windowDays, j.ignoreVerified, j.outdatedAfterDays);
       },
+      (id) => ({ update: `verify job update ${id}`, remove: `verify job remove ${id}` }),
     );
     this.prune = new JobFile<PruneJobConfig>(
       `${configDir}/prune.cfg`,
       'prune',
-      (s, lenient) => ({
+      (s, unread) => ({
         id: s.name,
         store: s.props.store ?? '',
         ns: s.props.ns ?? '',
         schedule: s.props.schedule ?? '',
-        keep: Object.fromEntries(KEEP_RULES.filter((r) => s.props[r] !== undefined).map((r) => [r, num(s.props, r, lenient) as number])),
+        keep: Object.fromEntries(KEEP_RULES.filter((r) => s.props[r] !== undefined).map((r) => [r, num(s.props, r, unread) as number])),
         ...(s.props.comment ? { comment: s.props.comment } : {}),
       }),
       (j) => ({ store: j.store, ns: j.ns, schedule: j.schedule, ...Object.fromEntries(Object.entries(j.keep).map(([k, v]) => [k, String(v)])), ...(j.comment ? { comment: j.comment } : {}) }),
@@ -328,6 +382,7 @@ export class JobsConfig {
         validateKeepOptions(j.keep);
         if (!KEEP_RULES.some((r) => (j.keep[r] ?? 0) > 0)) throw new IbsError('INVALID_ARGUMENT', 'A prune job needs at least one --keep-… option');
       },
+      (id) => ({ update: `prune job update ${id}`, remove: `prune job remove ${id}` }),
     );
   }
 }

@@ -125,3 +125,15 @@ export function datastoreAclPath(store: string, ns: readonly string[] = []): str
 export function remoteAclPath(remote: string, store: string, ns: readonly string[] = []): string {
   return ['/remote', remote, store, ...ns].join('/');
 }
+
+/**
+ * An ACL path worked out from a job's stored settings (`path` parses them), or '/' when they do not read (a
+ * job edited by hand): what it asks for is then needed on every datastore and remote.
+ */
+export function aclPathOrRoot(path: () => string): string {
+  try {
+    return path();
+  } catch {
+    return '/';
+  }
+}
