@@ -227,5 +227,13 @@ test('a target or matcher edited by hand into something invalid is named when re
   assert.equal((await ibs(home, ['notification', 'matcher', 'update', 'hand-m', '--enable'])).code, 0);
   assert.equal((await ibs(home, ['verify', 'start', 'store1', '--notification-mode', 'always'])).code, 0);
   assert.equal(hand(), beforeDisabled + 1);
+  // --invert negates the conditions (a verify event no longer matches); --no-invert undoes it.
+  assert.equal((await ibs(home, ['notification', 'matcher', 'update', 'hand-m', '--invert'])).code, 0);
+  assert.equal((await ibs(home, ['verify', 'start', 'store1', '--notification-mode', 'always'])).code, 0);
+  assert.equal(hand(), beforeDisabled + 1);
+  assert.match((await ibs(home, ['notification', 'matcher', 'update', 'hand-m', '--invert', '--no-invert'])).stderr, /--invert and --no-invert exclude each other/);
+  assert.equal((await ibs(home, ['notification', 'matcher', 'update', 'hand-m', '--no-invert'])).code, 0);
+  assert.equal((await ibs(home, ['verify', 'start', 'store1', '--notification-mode', 'always'])).code, 0);
+  assert.equal(hand(), beforeDisabled + 2);
   for (const args of [['notification', 'matcher', 'remove', 'hand-m'], ['notification', 'target', 'remove', 'hand-hook'], ['notification', 'target', 'remove', 'hand-mail']]) assert.equal((await ibs(home, args)).code, 0);
 });

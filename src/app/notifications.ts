@@ -227,7 +227,7 @@ export async function updateNotificationMatcher(ctx: AppContext, name: string, c
   const found = (await ctx.notifications.matchers()).find((x) => x.name === name);
   if (!found) throw new IbsError('NOT_FOUND', `No notification matcher "${name}" (see "ironcore-backup notification matcher list")`);
   const { invalid, ...current } = found;
-  mustCorrect(ctx, 'matcher', name, invalid, change, { 'invert-match': ['invert', '--invert'], disable: ['disable', '--disable or --enable'] });
+  mustCorrect(ctx, 'matcher', name, invalid, change, { 'invert-match': ['invert', '--invert or --no-invert'], disable: ['disable', '--disable or --enable'] });
   await ctx.notifications.replace(await matcherSection(ctx, { ...(current as unknown as MatcherInput), ...given(change), name }));
   return { name };
 }

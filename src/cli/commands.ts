@@ -171,6 +171,7 @@ const MATCHER_OPTIONS = {
   'match-calendar': { type: 'string', help: 'only events inside this calendar window, e.g. "mon..fri 08..17:*"' },
   mode: { type: 'string', help: 'all (default) or any' },
   invert: { type: 'boolean', help: 'notify when the conditions do not hold' },
+  'no-invert': { type: 'boolean', help: 'notify when the conditions hold (the default; undoes --invert)' },
   disable: { type: 'boolean', help: 'match nothing (the matcher is kept, for --enable later)' },
   enable: { type: 'boolean', help: 'match again after --disable' },
   comment: { type: 'string', help: 'free text' },
@@ -179,6 +180,7 @@ const MATCHER_OPTIONS = {
 /** The matcher values given on the command line (targets apart). */
 function matcherChange(a: ParsedArgs): Partial<app.MatcherInput> {
   if (flag(a, 'disable') && flag(a, 'enable')) throw new IbsError('INVALID_ARGUMENT', '--disable and --enable exclude each other: give one');
+  if (flag(a, 'invert') && flag(a, 'no-invert')) throw new IbsError('INVALID_ARGUMENT', '--invert and --no-invert exclude each other: give one');
   const csv = (name: string): string[] | undefined => str(a, name)?.split(',').map((x) => x.trim()).filter(Boolean);
   return {
     ...(csv('match-severity') ? { severities: csv('match-severity') as string[] } : {}),
@@ -187,7 +189,7 @@ function matcherChange(a: ParsedArgs): Partial<app.MatcherInput> {
     ...(csv('match-job') ? { jobs: csv('match-job') as string[] } : {}),
     ...(str(a, 'match-calendar') ? { calendar: str(a, 'match-calendar') as string } : {}),
     ...(str(a, 'mode') ? { mode: str(a, 'mode') as string } : {}),
-    ...(a.values.invert !== undefined ? { invert: flag(a, 'invert') } : {}),
+    ...(flag(a, 'invert') ? { invert: true } : flag(a, 'no-invert') ? { invert: false } : {}),
     ...(flag(a, 'disable') ? { disable: true } : flag(a, 'enable') ? { disable: false } : {}),
     ...(str(a, 'comment') ? { comment: str(a, 'comment') as string } : {}),
   };
@@ -1208,7 +1210,7 @@ export const COMMANDS: Command[] = [
   },
   {
     path: ['notification', 'matcher', 'update'],
-    usage: 'notification matcher update NAME [the options of create]',
+    usage: 'notification matcher update NAME [the options of create] [--no-invert] [--enable]',
     summary: 'change a matcher: given values replace the stored ones (lists as a whole)',
     positionals: 1,
     options: MATCHER_OPTIONS,
