@@ -156,14 +156,6 @@ class JobFile<T extends { id: string }> {
     this.#commands = commands;
   }
 
-  /**
-   * Every job of the file, checked as when it was written: a value edited by hand into something invalid is
-   * CORRUPT, naming the file, the job and the problem.
-   */
-  async list(): Promise<T[]> {
-    return (await this.#sections()).map((s) => this.#parse(s));
-  }
-
   /** The jobs that check; each one that does not is reported to `onInvalid` and left out (the scheduler runs the others). */
   async listValid(onInvalid: (id: string, error: IbsError) => void): Promise<T[]> {
     const jobs: T[] = [];
