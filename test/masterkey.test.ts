@@ -109,3 +109,35 @@ test('master key: a server whose unlock file is missing starts locked, jobs with
     await dir.cleanup();
   }
 });
+
+test('a server key file that does not read: key list names it and lists the others, it can be removed, a master key wraps the others and leaves it as it is', async () => {
+  const dir = await tempDir('ibs-keyfile-');
+  const home = join(dir.path, 'home');
+  const must = async (args: string[], env: Record<string, string> = {}): Promise<string> => {
+    const r = await ibs(home, args, env);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  try {
+    for (const name of ['good', 'damaged']) await must(['key', 'create', '--name', name]);
+    const damaged = join(home, 'etc', 'keys', 'damaged.key');
+    const text = (await readFile(damaged, 'utf8')).slice(0, 40);
+    await writeFile(damaged, text);
+    const listed = JSON.parse(await must(['key', 'list', '--output', 'json'])) as Array<{ name: string; fingerprint?: string; problem?: string }>;
+    assert.deepEqual(listed.map((k) => [k.name, k.fingerprint !== undefined]), [['damaged', false], ['good', true]]);
+    assert.match(listed[0]?.problem ?? '', /Server key file ".*damaged\.key" is not JSON.*restore the file from a copy, or remove the key \("key remove --name damaged"\)/);
+    assert.match(await must(['key', 'list']), /PROBLEM/);
+    const shown = await ibs(home, ['key', 'show', '--name', 'damaged']);
+    assert.equal(shown.code, 6, shown.stderr);
+    // The others are created and wrapped as usual; the damaged file is not rewritten.
+    await must(['key', 'create', '--name', 'third']);
+    assert.equal((await ibs(home, ['key', 'create', '--name', 'damaged'])).code, 4);
+    const created = JSON.parse(await must(['masterkey', 'create', '--output', 'json'], { IBS_MASTER_PASSPHRASE: 'master passphrase 1234' })) as { wrapped: string[] };
+    assert.deepEqual(created.wrapped, ['good', 'third']);
+    assert.equal(await readFile(damaged, 'utf8'), text);
+    await must(['key', 'remove', '--name', 'damaged']);
+    assert.deepEqual((JSON.parse(await must(['key', 'list', '--output', 'json'])) as Array<{ name: string; problem?: string }>).map((k) => [k.name, k.problem]), [['good', undefined], ['third', undefined]]);
+  } finally {
+    await dir.cleanup();
+  }
+});

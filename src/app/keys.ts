@@ -80,9 +80,9 @@ export async function serverKeyInfo(ctx: AppContext, name: string): Promise<Serv
 }
 
 /** Every server key with the sync jobs that use it (the jobs read once). */
-export async function listServerKeys(ctx: AppContext): Promise<Array<ServerKeyInfo & { usedBy: string[] }>> {
+export async function listServerKeys(ctx: AppContext): Promise<Array<(ServerKeyInfo | { name: string; problem: string }) & { usedBy: string[] }>> {
   const jobs = await ctx.jobs.sync.listStored();
-  return (await ctx.keys.list()).map((k) => ({ ...k, usedBy: usersOf(jobs, k.name) }));
+  return (await ctx.keys.listChecked()).map((k) => ({ ...k, usedBy: usersOf(jobs, k.name) }));
 }
 
 /**
@@ -95,8 +95,8 @@ export async function encryptingKey(ctx: AppContext, name: string): Promise<Serv
   return info;
 }
 
+/** Removes a server key (also one whose file does not read), unless a sync job uses it. */
 export async function removeServerKey(ctx: AppContext, name: string): Promise<void> {
-  await ctx.keys.info(name);
   const users = await keyUsers(ctx, name);
   if (users.length > 0) throw new IbsError('BUSY', `Server key "${name}" is still used by sync job(s) ${users.join(', ')}: change them first (an archived key keeps decrypting)`);
   await ctx.keys.remove(name);

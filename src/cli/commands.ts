@@ -766,7 +766,7 @@ export const COMMANDS: Command[] = [
     summary: 'server keys: fingerprint, created, archived, the sync jobs that use each',
     positionals: 0,
     run: (ctx) => app.listServerKeys(ctx),
-    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'fingerprint', 'created', 'archived', 'usedBy']),
+    text: (r: Array<Record<string, unknown>>) => table(r, ['name', 'fingerprint', 'created', 'archived', 'usedBy', 'problem?']),
   },
   {
     path: ['key', 'archive'],

@@ -1,6 +1,6 @@
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CryptKey, IbsError, formatKeyFile, parseKeyFile, unwrapKey, wrapKey } from '../core/index.ts';
+import { CryptKey, IbsError, formatKeyFile, parseKeyFile, unwrapKey, wrapKey, type KeyFile } from '../core/index.ts';
 import { writeFileAtomic } from '../lib/index.ts';
 import { MasterKey } from './master-key.ts';
 
@@ -38,13 +38,33 @@ export class ServerKeys {
     return name;
   }
 
-  async list(): Promise<ServerKeyInfo[]> {
+  /**
+   * Every key file of the folder, each read on its own: one that does not read (damaged, or put there by hand
+   * under a name that is not a key name) comes with `problem`, naming the file and what to do; the others are
+   * listed as usual.
+   */
+  async listChecked(): Promise<Array<ServerKeyInfo | { name: string; problem: string }>> {
     const names = (await readdir(this.#dir).catch(() => [] as string[])).filter((f) => f.endsWith('.key')).map((f) => f.slice(0, -4));
-    return Promise.all(names.sort().map((n) => this.info(n)));
+    return Promise.all(
+      names.sort().map(async (name) => {
+        if (!NAME_RE.test(name)) return { name, problem: `${join(this.#dir, `${name}.key`)} is not named as a server key (2 to 32 letters, digits, "_", "-", "."): move it out of ${this.#dir}` };
+        try {
+          return await this.info(name);
+        } catch (error) {
+          if (error instanceof IbsError && error.code === 'CORRUPT') return { name, problem: error.message };
+          throw error;
+        }
+      }),
+    );
+  }
+
+  /** The keys whose files read (see listChecked). */
+  async list(): Promise<ServerKeyInfo[]> {
+    return (await this.listChecked()).filter((k): k is ServerKeyInfo => !('problem' in k));
   }
 
   async info(name: string): Promise<ServerKeyInfo> {
-    const file = parseKeyFile(await this.#read(name), `${this.#dir}/${name}.key`);
+    const file = await this.#file(name);
     const archived = await readFile(join(this.#dir, `${name}.state`), 'utf8').then((t) => t.trim() === 'archived', () => false);
     return { name, fingerprint: file.fingerprint, created: file.created, archived };
   }
@@ -58,8 +78,19 @@ export class ServerKeys {
     }
   }
 
+  /** A key file, read and checked: one that does not read is CORRUPT, naming it and what to do. */
+  async #file(name: string): Promise<KeyFile> {
+    const path = join(this.#dir, `${name}.key`);
+    const text = await this.#read(name);
+    try {
+      return parseKeyFile(text, path);
+    } catch (error) {
+      throw new IbsError('CORRUPT', `${(error as Error).message.replace(/^Key file /, 'Server key file ')}. It can neither encrypt nor decrypt: restore the file from a copy, or remove the key ("key remove --name ${name}")`);
+    }
+  }
+
   async get(name: string): Promise<CryptKey> {
-    const file = parseKeyFile(await this.#read(name), `${this.#dir}/${name}.key`);
+    const file = await this.#file(name);
     if (file.kdf.name === 'scrypt') throw new IbsError('CORRUPT', `Server key file ${this.#dir}/${name}.key is wrapped by a passphrase: expected kdf none or master`);
     return unwrapKey(file, file.kdf.name === 'master' ? await this.masterKey() : undefined);
   }
@@ -84,9 +115,11 @@ export class ServerKeys {
 
   async #rewrap(select: (kdf: string) => boolean, wrapping: CryptKey | undefined, master?: CryptKey): Promise<string[]> {
     const changed: string[] = [];
+    // A key file that does not read is left as it is (never rewritten, in case a copy of its key is wanted
+    // from it); key list names it.
     for (const { name } of await this.list()) {
       const path = join(this.#dir, `${name}.key`);
-      const file = parseKeyFile(await this.#read(name), path);
+      const file = await this.#file(name);
       if (!select(file.kdf.name)) continue;
       const key = await unwrapKey(file, master);
       await writeFileAtomic(path, formatKeyFile({ ...(await wrapKey(key, wrapping)), created: file.created }), { mode: 0o600 });
@@ -98,9 +131,9 @@ export class ServerKeys {
   /** Stores `key` (a new one when omitted) under `name`. */
   async create(name: string, key: CryptKey = CryptKey.generate()): Promise<ServerKeyInfo> {
     this.#check(name);
-    const existing = await this.list();
+    const existing = await this.listChecked();
     if (existing.some((k) => k.name === name)) throw new IbsError('EXISTS', `Server key "${name}" already exists`);
-    const clash = existing.find((k) => k.fingerprint === key.fingerprint);
+    const clash = existing.find((k) => 'fingerprint' in k && k.fingerprint === key.fingerprint);
     if (clash) throw new IbsError('EXISTS', `That key is already stored as "${clash.name}"`);
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     // Wrapped by the master key when one is configured (which must then be unlocked).
