@@ -59,7 +59,6 @@ function verifyJobSettings(input: Record<string, unknown>): { ignoreVerified?: b
   };
 }
 
-/** A verify job, once the caller is found to hold Datastore.Verify on its datastore and namespace. */
 /**
  * The ACL path of a verify or prune job's datastore and namespace, as stored: '/' when they do not read (a job
  * edited by hand; see aclPathOrRoot).
