@@ -111,8 +111,12 @@ test('the seed pull job copies weekly snapshots from every namespace, restorable
   assert.match(String(again.summary), /transferred 0 B in 0 chunks/);
   const tasks = await json<Array<{ type: string; state: string }>>(homeB, ['task', 'list', '--type', 'syncjob']);
   assert.ok(tasks.length >= 2 && tasks.every((t) => t.state === 'ok'), JSON.stringify(tasks));
-  const shownStore = await json<{ lastSync?: { job: string; result: string } }>(homeB, ['datastore', 'show', 'ibs-archival']);
+  const shownStore = await json<{ lastSync?: { job: string; result: string; summary?: string } }>(homeB, ['datastore', 'show', 'ibs-archival']);
   assert.deepEqual([shownStore.lastSync?.job, shownStore.lastSync?.result], ['backup-pulls-from-primary', 'ok'], 'the last sync result per datastore');
+  // What the last run did, kept with the job's state by the server that ran it.
+  assert.match(String(shownStore.lastSync?.summary), /^transferred 0 B in 0 chunks .*copied 0 snapshot/);
+  const listed = await json<Array<{ id: string; lastSummary?: string }>>(homeB, ['sync', 'list']);
+  assert.match(String(listed.find((j) => j.id === 'backup-pulls-from-primary')?.lastSummary), /^transferred 0 B in 0 chunks/);
 });
 
 test('namespace mapping, group filters, transfer-last and worker threads', async () => {

@@ -144,7 +144,7 @@ test('a job setting edited by hand into something invalid: every list shows the 
     await edit('sync.cfg', /sync: fetch\n/, 'sync: fetch\n\tmax-depth deep\n');
 
     // Each list shows every job; the bad ones with file, job, value and the commands that correct or remove them.
-    const listed = async (args: string[]): Promise<Array<{ id: string; problem?: string }>> => JSON.parse(await must([...args, '--output', 'json'])) as Array<{ id: string; problem?: string }>;
+    const listed = async (args: string[]): Promise<Array<{ id: string; problem?: string; lastSummary?: string }>> => JSON.parse(await must([...args, '--output', 'json'])) as Array<{ id: string; problem?: string; lastSummary?: string }>;
     const verifyJobs = await listed(['verify', 'job', 'list']);
     assert.deepEqual(verifyJobs.map((j) => [j.id, j.problem === undefined]), [['good', true], ['edited', false]]);
     assert.match(verifyJobs[1]?.problem ?? '', /verification\.cfg: verification job "edited" is invalid: Invalid verify-window-days "seven": expected a number\. Correct it with "verify job update edited --SETTING VALUE", or remove the job \("verify job remove edited"\)/);
@@ -200,6 +200,7 @@ test('a job setting edited by hand into something invalid: every list shows the 
     assert.match(await must(['verify', 'job', 'list']), /edited +ibs-primary +daily +7/);
     assert.match(await must(['prune', 'job', 'list']), /pruned +ibs-primary +daily +keep-daily=9 keep-weekly=2/);
     assert.match(await must(['sync', 'run', '--name', 'copy']), /copied 0 snapshot/);
+    assert.match(String((await listed(['sync', 'list'])).find((j) => j.id === 'copy')?.lastSummary), /^transferred 0 B .*copied 0 snapshot/, 'a run without a server keeps its summary too');
 
     // A bad job is removed like any other.
     await edit('verification.cfg', /verify-window-days 7/, 'verify-window-days seven');

@@ -67,7 +67,7 @@ async function lastSyncOf(ctx: AppContext, store: string): Promise<Record<string
   const runs = (await listSyncJobs(ctx)).filter((j) => j.store === store && j.lastRun !== undefined).sort((a, b) => ((a.lastRun as string) < (b.lastRun as string) ? 1 : -1));
   const last = runs[0];
   if (!last) return undefined;
-  return { job: last.id, direction: last.direction, time: last.lastRun as string, result: last.lastState ?? '', ...(last.lastUpid ? { upid: last.lastUpid } : {}), ...(last.lastStatus && last.lastState !== 'ok' ? { status: last.lastStatus } : {}) };
+  return { job: last.id, direction: last.direction, time: last.lastRun as string, result: last.lastState ?? '', ...(last.lastUpid ? { upid: last.lastUpid } : {}), ...(last.lastStatus && last.lastState !== 'ok' ? { status: last.lastStatus } : {}), ...(last.lastSummary ? { summary: last.lastSummary } : {}) };
 }
 
 /** Removes the configuration; the data only with `destroyData`. */

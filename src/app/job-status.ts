@@ -10,6 +10,8 @@ export interface JobRow {
   lastState?: string;
   lastStatus?: string;
   lastUpid?: string;
+  /** What the last run that ended well did, when its job says so (a sync). */
+  lastSummary?: string;
   nextRun?: string;
   /** The job's stored settings do not check (edited by hand): what, and how to correct it. The scheduler skips it. */
   problem?: string;
@@ -35,6 +37,7 @@ export async function listJobs(ctx: AppContext): Promise<JobRow[]> {
         ...(s.lastState ? { lastState: s.lastState } : {}),
         ...(s.lastStatus ? { lastStatus: s.lastStatus } : {}),
         ...(s.lastUpid ? { lastUpid: s.lastUpid } : {}),
+        ...(s.lastSummary ? { lastSummary: s.lastSummary } : {}),
         ...(next !== undefined ? { nextRun: new Date(next).toISOString() } : {}),
       };
     });

@@ -1,7 +1,7 @@
 import { IbsError, aclPathOrRoot, parseStoreName, decodeIndex, effectivePrivileges, indexChunks, formatNamespace, formatSnapshot, parseAuthId, parseGroup, parseNamespace, remoteAclPath, requirePrivilege, datastoreAclPath, type AclEntry, type Namespace, type SnapshotRef } from '../core/index.ts';
 import type { SyncJobConfig } from '../config/index.ts';
 import { Datastore } from '../datastore/index.ts';
-import { JobStateStore } from '../jobs/index.ts';
+import { JobStateStore, summaryOf } from '../jobs/index.ts';
 import { TokenBucket, formatBytes, formatDuration, formatRate } from '../lib/index.ts';
 import { DatastoreSide, RemoteSide, decryptTransform, encryptTransform, encodeListing, groupKey, listDatastore, parseGroupFilter, parseIncludeFilter, planSync, runSync, checkDepth, type SyncPolicy, type SyncReport, type SyncSource, type SyncTarget, type ListingJson, type SideSnapshot, type SnapshotTransform } from '../sync/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
@@ -376,7 +376,7 @@ export async function syncRepair(ctx: AppContext, input: { id: string; upid?: st
  * Per job: configuration plus last run and next run. A job whose stored settings do not check is listed as
  * stored, with `problem` naming what and how to correct it (it does not run until then).
  */
-export async function listSyncJobs(ctx: AppContext): Promise<Array<SyncJobConfig & { lastRun?: string; lastState?: string; lastStatus?: string; lastUpid?: string; nextRun?: string; problem?: string }>> {
+export async function listSyncJobs(ctx: AppContext): Promise<Array<SyncJobConfig & { lastRun?: string; lastState?: string; lastStatus?: string; lastUpid?: string; lastSummary?: string; nextRun?: string; problem?: string }>> {
   const rows = new Map((await listJobs(ctx)).map((r) => [r.job, r]));
   const state = new JobStateStore(ctx.paths.stateDir);
   try {
@@ -389,6 +389,7 @@ export async function listSyncJobs(ctx: AppContext): Promise<Array<SyncJobConfig
         ...(s.lastState ? { lastState: s.lastState } : {}),
         ...(s.lastStatus ? { lastStatus: s.lastStatus } : {}),
         ...(s.lastUpid ? { lastUpid: s.lastUpid } : {}),
+        ...(s.lastSummary ? { lastSummary: s.lastSummary } : {}),
         ...(r?.nextRun ? { nextRun: r.nextRun } : {}),
       };
     });
@@ -412,7 +413,7 @@ export async function recordJobRun<T>(ctx: AppContext, jobId: string, fn: () => 
     state.started(jobId, Date.now(), 'local (no server)');
     try {
       const result = await fn();
-      state.finished(jobId, Date.now(), 'ok', 'OK');
+      state.finished(jobId, Date.now(), 'ok', 'OK', summaryOf(result));
       return result;
     } catch (error) {
       state.finished(jobId, Date.now(), 'error', (error as Error).message.slice(0, 500));

@@ -1361,7 +1361,7 @@ export const COMMANDS: Command[] = [
     summary: 'every scheduled job (verify, prune, GC) with its last run (time, result, UPID) and next run',
     positionals: 0,
     run: (ctx) => app.listJobs(ctx),
-    text: (r: app.JobRow[]) => table(r, ['job', 'schedule', 'lastRun', 'lastState', 'nextRun', 'problem?']),
+    text: (r: app.JobRow[]) => table(r, ['job', 'schedule', 'lastRun', 'lastState', 'nextRun', 'lastSummary?', 'problem?']),
   },
 
   // ---- remotes -----------------------------------------------------------------------------------------------
@@ -1460,13 +1460,13 @@ export const COMMANDS: Command[] = [
   {
     path: ['sync', 'list'],
     usage: 'sync list',
-    summary: 'sync jobs: direction, stores, schedule, last run (time, result, UPID), next run',
+    summary: 'sync jobs: direction, stores, schedule, last run (time, result, UPID, what it did), next run',
     positionals: 0,
     run: (ctx) => app.listSyncJobs(ctx),
     text: (r: Array<Record<string, unknown>>) =>
       table(
         r.map((j) => ({ ...j, from: j.direction === 'pull' ? `${j.remote ?? 'local'}:${j.remoteStore}` : `local:${j.store}`, to: j.direction === 'pull' ? `local:${j.store}` : `${j.remote ?? 'local'}:${j.remoteStore}`, schedule: j.schedule ?? '(by hand)' })),
-        ['id', 'direction', 'from', 'to', 'schedule', 'lastRun', 'lastState', 'lastUpid', 'nextRun', 'problem?'],
+        ['id', 'direction', 'from', 'to', 'schedule', 'lastRun', 'lastState', 'lastUpid', 'nextRun', 'lastSummary?', 'problem?'],
       ),
   },
   {

@@ -8,5 +8,5 @@ export { formatUpid, parseUpid, escapeId, unescapeId, type Upid } from './upid.t
 export { TaskStore, TASK_STATES, type TaskRecord, type TaskState, type TaskFilter } from './task-store.ts';
 export { TaskManager, type TaskContext, type TaskSpec, type TaskManagerOptions } from './task-manager.ts';
 export { JobStateStore, type JobState } from './job-state.ts';
-export { Scheduler, type ScheduledJob, type JobStatus } from './scheduler.ts';
+export { Scheduler, summaryOf, type ScheduledJob, type JobStatus } from './scheduler.ts';
 export { UploadLedger } from './upload-ledger.ts';

@@ -11,6 +11,8 @@ export interface JobState {
   lastState?: string;
   lastStatus?: string;
   lastUpid?: string;
+  /** What the last run that ended well did, in one line (a sync: transferred, copied, skipped, removed). */
+  lastSummary?: string;
 }
 
 /** Per scheduled job: when it was first seen and how its last run went. In `jobs.db` under the state dir. */
@@ -25,6 +27,9 @@ export class JobStateStore {
       CREATE TABLE IF NOT EXISTS job_state (job_id TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_start INTEGER,
         last_end INTEGER, last_state TEXT, last_status TEXT, last_upid TEXT);
       CREATE TABLE IF NOT EXISTS job_bytes (job_id TEXT NOT NULL, minute INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (job_id, minute));`);
+    // Added after the first release: a database made before gets the column (empty for its past runs).
+    const columns = (this.#db.prepare('PRAGMA table_info(job_state)').all() as Array<{ name: string }>).map((c) => c.name);
+    if (!columns.includes('last_summary')) this.#db.exec('ALTER TABLE job_state ADD COLUMN last_summary TEXT');
   }
 
   /** The state of a job, recording `now` as first seen when the job is new. */
@@ -39,15 +44,17 @@ export class JobStateStore {
       ...(row.last_state !== null ? { lastState: row.last_state as string } : {}),
       ...(row.last_status !== null ? { lastStatus: row.last_status as string } : {}),
       ...(row.last_upid !== null ? { lastUpid: row.last_upid as string } : {}),
+      ...(row.last_summary !== null && row.last_summary !== undefined ? { lastSummary: row.last_summary as string } : {}),
     };
   }
 
   started(jobId: string, at: number, upid: string): void {
-    this.#db.prepare("UPDATE job_state SET last_start = ?, last_upid = ?, last_state = 'running', last_status = NULL, last_end = NULL WHERE job_id = ?").run(at, upid, jobId);
+    this.#db.prepare("UPDATE job_state SET last_start = ?, last_upid = ?, last_state = 'running', last_status = NULL, last_end = NULL, last_summary = NULL WHERE job_id = ?").run(at, upid, jobId);
   }
 
-  finished(jobId: string, at: number, state: string, status: string): void {
-    this.#db.prepare('UPDATE job_state SET last_end = ?, last_state = ?, last_status = ? WHERE job_id = ?').run(at, state, status, jobId);
+  /** Records the end of a run: its state and status and, for one that ended well, what it did (`summary`, at most 500 characters kept). */
+  finished(jobId: string, at: number, state: string, status: string, summary?: string): void {
+    this.#db.prepare('UPDATE job_state SET last_end = ?, last_state = ?, last_status = ?, last_summary = ? WHERE job_id = ?').run(at, state, status, summary?.slice(0, 500) ?? null, jobId);
   }
 
   remove(jobId: string): void {

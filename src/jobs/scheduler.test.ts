@@ -90,3 +90,41 @@ test('a job whose previous run is still going is not started again', async () =>
   store.close();
   await rm(dir, { recursive: true, force: true });
 });
+
+test('a run that ends well keeps its summary line; the next start clears it; a database made before the column gets it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ibs-sched-'));
+  // A job database as the first release made it (no last_summary column), with one run recorded.
+  const { DatabaseSync } = await import('node:sqlite');
+  const old = new DatabaseSync(join(dir, 'jobs.db'));
+  old.exec(`CREATE TABLE job_state (job_id TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_start INTEGER, last_end INTEGER, last_state TEXT, last_status TEXT, last_upid TEXT);
+    INSERT INTO job_state VALUES ('sync/old', 1, 2, 3, 'ok', 'OK', 'u');`);
+  old.close();
+  const store = await TaskStore.open(dir);
+  const tasks = await TaskManager.start({ store, node: 'n' });
+  const state = new JobStateStore(dir);
+  assert.deepEqual(state.get('sync/old', 10), { jobId: 'sync/old', firstSeen: 1, lastStart: 2, lastEnd: 3, lastState: 'ok', lastStatus: 'OK', lastUpid: 'u' });
+  let fail = false;
+  const job: ScheduledJob = {
+    id: 'sync/nightly',
+    schedule: 'daily',
+    type: 'syncjob',
+    target: 'nightly',
+    authId: 'root@pam',
+    run: async () => {
+      if (fail) throw new Error('remote unreachable');
+      return { summary: 'transferred 1 MiB in 1 chunks; copied 1 snapshot(s)' };
+    },
+  };
+  const scheduler = new Scheduler({ tasks, state, jobs: async () => [job], now: () => at('2026-11-22T04:30:00Z') });
+  await scheduler.runNow('sync/nightly');
+  await scheduler.stop();
+  assert.equal(state.get('sync/nightly', 0).lastSummary, 'transferred 1 MiB in 1 chunks; copied 1 snapshot(s)');
+  fail = true;
+  await scheduler.runNow('sync/nightly');
+  await scheduler.stop();
+  const failed = state.get('sync/nightly', 0);
+  assert.deepEqual([failed.lastState, failed.lastSummary], ['error', undefined]);
+  state.close();
+  store.close();
+  await rm(dir, { recursive: true, force: true });
+});

@@ -22,6 +22,12 @@ export interface JobStatus extends JobState {
   nextRun?: number;
 }
 
+/** The one-line summary of a job's result, when it has one (`summary`, a string). */
+export function summaryOf(result: unknown): string | undefined {
+  const summary = typeof result === 'object' && result !== null ? (result as { summary?: unknown }).summary : undefined;
+  return typeof summary === 'string' ? summary : undefined;
+}
+
 /**
  * Runs scheduled jobs as tasks. Each tick (every minute, on the minute) compares each job's next calendar
  * time, computed from its last start (or from when it was first seen), with now: due jobs start. Times come
@@ -85,12 +91,18 @@ export class Scheduler {
   }
 
   #start(job: ScheduledJob, now: number): string {
-    const { upid, done } = this.#tasks.spawn({ type: job.type, id: job.target, authId: job.authId }, (task) => job.run(task));
+    // What a run that ends well did, when its result says so in one line (a sync's `summary`).
+    let summary: string | undefined;
+    const { upid, done } = this.#tasks.spawn({ type: job.type, id: job.target, authId: job.authId }, async (task) => {
+      const result = await job.run(task);
+      summary = summaryOf(result);
+      return result;
+    });
     this.#state.started(job.id, now, upid);
     this.#byUpid.set(upid, job);
     this.#log('job started', { job: job.id, task: upid });
     const finished = done.then((record) => {
-      this.#state.finished(job.id, this.#now(), record.state, record.status ?? '');
+      this.#state.finished(job.id, this.#now(), record.state, record.status ?? '', summary);
       this.#running.delete(job.id);
       this.#byUpid.delete(upid);
     });
