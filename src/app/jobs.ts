@@ -4,7 +4,7 @@ import { pruneGroup, type VerifyResult } from '../datastore/index.ts';
 import type { ScheduledJob } from '../jobs/index.ts';
 import type { AppContext } from './context.ts';
 import { withDatastore } from './context.ts';
-import { gcStore, verifyStore } from './maintenance.ts';
+import { gcStore, gcSummary, verifySummary, verifyStore } from './maintenance.ts';
 import { taskReporter } from './task-reporter.ts';
 import { bandwidthRecorder, runSyncJob } from './sync.ts';
 
@@ -77,8 +77,11 @@ export function windowShare(schedule: string, days: number, from = Date.now()): 
   return 1 / Math.max(1, runs);
 }
 
-/** One run of a verify job, as the scheduler starts it and as "verify job run" does. */
-export async function runVerifyJob(ctx: AppContext, job: VerifyJobConfig): Promise<VerifyResult> {
+/**
+ * One run of a verify job, as the scheduler starts it and as "verify job run" does; its summary line goes to
+ * the log (and is kept with the job's state).
+ */
+export async function runVerifyJob(ctx: AppContext, job: VerifyJobConfig): Promise<VerifyResult & { summary: string }> {
   const window = job.windowDays !== undefined ? { days: job.windowDays, share: windowShare(job.schedule, job.windowDays) } : undefined;
   const r = await verifyStore(ctx, {
     store: job.store,
@@ -93,7 +96,9 @@ export async function runVerifyJob(ctx: AppContext, job: VerifyJobConfig): Promi
     ctx.reporter.info(`window of ${window.days} day(s), ${Math.round(1 / window.share)} run(s) in it: verified ${verified} of ${r.snapshots.length} snapshot(s): those due, then the longest unverified, for an even share per run`);
   }
   if (!r.ok) throw new IbsError('VERIFY_FAILED', `verification failed for ${r.snapshots.filter((s) => s.state === 'failed').map((s) => s.snapshot).join(', ')}`);
-  return r;
+  const summary = verifySummary(r);
+  ctx.reporter.info(`summary: ${summary}`);
+  return { ...r, summary };
 }
 
 /** A job as listed: checked, or as stored with `problem` naming what does not check and how to correct it. */
@@ -153,12 +158,18 @@ export async function scheduledJobs(ctx: AppContext, onInvalid: (job: string, er
       run: async (task) =>
         withDatastore(withTask(task), j.store, async (ds) => {
           const ns = parseNamespace(j.ns);
-          for (const g of await ds.listGroups(ns)) {
+          const groups = await ds.listGroups(ns);
+          let kept = 0;
+          let pruned = 0;
+          for (const g of groups) {
             const result = await pruneGroup(ds, g.group, j.keep, { signal: task.signal });
             const removed = result.filter((e) => e.mark.action === 'remove' && !e.error);
             task.log(`${formatGroup(g.group)}: kept ${result.length - removed.length}, removed ${removed.length}`);
             for (const e of result) if (e.error) task.warn(`${e.snapshot}: ${e.error}`);
+            kept += result.length - removed.length;
+            pruned += removed.length;
           }
+          return { summary: `${groups.length} group(s): kept ${kept} snapshot(s), removed ${pruned}` };
         }),
     });
   }
@@ -181,7 +192,17 @@ export async function scheduledJobs(ctx: AppContext, onInvalid: (job: string, er
   }
   for (const d of await read('gc', ctx.datastores)) {
     if (!d.gcSchedule) continue;
-    jobs.push({ id: `gc/${d.name}`, schedule: d.gcSchedule, type: 'garbage_collection', target: d.name, authId: 'root@pam', run: (task) => gcStore(withTask(task), { store: d.name }) });
+    jobs.push({
+      id: `gc/${d.name}`,
+      schedule: d.gcSchedule,
+      type: 'garbage_collection',
+      target: d.name,
+      authId: 'root@pam',
+      run: async (task) => {
+        const r = await gcStore(withTask(task), { store: d.name });
+        return { ...r, summary: gcSummary(r) };
+      },
+    });
   }
   return jobs;
 }

@@ -1,5 +1,6 @@
 import { IbsError, parseGroup, parseNamespace, parseSnapshot, validateKeepOptions, KEEP_RULES, type CryptKey, type KeepOptions } from '../core/index.ts';
 import { collectGarbage, overdueInWindow, pruneGroup, readGcStatus, verifyDatastore, type GcResult, type PruneEntry, type VerifyResult } from '../datastore/index.ts';
+import { formatBytes } from '../lib/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { listJobs } from './job-status.ts';
 import { checkConcurrentSnapshots } from '../config/index.ts';
@@ -57,6 +58,16 @@ export async function gcStore(ctx: AppContext, input: { store: string; marginMin
       onProgress: (e) => ctx.reporter.progress({ phase: `gc ${e.phase}`, done: e.done, unit: 'items' }),
     }),
   );
+}
+
+/** One line on a GC run: what it removed, what waits for a later one, what it kept, the dedup factor. */
+export function gcSummary(r: GcResult): string {
+  return `removed ${r.removedChunks} chunk(s) (${formatBytes(r.removedBytes)}), ${r.pendingChunks} pending (${formatBytes(r.pendingBytes)}), kept ${r.keptChunks} (${formatBytes(r.keptBytes)}); dedup factor ${r.dedupFactor.toFixed(2)}`;
+}
+
+/** One line on a verification that found nothing wrong: snapshots verified and skipped, chunks and bytes read. */
+export function verifySummary(r: VerifyResult): string {
+  return `Verified ${r.snapshots.filter((s) => s.state === 'ok').length} snapshots (${r.snapshots.filter((s) => s.state === 'skipped').length} skipped): ${r.chunksChecked} chunks, ${formatBytes(r.bytesChecked)}, all ok`;
 }
 
 export async function gcStatus(ctx: AppContext, store: string): Promise<GcResult | undefined> {

@@ -1279,8 +1279,7 @@ export const COMMANDS: Command[] = [
       const job = await ctx.jobs.verify.get(pos(a, 0));
       return runJobNow(ctx, { id: `verify/${job.id}`, route: `/admin/verify/${encodeURIComponent(job.id)}/run`, what: `verify job ${job.id}`, failCode: 'VERIFY_FAILED', here: () => app.runVerifyJob(ctx, job) });
     },
-    text: (r: { upid?: string; snapshots?: Array<{ state: string }> }) =>
-      r.snapshots ? `Verified ${r.snapshots.filter((s) => s.state !== 'skipped').length} snapshots (${r.snapshots.filter((s) => s.state === 'skipped').length} skipped): all ok` : `done\ntask: ${r.upid}`,
+    text: (r: { upid?: string; summary?: string }) => (r.upid ? `${r.summary ?? 'done'}\ntask: ${r.upid}` : (r.summary ?? 'done')),
   },
   {
     path: ['verify', 'job', 'list'],
@@ -1358,7 +1357,7 @@ export const COMMANDS: Command[] = [
   {
     path: ['job', 'list'],
     usage: 'job list',
-    summary: 'every scheduled job (verify, prune, GC) with its last run (time, result, UPID) and next run',
+    summary: 'every scheduled job (verify, prune, sync, GC) with its last run (time, result, what it did) and next run',
     positionals: 0,
     run: (ctx) => app.listJobs(ctx),
     text: (r: app.JobRow[]) => table(r, ['job', 'schedule', 'lastRun', 'lastState', 'nextRun', 'lastSummary?', 'problem?']),
@@ -1567,7 +1566,7 @@ export const COMMANDS: Command[] = [
       const lines = r.badChunks.map((b) => `chunk ${b.digest}: ${b.reason}; used by ${b.snapshots.join(', ') || 'no snapshot'}`);
       const failed = r.snapshots.filter((s) => s.state === 'failed').map((s) => `${s.snapshot}: ${s.problems.join('; ')}`);
       if (mode !== undefined) {
-        const summary = r.ok ? `Verified ${r.snapshots.length} snapshots, ${r.chunksChecked} chunks: all ok` : [...failed, ...lines].join('\n');
+        const summary = r.ok ? app.verifySummary(r) : [...failed, ...lines].join('\n');
         for (const d of await app.notifyVerifyResult(ctx, { store: pos(a, 0), ok: r.ok, summary, mode: mode as 'always' })) {
           if (!d.ok) ctx.reporter.warn(`notification to ${d.target} failed: ${d.error}`);
         }
@@ -1578,8 +1577,7 @@ export const COMMANDS: Command[] = [
       return r;
     },
     remote: (a) => ({ method: 'POST', path: storeApi(a, '/verify'), params: { ...nsParam(a), ...(str(a, 'snapshot') ? { snapshot: str(a, 'snapshot') } : {}), ...(flag(a, 'ignore-verified') ? { 'ignore-verified': true } : {}), ...(str(a, 'outdated-after') !== undefined ? { 'outdated-after': wholeNumber(str(a, 'outdated-after'), 'outdated-after', 36500) } : {}), ...(str(a, 'max-concurrent-snapshots') !== undefined ? { 'max-concurrent-snapshots': concurrentSnapshots(a).maxConcurrentSnapshots } : {}) }, task: 'VERIFY_FAILED' }),
-    text: (r: Awaited<ReturnType<typeof app.verifyStore>>) =>
-      `Verified ${r.snapshots.filter((s) => s.state === 'ok').length} snapshots (${r.snapshots.filter((s) => s.state === 'skipped').length} skipped): ${r.chunksChecked} chunks, ${formatBytes(r.bytesChecked)}, all ok`,
+    text: (r: Awaited<ReturnType<typeof app.verifyStore>>) => app.verifySummary(r),
   },
   {
     path: ['verify', 'status'],
