@@ -1,5 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
+import { openStateDatabase } from './state-db.ts';
 import { join } from 'node:path';
 
 export interface JobState {
@@ -20,9 +20,7 @@ export class JobStateStore {
   readonly #db: DatabaseSync;
 
   constructor(stateDir: string) {
-    mkdirSync(stateDir, { recursive: true });
-    this.#db = new DatabaseSync(join(stateDir, 'jobs.db'));
-    this.#db.exec(`PRAGMA journal_mode = WAL;
+    this.#db = openStateDatabase(join(stateDir, 'jobs.db'), `PRAGMA journal_mode = WAL;
       PRAGMA busy_timeout = 5000;
       CREATE TABLE IF NOT EXISTS job_state (job_id TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_start INTEGER,
         last_end INTEGER, last_state TEXT, last_status TEXT, last_upid TEXT);

@@ -1,8 +1,9 @@
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IbsError } from '../core/index.ts';
 import { parseUpid, type Upid } from './upid.ts';
+import { openStateDatabase } from './state-db.ts';
 
 export const TASK_STATES = ['queued', 'running', 'ok', 'warnings', 'error', 'aborted'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
@@ -46,8 +47,7 @@ export class TaskStore {
 
   static async open(stateDir: string): Promise<TaskStore> {
     await mkdir(join(stateDir, 'tasks'), { recursive: true });
-    const db = new DatabaseSync(join(stateDir, 'tasks.db'));
-    db.exec(`PRAGMA journal_mode = WAL;
+    const db = openStateDatabase(join(stateDir, 'tasks.db'), `PRAGMA journal_mode = WAL;
       PRAGMA busy_timeout = 5000;
       CREATE TABLE IF NOT EXISTS tasks (
         upid TEXT PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, auth_id TEXT NOT NULL,

@@ -1,5 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
+import { openStateDatabase } from './state-db.ts';
 import { join } from 'node:path';
 
 /**
@@ -14,10 +14,8 @@ export class UploadLedger {
   readonly #query: StatementSync;
 
   constructor(stateDir: string, options: { ttlMs?: number } = {}) {
-    mkdirSync(stateDir, { recursive: true });
-    this.#db = new DatabaseSync(join(stateDir, 'uploads.db'));
     this.#ttlMs = options.ttlMs ?? 7 * 24 * 3600_000;
-    this.#db.exec(`PRAGMA journal_mode = WAL;
+    this.#db = openStateDatabase(join(stateDir, 'uploads.db'), `PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;
       PRAGMA busy_timeout = 5000;
       CREATE TABLE IF NOT EXISTS uploads (auth_id TEXT NOT NULL, store TEXT NOT NULL, digest TEXT NOT NULL, time INTEGER NOT NULL,

@@ -1,0 +1,40 @@
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
+import { dirname } from 'node:path';
+
+/** SQLite's result codes for a file that is not a database, or one whose pages do not read. */
+const DAMAGED = new Set([11 /* SQLITE_CORRUPT */, 26 /* SQLITE_NOTADB */]);
+
+function damaged(error: unknown): boolean {
+  return (error as { code?: unknown }).code === 'ERR_SQLITE_ERROR' && DAMAGED.has(Number((error as { errcode?: unknown }).errcode));
+}
+
+/**
+ * Opens one of the server's state databases (the task index, the job state, the upload ledger) and applies
+ * `schema`. Each holds what the server can go on without (task history, last runs, which uploads a resumed
+ * backup may skip), never backup data: one that SQLite finds damaged is moved aside as
+ * `NAME.damaged-TIME` (with its -wal and -shm files, for inspection) and a new one is made, so that the
+ * server still starts and its jobs still run. `warn` hears what happened, naming both files.
+ */
+export function openStateDatabase(path: string, schema: string, warn: (message: string) => void = (m) => process.stderr.write(`ironcore-backup: ${m}\n`)): DatabaseSync {
+  mkdirSync(dirname(path), { recursive: true });
+  const open = (): DatabaseSync => {
+    const db = new DatabaseSync(path);
+    try {
+      db.exec(schema);
+      return db;
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  };
+  try {
+    return open();
+  } catch (error) {
+    if (!damaged(error)) throw error;
+    const aside = `${path}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    for (const suffix of ['', '-wal', '-shm']) if (existsSync(`${path}${suffix}`)) renameSync(`${path}${suffix}`, `${aside}${suffix}`);
+    warn(`${path} does not read (${(error as Error).message}): moved aside to ${aside}, and a new one made (what it held before is in that file)`);
+    return open();
+  }
+}
