@@ -8,7 +8,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ApiClient } from '../src/client/index.ts';
 import { IbsError } from '../src/core/index.ts';
-import { ibs, startIbs, tempDir } from './helpers.ts';
+import { ibs, startIbs, startServer, tempDir } from './helpers.ts';
 
 let work: { path: string; cleanup: () => Promise<void> };
 let home: string;
@@ -181,4 +181,26 @@ test('a task started through the API logs TASK OK; SIGTERM stops the server grac
   const parsed = JSON.parse(status.stdout);
   assert.equal(parsed.running, false);
   assert.ok(parsed.services.every((s: { state: string }) => s.state === 'stopped'));
+});
+
+test('damaged files of the server: a ticket key of the wrong length is replaced; a certificate that does not read stops it, naming the file and the way out', async () => {
+  const dir = await tempDir('ibs-damaged-');
+  const h = join(dir.path, 'home');
+  try {
+    await (await startServer(h)).stop();
+    await writeFile(join(h, 'lib', 'ticket.key'), Buffer.alloc(0));
+    const second = await startServer(h);
+    await second.stop();
+    assert.match(second.output(), /ticket\.key holds 0 bytes, not 32: replaced by a new key/);
+    assert.equal((await readFile(join(h, 'lib', 'ticket.key'))).length, 32);
+    await writeFile(join(h, 'etc', 'proxy.pem'), 'garbage\n');
+    const refused = await ibs(h, ['server', '--listen', '127.0.0.1', '--port', '0']);
+    assert.equal(refused.code, 6, refused.stderr);
+    assert.match(refused.stderr, /etc\/proxy\.pem is not a PEM certificate: install a certificate with "cert update --cert FILE --key FILE", or move proxy\.pem and proxy\.key aside/);
+    const info = await ibs(h, ['cert', 'info']);
+    assert.equal(info.code, 6);
+    assert.match(info.stderr, /proxy\.pem is not a PEM certificate/);
+  } finally {
+    await dir.cleanup();
+  }
 });

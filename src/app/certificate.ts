@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -59,7 +59,34 @@ export async function ensureCertificate(configDir: string): Promise<{ key: Buffe
     }
   }
   const [key, cert] = [await readFile(keyPath), await readFile(certPath)];
+  // Checked here, so that a damaged pair stops the server with the files named and the way out, not with
+  // an error of the TLS library.
+  try {
+    checkPair(cert, key, certPath, keyPath);
+  } catch (error) {
+    throw new IbsError(
+      'CORRUPT',
+      `${(error as Error).message}: install a certificate with "cert update --cert FILE --key FILE", or move ${CERT_FILE} and ${KEY_FILE} aside for a new self-signed pair at the next start (remotes that pinned the old fingerprint then need "remote update --name NAME --fingerprint …")`,
+    );
+  }
   return { key, cert, info: describeCertificate(cert, certPath) };
+}
+
+/** Checks that `cert` is a PEM certificate and `key` its PEM private key; the names say in errors where they came from. */
+function checkPair(cert: Buffer, key: Buffer, certName: string, keyName: string): void {
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+  } catch {
+    throw new IbsError('INVALID_ARGUMENT', `${certName} is not a PEM certificate`);
+  }
+  let matches = false;
+  try {
+    matches = x509.checkPrivateKey(createPrivateKey(key));
+  } catch {
+    throw new IbsError('INVALID_ARGUMENT', `${keyName} is not a PEM private key`);
+  }
+  if (!matches) throw new IbsError('INVALID_ARGUMENT', `The key ${keyName} does not belong to the certificate ${certName}`);
 }
 
 export async function certificateInfo(configDir: string): Promise<CertificateInfo> {
@@ -67,7 +94,11 @@ export async function certificateInfo(configDir: string): Promise<CertificateInf
   const pem = await readFile(path).catch(() => {
     throw new IbsError('NOT_FOUND', `No server certificate at ${path}: it is created when the server first starts`);
   });
-  return describeCertificate(pem, path);
+  try {
+    return describeCertificate(pem, path);
+  } catch {
+    throw new IbsError('CORRUPT', `${path} is not a PEM certificate: install one with "cert update --cert FILE --key FILE"`);
+  }
 }
 
 /** Installs an own certificate and key (say, from ACME) after checking that they belong together. */
@@ -87,22 +118,7 @@ export async function updateCertificate(configDir: string, input: { certFile: st
  */
 export async function installCertificate(configDir: string, input: { cert: Buffer; key: Buffer; certName?: string; keyName?: string }): Promise<CertificateInfo> {
   const { cert, key } = input;
-  const certName = input.certName ?? 'the certificate';
-  const keyName = input.keyName ?? 'the key';
-  let x509: X509Certificate;
-  try {
-    x509 = new X509Certificate(cert);
-  } catch {
-    throw new IbsError('INVALID_ARGUMENT', `${certName} is not a PEM certificate`);
-  }
-  const { createPrivateKey } = await import('node:crypto');
-  let matches = false;
-  try {
-    matches = x509.checkPrivateKey(createPrivateKey(key));
-  } catch {
-    throw new IbsError('INVALID_ARGUMENT', `${keyName} is not a PEM private key`);
-  }
-  if (!matches) throw new IbsError('INVALID_ARGUMENT', `The key ${keyName} does not belong to the certificate ${certName}`);
+  checkPair(cert, key, input.certName ?? 'the certificate', input.keyName ?? 'the key');
   await mkdir(configDir, { recursive: true });
   await writeFileAtomic(join(configDir, KEY_FILE), key, { mode: 0o600 });
   await writeFileAtomic(join(configDir, CERT_FILE), cert);

@@ -100,12 +100,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   });
   workerLog('info', 'task manager started', { slots: tasks.workerStatus() });
+  // The key that signs login tickets: 32 random bytes, made at the first start. One of another length (a
+  // file cut short, an empty one: a key anyone could sign with) is replaced; tickets signed before then fail,
+  // and their users log in again.
   const ticketKeyPath = join(paths.stateDir, 'ticket.key');
-  const ticketKey = await readFile(ticketKeyPath).catch(async () => {
-    const key = randomBytes(32);
-    await writeFileAtomic(ticketKeyPath, key, { mode: 0o600 });
-    return key;
-  });
+  let ticketKey = await readFile(ticketKeyPath).catch(() => undefined);
+  if (ticketKey?.length !== 32) {
+    if (ticketKey !== undefined) process.stderr.write(`ironcore-backup: ${ticketKeyPath} holds ${ticketKey.length} bytes, not 32: replaced by a new key (users log in again)\n`);
+    ticketKey = randomBytes(32);
+    await writeFileAtomic(ticketKeyPath, ticketKey, { mode: 0o600 });
+  }
   const uploads = new UploadLedger(paths.stateDir);
   uploads.expire();
   const backups = new BackupSessions({ uploads });
