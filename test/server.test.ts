@@ -183,7 +183,7 @@ test('a task started through the API logs TASK OK; SIGTERM stops the server grac
   assert.ok(parsed.services.every((s: { state: string }) => s.state === 'stopped'));
 });
 
-test('damaged files of the server: a ticket key of the wrong length is replaced; a certificate that does not read stops it, naming the file and the way out', async () => {
+test('damaged files of the server: a ticket key of the wrong length is replaced; a status file that does not read is named; a certificate that does not read stops it, naming the file and the way out', async () => {
   const dir = await tempDir('ibs-damaged-');
   const h = join(dir.path, 'home');
   try {
@@ -193,6 +193,11 @@ test('damaged files of the server: a ticket key of the wrong length is replaced;
     await second.stop();
     assert.match(second.output(), /ticket\.key holds 0 bytes, not 32: replaced by a new key/);
     assert.equal((await readFile(join(h, 'lib', 'ticket.key'))).length, 32);
+    // A status file that is not what a server wrote: the state is unknown, and said why.
+    await writeFile(join(h, 'lib', 'services.json'), '{"pid": "x", "services": 5}');
+    const status = await ibs(h, ['status', '--services']);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /^server state unknown\n[^]*ironcore-backup-server +unknown +.*services\.json does not read \(Invalid value for "services\.json\.pid": expected an integer/);
     await writeFile(join(h, 'etc', 'proxy.pem'), 'garbage\n');
     const refused = await ibs(h, ['server', '--listen', '127.0.0.1', '--port', '0']);
     assert.equal(refused.code, 6, refused.stderr);

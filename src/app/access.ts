@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IbsError, parseAuthId } from '../core/index.ts';
+import { SchemaError, validate, type Schema } from '../lib/index.ts';
 import type { AppContext } from './context.ts';
 
 /** Users, tokens and ACL entries: thin use cases over the access configuration (which validates). */
@@ -51,13 +52,35 @@ export interface ServicesStatus {
   services: Array<{ service: string; state: string; since?: string; reason?: string }>;
 }
 
+/** The status file's form: what the server writes (`running` is worked out here). */
+const STATUS_FILE: Schema = {
+  type: 'object',
+  additional: true,
+  properties: {
+    pid: { type: 'integer', minimum: 1, optional: true },
+    started: { type: 'string', optional: true },
+    listen: { type: 'string', optional: true },
+    services: { type: 'array', items: { type: 'object', additional: true, properties: { service: { type: 'string' }, state: { type: 'string' }, since: { type: 'string', optional: true }, reason: { type: 'string', optional: true } } } },
+  },
+};
+
 /** The state of the server's services, from the status file the server keeps (stopped when its pid is gone). */
 export async function servicesStatus(ctx: AppContext): Promise<ServicesStatus> {
+  const path = join(ctx.paths.stateDir, 'services.json');
+  const stopped = (reason: string, state = 'stopped'): ServicesStatus => ({ running: false, services: [{ service: 'server', state, reason }] });
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return stopped('not started (no status file)');
+    throw error;
+  }
   let status: ServicesStatus;
   try {
-    status = JSON.parse(await readFile(join(ctx.paths.stateDir, 'services.json'), 'utf8')) as ServicesStatus;
-  } catch {
-    return { running: false, services: [{ service: 'server', state: 'stopped', reason: 'not started (no status file)' }] };
+    status = validate(STATUS_FILE, JSON.parse(text), 'services.json') as ServicesStatus;
+  } catch (error) {
+    // Not what a server wrote (cut short, edited): nothing in it can be trusted; a server rewrites it at start.
+    return stopped(`${path} does not read (${error instanceof SchemaError ? error.message : 'not JSON'}); a server rewrites it when it starts`, 'unknown');
   }
   let alive = false;
   try {

@@ -956,7 +956,7 @@ export const COMMANDS: Command[] = [
     },
     text: (r: app.ServicesStatus & { masterKey?: app.MasterKeyStatus }) =>
       [
-        r.running ? `server running (pid ${r.pid}, ${r.listen})` : 'server not running',
+        r.running ? `server running (pid ${r.pid}, ${r.listen})` : r.services.some((s) => s.state === 'unknown') ? 'server state unknown' : 'server not running',
         table(r.services.map((s) => ({ service: `ironcore-backup-${s.service}`, state: s.state === 'running' ? 'active (running)' : s.state, since: s.since ?? '', reason: s.reason ?? '' })), ['service', 'state', 'since', 'reason']),
         ...(r.masterKey === undefined
           ? []
