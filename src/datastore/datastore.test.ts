@@ -4,10 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { CryptKey, IbsError, MANIFEST_NAME, snapshotPath, type SnapshotRef } from '../core/index.ts';
 import { MemoryBackend } from '../storage/memory/index.ts';
-import { Datastore } from './datastore.ts';
+import { Datastore, QUARANTINE_KEY } from './datastore.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { SnapshotReader } from './snapshot-reader.ts';
-import { collectGarbage } from './gc.ts';
+import { GC_STATUS_KEY, collectGarbage, readGcStatus } from './gc.ts';
 import { verifyDatastore } from './verify.ts';
 import { chunkKey } from './chunk-store.ts';
 import { pruneGroup } from './prune.ts';
@@ -188,6 +188,15 @@ test('a quarantined datastore refuses backups and GC with the reason', async () 
   await assert.rejects(collectGarbage(ds), (e) => e instanceof IbsError && e.code === 'QUARANTINED');
   await ds.unquarantine();
   await backup(ds, ref(1), randomBytes(10));
+  // A quarantine file that does not read still quarantines, and says how to clear it.
+  await ds.backend.write(QUARANTINE_KEY, Buffer.from('{"reason": 7'));
+  await assert.rejects(SnapshotWriter.begin(ds, ref(2), { owner: 'x@pam' }), (e) => e instanceof IbsError && e.code === 'QUARANTINED' && /quarantined \(its quarantine file .* does not read; "datastore unquarantine" clears it\)/.test(e.message));
+  await ds.unquarantine();
+  // A GC record that does not read is no record, not numbers that mislead.
+  await collectGarbage(ds);
+  assert.equal(typeof (await readGcStatus(ds))?.removedChunks, 'number');
+  await ds.backend.write(GC_STATUS_KEY, Buffer.from('{"startedAt": 5}'));
+  assert.equal(await readGcStatus(ds), undefined);
 });
 
 test('prune removes what retention does not keep, never protected snapshots, and refuses a running backup\'s base', async () => {

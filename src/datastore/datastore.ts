@@ -104,13 +104,27 @@ export class Datastore {
 
   // ---- quarantine -------------------------------------------------------------------------------------
 
+  /**
+   * Why the datastore is quarantined, or undefined when it is not. A quarantine file that does not read
+   * (damaged, edited) still quarantines it: its reason then says so and how to clear it.
+   */
   async quarantineState(options: OpOptions = {}): Promise<{ reason: string; since: string } | undefined> {
+    let raw: Buffer;
     try {
-      return JSON.parse((await this.backend.read(QUARANTINE_KEY, options)).toString('utf8')) as { reason: string; since: string };
+      raw = await this.backend.read(QUARANTINE_KEY, options);
     } catch (error) {
       if (isStorageError(error, 'not-found')) return undefined;
       throw error;
     }
+    let state: unknown;
+    try {
+      state = JSON.parse(raw.toString('utf8'));
+    } catch {
+      state = undefined;
+    }
+    const { reason, since } = (state ?? {}) as { reason?: unknown; since?: unknown };
+    if (typeof reason === 'string' && typeof since === 'string') return { reason, since };
+    return { reason: `its quarantine file (${QUARANTINE_KEY} in ${this.backend.info.location}) does not read; "datastore unquarantine" clears it`, since: '' };
   }
 
   async quarantine(reason: string, options: OpOptions = {}): Promise<void> {
@@ -125,7 +139,7 @@ export class Datastore {
   /** Throws QUARANTINED (with the reason) when writes are refused; `what` names the refused operation. */
   async assertWritable(what: string, options: OpOptions = {}): Promise<void> {
     const state = await this.quarantineState(options);
-    if (state) throw new IbsError('QUARANTINED', `Cannot ${what}: the datastore is quarantined since ${state.since} (${state.reason}); run "datastore unquarantine" once the cause is resolved`);
+    if (state) throw new IbsError('QUARANTINED', `Cannot ${what}: the datastore is quarantined${state.since ? ` since ${state.since}` : ''} (${state.reason}); run "datastore unquarantine" once the cause is resolved`);
   }
 
   // ---- namespaces -------------------------------------------------------------------------------------

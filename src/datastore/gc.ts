@@ -160,10 +160,16 @@ async function removePartialSnapshots(backend: StorageBackend, liveTargets: Set<
   return removed;
 }
 
+/** The last GC's result as recorded; undefined when there is none, or when the record does not read (its numbers would mislead). */
 export async function readGcStatus(ds: Datastore, options: OpOptions = {}): Promise<GcResult | undefined> {
+  let value: unknown;
   try {
-    return JSON.parse((await ds.backend.read(GC_STATUS_KEY, options)).toString('utf8')) as GcResult;
+    value = JSON.parse((await ds.backend.read(GC_STATUS_KEY, options)).toString('utf8'));
   } catch {
     return undefined;
   }
+  const r = value as Record<string, unknown> | null;
+  const numbers = ['cutoffMs', 'indexesRead', 'referencedChunks', 'removedChunks', 'removedBytes', 'pendingChunks', 'pendingBytes', 'keptChunks', 'keptBytes', 'dedupFactor', 'removedPartial'];
+  if (typeof r !== 'object' || r === null || typeof r.startedAt !== 'string' || typeof r.finishedAt !== 'string' || !numbers.every((k) => typeof r[k] === 'number')) return undefined;
+  return r as unknown as GcResult;
 }
