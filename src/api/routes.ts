@@ -1029,10 +1029,9 @@ export const ROUTES: Route[] = [
     permission: { kind: 'handler', description: 'the datastores and jobs on which the caller has Datastore.Audit' },
     handler: async (req) => {
       const status = await app.verifyStatus(req.ctx);
-      const audit = (store: string): boolean => effectivePrivileges(req.acl, req.authId, datastoreAclPath(store)).has('Datastore.Audit');
-      const paths = new Map((await req.ctx.jobs.verify.listStored()).map((j) => [`verify/${j.id}`, jobAclPath(j)]));
       const mayAudit = (path: string): boolean => effectivePrivileges(req.acl, req.authId, path).has('Datastore.Audit');
-      return { datastores: status.datastores.filter((d) => audit(d.store)), jobs: status.jobs.filter((j) => mayAudit(paths.get(j.job) ?? '/')) };
+      const paths = new Map((await req.ctx.jobs.verify.listStored()).map((j) => [`verify/${j.id}`, jobAclPath(j)]));
+      return { datastores: status.datastores.filter((d) => mayAudit(datastoreAclPath(d.store))), jobs: status.jobs.filter((j) => mayAudit(paths.get(j.job) ?? '/')) };
     },
   },
   // ---- verify and prune jobs ---------------------------------------------------------------------------------

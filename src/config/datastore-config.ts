@@ -67,11 +67,6 @@ export class DatastoreRegistry {
     return (await this.#file.read()).sections.filter((s) => s.type === 'datastore');
   }
 
-  /** Every datastore, checked: one edited by hand into something invalid is CORRUPT, named. */
-  async list(): Promise<DatastoreConfig[]> {
-    return (await this.#sections()).map((s) => fromSection(s, this.#file.path));
-  }
-
   /**
    * Every datastore in the file's order: its settings when they check, else the error naming what does not
    * (with the path as stored, when there is one).
