@@ -74,6 +74,8 @@ test('with --journal yes each service writes to the journal under its unit: "jou
     await withJournal(async () => {
       const server = await startServer(home, 0, {}, ['--journal', 'yes']);
       try {
+        // Printed right after the fingerprint line, which startServer waits for: it may come a moment later.
+        for (let i = 0; i < 100 && !/service logs also go to the system journal/.test(server.output()); i++) await new Promise((r) => setTimeout(r, 50));
         assert.match(server.output(), /service logs also go to the system journal/);
         // A job run by the server: its result goes to the sync service's log and to the notification matchers.
         const ran = await ibs(home, ['sync', 'run', '--name', 'to-copy', '--output', 'json']);
