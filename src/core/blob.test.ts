@@ -36,6 +36,34 @@ test('compressible data is stored zstd-compressed, random data raw', async () =>
   assert.equal(readBlobHeader(enc, 't').encoding, 'encrypted+zstd');
 });
 
+test('a large chunk whose trial slices do not shrink is stored raw without an attempt; the trial compressor serves many chunks', async () => {
+  const { randomBytes } = await import('node:crypto');
+  const text = (n: number): Buffer => Buffer.from('lorem ipsum dolor sit amet, consectetur adipiscing elit; '.repeat(Math.ceil(n / 57)).slice(0, n));
+  // 1 MiB: the four slices of 16 KiB sit at 0, 1/3, 2/3 and the end; random there, zeros everywhere else.
+  const size = 1024 * 1024;
+  const step = Math.floor((size - 16384) / 3);
+  const sly = Buffer.alloc(size);
+  for (let i = 0; i < 4; i++) randomBytes(16384).copy(sly, i * step);
+  // Compressing it whole would save 94%: the trial, which sees only its random slices, stores it raw.
+  assert.ok(zstdCompressSync(sly).length < size * 0.1);
+  for (const encode of [encodeBlob, async (d: Uint8Array, o: Parameters<typeof encodeBlobSync>[1]) => encodeBlobSync(d, o)]) {
+    const raw = await encode(sly, { compress: true });
+    assert.equal(readBlobHeader(raw, 't').encoding, 'raw');
+    assert.ok((await decodeBlob(raw, undefined, 't')).equals(sly));
+    assert.equal(readBlobHeader(await encode(sly, { compress: true, key }), 't').encoding, 'encrypted');
+    // Below 256 KiB there is no trial: a small chunk is compressed when that saves space at all.
+    assert.equal(readBlobHeader(await encode(sly.subarray(0, 200 * 1024), { compress: true }), 't').encoding, 'zstd');
+  }
+  // One compressor for the trials of a thread, frame after frame: text and random chunks in turn are told apart
+  // every time, and what is stored decodes to the chunk.
+  for (let i = 0; i < 40; i++) {
+    const chunk = i % 2 === 0 ? text(300000 + i * 1000) : randomBytes(300000 + i * 1000);
+    const blob = i % 4 < 2 ? encodeBlobSync(chunk, { compress: true }) : await encodeBlob(chunk, { compress: true });
+    assert.equal(readBlobHeader(blob, 't').encoding, i % 2 === 0 ? 'zstd' : 'raw', `chunk ${i}`);
+    assert.ok(decodeBlobSync(blob, undefined, 't').equals(chunk));
+  }
+});
+
 test('any flipped bit of a blob is detected (CRC, magic or authentication), never decoded silently', async () => {
   await fc.assert(
     fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 3000 }), fc.boolean(), fc.boolean(), fc.nat(), fc.integer({ min: 0, max: 7 }), async (data, encrypt, bind, pos, bit) => {
