@@ -224,10 +224,10 @@ let probeCompressor: DrivenStream | null | undefined;
 
 /**
  * The size of `probe` compressed at level 1 (more than its length: does not shrink). One compressor serves
- * every trial on a thread: each frame ended starts the next afresh, and a compressor made per call (as
- * zstdCompressSync does) cost 0.28 ms and left its memory for the collector (peak RSS of the bench's backup
- * 25 MiB higher), against 0.01 ms for 64 KiB of random data. Where the handle is not as expected (see
- * ZstdHandle), zstdCompressSync does the trial.
+ * every trial on a thread: each frame ended starts the next afresh. A compressor made per call (as
+ * zstdCompressSync does) cost 0.28 ms for 64 KiB of random data, the kept one 0.01 ms; and 2,000 of them left
+ * 34-56 MB of native memory waiting for the collector. Where the handle is not as expected (see ZstdHandle),
+ * zstdCompressSync does the trial.
  */
 function trialSize(probe: Buffer): number {
   const out = (probeOutput ??= Buffer.allocUnsafeSlow(probe.length + 1024));
@@ -250,8 +250,9 @@ function trialSize(probe: Buffer): number {
  * Whether a trial on four slices of 16 KiB spread over `data` (from 256 KiB up) says compressing it would
  * save less than 5%: then it is stored raw without the attempt. Already compressed data (photos, video,
  * archives, compressed databases) is common in backups, and zstd spends time failing to shrink it: on the
- * bench's backup (a third of its 1 GiB image is random) 0.6-0.7 s less user time of 9.7 s. A chunk whose
- * slices all miss its compressible part is stored raw: it reads the same, and takes more space.
+ * bench's backup (a third of its 1 GiB image is random) user time went from 9.7-9.8 s to 8.4 s, and the same
+ * chunks were stored raw as before. A chunk whose slices all miss its compressible part is stored raw: it
+ * reads the same, and takes more space.
  */
 function looksIncompressible(data: Uint8Array): boolean {
   if (data.length < PROBE_SLICES * PROBE_SLICE * 4) return false;
