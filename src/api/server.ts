@@ -236,7 +236,13 @@ export function createApiServer(options: ApiServerOptions & { key: string | Buff
     // Both response kinds share this subset; the union of their overloads is not callable as such.
     const res = response as unknown as { writeHead(status: number, headers: Record<string, string | number>): void; end(data: string | Buffer): void; destroy(): void };
     const controller = new AbortController();
-    req.on('close', () => controller.abort(new IbsError('ABORTED', 'client went away')));
+    // The client went away when the response closes before it was ended. Not the request's 'close': over
+    // HTTP/1.1 (the admin socket) that comes as soon as the body has been read, and aborted every request
+    // through the socket whose handler looks at its signal (the datastores of "GET /admin/verify" read
+    // "client went away").
+    response.on('close', () => {
+      if (!response.writableEnded) controller.abort(new IbsError('ABORTED', 'client went away'));
+    });
     const pieces: Buffer[] = [];
     let size = 0;
     let refused = false;
