@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { windowShare } from '../src/app/index.ts';
+import { LocalApiClient } from '../src/client/index.ts';
 import { ibs, startServer, tempDir } from './helpers.ts';
 
 /** Runs a command that must succeed; returns its output. */
@@ -81,7 +82,7 @@ test('verify window (the troubleshooting page\'s --verify-window-days): due snap
     }
     assert.equal(await readFile(join(home, 'etc', 'verification.cfg'), 'utf8'), config);
 
-    type Status = { jobs: Array<{ job: string; window?: string; overdue?: number; lastState?: string }>; notes: string[] };
+    type Status = { datastores?: Array<{ error?: string }>; jobs: Array<{ job: string; window?: string; overdue?: number; lastState?: string }>; notes: string[] };
     const status = async (): Promise<Status> => JSON.parse(await must(['verify', 'status', '--output', 'json'])) as Status;
     let s = await status();
     assert.deepEqual([s.jobs[0]?.window, s.jobs[0]?.overdue], ['7 days', 2]);
@@ -105,6 +106,11 @@ test('verify window (the troubleshooting page\'s --verify-window-days): due snap
     assert.equal(s.jobs[0]?.overdue, 1);
     assert.match(s.notes.join('\n'), /verify\/weekly-window: 1 snapshot\(s\) of ibs-primary not verified within its 7-day window: the datastore has outgrown it\. Increase it \(verify job update weekly-window --verify-window-days N\), run the job more often \(--schedule\) or with more snapshots at once \(--max-concurrent-snapshots\)/);
     assert.match(await must(['verify', 'status']), /WINDOW +OVERDUE[\s\S]*7 days +1[\s\S]*outgrown/);
+    // The API gives the note too (a dashboard shows what the command shows).
+    const api = (await new LocalApiClient(join(home, 'lib', 'api.sock')).request('GET', '/admin/verify')) as Status;
+    assert.deepEqual(api.notes, s.notes);
+    assert.equal(api.datastores?.[0]?.error, undefined, "the admin socket does not abort a request once its body is read");
+    assert.equal(api.jobs[0]?.overdue, 1);
     // The fix the note names.
     assert.match(await must(['verify', 'job', 'update', 'weekly-window', '--verify-window-days', '14', '--max-concurrent-snapshots', '2']), /windowDays: +14/);
     s = await status();

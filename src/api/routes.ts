@@ -1023,7 +1023,7 @@ export const ROUTES: Route[] = [
   {
     method: 'GET',
     path: '/admin/verify',
-    summary: 'per datastore: snapshots verified ok, failed and never; verify jobs with last and next run',
+    summary: 'per datastore: snapshots verified ok, failed and never; verify jobs with last and next run; notes on windows outgrown',
     input: { type: 'object', properties: {} },
     output: { type: 'object', additional: true, properties: {} },
     permission: { kind: 'handler', description: 'the datastores and jobs on which the caller has Datastore.Audit' },
@@ -1031,7 +1031,9 @@ export const ROUTES: Route[] = [
       const status = await app.verifyStatus(req.ctx);
       const mayAudit = (path: string): boolean => effectivePrivileges(req.acl, req.authId, path).has('Datastore.Audit');
       const paths = new Map((await req.ctx.jobs.verify.listStored()).map((j) => [`verify/${j.id}`, jobAclPath(j)]));
-      return { datastores: status.datastores.filter((d) => mayAudit(datastoreAclPath(d.store))), jobs: status.jobs.filter((j) => mayAudit(paths.get(j.job) ?? '/')) };
+      const jobs = status.jobs.filter((j) => mayAudit(paths.get(j.job) ?? '/'));
+      const shown = new Set(jobs.map((j) => j.job));
+      return { datastores: status.datastores.filter((d) => mayAudit(datastoreAclPath(d.store))), jobs, notes: status.notes.filter((n) => shown.has(n.slice(0, n.indexOf(':')))) };
     },
   },
   // ---- verify and prune jobs ---------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ export async function gcStatus(ctx: AppContext, store: string): Promise<GcResult
 export interface VerifyStatus {
   datastores: Array<{ store: string; snapshots: number; ok: number; failed: number; never: number; oldestVerified?: string; error?: string }>;
   jobs: Array<{ job: string; schedule: string; window?: string; overdue?: number; lastRun?: string; lastState?: string; nextRun?: string }>;
-  /** Jobs with a verification window that snapshots have outgrown: what to do about it. */
+  /** Jobs with a verification window that snapshots have outgrown: what to do about it; each starts "verify/ID: ". */
   notes: string[];
 }
 
