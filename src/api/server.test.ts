@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:http2';
 import { tmpdir } from 'node:os';
@@ -60,21 +60,24 @@ test('a request is aborted when its client goes away before the answer, and only
   try {
     await api.listenAdminSocket(socket);
     const port = await api.listen('127.0.0.1', 0);
+    /** The body of an HTTP/1.1 request made by `start` (given the response callback), once it has ended. */
+    const answer = (start: (done: (res: IncomingMessage) => void) => ClientRequest): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const r = start((res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve(text));
+        });
+        r.on('error', reject);
+        r.end();
+      });
     const outcome = async (): Promise<string> => {
       for (let i = 0; i < 100 && outcomes.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
       return outcomes.shift() ?? 'nothing';
     };
 
     // Admin socket, client waits: the answer comes.
-    const body = await new Promise<string>((resolve, reject) => {
-      const r = httpRequest({ socketPath: socket, path: '/api2/json/slow', method: 'GET' }, (res) => {
-        let text = '';
-        res.on('data', (d: Buffer) => (text += d.toString()));
-        res.on('end', () => resolve(text));
-      });
-      r.on('error', reject);
-      r.end();
-    });
+    const body = await answer((done) => httpRequest({ socketPath: socket, path: '/api2/json/slow', method: 'GET' }, done));
     assert.deepEqual(JSON.parse(body), { data: 'done' });
     assert.equal(await outcome(), 'done');
 
@@ -86,15 +89,7 @@ test('a request is aborted when its client goes away before the answer, and only
     assert.equal(await outcome(), 'aborted: client went away');
 
     // HTTPS with HTTP/1.1 (scripts, curl --http1.1), client waits: the answer comes.
-    const h1 = await new Promise<string>((resolve, reject) => {
-      const r = httpsRequest({ host: '127.0.0.1', port, path: '/api2/json/slow', method: 'GET', rejectUnauthorized: false }, (res) => {
-        let text = '';
-        res.on('data', (d: Buffer) => (text += d.toString()));
-        res.on('end', () => resolve(text));
-      });
-      r.on('error', reject);
-      r.end();
-    });
+    const h1 = await answer((done) => httpsRequest({ host: '127.0.0.1', port, path: '/api2/json/slow', method: 'GET', rejectUnauthorized: false }, done));
     assert.deepEqual(JSON.parse(h1), { data: 'done' });
     assert.equal(await outcome(), 'done');
 
