@@ -2,7 +2,7 @@ import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'no
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { IbsError, parseAclPath, parseAuthId, parseRole, parseUserId, type AclEntry } from '../core/index.ts';
-import { writeFileAtomic } from '../lib/index.ts';
+import { readTextCached, writeFileAtomic } from '../lib/index.ts';
 import { SectionConfig, acquireLock, type Section } from './section-config.ts';
 
 /**
@@ -198,10 +198,12 @@ export class AccessConfig {
 
   // ---- ACL -----------------------------------------------------------------------------------------------
 
-  async acl(): Promise<AclEntry[]> {
+  /** The ACL as it is now (read again only when the file changed); `fresh`: from the file, for an update under its lock. */
+  async acl(fresh = false): Promise<AclEntry[]> {
     let text = '';
     try {
-      text = await readFile(join(this.#dir, 'acl.cfg'), 'utf8');
+      const path = join(this.#dir, 'acl.cfg');
+      text = fresh ? await readFile(path, 'utf8') : await readTextCached(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
@@ -241,7 +243,7 @@ export class AccessConfig {
     await mkdir(dirname(path), { recursive: true });
     const release = await acquireLock(`${path}.lock`);
     try {
-      const next = change(await this.acl());
+      const next = change(await this.acl(true));
       await writeFileAtomic(path, next.map((e) => `acl:${e.propagate ? 1 : 0}:${e.path}:${e.authId}:${e.role}\n`).join(''));
       return next;
     } finally {
@@ -251,9 +253,11 @@ export class AccessConfig {
 
   // ---- secrets -------------------------------------------------------------------------------------------
 
-  async #readSecrets(file: string): Promise<Record<string, unknown>> {
+  /** A secrets file: as it is now (read again only when it changed), or `fresh` from the file under its lock. */
+  async #readSecrets(file: string, fresh = false): Promise<Record<string, unknown>> {
+    const path = join(this.#dir, file);
     try {
-      return JSON.parse(await readFile(join(this.#dir, file), 'utf8')) as Record<string, unknown>;
+      return JSON.parse(fresh ? await readFile(path, 'utf8') : await readTextCached(path)) as Record<string, unknown>;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
       throw new IbsError('CORRUPT', `Cannot read ${join(this.#dir, file)}: ${(error as Error).message}`);
@@ -265,7 +269,7 @@ export class AccessConfig {
     await mkdir(this.#dir, { recursive: true });
     const release = await acquireLock(`${path}.lock`);
     try {
-      const m = await this.#readSecrets(file);
+      const m = await this.#readSecrets(file, true);
       change(m);
       await writeFileAtomic(path, `${JSON.stringify(m, null, 1)}\n`, { mode: 0o600 });
     } finally {

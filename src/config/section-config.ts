@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { IbsError } from '../core/index.ts';
-import { abortableSleep, writeFileAtomic } from '../lib/index.ts';
+import { abortableSleep, readTextCached, writeFileAtomic } from '../lib/index.ts';
 
 /**
  * Config files in the section format:
@@ -82,10 +82,15 @@ export class SectionConfig {
     this.#mode = options.mode ?? 0o644;
   }
 
-  async read(): Promise<ConfigSnapshot> {
+  /** The file's sections as they are now (read again only when the file changed: see readTextCached). */
+  read(): Promise<ConfigSnapshot> {
+    return this.#read(true);
+  }
+
+  async #read(cached: boolean): Promise<ConfigSnapshot> {
     let text = '';
     try {
-      text = await readFile(this.path, 'utf8');
+      text = cached ? await readTextCached(this.path) : await readFile(this.path, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new IbsError('PERMISSION_DENIED', `Cannot read config file ${this.path}: ${(error as Error).message}`);
@@ -102,7 +107,8 @@ export class SectionConfig {
     await mkdir(dirname(this.path), { recursive: true });
     const release = await acquireLock(`${this.path}.lock`);
     try {
-      const current = await this.read();
+      // Read from the file itself under the lock: what is written back starts from exactly what is there.
+      const current = await this.#read(false);
       if (options.expectedDigest !== undefined && options.expectedDigest !== current.digest) {
         throw new IbsError('BUSY', `${this.path} was changed by someone else since it was read (digest ${current.digest.slice(0, 12)}…, expected ${options.expectedDigest.slice(0, 12)}…): read it again and retry`);
       }

@@ -8,6 +8,7 @@ export { Semaphore, mapConcurrent, WorkQueue } from './pool.ts';
 export { prefetch } from './prefetch.ts';
 export { isAllZero, readInto, readPieces, writeAll } from './read-pieces.ts';
 export { writeFileAtomic, fsyncDir } from './atomic-file.ts';
+export { readTextCached } from './cached-read.ts';
 export { formatBytes, formatRate, formatDuration } from './format.ts';
 export { silentReporter, RateMeter, type Reporter, type ProgressEvent } from './progress.ts';
 export { validate, schemaToJson, SchemaError, type Schema } from './schema.ts';
