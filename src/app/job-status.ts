@@ -1,4 +1,4 @@
-import { JobStateStore } from '../jobs/index.ts';
+import { JobStateStore, type JobState } from '../jobs/index.ts';
 import { nextCalendarEvent, parseCalendarEvent } from '../core/index.ts';
 import type { AppContext } from './context.ts';
 import { scheduledJobs } from './jobs.ts';
@@ -17,6 +17,17 @@ export interface JobRow {
   problem?: string;
 }
 
+/** A job's last run as listed (time, result, status, UPID, summary), from its recorded state. */
+export function lastRunOf(s: JobState): Pick<JobRow, 'lastRun' | 'lastState' | 'lastStatus' | 'lastUpid' | 'lastSummary'> {
+  return {
+    ...(s.lastStart !== undefined ? { lastRun: new Date(s.lastStart).toISOString() } : {}),
+    ...(s.lastState ? { lastState: s.lastState } : {}),
+    ...(s.lastStatus ? { lastStatus: s.lastStatus } : {}),
+    ...(s.lastUpid ? { lastUpid: s.lastUpid } : {}),
+    ...(s.lastSummary ? { lastSummary: s.lastSummary } : {}),
+  };
+}
+
 /**
  * Every scheduled job with its last run (time, result, UPID) and next run, as the scheduler sees them; one whose
  * settings do not check is listed with `problem` (the others are listed as usual).
@@ -30,16 +41,7 @@ export async function listJobs(ctx: AppContext): Promise<JobRow[]> {
     const rows = jobs.map((job): JobRow => {
       const s = state.get(job.id, now);
       const next = job.schedule === '' ? undefined : nextCalendarEvent(parseCalendarEvent(job.schedule), s.lastStart ?? s.firstSeen);
-      return {
-        job: job.id,
-        schedule: job.schedule,
-        ...(s.lastStart !== undefined ? { lastRun: new Date(s.lastStart).toISOString() } : {}),
-        ...(s.lastState ? { lastState: s.lastState } : {}),
-        ...(s.lastStatus ? { lastStatus: s.lastStatus } : {}),
-        ...(s.lastUpid ? { lastUpid: s.lastUpid } : {}),
-        ...(s.lastSummary ? { lastSummary: s.lastSummary } : {}),
-        ...(next !== undefined ? { nextRun: new Date(next).toISOString() } : {}),
-      };
+      return { job: job.id, schedule: job.schedule, ...lastRunOf(s), ...(next !== undefined ? { nextRun: new Date(next).toISOString() } : {}) };
     });
     return [...rows, ...invalid];
   } finally {

@@ -7,7 +7,7 @@ import { DatastoreSide, RemoteSide, decryptTransform, encryptTransform, encodeLi
 import { withDatastore, type AppContext } from './context.ts';
 import { connectRemote } from './remotes.ts';
 import { encryptingKey } from './keys.ts';
-import { listJobs } from './job-status.ts';
+import { lastRunOf, listJobs } from './job-status.ts';
 import { listed } from './jobs.ts';
 
 const MIB = 1024 * 1024;
@@ -382,16 +382,7 @@ export async function listSyncJobs(ctx: AppContext): Promise<Array<SyncJobConfig
   try {
     return listed(await ctx.jobs.sync.listChecked()).map((j) => {
       const r = rows.get(`sync/${j.id}`);
-      const s = state.get(`sync/${j.id}`, Date.now());
-      return {
-        ...j,
-        ...(s.lastStart !== undefined ? { lastRun: new Date(s.lastStart).toISOString() } : {}),
-        ...(s.lastState ? { lastState: s.lastState } : {}),
-        ...(s.lastStatus ? { lastStatus: s.lastStatus } : {}),
-        ...(s.lastUpid ? { lastUpid: s.lastUpid } : {}),
-        ...(s.lastSummary ? { lastSummary: s.lastSummary } : {}),
-        ...(r?.nextRun ? { nextRun: r.nextRun } : {}),
-      };
+      return { ...j, ...lastRunOf(state.get(`sync/${j.id}`, Date.now())), ...(r?.nextRun ? { nextRun: r.nextRun } : {}) };
     });
   } finally {
     state.close();

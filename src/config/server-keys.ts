@@ -44,9 +44,8 @@ export class ServerKeys {
    * listed as usual.
    */
   async listChecked(): Promise<Array<ServerKeyInfo | { name: string; problem: string }>> {
-    const names = (await readdir(this.#dir).catch(() => [] as string[])).filter((f) => f.endsWith('.key')).map((f) => f.slice(0, -4));
     return Promise.all(
-      names.sort().map(async (name) => {
+      (await this.#names()).map(async (name) => {
         if (!NAME_RE.test(name)) return { name, problem: `${join(this.#dir, `${name}.key`)} is not named as a server key (2 to 32 letters, digits, "_", "-", "."): move it out of ${this.#dir}` };
         try {
           return await this.info(name);
@@ -56,6 +55,11 @@ export class ServerKeys {
         }
       }),
     );
+  }
+
+  /** The names of the folder's key files (`NAME.key`), sorted; not checked. */
+  async #names(): Promise<string[]> {
+    return (await readdir(this.#dir).catch(() => [] as string[])).filter((f) => f.endsWith('.key')).map((f) => f.slice(0, -4)).sort();
   }
 
   /** The keys whose files read (see listChecked). */
@@ -116,10 +120,16 @@ export class ServerKeys {
   async #rewrap(select: (kdf: string) => boolean, wrapping: CryptKey | undefined, master?: CryptKey): Promise<string[]> {
     const changed: string[] = [];
     // A key file that does not read is left as it is (never rewritten, in case a copy of its key is wanted
-    // from it); key list names it.
-    for (const { name } of await this.list()) {
+    // from it); key list names it. Each file is read once.
+    for (const name of (await this.#names()).filter((n) => NAME_RE.test(n))) {
       const path = join(this.#dir, `${name}.key`);
-      const file = await this.#file(name);
+      let file: KeyFile;
+      try {
+        file = await this.#file(name);
+      } catch (error) {
+        if (error instanceof IbsError && error.code === 'CORRUPT') continue;
+        throw error;
+      }
       if (!select(file.kdf.name)) continue;
       const key = await unwrapKey(file, master);
       await writeFileAtomic(path, formatKeyFile({ ...(await wrapKey(key, wrapping)), created: file.created }), { mode: 0o600 });
