@@ -1,8 +1,10 @@
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import {
   IbsError,
+  fileSystemError,
   formatSnapshot,
   parseArchiveName,
   parseBackupId,
@@ -357,16 +359,30 @@ async function assertEmptyTarget(target: string): Promise<void> {
 }
 
 async function writeStream(out: Writable, source: AsyncIterable<Buffer>, onBytes: (n: number) => void): Promise<number> {
-  let total = 0;
-  for await (const piece of source) {
-    total += piece.length;
-    onBytes(piece.length);
-    if (!out.write(piece)) await new Promise<void>((r, j) => {
-      out.once('drain', r);
-      out.once('error', j);
-    });
+  // A failed write (a full disk behind a redirection, a reader that went away) comes as an event, maybe after
+  // the write returned: kept, and thrown before the next piece, or at the end, once written out.
+  let failure: unknown;
+  const fail = (error: unknown): void => {
+    failure ??= error;
+  };
+  out.on('error', fail);
+  const check = (): void => {
+    if (failure !== undefined) throw fileSystemError(failure, 'Cannot write the restore to standard output');
+  };
+  try {
+    let total = 0;
+    for await (const piece of source) {
+      check();
+      total += piece.length;
+      onBytes(piece.length);
+      if (!out.write(piece)) await once(out, 'drain').catch(fail);
+    }
+    await new Promise<void>((r) => out.write('', () => r()));
+    check();
+    return total;
+  } finally {
+    out.off('error', fail);
   }
-  return total;
 }
 
 /** Restores an archive of a snapshot: a directory tree (optionally one path of it), an image, or a stream. */
@@ -410,8 +426,11 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
     const target = resolve(input.target);
     if (archive.endsWith('.img')) {
       if (await stat(target).catch(() => undefined)) throw new IbsError('EXISTS', `Restore target "${target}" exists: expected a new file name`);
-      await mkdir(dirname(target), { recursive: true });
-      const handle = await open(target, 'wx', 0o600);
+      const handle = await mkdir(dirname(target), { recursive: true })
+        .then(() => open(target, 'wx', 0o600))
+        .catch((error: unknown) => {
+          throw fileSystemError(error, `Cannot create the restore target "${target}"`);
+        });
       let bytes = 0;
       try {
         // A piece of zeros (an unused region of a disk) is left as a hole, and the file gets its full length at
@@ -429,7 +448,7 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
       } catch (error) {
         await handle.close();
         await rm(target, { force: true });
-        throw error;
+        throw fileSystemError(error, `Cannot write the restore target "${target}" (the partial file is removed)`);
       }
       await handle.close();
       return { snapshot: formatSnapshot(ref), archive, target, bytes, seconds: (Date.now() - started) / 1000, warnings };

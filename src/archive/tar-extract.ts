@@ -1,6 +1,6 @@
 import { join, normalize, resolve, sep } from 'node:path';
 import fs from 'node:fs';
-import { IbsError } from '../core/index.ts';
+import { IbsError, fileSystemError } from '../core/index.ts';
 import { isWhole, movable, throwIfAborted } from '../lib/index.ts';
 import { parseTar, type ParsedEntry } from './tar-parse.ts';
 import type { PayloadChunk } from './tar-assemble.ts';
@@ -80,7 +80,11 @@ export async function extractEntries(entries: AsyncIterable<ParsedEntry>, target
   const dirs: Array<{ path: string; mode: number; mtime: number; mtimeNs: number; uid: number; gid: number }> = [];
   const symlinks = new Set<string>();
   const result: ExtractResult = { entries: 0, bytes: 0 };
-  fs.mkdirSync(target, { recursive: true });
+  try {
+    fs.mkdirSync(target, { recursive: true });
+  } catch (error) {
+    throw fileSystemError(error, `Cannot create the restore target "${target}"`);
+  }
   // A new file already has the process's owner and group unless a set-group-id directory hands down its group:
   // owners equal to ours need no chown while every directory files land in was made here below a target
   // without that bit (a directory that existed before might have it).
@@ -108,67 +112,76 @@ export async function extractEntries(entries: AsyncIterable<ParsedEntry>, target
       }
     }
     const full = prefix + rel;
-    const cut = full.lastIndexOf('/');
-    const parent = cut === 0 ? '/' : full.slice(0, cut);
-    if (!madeDirs.has(parent)) {
-      if (fs.mkdirSync(parent, { recursive: true }) === undefined) ownDirs = false;
-      madeDirs.add(parent);
-    }
-    const mtime = utimeSeconds(entry.mtime, entry.mtimeNs);
-    switch (entry.type) {
-      case 'dir':
-        if (fs.mkdirSync(full, { recursive: true, mode: 0o700 }) === undefined) ownDirs = false;
-        madeDirs.add(full);
-        dirs.push({ path: full, mode: entry.mode, mtime: entry.mtime, mtimeNs: entry.mtimeNs, uid: entry.uid, gid: entry.gid });
-        break;
-      case 'file': {
-        // One descriptor for all of it: create, write, owner, mode, times, close. A file whose mode the umask
-        // leaves whole and that has no set-id bits is created with its final permissions (no chmod); otherwise
-        // the mode is set after the owner, because chown clears set-id bits.
-        const chown = owners && !(ownDirs && entry.uid === uid && entry.gid === gid);
-        const plainMode = (entry.mode & 0o7777) === (entry.mode & 0o777 & ~umask);
-        const fd = createFile(full, plainMode ? entry.mode & 0o777 : 0o600);
-        try {
-          for await (const piece of data) {
-            throwIfAborted(options.signal);
-            for (let written = 0; written < piece.length; ) written += fs.writeSync(fd, piece, written);
-            result.bytes += piece.length;
-            options.onBytes?.(piece.length);
+    try {
+      const cut = full.lastIndexOf('/');
+      const parent = cut === 0 ? '/' : full.slice(0, cut);
+      if (!madeDirs.has(parent)) {
+        if (fs.mkdirSync(parent, { recursive: true }) === undefined) ownDirs = false;
+        madeDirs.add(parent);
+      }
+      const mtime = utimeSeconds(entry.mtime, entry.mtimeNs);
+      switch (entry.type) {
+        case 'dir':
+          if (fs.mkdirSync(full, { recursive: true, mode: 0o700 }) === undefined) ownDirs = false;
+          madeDirs.add(full);
+          dirs.push({ path: full, mode: entry.mode, mtime: entry.mtime, mtimeNs: entry.mtimeNs, uid: entry.uid, gid: entry.gid });
+          break;
+        case 'file': {
+          // One descriptor for all of it: create, write, owner, mode, times, close. A file whose mode the umask
+          // leaves whole and that has no set-id bits is created with its final permissions (no chmod); otherwise
+          // the mode is set after the owner, because chown clears set-id bits.
+          const chown = owners && !(ownDirs && entry.uid === uid && entry.gid === gid);
+          const plainMode = (entry.mode & 0o7777) === (entry.mode & 0o777 & ~umask);
+          const fd = createFile(full, plainMode ? entry.mode & 0o777 : 0o600);
+          try {
+            for await (const piece of data) {
+              throwIfAborted(options.signal);
+              for (let written = 0; written < piece.length; ) written += fs.writeSync(fd, piece, written);
+              result.bytes += piece.length;
+              options.onBytes?.(piece.length);
+            }
+            if (chown) fs.fchownSync(fd, entry.uid, entry.gid);
+            if (!plainMode) fs.fchmodSync(fd, entry.mode);
+            fs.futimesSync(fd, mtime, mtime);
+          } finally {
+            fs.closeSync(fd);
           }
-          if (chown) fs.fchownSync(fd, entry.uid, entry.gid);
-          if (!plainMode) fs.fchmodSync(fd, entry.mode);
-          fs.futimesSync(fd, mtime, mtime);
-        } finally {
-          fs.closeSync(fd);
+          break;
         }
-        break;
-      }
-      case 'symlink':
-        fs.rmSync(full, { force: true });
-        fs.symlinkSync(entry.linkname, full);
-        symlinks.add(rel);
-        if (owners) fs.lchownSync(full, entry.uid, entry.gid);
-        fs.lutimesSync(full, mtime, mtime);
-        break;
-      case 'hardlink': {
-        const linkTarget = join(target, safeRelative(entry.linkname));
-        if (!fs.lstatSync(linkTarget, { throwIfNoEntry: false })) {
-          warn(`${entry.path}: hard link target "${entry.linkname}" is not in the restored set; skipped`);
-          continue;
+        case 'symlink':
+          fs.rmSync(full, { force: true });
+          fs.symlinkSync(entry.linkname, full);
+          symlinks.add(rel);
+          if (owners) fs.lchownSync(full, entry.uid, entry.gid);
+          fs.lutimesSync(full, mtime, mtime);
+          break;
+        case 'hardlink': {
+          const linkTarget = join(target, safeRelative(entry.linkname));
+          if (!fs.lstatSync(linkTarget, { throwIfNoEntry: false })) {
+            warn(`${entry.path}: hard link target "${entry.linkname}" is not in the restored set; skipped`);
+            continue;
+          }
+          fs.rmSync(full, { force: true });
+          fs.linkSync(linkTarget, full);
+          break;
         }
-        fs.rmSync(full, { force: true });
-        fs.linkSync(linkTarget, full);
-        break;
       }
+    } catch (error) {
+      // A full disk or a refused permission names the entry and the target (the entries before it are written).
+      throw fileSystemError(error, `Cannot restore "${rel}" into "${root}"`);
     }
     result.entries++;
   }
   dirs.sort((a, b) => b.path.length - a.path.length);
   for (const dir of dirs) {
-    if (owners) fs.lchownSync(dir.path, dir.uid, dir.gid);
-    fs.chmodSync(dir.path, dir.mode);
-    const mtime = utimeSeconds(dir.mtime, dir.mtimeNs);
-    fs.utimesSync(dir.path, mtime, mtime);
+    try {
+      if (owners) fs.lchownSync(dir.path, dir.uid, dir.gid);
+      fs.chmodSync(dir.path, dir.mode);
+      const mtime = utimeSeconds(dir.mtime, dir.mtimeNs);
+      fs.utimesSync(dir.path, mtime, mtime);
+    } catch (error) {
+      throw fileSystemError(error, `Cannot set the mode and times of "${dir.path}"`);
+    }
   }
   return result;
 }

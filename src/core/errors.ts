@@ -1,3 +1,5 @@
+import { getSystemErrorMessage } from 'node:util';
+
 /**
  * The one table of error codes: each code a caller may handle, with its HTTP status and CLI exit code.
  * Programmer mistakes use TypeError / RangeError instead.
@@ -49,12 +51,51 @@ export function isIbsError(error: unknown, code?: ErrorCode): error is IbsError 
   return error instanceof IbsError && (code === undefined || error.code === code);
 }
 
-/** The error as an IbsError: aborts become ABORTED, anything else unexpected becomes INTERNAL. */
+/**
+ * What a failed file system call means to the one who ran the command, by its error number: a full disk or a
+ * missing permission is theirs to fix (and has its exit code), not a bug to report; a reader that closed the
+ * pipe ended the work. Others stay INTERNAL.
+ */
+const ERRNO_CODES: Readonly<Record<string, ErrorCode>> = {
+  ENOSPC: 'NO_SPACE',
+  EDQUOT: 'NO_SPACE',
+  EFBIG: 'NO_SPACE',
+  EACCES: 'PERMISSION_DENIED',
+  EPERM: 'PERMISSION_DENIED',
+  EROFS: 'PERMISSION_DENIED',
+  ENOENT: 'NOT_FOUND',
+  ENOTDIR: 'NOT_FOUND',
+  EEXIST: 'EXISTS',
+  EMFILE: 'UNAVAILABLE',
+  ENFILE: 'UNAVAILABLE',
+  EPIPE: 'ABORTED',
+};
+
+/**
+ * A failed file system call (an error with an errno code) as an IbsError saying what could not be done:
+ * `Cannot write "x": no space left on device (ENOSPC)`. Other errors come back as they are.
+ */
+export function fileSystemError(error: unknown, what: string): unknown {
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code;
+  const code = typeof errno === 'string' ? ERRNO_CODES[errno] : undefined;
+  if (code === undefined || error instanceof IbsError) return error;
+  const number = (error as NodeJS.ErrnoException).errno;
+  const reason = typeof number === 'number' ? getSystemErrorMessage(number) : (error as Error).message;
+  return new IbsError(code, `${what}: ${reason} (${errno})`, { cause: error });
+}
+
+/**
+ * The error as an IbsError: aborts become ABORTED, a full disk, a refused permission or too many open files
+ * their code (above), anything else unexpected INTERNAL.
+ */
 export function toIbsError(error: unknown): IbsError {
   if (error instanceof IbsError) return error;
   if (error instanceof Error && (error.name === 'AbortError' || (error as { code?: string }).code === 'ABORT_ERR')) {
     return new IbsError('ABORTED', 'The operation was aborted', { cause: error });
   }
   const message = error instanceof Error ? error.message : String(error);
-  return new IbsError('INTERNAL', message, { cause: error });
+  // Only what lies outside the program: a missing or existing file nobody named may well be a bug.
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code;
+  const code = typeof errno === 'string' ? ERRNO_CODES[errno] : undefined;
+  return new IbsError(code === 'NO_SPACE' || code === 'PERMISSION_DENIED' || code === 'UNAVAILABLE' ? code : 'INTERNAL', message, { cause: error });
 }

@@ -281,8 +281,11 @@ export async function runSync(source: SyncSource, target: SyncTarget, plan: Sync
     } catch (error) {
       const e = toIbsError(error);
       if (e.code === 'ABORTED') throw e;
-      report.failed.push({ group: describeGroup(g.source), error: e.message });
-      warn(`failed: ${e.message}`);
+      // A sync writes to its target alone: a full disk is the target's, which the storage's message (a key
+      // such as ".chunks/…") does not say.
+      const message = e.code === 'NO_SPACE' ? `${target.label} is full: ${e.message}` : e.message;
+      report.failed.push({ group: describeGroup(g.source), error: message });
+      warn(`failed: ${message}`);
     } finally {
       // A group's lines stay together even when groups run in parallel.
       for (const l of lines) (l.warn ? options.warn : options.log)(l.text);

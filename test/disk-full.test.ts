@@ -1,0 +1,177 @@
+/**
+ * Full disks, for real: datastores and restore targets on tmpfs file systems of a few MiB (mounted here, so
+ * root only; skipped otherwise). A backup, a local sync or a push into a full datastore fails saying so and
+ * leaves no partial snapshot; once there is room, the next run completes and reuses what arrived. A restore
+ * into a full target fails naming the entry; an image's partial file is removed.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { freePort, ibs, sh, startServer, tempDir, type RunResult, type ServerProcess } from './helpers.ts';
+
+const NO_SPACE_EXIT = 10;
+let work: { path: string; cleanup: () => Promise<void> } | undefined;
+const mounts: string[] = [];
+let skip: string | false = false;
+
+/** A tmpfs of `mib` MiB at `dir`; `grow` gives it more room, keeping its files. */
+async function smallDisk(dir: string, mib: number): Promise<{ grow: (to: number) => Promise<void> }> {
+  await mkdir(dir, { recursive: true });
+  const r = await sh(`mount -t tmpfs -o size=${mib}m tmpfs '${dir}'`);
+  if (r.code !== 0) throw new Error(`mount: ${r.stderr}`);
+  mounts.push(dir);
+  return {
+    grow: async (to: number) => {
+      const g = await sh(`mount -o remount,size=${to}m '${dir}'`);
+      assert.equal(g.code, 0, g.stderr);
+    },
+  };
+}
+
+before(async () => {
+  work = await tempDir('ibs-full-');
+  if (process.getuid?.() !== 0) skip = 'mounting a small file system needs root';
+  else {
+    const probe = join(work.path, 'probe');
+    await mkdir(probe);
+    const r = await sh(`mount -t tmpfs -o size=1m tmpfs '${probe}' && umount '${probe}'`);
+    if (r.code !== 0) skip = `cannot mount a tmpfs here: ${r.stderr.trim()}`;
+  }
+  if (skip) console.log(`disk-full tests skipped: ${skip}`);
+});
+
+after(async () => {
+  for (const dir of mounts.reverse()) await sh(`umount '${dir}'`);
+  await work?.cleanup();
+});
+
+const ok = async (home: string, args: string[]): Promise<string> => {
+  const r = await ibs(home, args);
+  assert.equal(r.code, 0, `${args.join(' ')}\n${r.stderr}`);
+  return r.stdout;
+};
+const json = async <T = unknown>(home: string, args: string[]): Promise<T> => JSON.parse(await ok(home, [...args, '--output', 'json'])) as T;
+const snapshots = async (home: string, store: string): Promise<string[]> => (await json<Array<{ snapshot: string }>>(home, ['snapshot', 'list', store])).map((s) => s.snapshot).sort();
+
+function assertNoSpace(r: RunResult, what: RegExp): void {
+  assert.equal(r.code, NO_SPACE_EXIT, `expected exit ${NO_SPACE_EXIT} (NO_SPACE):\n${r.stderr}`);
+  assert.match(r.stderr, what);
+  assert.match(r.stderr, /no space left on device \(ENOSPC\)/);
+}
+
+/** A source tree of incompressible files: `files` x `mib` MiB. */
+async function sourceTree(dir: string, files: number, mib: number): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (let i = 0; i < files; i++) await writeFile(join(dir, `f${i}`), randomBytes(mib * 1024 * 1024));
+}
+
+test('a backup or a local sync into a full datastore fails (NO_SPACE for the backup) and leaves no snapshot; with room, the next run completes and reuses what was written', { timeout: 120_000 }, async (t) => {
+  if (skip) return t.skip(skip);
+  const root = join(work!.path, 'backup');
+  const home = join(root, 'home');
+  const src = join(root, 'src');
+  await sourceTree(src, 10, 4);
+  const disk = await smallDisk(join(root, 'disk'), 24);
+  await ok(home, ['datastore', 'create', 'small', join(root, 'disk', 'small')]);
+
+  const full = await ibs(home, ['backup', 'create', '--store', 'small', '--id', 'h1', `root.tar:${src}`]);
+  assertNoSpace(full, /Error: write "\.chunks\/[0-9a-f]{4}\/[0-9a-f]{64}"/);
+  assert.deepEqual(await snapshots(home, 'small'), []);
+  assert.equal((await ibs(home, ['verify', 'start', 'small'])).code, 0);
+
+  await disk.grow(128);
+  const out = await ok(home, ['backup', 'create', '--store', 'small', '--id', 'h1', `root.tar:${src}`]);
+  const reused = /root\.tar\.payload: .* (\d+) new .* (\d+) reused/.exec(out);
+  assert.ok(reused && Number(reused[2]) > 0, `chunks written before the disk filled are reused:\n${out}`);
+  const [snap] = await snapshots(home, 'small');
+  assert.ok(snap);
+  assert.equal((await ibs(home, ['verify', 'start', 'small'])).code, 0);
+  await ok(home, ['backup', 'restore', snap, 'root.tar', join(root, 'restored'), '--store', 'small']);
+  for (const f of await readdir(src)) assert.ok((await readFile(join(root, 'restored', f))).equals(await readFile(join(src, f))), f);
+
+  // A sync between two datastores of this host, into one on a full disk: the failure names the target.
+  const copyDisk = await smallDisk(join(root, 'disk2'), 16);
+  await ok(home, ['datastore', 'create', 'copy', join(root, 'disk2', 'copy')]);
+  await ok(home, ['sync', 'create', '--name', 'copy', '--store', 'small', '--remote-store', 'copy', '--direction', 'push']);
+  const sync = await ibs(home, ['sync', 'run', '--name', 'copy']);
+  assert.notEqual(sync.code, 0);
+  assert.match(sync.stderr, /\[host\/h1\] failed: datastore copy is full: write "\.chunks\/[0-9a-f]{4}\/[0-9a-f]{64}": no space left on device \(ENOSPC\)/);
+  assert.deepEqual(await snapshots(home, 'copy'), []);
+  await copyDisk.grow(128);
+  await ok(home, ['sync', 'run', '--name', 'copy']);
+  assert.deepEqual(await snapshots(home, 'copy'), [snap]);
+  assert.equal((await ibs(home, ['verify', 'start', 'copy'])).code, 0);
+});
+
+test('a restore into a full target fails with NO_SPACE naming the entry; a partial image is removed; standard output too', { timeout: 120_000 }, async (t) => {
+  if (skip) return t.skip(skip);
+  const root = join(work!.path, 'restore');
+  const home = join(root, 'home');
+  const src = join(root, 'src');
+  await sourceTree(src, 4, 4);
+  await writeFile(join(root, 'disk.img'), randomBytes(12 * 1024 * 1024));
+  await ok(home, ['datastore', 'create', 'store']);
+  await ok(home, ['backup', 'create', '--store', 'store', '--id', 'h1', `root.tar:${src}`, `disk.img:${join(root, 'disk.img')}`]);
+  const [snap] = await snapshots(home, 'store');
+  assert.ok(snap);
+  const target = join(root, 'target');
+  await smallDisk(target, 6);
+
+  const tree = await ibs(home, ['backup', 'restore', snap, 'root.tar', join(target, 'tree'), '--store', 'store']);
+  assertNoSpace(tree, new RegExp(`Cannot restore "f\\d" into "${target}/tree"`));
+  await sh(`rm -rf '${join(target, 'tree')}'`);
+
+  const image = await ibs(home, ['backup', 'restore', snap, 'disk.img', join(target, 'disk.img'), '--store', 'store']);
+  assertNoSpace(image, new RegExp(`Cannot write the restore target "${target}/disk.img" \\(the partial file is removed\\)`));
+  assert.deepEqual(await readdir(target), []);
+
+  const stream = await sh(`'${process.execPath}' --no-warnings '${join(import.meta.dirname, '..', 'src', 'bin', 'ironcore-backup.ts')}' backup restore '${snap}' root.tar - --store store > '${join(target, 'root.tar')}'`, { env: { IRONCORE_HOME: home } });
+  assertNoSpace(stream, /Cannot write the restore to standard output/);
+});
+
+test('a push into a full remote datastore fails naming it and shows no partial snapshot there; with room, the next run sends only what was missing', { timeout: 180_000 }, async (t) => {
+  if (skip) return t.skip(skip);
+  const root = join(work!.path, 'push');
+  const homeA = join(root, 'a');
+  const homeB = join(root, 'b');
+  const src = join(root, 'src');
+  await sourceTree(src, 8, 4);
+  const disk = await smallDisk(join(root, 'disk'), 20);
+  await ok(homeA, ['datastore', 'create', 'primary']);
+  await ok(homeB, ['datastore', 'create', 'archive', join(root, 'disk', 'archive')]);
+  await ok(homeA, ['backup', 'create', '--store', 'primary', '--id', 'h1', `root.tar:${src}`]);
+  let a: ServerProcess | undefined;
+  let b: ServerProcess | undefined;
+  try {
+    [a, b] = [await startServer(homeA, await freePort()), await startServer(homeB, await freePort())];
+    await ok(homeB, ['user', 'create', 'push@ibs']);
+    const token = await json<{ secret: string }>(homeB, ['token', 'create', 'push@ibs!repl']);
+    for (const id of ['push@ibs', 'push@ibs!repl']) await ok(homeB, ['acl', 'update', '/datastore/archive', 'DatastoreAdmin', '--auth-id', id]);
+    await writeFile(join(root, 'secret'), `${token.secret}\n`, { mode: 0o600 });
+    await ok(homeA, ['remote', 'create', 'site-b', '--host', '127.0.0.1', '--port', String(b.port), '--auth-id', 'push@ibs!repl', '--secret-file', join(root, 'secret'), '--fingerprint', b.fingerprint]);
+    await ok(homeA, ['sync', 'create', '--name', 'push', '--store', 'primary', '--remote', 'site-b', '--remote-store', 'archive', '--direction', 'push']);
+
+    const full = await ibs(homeA, ['sync', 'run', '--name', 'push']);
+    console.log(`push into a full datastore: exit ${full.code}\n${full.stderr}`);
+    assert.notEqual(full.code, 0, full.stdout);
+    assert.match(full.stderr, /\[host\/h1\] failed: remote site-b, store archive is full: write "\.chunks\/[0-9a-f]{4}\/[0-9a-f]{64}": no space left on device \(ENOSPC\)/);
+    assert.deepEqual(await snapshots(homeB, 'archive'), []);
+    assert.equal((await ibs(homeB, ['verify', 'start', 'archive'])).code, 0);
+    const task = await json<Array<{ status: string }>>(homeA, ['task', 'list', '--type', 'syncjob']);
+    assert.match(task[0]?.status ?? '', /no space left on device/, JSON.stringify(task[0]));
+
+    await disk.grow(128);
+    const done = await json<{ summary: string }>(homeA, ['sync', 'run', '--name', 'push']);
+    console.log(`with room: ${done.summary}`);
+    const sent = /in (\d+) chunks/.exec(done.summary);
+    const stored = (await readdir(join(homeA, 'data', 'primary', '.chunks'), { recursive: true })).filter((f) => /[0-9a-f]{64}$/.test(f)).length;
+    assert.ok(sent && Number(sent[1]) < stored, `the second run sends only what did not arrive (${stored} chunks in all): ${done.summary}`);
+    assert.deepEqual(await snapshots(homeB, 'archive'), await snapshots(homeA, 'primary'));
+    assert.equal((await ibs(homeB, ['verify', 'start', 'archive'])).code, 0);
+    assert.equal((await ibs(homeA, ['sync', 'diff', '--name', 'push'])).code, 0);
+  } finally {
+    await Promise.all([a?.stop(), b?.stop()]);
+  }
+});
