@@ -2,12 +2,13 @@
  * Full disks, for real: datastores and restore targets on tmpfs file systems of a few MiB (mounted here, so
  * root only; skipped otherwise). A backup, a local sync or a push into a full datastore fails saying so and
  * leaves no partial snapshot; once there is room, the next run completes and reuses what arrived. A restore
- * into a full target fails naming the entry; an image's partial file is removed.
+ * into a full target fails naming the entry; an image's partial file is removed. Verification and GC (which
+ * makes room) run on a full datastore, warning about the state they cannot record.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort, ibs, sh, startServer, tempDir, type RunResult, type ServerProcess } from './helpers.ts';
 
@@ -67,7 +68,7 @@ async function sourceTree(dir: string, files: number, mib: number): Promise<void
   for (let i = 0; i < files; i++) await writeFile(join(dir, `f${i}`), randomBytes(mib * 1024 * 1024));
 }
 
-test('a backup or a local sync into a full datastore fails (NO_SPACE for the backup) and leaves no snapshot; with room, the next run completes and reuses what was written', { timeout: 120_000 }, async (t) => {
+test('a backup or a local sync into a full datastore fails (NO_SPACE for the backup) and leaves no snapshot; with room, the next run completes and reuses what was written; verify and GC run on a full one', { timeout: 120_000 }, async (t) => {
   if (skip) return t.skip(skip);
   const root = join(work!.path, 'backup');
   const home = join(root, 'home');
@@ -90,6 +91,16 @@ test('a backup or a local sync into a full datastore fails (NO_SPACE for the bac
   assert.equal((await ibs(home, ['verify', 'start', 'small'])).code, 0);
   await ok(home, ['backup', 'restore', snap, 'root.tar', join(root, 'restored'), '--store', 'small']);
   for (const f of await readdir(src)) assert.ok((await readFile(join(root, 'restored', f))).equals(await readFile(join(src, f))), f);
+
+  // Full again: verification and GC (what makes room) still do their work, and say what they cannot record.
+  await sh(`head -c 256M /dev/zero > '${join(root, 'disk', 'filler')}'`);
+  const verify = await ibs(home, ['verify', 'start', 'small']);
+  assert.equal(verify.code, 0, verify.stderr);
+  assert.match(verify.stderr, /warning: verify host\/h1\/\S+: its state \(ok\) could not be recorded: write "host\/h1\/\S+\/index\.json": no space left on device \(ENOSPC\)/);
+  const gc = await ibs(home, ['gc', 'start', 'small']);
+  assert.equal(gc.code, 0, gc.stderr);
+  assert.match(gc.stderr, /warning: this run's result could not be recorded \(write "\.gc-status\.json": no space left on device \(ENOSPC\)\)/);
+  await rm(join(root, 'disk', 'filler'));
 
   // A sync between two datastores of this host, into one on a full disk: the failure names the target.
   const copyDisk = await smallDisk(join(root, 'disk2'), 16);

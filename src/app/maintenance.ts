@@ -28,6 +28,7 @@ export async function verifyStore(
       key: input.key,
       signal: ctx.signal,
       onLog: (m) => ctx.reporter.info(m),
+      onWarning: (m) => ctx.reporter.warn(m),
       onProgress: (e) => ctx.reporter.progress({ phase: `verify ${e.snapshot}`, done: e.chunksDone, total: e.chunksTotal, unit: 'items' }),
     });
   });
@@ -55,6 +56,7 @@ export async function gcStore(ctx: AppContext, input: { store: string; marginMin
       signal: ctx.signal,
       ...(input.marginMinutes !== undefined ? { marginMs: input.marginMinutes * 60_000 } : {}),
       onLog: (m) => ctx.reporter.info(m),
+      onWarning: (m) => ctx.reporter.warn(m),
       onProgress: (e) => ctx.reporter.progress({ phase: `gc ${e.phase}`, done: e.done, unit: 'items' }),
     }),
   );

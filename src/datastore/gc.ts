@@ -1,4 +1,4 @@
-import { IbsError, MANIFEST_NAME, indexChunks, decodeIndex, snapshotPath } from '../core/index.ts';
+import { IbsError, MANIFEST_NAME, isIbsError, indexChunks, decodeIndex, snapshotPath } from '../core/index.ts';
 import { throwIfAborted } from '../lib/index.ts';
 import type { OpOptions, StorageBackend } from '../storage/index.ts';
 import type { Datastore } from './datastore.ts';
@@ -30,6 +30,7 @@ export interface GcResult {
 export interface GcOptions extends OpOptions {
   marginMs?: number;
   onLog?: (message: string) => void;
+  onWarning?: (message: string) => void;
   onProgress?: (event: { phase: 'mark' | 'sweep'; done: number }) => void;
 }
 
@@ -130,8 +131,15 @@ export async function collectGarbage(ds: Datastore, options: GcOptions = {}): Pr
     if (info && started - info.mtimeMs > LEASE_TTL_MS) await ds.backend.delete(key, options);
   }
   result.finishedAt = new Date().toISOString();
-  await ds.backend.write(GC_STATUS_KEY, Buffer.from(JSON.stringify(result)), options);
   log(`removed ${result.removedChunks} chunks (${result.removedBytes} bytes), ${result.pendingChunks} pending`);
+  try {
+    await ds.backend.write(GC_STATUS_KEY, Buffer.from(JSON.stringify(result)), options);
+  } catch (error) {
+    // GC is what makes room on a full datastore: when it removed too little for its own record, its work
+    // still stands and its result is still told. `gc status` then shows the run before.
+    if (!isIbsError(error, 'NO_SPACE')) throw error;
+    (options.onWarning ?? log)(`this run's result could not be recorded (${error.message}): the datastore is still full`);
+  }
   return result;
 }
 

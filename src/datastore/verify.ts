@@ -1,4 +1,4 @@
-import { IbsError, checkBlobCrc, formatSnapshot, readBlobHeader, isEncryptedBlob, type CryptKey, type SnapshotRef, type Namespace } from '../core/index.ts';
+import { IbsError, checkBlobCrc, formatSnapshot, isIbsError, readBlobHeader, isEncryptedBlob, type CryptKey, type SnapshotRef, type Namespace, type VerifyState } from '../core/index.ts';
 import { formatBytes, mapConcurrent, release, throwIfAborted } from '../lib/index.ts';
 import type { OpOptions } from '../storage/index.ts';
 import { verifyChunkContent } from './chunk-store.ts';
@@ -30,6 +30,8 @@ export interface VerifyOptions extends OpOptions {
   pool?: ChunkPool | undefined;
   onProgress?: (event: { snapshot: string; chunksDone: number; chunksTotal: number; bytes: number }) => void;
   onLog?: (message: string) => void;
+  /** A verification state that could not be recorded (a full datastore): the checks still count. */
+  onWarning?: (message: string) => void;
 }
 
 export interface BadChunk {
@@ -79,6 +81,20 @@ function selectForWindow(targets: SnapshotInfo[], window: { days: number; share:
 export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}): Promise<VerifyResult> {
   const log = options.onLog ?? (() => {});
   const now = Math.floor(Date.now() / 1000);
+  /**
+   * Records a snapshot's verify state in its manifest. One removed meanwhile has nothing to record; on a full
+   * datastore the state is not recorded and the checks still stand (they are what an administrator of a
+   * full datastore needs), with a warning.
+   */
+  const record = async (ref: SnapshotRef, verifyState: VerifyState): Promise<void> => {
+    try {
+      await ds.updateUnprotected(ref, (u) => ({ ...u, verifyState }), options);
+    } catch (error) {
+      if (isIbsError(error, 'NOT_FOUND')) return;
+      if (!isIbsError(error, 'NO_SPACE')) throw error;
+      (options.onWarning ?? log)(`verify ${formatSnapshot(ref)}: its state (${verifyState.state}) could not be recorded: ${error.message}`);
+    }
+  };
   let targets: SnapshotInfo[];
   // A snapshot whose manifest does not read fails verification; the others are verified all the same.
   const damaged: DamagedSnapshot[] = [];
@@ -155,16 +171,11 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
       if (reason !== undefined) problems.push(`chunk ${digest}: ${reason}`);
     }
     if (problems.length > 0) failedSnapshots.add(name);
-    await ds.updateUnprotected(info.ref, (u) => ({
-      ...u,
-      verifyState: {
-        state: problems.length > 0 ? 'failed' : 'ok',
-        time: Math.floor(Date.now() / 1000),
-        ...(options.upid ? { upid: options.upid } : {}),
-        ...(problems.length > 0 ? { failedChunks: unique.filter((d) => bad.has(d)) } : {}),
-      },
-    }), options).catch((error: unknown) => {
-      if (!(error instanceof IbsError && error.code === 'NOT_FOUND')) throw error;
+    await record(info.ref, {
+      state: problems.length > 0 ? 'failed' : 'ok',
+      time: Math.floor(Date.now() / 1000),
+      ...(options.upid ? { upid: options.upid } : {}),
+      ...(problems.length > 0 ? { failedChunks: unique.filter((d) => bad.has(d)) } : {}),
     });
     return { snapshot: name, state: problems.length > 0 ? 'failed' : 'ok', problems };
   };
@@ -199,7 +210,7 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
       for (const digest of hits) users.get(digest)?.push(name);
       if (hits.size > 0 && !failedSnapshots.has(name)) {
         failedSnapshots.add(name);
-        await ds.updateUnprotected(info.ref, (u) => ({ ...u, verifyState: { state: 'failed', time: Math.floor(Date.now() / 1000), ...(options.upid ? { upid: options.upid } : {}), failedChunks: [...hits] } }), options);
+        await record(info.ref, { state: 'failed', time: Math.floor(Date.now() / 1000), ...(options.upid ? { upid: options.upid } : {}), failedChunks: [...hits] });
       }
     }
     result.badChunks = [...bad].map(([digest, reason]) => ({ digest, reason, snapshots: users.get(digest) ?? [] }));
