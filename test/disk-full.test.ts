@@ -186,3 +186,52 @@ test('a push into a full remote datastore fails naming it and shows no partial s
     await Promise.all([a?.stop(), b?.stop()]);
   }
 });
+
+test('a server whose state directory fills up during a task keeps running: the task ends, and is recorded once there is room', { timeout: 120_000 }, async (t) => {
+  if (skip) return t.skip(skip);
+  const root = join(work!.path, 'state');
+  const home = join(root, 'home');
+  const src = join(root, 'src');
+  await sourceTree(src, 2, 4);
+  // Only the server's own files (configuration, task index and logs, job state) on the small disk.
+  await smallDisk(home, 8);
+  await ok(home, ['datastore', 'create', 'primary', join(root, 'primary')]);
+  await ok(home, ['datastore', 'create', 'copy', join(root, 'copy')]);
+  await ok(home, ['backup', 'create', '--store', 'primary', '--id', 'h1', `root.tar:${src}`]);
+  await ok(home, ['sync', 'create', '--name', 'copy', '--store', 'primary', '--remote-store', 'copy', '--direction', 'push', '--bwlimit', '2']);
+  const server = await startServer(home, 0, { IBS_TASK_RECORD_RETRY_MS: '500' });
+  try {
+    // About 4 s at 2 MiB/s; the disk fills once the task is under way.
+    const run = ibs(home, ['sync', 'run', '--name', 'copy']);
+    for (let i = 0; i < 100 && !(await json<Array<{ state: string }>>(home, ['task', 'list']))[0]; i++) await new Promise((r) => setTimeout(r, 50));
+    await sh(`head -c 64M /dev/zero > '${join(home, 'filler')}'`);
+    const result = await run;
+    assert.equal(server.child.exitCode, null, `the server stopped:\n${server.output()}`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(await snapshots(home, 'copy'), await snapshots(home, 'primary'));
+    const [task] = await json<Array<{ upid: string; state: string }>>(home, ['task', 'list']);
+    assert.equal(task?.state, 'ok', 'answered from memory while the index is full');
+
+    // It did fail: the worker's log (or standard error, when the log would not take it either) says so.
+    const said = async (re: RegExp): Promise<boolean> => re.test(server.output()) || re.test(await readFile(join(home, 'log', 'worker.log'), 'utf8').catch(() => ''));
+    assert.ok(await said(new RegExp(`Cannot record the state ok of task ${task.upid.replace(/[$^]/g, '\\$&')} in \\S+tasks\\.db: database or disk is full; kept in memory`)), server.output());
+    // While it is full, a new task cannot be recorded: refused (exit 10), and the server still stops cleanly.
+    const refused = await ibs(home, ['sync', 'run', '--name', 'copy']);
+    assert.equal(refused.code, NO_SPACE_EXIT, refused.stderr);
+    assert.match(refused.stderr, /Error: Cannot record a new task \(UPID:\S+\) in \S+tasks\.db: database or disk is full/);
+    await rm(join(home, 'filler'));
+    for (let i = 0; i < 50 && !(await said(/the task index takes states again/)); i++) await new Promise((r) => setTimeout(r, 100));
+    await server.stop();
+    // What the index itself holds: a server started again marks a task it still has as running "stopped
+    // unexpectedly".
+    const again = await startServer(home, 0);
+    try {
+      const [recorded] = await json<Array<{ upid: string; state: string }>>(home, ['task', 'list']);
+      assert.deepEqual([recorded?.upid, recorded?.state], [task.upid, 'ok']);
+    } finally {
+      await again.stop();
+    }
+  } finally {
+    await server.stop();
+  }
+});

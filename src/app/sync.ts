@@ -1,4 +1,4 @@
-import { IbsError, aclPathOrRoot, parseStoreName, decodeIndex, effectivePrivileges, indexChunks, formatNamespace, formatSnapshot, parseAuthId, parseGroup, parseNamespace, remoteAclPath, requirePrivilege, datastoreAclPath, type AclEntry, type Namespace, type SnapshotRef } from '../core/index.ts';
+import { IbsError, toIbsError, aclPathOrRoot, parseStoreName, decodeIndex, effectivePrivileges, indexChunks, formatNamespace, formatSnapshot, parseAuthId, parseGroup, parseNamespace, remoteAclPath, requirePrivilege, datastoreAclPath, type AclEntry, type Namespace, type SnapshotRef } from '../core/index.ts';
 import type { SyncJobConfig } from '../config/index.ts';
 import { Datastore } from '../datastore/index.ts';
 import { JobStateStore, summaryOf } from '../jobs/index.ts';
@@ -399,17 +399,26 @@ export async function showSyncJob(ctx: AppContext, id: string): Promise<Awaited<
 /** Runs `fn` as a run of job `jobId` outside the scheduler, recording its start and result (for `sync list`). */
 export async function recordJobRun<T>(ctx: AppContext, jobId: string, fn: () => Promise<T>): Promise<T> {
   const state = new JobStateStore(ctx.paths.stateDir);
+  // The record is bookkeeping: one that cannot be written (a full disk) is a warning, not the run's end.
+  const note = (record: () => void): void => {
+    try {
+      record();
+    } catch (error) {
+      ctx.reporter.warn(toIbsError(error).message);
+    }
+  };
   try {
     state.get(jobId, Date.now());
-    state.started(jobId, Date.now(), 'local (no server)');
+    note(() => state.started(jobId, Date.now(), 'local (no server)'));
+    let result: T;
     try {
-      const result = await fn();
-      state.finished(jobId, Date.now(), 'ok', 'OK', summaryOf(result));
-      return result;
+      result = await fn();
     } catch (error) {
-      state.finished(jobId, Date.now(), 'error', (error as Error).message.slice(0, 500));
+      note(() => state.finished(jobId, Date.now(), 'error', (error as Error).message.slice(0, 500)));
       throw error;
     }
+    note(() => state.finished(jobId, Date.now(), 'ok', 'OK', summaryOf(result)));
+    return result;
   } finally {
     state.close();
   }
@@ -419,9 +428,21 @@ export async function recordJobRun<T>(ctx: AppContext, jobId: string, fn: () => 
 export function bandwidthRecorder(ctx: AppContext, id: string): { add: (bytes: number) => void; close: () => void } {
   const state = new JobStateStore(ctx.paths.stateDir);
   const pending = new Map<number, number>();
+  // Minutes the store would not take (a full disk) stay pending and go with a later flush; at the end, what
+  // is left is a warning (the chart misses them, the run does not fail).
+  let failure: IbsError | undefined;
   const flush = (): void => {
-    for (const [minute, bytes] of pending) state.addBytes(`sync/${id}`, minute, bytes);
-    pending.clear();
+    for (const [minute, bytes] of pending) {
+      try {
+        state.addBytes(`sync/${id}`, minute, bytes);
+      } catch (error) {
+        // Also from a timer: whatever the failure, it must not end the process.
+        failure = toIbsError(error);
+        return;
+      }
+      pending.delete(minute);
+    }
+    failure = undefined;
   };
   const timer = setInterval(flush, 10_000);
   timer.unref();
@@ -434,6 +455,7 @@ export function bandwidthRecorder(ctx: AppContext, id: string): { add: (bytes: n
       clearInterval(timer);
       flush();
       state.close();
+      if (failure) ctx.reporter.warn(`bytes per minute of this run not recorded: ${failure.message}`);
     },
   };
 }

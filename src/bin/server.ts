@@ -10,6 +10,7 @@ import { BackupSessions, ReaderSessions, autoUnlockMasterKey, ensureAdmin, ensur
 import { JobStateStore, Scheduler, TaskManager, TaskStore, UploadLedger } from '../jobs/index.ts';
 import { journalWriter, jsonFileLog, silentReporter, writeFileAtomic, type JsonLog } from '../lib/index.ts';
 import type { IbsPaths } from '../config/index.ts';
+import { toIbsError } from '../core/index.ts';
 
 /** The services of the server process, as `status --services` lists them and the systemd unit aliases name them. */
 const SERVICES = ['api', 'scheduler', 'worker', 'verifier', 'gc', 'sync', 'notify'];
@@ -60,9 +61,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const notifier = makeNotifier(options.makeContext('root@pam'), (level, msg, fields) => notifyLog(level, msg, fields));
   const started = new Date().toISOString();
   const statusFile = join(paths.stateDir, 'services.json');
+  // What `status --services` reads: a file it cannot write (a full disk) is logged; the server runs all the same.
   const writeStatus = async (state: 'running' | 'stopped', listen: string, reason?: string): Promise<void> => {
     const services = SERVICES.map((service) => ({ service, state, since: new Date().toISOString(), ...(reason ? { reason } : {}) }));
-    await writeFileAtomic(statusFile, `${JSON.stringify({ pid: process.pid, started, listen, services }, null, 1)}\n`);
+    await writeFileAtomic(statusFile, `${JSON.stringify({ pid: process.pid, started, listen, services }, null, 1)}\n`).catch((error: unknown) => {
+      workerLog('error', `cannot record the services as ${state} in ${statusFile}`, { error: toIbsError(error).message });
+    });
   };
 
   const cert = await ensureCertificate(paths.configDir);
@@ -85,6 +89,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const tasks = await TaskManager.start({
     store,
     slots: { verify: 1, garbage_collection: 1, prune: 1, backup: 4, syncjob: 4 },
+    log: (level, message) => workerLog(level, message),
+    // Tests shorten how often states the task index would not take are tried again (default 30 s).
+    ...(/^\d{2,6}$/.test(process.env.IBS_TASK_RECORD_RETRY_MS ?? '') ? { retryMs: Number(process.env.IBS_TASK_RECORD_RETRY_MS) } : {}),
     onFinished: (record) => {
       (serviceLogs[serviceOf(record.type)] ?? workerLog)(record.state === 'ok' ? 'info' : record.state === 'warnings' ? 'warn' : 'error', `task ${record.state}`, { task: record.upid, type: record.type, id: record.id, status: record.status });
       const job = scheduler?.jobFor(record.upid);

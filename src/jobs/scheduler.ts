@@ -43,6 +43,13 @@ export class Scheduler {
   readonly #log: (msg: string, fields?: Record<string, unknown>) => void;
   readonly #running = new Map<string, Promise<unknown>>();
   readonly #byUpid = new Map<string, ScheduledJob>();
+  /**
+   * Per job, when this scheduler started it and when it first saw it: what the job state store holds, kept
+   * here too, so that a store that cannot be written (its disk full) neither stops the jobs nor has them
+   * start again every minute.
+   */
+  readonly #startedAt = new Map<string, number>();
+  readonly #seenAt = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(options: { tasks: TaskManager; state: JobStateStore; jobs: () => Promise<ScheduledJob[]>; now?: () => number; log?: (msg: string, fields?: Record<string, unknown>) => void }) {
@@ -51,6 +58,29 @@ export class Scheduler {
     this.#jobs = options.jobs;
     this.#now = options.now ?? Date.now;
     this.#log = options.log ?? (() => {});
+  }
+
+  /** A job's state from the store, or from memory when the store fails (logged); the later start wins. */
+  #stateOf(jobId: string, now: number): JobState {
+    let state: JobState;
+    try {
+      state = this.#state.get(jobId, now);
+    } catch (error) {
+      this.#log('job state cannot be read or recorded', { job: jobId, error: toIbsError(error).message });
+      if (!this.#seenAt.has(jobId)) this.#seenAt.set(jobId, now);
+      state = { jobId, firstSeen: this.#seenAt.get(jobId) as number };
+    }
+    const started = this.#startedAt.get(jobId);
+    return started !== undefined && !(state.lastStart !== undefined && state.lastStart >= started) ? { ...state, lastStart: started } : state;
+  }
+
+  /** Records something of a job's run in the store; one it cannot take is logged (the run goes on). */
+  #note(jobId: string, record: () => void): void {
+    try {
+      record();
+    } catch (error) {
+      this.#log('job state cannot be recorded', { job: jobId, error: toIbsError(error).message });
+    }
   }
 
   #next(job: ScheduledJob, state: JobState): number | undefined {
@@ -73,7 +103,7 @@ export class Scheduler {
       let next: number | undefined;
       let state: JobState;
       try {
-        state = this.#state.get(job.id, now);
+        state = this.#stateOf(job.id, now);
         next = this.#next(job, state);
       } catch (error) {
         this.#log('job skipped: bad schedule', { job: job.id, error: toIbsError(error).message });
@@ -84,7 +114,13 @@ export class Scheduler {
         this.#log('job still running; not started again', { job: job.id });
         continue;
       }
-      this.#start(job, now);
+      try {
+        this.#start(job, now);
+      } catch (error) {
+        // No task could be made (its index full): tried again at the next tick.
+        this.#log('job not started', { job: job.id, error: toIbsError(error).message });
+        continue;
+      }
       started.push(job.id);
     }
     return started;
@@ -98,11 +134,12 @@ export class Scheduler {
       summary = summaryOf(result);
       return result;
     });
-    this.#state.started(job.id, now, upid);
+    this.#startedAt.set(job.id, now);
+    this.#note(job.id, () => this.#state.started(job.id, now, upid));
     this.#byUpid.set(upid, job);
     this.#log('job started', { job: job.id, task: upid });
     const finished = done.then((record) => {
-      this.#state.finished(job.id, this.#now(), record.state, record.status ?? '', summary);
+      this.#note(job.id, () => this.#state.finished(job.id, this.#now(), record.state, record.status ?? '', summary));
       this.#running.delete(job.id);
       this.#byUpid.delete(upid);
     });
@@ -116,7 +153,7 @@ export class Scheduler {
     if (!job) throw new IbsError('NOT_FOUND', `Job "${jobId}" does not exist`);
     if (this.#running.has(job.id)) throw new IbsError('BUSY', `Job "${jobId}" is running already`);
     const now = this.#now();
-    this.#state.get(job.id, now);
+    this.#stateOf(job.id, now);
     return this.#start(job, now);
   }
 
@@ -129,7 +166,7 @@ export class Scheduler {
   async status(): Promise<JobStatus[]> {
     const now = this.#now();
     return (await this.#jobs()).map((job) => {
-      const state = this.#state.get(job.id, now);
+      const state = this.#stateOf(job.id, now);
       let nextRun: number | undefined;
       try {
         nextRun = this.#next(job, state);

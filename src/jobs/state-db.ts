@@ -1,12 +1,37 @@
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { dirname } from 'node:path';
+import { IbsError, type ErrorCode } from '../core/index.ts';
 
 /** SQLite's result codes for a file that is not a database, or one whose pages do not read. */
 const DAMAGED = new Set([11 /* SQLITE_CORRUPT */, 26 /* SQLITE_NOTADB */]);
 
 function damaged(error: unknown): boolean {
   return (error as { code?: unknown }).code === 'ERR_SQLITE_ERROR' && DAMAGED.has(Number((error as { errcode?: unknown }).errcode));
+}
+
+/** SQLite's primary result codes that are about the disk, not the program, and what they mean here. */
+const STATE_DB_CODES: ReadonlyMap<number, ErrorCode> = new Map([
+  [13 /* SQLITE_FULL */, 'NO_SPACE'],
+  [8 /* SQLITE_READONLY */, 'PERMISSION_DENIED'],
+  [5 /* SQLITE_BUSY */, 'BUSY'],
+  [6 /* SQLITE_LOCKED */, 'BUSY'],
+]);
+
+/**
+ * A failed write to a state database as the IbsError it means (a full disk: NO_SPACE), saying what could not
+ * be recorded and where: `Cannot record task … in /var/lib/…/tasks.db: database or disk is full`. Others
+ * come back as they are.
+ */
+export function stateDbError(error: unknown, what: string, path: string): unknown {
+  const code = stateDbErrorCode(error);
+  return code ? new IbsError(code, `${what} in ${path}: ${(error as Error).message}`, { cause: error }) : error;
+}
+
+/** The code of a state database's failure that is about the disk (see STATE_DB_CODES); undefined for others. */
+export function stateDbErrorCode(error: unknown): ErrorCode | undefined {
+  if ((error as { code?: unknown } | undefined)?.code !== 'ERR_SQLITE_ERROR') return undefined;
+  return STATE_DB_CODES.get(Number((error as { errcode?: unknown }).errcode) & 0xff);
 }
 
 /**

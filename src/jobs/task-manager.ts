@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { IbsError, toIbsError } from '../core/index.ts';
 import { abortableSleep, type ProgressEvent } from '../lib/index.ts';
-import { TaskStore, type TaskFilter, type TaskRecord } from './task-store.ts';
+import { TaskStore, type TaskFilter, type TaskRecord, type TaskState } from './task-store.ts';
 import { formatUpid } from './upid.ts';
 
 /** What a running task gets: its id, an abort signal, and a log. Domain code reports through it. */
@@ -29,6 +29,10 @@ export interface TaskManagerOptions {
   defaultSlots?: number;
   /** Called once for every task that has ended (notifications hook here). Must not throw. */
   onFinished?: (record: TaskRecord) => void;
+  /** Hears what the manager could not do (a task index it cannot write: a full disk), and when it could again. */
+  log?: (level: 'info' | 'error', message: string) => void;
+  /** How often states that could not be recorded are tried again (default 30 s). */
+  retryMs?: number;
 }
 
 interface Live {
@@ -61,6 +65,11 @@ export class TaskManager {
   readonly #running = new Map<string, number>();
   readonly #queues = new Map<string, Waiting[]>();
   readonly #pstart = Math.floor(performance.timeOrigin / 1000);
+  readonly #log: (level: 'info' | 'error', message: string) => void;
+  readonly #retryMs: number;
+  /** States the task index would not take (its disk full), by UPID: answered from here, written when it can. */
+  readonly #unsaved = new Map<string, { state: TaskState; status?: string; endtime?: number }>();
+  #retry: NodeJS.Timeout | undefined;
   #counter = 0;
   #closing = false;
 
@@ -70,6 +79,49 @@ export class TaskManager {
     this.#slots = options.slots ?? {};
     this.#defaultSlots = options.defaultSlots ?? 4;
     this.#onFinished = options.onFinished;
+    this.#log = options.log ?? ((_, m) => process.stderr.write(`ironcore-backup: ${m}\n`));
+    this.#retryMs = options.retryMs ?? 30_000;
+  }
+
+  /**
+   * Records a task's state in the index. The index is bookkeeping: when it cannot be written (the state
+   * directory's disk is full), the task goes on and ends all the same, its state is answered from memory and
+   * written once the index takes it (tried again every `retryMs`); a server that stops before then leaves
+   * the task "running" in the index, which the next start marks as stopped unexpectedly.
+   */
+  #record(upid: string, state: TaskState, status?: string): void {
+    const ended = state !== 'queued' && state !== 'running';
+    const change = { state, ...(status !== undefined ? { status } : {}), ...(ended ? { endtime: Math.floor(Date.now() / 1000) } : {}) };
+    try {
+      this.store.setState(upid, state, status, change.endtime);
+      this.#unsaved.delete(upid);
+      return;
+    } catch (error) {
+      this.#log('error', `${toIbsError(error).message}; kept in memory and tried again every ${Math.max(1, Math.round(this.#retryMs / 1000))} s`);
+    }
+    this.#unsaved.set(upid, change);
+    this.#retry ??= setInterval(() => this.#flush(), this.#retryMs).unref();
+  }
+
+  /** Writes the states the index did not take before, in order, while it takes them. */
+  #flush(): void {
+    for (const [upid, c] of this.#unsaved) {
+      try {
+        this.store.setState(upid, c.state, c.status, c.endtime);
+      } catch {
+        return;
+      }
+      this.#unsaved.delete(upid);
+    }
+    clearInterval(this.#retry);
+    this.#retry = undefined;
+    this.#log('info', 'the task index takes states again: all recorded');
+  }
+
+  /** A record of the index with the state it would not take, if any. */
+  #withUnsaved(record: TaskRecord): TaskRecord {
+    const c = this.#unsaved.get(record.upid);
+    return c ? { ...record, ...c } : record;
   }
 
   static async start(options: TaskManagerOptions): Promise<TaskManager> {
@@ -89,7 +141,7 @@ export class TaskManager {
       }
       if (alive) continue;
       await this.store.appendLog(task.upid, `${stamp()}: TASK ERROR: server stopped unexpectedly\n`).catch(() => {});
-      this.store.setState(task.upid, 'error', 'server stopped unexpectedly');
+      this.#record(task.upid, 'error', 'server stopped unexpectedly');
     }
   }
 
@@ -122,7 +174,7 @@ export class TaskManager {
     const run = async (): Promise<void> => {
       this.#running.set(spec.type, (this.#running.get(spec.type) ?? 0) + 1);
       record.state = 'running';
-      this.store.setState(upid, 'running');
+      this.#record(upid, 'running');
       let status: string;
       let finalState: TaskRecord['state'];
       try {
@@ -143,7 +195,7 @@ export class TaskManager {
       append(`TASK ${status === 'OK' ? 'OK' : status.startsWith('WARNINGS') ? status : `ERROR: ${status}`}`);
       await live.logChain;
       // Only now, with the last log line written and the index updated, does the task count as ended.
-      this.store.setState(upid, finalState, status);
+      this.#record(upid, finalState, status);
       record.state = finalState;
       record.status = status;
       record.endtime = Math.floor(Date.now() / 1000);
@@ -157,7 +209,13 @@ export class TaskManager {
       }
       this.#startNext(spec.type);
     };
-    this.store.create(u, upid, 'queued');
+    try {
+      this.store.create(u, upid, 'queued');
+    } catch (error) {
+      // Not recorded (a full disk): no task, and nothing here waits for one.
+      this.#live.delete(upid);
+      throw error;
+    }
     append(`starting task ${upid}`);
     if ((this.#running.get(spec.type) ?? 0) < this.#limit(spec.type)) void run();
     else {
@@ -191,11 +249,13 @@ export class TaskManager {
   status(upid: string): TaskRecord & { progress?: ProgressEvent } {
     const live = this.#live.get(upid);
     if (live) return { ...this.store.get(upid), ...live.record, ...(live.progress ? { progress: live.progress } : {}) };
-    return this.store.get(upid);
+    return this.#withUnsaved(this.store.get(upid));
   }
 
+  /** Tasks of the index, newest first (a state it would not take yet is answered from memory; filters apply to the index's). */
   list(filter: TaskFilter = {}): TaskRecord[] {
-    return this.store.list(filter);
+    const records = this.store.list(filter);
+    return this.#unsaved.size === 0 ? records : records.map((r) => this.#withUnsaved(r));
   }
 
   /** Per worker type: slots, running and queued tasks. */
@@ -208,7 +268,7 @@ export class TaskManager {
   async *follow(upid: string, options: { signal?: AbortSignal; intervalMs?: number } = {}): AsyncGenerator<string> {
     let offset = 0;
     for (;;) {
-      const finished = !['queued', 'running'].includes(this.store.get(upid).state);
+      const finished = !['queued', 'running'].includes(this.status(upid).state);
       const { text, size } = await this.store.readLog(upid, { start: offset });
       offset = size;
       if (text) yield text;
@@ -223,6 +283,8 @@ export class TaskManager {
     const pending = [...this.#live.values()].map((l) => l.done);
     for (const upid of [...this.#live.keys()]) this.abort(upid, reason);
     await Promise.all(pending);
+    if (this.#unsaved.size > 0) this.#flush();
+    clearInterval(this.#retry);
   }
 }
 

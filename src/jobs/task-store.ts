@@ -3,7 +3,7 @@ import { appendFile, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IbsError } from '../core/index.ts';
 import { parseUpid, type Upid } from './upid.ts';
-import { openStateDatabase } from './state-db.ts';
+import { openStateDatabase, stateDbError } from './state-db.ts';
 
 export const TASK_STATES = ['queued', 'running', 'ok', 'warnings', 'error', 'aborted'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
@@ -39,22 +39,25 @@ export interface TaskFilter {
 export class TaskStore {
   readonly #db: DatabaseSync;
   readonly #dir: string;
+  readonly #path: string;
 
-  private constructor(db: DatabaseSync, dir: string) {
+  private constructor(db: DatabaseSync, dir: string, path: string) {
     this.#db = db;
     this.#dir = dir;
+    this.#path = path;
   }
 
   static async open(stateDir: string): Promise<TaskStore> {
     await mkdir(join(stateDir, 'tasks'), { recursive: true });
-    const db = openStateDatabase(join(stateDir, 'tasks.db'), `PRAGMA journal_mode = WAL;
+    const path = join(stateDir, 'tasks.db');
+    const db = openStateDatabase(path, `PRAGMA journal_mode = WAL;
       PRAGMA busy_timeout = 5000;
       CREATE TABLE IF NOT EXISTS tasks (
         upid TEXT PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, auth_id TEXT NOT NULL,
         starttime INTEGER NOT NULL, endtime INTEGER, state TEXT NOT NULL, status TEXT,
         pid INTEGER NOT NULL, node TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS tasks_start ON tasks(starttime);`);
-    return new TaskStore(db, join(stateDir, 'tasks'));
+    return new TaskStore(db, join(stateDir, 'tasks'), path);
   }
 
   logPath(upid: string): string {
@@ -64,12 +67,21 @@ export class TaskStore {
 
   /** Records a new task (synchronously, so that it is visible and ordered from the moment it exists). */
   create(u: Upid, upid: string, state: 'queued' | 'running'): void {
-    this.#db.prepare('INSERT INTO tasks (upid, type, id, auth_id, starttime, state, pid, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(upid, u.type, u.id, u.authId, u.starttime, state, u.pid, u.node);
+    try {
+      this.#db.prepare('INSERT INTO tasks (upid, type, id, auth_id, starttime, state, pid, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(upid, u.type, u.id, u.authId, u.starttime, state, u.pid, u.node);
+    } catch (error) {
+      throw stateDbError(error, `Cannot record a new task (${upid})`, this.#path);
+    }
   }
 
-  setState(upid: string, state: TaskState, status?: string): void {
+  /** Records a task's state; one that has ended gets `endtime` (seconds; default now). */
+  setState(upid: string, state: TaskState, status?: string, endtime?: number): void {
     const ended = state !== 'queued' && state !== 'running';
-    this.#db.prepare('UPDATE tasks SET state = ?, status = ?, endtime = ? WHERE upid = ?').run(state, status ?? null, ended ? Math.floor(Date.now() / 1000) : null, upid);
+    try {
+      this.#db.prepare('UPDATE tasks SET state = ?, status = ?, endtime = ? WHERE upid = ?').run(state, status ?? null, ended ? (endtime ?? Math.floor(Date.now() / 1000)) : null, upid);
+    } catch (error) {
+      throw stateDbError(error, `Cannot record the state ${state} of task ${upid}`, this.#path);
+    }
   }
 
   async appendLog(upid: string, lines: string): Promise<void> {

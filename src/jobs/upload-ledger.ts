@@ -1,5 +1,5 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { openStateDatabase } from './state-db.ts';
+import { openStateDatabase, stateDbErrorCode } from './state-db.ts';
 import { join } from 'node:path';
 
 /**
@@ -25,14 +25,26 @@ export class UploadLedger {
     this.#query = this.#db.prepare('SELECT 1 FROM uploads WHERE auth_id = ? AND store = ? AND digest = ? AND time > ?');
   }
 
-  remember(authId: string, store: string, digests: readonly string[], now = Date.now()): void {
-    this.#db.exec('BEGIN');
+  /**
+   * Records that `authId` uploaded `digests` to `store`. False when the ledger cannot be written (its disk
+   * full): the chunks are stored all the same, and a resumed transfer sends those again.
+   */
+  remember(authId: string, store: string, digests: readonly string[], now = Date.now()): boolean {
+    try {
+      this.#db.exec('BEGIN');
+    } catch (error) {
+      if (stateDbErrorCode(error) === undefined) throw error;
+      return false;
+    }
     try {
       for (const d of digests) this.#insert.run(authId, store, d, now);
       this.#db.exec('COMMIT');
+      return true;
     } catch (error) {
-      this.#db.exec('ROLLBACK');
-      throw error;
+      // SQLite may have rolled back already (it does on a full disk).
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      if (stateDbErrorCode(error) === undefined) throw error;
+      return false;
     }
   }
 
@@ -43,9 +55,13 @@ export class UploadLedger {
     return out;
   }
 
-  /** Drops expired entries. */
+  /** Drops expired entries (when it can: on a full disk they stay until a later start, still expired). */
   expire(now = Date.now()): void {
-    this.#db.prepare('DELETE FROM uploads WHERE time <= ?').run(now - this.#ttlMs);
+    try {
+      this.#db.prepare('DELETE FROM uploads WHERE time <= ?').run(now - this.#ttlMs);
+    } catch (error) {
+      if (stateDbErrorCode(error) === undefined) throw error;
+    }
   }
 
   close(): void {
