@@ -187,6 +187,38 @@ test('a push into a full remote datastore fails naming it and shows no partial s
   }
 });
 
+test('a read-only datastore: a backup is refused naming the cause, verify and restore work; a read-only restore target is named', { timeout: 120_000 }, async (t) => {
+  if (skip) return t.skip(skip);
+  const root = join(work!.path, 'readonly');
+  const home = join(root, 'home');
+  const src = join(root, 'src');
+  await sourceTree(src, 2, 2);
+  await smallDisk(join(root, 'disk'), 32);
+  await ok(home, ['datastore', 'create', 'store', join(root, 'disk', 'store')]);
+  await ok(home, ['backup', 'create', '--store', 'store', '--id', 'h1', `root.tar:${src}`]);
+  const [snap] = await snapshots(home, 'store');
+  assert.ok(snap);
+  assert.equal((await sh(`mount -o remount,ro '${join(root, 'disk')}'`)).code, 0);
+
+  // Node's recursive mkdir says "no such file or directory" for any failure of a level it makes: the cause
+  // is found and named.
+  const backup = await ibs(home, ['backup', 'create', '--store', 'store', '--id', 'h1', `root.tar:${src}`]);
+  assert.equal(backup.code, 5, backup.stderr);
+  assert.match(backup.stderr, /Error: write "\.writers\/\S+\.json": read-only file system \(EROFS\)/);
+  const verify = await ibs(home, ['verify', 'start', 'store']);
+  assert.equal(verify.code, 0, verify.stderr);
+  assert.match(verify.stderr, /warning: verify host\/h1\/\S+: its state \(ok\) could not be recorded: .*read-only file system \(EROFS\)/);
+  await ok(home, ['backup', 'restore', snap, 'root.tar', join(root, 'restored'), '--store', 'store']);
+  for (const f of await readdir(src)) assert.ok((await readFile(join(root, 'restored', f))).equals(await readFile(join(src, f))), f);
+
+  const target = join(root, 'target');
+  await smallDisk(target, 1);
+  assert.equal((await sh(`mount -o remount,ro '${target}'`)).code, 0);
+  const restore = await ibs(home, ['backup', 'restore', snap, 'root.tar', join(target, 'a', 'b'), '--store', 'store']);
+  assert.equal(restore.code, 5, restore.stderr);
+  assert.match(restore.stderr, new RegExp(`Error: Cannot create the restore target "${target}/a/b": read-only file system \\(EROFS\\)`));
+});
+
 test('a server whose state directory fills up during a task keeps running: the task ends, and is recorded once there is room', { timeout: 120_000 }, async (t) => {
   if (skip) return t.skip(skip);
   const root = join(work!.path, 'state');

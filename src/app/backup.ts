@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { open, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
@@ -36,7 +36,7 @@ import {
   type PayloadChunk,
 } from '../archive/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
-import { abortableSleep, isAllZero, readPieces, writeAll } from '../lib/index.ts';
+import { abortableSleep, isAllZero, makeDirs, readPieces, writeAll } from '../lib/index.ts';
 
 export interface ArchiveSpec {
   name: string;
@@ -426,7 +426,7 @@ export async function restoreBackup(ctx: AppContext, input: RestoreInput): Promi
     const target = resolve(input.target);
     if (archive.endsWith('.img')) {
       if (await stat(target).catch(() => undefined)) throw new IbsError('EXISTS', `Restore target "${target}" exists: expected a new file name`);
-      const handle = await mkdir(dirname(target), { recursive: true })
+      const handle = await makeDirs(dirname(target))
         .then(() => open(target, 'wx', 0o600))
         .catch((error: unknown) => {
           throw fileSystemError(error, `Cannot create the restore target "${target}"`);

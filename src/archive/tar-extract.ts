@@ -1,7 +1,7 @@
 import { join, normalize, resolve, sep } from 'node:path';
 import fs from 'node:fs';
 import { IbsError, fileSystemError } from '../core/index.ts';
-import { isWhole, movable, throwIfAborted } from '../lib/index.ts';
+import { isWhole, makeDirsSync, movable, throwIfAborted } from '../lib/index.ts';
 import { parseTar, type ParsedEntry } from './tar-parse.ts';
 import type { PayloadChunk } from './tar-assemble.ts';
 import { Thread } from './thread.ts';
@@ -81,7 +81,7 @@ export async function extractEntries(entries: AsyncIterable<ParsedEntry>, target
   const symlinks = new Set<string>();
   const result: ExtractResult = { entries: 0, bytes: 0 };
   try {
-    fs.mkdirSync(target, { recursive: true });
+    makeDirsSync(target);
   } catch (error) {
     throw fileSystemError(error, `Cannot create the restore target "${target}"`);
   }
@@ -116,13 +116,13 @@ export async function extractEntries(entries: AsyncIterable<ParsedEntry>, target
       const cut = full.lastIndexOf('/');
       const parent = cut === 0 ? '/' : full.slice(0, cut);
       if (!madeDirs.has(parent)) {
-        if (fs.mkdirSync(parent, { recursive: true }) === undefined) ownDirs = false;
+        if (makeDirsSync(parent) === undefined) ownDirs = false;
         madeDirs.add(parent);
       }
       const mtime = utimeSeconds(entry.mtime, entry.mtimeNs);
       switch (entry.type) {
         case 'dir':
-          if (fs.mkdirSync(full, { recursive: true, mode: 0o700 }) === undefined) ownDirs = false;
+          if (makeDirsSync(full, 0o700) === undefined) ownDirs = false;
           madeDirs.add(full);
           dirs.push({ path: full, mode: entry.mode, mtime: entry.mtime, mtimeNs: entry.mtimeNs, uid: entry.uid, gid: entry.gid });
           break;

@@ -83,15 +83,15 @@ export async function verifyDatastore(ds: Datastore, options: VerifyOptions = {}
   const now = Math.floor(Date.now() / 1000);
   /**
    * Records a snapshot's verify state in its manifest. One removed meanwhile has nothing to record; on a full
-   * datastore the state is not recorded and the checks still stand (they are what an administrator of a
-   * full datastore needs), with a warning.
+   * or read-only datastore (a write-protected disk, a mounted copy) the state is not recorded and the checks
+   * still stand (they are what its administrator needs), with a warning.
    */
   const record = async (ref: SnapshotRef, verifyState: VerifyState): Promise<void> => {
     try {
       await ds.updateUnprotected(ref, (u) => ({ ...u, verifyState }), options);
     } catch (error) {
       if (isIbsError(error, 'NOT_FOUND')) return;
-      if (!isIbsError(error, 'NO_SPACE')) throw error;
+      if (!isIbsError(error, 'NO_SPACE') && !isIbsError(error, 'PERMISSION_DENIED')) throw error;
       (options.onWarning ?? log)(`verify ${formatSnapshot(ref)}: its state (${verifyState.state}) could not be recorded: ${error.message}`);
     }
   };

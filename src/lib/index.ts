@@ -7,7 +7,7 @@ export { retry, type RetryOptions } from './retry.ts';
 export { Semaphore, mapConcurrent, WorkQueue } from './pool.ts';
 export { prefetch } from './prefetch.ts';
 export { isAllZero, readInto, readPieces, writeAll } from './read-pieces.ts';
-export { writeFileAtomic, fsyncDir } from './atomic-file.ts';
+export { writeFileAtomic, fsyncDir, makeDirs, makeDirsSync } from './atomic-file.ts';
 export { readTextCached } from './cached-read.ts';
 export { formatBytes, formatRate, formatDuration } from './format.ts';
 export { silentReporter, RateMeter, type Reporter, type ProgressEvent } from './progress.ts';

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { link, mkdir, open, type FileHandle, readdir, rename, rm, stat, statfs, unlink, utimes, rmdir } from 'node:fs/promises';
+import { link, open, type FileHandle, readdir, rename, rm, stat, statfs, unlink, utimes, rmdir } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { fsyncDir, readInto, throwIfAborted, writeAll } from '../../lib/index.ts';
+import { fsyncDir, makeDirs, readInto, throwIfAborted, writeAll } from '../../lib/index.ts';
 import {
   assertPrefix,
   sourceChunks,
@@ -164,7 +164,7 @@ export class LocalBackend implements StorageBackend {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
-    const created = await mkdir(dir, { recursive: true });
+    const created = await makeDirs(dir);
     if (created !== undefined) await fsyncDir(dirname(created));
     return open(temp, 'wx', 0o644);
   }

@@ -6,9 +6,9 @@
  * the main thread and the thread pool. Small on purpose: each worker thread loads it.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readSync, rmSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, openSync, readSync, rmSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { fsyncDirSync } from '../../lib/atomic-file.ts';
+import { fsyncDirSync, makeDirsSync } from '../../lib/atomic-file.ts';
 import { release } from '../../lib/release.ts';
 import type { ThreadStoreModule } from '../backend.ts';
 import { mapError, objectPath, TEMP_MARKER } from './local-files.ts';
@@ -32,7 +32,7 @@ function createSync(temp: string, dir: string): number {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
-  const created = mkdirSync(dir, { recursive: true });
+  const created = makeDirsSync(dir);
   if (created !== undefined) fsyncDirSync(dirname(created));
   return openSync(temp, 'wx', 0o644);
 }
