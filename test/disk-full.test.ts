@@ -62,18 +62,18 @@ function assertNoSpace(r: RunResult, what: RegExp): void {
   assert.match(r.stderr, /no space left on device \(ENOSPC\)/);
 }
 
-/** A source tree of incompressible files: `files` x `mib` MiB. */
-async function sourceTree(dir: string, files: number, mib: number): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  for (let i = 0; i < files; i++) await writeFile(join(dir, `f${i}`), randomBytes(mib * 1024 * 1024));
+/** A test's folder under the work folder: a home for its commands and a source tree of `files` x `mib` MiB of incompressible data. */
+async function testFolder(name: string, files: number, mib: number): Promise<{ root: string; home: string; src: string }> {
+  const root = join(work!.path, name);
+  const src = join(root, 'src');
+  await mkdir(src, { recursive: true });
+  for (let i = 0; i < files; i++) await writeFile(join(src, `f${i}`), randomBytes(mib * 1024 * 1024));
+  return { root, home: join(root, 'home'), src };
 }
 
 test('a backup or a local sync into a full datastore fails (NO_SPACE for the backup) and leaves no snapshot; with room, the next run completes and reuses what was written; verify and GC run on a full one', { timeout: 120_000 }, async (t) => {
   if (skip) return t.skip(skip);
-  const root = join(work!.path, 'backup');
-  const home = join(root, 'home');
-  const src = join(root, 'src');
-  await sourceTree(src, 10, 4);
+  const { root, home, src } = await testFolder('backup', 10, 4);
   const disk = await smallDisk(join(root, 'disk'), 24);
   await ok(home, ['datastore', 'create', 'small', join(root, 'disk', 'small')]);
 
@@ -118,10 +118,7 @@ test('a backup or a local sync into a full datastore fails (NO_SPACE for the bac
 
 test('a restore into a full target fails with NO_SPACE naming the entry; a partial image is removed; standard output too', { timeout: 120_000 }, async (t) => {
   if (skip) return t.skip(skip);
-  const root = join(work!.path, 'restore');
-  const home = join(root, 'home');
-  const src = join(root, 'src');
-  await sourceTree(src, 4, 4);
+  const { root, home, src } = await testFolder('restore', 4, 4);
   await writeFile(join(root, 'disk.img'), randomBytes(12 * 1024 * 1024));
   await ok(home, ['datastore', 'create', 'store']);
   await ok(home, ['backup', 'create', '--store', 'store', '--id', 'h1', `root.tar:${src}`, `disk.img:${join(root, 'disk.img')}`]);
@@ -144,11 +141,9 @@ test('a restore into a full target fails with NO_SPACE naming the entry; a parti
 
 test('a push into a full remote datastore fails naming it and shows no partial snapshot there; with room, the next run sends only what was missing', { timeout: 180_000 }, async (t) => {
   if (skip) return t.skip(skip);
-  const root = join(work!.path, 'push');
+  const { root, src } = await testFolder('push', 8, 4);
   const homeA = join(root, 'a');
   const homeB = join(root, 'b');
-  const src = join(root, 'src');
-  await sourceTree(src, 8, 4);
   const disk = await smallDisk(join(root, 'disk'), 20);
   await ok(homeA, ['datastore', 'create', 'primary']);
   await ok(homeB, ['datastore', 'create', 'archive', join(root, 'disk', 'archive')]);
@@ -189,10 +184,7 @@ test('a push into a full remote datastore fails naming it and shows no partial s
 
 test('a read-only datastore: a backup is refused naming the cause, verify and restore work; a read-only restore target is named', { timeout: 120_000 }, async (t) => {
   if (skip) return t.skip(skip);
-  const root = join(work!.path, 'readonly');
-  const home = join(root, 'home');
-  const src = join(root, 'src');
-  await sourceTree(src, 2, 2);
+  const { root, home, src } = await testFolder('readonly', 2, 2);
   await smallDisk(join(root, 'disk'), 32);
   await ok(home, ['datastore', 'create', 'store', join(root, 'disk', 'store')]);
   await ok(home, ['backup', 'create', '--store', 'store', '--id', 'h1', `root.tar:${src}`]);
@@ -221,10 +213,7 @@ test('a read-only datastore: a backup is refused naming the cause, verify and re
 
 test('a server whose state directory fills up during a task keeps running: the task ends, and is recorded once there is room', { timeout: 120_000 }, async (t) => {
   if (skip) return t.skip(skip);
-  const root = join(work!.path, 'state');
-  const home = join(root, 'home');
-  const src = join(root, 'src');
-  await sourceTree(src, 2, 4);
+  const { root, home, src } = await testFolder('state', 2, 4);
   // Only the server's own files (configuration, task index and logs, job state) on the small disk.
   await smallDisk(home, 8);
   await ok(home, ['datastore', 'create', 'primary', join(root, 'primary')]);
