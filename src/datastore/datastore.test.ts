@@ -431,7 +431,7 @@ test('on a local backend the check thread stores a received chunk itself and rea
      export function putSync(location, key, data, options) {
        const r = real(location, key, data, { readBack: false });
        if (r.existed) return r;
-       const path = location + '/' + key;
+       const path = JSON.parse(location).root + '/' + key;
        const b = readFileSync(path); b[b.length - 1] ^= 1; writeFileSync(path, b);
        return { existed: false, same: readFileSync(path).equals(data) };
      }`,

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runConformanceSuite } from '../conformance.ts';
@@ -43,29 +43,54 @@ test('thread store: stores a new object durably as write would, touches an exist
     const backend = new LocalBackend({ root });
     const store = backend.threadStore;
     assert.ok(store, 'a local backend offers a thread store');
-    assert.equal(store.location, root);
+    assert.equal(JSON.parse(store.location).root, root, 'its location names the root');
     assert.equal((await import(store.module)).putSync, putSync, 'its module is this one');
     assert.equal(new LocalBackend({ root, injectWriteError: () => undefined }).threadStore, undefined, 'not with a test hook a thread cannot call');
 
     const data = Buffer.from('chunk bytes '.repeat(1000));
-    assert.deepEqual(putSync(root, 'deep/er/obj', data, { readBack: true }), { existed: false, same: true });
+    assert.deepEqual(putSync(store.location, 'deep/er/obj', data, { readBack: true }), { existed: false, same: true });
     assert.ok((await backend.read('deep/er/obj')).equals(data));
-    assert.deepEqual(putSync(root, 'deep/er/obj2', data, { readBack: false }), { existed: false });
+    assert.deepEqual(putSync(store.location, 'deep/er/obj2', data, { readBack: false }), { existed: false });
 
     const old = Date.now() / 1000 - 7200;
     await utimes(join(root, 'deep', 'er', 'obj'), old, old);
-    assert.deepEqual(putSync(root, 'deep/er/obj', Buffer.from('other'), { readBack: true }), { existed: true });
+    assert.deepEqual(putSync(store.location, 'deep/er/obj', Buffer.from('other'), { readBack: true }), { existed: true });
     assert.ok((await backend.read('deep/er/obj')).equals(data), 'an existing object is not replaced');
     assert.ok(((await backend.stat('deep/er/obj'))?.mtimeMs ?? 0) > Date.now() - 60_000, 'but touched');
 
     // A folder in the way is a file: a storage error, and no temporary file left.
     await backend.write('file', Buffer.from('x'));
-    assert.throws(() => putSync(root, 'file/obj', data, { readBack: true }), (e: unknown) => isStorageError(e));
-    assert.throws(() => putSync(root, '../escape', data, { readBack: true }), RangeError);
+    assert.throws(() => putSync(store.location, 'file/obj', data, { readBack: true }), (e: unknown) => isStorageError(e));
+    assert.throws(() => putSync(store.location, '../escape', data, { readBack: true }), RangeError);
     const names = (await readdir(root, { recursive: true })).map(String);
     assert.deepEqual(names.filter((n) => n.includes('.ibs-tmp-')), []);
     assert.deepEqual(names.sort(), ['deep', 'deep/er', 'deep/er/obj', 'deep/er/obj2', 'file']);
   } finally {
     await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a root that is no longer the directory it was (an unmounted disk, a removed datastore) gets no new folders, from either path', async () => {
+  const { putSync } = (await import('./thread-store.ts')) as typeof import('./thread-store.ts');
+  const parent = await mkdtemp(join(tmpdir(), 'ibs-local-root-'));
+  const root = join(parent, 'store');
+  try {
+    await mkdir(root);
+    const backend = new LocalBackend({ root });
+    const location = backend.threadStore?.location as string;
+    await backend.write('a/b/one', Buffer.from('1'));
+    // What an unmount leaves: another, empty directory at the same path.
+    await rename(root, join(parent, 'gone'));
+    await mkdir(root);
+    const refused = (e: unknown): boolean => isStorageError(e, 'not-found') && /the storage root \S+ is no longer the directory it was \(its file system unmounted, or it was removed and made again\): nothing is written there/.test((e as Error).message);
+    await assert.rejects(backend.write('a/b/two', Buffer.from('2')), refused);
+    assert.throws(() => putSync(location, 'c/d/three', Buffer.from('3'), { readBack: false }), refused);
+    assert.deepEqual(await readdir(root), [], 'nothing made in the directory that took its place');
+    // And when the path is gone altogether.
+    await rm(root, { recursive: true });
+    await assert.rejects(backend.write('a/b/two', Buffer.from('2')), (e: unknown) => isStorageError(e, 'not-found') && /is gone/.test((e as Error).message));
+    await assert.rejects(stat(root), { code: 'ENOENT' });
+  } finally {
+    await rm(parent, { recursive: true, force: true });
   }
 });

@@ -16,7 +16,7 @@ import {
   type WriteSource,
   type ThreadStore,
 } from '../backend.ts';
-import { mapError, objectPath, TEMP_MARKER } from './local-files.ts';
+import { assertRoot, mapError, objectPath, rootIdentity, threadLocation, TEMP_MARKER, writeError, type RootIdentity } from './local-files.ts';
 
 export interface LocalBackendOptions {
   root: string;
@@ -34,16 +34,19 @@ export class LocalBackend implements StorageBackend {
   readonly info: BackendInfo;
   readonly #root: string;
   readonly #inject: LocalBackendOptions['injectWriteError'];
+  /** The root as it was when made (see assertRoot); taken on the first write when it did not exist yet. */
+  #identity: RootIdentity | undefined;
 
   constructor(options: LocalBackendOptions) {
     this.#root = options.root;
     this.#inject = options.injectWriteError;
+    this.#identity = rootIdentity(options.root);
     this.info = { scheme: 'local', location: options.root, capabilities: { atomicRename: true, conditionalCreate: true, maxConnections: 64 } };
   }
 
   /** Whole objects stored from a worker thread (thread-store.ts); not with a test hook, which a thread cannot call. */
   get threadStore(): ThreadStore | undefined {
-    return this.#inject ? undefined : { module: new URL('./thread-store.ts', import.meta.url).href, location: this.#root };
+    return this.#inject ? undefined : { module: new URL('./thread-store.ts', import.meta.url).href, location: threadLocation(this.#root, this.#identity) };
   }
 
   #path(key: string): string {
@@ -123,7 +126,7 @@ export class LocalBackend implements StorageBackend {
     const dir = dirname(path);
     const temp = `${path}${TEMP_MARKER}${randomBytes(6).toString('hex')}`;
     try {
-      const handle = await this.#create(temp, dir);
+      const handle = await this.#create(temp, dir, key);
       try {
         const hash = options.expectedSha256 ? createHash('sha256') : undefined;
         for await (const piece of sourceChunks(source)) {
@@ -153,19 +156,21 @@ export class LocalBackend implements StorageBackend {
       await fsyncDir(dir);
     } catch (error) {
       await rm(temp, { force: true }).catch(() => {});
-      throw mapError(error, 'write', key);
+      throw writeError(error, this.#root, this.#identity, key);
     }
   }
 
-  /** Creates the file `temp` in `dir`, creating `dir` (and its parents, durably) only when it is missing. */
-  async #create(temp: string, dir: string): Promise<FileHandle> {
+  /** Creates the file `temp` in `dir`, creating `dir` (and its parents, durably) only when it is missing and the root is still itself. */
+  async #create(temp: string, dir: string, key: string): Promise<FileHandle> {
     try {
       return await open(temp, 'wx', 0o644);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
+    assertRoot(this.#root, this.#identity, 'write', key);
     const created = await makeDirs(dir);
     if (created !== undefined) await fsyncDir(dirname(created));
+    this.#identity ??= rootIdentity(this.#root);
     return open(temp, 'wx', 0o644);
   }
 

@@ -11,7 +11,7 @@ import { dirname } from 'node:path';
 import { fsyncDirSync, makeDirsSync } from '../../lib/atomic-file.ts';
 import { release } from '../../lib/release.ts';
 import type { ThreadStoreModule } from '../backend.ts';
-import { mapError, objectPath, TEMP_MARKER } from './local-files.ts';
+import { assertRoot, objectPath, parseThreadLocation, TEMP_MARKER, writeError, type RootIdentity } from './local-files.ts';
 
 /** Sets the modification time of an existing object to now; false when there is none. */
 function touchSync(path: string): boolean {
@@ -25,13 +25,14 @@ function touchSync(path: string): boolean {
   }
 }
 
-/** Creates `temp` in `dir`, creating `dir` (and its parents, durably) only when it is missing. */
-function createSync(temp: string, dir: string): number {
+/** Creates `temp` in `dir`, creating `dir` (and its parents, durably) only when it is missing and the root is still itself. */
+function createSync(temp: string, dir: string, root: string, identity: RootIdentity | undefined, key: string): number {
   try {
     return openSync(temp, 'wx', 0o644);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
+  assertRoot(root, identity, 'write', key);
   const created = makeDirsSync(dir);
   if (created !== undefined) fsyncDirSync(dirname(created));
   return openSync(temp, 'wx', 0o644);
@@ -58,12 +59,13 @@ function sameSync(path: string, data: Uint8Array): boolean {
 }
 
 export const putSync: ThreadStoreModule['putSync'] = (location, key, data, options) => {
-  const path = objectPath(location, key);
+  const { root, identity } = parseThreadLocation(location);
+  const path = objectPath(root, key);
   const dir = dirname(path);
   const temp = `${path}${TEMP_MARKER}${randomBytes(6).toString('hex')}`;
   try {
     if (touchSync(path)) return { existed: true };
-    const fd = createSync(temp, dir);
+    const fd = createSync(temp, dir, root, identity, key);
     try {
       for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done);
       fsyncSync(fd);
@@ -87,6 +89,6 @@ export const putSync: ThreadStoreModule['putSync'] = (location, key, data, optio
     } catch {
       // Left for cleanTemporary; the error that matters is the one below.
     }
-    throw mapError(error, 'write', key);
+    throw writeError(error, root, identity, key);
   }
 };
