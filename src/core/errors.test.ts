@@ -24,13 +24,15 @@ test('fileSystemError: a failed call becomes the IbsError of its errno, saying w
   assert.deepEqual([pipe.code, pipe.message], ['ABORTED', 'Cannot write to standard output: broken pipe (EPIPE)']);
 });
 
-test('fileSystemError: IbsErrors, other errors and unknown error numbers come back as they are', () => {
+test('fileSystemError: IbsErrors and errors of no failed call come back as they are; other error numbers say what failed, as INTERNAL', () => {
   const ibs = new IbsError('CORRUPT', 'chunk damaged');
   assert.equal(fileSystemError(ibs, 'x'), ibs);
   const plain = new Error('boom');
   assert.equal(fileSystemError(plain, 'x'), plain);
-  const io = Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO', errno: -5 });
-  assert.equal(fileSystemError(io, 'x'), io);
+  const node = Object.assign(new Error('aborted'), { code: 'ABORT_ERR' });
+  assert.equal(fileSystemError(node, 'x'), node);
+  const io = fileSystemError(Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO', errno: -5 }), 'Cannot restore "a"') as IbsError;
+  assert.deepEqual([io.code, io.message], ['INTERNAL', 'Cannot restore "a": i/o error (EIO)']);
 });
 
 test('toIbsError: a full disk, a refused permission or too many open files get their codes; a missing file nobody named stays INTERNAL', async () => {

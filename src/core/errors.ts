@@ -73,12 +73,13 @@ const ERRNO_CODES: Readonly<Record<string, ErrorCode>> = {
 
 /**
  * A failed file system call (an error with an errno code) as an IbsError saying what could not be done:
- * `Cannot write "x": no space left on device (ENOSPC)`. Other errors come back as they are.
+ * `Cannot write "x": no space left on device (ENOSPC)`; an error number not in the table above keeps the
+ * code INTERNAL, with the same words. Other errors come back as they are.
  */
 export function fileSystemError(error: unknown, what: string): unknown {
   const errno = (error as NodeJS.ErrnoException | undefined)?.code;
-  const code = typeof errno === 'string' ? ERRNO_CODES[errno] : undefined;
-  if (code === undefined || error instanceof IbsError) return error;
+  if (error instanceof IbsError || typeof errno !== 'string' || !/^E[A-Z0-9]+$/.test(errno)) return error;
+  const code = ERRNO_CODES[errno] ?? 'INTERNAL';
   const number = (error as NodeJS.ErrnoException).errno;
   const reason = typeof number === 'number' ? getSystemErrorMessage(number) : (error as Error).message;
   return new IbsError(code, `${what}: ${reason} (${errno})`, { cause: error });
