@@ -48,9 +48,9 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
  * failure on a level it had to make (a read-only file system, a refused permission, a full disk): making
  * these one at a time instead says why.
  */
-function missingLevels(dir: string, exists: (path: string) => boolean): string[] {
+function missingLevels(dir: string): string[] {
   const missing: string[] = [];
-  for (let d = dir; !exists(d); d = dirname(d)) {
+  for (let d = dir; !existsSync(d); d = dirname(d)) {
     missing.unshift(d);
     if (dirname(d) === d) break;
   }
@@ -65,7 +65,7 @@ export async function makeDirs(dir: string): Promise<string | undefined> {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   // Only on the way to an error: a few checks that block briefly.
-  const levels = missingLevels(dir, existsSync);
+  const levels = missingLevels(dir);
   for (const d of levels) {
     await mkdir(d).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'EEXIST') throw e;
@@ -81,7 +81,7 @@ export function makeDirsSync(dir: string, mode?: number): string | undefined {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
-  const levels = missingLevels(dir, existsSync);
+  const levels = missingLevels(dir);
   for (const d of levels) {
     try {
       mkdirSync(d, mode);
