@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:http';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { ibs, tempDir } from './helpers.ts';
+import { ibs, startServer, tempDir } from './helpers.ts';
 
 let work: { path: string; cleanup: () => Promise<void> };
 let home: string;
@@ -236,4 +236,29 @@ test('a target or matcher edited by hand into something invalid is named when re
   assert.equal((await ibs(home, ['verify', 'start', 'store1', '--notification-mode', 'always'])).code, 0);
   assert.equal(hand(), beforeDisabled + 2);
   for (const args of [['notification', 'matcher', 'remove', 'hand-m'], ['notification', 'target', 'remove', 'hand-hook'], ['notification', 'target', 'remove', 'hand-mail']]) assert.equal((await ibs(home, args)).code, 0);
+});
+
+test('a server whose notification configuration does not read keeps running when tasks end: each undelivered notification is logged naming the file and line', { timeout: 60_000 }, async () => {
+  const own = join(work.path, 'broken-config');
+  await mkdir(join(own, 'etc'), { recursive: true });
+  assert.equal((await ibs(own, ['datastore', 'create', 'one'])).code, 0);
+  assert.equal((await ibs(own, ['datastore', 'create', 'two'])).code, 0);
+  assert.equal((await ibs(own, ['backup', 'create', '--store', 'one', '--id', 'h', `root.tar:${join(work.path, 'src')}`])).code, 0);
+  assert.equal((await ibs(own, ['sync', 'create', '--name', 'copy', '--store', 'one', '--remote-store', 'two', '--direction', 'push'])).code, 0);
+  await writeFile(join(own, 'etc', 'notifications.cfg'), 'a line of no section\n');
+  const server = await startServer(own);
+  try {
+    for (let i = 0; i < 2; i++) {
+      const run = await ibs(own, ['sync', 'run', '--name', 'copy']);
+      assert.equal(run.code, 0, run.stderr);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(server.child.exitCode, null, `the server stopped at the end of task ${i + 1}:\n${server.output()}`);
+    }
+    const logged = (await readFile(join(own, 'log', 'notify.log'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { level: string; msg: string; fields?: { error?: string } });
+    const notSent = logged.filter((l) => l.msg === 'notification not sent');
+    assert.equal(notSent.length, 2, JSON.stringify(logged));
+    assert.match(notSent[0]?.fields?.error ?? '', /notifications\.cfg:1: cannot parse "a line of no section"/);
+  } finally {
+    await server.stop();
+  }
 });

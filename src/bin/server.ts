@@ -99,11 +99,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       if (mode === 'never' || (mode === 'error' && record.state === 'ok')) return;
       // Sync results carry the run's summary line from the task log.
       const summary = record.type === 'syncjob' ? store.readLog(record.upid).then((l) => /summary: (.*)$/m.exec(l.text)?.[1], () => undefined) : Promise.resolve(undefined);
-      void summary.then((text) => {
-        const event = taskEvent(record, job?.id, text);
-        if (event) return notifier.send(event);
-        return undefined;
-      });
+      // Nothing of it may end the server: a notification configuration that does not read, say, is logged.
+      void summary
+        .then((text) => {
+          const event = taskEvent(record, job?.id, text);
+          if (event) return notifier.send(event);
+          return undefined;
+        })
+        .catch((error: unknown) => notifyLog('error', 'notification not sent', { task: record.upid, error: toIbsError(error).message }));
     },
   });
   workerLog('info', 'task manager started', { slots: tasks.workerStatus() });
