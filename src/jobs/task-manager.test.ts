@@ -142,3 +142,26 @@ test('follow() yields the log as it grows and ends with the task', async () => {
     assert.match(text, /step 0[\s\S]*step 2[\s\S]*TASK OK/);
   });
 });
+
+test('a log read from an offset gives what follows it and where to go on; read in steps it is the whole log', async () => {
+  await withManager(async (m) => {
+    const t = m.spawn(spec, async (task) => {
+      for (let i = 0; i < 500; i++) task.log(`line ${i} ${'é'.repeat(i % 7)}`);
+    });
+    await t.done;
+    const whole = await m.store.readLog(t.upid);
+    assert.equal(whole.size, Buffer.byteLength(whole.text));
+    let text = '';
+    let offset = 0;
+    for (const step of [0, 100, 3000, 17, 100_000]) {
+      const part = await m.store.readLog(t.upid, { start: offset });
+      // Read up to a line end at each step, as a follower does while lines are appended whole.
+      const cut = Math.min(part.text.length, part.text.indexOf('\n', step) + 1 || part.text.length);
+      text += part.text.slice(0, cut);
+      offset += Buffer.byteLength(part.text.slice(0, cut));
+    }
+    assert.equal(text, whole.text);
+    assert.deepEqual(await m.store.readLog(t.upid, { start: whole.size }), { text: '', size: whole.size });
+    assert.deepEqual(await m.store.readLog(t.upid, { start: whole.size + 10 }), { text: '', size: whole.size });
+  });
+});

@@ -1,7 +1,8 @@
 import type { DatabaseSync } from 'node:sqlite';
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IbsError } from '../core/index.ts';
+import { readInto } from '../lib/index.ts';
 import { parseUpid, type Upid } from './upid.ts';
 import { openStateDatabase, stateDbError } from './state-db.ts';
 
@@ -90,13 +91,27 @@ export class TaskStore {
     await appendFile(path, lines, { mode: 0o640 });
   }
 
+  /**
+   * The log from byte `start` on, and its size then (where the next read starts). Only what lies after
+   * `start` is read: a follower polling a long task's log reads each line once, not the whole log each time.
+   */
   async readLog(upid: string, options: { start?: number } = {}): Promise<{ text: string; size: number }> {
     this.get(upid);
-    const data = await readFile(this.logPath(upid)).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return Buffer.alloc(0); // nothing logged yet
+    const start = options.start ?? 0;
+    const handle = await open(this.logPath(upid), 'r').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined; // nothing logged yet
       throw error;
     });
-    return { text: data.subarray(options.start ?? 0).toString('utf8'), size: data.length };
+    if (!handle) return { text: '', size: 0 };
+    try {
+      const { size } = await handle.stat();
+      if (start >= size) return { text: '', size };
+      const data = Buffer.allocUnsafe(size - start);
+      const filled = await readInto(handle, data, start);
+      return { text: data.subarray(0, filled).toString('utf8'), size: start + filled };
+    } finally {
+      await handle.close();
+    }
   }
 
   get(upid: string): TaskRecord {
