@@ -80,6 +80,8 @@ test('a backup or a local sync into a full datastore fails (NO_SPACE for the bac
   const full = await ibs(home, ['backup', 'create', '--store', 'small', '--id', 'h1', `root.tar:${src}`]);
   assertNoSpace(full, /Error: write "\.chunks\/[0-9a-f]{4}\/[0-9a-f]{64}"/);
   assert.deepEqual(await snapshots(home, 'small'), []);
+  // Where an administrator looks first.
+  assert.match((await ibs(home, ['status'])).stdout, new RegExp(`LOW SPACE: datastore small \\(${root}/disk/small\\): [\\d.]+ \\S+ free of 24\\.00 MiB`));
   assert.equal((await ibs(home, ['verify', 'start', 'small'])).code, 0);
 
   await disk.grow(128);
@@ -236,6 +238,7 @@ test('a server whose state directory fills up during a task keeps running: the t
     // It did fail: the worker's log (or standard error, when the log would not take it either) says so.
     const said = async (re: RegExp): Promise<boolean> => re.test(server.output()) || re.test(await readFile(join(home, 'log', 'worker.log'), 'utf8').catch(() => ''));
     assert.ok(await said(new RegExp(`Cannot record the state ok of task ${task.upid.replace(/[$^]/g, '\\$&')} in \\S+tasks\\.db: database or disk is full; kept in memory`)), server.output());
+    assert.match((await ibs(home, ['status'])).stdout, new RegExp(`LOW SPACE: server state, log, configuration \\(${home}/lib\\): [\\d.]+ \\S+ free of 8\\.00 MiB`));
     // While it is full, a new task cannot be recorded: refused (exit 10), and the server still stops cleanly.
     const refused = await ibs(home, ['sync', 'run', '--name', 'copy']);
     assert.equal(refused.code, NO_SPACE_EXIT, refused.stderr);

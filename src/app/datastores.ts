@@ -1,8 +1,9 @@
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IbsError, parseStoreName, toIbsError, validateKeepOptions, type KeepOptions } from '../core/index.ts';
 import type { DatastoreConfig } from '../config/index.ts';
 import { Datastore, datastoreStats, readGcStatus, FORMAT_VERSION, type DatastoreStats } from '../datastore/index.ts';
+import type { SpaceInfo } from '../storage/index.ts';
 import { withDatastore, type AppContext } from './context.ts';
 import { listSyncJobs } from './sync.ts';
 
@@ -144,4 +145,50 @@ export async function quarantineDatastore(ctx: AppContext, input: { name: string
 
 export async function unquarantineDatastore(ctx: AppContext, name: string): Promise<void> {
   await withDatastore(ctx, name, (ds) => ds.unquarantine());
+}
+
+/** Below this share of free bytes or free inodes, a file system counts as low on space. */
+export const LOW_SPACE_SHARE = 0.1;
+
+export interface SpaceEntry extends SpaceInfo {
+  /** "datastore NAME", or the server's own folders ("server state", "server log", "server configuration"). */
+  what: string;
+  path: string;
+  /** Free bytes or free inodes under LOW_SPACE_SHARE of the total. */
+  low: boolean;
+}
+
+/**
+ * Free space where this server writes: its own folders (task index and logs, configuration) and each
+ * datastore, so that a disk filling up is seen before backups, syncs or the task index fail on it. A place
+ * that cannot be measured (a datastore whose disk is not mounted, say) is left out.
+ */
+export async function spaceReport(ctx: AppContext): Promise<SpaceEntry[]> {
+  const entry = (what: string, path: string, s: SpaceInfo): SpaceEntry => ({
+    what,
+    path,
+    ...s,
+    low: s.freeBytes < s.totalBytes * LOW_SPACE_SHARE || (s.totalInodes !== undefined && s.freeInodes !== undefined && s.totalInodes > 0 && s.freeInodes < s.totalInodes * LOW_SPACE_SHARE),
+  });
+  const out: SpaceEntry[] = [];
+  // The server's folders, once per file system they are on (most often one).
+  const own = new Map<number, SpaceEntry>();
+  for (const [what, path] of [['server state', ctx.paths.stateDir], ['server log', ctx.paths.logDir], ['server configuration', ctx.paths.configDir]] as const) {
+    const [st, fs] = await Promise.all([stat(path).catch(() => undefined), statfs(path).catch(() => undefined)]);
+    if (!st || !fs) continue;
+    const seen = own.get(st.dev);
+    if (seen) seen.what += `, ${what.slice('server '.length)}`;
+    else own.set(st.dev, entry(what, path, { freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize, freeInodes: fs.ffree, totalInodes: fs.files }));
+  }
+  out.push(...own.values());
+  for (const config of await ctx.datastores.listValid(() => {})) {
+    const backend = ctx.openBackend(config);
+    try {
+      const space = await backend.space({ signal: ctx.signal }).catch(() => undefined);
+      if (space) out.push(entry(`datastore ${config.name}`, config.path, space));
+    } finally {
+      await backend.close();
+    }
+  }
+  return out;
 }

@@ -942,11 +942,12 @@ export const COMMANDS: Command[] = [
   {
     path: ['status'],
     usage: 'status --services',
-    summary: "the server's services and their states",
+    summary: "the server's services and their states; a line for each file system it or a datastore writes to that is low on space (under 10% of bytes or inodes free)",
     positionals: 0,
     options: { services: { type: 'boolean', help: 'list the services (the default)' } },
     run: async (ctx) => {
-      const status = await app.servicesStatus(ctx);
+      // Where the server and its datastores write, and how full: a disk filling up is seen before it fails backups.
+      const status = { ...(await app.servicesStatus(ctx)), space: await app.spaceReport(ctx) };
       // A locked master key stops the jobs that use server keys: shown here, where an administrator looks first.
       if (!status.running || !(await ctx.keys.master.read())) return status;
       const masterKey = await local(ctx)
@@ -954,7 +955,7 @@ export const COMMANDS: Command[] = [
         .catch(() => undefined);
       return masterKey ? { ...status, masterKey } : status;
     },
-    text: (r: app.ServicesStatus & { masterKey?: app.MasterKeyStatus }) =>
+    text: (r: app.ServicesStatus & { space: app.SpaceEntry[]; masterKey?: app.MasterKeyStatus }) =>
       [
         r.running ? `server running (pid ${r.pid}, ${r.listen})` : r.services.some((s) => s.state === 'unknown') ? 'server state unknown' : 'server not running',
         table(r.services.map((s) => ({ service: `ironcore-backup-${s.service}`, state: s.state === 'running' ? 'active (running)' : s.state, since: s.since ?? '', reason: s.reason ?? '' })), ['service', 'state', 'since', 'reason']),
@@ -963,6 +964,7 @@ export const COMMANDS: Command[] = [
           : r.masterKey.unlocked
             ? [`master key ${r.masterKey.fingerprint}: unlocked (${r.masterKey.source === 'unlock-file' ? 'from its unlock file' : 'with its passphrase'})`]
             : [`master key ${r.masterKey.fingerprint}: LOCKED${r.masterKey.reason ? ` (${r.masterKey.reason})` : ''}: jobs that use server keys fail until "ironcore-backup masterkey unlock --interactive"`]),
+        ...r.space.filter((s) => s.low).map((s) => `LOW SPACE: ${s.what} (${s.path}): ${formatBytes(s.freeBytes)} free of ${formatBytes(s.totalBytes)}${s.freeInodes !== undefined && s.totalInodes && s.freeInodes < s.totalInodes * app.LOW_SPACE_SHARE ? `, ${s.freeInodes} of ${s.totalInodes} inodes free` : ''}`),
       ].join('\n'),
   },
   {
