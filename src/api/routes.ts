@@ -6,7 +6,16 @@ import type { ApiRequest, Route } from './route.ts';
 const STORE: Schema = { type: 'string', pattern: /^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$/, description: 'datastore name' };
 const NS: Schema = { type: 'string', pattern: /^$|^[A-Za-z0-9_][A-Za-z0-9._-]{0,30}(\/[A-Za-z0-9_][A-Za-z0-9._-]{0,30}){0,6}$/, optional: true, description: 'namespace a/b/c' };
 const UPID: Schema = { type: 'string', pattern: /^UPID:[^\s]+:$/, maxLength: 800, description: 'task id' };
-const TASK_RECORD: Schema = { type: 'object', additional: true, properties: { upid: UPID, type: { type: 'string' }, state: { type: 'string' } } };
+const TASK_RECORD: Schema = {
+  type: 'object',
+  additional: true,
+  properties: {
+    upid: UPID,
+    type: { type: 'string' },
+    state: { type: 'string' },
+    code: { type: 'string', optional: true, description: "a failed task's error code (NO_SPACE, PERMISSION_DENIED, …: the CLI exit code table)" },
+  },
+};
 const ANY_LIST: Schema = { type: 'array', items: { type: 'any' }, maxItems: 1_000_000 };
 
 function storePath(input: Record<string, unknown>): string {

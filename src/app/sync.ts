@@ -255,7 +255,10 @@ async function executeJob(ctx: AppContext, job: SyncJobConfig, open: OpenJob, in
   reporter.info(`summary: ${summary}`);
   const result: SyncRunResult = { job: job.id, direction: job.direction, source: open.source.label, target: open.target.label, summary, ...report };
   if (report.failed.length > 0) {
-    throw new IbsError('UNAVAILABLE', `sync job ${job.id}: ${report.failed.length} group(s) failed: ${report.failed.map((f) => `${f.group}: ${f.error}`).join('; ')}`, { details: { ...result } });
+    // One cause for all (a full target, a missing privilege): its code, and so its exit code; else UNAVAILABLE.
+    const codes = new Set(report.failed.map((f) => f.code));
+    const code = codes.size === 1 ? (report.failed[0]?.code ?? 'UNAVAILABLE') : 'UNAVAILABLE';
+    throw new IbsError(code, `sync job ${job.id}: ${report.failed.length} group(s) failed: ${report.failed.map((f) => `${f.group}: ${f.error}`).join('; ')}`, { details: { ...result } });
   }
   return result;
 }

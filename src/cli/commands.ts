@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LocalApiClient } from '../client/index.ts';
-import { IbsError, KEEP_RULES, type CryptKey, type ErrorCode, type KeepOptions } from '../core/index.ts';
+import { ERROR_CODES, IbsError, KEEP_RULES, type CryptKey, type ErrorCode, type KeepOptions } from '../core/index.ts';
 import { formatBytes, formatDuration, formatRate } from '../lib/index.ts';
 import * as app from '../app/index.ts';
 import type { AppContext } from '../app/index.ts';
@@ -67,7 +67,7 @@ export async function runRemote(ctx: AppContext, command: Command, args: ParsedA
     const upid = data as string;
     ctx.reporter.info(`task ${upid}`);
     const r = await followTask(client, upid, logTo(ctx));
-    if (r.state !== 'ok' && r.state !== 'warnings') throw new IbsError(call.task, `${command.path.join(' ')} failed on the server: ${r.status ?? r.state} (task ${upid})`, { details: { upid } });
+    if (r.state !== 'ok' && r.state !== 'warnings') throw new IbsError(r.code ?? call.task, `${command.path.join(' ')} failed on the server: ${r.status ?? r.state} (task ${upid})`, { details: { upid } });
     const logged = /^\S+ result: (.*)$/m.exec(r.text)?.[1];
     const result = logged !== undefined ? (JSON.parse(logged) as unknown) : { upid, state: r.state };
     return call.result ? call.result(result) : result;
@@ -373,17 +373,19 @@ function syncArgs(args: ParsedArgs, creating: boolean): Record<string, unknown> 
 }
 
 /** Prints a task's log as it grows until it ends; returns its final state and status. */
-async function followTask(client: JsonClient, upid: string, write: (text: string) => void): Promise<{ state: string; status?: string; text: string }> {
+async function followTask(client: JsonClient, upid: string, write: (text: string) => void): Promise<{ state: string; status?: string; code?: ErrorCode; text: string }> {
   const path = `/nodes/localhost/tasks/${encodeURIComponent(upid)}`;
   let offset = 0;
   let text = '';
   for (;;) {
-    const { state, status } = await client.request<{ state: string; status?: string }>('GET', `${path}/status`);
+    const { state, status, code } = await client.request<{ state: string; status?: string; code?: unknown }>('GET', `${path}/status`);
     const chunk = await client.request<{ text: string; size: number }>('GET', `${path}/log`, { start: offset });
     offset = chunk.size;
     text += chunk.text;
     write(chunk.text);
-    if (state !== 'running' && state !== 'queued') return { state, ...(status !== undefined ? { status } : {}), text };
+    // A failed task's code gives the exit code; one this program does not know (another server's) is not used.
+    const known = typeof code === 'string' && Object.hasOwn(ERROR_CODES, code) ? { code: code as ErrorCode } : {};
+    if (state !== 'running' && state !== 'queued') return { state, ...(status !== undefined ? { status } : {}), ...known, text };
     await new Promise((r) => setTimeout(r, 500));
   }
 }
@@ -410,7 +412,7 @@ async function runJobNow(ctx: AppContext, job: { id: string; route: string; what
   ctx.reporter.info(`task ${upid}`);
   const r = await followTask(client, upid, logTo(ctx));
   const summary = /summary: (.*)$/m.exec(r.text)?.[1];
-  if (r.state !== 'ok' && r.state !== 'warnings') throw new IbsError(job.failCode, `${job.what} failed: ${r.status ?? r.state} (task ${upid})`, { details: { upid } });
+  if (r.state !== 'ok' && r.state !== 'warnings') throw new IbsError(r.code ?? job.failCode, `${job.what} failed: ${r.status ?? r.state} (task ${upid})`, { details: { upid } });
   return { upid, state: r.state, ...(summary ? { summary } : {}) };
 }
 

@@ -1,5 +1,5 @@
 import type { DatabaseSync } from 'node:sqlite';
-import { openStateDatabase, stateDbError, stateDbErrorCode } from './state-db.ts';
+import { addColumn, openStateDatabase, stateDbError, stateDbErrorCode } from './state-db.ts';
 import { join } from 'node:path';
 
 export interface JobState {
@@ -27,16 +27,7 @@ export class JobStateStore {
       CREATE TABLE IF NOT EXISTS job_state (job_id TEXT PRIMARY KEY, first_seen INTEGER NOT NULL, last_start INTEGER,
         last_end INTEGER, last_state TEXT, last_status TEXT, last_upid TEXT);
       CREATE TABLE IF NOT EXISTS job_bytes (job_id TEXT NOT NULL, minute INTEGER NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (job_id, minute));`);
-    // Added after the first release: a database made before gets the column (empty for its past runs). Two
-    // processes may both find it missing: the second one's "duplicate column" is what it wanted.
-    const columns = (this.#db.prepare('PRAGMA table_info(job_state)').all() as Array<{ name: string }>).map((c) => c.name);
-    if (!columns.includes('last_summary')) {
-      try {
-        this.#db.exec('ALTER TABLE job_state ADD COLUMN last_summary TEXT');
-      } catch (error) {
-        if (!/duplicate column/.test((error as Error).message)) throw error;
-      }
-    }
+    addColumn(this.#db, 'job_state', 'last_summary', 'TEXT');
   }
 
   /** The state of a job, recording `now` as first seen when the job is new. */

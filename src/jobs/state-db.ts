@@ -63,3 +63,17 @@ export function openStateDatabase(path: string, schema: string, warn: (message: 
     return open();
   }
 }
+
+/**
+ * Adds a column that came after the first release to a database made before (empty for its past rows). Two
+ * processes may both find it missing: the second one's "duplicate column" is what it wanted.
+ */
+export function addColumn(db: DatabaseSync, table: string, column: string, type: string): void {
+  const columns = (db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>).map((c) => c.name);
+  if (columns.includes(column)) return;
+  try {
+    db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+  } catch (error) {
+    if (!/duplicate column/.test((error as Error).message)) throw error;
+  }
+}

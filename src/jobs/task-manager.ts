@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { IbsError, toIbsError } from '../core/index.ts';
+import { IbsError, toIbsError, type ErrorCode } from '../core/index.ts';
 import { abortableSleep, type ProgressEvent } from '../lib/index.ts';
 import { TaskStore, type TaskFilter, type TaskRecord, type TaskState } from './task-store.ts';
 import { formatUpid } from './upid.ts';
@@ -68,7 +68,7 @@ export class TaskManager {
   readonly #log: (level: 'info' | 'error', message: string) => void;
   readonly #retryMs: number;
   /** States the task index would not take (its disk full), by UPID: answered from here, written when it can. */
-  readonly #unsaved = new Map<string, { state: TaskState; status?: string; endtime?: number }>();
+  readonly #unsaved = new Map<string, { state: TaskState; status?: string; endtime?: number; code?: ErrorCode }>();
   #retry: NodeJS.Timeout | undefined;
   #counter = 0;
   #closing = false;
@@ -89,11 +89,11 @@ export class TaskManager {
    * written once the index takes it (tried again every `retryMs`); a server that stops before then leaves
    * the task "running" in the index, which the next start marks as stopped unexpectedly.
    */
-  #record(upid: string, state: TaskState, status?: string): void {
+  #record(upid: string, state: TaskState, status?: string, code?: ErrorCode): void {
     const ended = state !== 'queued' && state !== 'running';
-    const change = { state, ...(status !== undefined ? { status } : {}), ...(ended ? { endtime: Math.floor(Date.now() / 1000) } : {}) };
+    const change = { state, ...(status !== undefined ? { status } : {}), ...(ended ? { endtime: Math.floor(Date.now() / 1000) } : {}), ...(code ? { code } : {}) };
     try {
-      this.store.setState(upid, state, status, change.endtime);
+      this.store.setState(upid, state, status, change.endtime, code);
       this.#unsaved.delete(upid);
       return;
     } catch (error) {
@@ -107,7 +107,7 @@ export class TaskManager {
   #flush(): void {
     for (const [upid, c] of this.#unsaved) {
       try {
-        this.store.setState(upid, c.state, c.status, c.endtime);
+        this.store.setState(upid, c.state, c.status, c.endtime, c.code);
       } catch {
         return;
       }
@@ -177,6 +177,7 @@ export class TaskManager {
       this.#record(upid, 'running');
       let status: string;
       let finalState: TaskRecord['state'];
+      let code: ErrorCode | undefined;
       try {
         if (controller.signal.aborted) throw controller.signal.reason;
         await fn(context);
@@ -191,13 +192,15 @@ export class TaskManager {
         const e = toIbsError(error);
         finalState = controller.signal.aborted ? 'aborted' : 'error';
         status = controller.signal.aborted ? `aborted: ${e.message}` : e.message;
+        code = controller.signal.aborted ? 'ABORTED' : e.code;
       }
       append(`TASK ${status === 'OK' ? 'OK' : status.startsWith('WARNINGS') ? status : `ERROR: ${status}`}`);
       await live.logChain;
       // Only now, with the last log line written and the index updated, does the task count as ended.
-      this.#record(upid, finalState, status);
+      this.#record(upid, finalState, status, code);
       record.state = finalState;
       record.status = status;
+      if (code) record.code = code;
       record.endtime = Math.floor(Date.now() / 1000);
       this.#running.set(spec.type, (this.#running.get(spec.type) ?? 1) - 1);
       this.#live.delete(upid);

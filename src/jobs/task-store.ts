@@ -1,10 +1,10 @@
 import type { DatabaseSync } from 'node:sqlite';
 import { appendFile, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { IbsError } from '../core/index.ts';
+import { ERROR_CODES, IbsError, type ErrorCode } from '../core/index.ts';
 import { readInto } from '../lib/index.ts';
 import { parseUpid, type Upid } from './upid.ts';
-import { openStateDatabase, stateDbError } from './state-db.ts';
+import { addColumn, openStateDatabase, stateDbError } from './state-db.ts';
 
 export const TASK_STATES = ['queued', 'running', 'ok', 'warnings', 'error', 'aborted'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
@@ -20,6 +20,8 @@ export interface TaskRecord {
   state: TaskState;
   /** "OK", "WARNINGS: n", or the error message. */
   status?: string;
+  /** Of a task that failed: its error's code (NO_SPACE, VERIFY_FAILED, …), for the exit code of a command that followed it. */
+  code?: ErrorCode;
   pid: number;
   node: string;
 }
@@ -58,6 +60,7 @@ export class TaskStore {
         starttime INTEGER NOT NULL, endtime INTEGER, state TEXT NOT NULL, status TEXT,
         pid INTEGER NOT NULL, node TEXT NOT NULL);
       CREATE INDEX IF NOT EXISTS tasks_start ON tasks(starttime);`);
+    addColumn(db, 'tasks', 'code', 'TEXT');
     return new TaskStore(db, join(stateDir, 'tasks'), path);
   }
 
@@ -75,11 +78,11 @@ export class TaskStore {
     }
   }
 
-  /** Records a task's state; one that has ended gets `endtime` (seconds; default now). */
-  setState(upid: string, state: TaskState, status?: string, endtime?: number): void {
+  /** Records a task's state; one that has ended gets `endtime` (seconds; default now), one that failed its error's `code`. */
+  setState(upid: string, state: TaskState, status?: string, endtime?: number, code?: ErrorCode): void {
     const ended = state !== 'queued' && state !== 'running';
     try {
-      this.#db.prepare('UPDATE tasks SET state = ?, status = ?, endtime = ? WHERE upid = ?').run(state, status ?? null, ended ? (endtime ?? Math.floor(Date.now() / 1000)) : null, upid);
+      this.#db.prepare('UPDATE tasks SET state = ?, status = ?, endtime = ?, code = ? WHERE upid = ?').run(state, status ?? null, ended ? (endtime ?? Math.floor(Date.now() / 1000)) : null, code ?? null, upid);
     } catch (error) {
       throw stateDbError(error, `Cannot record the state ${state} of task ${upid}`, this.#path);
     }
@@ -162,6 +165,7 @@ function toRecord(row: Record<string, unknown>): TaskRecord {
     ...(row.endtime !== null ? { endtime: row.endtime as number } : {}),
     state: row.state as TaskState,
     ...(row.status !== null ? { status: row.status as string } : {}),
+    ...(typeof row.code === 'string' && Object.hasOwn(ERROR_CODES, row.code) ? { code: row.code as ErrorCode } : {}),
     pid: row.pid as number,
     node: row.node as string,
   };

@@ -1,4 +1,4 @@
-import { IbsError, decodeIndex, formatSnapshot, indexChunks, sha256Hex, toIbsError, type Manifest, type SnapshotRef } from '../core/index.ts';
+import { IbsError, decodeIndex, formatSnapshot, indexChunks, sha256Hex, toIbsError, type ErrorCode, type Manifest, type SnapshotRef } from '../core/index.ts';
 import { RateMeter, WorkQueue, abortableSleep, mapConcurrent, throwIfAborted, type ProgressEvent, type TokenBucket } from '../lib/index.ts';
 import { describeGroup } from './filters.ts';
 import { mapNamespace, type GroupPlan, type SyncPlan, type SyncPolicy } from './planner.ts';
@@ -37,7 +37,8 @@ export interface SyncReport {
   removed: string[];
   skipped: Array<{ snapshot: string; reason: string }>;
   skippedGroups: string[];
-  failed: Array<{ group: string; error: string }>;
+  /** Groups that failed, each with its error's message and code. */
+  failed: Array<{ group: string; error: string; code: ErrorCode }>;
   namespacesCreated: number;
   namespacesRemoved: number;
   chunksSent: number;
@@ -284,7 +285,7 @@ export async function runSync(source: SyncSource, target: SyncTarget, plan: Sync
       // A sync writes to its target alone: a full disk is the target's, which the storage's message (a key
       // such as ".chunks/…") does not say.
       const message = e.code === 'NO_SPACE' ? `${target.label} is full: ${e.message}` : e.message;
-      report.failed.push({ group: describeGroup(g.source), error: message });
+      report.failed.push({ group: describeGroup(g.source), error: message, code: e.code });
       warn(`failed: ${message}`);
     } finally {
       // A group's lines stay together even when groups run in parallel.
