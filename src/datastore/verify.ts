@@ -30,7 +30,7 @@ export interface VerifyOptions extends OpOptions {
   pool?: ChunkPool | undefined;
   onProgress?: (event: { snapshot: string; chunksDone: number; chunksTotal: number; bytes: number }) => void;
   onLog?: (message: string) => void;
-  /** A verification state that could not be recorded (a full datastore): the checks still count. */
+  /** A verification state that could not be recorded (a full or read-only datastore): the checks still count. */
   onWarning?: (message: string) => void;
 }
 

@@ -6,8 +6,13 @@ import { IbsError, type ErrorCode } from '../core/index.ts';
 /** SQLite's result codes for a file that is not a database, or one whose pages do not read. */
 const DAMAGED = new Set([11 /* SQLITE_CORRUPT */, 26 /* SQLITE_NOTADB */]);
 
+/** SQLite's result code of a failed call (its extended code: the primary one is its low byte); undefined for other errors. */
+function sqliteCode(error: unknown): number | undefined {
+  return (error as { code?: unknown } | undefined)?.code === 'ERR_SQLITE_ERROR' ? Number((error as { errcode?: unknown }).errcode) : undefined;
+}
+
 function damaged(error: unknown): boolean {
-  return (error as { code?: unknown }).code === 'ERR_SQLITE_ERROR' && DAMAGED.has(Number((error as { errcode?: unknown }).errcode));
+  return DAMAGED.has(sqliteCode(error) ?? -1);
 }
 
 /** SQLite's primary result codes that are about the disk, not the program, and what they mean here. */
@@ -20,8 +25,8 @@ const STATE_DB_CODES: ReadonlyMap<number, ErrorCode> = new Map([
 
 /**
  * A failed write to a state database as the IbsError it means (a full disk: NO_SPACE), saying what could not
- * be recorded and where: `Cannot record task … in /var/lib/…/tasks.db: database or disk is full`. Others
- * come back as they are.
+ * be recorded and where: `Cannot record a new task (UPID…) in /var/lib/…/tasks.db: database or disk is
+ * full`. Others come back as they are.
  */
 export function stateDbError(error: unknown, what: string, path: string): unknown {
   const code = stateDbErrorCode(error);
@@ -30,8 +35,8 @@ export function stateDbError(error: unknown, what: string, path: string): unknow
 
 /** The code of a state database's failure that is about the disk (see STATE_DB_CODES); undefined for others. */
 export function stateDbErrorCode(error: unknown): ErrorCode | undefined {
-  if ((error as { code?: unknown } | undefined)?.code !== 'ERR_SQLITE_ERROR') return undefined;
-  return STATE_DB_CODES.get(Number((error as { errcode?: unknown }).errcode) & 0xff);
+  const code = sqliteCode(error);
+  return code === undefined ? undefined : STATE_DB_CODES.get(code & 0xff);
 }
 
 /**
