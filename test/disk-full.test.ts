@@ -235,6 +235,8 @@ test('a server whose state directory fills up during a task keeps running: the t
     assert.deepEqual(await snapshots(home, 'copy'), await snapshots(home, 'primary'));
     const [task] = await json<Array<{ upid: string; state: string }>>(home, ['task', 'list']);
     assert.equal(task?.state, 'ok', 'answered from memory while the index is full');
+    assert.deepEqual((await json<Array<{ upid: string }>>(home, ['task', 'list', '--state', 'ok'])).map((t) => t.upid), [task.upid], 'filtered on that state too');
+    assert.deepEqual(await json(home, ['task', 'list', '--state', 'running']), []);
 
     // It did fail: the worker's log (or standard error, when the log would not take it either) says so.
     const said = async (re: RegExp): Promise<boolean> => re.test(server.output()) || re.test(await readFile(join(home, 'log', 'worker.log'), 'utf8').catch(() => ''));

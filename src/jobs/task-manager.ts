@@ -255,10 +255,15 @@ export class TaskManager {
     return this.#withUnsaved(this.store.get(upid));
   }
 
-  /** Tasks of the index, newest first (a state it would not take yet is answered from memory; filters apply to the index's). */
+  /** Tasks of the index, newest first; a state the index would not take yet is answered from memory, filter included. */
   list(filter: TaskFilter = {}): TaskRecord[] {
-    const records = this.store.list(filter);
-    return this.#unsaved.size === 0 ? records : records.map((r) => this.#withUnsaved(r));
+    if (this.#unsaved.size === 0) return this.store.list(filter);
+    // The index still has the state before: it is asked without the state filter, which applies here.
+    const { state, limit, ...rest } = filter;
+    const records = this.store.list(state === undefined ? filter : rest).map((r) => this.#withUnsaved(r));
+    if (state === undefined) return records;
+    const kept = records.filter((r) => (state === 'finished' ? r.state !== 'queued' && r.state !== 'running' : r.state === state));
+    return limit === undefined ? kept : kept.slice(0, limit);
   }
 
   /** Per worker type: slots, running and queued tasks. */
