@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { IbsError, parseAclPath, parseAuthId, parseRole, parseUserId, type AclEntry } from '../core/index.ts';
 import { readTextCached, writeFileAtomic } from '../lib/index.ts';
@@ -203,7 +203,7 @@ export class AccessConfig {
     let text = '';
     try {
       const path = join(this.#dir, 'acl.cfg');
-      text = fresh ? await readFile(path, 'utf8') : await readTextCached(path);
+      text = await readTextCached(path, { fresh });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
@@ -257,7 +257,7 @@ export class AccessConfig {
   async #readSecrets(file: string, fresh = false): Promise<Record<string, unknown>> {
     const path = join(this.#dir, file);
     try {
-      return JSON.parse(fresh ? await readFile(path, 'utf8') : await readTextCached(path)) as Record<string, unknown>;
+      return JSON.parse(await readTextCached(path, { fresh })) as Record<string, unknown>;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
       throw new IbsError('CORRUPT', `Cannot read ${join(this.#dir, file)}: ${(error as Error).message}`);

@@ -84,13 +84,13 @@ export class SectionConfig {
 
   /** The file's sections as they are now (read again only when the file changed: see readTextCached). */
   read(): Promise<ConfigSnapshot> {
-    return this.#read(true);
+    return this.#read(false);
   }
 
-  async #read(cached: boolean): Promise<ConfigSnapshot> {
+  async #read(fresh: boolean): Promise<ConfigSnapshot> {
     let text = '';
     try {
-      text = cached ? await readTextCached(this.path) : await readFile(this.path, 'utf8');
+      text = await readTextCached(this.path, { fresh });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new IbsError('PERMISSION_DENIED', `Cannot read config file ${this.path}: ${(error as Error).message}`);
@@ -108,7 +108,7 @@ export class SectionConfig {
     const release = await acquireLock(`${this.path}.lock`);
     try {
       // Read from the file itself under the lock: what is written back starts from exactly what is there.
-      const current = await this.#read(false);
+      const current = await this.#read(true);
       if (options.expectedDigest !== undefined && options.expectedDigest !== current.digest) {
         throw new IbsError('BUSY', `${this.path} was changed by someone else since it was read (digest ${current.digest.slice(0, 12)}…, expected ${options.expectedDigest.slice(0, 12)}…): read it again and retry`);
       }

@@ -80,9 +80,13 @@ export function fileSystemError(error: unknown, what: string): unknown {
   const errno = (error as NodeJS.ErrnoException | undefined)?.code;
   if (error instanceof IbsError || typeof errno !== 'string' || !/^E[A-Z0-9]+$/.test(errno)) return error;
   const code = ERRNO_CODES[errno] ?? 'INTERNAL';
-  const number = (error as NodeJS.ErrnoException).errno;
-  const reason = typeof number === 'number' ? getSystemErrorMessage(number) : (error as Error).message;
-  return new IbsError(code, `${what}: ${reason} (${errno})`, { cause: error });
+  return new IbsError(code, `${what}: ${systemErrorText(error, (error as Error).message)} (${errno})`, { cause: error });
+}
+
+/** The system's words for a failed call's error number (Node's `errno`: "no space left on device"), else `fallback`. */
+export function systemErrorText(error: unknown, fallback: string): string {
+  const errno = (error as NodeJS.ErrnoException | undefined)?.errno;
+  return typeof errno === 'number' ? getSystemErrorMessage(errno) : fallback;
 }
 
 /**

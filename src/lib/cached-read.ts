@@ -16,10 +16,12 @@ const texts = new Map<string, { identity: string; text: string }>();
  * read and close. Unchanged means the same device, inode, size, modification and change times; a file
  * changed less than 2 s before it was read is read again every time, because the clock that stamps those
  * times moves in steps of milliseconds, and a second write within one step would leave them as they were
- * (git's "racily clean" entries, handled the same way). Fails as `readFile` and `stat` do (ENOENT when
- * missing).
+ * (git's "racily clean" entries, handled the same way). With `fresh`, the file itself is read whatever the
+ * cache holds (an update under the file's lock starts from exactly what is there). Fails as `readFile` and
+ * `stat` do (ENOENT when missing).
  */
-export async function readTextCached(path: string): Promise<string> {
+export async function readTextCached(path: string, options: { fresh?: boolean } = {}): Promise<string> {
+  if (options.fresh) return readFile(path, 'utf8');
   let now: string;
   let changedMs: number;
   try {

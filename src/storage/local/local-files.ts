@@ -1,7 +1,7 @@
 /** What the local backend and its thread store share: where an object lives, temporary names, error kinds. */
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { getSystemErrorMessage } from 'node:util';
+import { systemErrorText } from '../../core/errors.ts';
 import { assertKey, StorageError } from '../backend.ts';
 
 /** Suffix of in-progress writes; never listed, removed by `cleanTemporary`. */
@@ -10,12 +10,6 @@ export const TEMP_MARKER = '.ibs-tmp-';
 /** The file that holds `key` under `root`. */
 export function objectPath(root: string, key: string): string {
   return join(root, ...assertKey(key).split('/'));
-}
-
-/** The system's words for a failed call's error number (Node's `errno`), else `fallback`. */
-function systemMessage(error: unknown, fallback: string): string {
-  const errno = (error as NodeJS.ErrnoException).errno;
-  return typeof errno === 'number' ? getSystemErrorMessage(errno) : fallback;
 }
 
 /**
@@ -82,7 +76,7 @@ export function mapError(error: unknown, op: string, key: string): unknown {
     case 'EPERM':
     case 'EROFS':
       // "permission denied", "operation not permitted", "read-only file system": they need different fixes.
-      return new StorageError('denied', `${what}: ${systemMessage(error, 'permission denied')} (${code})`, { cause: error });
+      return new StorageError('denied', `${what}: ${systemErrorText(error, 'permission denied')} (${code})`, { cause: error });
     case 'ENOSPC':
     case 'EDQUOT':
       return new StorageError('no-space', `${what}: no space left on device (${code})`, { cause: error });
