@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, openSync, readSync, rmSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fsyncDirSync, makeDirsSync } from '../../lib/atomic-file.ts';
+import { directRefused, openDirectSync, sameDirectSync, writeDirectSync } from '../../lib/direct-io.ts';
 import { release } from '../../lib/release.ts';
 import type { ThreadStoreModule } from '../backend.ts';
 import { assertRoot, objectPath, parseThreadLocation, TEMP_MARKER, writeError, type RootIdentity } from './local-files.ts';
@@ -25,17 +26,47 @@ function touchSync(path: string): boolean {
   }
 }
 
+/** Roots whose file system refused direct I/O: written the usual way from then on. */
+const buffered = new Set<string>();
+
+/** Opens `temp` exclusively, for direct writing where the root's file system allows it. */
+function openTemp(temp: string, root: string): { fd: number; direct: boolean } {
+  if (!buffered.has(root)) {
+    try {
+      return { fd: openDirectSync(temp, 0o644), direct: true };
+    } catch (error) {
+      if (!directRefused(error)) throw error;
+      buffered.add(root);
+    }
+  }
+  return { fd: openSync(temp, 'wx', 0o644), direct: false };
+}
+
 /** Creates `temp` in `dir`, creating `dir` (and its parents, durably) only when it is missing and the root is still itself. */
-function createSync(temp: string, dir: string, root: string, identity: RootIdentity | undefined, key: string): number {
+function createSync(temp: string, dir: string, root: string, identity: RootIdentity | undefined, key: string): { fd: number; direct: boolean } {
   try {
-    return openSync(temp, 'wx', 0o644);
+    return openTemp(temp, root);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   assertRoot(root, identity, 'write', key);
   const created = makeDirsSync(dir);
   if (created !== undefined) fsyncDirSync(dirname(created));
-  return openSync(temp, 'wx', 0o644);
+  return openTemp(temp, root);
+}
+
+/** Writes and fsyncs the new file, directly where it can; false when the file system refused the direct write (nothing to keep then). */
+function fillSync(fd: number, direct: boolean, data: Uint8Array): boolean {
+  if (direct) {
+    try {
+      writeDirectSync(fd, data);
+    } catch (error) {
+      if (directRefused(error)) return false;
+      throw error;
+    }
+  } else for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done);
+  fsyncSync(fd);
+  return true;
 }
 
 /** Whether the file at `path` is byte for byte `data`: read with one byte to spare, so a longer file differs. A file that cannot be read back is not the same. */
@@ -58,6 +89,15 @@ function sameSync(path: string, data: Uint8Array): boolean {
   }
 }
 
+/** sameSync from the device, as it was written; a read the file system refuses goes through the page cache. */
+function sameDirectOrBufferedSync(path: string, data: Uint8Array): boolean {
+  try {
+    return sameDirectSync(path, data);
+  } catch (error) {
+    return directRefused(error) ? sameSync(path, data) : false;
+  }
+}
+
 export const putSync: ThreadStoreModule['putSync'] = (location, key, data, options) => {
   const { root, identity } = parseThreadLocation(location);
   const path = objectPath(root, key);
@@ -65,12 +105,23 @@ export const putSync: ThreadStoreModule['putSync'] = (location, key, data, optio
   const temp = `${path}${TEMP_MARKER}${randomBytes(6).toString('hex')}`;
   try {
     if (touchSync(path)) return { existed: true };
-    const fd = createSync(temp, dir, root, identity, key);
+    let { fd, direct } = createSync(temp, dir, root, identity, key);
+    let filled: boolean;
     try {
-      for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done);
-      fsyncSync(fd);
+      filled = fillSync(fd, direct, data);
     } finally {
       closeSync(fd);
+    }
+    if (!filled) {
+      // Refused once the file was open (alignment): this root is written the usual way from now on.
+      buffered.add(root);
+      unlinkSync(temp);
+      ({ fd, direct } = createSync(temp, dir, root, identity, key));
+      try {
+        fillSync(fd, direct, data);
+      } finally {
+        closeSync(fd);
+      }
     }
     try {
       linkSync(temp, path);
@@ -82,7 +133,7 @@ export const putSync: ThreadStoreModule['putSync'] = (location, key, data, optio
     }
     unlinkSync(temp);
     fsyncDirSync(dir);
-    return options.readBack ? { existed: false, same: sameSync(path, data) } : { existed: false };
+    return options.readBack ? { existed: false, same: direct ? sameDirectOrBufferedSync(path, data) : sameSync(path, data) } : { existed: false };
   } catch (error) {
     try {
       rmSync(temp, { force: true });
