@@ -11,6 +11,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { LocalBackend } from '../src/storage/local/index.ts';
+import { putSync } from '../src/storage/local/thread-store.ts';
 import { freePort, ibs, sh, startServer, tempDir, type RunResult, type ServerProcess } from './helpers.ts';
 
 const NO_SPACE_EXIT = 10;
@@ -275,6 +277,11 @@ test('chunks that arrive bypass the page cache (direct I/O); on a file system th
   await mkdir(ramfs);
   assert.equal((await sh(`mount -t ramfs ramfs '${ramfs}'`)).code, 0);
   mounts.push(ramfs);
+  // The thread that checked a chunk stores it there itself, the usual way (Linux creates the file before it
+  // refuses O_DIRECT: that file is not in the way).
+  const location = new LocalBackend({ root: join(ramfs, 'objects') }).threadStore?.location as string;
+  assert.deepEqual(putSync(location, 'a/b/one', Buffer.from('one'), { readBack: true }), { existed: false, same: true });
+  assert.deepEqual(await readdir(join(ramfs, 'objects', 'a', 'b')), ['one']);
   for (const [name, path] of [['copy', join(root, 'copy')], ['ram', join(ramfs, 'ram')]] as const) {
     await ok(home, ['datastore', 'create', name, path]);
     await ok(home, ['sync', 'create', '--name', name, '--store', 'primary', '--remote-store', name, '--direction', 'push']);

@@ -14,7 +14,7 @@
  *
  * Synchronous, for worker threads that hold the bytes; one staging area per thread.
  */
-import { closeSync, constants, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, ftruncateSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 
 /** Alignment of memory, offsets and lengths: a page, which covers every logical block size up to 4 KiB. */
 export const DIRECT_ALIGN = 4096;
@@ -41,9 +41,17 @@ export function directRefused(error: unknown): boolean {
   return (error as NodeJS.ErrnoException)?.code === 'EINVAL';
 }
 
-/** Creates `path` exclusively (like flag 'wx') for direct writing; throws EINVAL where the file system does not do direct I/O. */
+/**
+ * Creates `path` exclusively (like flag 'wx') for direct writing; throws EINVAL where the file system does not
+ * do direct I/O. Linux creates the file before it refuses O_DIRECT: that file (exclusively ours) is removed.
+ */
 export function openDirectSync(path: string, mode: number): number {
-  return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, mode);
+  try {
+    return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, mode);
+  } catch (error) {
+    if (directRefused(error)) rmSync(path, { force: true });
+    throw error;
+  }
 }
 
 /** Writes all of `data` from offset 0 of the file opened by openDirectSync, and cuts the file to `data`'s length. */
