@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, createHash } from 'node:crypto';
-import { chmod, chown, link, lstat, mkdir, open, readdir, readFile, readlink, stat, symlink, utimes, writeFile, lutimes } from 'node:fs/promises';
+import { chmod, chown, link, lstat, mkdir, open, readdir, readFile, readlink, stat, statfs, symlink, utimes, writeFile, lutimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ibs, sh, tempDir } from './helpers.ts';
 
@@ -192,6 +192,28 @@ test('an image ending in zeros restores to its full length, its zeros left as ho
   assert.equal(st.size, 13 << 20);
   assert.ok(st.blocks * 512 < 5 << 20, `restored image allocates ${st.blocks * 512} bytes`);
   assert.ok((await readFile(out)).equals(await readFile(image)));
+});
+
+test('an image restore writes to the device directly (none of it in the page cache), keeps its holes and an odd length, and is flushed', async (t) => {
+  const image = join(work.path, 'odd.raw');
+  const data = Buffer.concat([randomBytes(4 << 20), Buffer.alloc(4 << 20), randomBytes((4 << 20) + 777)]);
+  await writeFile(image, data);
+  const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--type', 'vm', '--id', '102', '--time', '2026-11-01T00:00:00Z', `disk.img:${image}`]);
+  assert.equal(b.code, 0, b.stderr);
+  const out = join(work.path, 'odd.restored');
+  const r = await ibs(home, ['backup', 'restore', 'vm/102/2026-11-01T00:00:00Z', 'disk.img', out, '--store', 'store1']);
+  assert.equal(r.code, 0, r.stderr);
+  const st = await stat(out);
+  assert.equal(st.size, data.length);
+  assert.ok(st.blocks * 512 < 9 << 20, `restored image allocates ${st.blocks * 512} bytes`);
+  // Asked before reading it back (which fills the page cache); on tmpfs every page is cached, so not there.
+  if ((await statfs(work.path)).type === 0x01021994) t.diagnostic('the work folder is on tmpfs: page-cache check skipped');
+  else {
+    const resident = await sh(`fincore --bytes --noheadings --output RES '${out}'`);
+    assert.equal(resident.code, 0, resident.stderr);
+    assert.equal(Number(resident.stdout.trim()), 0, 'no byte of the restored image in the page cache');
+  }
+  assert.ok((await readFile(out)).equals(data));
 });
 
 test('encrypted backup: restores with the key, fails clearly with the wrong key or passphrase; paper key round-trips', async () => {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DIRECT_ALIGN, directRefused, openDirectSync, sameDirectSync, writeDirectSync } from './direct-io.ts';
+import { DIRECT_ALIGN, directRefused, openDirectSync, sameDirectSync, SequentialFile, writeDirectSync } from './direct-io.ts';
 
 test('direct writes keep every length exactly (around block and staging sizes), and the read-back tells the same file from a longer, shorter or different one', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'ibs-direct-'));
@@ -36,6 +36,41 @@ test('direct writes keep every length exactly (around block and staging sizes), 
     writeFileSync(join(dir, 'empty'), '');
     assert.equal(sameDirectSync(join(dir, 'empty'), Buffer.alloc(0)), true);
     assert.throws(() => openDirectSync(join(dir, 'f1'), 0o644), { code: 'EEXIST' }, 'created exclusively');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a sequential file takes pieces of any length and holes anywhere, and reads back as written', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ibs-seq-'));
+  try {
+    const MiB = 1024 * 1024;
+    // Piece, hole, piece ... : holes on and off block boundaries, a piece across the staging size, odd ends.
+    const plan: Array<['data' | 'hole', number]> = [
+      ['data', 3 * MiB + 5],
+      ['hole', 4096],
+      ['data', 100],
+      ['hole', 2 * MiB],
+      ['data', 4 * MiB],
+      ['hole', 4 * MiB],
+      ['data', 1],
+      ['hole', 333],
+    ];
+    for (const trailingHole of [true, false]) {
+      const steps = trailingHole ? plan : plan.slice(0, -1);
+      const path = join(dir, `f-${trailingHole}`);
+      const file = await SequentialFile.create(path, 0o600);
+      const expected: Buffer[] = [];
+      for (const [kind, length] of steps) {
+        const bytes = kind === 'data' ? randomBytes(length) : Buffer.alloc(length);
+        if (kind === 'data') await file.write(bytes);
+        else await file.hole(length);
+        expected.push(bytes);
+      }
+      await file.end({ sync: true });
+      assert.ok(readFileSync(path).equals(Buffer.concat(expected)), `trailing hole ${trailingHole}`);
+    }
+    await assert.rejects(SequentialFile.create(join(dir, 'f-true'), 0o600), { code: 'EEXIST' });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

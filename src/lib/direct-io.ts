@@ -15,6 +15,7 @@
  * Synchronous, for worker threads that hold the bytes; one staging area per thread.
  */
 import { closeSync, constants, ftruncateSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 
 /** Alignment of memory, offsets and lengths: a page, which covers every logical block size up to 4 KiB. */
 export const DIRECT_ALIGN = 4096;
@@ -28,11 +29,20 @@ const STAGE = 1024 * 1024;
 
 let staging: Uint8Array | undefined;
 
-/** This thread's page-aligned staging area of STAGE bytes. */
+/** A page-aligned staging area of STAGE bytes. */
+const newStage = (): Uint8Array => new Uint8Array(new WebAssembly.Memory({ initial: STAGE / WASM_PAGE }).buffer);
+
+/** This thread's staging area for synchronous calls. */
 function stage(): Uint8Array {
-  staging ??= new Uint8Array(new WebAssembly.Memory({ initial: STAGE / WASM_PAGE }).buffer);
+  staging ??= newStage();
   return staging;
 }
+
+/** Staging areas of asynchronous writes that have ended, for the next ones (as many as ran at once, at most). */
+const idle: Uint8Array[] = [];
+const IDLE_KEPT = 16;
+
+const CREATE_DIRECT = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT;
 
 const roundUp = (n: number): number => Math.ceil(n / DIRECT_ALIGN) * DIRECT_ALIGN;
 
@@ -47,10 +57,37 @@ export function directRefused(error: unknown): boolean {
  */
 export function openDirectSync(path: string, mode: number): number {
   try {
-    return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, mode);
+    return openSync(path, CREATE_DIRECT, mode);
   } catch (error) {
     if (directRefused(error)) rmSync(path, { force: true });
     throw error;
+  }
+}
+
+/** openDirectSync for the main thread: an exclusive new file for writeDirect, or EINVAL (and no file left) where refused. */
+export async function openDirect(path: string, mode: number): Promise<FileHandle> {
+  try {
+    return await open(path, CREATE_DIRECT, mode);
+  } catch (error) {
+    if (directRefused(error)) await rm(path, { force: true });
+    throw error;
+  }
+}
+
+/** writeDirectSync for a file opened by openDirect, without blocking this thread. */
+export async function writeDirect(handle: FileHandle, data: Uint8Array): Promise<void> {
+  const buffer = idle.pop() ?? newStage();
+  try {
+    for (let at = 0; at < data.length; at += STAGE) {
+      const piece = data.subarray(at, at + STAGE);
+      const padded = roundUp(piece.length);
+      buffer.set(piece);
+      buffer.fill(0, piece.length, padded);
+      for (let done = 0; done < padded; ) done += (await handle.write(buffer, done, padded - done, at + done)).bytesWritten;
+    }
+    await handle.truncate(data.length);
+  } finally {
+    if (idle.length < IDLE_KEPT) idle.push(buffer);
   }
 }
 
@@ -86,5 +123,107 @@ export function sameDirectSync(path: string, data: Uint8Array): boolean {
     }
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * A new file written from start to end in pieces of any length, with direct I/O where the file system allows
+ * it (else the usual way): pieces gather in an aligned staging area written a whole stage at a time, and
+ * `end` writes the rest padded and cuts the file to its length. `hole` skips a run of zeros, leaving a hole
+ * where it can (direct: when it starts and ends on a block boundary of the file).
+ */
+export class SequentialFile {
+  #handle: FileHandle;
+  #direct: boolean;
+  readonly #path: string;
+  #stage: Uint8Array | undefined;
+  /** Bytes gathered in the stage; they belong at #at. */
+  #filled = 0;
+  #at = 0;
+
+  private constructor(path: string, handle: FileHandle, direct: boolean) {
+    this.#path = path;
+    this.#handle = handle;
+    this.#direct = direct;
+  }
+
+  /** Creates `path` exclusively (EEXIST when it exists). */
+  static async create(path: string, mode: number): Promise<SequentialFile> {
+    try {
+      return new SequentialFile(path, await openDirect(path, mode), true);
+    } catch (error) {
+      if (!directRefused(error)) throw error;
+    }
+    return new SequentialFile(path, await open(path, 'wx', mode), false);
+  }
+
+  /** Whether the bytes go to the device directly. */
+  get direct(): boolean {
+    return this.#direct;
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    if (!this.#direct) {
+      for (let done = 0; done < data.length; ) done += (await this.#handle.write(data, done, data.length - done, this.#at + done)).bytesWritten;
+      this.#at += data.length;
+      return;
+    }
+    this.#stage ??= idle.pop() ?? newStage();
+    for (let done = 0; done < data.length; ) {
+      const n = Math.min(STAGE - this.#filled, data.length - done);
+      this.#stage.set(data.subarray(done, done + n), this.#filled);
+      this.#filled += n;
+      done += n;
+      if (this.#filled === STAGE) await this.#flush();
+    }
+  }
+
+  /** Skips `length` bytes of zeros. */
+  async hole(length: number): Promise<void> {
+    if (!this.#direct || (this.#filled === 0 && length % DIRECT_ALIGN === 0)) {
+      this.#at += length;
+      return;
+    }
+    const zeros = new Uint8Array(Math.min(length, STAGE));
+    for (let done = 0; done < length; done += zeros.length) await this.write(length - done < zeros.length ? zeros.subarray(0, length - done) : zeros);
+  }
+
+  /** Writes what is staged and gives the file its full length; closes it. Flushed to the device with `sync`. */
+  async end(options: { sync?: boolean } = {}): Promise<void> {
+    try {
+      const length = this.#at + this.#filled;
+      await this.#flush();
+      await this.#handle.truncate(length);
+      if (options.sync) await this.#handle.datasync();
+    } finally {
+      await this.close();
+    }
+  }
+
+  /** Closes the file as it is (after a failure: the caller removes it). */
+  async close(): Promise<void> {
+    if (this.#stage && idle.length < IDLE_KEPT) idle.push(this.#stage);
+    this.#stage = undefined;
+    await this.#handle.close();
+  }
+
+  /** Writes the staged bytes (padded to a block) at #at; a file system that refuses that is written the usual way from here on. */
+  async #flush(): Promise<void> {
+    const stage = this.#stage;
+    if (!stage || this.#filled === 0) return;
+    const length = this.#filled;
+    const padded = roundUp(length);
+    stage.fill(0, length, padded);
+    try {
+      for (let done = 0; done < padded; ) done += (await this.#handle.write(stage, done, padded - done, this.#at + done)).bytesWritten;
+    } catch (error) {
+      if (!directRefused(error)) throw error;
+      await this.#handle.close();
+      this.#handle = await open(this.#path, 'r+');
+      this.#direct = false;
+      for (let done = 0; done < length; ) done += (await this.#handle.write(stage, done, length - done, this.#at + done)).bytesWritten;
+    }
+    this.#at += length;
+    this.#filled = 0;
   }
 }

@@ -17,6 +17,16 @@ runConformanceSuite('local', async () => {
   return { backend, setNoSpace: (on) => (noSpace = on), cleanup: () => rm(root, { recursive: true, force: true }) };
 });
 
+// Without the test hook, whole objects are written with direct I/O: the same contract.
+runConformanceSuite(
+  'local, direct I/O',
+  async () => {
+    const root = await mkdtemp(join(tmpdir(), 'ibs-local-direct-'));
+    return { backend: new LocalBackend({ root }), cleanup: () => rm(root, { recursive: true, force: true }) };
+  },
+  { 'no-space': 'a real full disk: test/disk-full.test.ts' },
+);
+
 test('cleanTemporary() removes old leftovers of interrupted writes, and listing never shows them', async () => {
   const root = await mkdtemp(join(tmpdir(), 'ibs-local-tmp-'));
   try {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { link, open, type FileHandle, readdir, rename, rm, stat, statfs, unlink, utimes, rmdir } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { fsyncDir, makeDirs, readInto, throwIfAborted, writeAll } from '../../lib/index.ts';
+import { directRefused, fsyncDir, makeDirs, openDirect, readInto, throwIfAborted, writeAll, writeDirect } from '../../lib/index.ts';
 import {
   assertPrefix,
   sourceChunks,
@@ -36,6 +36,8 @@ export class LocalBackend implements StorageBackend {
   readonly #inject: LocalBackendOptions['injectWriteError'];
   /** The root as it was when made (see assertRoot); taken on the first write when it did not exist yet. */
   #identity: RootIdentity | undefined;
+  /** False once the root's file system refused direct I/O. */
+  #direct = true;
 
   constructor(options: LocalBackendOptions) {
     this.#root = options.root;
@@ -126,21 +128,28 @@ export class LocalBackend implements StorageBackend {
     const dir = dirname(path);
     const temp = `${path}${TEMP_MARKER}${randomBytes(6).toString('hex')}`;
     try {
-      const handle = await this.#create(temp, dir, key);
+      // A whole object goes to the device directly (lib/direct-io.ts) where the file system allows it: the
+      // file is fsynced at once anyway. A test hook that injects errors between pieces takes the usual way.
+      const whole = source instanceof Uint8Array && !this.#inject ? source : undefined;
+      if (whole && options.expectedSha256) this.#assertSha256(key, createHash('sha256').update(whole).digest('hex'), options.expectedSha256);
+      let { handle, direct } = await this.#create(temp, dir, key, whole !== undefined);
       try {
-        const hash = options.expectedSha256 ? createHash('sha256') : undefined;
-        for await (const piece of sourceChunks(source)) {
-          throwIfAborted(options.signal);
-          const injected = this.#inject?.(key);
-          if (injected) throw injected;
-          hash?.update(piece);
-          await writeAll(handle, piece);
+        if (whole && direct && !(await this.#fillDirect(handle, whole))) {
+          // Refused once open (alignment): this root is written the usual way from now on.
+          await handle.close();
+          await rm(temp, { force: true });
+          ({ handle, direct } = await this.#create(temp, dir, key, false));
         }
-        if (hash) {
-          const actual = hash.digest('hex');
-          if (actual !== options.expectedSha256) {
-            throw new StorageError('corrupt', `write "${key}": content has SHA-256 ${actual}, expected ${options.expectedSha256}`);
+        if (!direct) {
+          const hash = options.expectedSha256 && !whole ? createHash('sha256') : undefined;
+          for await (const piece of sourceChunks(source)) {
+            throwIfAborted(options.signal);
+            const injected = this.#inject?.(key);
+            if (injected) throw injected;
+            hash?.update(piece);
+            await writeAll(handle, piece);
           }
+          if (hash) this.#assertSha256(key, hash.digest('hex'), options.expectedSha256);
         }
         await handle.sync();
       } finally {
@@ -160,10 +169,26 @@ export class LocalBackend implements StorageBackend {
     }
   }
 
-  /** Creates the file `temp` in `dir`, creating `dir` (and its parents, durably) only when it is missing and the root is still itself. */
-  async #create(temp: string, dir: string, key: string): Promise<FileHandle> {
+  #assertSha256(key: string, actual: string, expected: string | undefined): void {
+    if (expected !== undefined && actual !== expected) throw new StorageError('corrupt', `write "${key}": content has SHA-256 ${actual}, expected ${expected}`);
+  }
+
+  /** Writes a whole object to a file opened for direct I/O; false when the file system refused the write. */
+  async #fillDirect(handle: FileHandle, data: Uint8Array): Promise<boolean> {
     try {
-      return await open(temp, 'wx', 0o644);
+      await writeDirect(handle, data);
+      return true;
+    } catch (error) {
+      if (!directRefused(error)) throw error;
+      this.#direct = false;
+      return false;
+    }
+  }
+
+  /** Creates the file `temp` in `dir`, creating `dir` (and its parents, durably) only when it is missing and the root is still itself. */
+  async #create(temp: string, dir: string, key: string, direct: boolean): Promise<{ handle: FileHandle; direct: boolean }> {
+    try {
+      return await this.#open(temp, direct);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     }
@@ -171,7 +196,20 @@ export class LocalBackend implements StorageBackend {
     const created = await makeDirs(dir);
     if (created !== undefined) await fsyncDir(dirname(created));
     this.#identity ??= rootIdentity(this.#root);
-    return open(temp, 'wx', 0o644);
+    return this.#open(temp, direct);
+  }
+
+  /** Opens `temp` exclusively: for direct I/O when asked and this root's file system has not refused it. */
+  async #open(temp: string, direct: boolean): Promise<{ handle: FileHandle; direct: boolean }> {
+    if (direct && this.#direct) {
+      try {
+        return { handle: await openDirect(temp, 0o644), direct: true };
+      } catch (error) {
+        if (!directRefused(error)) throw error;
+        this.#direct = false;
+      }
+    }
+    return { handle: await open(temp, 'wx', 0o644), direct: false };
   }
 
   async touch(key: string, options: OpOptions = {}): Promise<void> {
