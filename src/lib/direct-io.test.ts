@@ -4,17 +4,26 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DIRECT_ALIGN, directRefused, openDirectSync, sameDirectSync, SequentialFile, writeDirectSync } from './direct-io.ts';
+import { DIRECT_ALIGN, directRefused, openDirect, openDirectSync, sameDirectSync, SequentialFile, writeDirect, writeDirectSync } from './direct-io.ts';
+
+/** Whether the temporary folder's file system refuses direct I/O (the tests of it then skip). */
+function refusedHere(): boolean {
+  const dir = mkdtempSync(join(tmpdir(), 'ibs-direct-probe-'));
+  try {
+    closeSync(openDirectSync(join(dir, 'probe'), 0o644));
+    return false;
+  } catch (error) {
+    if (directRefused(error)) return true;
+    throw error;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 test('direct writes keep every length exactly (around block and staging sizes), and the read-back tells the same file from a longer, shorter or different one', (t) => {
+  if (refusedHere()) return t.skip(`${tmpdir()} refuses direct I/O`);
   const dir = mkdtempSync(join(tmpdir(), 'ibs-direct-'));
   try {
-    try {
-      closeSync(openDirectSync(join(dir, 'probe'), 0o644));
-    } catch (error) {
-      if (directRefused(error)) return t.skip(`${tmpdir()} refuses direct I/O`);
-      throw error;
-    }
     const MiB = 1024 * 1024;
     for (const size of [1, DIRECT_ALIGN - 1, DIRECT_ALIGN, DIRECT_ALIGN + 1, MiB - 1, MiB, MiB + 1, 3 * MiB + 5, 8 * MiB + 4096 + 17]) {
       const data = randomBytes(size);
@@ -71,6 +80,27 @@ test('a sequential file takes pieces of any length and holes anywhere, and reads
       assert.ok(readFileSync(path).equals(Buffer.concat(expected)), `trailing hole ${trailingHole}`);
     }
     await assert.rejects(SequentialFile.create(join(dir, 'f-true'), 0o600), { code: 'EEXIST' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('concurrent direct writes (more than there are staging areas) each write their own bytes', async (t) => {
+  if (refusedHere()) return t.skip(`${tmpdir()} refuses direct I/O`);
+  const dir = mkdtempSync(join(tmpdir(), 'ibs-direct-many-'));
+  try {
+    const datas = Array.from({ length: 40 }, (_, i) => randomBytes(1024 * 1024 + 1000 * i));
+    await Promise.all(
+      datas.map(async (data, i) => {
+        const handle = await openDirect(join(dir, `f${i}`), 0o644);
+        try {
+          await writeDirect(handle, data);
+        } finally {
+          await handle.close();
+        }
+      }),
+    );
+    datas.forEach((data, i) => assert.ok(readFileSync(join(dir, `f${i}`)).equals(data), `f${i}`));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -12,17 +12,20 @@
  * with zeros to ALIGN, written, and the file cut back to its length. Where a file system refuses O_DIRECT
  * (EINVAL at open or at the first write), the caller writes the usual way.
  *
- * Synchronous, for worker threads that hold the bytes; one staging area per thread.
+ * Synchronous calls (for worker threads that hold the bytes) use one staging area per thread; asynchronous
+ * ones (the main thread) borrow one of at most MAX_STAGES, kept for the next writes: a WebAssembly memory
+ * reserves much address space, of which V8 grants a limited amount, so they are few and never dropped.
  */
 import { closeSync, constants, ftruncateSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
+import { Semaphore } from './pool.ts';
 
 /** Alignment of memory, offsets and lengths: a page, which covers every logical block size up to 4 KiB. */
 export const DIRECT_ALIGN = 4096;
 const WASM_PAGE = 65536;
 
-// The one part of WebAssembly used here (TypeScript declares it with the DOM library only).
-declare const WebAssembly: { Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer } };
+// Node's type definitions leave out the WebAssembly global (the DOM's include it): the little used here, typed.
+const wasm = (globalThis as unknown as { WebAssembly: { Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly;
 
 /** Bytes staged per system call: small, since each thread that writes keeps its staging area. */
 const STAGE = 1024 * 1024;
@@ -30,7 +33,7 @@ const STAGE = 1024 * 1024;
 let staging: Uint8Array | undefined;
 
 /** A page-aligned staging area of STAGE bytes. */
-const newStage = (): Uint8Array => new Uint8Array(new WebAssembly.Memory({ initial: STAGE / WASM_PAGE }).buffer);
+const newStage = (): Uint8Array => new Uint8Array(new wasm.Memory({ initial: STAGE / WASM_PAGE }).buffer);
 
 /** This thread's staging area for synchronous calls. */
 function stage(): Uint8Array {
@@ -38,9 +41,23 @@ function stage(): Uint8Array {
   return staging;
 }
 
-/** Staging areas of asynchronous writes that have ended, for the next ones (as many as ran at once, at most). */
+const MAX_STAGES = 16;
+const stageSlots = new Semaphore(MAX_STAGES);
+/** Staging areas of asynchronous writes that have ended, for the next ones. */
 const idle: Uint8Array[] = [];
-const IDLE_KEPT = 16;
+
+/** A staging area for an asynchronous writer (waits while MAX_STAGES are in use); `giveBack` when done. */
+async function borrowStage(): Promise<{ stage: Uint8Array; giveBack: () => void }> {
+  const release = await stageSlots.acquire();
+  const stage = idle.pop() ?? newStage();
+  return {
+    stage,
+    giveBack: () => {
+      idle.push(stage);
+      release();
+    },
+  };
+}
 
 const CREATE_DIRECT = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT;
 
@@ -76,7 +93,7 @@ export async function openDirect(path: string, mode: number): Promise<FileHandle
 
 /** writeDirectSync for a file opened by openDirect, without blocking this thread. */
 export async function writeDirect(handle: FileHandle, data: Uint8Array): Promise<void> {
-  const buffer = idle.pop() ?? newStage();
+  const { stage: buffer, giveBack } = await borrowStage();
   try {
     for (let at = 0; at < data.length; at += STAGE) {
       const piece = data.subarray(at, at + STAGE);
@@ -87,7 +104,7 @@ export async function writeDirect(handle: FileHandle, data: Uint8Array): Promise
     }
     await handle.truncate(data.length);
   } finally {
-    if (idle.length < IDLE_KEPT) idle.push(buffer);
+    giveBack();
   }
 }
 
@@ -105,8 +122,8 @@ export function writeDirectSync(fd: number, data: Uint8Array): void {
 }
 
 /**
- * Whether the file at `path` holds exactly `data`, read with O_DIRECT (from the device, not the page cache)
- * and one block to spare, so that a longer file differs. Throws what opening or reading throws (EINVAL where
+ * Whether the file at `path` holds exactly `data`, read with O_DIRECT (from the device, not the page cache) a
+ * stage at a time to the end of the file, so that a longer file differs. Throws what opening or reading throws (EINVAL where
  * direct reads are refused).
  */
 export function sameDirectSync(path: string, data: Uint8Array): boolean {
@@ -136,7 +153,7 @@ export class SequentialFile {
   #handle: FileHandle;
   #direct: boolean;
   readonly #path: string;
-  #stage: Uint8Array | undefined;
+  #stage: { stage: Uint8Array; giveBack: () => void } | undefined;
   /** Bytes gathered in the stage; they belong at #at. */
   #filled = 0;
   #at = 0;
@@ -168,10 +185,10 @@ export class SequentialFile {
       this.#at += data.length;
       return;
     }
-    this.#stage ??= idle.pop() ?? newStage();
+    this.#stage ??= await borrowStage();
     for (let done = 0; done < data.length; ) {
       const n = Math.min(STAGE - this.#filled, data.length - done);
-      this.#stage.set(data.subarray(done, done + n), this.#filled);
+      this.#stage.stage.set(data.subarray(done, done + n), this.#filled);
       this.#filled += n;
       done += n;
       if (this.#filled === STAGE) await this.#flush();
@@ -202,14 +219,14 @@ export class SequentialFile {
 
   /** Closes the file as it is (after a failure: the caller removes it). */
   async close(): Promise<void> {
-    if (this.#stage && idle.length < IDLE_KEPT) idle.push(this.#stage);
+    this.#stage?.giveBack();
     this.#stage = undefined;
     await this.#handle.close();
   }
 
   /** Writes the staged bytes (padded to a block) at #at; a file system that refuses that is written the usual way from here on. */
   async #flush(): Promise<void> {
-    const stage = this.#stage;
+    const stage = this.#stage?.stage;
     if (!stage || this.#filled === 0) return;
     const length = this.#filled;
     const padded = roundUp(length);
