@@ -27,6 +27,10 @@ export function localAuthId(): string {
 
 /** One pool of chunk worker threads per process (checks for receivers, encoding for backups), started when first needed. */
 let pool: ChunkPool | undefined;
+/** Threads a command's pool adds for storing received chunks (a sync into a local datastore); a server adds none, for its memory. */
+const STORE_THREADS = 2;
+/** Set by the server command before it makes its first context. */
+let serving = false;
 
 /** One master key state per configuration directory and process: an unlock lasts until the process ends. */
 const masters = new Map<string, MasterKey>();
@@ -50,7 +54,7 @@ export function makeContext(paths: IbsPaths, authId: string, reporter: Reporter 
     signal,
     ...(linkIdle !== undefined ? { linkIdleTimeoutMs: linkIdle } : {}),
     get chunkPool(): ChunkPool {
-      return (pool ??= new ChunkPool());
+      return (pool ??= new ChunkPool(undefined, { storeThreads: serving ? 0 : STORE_THREADS }));
     },
   };
 }
@@ -69,6 +73,7 @@ export function serverCommand(paths: IbsPaths): Command {
       journal: { type: 'string', help: 'also write each service\'s log to the system journal, as unit ironcore-backup-SERVICE: auto (default: when run by systemd, as root, with a journal), yes, no' },
     },
     run: async (_ctx, a) => {
+      serving = true;
       const portText = (a.values.port as string | undefined) ?? '8007';
       if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new IbsError('INVALID_ARGUMENT', `Invalid --port "${portText}": expected 0 to 65535`);
       const journalText = (a.values.journal as string | undefined) ?? 'auto';

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ChunkPool } from './chunk-pool.ts';
+import { LocalBackend } from '../storage/local/index.ts';
 
 test('the chunk pool checks chunks on worker threads: CRC and plaintext digest; encrypted ones by CRC', async () => {
   const pool = new ChunkPool(2);
@@ -236,5 +237,32 @@ test('once every one of its last 16 chunks was new, a writer lets the pool encod
     assert.ok((await reader.readAll('disk.img')).equals(data));
   } finally {
     await pool.close();
+  }
+});
+
+test('threads for storing start with the first chunk to store and take only such jobs; every chunk is stored and reads back', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'ibs-pool-store-'));
+  const pool = new ChunkPool(1, { storeThreads: 2 });
+  try {
+    const data = randomBytes(100_000);
+    const blob = await encodeBlob(data, { compress: false });
+    assert.equal((await pool.encode(Buffer.from(data), { compress: false }, () => false)).digest, sha256Hex(data));
+    assert.equal(pool.threads, 1, 'none for storing before anything is stored');
+    const backend = new LocalBackend({ root });
+    const store = backend.threadStore;
+    assert.ok(store);
+    const chunks = await Promise.all(Array.from({ length: 12 }, async () => {
+      const plain = randomBytes(200_000);
+      return { digest: sha256Hex(plain), blob: await encodeBlob(plain, { compress: true }) };
+    }));
+    const stored = await Promise.all(chunks.map((c) => pool.checkAndStore(c.digest, new Uint8Array(c.blob), store, `c/${c.digest}`, true)));
+    assert.deepEqual(stored, chunks.map(() => ({ existed: false, same: true })));
+    assert.equal(pool.threads, 3);
+    for (const c of chunks) assert.ok((await backend.read(`c/${c.digest}`)).equals(c.blob));
+    // Jobs of every kind still run on the first thread.
+    assert.deepEqual(Buffer.from(await pool.check(sha256Hex(data), new Uint8Array(blob))), blob);
+  } finally {
+    await pool.close();
+    rmSync(root, { recursive: true, force: true });
   }
 });
