@@ -3,7 +3,8 @@
  * stores it here synchronously, with the protocol of LocalBackend.write: a temporary file in the object's
  * directory, fsynced, hard-linked to its name (which fails atomically on an existing one), removed, and the
  * directory fsynced. It runs on the thread that has the bytes, in one go, instead of a dozen calls through
- * the main thread and the thread pool. Small on purpose: each worker thread loads it.
+ * the main thread and the thread pool. The file is written and read back with direct I/O where the file
+ * system allows it (lib/direct-io.ts). Small on purpose: each worker thread loads it.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, linkSync, openSync, readSync, rmSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
