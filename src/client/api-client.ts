@@ -126,10 +126,23 @@ export class ApiClient {
   readonly #options: ApiClientOptions;
   readonly tls: { version: string; fingerprint: string };
 
+  /** The link's round trip, from an HTTP/2 ping when the session opened (0 until answered). */
+  #roundTripMs = 0;
+
   private constructor(session: ClientHttp2Session, options: ApiClientOptions, tls: { version: string; fingerprint: string }) {
     this.#session = session;
     this.#options = options;
     this.tls = tls;
+    this.#measure(session);
+  }
+
+  /** Pings a new session once it is up, while the link is idle, for its round trip. */
+  #measure(session: ClientHttp2Session): void {
+    const ping = (): void => {
+      if (!session.closed && !session.destroyed) session.ping((error, ms) => void (error ? undefined : (this.#roundTripMs = ms)));
+    };
+    if (session.connecting) session.once('connect', ping);
+    else ping();
   }
 
   static async connect(options: ApiClientOptions): Promise<ApiClient> {
@@ -139,7 +152,10 @@ export class ApiClient {
 
   /** The HTTP/2 session, opened again (fingerprint checked again) when the previous one was lost. */
   async #live(): Promise<ClientHttp2Session> {
-    if (this.#session.closed || this.#session.destroyed) this.#session = (await (this.#reconnecting ??= openSession(this.#options).finally(() => (this.#reconnecting = undefined)))).session;
+    if (this.#session.closed || this.#session.destroyed) {
+      this.#session = (await (this.#reconnecting ??= openSession(this.#options).finally(() => (this.#reconnecting = undefined)))).session;
+      this.#measure(this.#session);
+    }
     return this.#session;
   }
 
@@ -156,7 +172,7 @@ export class ApiClient {
    */
   pace(kind: 'push' | 'pull', unit: number, max: number): LinkPace {
     let pace = this.#paces.get(kind);
-    if (!pace) this.#paces.set(kind, (pace = new LinkPace(this.idleTimeoutMs, unit, max)));
+    if (!pace) this.#paces.set(kind, (pace = new LinkPace(this.idleTimeoutMs, unit, max, () => this.#roundTripMs)));
     return pace;
   }
 

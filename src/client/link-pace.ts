@@ -11,6 +11,13 @@
  * The rate: for each request, the bytes answered from its start to its answer (its own and those of requests
  * answered meanwhile) over that time; the highest of the last 8 such samples, so that one slow answer does
  * not shrink the window at once. One per connection and direction: `ApiClient.pace`.
+ *
+ * On a link with latency, `max` requests cover less than the link holds: as many more as the rate fills in
+ * one round trip (measured by the connection, an HTTP/2 ping) may be in flight, up to half of `max` more.
+ * Their bytes are on the way, not waiting at the receiver, whose memory `max` bounds: on a link without
+ * latency nothing changes. Push of the bench datastore with 50 ms added each way: 6.94-7.08 s with 10
+ * batches in flight, 6.07 s with 14 and 5.81 s with 18; without latency 14 took the receiving server's peak
+ * RSS from 292 MB to 314-325 MB.
  */
 export class LinkPace {
   readonly #idleMs: number;
@@ -21,17 +28,21 @@ export class LinkPace {
   #inFlight = 0;
   #waiting: Array<() => void> = [];
 
-  /** `unit`: the bytes of a request at most; `max`: requests in flight at most. */
-  constructor(idleMs: number, unit: number, max: number) {
+  readonly #roundTripMs: () => number;
+
+  /** `unit`: the bytes of a request at most; `max`: requests in flight at most without latency; `roundTripMs`: the link's, as last measured. */
+  constructor(idleMs: number, unit: number, max: number, roundTripMs: () => number = () => 0) {
     this.#idleMs = idleMs;
     this.#unit = unit;
     this.#max = max;
+    this.#roundTripMs = roundTripMs;
   }
 
   #allowed(): number {
     if (this.#samples.length === 0) return 1;
     const rate = Math.max(...this.#samples);
-    return Math.max(1, Math.min(this.#max, Math.floor((rate * this.#idleMs) / 4 / this.#unit)));
+    const onTheWay = Math.min(Math.floor(this.#max / 2), Math.floor((rate * this.#roundTripMs()) / this.#unit));
+    return Math.max(1, Math.min(this.#max + onTheWay, Math.floor((rate * this.#idleMs) / 4 / this.#unit)));
   }
 
   /** Waits for room for one more request on the link; `done` gives it back. */

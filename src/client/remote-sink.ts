@@ -49,8 +49,8 @@ export class RemoteSnapshotSink {
   readonly #unsent = new Set<Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   sentBytes = 0;
-  /** Bytes of chunks it keeps in flight at most: every batch it may have outstanding, full. */
-  static readonly WINDOW = BATCH_BYTES * IN_FLIGHT;
+  /** Bytes of chunks it keeps in flight at most: every batch it may have outstanding, full, with the room a link with latency adds (LinkPace). */
+  static readonly WINDOW = BATCH_BYTES * (IN_FLIGHT + Math.floor(IN_FLIGHT / 2));
   /** The previous snapshot of the group on the server, whose chunks this session may reference. */
   readonly previous: SnapshotRef | undefined;
 
