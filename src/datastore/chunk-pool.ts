@@ -25,8 +25,9 @@ interface Pending {
  * Worker threads for the per-chunk work that needs the CPU, so that it runs on every core while the main
  * thread reads, chunks, writes and sends: a receiver's checks (CRC, plaintext digest) and a backup's encoding
  * (digest, compression, encryption). One thread per core (up to 4): measured on 2 cores, local sync of
- * 335 MiB: one thread 5.8 s, two 4.3 s; and optionally a few more for storing (see the constructor). A whole buffer travels to a thread and back without a copy. Created by
- * a composition root and passed in; `close` ends the threads. Idle threads do not keep the process alive.
+ * 335 MiB: one thread 5.8 s, two 4.3 s; optionally a few more for storing (see the constructor). A whole
+ * buffer travels to a thread and back without a copy. Created by a composition root and passed in; `close`
+ * ends the threads. Idle threads do not keep the process alive.
  */
 export class ChunkPool {
   readonly #workers: Worker[] = [];
@@ -49,8 +50,9 @@ export class ChunkPool {
    * `size` threads for every kind of job; `storeThreads` more only for checkAndStore, whose jobs wait for the
    * device (direct writes and read-backs, lib/direct-io.ts) while the CPU could check the next chunk. On
    * 2 cores, local sync of the bench datastore (986 MiB stored): 3.59-3.64 s with 2 threads, 3.09-3.18 s
-   * with 2 more for storing, at 221 MiB peak RSS (192). A backup gains nothing from more threads (its jobs
-   * do not wait) and a server keeps its memory (about 20 MiB a thread): they pass 0.
+   * with 2 more for storing, at 221 MiB peak RSS (192). A backup never starts them (it stores what it
+   * encoded itself, and more threads for encoding gained it nothing); a server passes 0 to keep its memory
+   * (about 20 MiB a thread).
    */
   constructor(size = Math.max(1, Math.min(4, availableParallelism())), options: { storeThreads?: number } = {}) {
     this.#size = size;
