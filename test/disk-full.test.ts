@@ -266,7 +266,7 @@ test('a server whose state directory fills up during a task keeps running: the t
   }
 });
 
-test('chunks that arrive bypass the page cache (direct I/O); on a file system that refuses it (ramfs) they are written the usual way; both verify and restore', { timeout: 120_000 }, async (t) => {
+test('chunks that arrive bypass the page cache (direct I/O), and so do reads of them; on a file system that refuses it (ramfs) they are written the usual way; both verify and restore', { timeout: 120_000 }, async (t) => {
   if (skip) return t.skip(skip);
   const { root, home, src } = await testFolder('direct', 3, 3);
   await ok(home, ['datastore', 'create', 'primary', join(root, 'primary')]);
@@ -307,4 +307,8 @@ test('chunks that arrive bypass the page cache (direct I/O); on a file system th
   assert.equal(rows.length, chunks.length);
   assert.ok(rows.some(([, size]) => (size ?? 0) > 1024 * 1024), 'some chunks are large');
   assert.deepEqual(rows.filter(([res]) => res !== 0), [], 'no chunk has bytes in the page cache');
+  // Read cold (a verify reads every chunk; a restore or a sync the same way): from the device, so still none.
+  assert.equal((await ibs(home, ['verify', 'start', 'fresh'])).code, 0);
+  const after = await sh(`cd '${join(root, 'fresh', '.chunks')}' && fincore --bytes --noheadings --output RES ${chunks.join(' ')}`);
+  assert.deepEqual(after.stdout.trim().split('\n').map(Number).filter((res) => res !== 0), [], 'verify read the chunks past the page cache');
 });

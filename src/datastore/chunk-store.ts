@@ -112,7 +112,7 @@ export class ChunkStore {
   /** The stored blob as it is; NOT_FOUND when missing. */
   async #read(digest: string, options: ReadOptions): Promise<Buffer> {
     try {
-      return await this.#backend.read(chunkKey(assertDigest(digest)), options);
+      return await this.#backend.read(chunkKey(assertDigest(digest)), { ...options, cold: true });
     } catch (error) {
       if (isStorageError(error, 'not-found')) throw new IbsError('NOT_FOUND', `Chunk ${digest} is missing from the datastore`);
       throw error;

@@ -108,6 +108,37 @@ export async function writeDirect(handle: FileHandle, data: Uint8Array): Promise
   }
 }
 
+/**
+ * The whole file at `path`, read with O_DIRECT (from the device, past the page cache) through a staging area
+ * into a buffer of its own; throws EINVAL where the file system refuses direct reads. For objects read once
+ * and cold, such as chunks: a buffered read first copies each into page-cache memory the kernel has to find.
+ */
+export async function readDirect(path: string): Promise<Buffer> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_DIRECT);
+  try {
+    const size = (await handle.stat()).size;
+    const out = Buffer.allocUnsafeSlow(size);
+    const { stage: buffer, giveBack } = await borrowStage();
+    try {
+      // A stage at a time; a read that comes back short ends the file (as it was when opened).
+      let filled = 0;
+      while (filled < size) {
+        const want = Math.min(STAGE, roundUp(size - filled));
+        const n = (await handle.read(buffer, 0, want, filled)).bytesRead;
+        const take = Math.min(n, size - filled);
+        out.set(buffer.subarray(0, take), filled);
+        filled += take;
+        if (n < want) break;
+      }
+      return filled === size ? out : out.subarray(0, filled);
+    } finally {
+      giveBack();
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Writes all of `data` from offset 0 of the file opened by openDirectSync, and cuts the file to `data`'s length. */
 export function writeDirectSync(fd: number, data: Uint8Array): void {
   const buffer = stage();

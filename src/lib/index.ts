@@ -14,6 +14,6 @@ export { silentReporter, RateMeter, type Reporter, type ProgressEvent } from './
 export { validate, schemaToJson, SchemaError, type Schema } from './schema.ts';
 export { TokenBucket } from './token-bucket.ts';
 export { release, movable, isWhole } from './release.ts';
-export { directRefused, openDirect, writeDirect, SequentialFile } from './direct-io.ts';
+export { directRefused, openDirect, readDirect, writeDirect, SequentialFile } from './direct-io.ts';
 export { jsonFileLog, type JsonLog, type LogLevel } from './json-log.ts';
 export { journalWriter, journalByDefault, JOURNAL_SOCKET, type JournalWriter, type JournalEntry } from './journal.ts';

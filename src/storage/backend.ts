@@ -112,6 +112,11 @@ export interface OpOptions {
 
 export interface ReadOptions extends OpOptions {
   range?: { start: number; end: number };
+  /**
+   * A hint: the object is read once and cold (a chunk, for a restore, a verify or a sync), so the backend may
+   * read it past its caches (the local one: direct I/O, as it wrote it). The bytes are the same either way.
+   */
+  cold?: boolean;
 }
 
 export interface WriteOptions extends OpOptions {

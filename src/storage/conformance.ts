@@ -32,7 +32,8 @@ export type ConformanceCase =
   | 'no-space'
   | 'touch'
   | 'invalid-key'
-  | 'large-object';
+  | 'large-object'
+  | 'cold-read';
 
 async function keys(backend: StorageBackend, prefix: string): Promise<string[]> {
   const out: string[] = [];
@@ -262,6 +263,18 @@ export function runConformanceSuite(
       const got = await backend.read(`${p}big`);
       assert.equal(got.length, data.length);
       assert.ok(got.equals(data));
+    });
+
+    test('cold-read', 'read({ cold }) returns the same bytes as read(), for any length (empty, around 4 KiB and 1 MiB, large)', async () => {
+      const p = fresh();
+      for (const size of [0, 1, 4095, 4096, 4097, 1024 * 1024 - 1, 1024 * 1024 + 1, 9 * 1024 * 1024 + 7]) {
+        const data = randomBytes(size);
+        await backend.write(`${p}c${size}`, data);
+        const cold = await backend.read(`${p}c${size}`, { cold: true });
+        assert.ok(cold.equals(data), `${size} bytes`);
+        assert.ok((await backend.read(`${p}c${size}`)).equals(cold));
+      }
+      await assert.rejects(backend.read(`${p}missing`, { cold: true }), (e) => isStorageError(e, 'not-found'));
     });
   });
 }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { link, open, type FileHandle, readdir, rename, rm, stat, statfs, unlink, utimes, rmdir } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
-import { directRefused, fsyncDir, makeDirs, openDirect, readInto, throwIfAborted, writeAll, writeDirect } from '../../lib/index.ts';
+import { directRefused, fsyncDir, makeDirs, openDirect, readDirect, readInto, throwIfAborted, writeAll, writeDirect } from '../../lib/index.ts';
 import {
   assertPrefix,
   sourceChunks,
@@ -106,6 +106,15 @@ export class LocalBackend implements StorageBackend {
     try {
       const range = options.range;
       if (range && !(range.start >= 0 && range.end >= range.start)) throw new RangeError(`Invalid range [${range.start}, ${range.end}) for "${key}"`);
+      // A whole cold object from the device, as it was written (lib/direct-io.ts), where the file system allows it.
+      if (options.cold && !range && this.#direct && !this.#inject) {
+        try {
+          return await readDirect(path);
+        } catch (error) {
+          if (!directRefused(error)) throw error;
+          this.#direct = false;
+        }
+      }
       const handle = await open(path, 'r');
       try {
         // The whole object is as large as it is when opened (objects are replaced by rename, never changed in
