@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,14 +19,34 @@ runConformanceSuite('local', async () => {
   return { backend, setNoSpace: (on) => (noSpace = on), cleanup: () => rm(root, { recursive: true, force: true }) };
 });
 
-// Without the test hook, whole objects are written with direct I/O: the same contract.
+/** Why a small file system cannot be mounted here (not root, or no right to mount), or false when it can. */
+function cannotMount(): string | false {
+  if (process.getuid?.() !== 0) return 'mounting a small file system needs root';
+  const probe = mkdtempSync(join(tmpdir(), 'ibs-mount-probe-'));
+  const r = spawnSync('sh', ['-c', `mount -t tmpfs -o size=1m tmpfs '${probe}' && umount '${probe}'`], { encoding: 'utf8' });
+  rmSync(probe, { recursive: true, force: true });
+  return r.status === 0 ? false : `cannot mount a tmpfs here: ${r.stderr.trim()}`;
+}
+const mountRefused = cannotMount();
+
+// Without the test hook, whole objects are written with direct I/O: the same contract, on a small tmpfs
+// (which takes O_DIRECT) that a file of zeros fills for real in the no-space case.
 runConformanceSuite(
   'local, direct I/O',
   async () => {
-    const root = await mkdtemp(join(tmpdir(), 'ibs-local-direct-'));
-    return { backend: new LocalBackend({ root }), cleanup: () => rm(root, { recursive: true, force: true }) };
+    const dir = await mkdtemp(join(tmpdir(), 'ibs-local-direct-'));
+    const mounted = !mountRefused && spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', dir]).status === 0;
+    const filler = join(dir, 'filler');
+    return {
+      backend: new LocalBackend({ root: join(dir, 'root') }),
+      ...(mounted ? { setNoSpace: (on: boolean) => void (on ? spawnSync('sh', ['-c', `head -c 64M /dev/zero > '${filler}'`]) : rmSync(filler, { force: true })) } : {}),
+      cleanup: async () => {
+        if (mounted) spawnSync('umount', [dir]);
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
   },
-  { 'no-space': 'a real full disk: test/disk-full.test.ts' },
+  mountRefused ? { 'no-space': `filling a real disk: ${mountRefused}` } : {},
 );
 
 test('cleanTemporary() removes old leftovers of interrupted writes, and listing never shows them', async () => {
