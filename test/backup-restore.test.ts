@@ -1,9 +1,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, createHash } from 'node:crypto';
-import { chmod, chown, link, lstat, mkdir, open, readdir, readFile, readlink, stat, statfs, symlink, utimes, writeFile, lutimes } from 'node:fs/promises';
+import { chmod, chown, link, lstat, mkdir, open, readdir, readFile, readlink, stat, symlink, utimes, writeFile, lutimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ibs, sh, tempDir } from './helpers.ts';
+import type { Stats } from 'node:fs';
+import { ibs, pageCache, sh, tempDir } from './helpers.ts';
 
 let work: { path: string; cleanup: () => Promise<void> };
 let home: string;
@@ -180,39 +181,35 @@ test('an image backs up in fixed chunks and restores to an identical file; a sec
   assert.deepEqual(await readFile(out2), await readFile(image));
 });
 
-test('an image ending in zeros restores to its full length, its zeros left as holes', async () => {
-  const image = join(work.path, 'trailing.raw');
-  await writeFile(image, Buffer.concat([randomBytes(4 << 20), Buffer.alloc(9 << 20)]));
-  const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--type', 'vm', '--id', '101', '--time', '2026-11-01T00:00:00Z', `disk.img:${image}`]);
+/** Backs `data` up as the image of vm/`id` and restores it to a new file; its path and stat. */
+async function imageRoundTrip(name: string, id: number, data: Buffer): Promise<{ out: string; st: Stats }> {
+  const image = join(work.path, `${name}.raw`);
+  await writeFile(image, data);
+  const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--type', 'vm', '--id', String(id), '--time', '2026-11-01T00:00:00Z', `disk.img:${image}`]);
   assert.equal(b.code, 0, b.stderr);
-  const out = join(work.path, 'trailing.restored');
-  const r = await ibs(home, ['backup', 'restore', 'vm/101/2026-11-01T00:00:00Z', 'disk.img', out, '--store', 'store1']);
+  const out = join(work.path, `${name}.restored`);
+  const r = await ibs(home, ['backup', 'restore', `vm/${id}/2026-11-01T00:00:00Z`, 'disk.img', out, '--store', 'store1']);
   assert.equal(r.code, 0, r.stderr);
-  const st = await stat(out);
+  return { out, st: await stat(out) };
+}
+
+test('an image ending in zeros restores to its full length, its zeros left as holes', async () => {
+  const data = Buffer.concat([randomBytes(4 << 20), Buffer.alloc(9 << 20)]);
+  const { out, st } = await imageRoundTrip('trailing', 101, data);
   assert.equal(st.size, 13 << 20);
   assert.ok(st.blocks * 512 < 5 << 20, `restored image allocates ${st.blocks * 512} bytes`);
-  assert.ok((await readFile(out)).equals(await readFile(image)));
+  assert.ok((await readFile(out)).equals(data));
 });
 
 test('an image restore writes to the device directly (none of it in the page cache), keeps its holes and an odd length, and is flushed', async (t) => {
-  const image = join(work.path, 'odd.raw');
   const data = Buffer.concat([randomBytes(4 << 20), Buffer.alloc(4 << 20), randomBytes((4 << 20) + 777)]);
-  await writeFile(image, data);
-  const b = await ibs(home, ['backup', 'create', '--store', 'store1', '--type', 'vm', '--id', '102', '--time', '2026-11-01T00:00:00Z', `disk.img:${image}`]);
-  assert.equal(b.code, 0, b.stderr);
-  const out = join(work.path, 'odd.restored');
-  const r = await ibs(home, ['backup', 'restore', 'vm/102/2026-11-01T00:00:00Z', 'disk.img', out, '--store', 'store1']);
-  assert.equal(r.code, 0, r.stderr);
-  const st = await stat(out);
+  const { out, st } = await imageRoundTrip('odd', 102, data);
   assert.equal(st.size, data.length);
   assert.ok(st.blocks * 512 < 9 << 20, `restored image allocates ${st.blocks * 512} bytes`);
-  // Asked before reading it back (which fills the page cache); on tmpfs every page is cached, so not there.
-  if ((await statfs(work.path)).type === 0x01021994) t.diagnostic('the work folder is on tmpfs: page-cache check skipped');
-  else {
-    const resident = await sh(`fincore --bytes --noheadings --output RES '${out}'`);
-    assert.equal(resident.code, 0, resident.stderr);
-    assert.equal(Number(resident.stdout.trim()), 0, 'no byte of the restored image in the page cache');
-  }
+  // Asked before reading it back (which fills the page cache).
+  const cached = await pageCache(work.path, ['odd.restored']);
+  if (cached) assert.deepEqual(cached, [{ cached: 0, size: data.length }], 'no byte of the restored image in the page cache');
+  else t.diagnostic('the work folder is on tmpfs: page-cache check skipped');
   assert.ok((await readFile(out)).equals(data));
 });
 

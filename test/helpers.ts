@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -101,4 +101,19 @@ export async function startServer(home: string, port = 0, env: Record<string, st
     await exited;
   };
   return { child, port: Number(listening), fingerprint, output: () => output, stop: end('SIGTERM'), kill: end('SIGKILL') };
+}
+
+const TMPFS_MAGIC = 0x01021994;
+
+/**
+ * How many bytes of each file (named relative to `dir`) are in the page cache, with its size (fincore): what
+ * was written or read with direct I/O has none. Undefined when `dir` is on tmpfs, where every page is cached.
+ */
+export async function pageCache(dir: string, names: readonly string[]): Promise<Array<{ cached: number; size: number }> | undefined> {
+  if ((await statfs(dir)).type === TMPFS_MAGIC) return undefined;
+  const r = await sh(`fincore --bytes --noheadings --output RES,SIZE ${names.map((n) => `'${n}'`).join(' ')}`, { cwd: dir });
+  if (r.code !== 0) throw new Error(`fincore: ${r.stderr}`);
+  const rows = r.stdout.trim().split('\n').map((line) => line.trim().split(/\s+/).map(Number));
+  if (rows.length !== names.length) throw new Error(`fincore answered ${rows.length} rows for ${names.length} files:\n${r.stdout}`);
+  return rows.map(([cached, size]) => ({ cached: cached ?? NaN, size: size ?? NaN }));
 }

@@ -1,7 +1,7 @@
 import { join, normalize, resolve, sep } from 'node:path';
 import fs from 'node:fs';
 import { IbsError, fileSystemError } from '../core/index.ts';
-import { isWhole, makeDirsSync, movable, throwIfAborted } from '../lib/index.ts';
+import { isWhole, makeDirsSync, movable, throwIfAborted, writeAllSync } from '../lib/index.ts';
 import { parseTar, type ParsedEntry } from './tar-parse.ts';
 import type { PayloadChunk } from './tar-assemble.ts';
 import { Thread } from './thread.ts';
@@ -136,7 +136,7 @@ export async function extractEntries(entries: AsyncIterable<ParsedEntry>, target
           try {
             for await (const piece of data) {
               throwIfAborted(options.signal);
-              for (let written = 0; written < piece.length; ) written += fs.writeSync(fd, piece, written);
+              writeAllSync(fd, piece);
               result.bytes += piece.length;
               options.onBytes?.(piece.length);
             }

@@ -16,9 +16,10 @@
  * ones (the main thread) borrow one of at most MAX_STAGES, kept for the next writes: a WebAssembly memory
  * reserves much address space, of which V8 grants a limited amount, so they are few and never dropped.
  */
-import { closeSync, constants, ftruncateSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, ftruncateSync, openSync, readSync, rmSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { Semaphore } from './pool.ts';
+import { writeAll, writeAllSync } from './read-pieces.ts';
 
 /** Alignment of memory, offsets and lengths: a page, which covers every logical block size up to 4 KiB. */
 export const DIRECT_ALIGN = 4096;
@@ -63,6 +64,17 @@ const CREATE_DIRECT = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL 
 
 const roundUp = (n: number): number => Math.ceil(n / DIRECT_ALIGN) * DIRECT_ALIGN;
 
+/** Copies `data` into `buffer` a stage at a time, each piece padded with zeros to a block: its file offset and the staged bytes. */
+function* stagedPieces(data: Uint8Array, buffer: Uint8Array): Generator<{ at: number; staged: Uint8Array }> {
+  for (let at = 0; at < data.length; at += STAGE) {
+    const piece = data.subarray(at, at + STAGE);
+    const padded = roundUp(piece.length);
+    buffer.set(piece);
+    buffer.fill(0, piece.length, padded);
+    yield { at, staged: buffer.subarray(0, padded) };
+  }
+}
+
 /** Whether an error says that O_DIRECT (or its alignment) is not accepted here. */
 export function directRefused(error: unknown): boolean {
   return (error as NodeJS.ErrnoException)?.code === 'EINVAL';
@@ -95,13 +107,7 @@ export async function openDirect(path: string, mode: number): Promise<FileHandle
 export async function writeDirect(handle: FileHandle, data: Uint8Array): Promise<void> {
   const { stage: buffer, giveBack } = await borrowStage();
   try {
-    for (let at = 0; at < data.length; at += STAGE) {
-      const piece = data.subarray(at, at + STAGE);
-      const padded = roundUp(piece.length);
-      buffer.set(piece);
-      buffer.fill(0, piece.length, padded);
-      for (let done = 0; done < padded; ) done += (await handle.write(buffer, done, padded - done, at + done)).bytesWritten;
-    }
+    for (const { at, staged } of stagedPieces(data, buffer)) await writeAll(handle, staged, at);
     await handle.truncate(data.length);
   } finally {
     giveBack();
@@ -141,14 +147,7 @@ export async function readDirect(path: string): Promise<Buffer> {
 
 /** Writes all of `data` from offset 0 of the file opened by openDirectSync, and cuts the file to `data`'s length. */
 export function writeDirectSync(fd: number, data: Uint8Array): void {
-  const buffer = stage();
-  for (let at = 0; at < data.length; at += STAGE) {
-    const piece = data.subarray(at, at + STAGE);
-    const padded = roundUp(piece.length);
-    buffer.set(piece);
-    buffer.fill(0, piece.length, padded);
-    for (let done = 0; done < padded; ) done += writeSync(fd, buffer, done, padded - done, at + done);
-  }
+  for (const { at, staged } of stagedPieces(data, stage())) writeAllSync(fd, staged, at);
   ftruncateSync(fd, data.length);
 }
 
@@ -212,7 +211,7 @@ export class SequentialFile {
 
   async write(data: Uint8Array): Promise<void> {
     if (!this.#direct) {
-      for (let done = 0; done < data.length; ) done += (await this.#handle.write(data, done, data.length - done, this.#at + done)).bytesWritten;
+      await writeAll(this.#handle, data, this.#at);
       this.#at += data.length;
       return;
     }
@@ -263,13 +262,13 @@ export class SequentialFile {
     const padded = roundUp(length);
     stage.fill(0, length, padded);
     try {
-      for (let done = 0; done < padded; ) done += (await this.#handle.write(stage, done, padded - done, this.#at + done)).bytesWritten;
+      await writeAll(this.#handle, stage.subarray(0, padded), this.#at);
     } catch (error) {
       if (!directRefused(error)) throw error;
       await this.#handle.close();
       this.#handle = await open(this.#path, 'r+');
       this.#direct = false;
-      for (let done = 0; done < length; ) done += (await this.#handle.write(stage, done, length - done, this.#at + done)).bytesWritten;
+      await writeAll(this.#handle, stage.subarray(0, length), this.#at);
     }
     this.#at += length;
     this.#filled = 0;

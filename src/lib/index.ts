@@ -6,7 +6,7 @@ export { throwIfAborted, abortableSleep, waitAtMost } from './abort.ts';
 export { retry, type RetryOptions } from './retry.ts';
 export { Semaphore, mapConcurrent, WorkQueue } from './pool.ts';
 export { prefetch } from './prefetch.ts';
-export { isAllZero, readInto, readPieces, writeAll } from './read-pieces.ts';
+export { isAllZero, readInto, readPieces, writeAll, writeAllSync } from './read-pieces.ts';
 export { writeFileAtomic, fsyncDir, makeDirs, makeDirsSync } from './atomic-file.ts';
 export { readTextCached } from './cached-read.ts';
 export { formatBytes, formatRate, formatDuration } from './format.ts';

@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { throwIfAborted } from './abort.ts';
 
@@ -18,6 +19,11 @@ export async function readInto(file: FileHandle, buffer: Uint8Array, position: n
 /** Writes all of `data` at `position` (default: the file's current position), in as few calls as the system allows. */
 export async function writeAll(file: FileHandle, data: Uint8Array, position: number | null = null): Promise<void> {
   for (let done = 0; done < data.length; ) done += (await file.write(data, done, data.length - done, position === null ? null : position + done)).bytesWritten;
+}
+
+/** writeAll for a thread that may block (a worker thread), on a file descriptor. */
+export function writeAllSync(fd: number, data: Uint8Array, position: number | null = null): void {
+  for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done, position === null ? null : position + done);
 }
 
 const ZEROS = new Uint8Array(64 * 1024);

@@ -7,10 +7,11 @@
  * system allows it (lib/direct-io.ts). Small on purpose: each worker thread loads it.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, openSync, readSync, rmSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, openSync, readSync, rmSync, unlinkSync, utimesSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fsyncDirSync, makeDirsSync } from '../../lib/atomic-file.ts';
 import { directRefused, openDirectSync, sameDirectSync, writeDirectSync } from '../../lib/direct-io.ts';
+import { writeAllSync } from '../../lib/read-pieces.ts';
 import { release } from '../../lib/release.ts';
 import type { ThreadStoreModule } from '../backend.ts';
 import { assertRoot, objectPath, parseThreadLocation, TEMP_MARKER, writeError, type RootIdentity } from './local-files.ts';
@@ -65,7 +66,7 @@ function fillSync(fd: number, direct: boolean, data: Uint8Array): boolean {
       if (directRefused(error)) return false;
       throw error;
     }
-  } else for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done);
+  } else writeAllSync(fd, data);
   fsyncSync(fd);
   return true;
 }
